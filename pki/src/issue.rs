@@ -1,0 +1,246 @@
+//! Issuing certificates and CRLs.
+//!
+//! Profiles: the state root and agency CAs are CAs (`keyCertSign`, `cRLSign`); an agency
+//! CA may issue only leaves (path length 0). Leaves follow SPIFFE X509-SVID hygiene:
+//! `cA=false`, critical key usage `digitalSignature` only, and extended key usage by role
+//! (`serverAuth`+`clientAuth` for daemons, `clientAuth` for people).
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls_pki_types::CertificateDer;
+use time::{Duration, OffsetDateTime};
+
+use crate::claims::{AgencyClaims, Jurisdiction, RawClaims, Role};
+use crate::Error;
+
+/// A freshly issued certificate and its private key, both PEM.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The certificate followed by its issuing chain up to (not including) the root.
+    pub chain_pem: String,
+    /// The PKCS#8 private key.
+    pub key_pem: String,
+    /// The certificate alone, DER.
+    pub cert_der: CertificateDer<'static>,
+}
+
+impl Issued {
+    /// Write `<cert>` (chain) and `<key>` files, creating directories.
+    pub fn write(&self, cert: &Path, key: &Path) -> Result<(), Error> {
+        write_file(cert, self.chain_pem.as_bytes())?;
+        write_file(key, self.key_pem.as_bytes())
+    }
+}
+
+/// Write a file, creating its parent directory.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+/// A CA that can issue: its certificate chain (PEM) and key.
+pub struct Authority {
+    chain_pem: String,
+    cert_der: CertificateDer<'static>,
+    key: KeyPair,
+    claims: RawClaims,
+}
+
+impl Authority {
+    /// Load a CA from its certificate and key files.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, Error> {
+        let chain_pem = std::fs::read_to_string(cert).map_err(|e| Error::io(cert, e))?;
+        let key_pem = std::fs::read_to_string(key).map_err(|e| Error::io(key, e))?;
+        Self::from_pem(&chain_pem, &key_pem)
+            .map_err(|e| Error::Pem { path: cert.into(), reason: e.to_string() })
+    }
+
+    /// Build from an [`Issued`] CA.
+    pub fn from_issued(issued: &Issued) -> Result<Self, Error> {
+        Self::from_pem(&issued.chain_pem, &issued.key_pem)
+    }
+
+    fn from_pem(chain_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        let chain = crate::pem::certs_from_pem(chain_pem.as_bytes())?;
+        let cert_der = chain.into_iter().next().ok_or_else(|| Error::CertInvalid("empty CA certificate file".into()))?;
+        let key = KeyPair::from_pem(key_pem)?;
+        let claims = crate::verify::raw_claims_of(&cert_der)?;
+        Ok(Self { chain_pem: chain_pem.to_owned(), cert_der, key, claims })
+    }
+
+    /// The agency claims of this CA (for an agency CA).
+    pub fn agency(&self) -> Result<Option<AgencyClaims>, Error> {
+        self.claims.agency()
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, Error> {
+        Ok(Issuer::from_ca_cert_der(&self.cert_der, &self.key)?)
+    }
+
+    /// True when this authority is a self-signed root (its chain is one certificate).
+    fn is_root(&self) -> bool {
+        self.chain_pem.matches("BEGIN CERTIFICATE").count() == 1 && self.claims.ori.is_none()
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    // SystemRandom only fails if the OS has no entropy source; fall back to the clock so
+    // issuance still yields distinct serials rather than panicking.
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        let t = OffsetDateTime::now_utc().unix_timestamp_nanos().to_be_bytes();
+        bytes.copy_from_slice(&t);
+    }
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn base_params(common_name: &str, org: Option<&str>, days: u32) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::days(i64::from(days));
+    p.serial_number = Some(random_serial());
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    if let Some(o) = org {
+        p.distinguished_name.push(DnType::OrganizationName, o);
+    }
+    p.key_identifier_method = KeyIdMethod::Sha256;
+    p.use_authority_key_identifier_extension = true;
+    p
+}
+
+fn uri(s: String) -> Result<SanType, Error> {
+    Ok(SanType::URI(s.try_into()?))
+}
+
+/// Make a new self-signed state root CA.
+pub fn new_root(common_name: &str, days: u32) -> Result<Issued, Error> {
+    let mut p = base_params(common_name, None, days);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.use_authority_key_identifier_extension = false;
+    let key = KeyPair::generate()?;
+    let cert = p.self_signed(&key)?;
+    Ok(Issued { chain_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().clone() })
+}
+
+/// Make an agency CA under the state root, carrying the agency's claims.
+pub fn new_agency_ca(root: &Authority, agency: &AgencyClaims, days: u32) -> Result<Issued, Error> {
+    let mut p = base_params(&format!("{} CA", agency.name), Some(&agency.name), days);
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.subject_alt_names = agency.to_uris().into_iter().map(uri).collect::<Result<_, _>>()?;
+    let key = KeyPair::generate()?;
+    let cert = p.signed_by(&key, &root.issuer()?)?;
+    Ok(Issued { chain_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().clone() })
+}
+
+/// What a leaf certificate says.
+#[derive(Clone, Debug)]
+pub struct LeafSpec {
+    /// The role.
+    pub role: Role,
+    /// The person (badge or login) for person roles.
+    pub user: Option<String>,
+    /// The agency claims; for a leaf under an agency CA these must equal the CA's (a
+    /// verifier refuses a mismatch). `None` for broker and regulator certificates.
+    pub agency: Option<AgencyClaims>,
+    /// A regulator's jurisdiction.
+    pub jurisdiction: Option<Jurisdiction>,
+    /// DNS names or IP addresses for servers (node, broker).
+    pub hosts: Vec<String>,
+    /// Validity in days.
+    pub days: u32,
+}
+
+/// Issue a leaf certificate under `issuer`. The returned chain is the leaf followed by
+/// the issuer's chain (the root is not included for agency leaves; the issuer's own PEM
+/// is appended unless the issuer is the root).
+pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
+    let cn = match (&spec.user, &spec.agency) {
+        (Some(u), _) => format!("{u} ({})", spec.role),
+        (None, Some(a)) => format!("{} {}", a.name, spec.role),
+        (None, None) => format!("ALPR {}", spec.role),
+    };
+    let mut p = base_params(&cn, spec.agency.as_ref().map(|a| a.name.as_str()), spec.days);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = if spec.role.is_server() {
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    let mut sans = Vec::new();
+    for h in &spec.hosts {
+        sans.push(match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(h.clone().try_into()?),
+        });
+    }
+    sans.push(uri(format!("{}role:{}", crate::claims::CLAIM_PREFIX, spec.role))?);
+    if let Some(u) = &spec.user {
+        crate::claims::validate_user(u)?;
+        sans.push(uri(format!("{}user:{u}", crate::claims::CLAIM_PREFIX))?);
+    }
+    if let Some(a) = &spec.agency {
+        for u in a.to_uris() {
+            sans.push(uri(u)?);
+        }
+    } else if let Some(j) = &spec.jurisdiction {
+        sans.push(uri(format!("{}jurisdiction:{j}", crate::claims::CLAIM_PREFIX))?);
+    }
+    p.subject_alt_names = sans;
+    let key = KeyPair::generate()?;
+    let cert = p.signed_by(&key, &issuer.issuer()?)?;
+    let mut chain_pem = cert.pem();
+    if !issuer.is_root() {
+        chain_pem.push_str(&issuer.chain_pem);
+    }
+    Ok(Issued { chain_pem, key_pem: key.serialize_pem(), cert_der: cert.der().clone() })
+}
+
+/// One revoked certificate.
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    /// The certificate's serial number, big-endian bytes.
+    pub serial: Vec<u8>,
+    /// When it was revoked (Unix seconds).
+    pub revoked_at: i64,
+}
+
+/// Issue a CRL signed by `issuer`, valid for `days`.
+pub fn new_crl(issuer: &Authority, revoked: &[Revoked], crl_number: u64, days: u32) -> Result<String, Error> {
+    let now = OffsetDateTime::now_utc();
+    let params = CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(i64::from(days)),
+        crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|r| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&r.serial),
+                revocation_time: OffsetDateTime::from_unix_timestamp(r.revoked_at).unwrap_or(now),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer.issuer()?)?.pem()?)
+}

@@ -1,0 +1,40 @@
+//! Public-key infrastructure for the federated ALPR broker.
+//!
+//! * [`issue`]: make the state root, agency CAs, node, person, broker and regulator
+//!   certificates, and CRLs (rcgen).
+//! * [`TrustStore`]: verify a certificate chain to the state root, check revocation, and
+//!   return the parsed [`VerifiedIdentity`] (rustls-webpki + x509-parser). A leaf whose
+//!   agency claims differ from its issuing agency CA's is refused ([`Error::ClaimMismatch`]).
+//! * [`Signer`] and [`TrustStore::verify_signature`]: ECDSA P-256/SHA-256 (ring).
+//! * [`PkiLayout`]: where the `alpr-pki` command writes its files.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod claims;
+pub mod cli;
+mod error;
+pub mod issue;
+mod layout;
+mod pem;
+mod sign;
+mod verify;
+
+pub use claims::{AgencyClaims, AgencyKind, Jurisdiction, Role};
+pub use error::Error;
+pub use layout::PkiLayout;
+pub use pem::{read_cert_chain, read_crls, read_private_key};
+pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+pub use sign::Signer;
+pub use verify::{TrustStore, VerifiedIdentity};
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

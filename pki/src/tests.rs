@@ -1,0 +1,91 @@
+//! Unit tests of issuing and verification.
+use rustls_pki_types::pem::PemObject;
+
+use crate::claims::{AgencyClaims, AgencyKind, Role};
+use crate::issue::{self, Authority, LeafSpec, Revoked};
+use crate::{Error, Signer, TrustStore, now_unix};
+
+fn agency(ori: &str, j: &str, kind: AgencyKind) -> AgencyClaims {
+    AgencyClaims::new(ori, &format!("Agency {ori}"), j.parse().unwrap(), kind).unwrap()
+}
+
+fn leaf(ca: &Authority, role: Role, user: Option<&str>, claims: Option<AgencyClaims>) -> issue::Issued {
+    let spec = LeafSpec { role, user: user.map(str::to_owned), agency: claims, jurisdiction: None, hosts: vec!["localhost".into()], days: 30 };
+    issue::new_leaf(ca, &spec).unwrap()
+}
+
+fn chain(i: &issue::Issued) -> Vec<crate::CertificateDer<'static>> {
+    crate::pem::certs_from_pem(i.chain_pem.as_bytes()).unwrap()
+}
+
+#[test]
+fn issued_person_certificate_verifies_with_claims_and_signs() {
+    let root = issue::new_root("Test Root", 10).unwrap();
+    let ra = Authority::from_issued(&root).unwrap();
+    let claims = agency("CA0560100", "US-CA", AgencyKind::Local);
+    let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &claims, 10).unwrap()).unwrap();
+    let inv = leaf(&ca, Role::Investigator, Some("b1234"), Some(claims.clone()));
+    let trust = TrustStore::new(root.cert_der.clone(), vec![]);
+    let id = trust.verify(&chain(&inv), now_unix()).unwrap();
+    assert_eq!(id.role, Role::Investigator);
+    assert_eq!(id.user.as_deref(), Some("b1234"));
+    assert_eq!(id.agency.as_ref(), Some(&claims));
+
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(
+        rustls_pki_types::pem::PemObject::from_pem_slice(inv.key_pem.as_bytes()).unwrap(),
+    );
+    let signer = Signer::new(chain(&inv), &key).unwrap();
+    let sig = signer.sign(b"hello").unwrap();
+    assert!(trust.verify_signature(signer.chain(), b"hello", &sig, now_unix()).is_ok());
+    assert!(matches!(trust.verify_signature(signer.chain(), b"hellO", &sig, now_unix()), Err(Error::BadSignature)));
+}
+
+#[test]
+fn agency_ca_cannot_mint_another_agencys_identity() {
+    let root = issue::new_root("Test Root", 10).unwrap();
+    let ra = Authority::from_issued(&root).unwrap();
+    let mine = agency("NV0020000", "US-NV", AgencyKind::Local);
+    let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &mine, 10).unwrap()).unwrap();
+    let trust = TrustStore::new(root.cert_der.clone(), vec![]);
+    let forged = leaf(&ca, Role::Node, None, Some(agency("CA0560100", "US-CA", AgencyKind::Local)));
+    assert!(matches!(trust.verify(&chain(&forged), now_unix()), Err(Error::ClaimMismatch(_))));
+    let other_j = leaf(&ca, Role::Node, None, Some(agency("NV0020000", "US-CA", AgencyKind::Local)));
+    assert!(matches!(trust.verify(&chain(&other_j), now_unix()), Err(Error::ClaimMismatch(_))));
+}
+
+#[test]
+fn foreign_root_and_revoked_leaf_are_refused() {
+    let root = issue::new_root("Test Root", 10).unwrap();
+    let other = issue::new_root("Other Root", 10).unwrap();
+    let ra = Authority::from_issued(&root).unwrap();
+    let claims = agency("CA0560100", "US-CA", AgencyKind::Local);
+    let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &claims, 10).unwrap()).unwrap();
+    let inv = leaf(&ca, Role::Investigator, Some("b1"), Some(claims));
+    let foreign = TrustStore::new(other.cert_der.clone(), vec![]);
+    assert!(matches!(foreign.verify(&chain(&inv), now_unix()), Err(Error::CertInvalid(_))));
+
+    let (_, serial, _, _) = crate::verify::inspect(&inv.cert_der).unwrap();
+    let serial: Vec<u8> = (0..serial.len()).step_by(2).map(|i| u8::from_str_radix(&serial[i..i + 2], 16).unwrap()).collect();
+    let crl_pem = issue::new_crl(&ca, &[Revoked { serial, revoked_at: now_unix() }], 2, 10).unwrap();
+    let crls = rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(crl_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let trust = TrustStore::new(root.cert_der.clone(), crls);
+    assert!(matches!(trust.verify(&chain(&inv), now_unix()), Err(Error::CertRevoked)));
+}
+
+#[test]
+fn expired_and_root_issued_agency_roles_are_refused() {
+    let root = issue::new_root("Test Root", 10).unwrap();
+    let ra = Authority::from_issued(&root).unwrap();
+    let trust = TrustStore::new(root.cert_der.clone(), vec![]);
+    let claims = agency("CA0560100", "US-CA", AgencyKind::Local);
+    // A node certificate issued directly by the root (no agency CA) is refused.
+    let direct = leaf(&ra, Role::Node, None, Some(claims.clone()));
+    assert!(matches!(trust.verify(&chain(&direct), now_unix()), Err(Error::CertInvalid(_))));
+    // A valid leaf checked 40 days in the future has expired.
+    let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &claims, 10).unwrap()).unwrap();
+    let node = leaf(&ca, Role::Node, None, Some(claims));
+    assert!(trust.verify(&chain(&node), now_unix()).is_ok());
+    assert!(matches!(trust.verify(&chain(&node), now_unix() + 40 * 86400), Err(Error::CertInvalid(_))));
+}

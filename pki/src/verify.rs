@@ -1,0 +1,269 @@
+//! Verifying certificate chains to the state root and parsing their claims once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use webpki::{EndEntityCert, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::claims::{AgencyClaims, Jurisdiction, RawClaims, Role};
+use crate::Error;
+
+/// Longest certificate chain accepted (leaf, agency CA, and slack for cross-signing).
+const MAX_CHAIN: usize = 4;
+
+/// Signature algorithms accepted in certificates.
+static ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] =
+    &[webpki::ring::ECDSA_P256_SHA256, webpki::ring::ECDSA_P384_SHA384, webpki::ring::ED25519];
+
+/// Who a verified certificate says its holder is. Built only by [`TrustStore::verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    /// The role the certificate was issued for.
+    pub role: Role,
+    /// The agency (for node and agency person certificates).
+    pub agency: Option<AgencyClaims>,
+    /// The person (for person roles).
+    pub user: Option<String>,
+    /// The jurisdiction: the agency's, or a regulator's own.
+    pub jurisdiction: Option<Jurisdiction>,
+    /// Leaf serial number, hex.
+    pub serial: String,
+    /// Leaf expiry, Unix seconds.
+    pub not_after: i64,
+}
+
+impl VerifiedIdentity {
+    /// The agency ORI, if any.
+    pub fn ori(&self) -> Option<&str> {
+        self.agency.as_ref().map(|a| a.ori.as_str())
+    }
+
+    /// `user@ORI (role)` for logs.
+    pub fn describe(&self) -> String {
+        match (&self.user, &self.agency) {
+            (Some(u), Some(a)) => format!("{u}@{} ({})", a.ori, self.role),
+            (None, Some(a)) => format!("{} ({})", a.ori, self.role),
+            (Some(u), None) => format!("{u} ({})", self.role),
+            (None, None) => self.role.to_string(),
+        }
+    }
+}
+
+/// The trust anchors of one state (never merged with another state's) and the CRLs in force.
+#[derive(Clone, Debug)]
+pub struct TrustStore {
+    root: CertificateDer<'static>,
+    crls: Arc<Vec<CertificateRevocationListDer<'static>>>,
+}
+
+impl TrustStore {
+    /// A store trusting `root`, with the given CRLs.
+    pub fn new(root: CertificateDer<'static>, crls: Vec<CertificateRevocationListDer<'static>>) -> Self {
+        Self { root, crls: Arc::new(crls) }
+    }
+
+    /// Load the root certificate and any CRL files.
+    pub fn load(root: &Path, crl_files: &[impl AsRef<Path>]) -> Result<Self, Error> {
+        let root_der = crate::pem::read_cert_chain(root)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Pem { path: root.into(), reason: "no certificate".into() })?;
+        let mut crls = Vec::new();
+        for f in crl_files {
+            crls.extend(crate::pem::read_crls(f.as_ref())?);
+        }
+        Ok(Self::new(root_der, crls))
+    }
+
+    /// The root certificate.
+    pub fn root(&self) -> &CertificateDer<'static> {
+        &self.root
+    }
+
+    /// The CRLs in force.
+    pub fn crls(&self) -> &[CertificateRevocationListDer<'static>] {
+        &self.crls
+    }
+
+    /// Replace the CRLs (reload without restart).
+    pub fn with_crls(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> Self {
+        Self { root: self.root.clone(), crls: Arc::new(crls) }
+    }
+
+    /// Verify `chain` (leaf first) at time `now` (Unix seconds) and return the holder's identity.
+    ///
+    /// Checks: the chain reaches the root; nothing in it is revoked; the leaf is not a CA
+    /// and has a critical `digitalSignature`-only key usage; the claims are complete for
+    /// the role; an agency leaf's claims equal its issuing agency CA's; broker and
+    /// regulator certificates are issued by the root itself.
+    pub fn verify(&self, chain: &[CertificateDer<'_>], now: i64) -> Result<VerifiedIdentity, Error> {
+        self.verify_inner(chain, now).map(|(id, _)| id)
+    }
+
+    /// Verify the chain, then `signature` over `message` with the leaf's key.
+    pub fn verify_signature(
+        &self,
+        chain: &[CertificateDer<'_>],
+        message: &[u8],
+        signature: &[u8],
+        now: i64,
+    ) -> Result<VerifiedIdentity, Error> {
+        let (id, leaf) = self.verify_inner(chain, now)?;
+        let ee = EndEntityCert::try_from(&leaf).map_err(|e| Error::CertInvalid(e.to_string()))?;
+        ee.verify_signature(webpki::ring::ECDSA_P256_SHA256, message, signature)
+            .map_err(|_| Error::BadSignature)?;
+        Ok(id)
+    }
+
+    fn verify_inner<'c>(
+        &self,
+        chain: &'c [CertificateDer<'c>],
+        now: i64,
+    ) -> Result<(VerifiedIdentity, CertificateDer<'c>), Error> {
+        let (leaf, intermediates) = chain.split_first().ok_or_else(|| Error::CertInvalid("empty chain".into()))?;
+        if chain.len() > MAX_CHAIN {
+            return Err(Error::CertInvalid(format!("chain of {} certificates is too long", chain.len())));
+        }
+        let anchor = webpki::anchor_from_trusted_cert(&self.root)
+            .map_err(|e| Error::CertInvalid(format!("root certificate: {e}")))?;
+        let anchors = [anchor];
+        let ee = EndEntityCert::try_from(leaf).map_err(|e| Error::CertInvalid(format!("leaf: {e}")))?;
+        let crl_objs: Vec<webpki::CertRevocationList<'_>> = self
+            .crls
+            .iter()
+            .map(|c| webpki::BorrowedCertRevocationList::from_der(c).map(Into::into))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::CertInvalid(format!("CRL: {e}")))?;
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crl_objs.iter().collect();
+        let revocation = match RevocationOptionsBuilder::new(&crl_refs) {
+            Ok(b) => Some(
+                b.with_depth(RevocationCheckDepth::Chain)
+                    .with_status_policy(UnknownStatusPolicy::Allow)
+                    .build(),
+            ),
+            Err(_) => None,
+        };
+        let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+        let path = ee
+            .verify_for_usage(ALGS, &anchors, intermediates, time, KeyUsage::client_auth(), revocation, None)
+            .map_err(|e| match e {
+                webpki::Error::CertRevoked => Error::CertRevoked,
+                other => Error::CertInvalid(format!("chain does not verify to the state root: {other}")),
+            })?;
+        let issuer_der: Option<CertificateDer<'static>> =
+            path.intermediate_certificates().next().map(|c| c.der().into_owned());
+
+        let (_, x509) = X509Certificate::from_der(leaf).map_err(|e| Error::CertInvalid(format!("leaf: {e}")))?;
+        check_leaf_profile(&x509)?;
+        let raw = raw_claims(&x509)?;
+        let role = raw.role.ok_or_else(|| Error::CertInvalid("leaf has no role claim".into()))?;
+        let agency = raw.agency()?;
+        let mut jurisdiction = agency.as_ref().map(|a| a.jurisdiction.clone());
+
+        if role.is_agency_role() {
+            let agency = agency.as_ref().ok_or_else(|| Error::CertInvalid(format!("{role} certificate has no agency claims")))?;
+            let issuer_der = issuer_der
+                .as_ref()
+                .ok_or_else(|| Error::CertInvalid(format!("{role} certificate must be issued by an agency CA")))?;
+            let ca_claims = raw_claims_of(issuer_der)?
+                .agency()?
+                .ok_or_else(|| Error::CertInvalid("issuing CA carries no agency claims".into()))?;
+            if &ca_claims != agency {
+                return Err(Error::ClaimMismatch(format!(
+                    "leaf claims {agency} but its CA is {ca_claims}"
+                )));
+            }
+        } else {
+            if issuer_der.is_some() {
+                return Err(Error::CertInvalid(format!("{role} certificate must be issued by the state root")));
+            }
+            if agency.is_some() {
+                return Err(Error::CertInvalid(format!("{role} certificate must not carry agency claims")));
+            }
+            if role == Role::Regulator {
+                jurisdiction = Some(
+                    raw.jurisdiction.clone().ok_or_else(|| Error::CertInvalid("regulator certificate has no jurisdiction".into()))?,
+                );
+            }
+        }
+        if role.is_person() && raw.user.is_none() {
+            return Err(Error::CertInvalid(format!("{role} certificate names no user")));
+        }
+        if !role.is_person() && raw.user.is_some() {
+            return Err(Error::CertInvalid(format!("{role} certificate must not name a user")));
+        }
+        let id = VerifiedIdentity {
+            role,
+            agency,
+            user: raw.user,
+            jurisdiction,
+            serial: hex_lower(x509.raw_serial()),
+            not_after: x509.validity().not_after.timestamp(),
+        };
+        Ok((id, leaf.clone()))
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// SPIFFE X509-SVID leaf hygiene.
+fn check_leaf_profile(x509: &X509Certificate<'_>) -> Result<(), Error> {
+    let bad = |m: &str| Error::CertInvalid(m.to_owned());
+    if let Some(bc) = x509.basic_constraints().map_err(|e| bad(&format!("basic constraints: {e}")))? {
+        if bc.value.ca {
+            return Err(bad("leaf certificate has cA=true"));
+        }
+    }
+    let ku = x509
+        .key_usage()
+        .map_err(|e| bad(&format!("key usage: {e}")))?
+        .ok_or_else(|| bad("leaf certificate has no key usage extension"))?;
+    if !ku.critical {
+        return Err(bad("leaf key usage extension is not critical"));
+    }
+    if !ku.value.digital_signature() {
+        return Err(bad("leaf key usage lacks digitalSignature"));
+    }
+    if ku.value.key_cert_sign() || ku.value.crl_sign() {
+        return Err(bad("leaf key usage allows certificate or CRL signing"));
+    }
+    Ok(())
+}
+
+fn raw_claims(x509: &X509Certificate<'_>) -> Result<RawClaims, Error> {
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|e| Error::CertInvalid(format!("subject alternative names: {e}")))?;
+    let uris: Vec<&str> = san
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .filter_map(|g| if let GeneralName::URI(u) = g { Some(*u) } else { None })
+                .collect()
+        })
+        .unwrap_or_default();
+    RawClaims::from_uris(uris)
+}
+
+/// Parse the claim URIs of one certificate (no chain verification).
+pub(crate) fn raw_claims_of(der: &CertificateDer<'_>) -> Result<RawClaims, Error> {
+    let (_, x509) = X509Certificate::from_der(der).map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
+    raw_claims(&x509)
+}
+
+/// Parse the identity claims of a certificate without verifying it (for display only).
+pub fn inspect(der: &CertificateDer<'_>) -> Result<(RawClaims, String, i64, i64), Error> {
+    let (_, x509) = X509Certificate::from_der(der).map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
+    Ok((
+        raw_claims(&x509)?,
+        hex_lower(x509.raw_serial()),
+        x509.validity().not_before.timestamp(),
+        x509.validity().not_after.timestamp(),
+    ))
+}
