@@ -1,1 +1,36 @@
-//! placeholder
+//! Wire types and shared rules of the federated ALPR query broker.
+//!
+//! * [`pb`]: generated protobuf messages and gRPC services (protox; no `protoc`).
+//! * [`envelope`]: the signed envelope, domain-separated, verified before decoding.
+//! * [`purpose`]: the purpose-code table (NIBRS offenses and non-crime purposes), compiled in.
+//! * [`input`]: one normalization rule for plates, and the checks on reasons and case numbers.
+//! * [`rules`]: state rules as versioned data (California, Illinois, Virginia, default).
+//! * [`agreement`]: doubly signed, directional sharing agreements.
+//! * [`admission`]: the one rule set that both the broker and every node evaluate.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admission;
+pub mod agreement;
+pub mod envelope;
+mod error;
+pub mod input;
+pub mod purpose;
+pub mod rules;
+#[cfg(test)]
+mod testkit;
+
+pub use error::Error;
+pub use pb::RefusalReason;
+
+/// Generated protobuf and gRPC code for package `alpr.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("alpr.v1");
+}
+
+/// The stable name of a refusal reason (`NO_AGREEMENT`, ...).
+pub fn reason_name(r: RefusalReason) -> &'static str {
+    r.as_str_name()
+}

@@ -1,0 +1,389 @@
+//! Admission: the one rule set that the broker and every node evaluate.
+//!
+//! [`admit`] takes an endorsed query exactly as it travels (a `Signed` endorsement that
+//! nests the investigator's `Signed` query) and returns either [`AdmissionDecision::Admitted`]
+//! under a named agreement or [`AdmissionDecision::Refused`] with a stable reason code.
+//! The broker calls it with the registry's agreements and the provider's state rules; the
+//! node calls it again with its **own** copy of agreements and its **own** policy, so a
+//! compromised broker cannot make a node answer.
+//!
+//! Order of checks: signatures and chains (endorser, then investigator) → claims agree →
+//! expiry and clock skew → well-formed fields → replay → the node's own switches → state
+//! rules on the requester → purpose → case number, reason, prohibited terms → agreement
+//! (and the on-behalf-of agency's agreement) → retention and warrant look-back.
+
+use alpr_pki::{Role, TrustStore, VerifiedIdentity};
+use prost::Message;
+
+use crate::agreement::{AgreementStatus, AgreementView};
+use crate::envelope::{self, ENDORSEMENT, QUERY};
+use crate::input;
+use crate::pb::{Endorsement, Query, Signed};
+use crate::purpose::{self, Purpose};
+use crate::rules::StateRules;
+use crate::{Error, RefusalReason};
+
+/// Tolerated clock difference between parties, seconds.
+pub const CLOCK_SKEW_SECS: i64 = 120;
+/// Longest lifetime of a query (issued_at to expires_at), seconds.
+pub const MAX_QUERY_TTL_SECS: i64 = 15 * 60;
+/// Most targets one query may name.
+pub const MAX_TARGETS: usize = 32;
+const DAY: i64 = 86_400;
+
+/// The provider node's own policy, as far as admission needs it. The broker has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodePolicy {
+    /// The agency's admin has turned sharing on.
+    pub sharing_enabled: bool,
+    /// Refuse every inbound query.
+    pub refuse_all: bool,
+    /// ORIs whose queries are refused.
+    pub refused_requesters: Vec<String>,
+    /// Purpose codes this agency refuses beyond its state's rules.
+    pub blocked_purposes: Vec<String>,
+    /// Terms this agency refuses beyond its state's rules.
+    pub blocked_terms: Vec<String>,
+    /// Reads older than this many days are purged and never searched (0: state cap only).
+    pub retention_days: u32,
+    /// Windows reaching further back than this many days need a warrant (0: never).
+    pub no_warrant_lookback_days: u32,
+}
+
+/// Records query ids; answers whether one is new.
+pub trait ReplayGuard {
+    /// Record `(query_id, provider)` until `expires_at`; false if it was already seen.
+    fn first_sight(&self, query_id: &[u8], provider_ori: &str, expires_at: i64) -> bool;
+}
+
+/// Everything admission looks at besides the query itself.
+pub struct AdmissionContext<'a> {
+    /// Trust anchors and CRLs of this state.
+    pub trust: &'a TrustStore,
+    /// The agency whose data is asked for.
+    pub provider_ori: &'a str,
+    /// The provider's state rules.
+    pub rules: &'a StateRules,
+    /// The provider node's own policy (`None` at the broker).
+    pub policy: Option<&'a NodePolicy>,
+    /// Agreements known to the evaluating party (any set; filtered here).
+    pub agreements: &'a [AgreementView],
+    /// Replay memory of the evaluating party.
+    pub replay: &'a dyn ReplayGuard,
+    /// Current time, Unix seconds.
+    pub now: i64,
+}
+
+/// What is known about a query once its signatures verified.
+#[derive(Clone, Debug, Default)]
+pub struct QueryFacts {
+    /// The endorsing node, if its signature verified.
+    pub endorser: Option<VerifiedIdentity>,
+    /// The investigator, if their signature verified.
+    pub investigator: Option<VerifiedIdentity>,
+    /// The query, if it was authentic and decoded.
+    pub query: Option<Query>,
+}
+
+/// An admitted query.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    /// The endorsing node.
+    pub endorser: VerifiedIdentity,
+    /// The investigator.
+    pub investigator: VerifiedIdentity,
+    /// The query.
+    pub query: Query,
+    /// The agreement it is admitted under.
+    pub agreement_id: String,
+    /// State rule version applied.
+    pub rule_version: String,
+    /// Catch-all purpose: flagged for audit review.
+    pub flagged_for_review: bool,
+}
+
+/// A refused query.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    /// Stable reason code.
+    pub reason: RefusalReason,
+    /// Human-readable detail.
+    pub detail: String,
+    /// What was learned before refusing.
+    pub facts: QueryFacts,
+    /// State rule version applied.
+    pub rule_version: String,
+}
+
+/// The outcome of admission.
+#[derive(Clone, Debug)]
+pub enum AdmissionDecision {
+    /// Admitted under an agreement.
+    Admitted(Box<Admitted>),
+    /// Refused with a reason.
+    Refused(Box<Refused>),
+}
+
+impl AdmissionDecision {
+    /// The refusal reason, if refused.
+    pub fn reason(&self) -> Option<RefusalReason> {
+        match self {
+            Self::Admitted(_) => None,
+            Self::Refused(r) => Some(r.reason),
+        }
+    }
+}
+
+/// Evaluate an endorsed query against the context. The one admission function.
+pub fn admit(ctx: &AdmissionContext<'_>, endorsed: &Signed) -> AdmissionDecision {
+    let mut facts = QueryFacts::default();
+    match admit_inner(ctx, endorsed, &mut facts) {
+        Ok((agreement_id, flagged)) => {
+            // admit_inner returns Ok only after filling every fact.
+            match (facts.endorser, facts.investigator, facts.query) {
+                (Some(endorser), Some(investigator), Some(query)) => AdmissionDecision::Admitted(Box::new(Admitted {
+                    endorser,
+                    investigator,
+                    query,
+                    agreement_id,
+                    rule_version: ctx.rules.version.clone(),
+                    flagged_for_review: flagged,
+                })),
+                (e, i, q) => AdmissionDecision::Refused(Box::new(Refused {
+                    reason: RefusalReason::InvalidInput,
+                    detail: "internal: incomplete facts".into(),
+                    facts: QueryFacts { endorser: e, investigator: i, query: q },
+                    rule_version: ctx.rules.version.clone(),
+                })),
+            }
+        }
+        Err(e) => AdmissionDecision::Refused(Box::new(Refused {
+            reason: e.reason(),
+            detail: e.detail(),
+            facts,
+            rule_version: ctx.rules.version.clone(),
+        })),
+    }
+}
+
+/// Verify an endorsement and the query nested in it; fill `facts` as each part verifies.
+pub fn open_endorsed(trust: &TrustStore, endorsed: &Signed, now: i64, facts: &mut QueryFacts) -> Result<(), Error> {
+    let (endorser, bytes) = envelope::open(trust, endorsed, ENDORSEMENT, now)?;
+    if endorser.role != Role::Node {
+        return Err(Error::refused(
+            RefusalReason::CertInvalid,
+            format!("endorsement signed with a {} certificate; only a node certificate may endorse", endorser.role),
+        ));
+    }
+    let endorsement = Endorsement::decode(bytes)
+        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("endorsement does not decode: {e}")))?;
+    facts.endorser = Some(endorser.clone());
+    if Some(endorsement.node_ori.as_str()) != endorser.ori() {
+        return Err(Error::refused(RefusalReason::ClaimMismatch, "endorsement names a different node than its signer"));
+    }
+    let inner = Signed::decode(endorsement.signed_query.as_slice())
+        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("nested query envelope does not decode: {e}")))?;
+    let (investigator, bytes) = envelope::open(trust, &inner, QUERY, now)?;
+    if investigator.role != Role::Investigator {
+        return Err(Error::refused(
+            RefusalReason::CertInvalid,
+            format!("query signed with a {} certificate; only an investigator may search", investigator.role),
+        ));
+    }
+    facts.investigator = Some(investigator.clone());
+    if investigator.ori() != endorser.ori() {
+        return Err(Error::refused(
+            RefusalReason::ClaimMismatch,
+            "a node may endorse only its own agency's investigators",
+        ));
+    }
+    let query = Query::decode(bytes).map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("query does not decode: {e}")))?;
+    facts.query = Some(query.clone());
+    if Some(query.requester_ori.as_str()) != investigator.ori() || Some(&query.requester_user) != investigator.user.as_ref() {
+        return Err(Error::refused(
+            RefusalReason::ClaimMismatch,
+            "query names a requester other than the investigator who signed it",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks on the query's own fields and times, independent of who evaluates it. The
+/// requesting node runs these before endorsing, so an investigator learns at once.
+pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
+    let invalid = |m: String| Error::refused(RefusalReason::InvalidInput, m);
+    if query.expires_at <= now {
+        return Err(Error::refused(RefusalReason::QueryExpired, "query has expired"));
+    }
+    if query.issued_at > now + CLOCK_SKEW_SECS {
+        return Err(Error::refused(
+            RefusalReason::QueryExpired,
+            format!("query issued {}s in the future, beyond the {CLOCK_SKEW_SECS}s clock-skew tolerance", query.issued_at - now),
+        ));
+    }
+    if query.expires_at - query.issued_at > MAX_QUERY_TTL_SECS {
+        return Err(invalid(format!("query lifetime exceeds {MAX_QUERY_TTL_SECS}s")));
+    }
+    if query.query_id.len() != 16 {
+        return Err(invalid("query_id must be 16 random bytes".into()));
+    }
+    if query.targets.is_empty() {
+        return Err(invalid("a query must name its target agencies; there is no \"search everyone\"".into()));
+    }
+    if query.targets.len() > MAX_TARGETS {
+        return Err(invalid(format!("at most {MAX_TARGETS} targets per query")));
+    }
+    for t in &query.targets {
+        alpr_pki::claims::validate_ori(t).map_err(|e| invalid(e.to_string()))?;
+    }
+    let plate = input::normalize_plate(&query.plate)?;
+    if plate != query.plate {
+        return Err(invalid("plate is not normalized".into()));
+    }
+    if query.window_start >= query.window_end || query.window_start < 0 {
+        return Err(invalid("time window start must be before its end".into()));
+    }
+    if query.window_end > now + CLOCK_SKEW_SECS + DAY {
+        return Err(invalid("time window ends in the future".into()));
+    }
+    let purpose = purpose::lookup(&query.purpose_code)?;
+    input::check_case_number(&query.case_number)?;
+    input::check_reason(&query.reason, purpose.needs_justification)?;
+    if query.warrant_ref.len() > 128 || query.warrant_ref.chars().any(char::is_control) {
+        return Err(invalid("warrant reference is malformed".into()));
+    }
+    Ok(purpose)
+}
+
+fn admit_inner(ctx: &AdmissionContext<'_>, endorsed: &Signed, facts: &mut QueryFacts) -> Result<(String, bool), Error> {
+    open_endorsed(ctx.trust, endorsed, ctx.now, facts)?;
+    let (Some(query), Some(investigator)) = (facts.query.as_ref(), facts.investigator.as_ref()) else {
+        return Err(Error::refused(RefusalReason::InvalidInput, "query not decoded"));
+    };
+    let purpose = check_query(query, ctx.now)?;
+    if !query.targets.iter().any(|t| t == ctx.provider_ori) {
+        return Err(Error::refused(RefusalReason::InvalidInput, format!("query is not addressed to {}", ctx.provider_ori)));
+    }
+    if !ctx.replay.first_sight(&query.query_id, ctx.provider_ori, query.expires_at) {
+        return Err(Error::refused(RefusalReason::Replay, "this query id was already presented"));
+    }
+    let requester = investigator
+        .agency
+        .as_ref()
+        .ok_or_else(|| Error::refused(RefusalReason::CertInvalid, "investigator certificate has no agency"))?;
+
+    if let Some(p) = ctx.policy {
+        if !p.sharing_enabled {
+            return Err(Error::refused(RefusalReason::NodeRefusing, "this agency has not activated sharing"));
+        }
+        if p.refuse_all {
+            return Err(Error::refused(RefusalReason::NodeRefusing, "this agency is refusing all queries"));
+        }
+        if p.refused_requesters.iter().any(|r| r == &requester.ori) {
+            return Err(Error::refused(RefusalReason::NodeRefusing, format!("this agency refuses queries from {}", requester.ori)));
+        }
+    }
+
+    ctx.rules.check_requester(&requester.jurisdiction, requester.kind)?;
+    ctx.rules.check_purpose(purpose)?;
+    if let Some(p) = ctx.policy {
+        if p.blocked_purposes.iter().any(|b| b == &purpose.code) {
+            return Err(Error::refused(RefusalReason::PurposeProhibited, format!("this agency refuses purpose {}", purpose.code)));
+        }
+    }
+    let mut terms = ctx.rules.prohibited_terms.clone();
+    if let Some(p) = ctx.policy {
+        terms.extend(p.blocked_terms.iter().cloned());
+    }
+    input::check_terms("reason", &query.reason, &terms)?;
+    input::check_terms("case number", &query.case_number, &terms)?;
+
+    let agreement_id = find_agreement(ctx, &requester.ori, purpose, query.window_start)?;
+    if !query.on_behalf_of_ori.is_empty() {
+        alpr_pki::claims::validate_ori(&query.on_behalf_of_ori)
+            .map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
+        find_agreement(ctx, &query.on_behalf_of_ori, purpose, query.window_start).map_err(|e| {
+            Error::refused(e.reason(), format!("on-behalf-of agency {} is not eligible: {}", query.on_behalf_of_ori, e.detail()))
+        })?;
+    }
+
+    let policy_retention = ctx.policy.map(|p| p.retention_days).unwrap_or(0);
+    let retention = match (policy_retention, ctx.rules.retention_cap_days) {
+        (0, 0) => None,
+        (0, c) | (c, 0) => Some(c),
+        (a, b) => Some(a.min(b)),
+    };
+    if let Some(days) = retention {
+        if query.window_start < ctx.now - i64::from(days) * DAY {
+            return Err(Error::refused(
+                RefusalReason::LookbackExceeded,
+                format!("window reaches past the {days}-day retention period"),
+            ));
+        }
+    }
+    if let Some(p) = ctx.policy {
+        let limit = i64::from(p.no_warrant_lookback_days);
+        if limit > 0 && query.window_start < ctx.now - limit * DAY && query.warrant_ref.trim().is_empty() {
+            return Err(Error::refused(
+                RefusalReason::WarrantRequired,
+                format!("window reaches back more than {limit} days; a warrant reference is required"),
+            ));
+        }
+    }
+    Ok((agreement_id, purpose.needs_justification))
+}
+
+/// Find an agreement in effect from the provider to `requester_ori` covering the purpose
+/// and look-back; otherwise the refusal of the agreement that came closest.
+fn find_agreement(
+    ctx: &AdmissionContext<'_>,
+    requester_ori: &str,
+    purpose: &Purpose,
+    window_start: i64,
+) -> Result<String, Error> {
+    let mut best: Option<(u8, Error)> = None;
+    for a in ctx.agreements.iter().filter(|a| a.terms.provider_ori == ctx.provider_ori && a.terms.requester_ori == requester_ori) {
+        match evaluate(a, purpose, window_start, ctx.now) {
+            Ok(()) => return Ok(a.id.clone()),
+            Err((stage, e)) => {
+                if best.as_ref().is_none_or(|(s, _)| stage > *s) {
+                    best = Some((stage, e));
+                }
+            }
+        }
+    }
+    Err(best.map(|(_, e)| e).unwrap_or_else(|| {
+        Error::refused(
+            RefusalReason::NoAgreement,
+            format!("no agreement from {} to {requester_ori}", ctx.provider_ori),
+        )
+    }))
+}
+
+fn evaluate(a: &AgreementView, purpose: &Purpose, window_start: i64, now: i64) -> Result<(), (u8, Error)> {
+    let r = |stage, reason, m: String| Err((stage, Error::refused(reason, format!("{}: {m}", a.id))));
+    match a.status {
+        AgreementStatus::Revoked => return r(0, RefusalReason::AgreementRevoked, "revoked".into()),
+        AgreementStatus::Suspended => return r(0, RefusalReason::AgreementSuspended, "suspended by a regulator".into()),
+        AgreementStatus::Active => {}
+    }
+    if now >= a.terms.valid_until {
+        return r(1, RefusalReason::AgreementExpired, "expired".into());
+    }
+    if now < a.terms.valid_from {
+        return r(1, RefusalReason::NoAgreement, "not yet in effect".into());
+    }
+    if !a.terms.data_types.iter().any(|d| d == "reads") {
+        return r(2, RefusalReason::NoAgreement, "does not cover reads".into());
+    }
+    if !a.terms.purposes.iter().any(|p| p == &purpose.code) {
+        return r(3, RefusalReason::PurposeNotCovered, format!("does not cover purpose {}", purpose.code));
+    }
+    if window_start < now - i64::from(a.terms.max_lookback_days) * DAY {
+        return r(4, RefusalReason::LookbackExceeded, format!("allows at most {} days of look-back", a.terms.max_lookback_days));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use alpr_pki::{AgencyKind, Role, Signer};
+use prost::Message;
+
+use super::*;
+use crate::agreement::{AgreementStatus, AgreementView};
+use crate::envelope;
+use crate::pb::{Agreement, Query};
+use crate::testkit::Kit;
+
+const PROVIDER: &str = "CA0560100";
+const REQUESTER: &str = "CA0190000";
+
+#[derive(Default)]
+struct Seen(RefCell<HashSet<(Vec<u8>, String)>>);
+impl ReplayGuard for Seen {
+    fn first_sight(&self, id: &[u8], p: &str, _: i64) -> bool {
+        self.0.borrow_mut().insert((id.to_vec(), p.to_owned()))
+    }
+}
+
+struct World {
+    kit: Kit,
+    inv: Signer,
+    node: Signer,
+    agreements: Vec<AgreementView>,
+    policy: NodePolicy,
+    now: i64,
+}
+
+fn world() -> World {
+    let mut kit = Kit::new();
+    kit.agency(PROVIDER, "US-CA", AgencyKind::Local);
+    kit.agency(REQUESTER, "US-CA", AgencyKind::Local);
+    kit.agency("NV0020000", "US-NV", AgencyKind::Local);
+    kit.agency("DCFBI0000", "US", AgencyKind::Federal);
+    let inv = kit.signer(REQUESTER, Role::Investigator, Some("b77"));
+    let node = kit.signer(REQUESTER, Role::Node, None);
+    let now = alpr_pki::now_unix();
+    let agreements = vec![agreement(PROVIDER, REQUESTER, now, AgreementStatus::Active)];
+    let policy = NodePolicy { sharing_enabled: true, no_warrant_lookback_days: 30, retention_days: 365, ..Default::default() };
+    World { kit, inv, node, agreements, policy, now }
+}
+
+fn agreement(p: &str, r: &str, now: i64, status: AgreementStatus) -> AgreementView {
+    AgreementView {
+        id: format!("agr-{p}-{r}"),
+        terms: Agreement {
+            provider_ori: p.into(),
+            requester_ori: r.into(),
+            purposes: vec!["240".into(), "120".into(), "90Z".into()],
+            data_types: vec!["reads".into()],
+            max_lookback_days: 90,
+            valid_from: now - 86_400,
+            valid_until: now + 86_400 * 30,
+            justification: "Neighbouring city; shared auto-theft task force".into(),
+            drafted_at: now,
+        },
+        status,
+    }
+}
+
+fn query(w: &World, requester_ori: &str, user: &str) -> Query {
+    Query {
+        query_id: (0u8..16).map(|i| i.wrapping_add(w.now as u8)).collect(),
+        requester_user: user.into(),
+        requester_ori: requester_ori.into(),
+        plate: "7ABC123".into(),
+        window_start: w.now - 86_400 * 7,
+        window_end: w.now,
+        purpose_code: "240".into(),
+        case_number: "SPD-2026-004411".into(),
+        reason: "Stolen silver Civic taken from Oak Street lot on Monday night".into(),
+        targets: vec![PROVIDER.into()],
+        issued_at: w.now,
+        expires_at: w.now + 300,
+        ..Default::default()
+    }
+}
+
+fn endorse(inv: &Signer, node: &Signer, node_ori: &str, q: &Query, now: i64) -> Signed {
+    let signed_q = envelope::seal(inv, envelope::QUERY, q).unwrap();
+    envelope::endorse(node, node_ori, signed_q.encode_to_vec(), now).unwrap()
+}
+
+fn decide(w: &World, env: &Signed, policy: Option<&NodePolicy>, seen: &Seen) -> AdmissionDecision {
+    let rules = StateRules::for_jurisdiction(&"US-CA".parse().unwrap()).unwrap();
+    let ctx = AdmissionContext {
+        trust: &w.kit.trust,
+        provider_ori: PROVIDER,
+        rules,
+        policy,
+        agreements: &w.agreements,
+        replay: seen,
+        now: w.now,
+    };
+    admit(&ctx, env)
+}
+
+fn refusal(w: &World, q: &Query) -> Option<RefusalReason> {
+    let env = endorse(&w.inv, &w.node, REQUESTER, q, w.now);
+    decide(w, &env, Some(&w.policy), &Seen::default()).reason()
+}
+
+#[test]
+fn a_covered_query_is_admitted_under_its_agreement() {
+    let w = world();
+    let env = endorse(&w.inv, &w.node, REQUESTER, &query(&w, REQUESTER, "b77"), w.now);
+    match decide(&w, &env, Some(&w.policy), &Seen::default()) {
+        AdmissionDecision::Admitted(a) => {
+            assert_eq!(a.agreement_id, "agr-CA0560100-CA0190000");
+            assert_eq!(a.rule_version, "US-CA/2026.1");
+            assert_eq!(a.investigator.user.as_deref(), Some("b77"));
+        }
+        AdmissionDecision::Refused(r) => panic!("refused: {:?} {}", r.reason, r.detail),
+    }
+    // The broker (no node policy) admits it too.
+    assert_eq!(decide(&w, &env, None, &Seen::default()).reason(), None);
+}
+
+#[test]
+fn the_same_query_twice_is_a_replay() {
+    let w = world();
+    let env = endorse(&w.inv, &w.node, REQUESTER, &query(&w, REQUESTER, "b77"), w.now);
+    let seen = Seen::default();
+    assert_eq!(decide(&w, &env, Some(&w.policy), &seen).reason(), None);
+    assert_eq!(decide(&w, &env, Some(&w.policy), &seen).reason(), Some(RefusalReason::Replay));
+}
+
+#[test]
+fn each_field_rule_refuses_with_its_code() {
+    let w = world();
+    let base = query(&w, REQUESTER, "b77");
+    let cases: Vec<(RefusalReason, Box<dyn Fn(&mut Query)>)> = vec![
+        (RefusalReason::ReasonInsufficient, Box::new(|q| q.reason = "investigation".into())),
+        (RefusalReason::CaseNumberMissing, Box::new(|q| q.case_number = String::new())),
+        (RefusalReason::PurposeProhibited, Box::new(|q| q.purpose_code = "30A".into())),
+        (RefusalReason::InvalidInput, Box::new(|q| q.purpose_code = "90I".into())),
+        (RefusalReason::PurposeNotCovered, Box::new(|q| q.purpose_code = "13A".into())),
+        (RefusalReason::ProhibitedTerm, Box::new(|q| q.reason = "Vehicle seen near abortion clinic after the assault".into())),
+        (RefusalReason::LookbackExceeded, Box::new(|q| { q.window_start = q.issued_at - 86_400 * 100; q.warrant_ref = "W-1".into() })),
+        (RefusalReason::WarrantRequired, Box::new(|q| q.window_start = q.issued_at - 86_400 * 60)),
+        (RefusalReason::QueryExpired, Box::new(|q| q.expires_at = q.issued_at - 1)),
+        (RefusalReason::QueryExpired, Box::new(|q| { q.issued_at += 3600; q.expires_at = q.issued_at + 60 })),
+        (RefusalReason::InvalidInput, Box::new(|q| q.plate = "7ABC%".into())),
+        (RefusalReason::InvalidInput, Box::new(|q| q.targets = vec![])),
+        (RefusalReason::InvalidInput, Box::new(|q| q.targets = vec!["CA0190000".into()])),
+        (RefusalReason::NoAgreement, Box::new(|q| q.on_behalf_of_ori = "CA0370000".into())),
+        (RefusalReason::ClaimMismatch, Box::new(|q| q.requester_user = "someone-else".into())),
+    ];
+    for (want, mutate) in cases {
+        let mut q = base.clone();
+        mutate(&mut q);
+        assert_eq!(refusal(&w, &q), Some(want), "query {q:?}");
+    }
+}
+
+#[test]
+fn agreement_status_and_expiry_refuse() {
+    let mut w = world();
+    let q = query(&w, REQUESTER, "b77");
+    w.agreements[0].status = AgreementStatus::Revoked;
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::AgreementRevoked));
+    w.agreements[0].status = AgreementStatus::Suspended;
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::AgreementSuspended));
+    w.agreements[0].status = AgreementStatus::Active;
+    w.agreements[0].terms.valid_until = w.now - 1;
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::AgreementExpired));
+    w.agreements.clear();
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::NoAgreement));
+}
+
+#[test]
+fn node_switches_refuse() {
+    let mut w = world();
+    let q = query(&w, REQUESTER, "b77");
+    w.policy.sharing_enabled = false;
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::NodeRefusing));
+    w.policy.sharing_enabled = true;
+    w.policy.refuse_all = true;
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::NodeRefusing));
+    w.policy.refuse_all = false;
+    w.policy.refused_requesters = vec![REQUESTER.into()];
+    assert_eq!(refusal(&w, &q), Some(RefusalReason::NodeRefusing));
+}
+
+#[test]
+fn out_of_state_and_federal_requesters_are_refused_by_california_rules() {
+    let mut w = world();
+    for (ori, want) in [
+        ("NV0020000", RefusalReason::RequesterJurisdictionNotPermitted),
+        ("DCFBI0000", RefusalReason::RequesterKindNotPermitted),
+    ] {
+        w.agreements.push(agreement(PROVIDER, ori, w.now, AgreementStatus::Active));
+        let inv = w.kit.signer(ori, Role::Investigator, Some("x1"));
+        let node = w.kit.signer(ori, Role::Node, None);
+        let env = endorse(&inv, &node, ori, &query(&w, ori, "x1"), w.now);
+        assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(want), "{ori}");
+    }
+}
+
+#[test]
+fn forged_endorsements_and_wrong_roles_are_refused() {
+    let w = world();
+    let q = query(&w, REQUESTER, "b77");
+    // A node endorsing another agency's investigator.
+    let prov_node = w.kit.signer(PROVIDER, Role::Node, None);
+    let env = endorse(&w.inv, &prov_node, PROVIDER, &q, w.now);
+    assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::ClaimMismatch));
+    // An investigator certificate used to endorse.
+    let env = endorse(&w.inv, &w.inv, REQUESTER, &q, w.now);
+    assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::CertInvalid));
+    // A node certificate used to sign as an investigator.
+    let node_as_inv = endorse(&w.node, &w.node, REQUESTER, &q, w.now);
+    assert_eq!(decide(&w, &node_as_inv, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::CertInvalid));
+    // The endorsement's payload altered after signing.
+    let mut env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
+    env.payload[3] ^= 0x40;
+    assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::BadSignature));
+}

@@ -1,0 +1,137 @@
+//! Directional sharing agreements, signed by both agencies' admins.
+//!
+//! Both admins sign the **same payload bytes**; the agreement id is derived from those
+//! bytes, so a changed agreement is a different agreement that needs new signatures.
+
+use alpr_pki::{Role, TrustStore, VerifiedIdentity};
+use prost::Message;
+
+use crate::envelope::{self, AGREEMENT};
+use crate::pb::{Agreement, SignedAgreement};
+use crate::{Error, RefusalReason};
+
+/// Longest agreement term allowed by default (one year).
+pub const DEFAULT_MAX_TERM_DAYS: i64 = 366;
+
+/// Where an agreement stands. Nothing moves an agreement back to `Active`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgreementStatus {
+    /// Registered and not revoked or suspended (it may still have expired).
+    Active,
+    /// Revoked by a party.
+    Revoked,
+    /// Suspended by a regulator.
+    Suspended,
+}
+
+impl AgreementStatus {
+    /// `active`, `revoked`, `suspended`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    /// Parse the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "revoked" => Self::Revoked,
+            "suspended" => Self::Suspended,
+            _ => return None,
+        })
+    }
+}
+
+/// An agreement whose two signatures have been verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedAgreement {
+    /// Content-derived id (`agr-` + 32 hex digits of SHA-256 of the payload).
+    pub id: String,
+    /// The agreement terms.
+    pub terms: Agreement,
+    /// The provider admin who signed.
+    pub provider_admin: VerifiedIdentity,
+    /// The requester admin who countersigned.
+    pub requester_admin: VerifiedIdentity,
+}
+
+/// An agreement as the admission rules see it: terms plus current status.
+#[derive(Clone, Debug)]
+pub struct AgreementView {
+    /// Agreement id.
+    pub id: String,
+    /// Terms.
+    pub terms: Agreement,
+    /// Current status.
+    pub status: AgreementStatus,
+}
+
+/// The id of an agreement payload.
+pub fn agreement_id(payload: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, payload);
+    format!("agr-{}", hex::encode(&d.as_ref()[..16]))
+}
+
+/// Verify both signatures of a submitted agreement and validate its terms.
+///
+/// The provider's admin must belong to the provider agency and the requester's admin to
+/// the requester agency; both must have signed the identical bytes.
+pub fn verify(trust: &TrustStore, sa: &SignedAgreement, now: i64) -> Result<VerifiedAgreement, Error> {
+    let p = sa.provider.as_ref().ok_or_else(|| Error::refused(RefusalReason::InvalidInput, "provider signature missing"))?;
+    let r = sa.requester.as_ref().ok_or_else(|| Error::refused(RefusalReason::InvalidInput, "requester countersignature missing"))?;
+    if p.payload != r.payload {
+        return Err(Error::refused(RefusalReason::BadSignature, "provider and requester signed different agreement bytes"));
+    }
+    let (provider_admin, bytes) = envelope::open(trust, p, AGREEMENT, now)?;
+    let (requester_admin, _) = envelope::open(trust, r, AGREEMENT, now)?;
+    let terms = Agreement::decode(bytes)
+        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("agreement does not decode: {e}")))?;
+    for (who, id, ori) in [("provider", &provider_admin, &terms.provider_ori), ("requester", &requester_admin, &terms.requester_ori)] {
+        if id.role != Role::Admin {
+            return Err(Error::refused(RefusalReason::CertInvalid, format!("{who} signature is by a {} certificate, not an admin", id.role)));
+        }
+        if id.ori() != Some(ori.as_str()) {
+            return Err(Error::refused(
+                RefusalReason::ClaimMismatch,
+                format!("{who} signature is by an admin of {}, not of {ori}", id.ori().unwrap_or("-")),
+            ));
+        }
+    }
+    validate_terms(&terms)?;
+    Ok(VerifiedAgreement { id: agreement_id(bytes), terms, provider_admin, requester_admin })
+}
+
+/// Check an agreement's terms are complete and sane.
+pub fn validate_terms(a: &Agreement) -> Result<(), Error> {
+    let bad = |m: String| Err(Error::refused(RefusalReason::InvalidInput, m));
+    alpr_pki::claims::validate_ori(&a.provider_ori).map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
+    alpr_pki::claims::validate_ori(&a.requester_ori).map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
+    if a.provider_ori == a.requester_ori {
+        return bad("an agency does not need an agreement with itself".into());
+    }
+    if a.purposes.is_empty() {
+        return bad("an agreement must name its allowed purposes".into());
+    }
+    for p in &a.purposes {
+        crate::purpose::lookup(p)?;
+    }
+    if a.data_types.is_empty() || a.data_types.iter().any(|d| d != "reads" && d != "hotlists") {
+        return bad("data_types must be a non-empty list of \"reads\" and/or \"hotlists\"".into());
+    }
+    if a.max_lookback_days == 0 {
+        return bad("max_lookback_days must be at least 1".into());
+    }
+    if a.valid_until <= a.valid_from {
+        return bad("valid_until is mandatory and must be after valid_from".into());
+    }
+    if a.valid_until - a.valid_from > DEFAULT_MAX_TERM_DAYS * 86_400 {
+        return bad(format!("term longer than {DEFAULT_MAX_TERM_DAYS} days; agreements must be renewed"));
+    }
+    if a.justification.trim().len() < 20 {
+        return bad("justification must record the requester's right and need to know (20+ characters)".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The signed envelope.
+//!
+//! The signature covers `"alpr-fed/v1\0" || payload_type || "\0" || payload`, so a
+//! signature made for one payload type or another protocol can never be replayed as
+//! another. [`open`] verifies the chain and signature **before** anything decodes the
+//! payload, and hands back the exact bytes that were signed.
+
+use alpr_pki::{CertificateDer, Signer, TrustStore, VerifiedIdentity};
+use prost::Message;
+
+use crate::pb::Signed;
+use crate::{Error, RefusalReason};
+
+/// Domain-separation prefix of every signature.
+pub const DOMAIN: &[u8] = b"alpr-fed/v1\0";
+
+/// Payload type of an investigator's query.
+pub const QUERY: &str = "alpr.v1.Query";
+/// Payload type of a node's endorsement.
+pub const ENDORSEMENT: &str = "alpr.v1.Endorsement";
+/// Payload type of an answer.
+pub const ANSWER: &str = "alpr.v1.Answer";
+/// Payload type of a refusal.
+pub const REFUSAL: &str = "alpr.v1.Refusal";
+/// Payload type of an agreement.
+pub const AGREEMENT: &str = "alpr.v1.Agreement";
+
+/// Largest payload accepted inside an envelope (1 MiB).
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// The bytes a signature covers.
+pub fn signing_input(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN.len() + payload_type.len() + 1 + payload.len());
+    m.extend_from_slice(DOMAIN);
+    m.extend_from_slice(payload_type.as_bytes());
+    m.push(0);
+    m.extend_from_slice(payload);
+    m
+}
+
+/// Sign already-encoded payload bytes.
+pub fn seal_bytes(signer: &Signer, payload_type: &str, payload: Vec<u8>) -> Result<Signed, Error> {
+    let signature = signer.sign(&signing_input(payload_type, &payload))?;
+    Ok(Signed {
+        payload_type: payload_type.to_owned(),
+        payload,
+        signature,
+        cert_chain: signer.chain().iter().map(|c| c.to_vec()).collect(),
+    })
+}
+
+/// Encode and sign a message.
+pub fn seal<M: Message>(signer: &Signer, payload_type: &str, msg: &M) -> Result<Signed, Error> {
+    seal_bytes(signer, payload_type, msg.encode_to_vec())
+}
+
+/// Verify an envelope of the expected type; return the signer and the signed bytes.
+pub fn open<'a>(
+    trust: &TrustStore,
+    env: &'a Signed,
+    expected_type: &str,
+    now: i64,
+) -> Result<(VerifiedIdentity, &'a [u8]), Error> {
+    if env.payload_type != expected_type {
+        return Err(Error::refused(
+            RefusalReason::BadSignature,
+            format!("payload type {:?} where {expected_type:?} was expected", env.payload_type),
+        ));
+    }
+    if env.payload.len() > MAX_PAYLOAD {
+        return Err(Error::refused(RefusalReason::InvalidInput, "payload too large"));
+    }
+    if env.cert_chain.is_empty() {
+        return Err(Error::refused(RefusalReason::CertInvalid, "envelope carries no certificate"));
+    }
+    let chain: Vec<CertificateDer<'_>> = env.cert_chain.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+    let id = trust.verify_signature(&chain, &signing_input(&env.payload_type, &env.payload), &env.signature, now)?;
+    Ok((id, &env.payload))
+}
+
+/// Verify, then decode the payload as `M`.
+pub fn open_as<M: Message + Default>(
+    trust: &TrustStore,
+    env: &Signed,
+    expected_type: &str,
+    now: i64,
+) -> Result<(VerifiedIdentity, M), Error> {
+    let (id, bytes) = open(trust, env, expected_type, now)?;
+    let msg = M::decode(bytes)
+        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("{expected_type} does not decode: {e}")))?;
+    Ok((id, msg))
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Endorse an investigator's encoded `Signed` query: nest those exact bytes in an
+/// `Endorsement` signed by the node.
+pub fn endorse(node: &Signer, node_ori: &str, signed_query: Vec<u8>, now: i64) -> Result<Signed, Error> {
+    let e = crate::pb::Endorsement { signed_query, node_ori: node_ori.to_owned(), endorsed_at: now };
+    seal(node, ENDORSEMENT, &e)
+}
