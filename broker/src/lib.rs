@@ -1,1 +1,19 @@
-//! placeholder
+//! The broker of the federated ALPR system: it routes signed queries between agencies'
+//! nodes only where admission passes, keeps the agreement registry, and logs every
+//! routing decision. It stores no reads and no answers.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;
+pub use error::Error;
+pub use server::{RunningBroker, start};

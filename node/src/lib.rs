@@ -1,1 +1,24 @@
-//! placeholder
+//! An agency's ALPR node: its own reads, its own audit log, its own say.
+//!
+//! The node answers queries forwarded by the broker only after re-running admission
+//! against **its own** copy of agreements and **its own** policy, logs every request
+//! durably before any answer leaves, and endorses its own investigators' queries.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod config;
+mod error;
+pub mod ingest;
+pub mod node;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use error::Error;
+pub use node::Node;
+pub use server::{RunningNode, start};

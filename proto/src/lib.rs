@@ -18,6 +18,7 @@ mod error;
 pub mod input;
 pub mod purpose;
 pub mod rules;
+pub mod transport;
 #[cfg(test)]
 mod testkit;
 

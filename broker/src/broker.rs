@@ -1,0 +1,353 @@
+//! The broker: verifies endorsed queries, runs admission per target against the
+//! registry, forwards concurrently with deadlines, and logs every routing decision.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use alpr_pki::{Role, TrustStore, VerifiedIdentity};
+use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
+use alpr_proto::agreement::{self, AgreementView};
+use alpr_proto::envelope::{self, ANSWER, REFUSAL};
+use alpr_proto::pb::node_inbound_client::NodeInboundClient;
+use alpr_proto::pb::{Answer, Refusal, RouteResponse, Signed, SignedAgreement, TargetResult, TargetStatus};
+use alpr_proto::rules::StateRules;
+use alpr_proto::transport::{self, TlsIdentity};
+use alpr_proto::RefusalReason;
+use rusqlite::Connection;
+use tonic::transport::Channel;
+
+use crate::config::BrokerConfig;
+use crate::store::{self, LogEntry};
+use crate::Error;
+
+/// The broker's shared state.
+pub struct Broker {
+    pub(crate) trust: TrustStore,
+    pub(crate) tls: TlsIdentity,
+    db: Mutex<Connection>,
+    agreements: RwLock<Arc<Vec<AgreementView>>>,
+    nodes: HashMap<String, NodeInboundClient<Channel>>,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("nodes", &self.nodes.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+enum Plan {
+    Forward { ori: String, agreement_id: String },
+    Done(TargetResult),
+}
+
+impl Broker {
+    /// Open the broker from its config.
+    pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
+        let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+        let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
+        let me = trust.verify(&alpr_pki::read_cert_chain(&cfg.tls.cert)?, alpr_pki::now_unix())?;
+        if me.role != Role::Broker {
+            return Err(Error::Usage(format!("{} is a {} certificate, not a broker certificate", cfg.tls.cert.display(), me.role)));
+        }
+        let conn = store::open(&cfg.db_path())?;
+        let agreements = store::agreements(&conn)?.into_iter().map(|(v, _)| v).collect();
+        let deadline = Duration::from_millis(cfg.deadline_ms);
+        let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
+        let mut nodes = HashMap::new();
+        for n in &cfg.nodes {
+            let target = transport::Target { addr: n.addr.clone(), server_name: n.server_name.clone() };
+            let ch = transport::channel(&target, client_cfg.clone(), deadline).map_err(Error::Transport)?;
+            nodes.insert(n.ori.clone(), NodeInboundClient::new(ch));
+        }
+        Ok(Arc::new(Self { trust, tls, db: Mutex::new(conn), agreements: RwLock::new(Arc::new(agreements)), nodes, deadline }))
+    }
+
+    /// Lock the database (a poisoned lock still holds a consistent SQLite connection).
+    pub fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn agreements(&self) -> Arc<Vec<AgreementView>> {
+        self.agreements.read().map(|a| a.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn reload(&self, conn: &Connection) -> Result<(), Error> {
+        let fresh = Arc::new(store::agreements(conn)?.into_iter().map(|(v, _)| v).collect());
+        match self.agreements.write() {
+            Ok(mut a) => *a = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// Register an agreement both admins signed, if the provider's state rules allow it.
+    pub fn register(&self, peer: &VerifiedIdentity, sa: &SignedAgreement) -> Result<String, Error> {
+        let now = alpr_pki::now_unix();
+        let result = self.register_inner(sa, now);
+        let mut conn = self.db();
+        let entry = LogEntry {
+            at: now,
+            event: "register".into(),
+            requester: Some(peer.describe()),
+            decision: if result.is_ok() { "registered".into() } else { "refused".into() },
+            reason_code: result.as_ref().err().map(|e| match e {
+                Error::Refused(r) => r.reason().as_str_name().to_owned(),
+                _ => "INVALID_INPUT".to_owned(),
+            }),
+            detail: result.as_ref().err().map(ToString::to_string),
+            agreement_id: result.as_ref().ok().map(|(id, _)| id.clone()),
+            rule_version: result.as_ref().ok().map(|(_, v)| v.clone()),
+            ..Default::default()
+        };
+        store::log(&mut conn, &[entry])?;
+        let (id, _) = result?;
+        let v = agreement::verify(&self.trust, sa, now)?;
+        store::put_agreement(&conn, &id, sa, &v.terms, now)?;
+        for admin in [&v.provider_admin, &v.requester_admin] {
+            if let Some(a) = &admin.agency {
+                store::put_agency(&conn, a)?;
+            }
+        }
+        self.reload(&conn)?;
+        Ok(id)
+    }
+
+    fn register_inner(&self, sa: &SignedAgreement, now: i64) -> Result<(String, String), Error> {
+        let v = agreement::verify(&self.trust, sa, now)?;
+        if v.terms.valid_until <= now {
+            return Err(alpr_proto::Error::refused(RefusalReason::AgreementExpired, "agreement has already expired").into());
+        }
+        let (Some(provider), Some(requester)) = (&v.provider_admin.agency, &v.requester_admin.agency) else {
+            return Err(Error::Usage("admin certificates carry no agency claims".into()));
+        };
+        let rules = StateRules::for_jurisdiction(&provider.jurisdiction)?;
+        rules.check_requester(&requester.jurisdiction, requester.kind)?;
+        Ok((v.id, rules.version.clone()))
+    }
+
+    /// Registered agreements with status, optionally where `ori` is a party.
+    pub fn list(&self, ori: Option<&str>) -> Result<Vec<(AgreementView, SignedAgreement)>, Error> {
+        let conn = self.db();
+        Ok(store::agreements(&conn)?
+            .into_iter()
+            .filter(|(v, _)| ori.is_none_or(|o| v.terms.provider_ori == o || v.terms.requester_ori == o))
+            .collect())
+    }
+
+    /// Route an endorsed query from `peer` (the endorsing node's TLS identity).
+    pub async fn route(self: &Arc<Self>, peer: Result<VerifiedIdentity, Error>, endorsed: Signed) -> Result<RouteResponse, Error> {
+        let now = alpr_pki::now_unix();
+        let peer = peer?;
+        let mut facts = QueryFacts::default();
+        admission::open_endorsed(&self.trust, &endorsed, now, &mut facts)?;
+        let (Some(endorser), Some(query)) = (facts.endorser.clone(), facts.query.clone()) else {
+            return Err(Error::Usage("query not decoded".into()));
+        };
+        if peer.role != Role::Node || peer.ori() != endorser.ori() {
+            let e = alpr_proto::Error::refused(
+                RefusalReason::ClaimMismatch,
+                format!("connection from {} carries an endorsement by {}", peer.describe(), endorser.describe()),
+            );
+            let mut conn = self.db();
+            store::log(&mut conn, &[LogEntry {
+                at: now,
+                event: "route".into(),
+                query_id: Some(hex::encode(&query.query_id)),
+                requester: Some(peer.describe()),
+                decision: "refused".into(),
+                reason_code: Some(e.reason().as_str_name().into()),
+                detail: Some(e.detail()),
+                ..Default::default()
+            }])?;
+            return Err(e.into());
+        }
+        let mut targets = query.targets.clone();
+        targets.dedup();
+        if targets.len() != query.targets.len() || {
+            let mut s = targets.clone();
+            s.sort();
+            s.dedup();
+            s.len() != targets.len()
+        } {
+            return Err(alpr_proto::Error::refused(RefusalReason::InvalidInput, "a target is named twice").into());
+        }
+        let requester = facts.investigator.as_ref().map(VerifiedIdentity::describe);
+
+        // Admission per target, logged before anything is forwarded.
+        let me = self.clone();
+        let endorsed_c = endorsed.clone();
+        let plans = tokio::task::spawn_blocking(move || me.plan(&endorsed_c, &targets, now))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))??;
+
+        let remaining = (query.expires_at - now).max(0) as u64;
+        let deadline = self.deadline.min(Duration::from_secs(remaining));
+        let futures = plans.into_iter().map(|plan| {
+            let me = self.clone();
+            let endorsed = endorsed.clone();
+            let query = query.clone();
+            async move {
+                match plan {
+                    Plan::Done(r) => (r, None),
+                    Plan::Forward { ori, agreement_id } => {
+                        let r = me.forward(&ori, endorsed, &query, deadline).await;
+                        (r, Some(agreement_id))
+                    }
+                }
+            }
+        });
+        let outcomes = futures::future::join_all(futures).await;
+        let done = alpr_pki::now_unix();
+        let entries: Vec<LogEntry> = outcomes
+            .iter()
+            .filter(|(_, a)| a.is_some())
+            .map(|(r, a)| LogEntry {
+                at: done,
+                event: "route_result".into(),
+                query_id: Some(hex::encode(&query.query_id)),
+                requester: requester.clone(),
+                target: Some(r.ori.clone()),
+                decision: match TargetStatus::try_from(r.status) {
+                    Ok(TargetStatus::Answered) => "answered".into(),
+                    Ok(TargetStatus::Refused) => "refused".into(),
+                    _ => "unavailable".into(),
+                },
+                reason_code: (r.status != TargetStatus::Answered as i32)
+                    .then(|| RefusalReason::try_from(r.reason).map(|x| x.as_str_name().to_owned()).unwrap_or_default()),
+                detail: (!r.detail.is_empty()).then(|| r.detail.clone()),
+                agreement_id: a.clone(),
+                ..Default::default()
+            })
+            .collect();
+        if !entries.is_empty() {
+            let mut conn = self.db();
+            store::log(&mut conn, &entries)?;
+        }
+        Ok(RouteResponse { query_id: query.query_id.clone(), results: outcomes.into_iter().map(|(r, _)| r).collect() })
+    }
+
+    fn plan(&self, endorsed: &Signed, targets: &[String], now: i64) -> Result<Vec<Plan>, Error> {
+        let agreements = self.agreements();
+        let mut conn = self.db();
+        let mut plans = Vec::with_capacity(targets.len());
+        let mut entries = Vec::with_capacity(targets.len());
+        for t in targets {
+            let rules = match store::agency_jurisdiction(&conn, t)?.and_then(|j| j.parse().ok()) {
+                Some(j) => StateRules::for_jurisdiction(&j)?,
+                None => StateRules::for_jurisdiction(&"US".parse().map_err(alpr_proto::Error::from)?)?,
+            };
+            let decision = {
+                let replay = store::DbReplay(&conn);
+                let ctx = AdmissionContext {
+                    trust: &self.trust,
+                    provider_ori: t,
+                    rules,
+                    policy: None,
+                    agreements: &agreements,
+                    replay: &replay,
+                    now,
+                };
+                admission::admit(&ctx, endorsed)
+            };
+            let mut entry = LogEntry { at: now, event: "route".into(), target: Some(t.clone()), ..Default::default() };
+            match decision {
+                AdmissionDecision::Admitted(a) => {
+                    entry.query_id = Some(hex::encode(&a.query.query_id));
+                    entry.requester = Some(a.investigator.describe());
+                    entry.decision = "forwarded".into();
+                    entry.agreement_id = Some(a.agreement_id.clone());
+                    entry.rule_version = Some(a.rule_version.clone());
+                    if !self.nodes.contains_key(t) {
+                        entry.decision = "unavailable".into();
+                        entry.detail = Some("no route to this agency's node".into());
+                        plans.push(Plan::Done(TargetResult {
+                            ori: t.clone(),
+                            status: TargetStatus::Unavailable as i32,
+                            reason: RefusalReason::Unavailable as i32,
+                            detail: "no route to this agency's node".into(),
+                            reply: None,
+                            decided_by: "broker".into(),
+                        }));
+                    } else {
+                        plans.push(Plan::Forward { ori: t.clone(), agreement_id: a.agreement_id.clone() });
+                    }
+                }
+                AdmissionDecision::Refused(r) => {
+                    entry.query_id = r.facts.query.as_ref().map(|q| hex::encode(&q.query_id));
+                    entry.requester = r.facts.investigator.as_ref().map(VerifiedIdentity::describe);
+                    entry.decision = "refused".into();
+                    entry.reason_code = Some(r.reason.as_str_name().into());
+                    entry.detail = Some(r.detail.clone());
+                    entry.rule_version = Some(r.rule_version.clone());
+                    plans.push(Plan::Done(TargetResult {
+                        ori: t.clone(),
+                        status: TargetStatus::Refused as i32,
+                        reason: r.reason as i32,
+                        detail: r.detail.clone(),
+                        reply: None,
+                        decided_by: "broker".into(),
+                    }));
+                }
+            }
+            entries.push(entry);
+        }
+        store::log(&mut conn, &entries)?;
+        Ok(plans)
+    }
+
+    async fn forward(&self, ori: &str, endorsed: Signed, query: &alpr_proto::pb::Query, deadline: Duration) -> TargetResult {
+        let unavailable = |detail: String| TargetResult {
+            ori: ori.to_owned(),
+            status: TargetStatus::Unavailable as i32,
+            reason: RefusalReason::Unavailable as i32,
+            detail,
+            reply: None,
+            decided_by: "broker".into(),
+        };
+        let Some(client) = self.nodes.get(ori) else { return unavailable("no route".into()) };
+        let mut req = tonic::Request::new(endorsed);
+        req.set_timeout(deadline);
+        let mut client = client.clone();
+        let reply = match tokio::time::timeout(deadline, client.answer_query(req)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => return unavailable(format!("node error: {}", status.message())),
+            Err(_) => return unavailable(format!("no answer within {} ms", deadline.as_millis())),
+        };
+        let now = alpr_pki::now_unix();
+        // The reply must be signed by that agency's node and bound to this query.
+        let checked = if reply.payload_type == ANSWER {
+            envelope::open_as::<Answer>(&self.trust, &reply, ANSWER, now).map(|(id, a)| (id, a.query_id, None))
+        } else {
+            envelope::open_as::<Refusal>(&self.trust, &reply, REFUSAL, now).map(|(id, r)| (id, r.query_id.clone(), Some(r)))
+        };
+        match checked {
+            Ok((id, qid, refusal)) if id.role == Role::Node && id.ori() == Some(ori) && qid == query.query_id => match refusal {
+                None => TargetResult {
+                    ori: ori.to_owned(),
+                    status: TargetStatus::Answered as i32,
+                    reason: 0,
+                    detail: String::new(),
+                    reply: Some(reply),
+                    decided_by: ori.to_owned(),
+                },
+                Some(r) => TargetResult {
+                    ori: ori.to_owned(),
+                    status: TargetStatus::Refused as i32,
+                    reason: r.reason,
+                    detail: r.detail,
+                    reply: Some(reply),
+                    decided_by: ori.to_owned(),
+                },
+            },
+            Ok((id, _, _)) => unavailable(format!("reply rejected: signed by {} or bound to another query", id.describe())),
+            Err(e) => unavailable(format!("reply rejected: {e}")),
+        }
+    }
+
+    /// The routing log.
+    pub fn log(&self) -> Result<Vec<LogEntry>, Error> {
+        store::read_log(&self.db())
+    }
+}

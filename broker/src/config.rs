@@ -1,0 +1,102 @@
+//! The broker's TOML configuration. These doc comments are the reference documentation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// `broker.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Directory for the broker's SQLite database (registry and routing log; never reads).
+    pub data_dir: PathBuf,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Deadline for one target node's answer, milliseconds.
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// Where each agency's node is reached.
+    #[serde(default)]
+    pub nodes: Vec<NodeRoute>,
+}
+
+fn default_deadline() -> u64 {
+    3000
+}
+
+/// Certificate files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The state root certificate.
+    pub root: PathBuf,
+    /// The broker's certificate chain.
+    pub cert: PathBuf,
+    /// The broker's private key.
+    pub key: PathBuf,
+    /// CRL files to enforce.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+/// How to reach one agency's node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRoute {
+    /// The agency's ORI.
+    pub ori: String,
+    /// `host:port`.
+    pub addr: String,
+    /// Name the node's certificate must carry.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+
+impl BrokerConfig {
+    /// Read and validate a config file. Relative paths are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|e| Error::Config { path: path.into(), reason: e.message().to_owned() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.tls.root, &mut cfg.tls.cert, &mut cfg.tls.key]
+            .into_iter()
+            .chain(cfg.tls.crls.iter_mut())
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate().map_err(|reason| Error::Config { path: path.into(), reason })?;
+        Ok(cfg)
+    }
+
+    /// Check values that TOML types cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.nodes {
+            alpr_pki::claims::validate_ori(&n.ori).map_err(|e| format!("nodes: {e}"))?;
+            if !seen.insert(&n.ori) {
+                return Err(format!("nodes: {} listed twice", n.ori));
+            }
+        }
+        if self.deadline_ms == 0 {
+            return Err("deadline_ms must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Path of the SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("broker.db")
+    }
+}

@@ -1,0 +1,53 @@
+//! Starting and stopping the broker's server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alpr_proto::pb::broker_server::BrokerServer;
+use alpr_proto::transport;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::service::BrokerService;
+use crate::Error;
+
+/// A broker serving on its address.
+pub struct RunningBroker {
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// The broker's state.
+    pub broker: Arc<Broker>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningBroker {
+    /// Stop accepting, finish in-flight requests, and wait for the server to end.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.await {
+            Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
+            Err(e) => Err(Error::Transport(e.to_string())),
+        }
+    }
+}
+
+/// Open the broker and serve it on `cfg.listen` over mTLS.
+pub async fn start(cfg: &BrokerConfig) -> Result<RunningBroker, Error> {
+    let broker = Broker::open(cfg)?;
+    let tls = transport::server_config(&broker.trust, &broker.tls).map_err(Error::Transport)?;
+    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
+    let router = tonic::transport::Server::builder().add_service(BrokerServer::new(BrokerService::new(broker.clone())));
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(transport::serve(router, listener, tls, async {
+        let _ = rx.await;
+    }));
+    tracing::info!(%addr, "broker serving");
+    Ok(RunningBroker { addr, broker, stop: Some(tx), task })
+}

@@ -1,0 +1,436 @@
+//! The `alpr-node` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alpr_pki::{Signer, TrustStore};
+use alpr_proto::pb::{Agreement, SignedAgreement, TargetStatus};
+use alpr_proto::transport::{Target, TlsIdentity};
+use clap::{Args, Parser, Subcommand};
+use prost::Message;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::client::{self, Reply, SearchParams};
+use crate::{Error, NodeConfig, Node, audit, ingest, store};
+
+/// An agency's ALPR node: serve it, load reads, search other agencies, manage agreements,
+/// and read the audit log.
+#[derive(Parser, Debug)]
+#[command(name = "alpr-node", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `alpr-node` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node daemon (inbound queries from the broker; local searches and ingest).
+    Serve {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Load reads from a CSV file: plate,captured_at (RFC 3339),camera_id,latitude,longitude.
+    /// Bad rows are reported with their line numbers; good rows are kept.
+    Ingest {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// CSV file.
+        file: PathBuf,
+        /// Write rejected rows (line,reason) to this CSV file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+    },
+    /// Search other agencies' reads as an investigator, through your own node.
+    Query(QueryArgs),
+    /// Draft, sign, import, submit and list sharing agreements.
+    #[command(subcommand)]
+    Agreement(AgreementCmd),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+/// An investigator's search.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Your node's address (host:port).
+    #[arg(long)]
+    pub node: String,
+    /// Name on your node's certificate.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// State root certificate.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Your person certificate chain.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Your private key.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Plate (spaces and dashes are removed; no wildcards).
+    #[arg(long)]
+    pub plate: String,
+    /// Window start (RFC 3339).
+    #[arg(long)]
+    pub from: String,
+    /// Window end (RFC 3339); default now.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Purpose code (NIBRS offense code or X-MISSING, X-AMBER, X-SILVER, X-HOTLIST, X-WARRANT).
+    #[arg(long)]
+    pub purpose: String,
+    /// Case number (mandatory).
+    #[arg(long)]
+    pub case: String,
+    /// Specific reason: what happened and why this plate.
+    #[arg(long)]
+    pub reason: String,
+    /// Warrant reference, needed for windows beyond the owner's no-warrant limit.
+    #[arg(long, default_value = "")]
+    pub warrant: String,
+    /// ORI of an agency this search is made on behalf of.
+    #[arg(long, default_value = "")]
+    pub on_behalf_of: String,
+    /// Target agency ORI (repeat for several; there is no "search everyone").
+    #[arg(long = "target", required = true)]
+    pub targets: Vec<String>,
+}
+
+/// Agreement commands.
+#[derive(Subcommand, Debug)]
+pub enum AgreementCmd {
+    /// Write an unsigned agreement draft (provider shares with requester).
+    Draft {
+        /// Provider (data owner) ORI.
+        #[arg(long)]
+        provider: String,
+        /// Requester ORI.
+        #[arg(long)]
+        requester: String,
+        /// Allowed purpose code (repeat).
+        #[arg(long = "purpose", required = true)]
+        purposes: Vec<String>,
+        /// Maximum look-back, days.
+        #[arg(long, default_value_t = 90)]
+        lookback_days: u32,
+        /// Validity from now, days (mandatory expiry; at most 366).
+        #[arg(long, default_value_t = 180)]
+        valid_days: i64,
+        /// The requester's right and need to know.
+        #[arg(long)]
+        justification: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an agreement file in place with an admin certificate (provider or requester side).
+    Sign {
+        /// Agreement file.
+        file: PathBuf,
+        /// State root certificate.
+        #[arg(long)]
+        root: PathBuf,
+        /// Admin certificate chain.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Admin key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a doubly signed agreement and keep this node's own copy.
+    Import {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Agreement file.
+        file: PathBuf,
+    },
+    /// Register a doubly signed agreement at the broker.
+    Submit {
+        /// Node config file (its [broker] section and node certificate are used).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Agreement file.
+        file: PathBuf,
+    },
+    /// List this node's agreements.
+    List {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Audit commands.
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Print entries (JSON lines).
+    List {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this event (inbound_query, outbound_query, outbound_result, ingest, agreement_import).
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Verify the hash chain; exits non-zero naming the first bad entry.
+    Verify {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Run the CLI and return the process exit code.
+pub fn main(cli: Cli) -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("alpr-node: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("alpr-node: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, Error> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| Error::Usage(format!("{s:?} is not an RFC 3339 time (e.g. 2026-11-01T00:00:00Z): {e}")))
+}
+
+/// Format Unix seconds as RFC 3339.
+pub fn fmt_time(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
+}
+
+fn read_agreement(path: &PathBuf) -> Result<SignedAgreement, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    SignedAgreement::decode(bytes.as_slice()).map_err(|e| Error::Usage(format!("{}: not an agreement file: {e}", path.display())))
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let running = crate::start(&cfg).await?;
+            println!("alpr-node {} serving on {}", running.node.ori(), running.addr);
+            shutdown_signal().await;
+            eprintln!("alpr-node: shutting down");
+            running.stop().await
+        }
+        Command::Ingest { config, file, rejects } => {
+            let cfg = NodeConfig::load(&config)?;
+            let mut conn = store::open(&cfg.db_path())?;
+            let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+            let started = std::time::Instant::now();
+            let report = ingest::ingest_csv(&mut conn, std::io::BufReader::new(f), |lines| {
+                eprint!("\r{lines} lines read");
+            })?;
+            eprintln!();
+            audit::append(
+                &mut conn,
+                &[audit::AuditEntry {
+                    at: alpr_pki::now_unix(),
+                    event: "ingest".into(),
+                    decision: "ok".into(),
+                    count: Some(report.accepted),
+                    detail: Some(format!("{}: {} accepted, {} rejected", file.display(), report.accepted, report.rejects.len())),
+                    ..Default::default()
+                }],
+            )?;
+            for r in report.rejects.iter().take(20) {
+                eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
+            }
+            if let Some(path) = rejects {
+                let mut text = String::from("line,reason\n");
+                for r in &report.rejects {
+                    text.push_str(&format!("{},\"{}\"\n", r.line, r.reason.replace('"', "\"\"")));
+                }
+                std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+            }
+            println!(
+                "ingested {} reads, rejected {} rows in {:.2}s",
+                report.accepted,
+                report.rejects.len(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Query(q) => {
+            let trust = TrustStore::load(&q.root, &[] as &[PathBuf])?;
+            let signer = Signer::load(&q.cert, &q.key)?;
+            let me = TlsIdentity::load(&q.cert, &q.key)?;
+            let now = alpr_pki::now_unix();
+            let params = SearchParams {
+                plate: q.plate,
+                window_start: parse_time(&q.from)?,
+                window_end: q.to.as_deref().map(parse_time).transpose()?.unwrap_or(now),
+                purpose: q.purpose,
+                case_number: q.case,
+                reason: q.reason,
+                warrant_ref: q.warrant,
+                on_behalf_of: q.on_behalf_of,
+                targets: q.targets,
+                ttl_secs: 300,
+            };
+            let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
+            let target = Target { addr: q.node, server_name: q.server_name };
+            let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
+            let resp = client::search(&mut c, &signed).await?;
+            for line in describe_results(&trust, &query, &resp.results) {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Agreement(cmd) => agreement(cmd).await,
+        Command::Audit(AuditCmd::List { config, event }) => {
+            let cfg = NodeConfig::load(&config)?;
+            let conn = store::open(&cfg.db_path())?;
+            for e in audit::list(&conn, event.as_deref())? {
+                println!("{}", serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?);
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCmd::Verify { config }) => {
+            let cfg = NodeConfig::load(&config)?;
+            let conn = store::open(&cfg.db_path())?;
+            let n = audit::verify(&conn)?;
+            println!("audit log intact: {n} entries");
+            Ok(())
+        }
+    }
+}
+
+async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
+    match cmd {
+        AgreementCmd::Draft { provider, requester, purposes, lookback_days, valid_days, justification, out } => {
+            let now = alpr_pki::now_unix();
+            let terms = Agreement {
+                provider_ori: provider,
+                requester_ori: requester,
+                purposes,
+                data_types: vec!["reads".into()],
+                max_lookback_days: lookback_days,
+                valid_from: now,
+                valid_until: now + valid_days * 86_400,
+                justification,
+                drafted_at: now,
+            };
+            let sa = client::draft_agreement(&terms)?;
+            std::fs::write(&out, sa.encode_to_vec()).map_err(|e| Error::io(&out, e))?;
+            println!("wrote draft {}", out.display());
+            Ok(())
+        }
+        AgreementCmd::Sign { file, root, cert, key } => {
+            let trust = TrustStore::load(&root, &[] as &[PathBuf])?;
+            let mut sa = read_agreement(&file)?;
+            let side = client::sign_agreement(&mut sa, &Signer::load(&cert, &key)?, &trust)?;
+            std::fs::write(&file, sa.encode_to_vec()).map_err(|e| Error::io(&file, e))?;
+            println!("signed {} as {side}", file.display());
+            Ok(())
+        }
+        AgreementCmd::Import { config, file } => {
+            let node = Node::open(&NodeConfig::load(&config)?)?;
+            let id = node.import_agreement(&read_agreement(&file)?)?;
+            println!("imported {id}");
+            Ok(())
+        }
+        AgreementCmd::Submit { config, file } => {
+            let cfg = NodeConfig::load(&config)?;
+            let b = cfg.broker.clone().ok_or_else(|| Error::Usage("config has no [broker] section".into()))?;
+            let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+            let me = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
+            let target = Target { addr: b.addr, server_name: b.server_name };
+            let mut c = client::broker_client(&target, &trust, &me, Duration::from_millis(b.timeout_ms))?;
+            let id = client::submit_agreement(&mut c, &read_agreement(&file)?).await?;
+            println!("registered {id}");
+            Ok(())
+        }
+        AgreementCmd::List { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let conn = store::open(&cfg.db_path())?;
+            for a in store::agreements(&conn)? {
+                println!(
+                    "{} {} -> {} status={} purposes={} look-back={}d valid {} .. {}",
+                    a.id,
+                    a.terms.provider_ori,
+                    a.terms.requester_ori,
+                    a.status.as_str(),
+                    a.terms.purposes.join(","),
+                    a.terms.max_lookback_days,
+                    fmt_time(a.terms.valid_from),
+                    fmt_time(a.terms.valid_until)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Human-readable lines for a routed query's results, verifying each signed reply.
+pub fn describe_results(
+    trust: &TrustStore,
+    query: &alpr_proto::pb::Query,
+    results: &[alpr_proto::pb::TargetResult],
+) -> Vec<String> {
+    let now = alpr_pki::now_unix();
+    let mut out = Vec::new();
+    for r in results {
+        let reason = alpr_proto::RefusalReason::try_from(r.reason).map(|x| x.as_str_name()).unwrap_or("?");
+        match (TargetStatus::try_from(r.status), client::verify_reply(trust, r, query, now)) {
+            (_, Err(e)) => out.push(format!("{}: REPLY REJECTED ({e})", r.ori)),
+            (Ok(TargetStatus::Answered), Ok(Some(Reply::Answer(a)))) => {
+                out.push(format!("{}: ANSWERED, {} read(s), signed by {} (not for re-dissemination)", r.ori, a.reads.len(), a.provider_ori));
+                for read in a.reads {
+                    out.push(format!(
+                        "    {} at {} camera {} ({:.5}, {:.5})",
+                        read.plate,
+                        fmt_time(read.captured_at),
+                        read.camera_id,
+                        read.latitude,
+                        read.longitude
+                    ));
+                }
+            }
+            (Ok(TargetStatus::Refused), _) => out.push(format!("{}: REFUSED {reason} by {}: {}", r.ori, r.decided_by, r.detail)),
+            _ => out.push(format!("{}: UNAVAILABLE: {}", r.ori, r.detail)),
+        }
+    }
+    out
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

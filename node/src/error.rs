@@ -1,0 +1,64 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file is missing, unreadable or invalid.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A certificate or key could not be loaded or verified.
+    #[error(transparent)]
+    Pki(#[from] alpr_pki::Error),
+    /// A protocol rule refused something.
+    #[error(transparent)]
+    Refused(#[from] alpr_proto::Error),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// TLS or connection setup failed.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A remote call failed.
+    #[error("remote call failed: {}", .0.message())]
+    Rpc(#[from] tonic::Status),
+    /// The audit log could not be written or does not verify.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// Bad command-line input.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// The gRPC status for this error (the one place errors become statuses).
+    pub fn to_status(&self) -> tonic::Status {
+        match self {
+            Self::Refused(e) => tonic::Status::permission_denied(e.to_string()),
+            Self::Usage(m) => tonic::Status::invalid_argument(m.clone()),
+            Self::Rpc(s) => s.clone(),
+            Self::Audit(_) => tonic::Status::unavailable("audit log unavailable; refusing (fail closed)"),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The node: its identity, database, own agreements and own policy.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use alpr_pki::{AgencyClaims, Role, Signer, TrustStore};
+use alpr_proto::admission::NodePolicy;
+use alpr_proto::agreement::{self, AgreementStatus, AgreementView};
+use alpr_proto::pb::broker_client::BrokerClient;
+use alpr_proto::pb::SignedAgreement;
+use alpr_proto::rules::StateRules;
+use alpr_proto::transport::{self, TlsIdentity};
+use rusqlite::Connection;
+use tonic::transport::Channel;
+
+use crate::audit::{self, AuditEntry};
+use crate::config::NodeConfig;
+use crate::{Error, store};
+
+/// A running agency node's state, shared by its services.
+pub struct Node {
+    /// This agency's claims (from its verified node certificate).
+    pub agency: AgencyClaims,
+    pub(crate) trust: TrustStore,
+    pub(crate) signer: Signer,
+    pub(crate) tls: TlsIdentity,
+    db: Mutex<Connection>,
+    agreements: RwLock<Arc<Vec<AgreementView>>>,
+    pub(crate) policy: NodePolicy,
+    pub(crate) rules: &'static StateRules,
+    pub(crate) broker: Option<(BrokerClient<Channel>, Duration)>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("agency", &self.agency).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Open a node from its config: load and verify its certificate, open its database.
+    pub fn open(cfg: &NodeConfig) -> Result<Arc<Self>, Error> {
+        let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+        let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
+        let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
+        let id = trust.verify(signer.chain(), alpr_pki::now_unix())?;
+        if id.role != Role::Node {
+            return Err(Error::Usage(format!("{} is a {} certificate, not a node certificate", cfg.tls.cert.display(), id.role)));
+        }
+        let agency = id.agency.ok_or_else(|| Error::Usage("node certificate has no agency claims".into()))?;
+        if agency.ori != cfg.ori {
+            return Err(Error::Usage(format!(
+                "node certificate is for {} but the config says ori = {}",
+                agency.ori, cfg.ori
+            )));
+        }
+        let rules = StateRules::for_jurisdiction(&agency.jurisdiction)?;
+        let conn = store::open(&cfg.db_path())?;
+        let agreements = store::agreements(&conn)?;
+        let broker = match &cfg.broker {
+            Some(b) => {
+                let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
+                let target = transport::Target { addr: b.addr.clone(), server_name: b.server_name.clone() };
+                let timeout = Duration::from_millis(b.timeout_ms);
+                let ch = transport::channel(&target, client_cfg, timeout).map_err(Error::Transport)?;
+                Some((BrokerClient::new(ch), timeout))
+            }
+            None => None,
+        };
+        Ok(Arc::new(Self {
+            agency,
+            trust,
+            signer,
+            tls,
+            db: Mutex::new(conn),
+            agreements: RwLock::new(Arc::new(agreements)),
+            policy: cfg.policy.to_node_policy(),
+            rules,
+            broker,
+        }))
+    }
+
+    /// This agency's ORI.
+    pub fn ori(&self) -> &str {
+        &self.agency.ori
+    }
+
+    /// The trust store in force.
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    /// Lock the database. A poisoned lock means a thread panicked mid-write; SQLite's
+    /// transaction rolled back, so the connection itself is still consistent.
+    pub fn db(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node's own copy of its agreements.
+    pub fn agreements(&self) -> Arc<Vec<AgreementView>> {
+        self.agreements.read().map(|a| a.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn reload_agreements(&self, conn: &Connection) -> Result<(), Error> {
+        let fresh = Arc::new(store::agreements(conn)?);
+        match self.agreements.write() {
+            Ok(mut a) => *a = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// Append audit entries durably (blocking).
+    pub fn audit(&self, entries: &[AuditEntry]) -> Result<(), Error> {
+        let mut conn = self.db();
+        audit::append(&mut conn, entries).map(|_| ())
+    }
+
+    /// Verify both admin signatures of an agreement this agency is party to and keep a copy.
+    pub fn import_agreement(&self, sa: &SignedAgreement) -> Result<String, Error> {
+        let now = alpr_pki::now_unix();
+        let v = agreement::verify(&self.trust, sa, now)?;
+        if v.terms.provider_ori != self.ori() && v.terms.requester_ori != self.ori() {
+            return Err(Error::Usage(format!("agreement {} does not involve {}", v.id, self.ori())));
+        }
+        let mut conn = self.db();
+        let new = store::put_agreement(&conn, &v.id, sa, &v.terms, now)?;
+        audit::append(
+            &mut conn,
+            &[AuditEntry {
+                at: now,
+                event: "agreement_import".into(),
+                decision: if new { "ok".into() } else { "already_present".into() },
+                agreement_id: Some(v.id.clone()),
+                detail: Some(format!(
+                    "{} shares with {}; purposes {}; look-back {} days; valid until {}; signed by {} and {}",
+                    v.terms.provider_ori,
+                    v.terms.requester_ori,
+                    v.terms.purposes.join(","),
+                    v.terms.max_lookback_days,
+                    v.terms.valid_until,
+                    v.provider_admin.describe(),
+                    v.requester_admin.describe()
+                )),
+                ..Default::default()
+            }],
+        )?;
+        self.reload_agreements(&conn)?;
+        Ok(v.id)
+    }
+
+    /// Revoke an agreement at this node (either party may revoke alone).
+    pub fn revoke_agreement(&self, id: &str, by: &str) -> Result<bool, Error> {
+        let mut conn = self.db();
+        let changed = store::set_agreement_status(&conn, id, AgreementStatus::Revoked)?;
+        audit::append(
+            &mut conn,
+            &[AuditEntry {
+                at: alpr_pki::now_unix(),
+                event: "agreement_revoke".into(),
+                decision: if changed { "ok".into() } else { "not_active".into() },
+                agreement_id: Some(id.into()),
+                requester_user: Some(by.into()),
+                ..Default::default()
+            }],
+        )?;
+        self.reload_agreements(&conn)?;
+        Ok(changed)
+    }
+}

@@ -1,0 +1,65 @@
+//! Starting and stopping a node's server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alpr_proto::pb::node_inbound_server::NodeInboundServer;
+use alpr_proto::pb::node_local_server::NodeLocalServer;
+use alpr_proto::transport;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::node::Node;
+use crate::service::NodeService;
+use crate::Error;
+
+/// A node serving on its address.
+pub struct RunningNode {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    /// The node's state.
+    pub node: Arc<Node>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningNode {
+    /// Stop accepting, finish in-flight requests, and wait for the server to end.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.await {
+            Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
+            Err(e) => Err(Error::Transport(e.to_string())),
+        }
+    }
+
+    /// Wait until the server ends by itself (or forever).
+    pub async fn wait(self) -> Result<(), Error> {
+        match self.task.await {
+            Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
+            Err(e) => Err(Error::Transport(e.to_string())),
+        }
+    }
+}
+
+/// Open the node and serve it on `cfg.listen` over mTLS.
+pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
+    let node = Node::open(cfg)?;
+    let tls = transport::server_config(node.trust(), &node.tls).map_err(Error::Transport)?;
+    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
+    let svc = NodeService::new(node.clone());
+    let router = tonic::transport::Server::builder()
+        .add_service(NodeInboundServer::new(svc.clone()))
+        .add_service(NodeLocalServer::new(svc));
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(transport::serve(router, listener, tls, async {
+        let _ = rx.await;
+    }));
+    tracing::info!(ori = %node.ori(), %addr, "node serving");
+    Ok(RunningNode { addr, node, stop: Some(tx), task })
+}

@@ -1,0 +1,349 @@
+//! The node's gRPC services: inbound (from the broker) and local (its own people).
+
+use std::sync::Arc;
+
+use alpr_pki::{Role, VerifiedIdentity};
+use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
+use alpr_proto::envelope::{self, ANSWER, QUERY, REFUSAL};
+use alpr_proto::pb::node_inbound_server::NodeInbound;
+use alpr_proto::pb::node_local_server::NodeLocal;
+use alpr_proto::pb::{
+    Answer, IngestSummary, Query, Read, Refusal, RouteResponse, SearchRequest, Signed, TargetResult, TargetStatus,
+};
+use alpr_proto::{RefusalReason, transport};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::audit::AuditEntry;
+use crate::node::Node;
+use crate::{Error, store};
+
+/// The gRPC services of one node.
+#[derive(Clone, Debug)]
+pub struct NodeService {
+    node: Arc<Node>,
+}
+
+impl NodeService {
+    /// Services over `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+fn facts_entry(event: &str, now: i64, facts: &QueryFacts) -> AuditEntry {
+    let mut e = AuditEntry { at: now, event: event.into(), ..Default::default() };
+    if let Some(inv) = &facts.investigator {
+        e.requester_user = inv.user.clone();
+        e.requester_ori = inv.ori().map(str::to_owned);
+        e.requester_agency = inv.agency.as_ref().map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
+    } else if let Some(end) = &facts.endorser {
+        e.requester_ori = end.ori().map(str::to_owned);
+        e.requester_agency = end.agency.as_ref().map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
+    }
+    if let Some(q) = &facts.query {
+        e.query_id = Some(hex::encode(&q.query_id));
+        e.plate = Some(q.plate.clone());
+        e.purpose = Some(q.purpose_code.clone());
+        e.case_number = Some(q.case_number.clone());
+        e.reason = Some(q.reason.clone());
+        e.warrant_ref = (!q.warrant_ref.is_empty()).then(|| q.warrant_ref.clone());
+        e.on_behalf_of = (!q.on_behalf_of_ori.is_empty()).then(|| q.on_behalf_of_ori.clone());
+        e.window_start = Some(q.window_start);
+        e.window_end = Some(q.window_end);
+        e.target = Some(q.targets.join(","));
+    }
+    e
+}
+
+impl Node {
+    /// Decide on a forwarded query, log it durably, and sign the answer or refusal.
+    /// Blocking (database and signing); call from `spawn_blocking`.
+    pub fn answer_forwarded(&self, peer: Result<VerifiedIdentity, Error>, endorsed: &Signed) -> Result<Signed, Error> {
+        let now = alpr_pki::now_unix();
+        let agreements = self.agreements();
+        let mut conn = self.db();
+        let decision = {
+            let replay = store::DbReplay(&conn);
+            let ctx = AdmissionContext {
+                trust: &self.trust,
+                provider_ori: self.ori(),
+                rules: self.rules,
+                policy: Some(&self.policy),
+                agreements: &agreements,
+                replay: &replay,
+                now,
+            };
+            admission::admit(&ctx, endorsed)
+        };
+        // Only the broker forwards queries to a node's inbound side.
+        let peer_desc = peer.as_ref().map(VerifiedIdentity::describe).unwrap_or_else(|e| format!("unverified peer ({e})"));
+        let decision = match (&peer, decision) {
+            (Ok(p), d) if p.role == Role::Broker => d,
+            (_, AdmissionDecision::Admitted(a)) => AdmissionDecision::Refused(Box::new(admission::Refused {
+                reason: RefusalReason::CertInvalid,
+                detail: format!("only the broker may forward queries; peer is {peer_desc}"),
+                facts: QueryFacts { endorser: Some(a.endorser), investigator: Some(a.investigator), query: Some(a.query) },
+                rule_version: a.rule_version,
+            })),
+            (_, refused) => refused,
+        };
+        let (mut entry, reply) = match decision {
+            AdmissionDecision::Admitted(a) => {
+                let q = &a.query;
+                let floor = now - i64::from(self.policy.retention_days) * 86_400;
+                let reads = store::lookup(&conn, &q.plate, q.window_start.max(floor), q.window_end)?;
+                let facts = QueryFacts { endorser: Some(a.endorser.clone()), investigator: Some(a.investigator.clone()), query: Some(a.query.clone()) };
+                let mut e = facts_entry("inbound_query", now, &facts);
+                e.decision = "answered".into();
+                e.count = Some(reads.len() as u64);
+                e.agreement_id = Some(a.agreement_id.clone());
+                e.rule_version = Some(a.rule_version.clone());
+                if a.flagged_for_review {
+                    e.detail = Some("catch-all purpose: flagged for audit review".into());
+                }
+                let answer = Answer {
+                    query_id: q.query_id.clone(),
+                    provider_ori: self.ori().to_owned(),
+                    requester_ori: q.requester_ori.clone(),
+                    requester_user: q.requester_user.clone(),
+                    reads,
+                    not_for_redissemination: true,
+                    answered_at: now,
+                    agreement_id: a.agreement_id.clone(),
+                    rule_version: a.rule_version.clone(),
+                };
+                (e, Ok(answer))
+            }
+            AdmissionDecision::Refused(r) => {
+                let mut e = facts_entry("inbound_query", now, &r.facts);
+                e.decision = "refused".into();
+                e.reason_code = Some(r.reason.as_str_name().into());
+                e.detail = Some(r.detail.clone());
+                e.rule_version = Some(r.rule_version.clone());
+                let refusal = Refusal {
+                    query_id: r.facts.query.as_ref().map(|q| q.query_id.clone()).unwrap_or_default(),
+                    provider_ori: self.ori().to_owned(),
+                    reason: r.reason as i32,
+                    detail: r.detail.clone(),
+                    refused_at: now,
+                    rule_version: r.rule_version.clone(),
+                };
+                (e, Err(refusal))
+            }
+        };
+        entry.peer = Some(peer_desc);
+        // Fail closed: nothing leaves unless the audit entry is durable.
+        crate::audit::append(&mut conn, &[entry]).map_err(|e| {
+            tracing::error!(error = %e, "ALERT: audit append failed; refusing query");
+            e
+        })?;
+        drop(conn);
+        Ok(match reply {
+            Ok(answer) => envelope::seal(&self.signer, ANSWER, &answer)?,
+            Err(refusal) => envelope::seal(&self.signer, REFUSAL, &refusal)?,
+        })
+    }
+
+    /// Verify an investigator's query from this agency, endorse it and route it through the
+    /// broker; log outbound query and per-target results.
+    pub async fn search(self: &Arc<Self>, peer: Result<VerifiedIdentity, Error>, signed_query: Vec<u8>) -> Result<RouteResponse, Error> {
+        let now = alpr_pki::now_unix();
+        let checked = self.check_local(peer, &signed_query, now);
+        let (query, investigator) = match checked {
+            Ok(v) => v,
+            Err((e, facts)) => {
+                let mut entry = facts_entry("outbound_query", now, &facts);
+                entry.decision = "refused".into();
+                entry.reason_code = Some(e.reason().as_str_name().into());
+                entry.detail = Some(e.detail());
+                entry.decided_by = Some(self.ori().to_owned());
+                let node = self.clone();
+                tokio::task::spawn_blocking(move || node.audit(&[entry])).await.map_err(|e| Error::Audit(e.to_string()))??;
+                return Err(Error::Refused(e));
+            }
+        };
+        let (broker, timeout) = self
+            .broker
+            .clone()
+            .ok_or_else(|| Error::Usage("this node has no [broker] configured; it cannot send queries".into()))?;
+        let endorsed = envelope::endorse(&self.signer, self.ori(), signed_query, now)?;
+        let facts = QueryFacts { endorser: None, investigator: Some(investigator), query: Some(query.clone()) };
+        let mut sent = facts_entry("outbound_query", now, &facts);
+        sent.decision = "endorsed".into();
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.audit(&[sent])).await.map_err(|e| Error::Audit(e.to_string()))??;
+
+        let mut req = Request::new(endorsed);
+        req.set_timeout(timeout);
+        let response = match broker.clone().route_query(req).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => RouteResponse {
+                query_id: query.query_id.clone(),
+                results: query
+                    .targets
+                    .iter()
+                    .map(|t| TargetResult {
+                        ori: t.clone(),
+                        status: TargetStatus::Unavailable as i32,
+                        reason: RefusalReason::Unavailable as i32,
+                        detail: format!("broker unreachable: {}", status.message()),
+                        reply: None,
+                        decided_by: self.ori().to_owned(),
+                    })
+                    .collect(),
+            },
+        };
+        let done = alpr_pki::now_unix();
+        let entries: Vec<AuditEntry> = response
+            .results
+            .iter()
+            .map(|r| {
+                let mut e = AuditEntry {
+                    at: done,
+                    event: "outbound_result".into(),
+                    query_id: Some(hex::encode(&query.query_id)),
+                    requester_user: Some(query.requester_user.clone()),
+                    target: Some(r.ori.clone()),
+                    decided_by: Some(r.decided_by.clone()),
+                    ..Default::default()
+                };
+                e.decision = match TargetStatus::try_from(r.status) {
+                    Ok(TargetStatus::Answered) => "answered".into(),
+                    Ok(TargetStatus::Refused) => "refused".into(),
+                    _ => "unavailable".into(),
+                };
+                if r.status != TargetStatus::Answered as i32 {
+                    e.reason_code = RefusalReason::try_from(r.reason).ok().map(|x| x.as_str_name().to_owned());
+                    e.detail = Some(r.detail.clone());
+                } else if let Some(reply) = &r.reply {
+                    e.count = Answer::decode(reply.payload.as_slice()).ok().map(|a| a.reads.len() as u64);
+                }
+                e
+            })
+            .collect();
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.audit(&entries)).await.map_err(|e| Error::Audit(e.to_string()))??;
+        Ok(response)
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn check_local(
+        &self,
+        peer: Result<VerifiedIdentity, Error>,
+        signed_query: &[u8],
+        now: i64,
+    ) -> Result<(Query, VerifiedIdentity), (alpr_proto::Error, QueryFacts)> {
+        let mut facts = QueryFacts::default();
+        let refuse = |r: RefusalReason, m: String, f: &QueryFacts| (alpr_proto::Error::refused(r, m), f.clone());
+        let peer = match peer {
+            Ok(p) => p,
+            Err(Error::Refused(e)) => return Err((e, facts)),
+            Err(e) => return Err(refuse(RefusalReason::CertInvalid, e.to_string(), &facts)),
+        };
+        if peer.role != Role::Investigator || peer.ori() != Some(self.ori()) {
+            return Err(refuse(
+                RefusalReason::CertInvalid,
+                format!("only this agency's investigators may search; peer is {}", peer.describe()),
+                &facts,
+            ));
+        }
+        let inner = Signed::decode(signed_query)
+            .map_err(|e| refuse(RefusalReason::InvalidInput, format!("query envelope does not decode: {e}"), &facts))?;
+        let (inv, query) = envelope::open_as::<Query>(&self.trust, &inner, QUERY, now).map_err(|e| (e, facts.clone()))?;
+        facts.investigator = Some(inv.clone());
+        facts.query = Some(query.clone());
+        if inv.serial != peer.serial {
+            return Err(refuse(RefusalReason::ClaimMismatch, "query signed by someone other than the connected person".into(), &facts));
+        }
+        if query.requester_ori != self.ori() || Some(&query.requester_user) != inv.user.as_ref() {
+            return Err(refuse(RefusalReason::ClaimMismatch, "query names a requester other than its signer".into(), &facts));
+        }
+        admission::check_query(&query, now).map_err(|e| (e, facts.clone()))?;
+        Ok((query, inv))
+    }
+
+    /// Validate and store streamed reads; returns the summary.
+    pub fn ingest_reads(&self, reads: Vec<Read>, by: &str) -> Result<IngestSummary, Error> {
+        let mut ok = Vec::with_capacity(reads.len());
+        let mut errors = Vec::new();
+        let mut rejected = 0u64;
+        for (i, r) in reads.into_iter().enumerate() {
+            match crate::ingest::validate_read(r) {
+                Ok(r) => ok.push(r),
+                Err(e) => {
+                    rejected += 1;
+                    if errors.len() < 100 {
+                        errors.push(format!("read {}: {e}", i + 1));
+                    }
+                }
+            }
+        }
+        let mut conn = self.db();
+        for chunk in ok.chunks(crate::ingest::BATCH) {
+            store::insert_reads(&mut conn, chunk)?;
+        }
+        crate::audit::append(
+            &mut conn,
+            &[AuditEntry {
+                at: alpr_pki::now_unix(),
+                event: "ingest".into(),
+                decision: "ok".into(),
+                count: Some(ok.len() as u64),
+                requester_user: Some(by.into()),
+                detail: Some(format!("stream ingest: {} accepted, {rejected} rejected", ok.len())),
+                ..Default::default()
+            }],
+        )?;
+        Ok(IngestSummary { accepted: ok.len() as u64, rejected, errors })
+    }
+}
+
+#[tonic::async_trait]
+impl NodeInbound for NodeService {
+    async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
+        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix()).map_err(Error::from);
+        let node = self.node.clone();
+        let endorsed = request.into_inner();
+        let reply = tokio::task::spawn_blocking(move || node.answer_forwarded(peer, &endorsed))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(reply))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeLocal for NodeService {
+    async fn search(&self, request: Request<SearchRequest>) -> Result<Response<RouteResponse>, Status> {
+        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix()).map_err(Error::from);
+        let bytes = request.into_inner().signed_query;
+        self.node.search(peer, bytes).await.map(Response::new).map_err(|e| e.to_status())
+    }
+
+    async fn ingest(&self, request: Request<Streaming<Read>>) -> Result<Response<IngestSummary>, Status> {
+        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if !matches!(peer.role, Role::Admin | Role::Node) || peer.ori() != Some(self.node.ori()) {
+            return Err(Status::permission_denied(format!(
+                "only this agency's admin or node may ingest; peer is {}",
+                peer.describe()
+            )));
+        }
+        let mut stream = request.into_inner();
+        let mut reads = Vec::new();
+        while let Some(r) = stream.message().await? {
+            reads.push(r);
+            if reads.len() > 5_000_000 {
+                return Err(Status::resource_exhausted("stream at most 5,000,000 reads per call"));
+            }
+        }
+        let node = self.node.clone();
+        let by = peer.describe();
+        let summary = tokio::task::spawn_blocking(move || node.ingest_reads(reads, &by))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(summary))
+    }
+}

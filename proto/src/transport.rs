@@ -1,0 +1,190 @@
+//! Mutual TLS for every connection: rustls with the ring provider only, client
+//! certificates required and verified against the state root and its CRLs, ALPN `h2`.
+//!
+//! Servers accept TCP, complete the TLS handshake off the accept loop (with a timeout) and
+//! hand the streams to tonic's `serve_with_incoming`. Clients connect through a custom
+//! connector so the same verifier (with CRLs) checks the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alpr_pki::{CertificateDer, TrustStore, VerifiedIdentity};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{Error, RefusalReason};
+
+/// How long a client has to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A daemon's or person's TLS identity: certificate chain and key.
+pub struct TlsIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for TlsIdentity {
+    fn clone(&self) -> Self {
+        Self { chain: self.chain.clone(), key: self.key.clone_key() }
+    }
+}
+
+impl TlsIdentity {
+    /// Load a certificate chain and key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, alpr_pki::Error> {
+        Ok(Self { chain: alpr_pki::read_cert_chain(cert)?, key: alpr_pki::read_private_key(key)? })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(trust: &TrustStore) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    roots.add(trust.root().clone()).map_err(|e| format!("root certificate: {e}"))?;
+    Ok(Arc::new(roots))
+}
+
+/// Server config: TLS 1.3, client certificate required and checked against root + CRLs.
+pub fn server_config(trust: &TrustStore, id: &TlsIdentity) -> Result<Arc<ServerConfig>, String> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(trust)?, provider())
+        .with_crls(trust.crls().iter().cloned())
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| format!("server certificate: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Client config: TLS 1.3, presenting `id`, verifying the server against root + CRLs.
+pub fn client_config(trust: &TrustStore, id: &TlsIdentity) -> Result<Arc<ClientConfig>, String> {
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots(trust)?, provider())
+        .with_crls(trust.crls().iter().cloned())
+        .build()
+        .map_err(|e| format!("server verifier: {e}"))?;
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_webpki_verifier(verifier)
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| format!("client certificate: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Accept TCP connections and yield completed TLS streams for `serve_with_incoming`.
+/// Handshakes run in their own tasks so a slow client cannot stall the accept loop.
+pub fn tls_incoming(
+    listener: TcpListener,
+    cfg: Arc<ServerConfig>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(cfg);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            if tx.is_closed() {
+                break;
+            }
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Where and how to reach a server.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `host:port`.
+    pub addr: String,
+    /// The name the server's certificate must carry (`localhost`, a DNS name, or an IP).
+    pub server_name: String,
+}
+
+/// A lazily connecting mTLS channel to `target`.
+pub fn channel(target: &Target, cfg: Arc<ClientConfig>, timeout: Duration) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", target.addr))
+        .map_err(|e| format!("bad address {:?}: {e}", target.addr))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    let server_name = ServerName::try_from(target.server_name.clone())
+        .map_err(|e| format!("bad server name {:?}: {e}", target.server_name))?;
+    let addr = target.addr.clone();
+    let connector = TlsConnector::from(cfg);
+    let svc = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
+        let connector = connector.clone();
+        let server_name = server_name.clone();
+        let addr = addr.clone();
+        async move {
+            let tcp = TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(server_name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(svc))
+}
+
+/// The verified identity of the TLS peer of a request.
+pub fn peer_identity<T>(req: &tonic::Request<T>, trust: &TrustStore, now: i64) -> Result<VerifiedIdentity, Error> {
+    let certs = req
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|i| i.peer_certs())
+        .ok_or_else(|| Error::refused(RefusalReason::CertInvalid, "no client certificate on the connection"))?;
+    Ok(trust.verify(&certs, now)?)
+}
+
+/// The remote address of a request, if known.
+pub fn peer_addr<T>(req: &tonic::Request<T>) -> Option<SocketAddr> {
+    req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr())
+}
+
+/// Serve `router` on `listener` over mTLS until `shutdown` resolves.
+pub async fn serve<F>(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    cfg: Arc<ServerConfig>,
+    shutdown: F,
+) -> Result<(), tonic::transport::Error>
+where
+    F: Future<Output = ()> + Send,
+{
+    router.serve_with_incoming_shutdown(tls_incoming(listener, cfg), shutdown).await
+}
