@@ -1,2 +1,345 @@
-//! End-to-end tests and the demo federation live in `tests/` and `examples/`.
+//! A local federation — state PKI, a broker and several agency nodes over real mutual TLS
+//! on loopback — used by the demo (`examples/federation.rs`) and the end-to-end tests.
+//!
+//! Everything here drives the same library code the `alpr-pki`, `alpr-node` and
+//! `alpr-broker` binaries run; config files are written to disk so the federation can be
+//! inspected with those binaries afterwards.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alpr_broker::{BrokerConfig, RunningBroker};
+use alpr_node::audit::StoredEntry;
+use alpr_node::config::{PeerConfig, PolicyConfig, TlsConfig};
+use alpr_node::{NodeConfig, RunningNode, client};
+use alpr_pki::{PkiLayout, Signer, TrustStore};
+use alpr_proto::pb::node_inbound_client::NodeInboundClient;
+use alpr_proto::pb::{Agreement, Query, RouteResponse, Signed};
+use alpr_proto::transport::{self, Target, TlsIdentity};
+use anyhow::{Context, Result, bail};
+use prost::Message;
+use tokio::net::TcpListener;
+
+pub use alpr_node::client::SearchParams;
+
+/// One agency of the federation.
+#[derive(Clone, Debug)]
+pub struct AgencySpec {
+    /// ORI.
+    pub ori: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// Jurisdiction (`US-CA`, `US`).
+    pub jurisdiction: &'static str,
+    /// Kind (`local`, `federal`, ...).
+    pub kind: &'static str,
+}
+
+/// The investigator user id the federation issues for an agency.
+pub fn investigator_of(ori: &str) -> String {
+    format!("inv-{}", ori.to_lowercase())
+}
+
+/// The admin user id the federation issues for an agency.
+pub fn admin_of(ori: &str) -> String {
+    format!("admin-{}", ori.to_lowercase())
+}
+
+/// A running local federation.
+pub struct Federation {
+    /// Where its files live.
+    pub dir: PathBuf,
+    /// The PKI layout under `dir/pki`.
+    pub pki: PkiLayout,
+    /// Trust store (root + CRLs).
+    pub trust: TrustStore,
+    /// The broker.
+    pub broker: RunningBroker,
+    /// The nodes by ORI.
+    pub nodes: BTreeMap<String, RunningNode>,
+    /// Node configs by ORI (also written to `dir/<ORI>/node.toml`).
+    pub node_configs: BTreeMap<String, NodeConfig>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn pki(dir: &Path, args: &[&str]) -> Result<()> {
+    use clap::Parser;
+    let mut argv = vec!["alpr-pki", "--dir"];
+    let d = dir.to_string_lossy().to_string();
+    argv.push(&d);
+    argv.extend_from_slice(args);
+    let cli = alpr_pki::cli::Cli::try_parse_from(&argv).with_context(|| format!("alpr-pki {args:?}"))?;
+    alpr_pki::cli::run(cli).with_context(|| format!("alpr-pki {args:?}"))?;
+    Ok(())
+}
+
+impl Federation {
+    /// Build a fresh PKI, start a broker and one node per agency on loopback. With `keep`,
+    /// files go to that directory (kept afterwards); otherwise to a temporary directory.
+    /// `policy` gives each agency's node policy.
+    pub async fn start(keep: Option<PathBuf>, agencies: &[AgencySpec], policy: impl Fn(&str) -> PolicyConfig) -> Result<Self> {
+        let (dir, tmp) = match keep {
+            Some(d) => {
+                if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+                    bail!("{} exists and is not empty; choose a new directory", d.display());
+                }
+                std::fs::create_dir_all(&d)?;
+                (d, None)
+            }
+            None => {
+                let t = tempfile::tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let pki_dir = dir.join("pki");
+        pki(&pki_dir, &["root", "--name", "Demo State ALPR Root"])?;
+        pki(&pki_dir, &["broker"])?;
+        for a in agencies {
+            pki(&pki_dir, &["agency", "--ori", a.ori, "--name", a.name, "--jurisdiction", a.jurisdiction, "--kind", a.kind])?;
+            pki(&pki_dir, &["node", "--ori", a.ori])?;
+            pki(&pki_dir, &["person", "--ori", a.ori, "--role", "investigator", "--user", &investigator_of(a.ori)])?;
+            pki(&pki_dir, &["person", "--ori", a.ori, "--role", "admin", "--user", &admin_of(a.ori)])?;
+        }
+        let layout = PkiLayout::new(&pki_dir);
+        let crls = layout.all_crls();
+        let trust = TrustStore::load(&layout.root_cert(), &crls)?;
+
+        // Bind every listener first so each config can name every address.
+        let broker_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let broker_addr = broker_listener.local_addr()?;
+        let mut node_listeners = Vec::new();
+        for a in agencies {
+            let l = TcpListener::bind("127.0.0.1:0").await?;
+            node_listeners.push((a.ori.to_string(), l.local_addr()?, l));
+        }
+
+        let (bcert, bkey) = layout.broker();
+        let broker_cfg = BrokerConfig {
+            listen: broker_addr,
+            data_dir: dir.join("broker"),
+            tls: alpr_broker::config::TlsConfig { root: layout.root_cert(), cert: bcert, key: bkey, crls: crls.clone() },
+            deadline_ms: 3000,
+            nodes: node_listeners
+                .iter()
+                .map(|(ori, addr, _)| alpr_broker::config::NodeRoute {
+                    ori: ori.clone(),
+                    addr: addr.to_string(),
+                    server_name: "localhost".into(),
+                })
+                .collect(),
+        };
+        std::fs::create_dir_all(&broker_cfg.data_dir)?;
+        std::fs::write(dir.join("broker").join("broker.toml"), toml::to_string(&broker_cfg)?)?;
+        let broker = alpr_broker::start_on(&broker_cfg, broker_listener).await?;
+
+        let mut nodes = BTreeMap::new();
+        let mut node_configs = BTreeMap::new();
+        for (ori, addr, listener) in node_listeners {
+            let (cert, key) = layout.node(&ori);
+            let cfg = NodeConfig {
+                ori: ori.clone(),
+                listen: addr,
+                data_dir: dir.join(&ori),
+                tls: TlsConfig { root: layout.root_cert(), cert, key, crls: crls.clone() },
+                broker: Some(PeerConfig { addr: broker_addr.to_string(), server_name: "localhost".into(), timeout_ms: 5000 }),
+                policy: policy(&ori),
+            };
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;
+            let running = alpr_node::start_on(&cfg, listener).await?;
+            nodes.insert(ori.clone(), running);
+            node_configs.insert(ori, cfg);
+        }
+        Ok(Self { dir, pki: layout, trust, broker, nodes, node_configs, _tmp: tmp })
+    }
+
+    /// A person's signer and TLS identity.
+    pub fn person(&self, ori: &str, user: &str) -> Result<(Signer, TlsIdentity)> {
+        let (c, k) = self.pki.person(ori, user);
+        Ok((Signer::load(&c, &k)?, TlsIdentity::load(&c, &k)?))
+    }
+
+    /// An agency node's signer.
+    pub fn node_signer(&self, ori: &str) -> Result<Signer> {
+        let (c, k) = self.pki.node(ori);
+        Ok(Signer::load(&c, &k)?)
+    }
+
+    /// Ingest CSV text at an agency's node (the same code as `alpr-node ingest`).
+    pub fn ingest_csv(&self, ori: &str, csv: &str) -> Result<alpr_node::ingest::IngestReport> {
+        let node = &self.nodes.get(ori).context("no such node")?.node;
+        let mut conn = node.db();
+        Ok(alpr_node::ingest::ingest_csv(&mut conn, csv.as_bytes(), |_| {})?)
+    }
+
+    /// Draft an agreement, have both admins sign it, register it at the broker over mTLS
+    /// and import it at both nodes. Returns the agreement id.
+    pub async fn agree(&self, terms: Agreement) -> Result<String> {
+        let mut sa = client::draft_agreement(&terms)?;
+        let (padmin, _) = self.person(&terms.provider_ori, &admin_of(&terms.provider_ori))?;
+        let (radmin, _) = self.person(&terms.requester_ori, &admin_of(&terms.requester_ori))?;
+        client::sign_agreement(&mut sa, &padmin, &self.trust)?;
+        client::sign_agreement(&mut sa, &radmin, &self.trust)?;
+        self.submit(&terms.provider_ori, &sa).await?;
+        let mut id = String::new();
+        for ori in [&terms.provider_ori, &terms.requester_ori] {
+            if let Some(n) = self.nodes.get(ori) {
+                id = n.node.import_agreement(&sa)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Submit a signed agreement to the broker from an agency's admin.
+    pub async fn submit(&self, ori: &str, sa: &alpr_proto::pb::SignedAgreement) -> Result<String> {
+        let (_, tls) = self.person(ori, &admin_of(ori))?;
+        let target = Target { addr: self.broker.addr.to_string(), server_name: "localhost".into() };
+        let mut c = client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
+        Ok(client::submit_agreement(&mut c, sa).await?)
+    }
+
+    /// Standard agreement terms valid for `valid_secs` from now.
+    pub fn terms(provider: &str, requester: &str, purposes: &[&str], lookback_days: u32, valid_secs: i64) -> Agreement {
+        let now = alpr_pki::now_unix();
+        Agreement {
+            provider_ori: provider.into(),
+            requester_ori: requester.into(),
+            purposes: purposes.iter().map(|s| s.to_string()).collect(),
+            data_types: vec!["reads".into()],
+            max_lookback_days: lookback_days,
+            valid_from: now - 60,
+            valid_until: now + valid_secs,
+            justification: format!("Mutual aid between {provider} and {requester}: regional auto-theft and violent-crime task force"),
+            drafted_at: now,
+        }
+    }
+
+    /// Sign a query as an agency's investigator.
+    pub fn sign_query(&self, ori: &str, p: &SearchParams) -> Result<(Query, Signed)> {
+        let (signer, _) = self.person(ori, &investigator_of(ori))?;
+        Ok(client::sign_query(&signer, &self.trust, p, alpr_pki::now_unix())?)
+    }
+
+    /// An investigator's search through their own node over mTLS.
+    pub async fn search(&self, ori: &str, p: &SearchParams) -> Result<(Query, RouteResponse)> {
+        let (query, signed) = self.sign_query(ori, p)?;
+        Ok((query.clone(), self.send_signed(ori, &signed).await?))
+    }
+
+    /// Send an already signed query through an agency's node as its investigator.
+    pub async fn send_signed(&self, ori: &str, signed: &Signed) -> Result<RouteResponse> {
+        let (_, tls) = self.person(ori, &investigator_of(ori))?;
+        let node = self.nodes.get(ori).context("no such node")?;
+        let target = Target { addr: node.addr.to_string(), server_name: "localhost".into() };
+        let mut c = client::node_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
+        Ok(client::search(&mut c, signed).await?)
+    }
+
+    /// What a misbehaving broker can do: send an endorsed query straight to a node,
+    /// skipping the broker's admission. Uses the broker's real certificate.
+    pub async fn rogue_forward(&self, target_ori: &str, endorsed: Signed) -> Result<Signed> {
+        let (c, k) = self.pki.broker();
+        let tls = TlsIdentity::load(&c, &k)?;
+        self.forward_as(&tls, target_ori, endorsed).await
+    }
+
+    /// Send an endorsed query to a node's inbound side with any TLS identity.
+    pub async fn forward_as(&self, tls: &TlsIdentity, target_ori: &str, endorsed: Signed) -> Result<Signed> {
+        let node = self.nodes.get(target_ori).context("no such node")?;
+        let target = Target { addr: node.addr.to_string(), server_name: "localhost".into() };
+        let cfg = transport::client_config(&self.trust, tls).map_err(anyhow::Error::msg)?;
+        let mut c = NodeInboundClient::new(transport::channel(&target, cfg, Duration::from_secs(10)).map_err(anyhow::Error::msg)?);
+        Ok(c.answer_query(endorsed).await?.into_inner())
+    }
+
+    /// Endorse a signed query as an agency's node would.
+    pub fn endorse(&self, ori: &str, signed: &Signed) -> Result<Signed> {
+        Ok(alpr_proto::envelope::endorse(&self.node_signer(ori)?, ori, signed.encode_to_vec(), alpr_pki::now_unix())?)
+    }
+
+    /// A node's audit log.
+    pub fn audit(&self, ori: &str, event: Option<&str>) -> Result<Vec<StoredEntry>> {
+        let node = &self.nodes.get(ori).context("no such node")?.node;
+        let conn = node.db();
+        Ok(alpr_node::audit::list(&conn, event)?)
+    }
+
+    /// The broker's routing log.
+    pub fn broker_log(&self) -> Result<Vec<alpr_broker::store::LogEntry>> {
+        Ok(self.broker.broker.log()?)
+    }
+
+    /// Stop every server.
+    pub async fn stop(self) -> Result<()> {
+        for (_, n) in self.nodes {
+            n.stop().await?;
+        }
+        self.broker.stop().await?;
+        Ok(())
+    }
+}
+
+/// The demo's agencies: two California local agencies that share, one more California
+/// agency, one out-of-state agency and one federal agency.
+pub fn demo_agencies() -> Vec<AgencySpec> {
+    vec![
+        AgencySpec { ori: "CA0560100", name: "Ventura Police Department", jurisdiction: "US-CA", kind: "local" },
+        AgencySpec { ori: "CA0340000", name: "Sacramento County Sheriff", jurisdiction: "US-CA", kind: "local" },
+        AgencySpec { ori: "CA0100500", name: "Fresno Police Department", jurisdiction: "US-CA", kind: "local" },
+        AgencySpec { ori: "NV0020100", name: "Las Vegas Metropolitan Police", jurisdiction: "US-NV", kind: "local" },
+        AgencySpec { ori: "USDHS0100", name: "Federal Immigration Enforcement Office", jurisdiction: "US", kind: "federal" },
+    ]
+}
+
+/// A node policy with sharing turned on and the given no-warrant limit.
+pub fn open_policy() -> PolicyConfig {
+    PolicyConfig { sharing_enabled: true, ..PolicyConfig::default() }
+}
+
+/// Synthetic reads for an agency: `plates` each seen at a few cameras over the last days,
+/// plus noise plates.
+pub fn synthetic_csv(ori: &str, plates: &[&str], days: i64) -> String {
+    let now = alpr_pki::now_unix();
+    let mut out = String::from("plate,captured_at,camera_id,latitude,longitude\n");
+    let (lat0, lon0) = match &ori[..2] {
+        "CA" => (34.27, -119.23),
+        "NV" => (36.17, -115.14),
+        _ => (38.90, -77.03),
+    };
+    for (i, p) in plates.iter().enumerate() {
+        for d in 0..days {
+            let t = now - d * 86_400 - (i as i64 * 3_517) % 80_000 - 600;
+            let cam = format!("{}-CAM-{:02}", &ori[..5], (d + i as i64) % 12);
+            out.push_str(&format!(
+                "{p},{},{cam},{:.5},{:.5}\n",
+                alpr_node::cli::fmt_time(t),
+                lat0 + 0.001 * d as f64,
+                lon0 - 0.001 * i as f64
+            ));
+        }
+    }
+    for n in 0..200i64 {
+        let t = now - (n * 7_919) % (86_400 * days.max(1));
+        out.push_str(&format!("{}{:04},{},{}-CAM-00,{lat0:.5},{lon0:.5}\n", &ori[..2], n, alpr_node::cli::fmt_time(t), &ori[..5]));
+    }
+    out
+}
+
+/// Search parameters for a typical, well-formed search over the last `days`.
+pub fn params(plate: &str, targets: &[&str], purpose: &str, days: i64) -> SearchParams {
+    let now = alpr_pki::now_unix();
+    SearchParams {
+        plate: plate.into(),
+        window_start: now - days * 86_400,
+        window_end: now,
+        purpose: purpose.into(),
+        case_number: "SSD-2026-018832".into(),
+        reason: "Silver Honda Civic stolen from Fair Oaks driveway; owner reported this plate on 11/20".into(),
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+        ttl_secs: 300,
+        ..Default::default()
+    }
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::Error;
 
 /// `broker.toml`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Address to serve on.
@@ -30,7 +30,7 @@ fn default_deadline() -> u64 {
 }
 
 /// Certificate files.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The state root certificate.
@@ -45,7 +45,7 @@ pub struct TlsConfig {
 }
 
 /// How to reach one agency's node.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeRoute {
     /// The agency's ORI.

@@ -16,4 +16,4 @@ pub mod store;
 pub use broker::Broker;
 pub use config::BrokerConfig;
 pub use error::Error;
-pub use server::{RunningBroker, start};
+pub use server::{RunningBroker, start, start_on};

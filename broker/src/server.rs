@@ -39,9 +39,14 @@ impl RunningBroker {
 
 /// Open the broker and serve it on `cfg.listen` over mTLS.
 pub async fn start(cfg: &BrokerConfig) -> Result<RunningBroker, Error> {
+    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
+    start_on(cfg, listener).await
+}
+
+/// Serve on an already bound listener (lets a caller learn every address before starting).
+pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<RunningBroker, Error> {
     let broker = Broker::open(cfg)?;
     let tls = transport::server_config(&broker.trust, &broker.tls).map_err(Error::Transport)?;
-    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let router = tonic::transport::Server::builder().add_service(BrokerServer::new(BrokerService::new(broker.clone())));
     let (tx, rx) = oneshot::channel();

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::Error;
 
 /// `node.toml`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// This agency's ORI; must equal the ORI claim of the node certificate.
@@ -28,7 +28,7 @@ pub struct NodeConfig {
 }
 
 /// Certificate files.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The state root certificate (the only trust anchor).
@@ -43,7 +43,7 @@ pub struct TlsConfig {
 }
 
 /// How to reach a peer over mTLS.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// `host:port`.
@@ -64,7 +64,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// The agency's own say over its data. A new node is closed (`sharing_enabled = false`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Answer inbound queries at all. Off until the agency's admin turns it on.

@@ -32,15 +32,28 @@ pub enum Error {
     /// TLS or connection setup failed.
     #[error("transport: {0}")]
     Transport(String),
-    /// A remote call failed.
-    #[error("remote call failed: {}", .0.message())]
-    Rpc(#[from] tonic::Status),
+    /// A remote call failed or was refused.
+    #[error("{}", rpc_message(.0))]
+    Rpc(tonic::Status),
     /// The audit log could not be written or does not verify.
     #[error("audit log: {0}")]
     Audit(String),
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),
+}
+
+fn rpc_message(s: &tonic::Status) -> String {
+    match s.code() {
+        tonic::Code::PermissionDenied => format!("refused: {}", s.message()),
+        code => format!("remote call failed ({code:?}): {}", s.message()),
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Self {
+        Self::Rpc(s)
+    }
 }
 
 impl Error {

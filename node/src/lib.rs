@@ -21,4 +21,4 @@ pub mod store;
 pub use config::NodeConfig;
 pub use error::Error;
 pub use node::Node;
-pub use server::{RunningNode, start};
+pub use server::{RunningNode, start, start_on};

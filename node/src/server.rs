@@ -48,9 +48,14 @@ impl RunningNode {
 
 /// Open the node and serve it on `cfg.listen` over mTLS.
 pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
+    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
+    start_on(cfg, listener).await
+}
+
+/// Serve on an already bound listener (lets a caller learn every address before starting).
+pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<RunningNode, Error> {
     let node = Node::open(cfg)?;
     let tls = transport::server_config(node.trust(), &node.tls).map_err(Error::Transport)?;
-    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());
     let router = tonic::transport::Server::builder()
