@@ -9,7 +9,9 @@
 
 use std::path::PathBuf;
 
-use alpr_federation::{Federation, demo_agencies, investigator_of, open_policy, params, synthetic_csv};
+use alpr_federation::{
+    Federation, demo_agencies, investigator_of, open_policy, params, synthetic_csv,
+};
 use alpr_node::client::{self, Reply};
 use alpr_proto::RefusalReason;
 use alpr_proto::pb::{RouteResponse, TargetStatus};
@@ -55,24 +57,43 @@ impl Demo {
     /// Print each target's outcome.
     fn show(&self, resp: &RouteResponse) {
         for r in &resp.results {
-            let reason = RefusalReason::try_from(r.reason).map(|x| x.as_str_name()).unwrap_or("?");
+            let reason = RefusalReason::try_from(r.reason)
+                .map(|x| x.as_str_name())
+                .unwrap_or("?");
             match TargetStatus::try_from(r.status) {
-                Ok(TargetStatus::Answered) => println!("   → {}: ANSWERED (decided by {})", r.ori, r.decided_by),
-                Ok(TargetStatus::Refused) => println!("   → {}: REFUSED {reason} (decided by {}): {}", r.ori, r.decided_by, r.detail),
+                Ok(TargetStatus::Answered) => {
+                    println!("   → {}: ANSWERED (decided by {})", r.ori, r.decided_by)
+                }
+                Ok(TargetStatus::Refused) => println!(
+                    "   → {}: REFUSED {reason} (decided by {}): {}",
+                    r.ori, r.decided_by, r.detail
+                ),
                 _ => println!("   → {}: UNAVAILABLE: {}", r.ori, r.detail),
             }
         }
     }
 
     /// Check one target's outcome.
-    fn expect(&mut self, resp: &RouteResponse, target: &str, want: Option<RefusalReason>, by: &str) {
+    fn expect(
+        &mut self,
+        resp: &RouteResponse,
+        target: &str,
+        want: Option<RefusalReason>,
+        by: &str,
+    ) {
         let got = resp.results.iter().find(|r| r.ori == target);
         let ok = match (got, want) {
             (Some(r), None) => r.status == TargetStatus::Answered as i32,
-            (Some(r), Some(w)) => r.status == TargetStatus::Refused as i32 && r.reason == w as i32 && r.decided_by == by,
+            (Some(r), Some(w)) => {
+                r.status == TargetStatus::Refused as i32
+                    && r.reason == w as i32
+                    && r.decided_by == by
+            }
             (None, _) => false,
         };
-        let want_s = want.map(|w| format!("refused {} by {by}", w.as_str_name())).unwrap_or_else(|| "answered".into());
+        let want_s = want
+            .map(|w| format!("refused {} by {by}", w.as_str_name()))
+            .unwrap_or_else(|| "answered".into());
         self.check(ok, format!("{target} {want_s}"));
     }
 }
@@ -93,31 +114,81 @@ async fn run(args: Args) -> Result<()> {
     println!("Federated ALPR demo: no central pool — each agency keeps its own reads.");
     let agencies = demo_agencies();
     let fed = Federation::start(args.keep.clone(), &agencies, |_| open_policy()).await?;
-    println!("State PKI, broker and {} agency nodes started on loopback (mutual TLS everywhere):", agencies.len());
+    println!(
+        "State PKI, broker and {} agency nodes started on loopback (mutual TLS everywhere):",
+        agencies.len()
+    );
     println!("   broker      {}", fed.broker.addr);
     for a in &agencies {
-        println!("   {} {:<40} {:<6} {:<8} node {}", a.ori, a.name, a.jurisdiction, a.kind, fed.nodes[a.ori].addr);
+        println!(
+            "   {} {:<40} {:<6} {:<8} node {}",
+            a.ori, a.name, a.jurisdiction, a.kind, fed.nodes[a.ori].addr
+        );
     }
-    let mut d = Demo { fed, failures: vec![], step: 0 };
+    let mut d = Demo {
+        fed,
+        failures: vec![],
+        step: 0,
+    };
 
     d.title("each agency ingests its own reads (bad rows are reported with their line numbers)");
     for a in &agencies {
         let mut csv = synthetic_csv(a.ori, &[STOLEN, "5XYZ987"], 20);
         csv.push_str("BAD*PLATE,2026-11-01T10:00:00Z,CAM-9,34.1,-119.1\n7QRS555,not-a-time,CAM-9,34.1,-119.1\n");
         let report = d.fed.ingest_csv(a.ori, &csv)?;
-        let lines: Vec<String> = report.rejects.iter().map(|r| format!("line {}: {}", r.line, r.reason)).collect();
-        println!("   {}: {} reads stored; rejected {}", a.ori, report.accepted, lines.join("; "));
-        d.check(report.accepted == 240 && report.rejects.len() == 2, format!("{} kept every good row", a.ori));
+        let lines: Vec<String> = report
+            .rejects
+            .iter()
+            .map(|r| format!("line {}: {}", r.line, r.reason))
+            .collect();
+        println!(
+            "   {}: {} reads stored; rejected {}",
+            a.ori,
+            report.accepted,
+            lines.join("; ")
+        );
+        d.check(
+            report.accepted == 240 && report.rejects.len() == 2,
+            format!("{} kept every good row", a.ori),
+        );
     }
 
-    d.title("admins sign agreements; the broker registers them only if the owner's state rules allow");
-    let v2s = d.fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240", "120", "13A", "30A", "X-MISSING"], 90, 90 * 86_400)).await?;
-    println!("   {VENTURA} → {SACRAMENTO}: {v2s} (auto theft, robbery, assault, missing persons; 90-day look-back)");
-    let f2s = d.fed.agree(Federation::terms(FRESNO, SACRAMENTO, &["240"], 30, 90 * 86_400)).await?;
+    d.title(
+        "admins sign agreements; the broker registers them only if the owner's state rules allow",
+    );
+    let v2s = d
+        .fed
+        .agree(Federation::terms(
+            VENTURA,
+            SACRAMENTO,
+            &["240", "120", "13A", "30A", "X-MISSING"],
+            90,
+            90 * 86_400,
+        ))
+        .await?;
+    println!(
+        "   {VENTURA} → {SACRAMENTO}: {v2s} (auto theft, robbery, assault, missing persons; 90-day look-back)"
+    );
+    let f2s = d
+        .fed
+        .agree(Federation::terms(
+            FRESNO,
+            SACRAMENTO,
+            &["240"],
+            30,
+            90 * 86_400,
+        ))
+        .await?;
     println!("   {FRESNO} → {SACRAMENTO}: {f2s}");
-    let short = d.fed.agree(Federation::terms(VENTURA, FRESNO, &["240"], 30, 2)).await?;
+    let short = d
+        .fed
+        .agree(Federation::terms(VENTURA, FRESNO, &["240"], 30, 2))
+        .await?;
     println!("   {VENTURA} → {FRESNO}: {short} (valid for 2 seconds only)");
-    for (req, want) in [(LAS_VEGAS, "REQUESTER_JURISDICTION_NOT_PERMITTED"), (FEDERAL, "REQUESTER_KIND_NOT_PERMITTED")] {
+    for (req, want) in [
+        (LAS_VEGAS, "REQUESTER_JURISDICTION_NOT_PERMITTED"),
+        (FEDERAL, "REQUESTER_KIND_NOT_PERMITTED"),
+    ] {
         let terms = Federation::terms(VENTURA, req, &["240"], 30, 30 * 86_400);
         let mut sa = client::draft_agreement(&terms)?;
         let (p, _) = d.fed.person(VENTURA, &alpr_federation::admin_of(VENTURA))?;
@@ -125,45 +196,101 @@ async fn run(args: Args) -> Result<()> {
         client::sign_agreement(&mut sa, &p, &d.fed.trust)?;
         client::sign_agreement(&mut sa, &r, &d.fed.trust)?;
         let res = d.fed.submit(VENTURA, &sa).await;
-        let msg = res.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+        let msg = res
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         println!("   {VENTURA} → {req}: registration refused: {msg}");
-        d.check(res.is_err() && msg.contains(want), format!("registration {VENTURA} → {req} refused with {want}"));
+        d.check(
+            res.is_err() && msg.contains(want),
+            format!("registration {VENTURA} → {req} refused with {want}"),
+        );
     }
 
     d.title(&format!("ALLOWED: a Sacramento investigator searches {STOLEN} at Ventura and Fresno (stolen vehicle, 240)"));
-    let (q, resp) = d.fed.search(SACRAMENTO, &params(STOLEN, &[VENTURA, FRESNO], "240", 14)).await?;
+    let (q, resp) = d
+        .fed
+        .search(SACRAMENTO, &params(STOLEN, &[VENTURA, FRESNO], "240", 14))
+        .await?;
     d.show(&resp);
     d.expect(&resp, VENTURA, None, VENTURA);
     d.expect(&resp, FRESNO, None, FRESNO);
     for r in &resp.results {
-        if let Ok(Some(Reply::Answer(a))) = client::verify_reply(&d.fed.trust, r, &q, alpr_pki::now_unix()) {
-            println!("   {} signed {} read(s) for {}@{} (not for re-dissemination: {}), e.g.:", a.provider_ori, a.reads.len(), a.requester_user, a.requester_ori, a.not_for_redissemination);
+        if let Ok(Some(Reply::Answer(a))) =
+            client::verify_reply(&d.fed.trust, r, &q, alpr_pki::now_unix())
+        {
+            println!(
+                "   {} signed {} read(s) for {}@{} (not for re-dissemination: {}), e.g.:",
+                a.provider_ori,
+                a.reads.len(),
+                a.requester_user,
+                a.requester_ori,
+                a.not_for_redissemination
+            );
             for read in a.reads.iter().take(2) {
-                println!("      {} at {} camera {} ({:.4}, {:.4})", read.plate, alpr_node::cli::fmt_time(read.captured_at), read.camera_id, read.latitude, read.longitude);
+                println!(
+                    "      {} at {} camera {} ({:.4}, {:.4})",
+                    read.plate,
+                    alpr_node::cli::fmt_time(read.captured_at),
+                    read.camera_id,
+                    read.latitude,
+                    read.longitude
+                );
             }
-            d.check(a.reads.len() >= 14 && a.reads.iter().all(|x| x.plate == STOLEN), format!("{} returned only {STOLEN} reads", a.provider_ori));
+            d.check(
+                a.reads.len() >= 14 && a.reads.iter().all(|x| x.plate == STOLEN),
+                format!("{} returned only {STOLEN} reads", a.provider_ori),
+            );
         }
     }
 
-    d.title(&format!("REFUSED: no agreement — Sacramento searches Las Vegas, which never agreed to share with it"));
-    let (_, resp) = d.fed.search(SACRAMENTO, &params(STOLEN, &[LAS_VEGAS], "240", 7)).await?;
+    d.title("REFUSED: no agreement — Sacramento searches Las Vegas, which never agreed to share with it");
+    let (_, resp) = d
+        .fed
+        .search(SACRAMENTO, &params(STOLEN, &[LAS_VEGAS], "240", 7))
+        .await?;
     d.show(&resp);
     d.expect(&resp, LAS_VEGAS, Some(RefusalReason::NoAgreement), "broker");
 
     d.title("REFUSED: out-of-state requester — Las Vegas searches Ventura (California shares only in-state)");
-    let (_, resp) = d.fed.search(LAS_VEGAS, &params(STOLEN, &[VENTURA], "240", 7)).await?;
+    let (_, resp) = d
+        .fed
+        .search(LAS_VEGAS, &params(STOLEN, &[VENTURA], "240", 7))
+        .await?;
     d.show(&resp);
-    d.expect(&resp, VENTURA, Some(RefusalReason::RequesterJurisdictionNotPermitted), "broker");
+    d.expect(
+        &resp,
+        VENTURA,
+        Some(RefusalReason::RequesterJurisdictionNotPermitted),
+        "broker",
+    );
 
     d.title("REFUSED: federal requester — a federal office searches Ventura (no federal access to California reads)");
-    let (_, resp) = d.fed.search(FEDERAL, &params(STOLEN, &[VENTURA], "240", 7)).await?;
+    let (_, resp) = d
+        .fed
+        .search(FEDERAL, &params(STOLEN, &[VENTURA], "240", 7))
+        .await?;
     d.show(&resp);
-    d.expect(&resp, VENTURA, Some(RefusalReason::RequesterKindNotPermitted), "broker");
+    d.expect(
+        &resp,
+        VENTURA,
+        Some(RefusalReason::RequesterKindNotPermitted),
+        "broker",
+    );
 
     d.title("REFUSED: immigration purpose — Sacramento searches Ventura for 30A (Illegal Entry), even though the agreement lists it");
-    let (_, resp) = d.fed.search(SACRAMENTO, &params(STOLEN, &[VENTURA], "30A", 7)).await?;
+    let (_, resp) = d
+        .fed
+        .search(SACRAMENTO, &params(STOLEN, &[VENTURA], "30A", 7))
+        .await?;
     d.show(&resp);
-    d.expect(&resp, VENTURA, Some(RefusalReason::PurposeProhibited), "broker");
+    d.expect(
+        &resp,
+        VENTURA,
+        Some(RefusalReason::PurposeProhibited),
+        "broker",
+    );
 
     d.title("REFUSED: the reason \"investigation\" — refused by the investigator's own node before it leaves");
     let mut p = params(STOLEN, &[VENTURA], "240", 7);
@@ -177,26 +304,55 @@ async fn run(args: Args) -> Result<()> {
     let r = d.fed.search(SACRAMENTO, &p).await;
     report_local(&mut d, r, "CASE_NUMBER_MISSING");
 
-    d.title("REFUSED: expired agreement — Fresno searches Ventura after the 2-second agreement ran out");
+    d.title(
+        "REFUSED: expired agreement — Fresno searches Ventura after the 2-second agreement ran out",
+    );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let (_, resp) = d.fed.search(FRESNO, &params(STOLEN, &[VENTURA], "240", 7)).await?;
+    let (_, resp) = d
+        .fed
+        .search(FRESNO, &params(STOLEN, &[VENTURA], "240", 7))
+        .await?;
     d.show(&resp);
-    d.expect(&resp, VENTURA, Some(RefusalReason::AgreementExpired), "broker");
+    d.expect(
+        &resp,
+        VENTURA,
+        Some(RefusalReason::AgreementExpired),
+        "broker",
+    );
 
     d.title("REFUSED BY THE NODE ITSELF: a misbehaving broker forwards Fresno's query to Sacramento, which has no agreement with Fresno");
-    let (_, signed) = d.fed.sign_query(FRESNO, &params(STOLEN, &[SACRAMENTO], "240", 7))?;
+    let (_, signed) = d
+        .fed
+        .sign_query(FRESNO, &params(STOLEN, &[SACRAMENTO], "240", 7))?;
     let endorsed = d.fed.endorse(FRESNO, &signed)?;
     let reply = d.fed.rogue_forward(SACRAMENTO, endorsed).await?;
-    let (signer, refusal): (_, alpr_proto::pb::Refusal) =
-        alpr_proto::envelope::open_as(&d.fed.trust, &reply, alpr_proto::envelope::REFUSAL, alpr_pki::now_unix())?;
+    let (signer, refusal): (_, alpr_proto::pb::Refusal) = alpr_proto::envelope::open_as(
+        &d.fed.trust,
+        &reply,
+        alpr_proto::envelope::REFUSAL,
+        alpr_pki::now_unix(),
+    )?;
     let reason = RefusalReason::try_from(refusal.reason).unwrap_or(RefusalReason::Unspecified);
-    println!("   → {SACRAMENTO}: REFUSED {} (signed by {}): {}", reason.as_str_name(), signer.describe(), refusal.detail);
-    d.check(reason == RefusalReason::NoAgreement && signer.ori() == Some(SACRAMENTO), format!("{SACRAMENTO} refused on its own: NO_AGREEMENT"));
+    println!(
+        "   → {SACRAMENTO}: REFUSED {} (signed by {}): {}",
+        reason.as_str_name(),
+        signer.describe(),
+        refusal.detail
+    );
+    d.check(
+        reason == RefusalReason::NoAgreement && signer.ori() == Some(SACRAMENTO),
+        format!("{SACRAMENTO} refused on its own: NO_AGREEMENT"),
+    );
 
     d.title("each node's inbound log: who asked, for what plate, purpose, case, and the decision");
     for a in &agencies {
         let entries = d.fed.audit(a.ori, Some("inbound_query"))?;
-        println!("   {} ({}): {} inbound request(s)", a.ori, a.name, entries.len());
+        println!(
+            "   {} ({}): {} inbound request(s)",
+            a.ori,
+            a.name,
+            entries.len()
+        );
         for e in entries {
             let x = &e.entry;
             println!(
@@ -209,17 +365,34 @@ async fn run(args: Args) -> Result<()> {
                 x.purpose.as_deref().unwrap_or("-"),
                 x.case_number.as_deref().unwrap_or("-"),
                 x.decision,
-                x.reason_code.as_deref().map(|r| format!(" {r}")).or(x.count.map(|c| format!(" ({c} reads)"))).unwrap_or_default()
+                x.reason_code
+                    .as_deref()
+                    .map(|r| format!(" {r}"))
+                    .or(x.count.map(|c| format!(" ({c} reads)")))
+                    .unwrap_or_default()
             );
         }
     }
     let sac_out = d.fed.audit(SACRAMENTO, Some("outbound_result"))?;
-    println!("   {SACRAMENTO} also logged {} outbound result(s) for its own investigators' searches", sac_out.len());
-    let broker_refusals = d.fed.broker_log()?.iter().filter(|e| e.decision == "refused").count();
-    println!("   the broker logged {broker_refusals} refused routing decision(s); it holds no reads and no answers");
+    println!(
+        "   {SACRAMENTO} also logged {} outbound result(s) for its own investigators' searches",
+        sac_out.len()
+    );
+    let broker_refusals = d
+        .fed
+        .broker_log()?
+        .iter()
+        .filter(|e| e.decision == "refused")
+        .count();
+    println!(
+        "   the broker logged {broker_refusals} refused routing decision(s); it holds no reads and no answers"
+    );
     for a in &agencies {
         let n = alpr_node::audit::verify(&d.fed.nodes[a.ori].node.db())?;
-        d.check(n > 0, format!("{} audit hash chain verifies ({n} entries)", a.ori));
+        d.check(
+            n > 0,
+            format!("{} audit hash chain verifies ({n} entries)", a.ori),
+        );
     }
     let _ = investigator_of;
 
@@ -227,25 +400,42 @@ async fn run(args: Args) -> Result<()> {
     let failures = std::mem::take(&mut d.failures);
     d.fed.stop().await?;
     if let Some(k) = args.keep {
-        println!("\nFiles kept in {} (try: cargo run -p alpr-node -- audit list --config {}/{VENTURA}/node.toml)", k.display(), dir.display());
+        println!(
+            "\nFiles kept in {} (try: cargo run -p alpr-node -- audit list --config {}/{VENTURA}/node.toml)",
+            k.display(),
+            dir.display()
+        );
     }
     if failures.is_empty() {
         println!("\nEvery step behaved as narrated.");
         Ok(())
     } else {
-        bail!("{} step(s) misbehaved:\n  {}", failures.len(), failures.join("\n  "))
+        bail!(
+            "{} step(s) misbehaved:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        )
     }
 }
 
 fn report_local(d: &mut Demo, r: Result<(alpr_proto::pb::Query, RouteResponse)>, code: &str) {
     match r {
         Ok((_, resp)) => {
-            d.check(false, format!("expected a local refusal {code}, got {} result(s)", resp.results.len()));
+            d.check(
+                false,
+                format!(
+                    "expected a local refusal {code}, got {} result(s)",
+                    resp.results.len()
+                ),
+            );
         }
         Err(e) => {
             let msg = e.to_string();
             println!("   → refused by {SACRAMENTO}: {msg}");
-            d.check(msg.contains(code), format!("refused {code} by {SACRAMENTO} itself"));
+            d.check(
+                msg.contains(code),
+                format!("refused {code} by {SACRAMENTO} itself"),
+            );
         }
     }
 }

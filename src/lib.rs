@@ -71,7 +71,8 @@ fn pki(dir: &Path, args: &[&str]) -> Result<()> {
     let d = dir.to_string_lossy().to_string();
     argv.push(&d);
     argv.extend_from_slice(args);
-    let cli = alpr_pki::cli::Cli::try_parse_from(&argv).with_context(|| format!("alpr-pki {args:?}"))?;
+    let cli =
+        alpr_pki::cli::Cli::try_parse_from(&argv).with_context(|| format!("alpr-pki {args:?}"))?;
     alpr_pki::cli::run(cli).with_context(|| format!("alpr-pki {args:?}"))?;
     Ok(())
 }
@@ -80,11 +81,18 @@ impl Federation {
     /// Build a fresh PKI, start a broker and one node per agency on loopback. With `keep`,
     /// files go to that directory (kept afterwards); otherwise to a temporary directory.
     /// `policy` gives each agency's node policy.
-    pub async fn start(keep: Option<PathBuf>, agencies: &[AgencySpec], policy: impl Fn(&str) -> PolicyConfig) -> Result<Self> {
+    pub async fn start(
+        keep: Option<PathBuf>,
+        agencies: &[AgencySpec],
+        policy: impl Fn(&str) -> PolicyConfig,
+    ) -> Result<Self> {
         let (dir, tmp) = match keep {
             Some(d) => {
                 if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
-                    bail!("{} exists and is not empty; choose a new directory", d.display());
+                    bail!(
+                        "{} exists and is not empty; choose a new directory",
+                        d.display()
+                    );
                 }
                 std::fs::create_dir_all(&d)?;
                 (d, None)
@@ -98,10 +106,45 @@ impl Federation {
         pki(&pki_dir, &["root", "--name", "Demo State ALPR Root"])?;
         pki(&pki_dir, &["broker"])?;
         for a in agencies {
-            pki(&pki_dir, &["agency", "--ori", a.ori, "--name", a.name, "--jurisdiction", a.jurisdiction, "--kind", a.kind])?;
+            pki(
+                &pki_dir,
+                &[
+                    "agency",
+                    "--ori",
+                    a.ori,
+                    "--name",
+                    a.name,
+                    "--jurisdiction",
+                    a.jurisdiction,
+                    "--kind",
+                    a.kind,
+                ],
+            )?;
             pki(&pki_dir, &["node", "--ori", a.ori])?;
-            pki(&pki_dir, &["person", "--ori", a.ori, "--role", "investigator", "--user", &investigator_of(a.ori)])?;
-            pki(&pki_dir, &["person", "--ori", a.ori, "--role", "admin", "--user", &admin_of(a.ori)])?;
+            pki(
+                &pki_dir,
+                &[
+                    "person",
+                    "--ori",
+                    a.ori,
+                    "--role",
+                    "investigator",
+                    "--user",
+                    &investigator_of(a.ori),
+                ],
+            )?;
+            pki(
+                &pki_dir,
+                &[
+                    "person",
+                    "--ori",
+                    a.ori,
+                    "--role",
+                    "admin",
+                    "--user",
+                    &admin_of(a.ori),
+                ],
+            )?;
         }
         let layout = PkiLayout::new(&pki_dir);
         let crls = layout.all_crls();
@@ -120,7 +163,12 @@ impl Federation {
         let broker_cfg = BrokerConfig {
             listen: broker_addr,
             data_dir: dir.join("broker"),
-            tls: alpr_broker::config::TlsConfig { root: layout.root_cert(), cert: bcert, key: bkey, crls: crls.clone() },
+            tls: alpr_broker::config::TlsConfig {
+                root: layout.root_cert(),
+                cert: bcert,
+                key: bkey,
+                crls: crls.clone(),
+            },
             deadline_ms: 3000,
             nodes: node_listeners
                 .iter()
@@ -132,7 +180,10 @@ impl Federation {
                 .collect(),
         };
         std::fs::create_dir_all(&broker_cfg.data_dir)?;
-        std::fs::write(dir.join("broker").join("broker.toml"), toml::to_string(&broker_cfg)?)?;
+        std::fs::write(
+            dir.join("broker").join("broker.toml"),
+            toml::to_string(&broker_cfg)?,
+        )?;
         let broker = alpr_broker::start_on(&broker_cfg, broker_listener).await?;
 
         let mut nodes = BTreeMap::new();
@@ -143,8 +194,17 @@ impl Federation {
                 ori: ori.clone(),
                 listen: addr,
                 data_dir: dir.join(&ori),
-                tls: TlsConfig { root: layout.root_cert(), cert, key, crls: crls.clone() },
-                broker: Some(PeerConfig { addr: broker_addr.to_string(), server_name: "localhost".into(), timeout_ms: 5000 }),
+                tls: TlsConfig {
+                    root: layout.root_cert(),
+                    cert,
+                    key,
+                    crls: crls.clone(),
+                },
+                broker: Some(PeerConfig {
+                    addr: broker_addr.to_string(),
+                    server_name: "localhost".into(),
+                    timeout_ms: 5000,
+                }),
                 policy: policy(&ori),
             };
             std::fs::create_dir_all(&cfg.data_dir)?;
@@ -153,7 +213,15 @@ impl Federation {
             nodes.insert(ori.clone(), running);
             node_configs.insert(ori, cfg);
         }
-        Ok(Self { dir, pki: layout, trust, broker, nodes, node_configs, _tmp: tmp })
+        Ok(Self {
+            dir,
+            pki: layout,
+            trust,
+            broker,
+            nodes,
+            node_configs,
+            _tmp: tmp,
+        })
     }
 
     /// A person's signer and TLS identity.
@@ -172,7 +240,11 @@ impl Federation {
     pub fn ingest_csv(&self, ori: &str, csv: &str) -> Result<alpr_node::ingest::IngestReport> {
         let node = &self.nodes.get(ori).context("no such node")?.node;
         let mut conn = node.db();
-        Ok(alpr_node::ingest::ingest_csv(&mut conn, csv.as_bytes(), |_| {})?)
+        Ok(alpr_node::ingest::ingest_csv(
+            &mut conn,
+            csv.as_bytes(),
+            |_| {},
+        )?)
     }
 
     /// Draft an agreement, have both admins sign it, register it at the broker over mTLS
@@ -196,13 +268,22 @@ impl Federation {
     /// Submit a signed agreement to the broker from an agency's admin.
     pub async fn submit(&self, ori: &str, sa: &alpr_proto::pb::SignedAgreement) -> Result<String> {
         let (_, tls) = self.person(ori, &admin_of(ori))?;
-        let target = Target { addr: self.broker.addr.to_string(), server_name: "localhost".into() };
+        let target = Target {
+            addr: self.broker.addr.to_string(),
+            server_name: "localhost".into(),
+        };
         let mut c = client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
         Ok(client::submit_agreement(&mut c, sa).await?)
     }
 
     /// Standard agreement terms valid for `valid_secs` from now.
-    pub fn terms(provider: &str, requester: &str, purposes: &[&str], lookback_days: u32, valid_secs: i64) -> Agreement {
+    pub fn terms(
+        provider: &str,
+        requester: &str,
+        purposes: &[&str],
+        lookback_days: u32,
+        valid_secs: i64,
+    ) -> Agreement {
         let now = alpr_pki::now_unix();
         Agreement {
             provider_ori: provider.into(),
@@ -212,7 +293,9 @@ impl Federation {
             max_lookback_days: lookback_days,
             valid_from: now - 60,
             valid_until: now + valid_secs,
-            justification: format!("Mutual aid between {provider} and {requester}: regional auto-theft and violent-crime task force"),
+            justification: format!(
+                "Mutual aid between {provider} and {requester}: regional auto-theft and violent-crime task force"
+            ),
             drafted_at: now,
         }
     }
@@ -220,7 +303,12 @@ impl Federation {
     /// Sign a query as an agency's investigator.
     pub fn sign_query(&self, ori: &str, p: &SearchParams) -> Result<(Query, Signed)> {
         let (signer, _) = self.person(ori, &investigator_of(ori))?;
-        Ok(client::sign_query(&signer, &self.trust, p, alpr_pki::now_unix())?)
+        Ok(client::sign_query(
+            &signer,
+            &self.trust,
+            p,
+            alpr_pki::now_unix(),
+        )?)
     }
 
     /// An investigator's search through their own node over mTLS.
@@ -233,7 +321,10 @@ impl Federation {
     pub async fn send_signed(&self, ori: &str, signed: &Signed) -> Result<RouteResponse> {
         let (_, tls) = self.person(ori, &investigator_of(ori))?;
         let node = self.nodes.get(ori).context("no such node")?;
-        let target = Target { addr: node.addr.to_string(), server_name: "localhost".into() };
+        let target = Target {
+            addr: node.addr.to_string(),
+            server_name: "localhost".into(),
+        };
         let mut c = client::node_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
         Ok(client::search(&mut c, signed).await?)
     }
@@ -247,17 +338,33 @@ impl Federation {
     }
 
     /// Send an endorsed query to a node's inbound side with any TLS identity.
-    pub async fn forward_as(&self, tls: &TlsIdentity, target_ori: &str, endorsed: Signed) -> Result<Signed> {
+    pub async fn forward_as(
+        &self,
+        tls: &TlsIdentity,
+        target_ori: &str,
+        endorsed: Signed,
+    ) -> Result<Signed> {
         let node = self.nodes.get(target_ori).context("no such node")?;
-        let target = Target { addr: node.addr.to_string(), server_name: "localhost".into() };
+        let target = Target {
+            addr: node.addr.to_string(),
+            server_name: "localhost".into(),
+        };
         let cfg = transport::client_config(&self.trust, tls).map_err(anyhow::Error::msg)?;
-        let mut c = NodeInboundClient::new(transport::channel(&target, cfg, Duration::from_secs(10)).map_err(anyhow::Error::msg)?);
+        let mut c = NodeInboundClient::new(
+            transport::channel(&target, cfg, Duration::from_secs(10))
+                .map_err(anyhow::Error::msg)?,
+        );
         Ok(c.answer_query(endorsed).await?.into_inner())
     }
 
     /// Endorse a signed query as an agency's node would.
     pub fn endorse(&self, ori: &str, signed: &Signed) -> Result<Signed> {
-        Ok(alpr_proto::envelope::endorse(&self.node_signer(ori)?, ori, signed.encode_to_vec(), alpr_pki::now_unix())?)
+        Ok(alpr_proto::envelope::endorse(
+            &self.node_signer(ori)?,
+            ori,
+            signed.encode_to_vec(),
+            alpr_pki::now_unix(),
+        )?)
     }
 
     /// A node's audit log.
@@ -286,17 +393,45 @@ impl Federation {
 /// agency, one out-of-state agency and one federal agency.
 pub fn demo_agencies() -> Vec<AgencySpec> {
     vec![
-        AgencySpec { ori: "CA0560100", name: "Ventura Police Department", jurisdiction: "US-CA", kind: "local" },
-        AgencySpec { ori: "CA0340000", name: "Sacramento County Sheriff", jurisdiction: "US-CA", kind: "local" },
-        AgencySpec { ori: "CA0100500", name: "Fresno Police Department", jurisdiction: "US-CA", kind: "local" },
-        AgencySpec { ori: "NV0020100", name: "Las Vegas Metropolitan Police", jurisdiction: "US-NV", kind: "local" },
-        AgencySpec { ori: "USDHS0100", name: "Federal Immigration Enforcement Office", jurisdiction: "US", kind: "federal" },
+        AgencySpec {
+            ori: "CA0560100",
+            name: "Ventura Police Department",
+            jurisdiction: "US-CA",
+            kind: "local",
+        },
+        AgencySpec {
+            ori: "CA0340000",
+            name: "Sacramento County Sheriff",
+            jurisdiction: "US-CA",
+            kind: "local",
+        },
+        AgencySpec {
+            ori: "CA0100500",
+            name: "Fresno Police Department",
+            jurisdiction: "US-CA",
+            kind: "local",
+        },
+        AgencySpec {
+            ori: "NV0020100",
+            name: "Las Vegas Metropolitan Police",
+            jurisdiction: "US-NV",
+            kind: "local",
+        },
+        AgencySpec {
+            ori: "USDHS0100",
+            name: "Federal Immigration Enforcement Office",
+            jurisdiction: "US",
+            kind: "federal",
+        },
     ]
 }
 
 /// A node policy with sharing turned on and the given no-warrant limit.
 pub fn open_policy() -> PolicyConfig {
-    PolicyConfig { sharing_enabled: true, ..PolicyConfig::default() }
+    PolicyConfig {
+        sharing_enabled: true,
+        ..PolicyConfig::default()
+    }
 }
 
 /// Synthetic reads for an agency: `plates` each seen at a few cameras over the last days,
@@ -323,7 +458,13 @@ pub fn synthetic_csv(ori: &str, plates: &[&str], days: i64) -> String {
     }
     for n in 0..200i64 {
         let t = now - (n * 7_919) % (86_400 * days.max(1));
-        out.push_str(&format!("{}{:04},{},{}-CAM-00,{lat0:.5},{lon0:.5}\n", &ori[..2], n, alpr_node::cli::fmt_time(t), &ori[..5]));
+        out.push_str(&format!(
+            "{}{:04},{},{}-CAM-00,{lat0:.5},{lon0:.5}\n",
+            &ori[..2],
+            n,
+            alpr_node::cli::fmt_time(t),
+            &ori[..5]
+        ));
     }
     out
 }
@@ -337,7 +478,9 @@ pub fn params(plate: &str, targets: &[&str], purpose: &str, days: i64) -> Search
         window_end: now,
         purpose: purpose.into(),
         case_number: "SSD-2026-018832".into(),
-        reason: "Silver Honda Civic stolen from Fair Oaks driveway; owner reported this plate on 11/20".into(),
+        reason:
+            "Silver Honda Civic stolen from Fair Oaks driveway; owner reported this plate on 11/20"
+                .into(),
         targets: targets.iter().map(|s| s.to_string()).collect(),
         ttl_secs: 300,
         ..Default::default()

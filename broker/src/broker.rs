@@ -6,20 +6,22 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use alpr_pki::{Role, TrustStore, VerifiedIdentity};
+use alpr_proto::RefusalReason;
 use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
 use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
-use alpr_proto::pb::{Answer, Refusal, RouteResponse, Signed, SignedAgreement, TargetResult, TargetStatus};
+use alpr_proto::pb::{
+    Answer, Refusal, RouteResponse, Signed, SignedAgreement, TargetResult, TargetStatus,
+};
 use alpr_proto::rules::StateRules;
 use alpr_proto::transport::{self, TlsIdentity};
-use alpr_proto::RefusalReason;
 use rusqlite::Connection;
 use tonic::transport::Channel;
 
+use crate::Error;
 use crate::config::BrokerConfig;
 use crate::store::{self, LogEntry};
-use crate::Error;
 
 /// The broker's shared state.
 pub struct Broker {
@@ -33,7 +35,9 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("nodes", &self.nodes.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("nodes", &self.nodes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,21 +51,42 @@ impl Broker {
     pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
         let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
         let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
-        let me = trust.verify(&alpr_pki::read_cert_chain(&cfg.tls.cert)?, alpr_pki::now_unix())?;
+        let me = trust.verify(
+            &alpr_pki::read_cert_chain(&cfg.tls.cert)?,
+            alpr_pki::now_unix(),
+        )?;
         if me.role != Role::Broker {
-            return Err(Error::Usage(format!("{} is a {} certificate, not a broker certificate", cfg.tls.cert.display(), me.role)));
+            return Err(Error::Usage(format!(
+                "{} is a {} certificate, not a broker certificate",
+                cfg.tls.cert.display(),
+                me.role
+            )));
         }
         let conn = store::open(&cfg.db_path())?;
-        let agreements = store::agreements(&conn)?.into_iter().map(|(v, _)| v).collect();
+        let agreements = store::agreements(&conn)?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
         let deadline = Duration::from_millis(cfg.deadline_ms);
         let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
         let mut nodes = HashMap::new();
         for n in &cfg.nodes {
-            let target = transport::Target { addr: n.addr.clone(), server_name: n.server_name.clone() };
-            let ch = transport::channel(&target, client_cfg.clone(), deadline).map_err(Error::Transport)?;
+            let target = transport::Target {
+                addr: n.addr.clone(),
+                server_name: n.server_name.clone(),
+            };
+            let ch = transport::channel(&target, client_cfg.clone(), deadline)
+                .map_err(Error::Transport)?;
             nodes.insert(n.ori.clone(), NodeInboundClient::new(ch));
         }
-        Ok(Arc::new(Self { trust, tls, db: Mutex::new(conn), agreements: RwLock::new(Arc::new(agreements)), nodes, deadline }))
+        Ok(Arc::new(Self {
+            trust,
+            tls,
+            db: Mutex::new(conn),
+            agreements: RwLock::new(Arc::new(agreements)),
+            nodes,
+            deadline,
+        }))
     }
 
     /// Lock the database (a poisoned lock still holds a consistent SQLite connection).
@@ -70,11 +95,19 @@ impl Broker {
     }
 
     fn agreements(&self) -> Arc<Vec<AgreementView>> {
-        self.agreements.read().map(|a| a.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.agreements
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn reload(&self, conn: &Connection) -> Result<(), Error> {
-        let fresh = Arc::new(store::agreements(conn)?.into_iter().map(|(v, _)| v).collect());
+        let fresh = Arc::new(
+            store::agreements(conn)?
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect(),
+        );
         match self.agreements.write() {
             Ok(mut a) => *a = fresh,
             Err(p) => *p.into_inner() = fresh,
@@ -91,7 +124,11 @@ impl Broker {
             at: now,
             event: "register".into(),
             requester: Some(peer.describe()),
-            decision: if result.is_ok() { "registered".into() } else { "refused".into() },
+            decision: if result.is_ok() {
+                "registered".into()
+            } else {
+                "refused".into()
+            },
             reason_code: result.as_ref().err().map(|e| match e {
                 Error::Refused(r) => r.reason().as_str_name().to_owned(),
                 _ => "INVALID_INPUT".to_owned(),
@@ -117,10 +154,18 @@ impl Broker {
     fn register_inner(&self, sa: &SignedAgreement, now: i64) -> Result<(String, String), Error> {
         let v = agreement::verify(&self.trust, sa, now)?;
         if v.terms.valid_until <= now {
-            return Err(alpr_proto::Error::refused(RefusalReason::AgreementExpired, "agreement has already expired").into());
+            return Err(alpr_proto::Error::refused(
+                RefusalReason::AgreementExpired,
+                "agreement has already expired",
+            )
+            .into());
         }
-        let (Some(provider), Some(requester)) = (&v.provider_admin.agency, &v.requester_admin.agency) else {
-            return Err(Error::Usage("admin certificates carry no agency claims".into()));
+        let (Some(provider), Some(requester)) =
+            (&v.provider_admin.agency, &v.requester_admin.agency)
+        else {
+            return Err(Error::Usage(
+                "admin certificates carry no agency claims".into(),
+            ));
         };
         let rules = StateRules::for_jurisdiction(&provider.jurisdiction)?;
         rules.check_requester(&requester.jurisdiction, requester.kind)?;
@@ -132,12 +177,18 @@ impl Broker {
         let conn = self.db();
         Ok(store::agreements(&conn)?
             .into_iter()
-            .filter(|(v, _)| ori.is_none_or(|o| v.terms.provider_ori == o || v.terms.requester_ori == o))
+            .filter(|(v, _)| {
+                ori.is_none_or(|o| v.terms.provider_ori == o || v.terms.requester_ori == o)
+            })
             .collect())
     }
 
     /// Route an endorsed query from `peer` (the endorsing node's TLS identity).
-    pub async fn route(self: &Arc<Self>, peer: Result<VerifiedIdentity, Error>, endorsed: Signed) -> Result<RouteResponse, Error> {
+    pub async fn route(
+        self: &Arc<Self>,
+        peer: Result<VerifiedIdentity, Error>,
+        endorsed: Signed,
+    ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
         let peer = peer?;
         let mut facts = QueryFacts::default();
@@ -148,19 +199,26 @@ impl Broker {
         if peer.role != Role::Node || peer.ori() != endorser.ori() {
             let e = alpr_proto::Error::refused(
                 RefusalReason::ClaimMismatch,
-                format!("connection from {} carries an endorsement by {}", peer.describe(), endorser.describe()),
+                format!(
+                    "connection from {} carries an endorsement by {}",
+                    peer.describe(),
+                    endorser.describe()
+                ),
             );
             let mut conn = self.db();
-            store::log(&mut conn, &[LogEntry {
-                at: now,
-                event: "route".into(),
-                query_id: Some(hex::encode(&query.query_id)),
-                requester: Some(peer.describe()),
-                decision: "refused".into(),
-                reason_code: Some(e.reason().as_str_name().into()),
-                detail: Some(e.detail()),
-                ..Default::default()
-            }])?;
+            store::log(
+                &mut conn,
+                &[LogEntry {
+                    at: now,
+                    event: "route".into(),
+                    query_id: Some(hex::encode(&query.query_id)),
+                    requester: Some(peer.describe()),
+                    decision: "refused".into(),
+                    reason_code: Some(e.reason().as_str_name().into()),
+                    detail: Some(e.detail()),
+                    ..Default::default()
+                }],
+            )?;
             return Err(e.into());
         }
         let mut targets = query.targets.clone();
@@ -171,7 +229,11 @@ impl Broker {
             s.dedup();
             s.len() != targets.len()
         } {
-            return Err(alpr_proto::Error::refused(RefusalReason::InvalidInput, "a target is named twice").into());
+            return Err(alpr_proto::Error::refused(
+                RefusalReason::InvalidInput,
+                "a target is named twice",
+            )
+            .into());
         }
         let requester = facts.investigator.as_ref().map(VerifiedIdentity::describe);
 
@@ -214,8 +276,11 @@ impl Broker {
                     Ok(TargetStatus::Refused) => "refused".into(),
                     _ => "unavailable".into(),
                 },
-                reason_code: (r.status != TargetStatus::Answered as i32)
-                    .then(|| RefusalReason::try_from(r.reason).map(|x| x.as_str_name().to_owned()).unwrap_or_default()),
+                reason_code: (r.status != TargetStatus::Answered as i32).then(|| {
+                    RefusalReason::try_from(r.reason)
+                        .map(|x| x.as_str_name().to_owned())
+                        .unwrap_or_default()
+                }),
                 detail: (!r.detail.is_empty()).then(|| r.detail.clone()),
                 agreement_id: a.clone(),
                 ..Default::default()
@@ -225,7 +290,10 @@ impl Broker {
             let mut conn = self.db();
             store::log(&mut conn, &entries)?;
         }
-        Ok(RouteResponse { query_id: query.query_id.clone(), results: outcomes.into_iter().map(|(r, _)| r).collect() })
+        Ok(RouteResponse {
+            query_id: query.query_id.clone(),
+            results: outcomes.into_iter().map(|(r, _)| r).collect(),
+        })
     }
 
     fn plan(&self, endorsed: &Signed, targets: &[String], now: i64) -> Result<Vec<Plan>, Error> {
@@ -236,7 +304,9 @@ impl Broker {
         for t in targets {
             let rules = match store::agency_jurisdiction(&conn, t)?.and_then(|j| j.parse().ok()) {
                 Some(j) => StateRules::for_jurisdiction(&j)?,
-                None => StateRules::for_jurisdiction(&"US".parse().map_err(alpr_proto::Error::from)?)?,
+                None => {
+                    StateRules::for_jurisdiction(&"US".parse().map_err(alpr_proto::Error::from)?)?
+                }
             };
             let decision = {
                 let replay = store::DbReplay(&conn);
@@ -251,7 +321,12 @@ impl Broker {
                 };
                 admission::admit(&ctx, endorsed)
             };
-            let mut entry = LogEntry { at: now, event: "route".into(), target: Some(t.clone()), ..Default::default() };
+            let mut entry = LogEntry {
+                at: now,
+                event: "route".into(),
+                target: Some(t.clone()),
+                ..Default::default()
+            };
             match decision {
                 AdmissionDecision::Admitted(a) => {
                     entry.query_id = Some(hex::encode(&a.query.query_id));
@@ -271,12 +346,19 @@ impl Broker {
                             decided_by: "broker".into(),
                         }));
                     } else {
-                        plans.push(Plan::Forward { ori: t.clone(), agreement_id: a.agreement_id.clone() });
+                        plans.push(Plan::Forward {
+                            ori: t.clone(),
+                            agreement_id: a.agreement_id.clone(),
+                        });
                     }
                 }
                 AdmissionDecision::Refused(r) => {
                     entry.query_id = r.facts.query.as_ref().map(|q| hex::encode(&q.query_id));
-                    entry.requester = r.facts.investigator.as_ref().map(VerifiedIdentity::describe);
+                    entry.requester = r
+                        .facts
+                        .investigator
+                        .as_ref()
+                        .map(VerifiedIdentity::describe);
                     entry.decision = "refused".into();
                     entry.reason_code = Some(r.reason.as_str_name().into());
                     entry.detail = Some(r.detail.clone());
@@ -297,7 +379,13 @@ impl Broker {
         Ok(plans)
     }
 
-    async fn forward(&self, ori: &str, endorsed: Signed, query: &alpr_proto::pb::Query, deadline: Duration) -> TargetResult {
+    async fn forward(
+        &self,
+        ori: &str,
+        endorsed: Signed,
+        query: &alpr_proto::pb::Query,
+        deadline: Duration,
+    ) -> TargetResult {
         let unavailable = |detail: String| TargetResult {
             ori: ori.to_owned(),
             status: TargetStatus::Unavailable as i32,
@@ -306,7 +394,9 @@ impl Broker {
             reply: None,
             decided_by: "broker".into(),
         };
-        let Some(client) = self.nodes.get(ori) else { return unavailable("no route".into()) };
+        let Some(client) = self.nodes.get(ori) else {
+            return unavailable("no route".into());
+        };
         let mut req = tonic::Request::new(endorsed);
         req.set_timeout(deadline);
         let mut client = client.clone();
@@ -318,30 +408,39 @@ impl Broker {
         let now = alpr_pki::now_unix();
         // The reply must be signed by that agency's node and bound to this query.
         let checked = if reply.payload_type == ANSWER {
-            envelope::open_as::<Answer>(&self.trust, &reply, ANSWER, now).map(|(id, a)| (id, a.query_id, None))
+            envelope::open_as::<Answer>(&self.trust, &reply, ANSWER, now)
+                .map(|(id, a)| (id, a.query_id, None))
         } else {
-            envelope::open_as::<Refusal>(&self.trust, &reply, REFUSAL, now).map(|(id, r)| (id, r.query_id.clone(), Some(r)))
+            envelope::open_as::<Refusal>(&self.trust, &reply, REFUSAL, now)
+                .map(|(id, r)| (id, r.query_id.clone(), Some(r)))
         };
         match checked {
-            Ok((id, qid, refusal)) if id.role == Role::Node && id.ori() == Some(ori) && qid == query.query_id => match refusal {
-                None => TargetResult {
-                    ori: ori.to_owned(),
-                    status: TargetStatus::Answered as i32,
-                    reason: 0,
-                    detail: String::new(),
-                    reply: Some(reply),
-                    decided_by: ori.to_owned(),
-                },
-                Some(r) => TargetResult {
-                    ori: ori.to_owned(),
-                    status: TargetStatus::Refused as i32,
-                    reason: r.reason,
-                    detail: r.detail,
-                    reply: Some(reply),
-                    decided_by: ori.to_owned(),
-                },
-            },
-            Ok((id, _, _)) => unavailable(format!("reply rejected: signed by {} or bound to another query", id.describe())),
+            Ok((id, qid, refusal))
+                if id.role == Role::Node && id.ori() == Some(ori) && qid == query.query_id =>
+            {
+                match refusal {
+                    None => TargetResult {
+                        ori: ori.to_owned(),
+                        status: TargetStatus::Answered as i32,
+                        reason: 0,
+                        detail: String::new(),
+                        reply: Some(reply),
+                        decided_by: ori.to_owned(),
+                    },
+                    Some(r) => TargetResult {
+                        ori: ori.to_owned(),
+                        status: TargetStatus::Refused as i32,
+                        reason: r.reason,
+                        detail: r.detail,
+                        reply: Some(reply),
+                        decided_by: ori.to_owned(),
+                    },
+                }
+            }
+            Ok((id, _, _)) => unavailable(format!(
+                "reply rejected: signed by {} or bound to another query",
+                id.describe()
+            )),
             Err(e) => unavailable(format!("reply rejected: {e}")),
         }
     }

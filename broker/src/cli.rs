@@ -42,8 +42,12 @@ pub enum Command {
 
 /// Run the CLI and return the exit code.
 pub fn main(cli: Cli) -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -91,7 +95,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let cfg = BrokerConfig::load(&config)?;
             let conn = store::open(&cfg.db_path())?;
             for e in store::read_log(&conn)? {
-                println!("{}", serde_json::to_string(&e).map_err(|e| Error::Usage(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&e).map_err(|e| Error::Usage(e.to_string()))?
+                );
             }
             Ok(())
         }
@@ -101,7 +108,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}

@@ -65,18 +65,28 @@ impl BrokerConfig {
     /// Read and validate a config file. Relative paths are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|e| Error::Config { path: path.into(), reason: e.message().to_owned() })?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.into(),
+            reason: e.message().to_owned(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data_dir, &mut cfg.tls.root, &mut cfg.tls.cert, &mut cfg.tls.key]
-            .into_iter()
-            .chain(cfg.tls.crls.iter_mut())
+        for p in [
+            &mut cfg.data_dir,
+            &mut cfg.tls.root,
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+        ]
+        .into_iter()
+        .chain(cfg.tls.crls.iter_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        cfg.validate().map_err(|reason| Error::Config { path: path.into(), reason })?;
+        cfg.validate().map_err(|reason| Error::Config {
+            path: path.into(),
+            reason,
+        })?;
         Ok(cfg)
     }
 

@@ -9,10 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::Error;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::service::BrokerService;
-use crate::Error;
 
 /// A broker serving on its address.
 pub struct RunningBroker {
@@ -39,7 +39,9 @@ impl RunningBroker {
 
 /// Open the broker and serve it on `cfg.listen` over mTLS.
 pub async fn start(cfg: &BrokerConfig) -> Result<RunningBroker, Error> {
-    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
     start_on(cfg, listener).await
 }
 
@@ -48,11 +50,17 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let broker = Broker::open(cfg)?;
     let tls = transport::server_config(&broker.trust, &broker.tls).map_err(Error::Transport)?;
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
-    let router = tonic::transport::Server::builder().add_service(BrokerServer::new(BrokerService::new(broker.clone())));
+    let router = tonic::transport::Server::builder()
+        .add_service(BrokerServer::new(BrokerService::new(broker.clone())));
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;
     }));
     tracing::info!(%addr, "broker serving");
-    Ok(RunningBroker { addr, broker, stop: Some(tx), task })
+    Ok(RunningBroker {
+        addr,
+        broker,
+        stop: Some(tx),
+        task,
+    })
 }

@@ -3,12 +3,15 @@
 use std::sync::Arc;
 
 use alpr_proto::pb::broker_server::Broker as BrokerRpc;
-use alpr_proto::pb::{AgreementEntry, AgreementList, ListAgreementsRequest, RouteResponse, Signed, SignedAgreement, SubmitAgreementResponse};
+use alpr_proto::pb::{
+    AgreementEntry, AgreementList, ListAgreementsRequest, RouteResponse, Signed, SignedAgreement,
+    SubmitAgreementResponse,
+};
 use alpr_proto::transport;
 use tonic::{Request, Response, Status};
 
-use crate::broker::Broker;
 use crate::Error;
+use crate::broker::Broker;
 
 /// gRPC front of the broker.
 #[derive(Clone, Debug)]
@@ -25,13 +28,24 @@ impl BrokerService {
 
 #[tonic::async_trait]
 impl BrokerRpc for BrokerService {
-    async fn route_query(&self, request: Request<Signed>) -> Result<Response<RouteResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix()).map_err(Error::from);
+    async fn route_query(
+        &self,
+        request: Request<Signed>,
+    ) -> Result<Response<RouteResponse>, Status> {
+        let peer = transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix())
+            .map_err(Error::from);
         let endorsed = request.into_inner();
-        self.broker.route(peer, endorsed).await.map(Response::new).map_err(|e| e.to_status())
+        self.broker
+            .route(peer, endorsed)
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 
-    async fn submit_agreement(&self, request: Request<SignedAgreement>) -> Result<Response<SubmitAgreementResponse>, Status> {
+    async fn submit_agreement(
+        &self,
+        request: Request<SignedAgreement>,
+    ) -> Result<Response<SubmitAgreementResponse>, Status> {
         let peer = transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let sa = request.into_inner();
@@ -43,7 +57,10 @@ impl BrokerRpc for BrokerService {
         Ok(Response::new(SubmitAgreementResponse { agreement_id: id }))
     }
 
-    async fn list_agreements(&self, request: Request<ListAgreementsRequest>) -> Result<Response<AgreementList>, Status> {
+    async fn list_agreements(
+        &self,
+        request: Request<ListAgreementsRequest>,
+    ) -> Result<Response<AgreementList>, Status> {
         transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let ori = request.into_inner().ori;
@@ -52,7 +69,11 @@ impl BrokerRpc for BrokerService {
             .list((!ori.is_empty()).then_some(ori.as_str()))
             .map_err(|e| e.to_status())?
             .into_iter()
-            .map(|(v, sa)| AgreementEntry { agreement_id: v.id, agreement: Some(sa), status: v.status.as_str().into() })
+            .map(|(v, sa)| AgreementEntry {
+                agreement_id: v.id,
+                agreement: Some(sa),
+                status: v.status.as_str().into(),
+            })
             .collect();
         Ok(Response::new(AgreementList { agreements: list }))
     }

@@ -98,7 +98,16 @@ pub fn log(conn: &mut Connection, entries: &[LogEntry]) -> Result<(), Error> {
         )?;
         for e in entries {
             st.execute(params![
-                e.at, e.event, e.query_id, e.requester, e.target, e.decision, e.reason_code, e.detail, e.agreement_id, e.rule_version
+                e.at,
+                e.event,
+                e.query_id,
+                e.requester,
+                e.target,
+                e.decision,
+                e.reason_code,
+                e.detail,
+                e.agreement_id,
+                e.rule_version
             ])?;
         }
     }
@@ -130,7 +139,13 @@ pub fn read_log(conn: &Connection) -> Result<Vec<LogEntry>, Error> {
 }
 
 /// Register an agreement; false if already registered.
-pub fn put_agreement(conn: &Connection, id: &str, sa: &pb::SignedAgreement, terms: &pb::Agreement, now: i64) -> Result<bool, Error> {
+pub fn put_agreement(
+    conn: &Connection,
+    id: &str,
+    sa: &pb::SignedAgreement,
+    terms: &pb::Agreement,
+    now: i64,
+) -> Result<bool, Error> {
     Ok(conn.execute(
         "INSERT OR IGNORE INTO agreements (id, provider_ori, requester_ori, status, signed, registered_at) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
         params![id, terms.provider_ori, terms.requester_ori, sa.encode_to_vec(), now],
@@ -149,19 +164,38 @@ pub fn put_agency(conn: &Connection, a: &alpr_pki::AgencyClaims) -> Result<(), E
 /// An agency's jurisdiction, if known from a registration.
 pub fn agency_jurisdiction(conn: &Connection, ori: &str) -> Result<Option<String>, Error> {
     use rusqlite::OptionalExtension;
-    Ok(conn.query_row("SELECT jurisdiction FROM agencies WHERE ori = ?1", [ori], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row(
+            "SELECT jurisdiction FROM agencies WHERE ori = ?1",
+            [ori],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// Every registered agreement with status and signed form.
 pub fn agreements(conn: &Connection) -> Result<Vec<(AgreementView, pb::SignedAgreement)>, Error> {
-    let mut st = conn.prepare("SELECT id, status, signed FROM agreements ORDER BY registered_at, id")?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+    let mut st =
+        conn.prepare("SELECT id, status, signed FROM agreements ORDER BY registered_at, id")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, status, blob) = row?;
-        let sa = pb::SignedAgreement::decode(blob.as_slice()).map_err(|e| Error::Usage(format!("stored agreement {id}: {e}")))?;
-        let payload = sa.provider.as_ref().map(|s| s.payload.as_slice()).unwrap_or_default();
-        let terms = pb::Agreement::decode(payload).map_err(|e| Error::Usage(format!("stored agreement {id}: {e}")))?;
+        let sa = pb::SignedAgreement::decode(blob.as_slice())
+            .map_err(|e| Error::Usage(format!("stored agreement {id}: {e}")))?;
+        let payload = sa
+            .provider
+            .as_ref()
+            .map(|s| s.payload.as_slice())
+            .unwrap_or_default();
+        let terms = pb::Agreement::decode(payload)
+            .map_err(|e| Error::Usage(format!("stored agreement {id}: {e}")))?;
         let status = AgreementStatus::parse(&status).unwrap_or(AgreementStatus::Revoked);
         out.push((AgreementView { id, terms, status }, sa));
     }

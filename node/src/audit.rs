@@ -109,9 +109,15 @@ fn chain_hash(prev: &str, entry_json: &str) -> String {
 
 /// Append entries in one durable transaction; returns their sequence numbers.
 pub fn append(conn: &mut Connection, entries: &[AuditEntry]) -> Result<Vec<i64>, Error> {
-    let tx = conn.transaction().map_err(|e| Error::Audit(e.to_string()))?;
+    let tx = conn
+        .transaction()
+        .map_err(|e| Error::Audit(e.to_string()))?;
     let mut prev: String = tx
-        .query_row("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(|e| Error::Audit(e.to_string()))?
         .unwrap_or_else(|| GENESIS.to_owned());
@@ -137,13 +143,24 @@ pub fn list(conn: &Connection, event: Option<&str>) -> Result<Vec<StoredEntry>, 
         "SELECT seq, entry, prev_hash, hash FROM audit WHERE (?1 IS NULL OR event = ?1) ORDER BY seq",
     )?;
     let rows = st.query_map([event], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
         let (seq, json, prev_hash, hash) = row?;
-        let entry = serde_json::from_str(&json).map_err(|e| Error::Audit(format!("entry {seq} does not parse: {e}")))?;
-        out.push(StoredEntry { seq, entry, prev_hash, hash });
+        let entry = serde_json::from_str(&json)
+            .map_err(|e| Error::Audit(format!("entry {seq} does not parse: {e}")))?;
+        out.push(StoredEntry {
+            seq,
+            entry,
+            prev_hash,
+            hash,
+        });
     }
     Ok(out)
 }
@@ -162,13 +179,19 @@ pub fn verify(conn: &Connection) -> Result<u64, Error> {
         let prev_hash: String = r.get(2)?;
         let hash: String = r.get(3)?;
         if seq != expected_seq {
-            return Err(Error::Audit(format!("entry {expected_seq} is missing (next is {seq})")));
+            return Err(Error::Audit(format!(
+                "entry {expected_seq} is missing (next is {seq})"
+            )));
         }
         if prev_hash != prev {
-            return Err(Error::Audit(format!("entry {seq}: previous-hash link broken")));
+            return Err(Error::Audit(format!(
+                "entry {seq}: previous-hash link broken"
+            )));
         }
         if chain_hash(&prev_hash, &json) != hash {
-            return Err(Error::Audit(format!("entry {seq}: content does not match its hash")));
+            return Err(Error::Audit(format!(
+                "entry {seq}: content does not match its hash"
+            )));
         }
         prev = hash;
         expected_seq += 1;

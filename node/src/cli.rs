@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::client::{self, Reply, SearchParams};
-use crate::{Error, NodeConfig, Node, audit, ingest, store};
+use crate::{Error, Node, NodeConfig, audit, ingest, store};
 
 /// An agency's ALPR node: serve it, load reads, search other agencies, manage agreements,
 /// and read the audit log.
@@ -189,8 +189,12 @@ pub enum AuditCmd {
 
 /// Run the CLI and return the process exit code.
 pub fn main(cli: Cli) -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -210,17 +214,25 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
 fn parse_time(s: &str) -> Result<i64, Error> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map(|t| t.unix_timestamp())
-        .map_err(|e| Error::Usage(format!("{s:?} is not an RFC 3339 time (e.g. 2026-11-01T00:00:00Z): {e}")))
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{s:?} is not an RFC 3339 time (e.g. 2026-11-01T00:00:00Z): {e}"
+            ))
+        })
 }
 
 /// Format Unix seconds as RFC 3339.
 pub fn fmt_time(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn read_agreement(path: &PathBuf) -> Result<SignedAgreement, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    SignedAgreement::decode(bytes.as_slice()).map_err(|e| Error::Usage(format!("{}: not an agreement file: {e}", path.display())))
+    SignedAgreement::decode(bytes.as_slice())
+        .map_err(|e| Error::Usage(format!("{}: not an agreement file: {e}", path.display())))
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
@@ -228,12 +240,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve { config } => {
             let cfg = NodeConfig::load(&config)?;
             let running = crate::start(&cfg).await?;
-            println!("alpr-node {} serving on {}", running.node.ori(), running.addr);
+            println!(
+                "alpr-node {} serving on {}",
+                running.node.ori(),
+                running.addr
+            );
             shutdown_signal().await;
             eprintln!("alpr-node: shutting down");
             running.stop().await
         }
-        Command::Ingest { config, file, rejects } => {
+        Command::Ingest {
+            config,
+            file,
+            rejects,
+        } => {
             let cfg = NodeConfig::load(&config)?;
             let mut conn = store::open(&cfg.db_path())?;
             let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
@@ -249,7 +269,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     event: "ingest".into(),
                     decision: "ok".into(),
                     count: Some(report.accepted),
-                    detail: Some(format!("{}: {} accepted, {} rejected", file.display(), report.accepted, report.rejects.len())),
+                    detail: Some(format!(
+                        "{}: {} accepted, {} rejected",
+                        file.display(),
+                        report.accepted,
+                        report.rejects.len()
+                    )),
                     ..Default::default()
                 }],
             )?;
@@ -259,7 +284,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if let Some(path) = rejects {
                 let mut text = String::from("line,reason\n");
                 for r in &report.rejects {
-                    text.push_str(&format!("{},\"{}\"\n", r.line, r.reason.replace('"', "\"\"")));
+                    text.push_str(&format!(
+                        "{},\"{}\"\n",
+                        r.line,
+                        r.reason.replace('"', "\"\"")
+                    ));
                 }
                 std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
             }
@@ -289,7 +318,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 ttl_secs: 300,
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
-            let target = Target { addr: q.node, server_name: q.server_name };
+            let target = Target {
+                addr: q.node,
+                server_name: q.server_name,
+            };
             let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
             let resp = client::search(&mut c, &signed).await?;
             for line in describe_results(&trust, &query, &resp.results) {
@@ -302,7 +334,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let cfg = NodeConfig::load(&config)?;
             let conn = store::open(&cfg.db_path())?;
             for e in audit::list(&conn, event.as_deref())? {
-                println!("{}", serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?
+                );
             }
             Ok(())
         }
@@ -318,7 +353,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
 
 async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
     match cmd {
-        AgreementCmd::Draft { provider, requester, purposes, lookback_days, valid_days, justification, out } => {
+        AgreementCmd::Draft {
+            provider,
+            requester,
+            purposes,
+            lookback_days,
+            valid_days,
+            justification,
+            out,
+        } => {
             let now = alpr_pki::now_unix();
             let terms = Agreement {
                 provider_ori: provider,
@@ -336,7 +379,12 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             println!("wrote draft {}", out.display());
             Ok(())
         }
-        AgreementCmd::Sign { file, root, cert, key } => {
+        AgreementCmd::Sign {
+            file,
+            root,
+            cert,
+            key,
+        } => {
             let trust = TrustStore::load(&root, &[] as &[PathBuf])?;
             let mut sa = read_agreement(&file)?;
             let side = client::sign_agreement(&mut sa, &Signer::load(&cert, &key)?, &trust)?;
@@ -352,11 +400,18 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
         }
         AgreementCmd::Submit { config, file } => {
             let cfg = NodeConfig::load(&config)?;
-            let b = cfg.broker.clone().ok_or_else(|| Error::Usage("config has no [broker] section".into()))?;
+            let b = cfg
+                .broker
+                .clone()
+                .ok_or_else(|| Error::Usage("config has no [broker] section".into()))?;
             let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
             let me = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
-            let target = Target { addr: b.addr, server_name: b.server_name };
-            let mut c = client::broker_client(&target, &trust, &me, Duration::from_millis(b.timeout_ms))?;
+            let target = Target {
+                addr: b.addr,
+                server_name: b.server_name,
+            };
+            let mut c =
+                client::broker_client(&target, &trust, &me, Duration::from_millis(b.timeout_ms))?;
             let id = client::submit_agreement(&mut c, &read_agreement(&file)?).await?;
             println!("registered {id}");
             Ok(())
@@ -391,11 +446,21 @@ pub fn describe_results(
     let now = alpr_pki::now_unix();
     let mut out = Vec::new();
     for r in results {
-        let reason = alpr_proto::RefusalReason::try_from(r.reason).map(|x| x.as_str_name()).unwrap_or("?");
-        match (TargetStatus::try_from(r.status), client::verify_reply(trust, r, query, now)) {
+        let reason = alpr_proto::RefusalReason::try_from(r.reason)
+            .map(|x| x.as_str_name())
+            .unwrap_or("?");
+        match (
+            TargetStatus::try_from(r.status),
+            client::verify_reply(trust, r, query, now),
+        ) {
             (_, Err(e)) => out.push(format!("{}: REPLY REJECTED ({e})", r.ori)),
             (Ok(TargetStatus::Answered), Ok(Some(Reply::Answer(a)))) => {
-                out.push(format!("{}: ANSWERED, {} read(s), signed by {} (not for re-dissemination)", r.ori, a.reads.len(), a.provider_ori));
+                out.push(format!(
+                    "{}: ANSWERED, {} read(s), signed by {} (not for re-dissemination)",
+                    r.ori,
+                    a.reads.len(),
+                    a.provider_ori
+                ));
                 for read in a.reads {
                     out.push(format!(
                         "    {} at {} camera {} ({:.5}, {:.5})",
@@ -407,7 +472,10 @@ pub fn describe_results(
                     ));
                 }
             }
-            (Ok(TargetStatus::Refused), _) => out.push(format!("{}: REFUSED {reason} by {}: {}", r.ori, r.decided_by, r.detail)),
+            (Ok(TargetStatus::Refused), _) => out.push(format!(
+                "{}: REFUSED {reason} by {}: {}",
+                r.ori, r.decided_by, r.detail
+            )),
             _ => out.push(format!("{}: UNAVAILABLE: {}", r.ori, r.detail)),
         }
     }
@@ -417,13 +485,14 @@ pub fn describe_results(
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -7,7 +7,10 @@ use alpr_pki::{Signer, TrustStore};
 use alpr_proto::envelope::{self, AGREEMENT, ANSWER, QUERY, REFUSAL};
 use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::pb::node_local_client::NodeLocalClient;
-use alpr_proto::pb::{Agreement, Answer, Query, Refusal, RouteResponse, SearchRequest, Signed, SignedAgreement, TargetResult};
+use alpr_proto::pb::{
+    Agreement, Answer, Query, Refusal, RouteResponse, SearchRequest, Signed, SignedAgreement,
+    TargetResult,
+};
 use alpr_proto::transport::{self, Target, TlsIdentity};
 use prost::Message;
 use ring::rand::SecureRandom;
@@ -40,7 +43,12 @@ pub struct SearchParams {
 }
 
 /// Build and sign a query as `investigator` (whose certificate names user and agency).
-pub fn sign_query(investigator: &Signer, trust: &TrustStore, p: &SearchParams, now: i64) -> Result<(Query, Signed), Error> {
+pub fn sign_query(
+    investigator: &Signer,
+    trust: &TrustStore,
+    p: &SearchParams,
+    now: i64,
+) -> Result<(Query, Signed), Error> {
     let id = trust.verify(investigator.chain(), now)?;
     let mut query_id = vec![0u8; 16];
     ring::rand::SystemRandom::new()
@@ -67,20 +75,42 @@ pub fn sign_query(investigator: &Signer, trust: &TrustStore, p: &SearchParams, n
 }
 
 /// Connect to a node's local side as a person.
-pub fn node_client(node: &Target, trust: &TrustStore, me: &TlsIdentity, timeout: Duration) -> Result<NodeLocalClient<tonic::transport::Channel>, Error> {
+pub fn node_client(
+    node: &Target,
+    trust: &TrustStore,
+    me: &TlsIdentity,
+    timeout: Duration,
+) -> Result<NodeLocalClient<tonic::transport::Channel>, Error> {
     let cfg = transport::client_config(trust, me).map_err(Error::Transport)?;
-    Ok(NodeLocalClient::new(transport::channel(node, cfg, timeout).map_err(Error::Transport)?))
+    Ok(NodeLocalClient::new(
+        transport::channel(node, cfg, timeout).map_err(Error::Transport)?,
+    ))
 }
 
 /// Connect to the broker.
-pub fn broker_client(broker: &Target, trust: &TrustStore, me: &TlsIdentity, timeout: Duration) -> Result<BrokerClient<tonic::transport::Channel>, Error> {
+pub fn broker_client(
+    broker: &Target,
+    trust: &TrustStore,
+    me: &TlsIdentity,
+    timeout: Duration,
+) -> Result<BrokerClient<tonic::transport::Channel>, Error> {
     let cfg = transport::client_config(trust, me).map_err(Error::Transport)?;
-    Ok(BrokerClient::new(transport::channel(broker, cfg, timeout).map_err(Error::Transport)?))
+    Ok(BrokerClient::new(
+        transport::channel(broker, cfg, timeout).map_err(Error::Transport)?,
+    ))
 }
 
 /// Send a signed query through the investigator's own node.
-pub async fn search(client: &mut NodeLocalClient<tonic::transport::Channel>, signed: &Signed) -> Result<RouteResponse, Error> {
-    Ok(client.search(SearchRequest { signed_query: signed.encode_to_vec() }).await?.into_inner())
+pub async fn search(
+    client: &mut NodeLocalClient<tonic::transport::Channel>,
+    signed: &Signed,
+) -> Result<RouteResponse, Error> {
+    Ok(client
+        .search(SearchRequest {
+            signed_query: signed.encode_to_vec(),
+        })
+        .await?
+        .into_inner())
 }
 
 /// A target's verified reply.
@@ -93,19 +123,36 @@ pub enum Reply {
 }
 
 /// Verify a target's signed reply: signed by that agency's node, bound to this query.
-pub fn verify_reply(trust: &TrustStore, result: &TargetResult, query: &Query, now: i64) -> Result<Option<Reply>, Error> {
-    let Some(reply) = &result.reply else { return Ok(None) };
+pub fn verify_reply(
+    trust: &TrustStore,
+    result: &TargetResult,
+    query: &Query,
+    now: i64,
+) -> Result<Option<Reply>, Error> {
+    let Some(reply) = &result.reply else {
+        return Ok(None);
+    };
     let check_signer = |id: &alpr_pki::VerifiedIdentity| {
         if id.role != alpr_pki::Role::Node || id.ori() != Some(result.ori.as_str()) {
-            return Err(Error::Usage(format!("reply for {} signed by {}", result.ori, id.describe())));
+            return Err(Error::Usage(format!(
+                "reply for {} signed by {}",
+                result.ori,
+                id.describe()
+            )));
         }
         Ok(())
     };
     if reply.payload_type == ANSWER {
         let (id, a): (_, Answer) = envelope::open_as(trust, reply, ANSWER, now)?;
         check_signer(&id)?;
-        if a.query_id != query.query_id || a.requester_user != query.requester_user || a.requester_ori != query.requester_ori {
-            return Err(Error::Usage(format!("answer from {} is bound to another query or requester", result.ori)));
+        if a.query_id != query.query_id
+            || a.requester_user != query.requester_user
+            || a.requester_ori != query.requester_ori
+        {
+            return Err(Error::Usage(format!(
+                "answer from {} is bound to another query or requester",
+                result.ori
+            )));
         }
         Ok(Some(Reply::Answer(a)))
     } else {
@@ -119,17 +166,29 @@ pub fn verify_reply(trust: &TrustStore, result: &TargetResult, query: &Query, no
 pub fn draft_agreement(terms: &Agreement) -> Result<SignedAgreement, Error> {
     alpr_proto::agreement::validate_terms(terms)?;
     Ok(SignedAgreement {
-        provider: Some(Signed { payload_type: AGREEMENT.into(), payload: terms.encode_to_vec(), signature: vec![], cert_chain: vec![] }),
+        provider: Some(Signed {
+            payload_type: AGREEMENT.into(),
+            payload: terms.encode_to_vec(),
+            signature: vec![],
+            cert_chain: vec![],
+        }),
         requester: None,
     })
 }
 
 /// Sign an agreement as `admin`: the provider's admin fills the provider signature, the
 /// requester's admin the countersignature. Both sign the identical bytes.
-pub fn sign_agreement(sa: &mut SignedAgreement, admin: &Signer, trust: &TrustStore) -> Result<&'static str, Error> {
+pub fn sign_agreement(
+    sa: &mut SignedAgreement,
+    admin: &Signer,
+    trust: &TrustStore,
+) -> Result<&'static str, Error> {
     let id = trust.verify(admin.chain(), alpr_pki::now_unix())?;
     if id.role != alpr_pki::Role::Admin {
-        return Err(Error::Usage(format!("agreements are signed by admins; this is a {} certificate", id.role)));
+        return Err(Error::Usage(format!(
+            "agreements are signed by admins; this is a {} certificate",
+            id.role
+        )));
     }
     let payload = sa
         .provider
@@ -137,7 +196,8 @@ pub fn sign_agreement(sa: &mut SignedAgreement, admin: &Signer, trust: &TrustSto
         .or(sa.requester.as_ref())
         .map(|s| s.payload.clone())
         .ok_or_else(|| Error::Usage("agreement file holds no terms".into()))?;
-    let terms = Agreement::decode(payload.as_slice()).map_err(|e| Error::Usage(format!("agreement does not decode: {e}")))?;
+    let terms = Agreement::decode(payload.as_slice())
+        .map_err(|e| Error::Usage(format!("agreement does not decode: {e}")))?;
     let sealed = envelope::seal_bytes(admin, AGREEMENT, payload)?;
     if id.ori() == Some(terms.provider_ori.as_str()) {
         sa.provider = Some(sealed);
@@ -146,11 +206,21 @@ pub fn sign_agreement(sa: &mut SignedAgreement, admin: &Signer, trust: &TrustSto
         sa.requester = Some(sealed);
         Ok("requester")
     } else {
-        Err(Error::Usage(format!("{} is not a party to this agreement", id.describe())))
+        Err(Error::Usage(format!(
+            "{} is not a party to this agreement",
+            id.describe()
+        )))
     }
 }
 
 /// Register a doubly signed agreement at the broker; returns its id.
-pub async fn submit_agreement(client: &mut BrokerClient<tonic::transport::Channel>, sa: &SignedAgreement) -> Result<String, Error> {
-    Ok(client.submit_agreement(sa.clone()).await?.into_inner().agreement_id)
+pub async fn submit_agreement(
+    client: &mut BrokerClient<tonic::transport::Channel>,
+    sa: &SignedAgreement,
+) -> Result<String, Error> {
+    Ok(client
+        .submit_agreement(sa.clone())
+        .await?
+        .into_inner()
+        .agreement_id)
 }

@@ -130,11 +130,16 @@ impl NodeConfig {
     /// Read and validate a config file. Relative paths are resolved against its directory.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|e| Error::Config { path: path.into(), reason: e.message().to_owned() })?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.into(),
+            reason: e.message().to_owned(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve(base);
-        cfg.validate().map_err(|reason| Error::Config { path: path.into(), reason })?;
+        cfg.validate().map_err(|reason| Error::Config {
+            path: path.into(),
+            reason,
+        })?;
         Ok(cfg)
     }
 
@@ -155,7 +160,8 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         alpr_pki::claims::validate_ori(&self.ori).map_err(|e| e.to_string())?;
         for o in &self.policy.refused_requesters {
-            alpr_pki::claims::validate_ori(o).map_err(|e| format!("policy.refused_requesters: {e}"))?;
+            alpr_pki::claims::validate_ori(o)
+                .map_err(|e| format!("policy.refused_requesters: {e}"))?;
         }
         for p in &self.policy.blocked_purposes {
             alpr_proto::purpose::lookup(p).map_err(|e| format!("policy.blocked_purposes: {e}"))?;

@@ -58,7 +58,10 @@ impl From<tonic::Status> for Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// The gRPC status for this error (the one place errors become statuses).
@@ -67,7 +70,9 @@ impl Error {
             Self::Refused(e) => tonic::Status::permission_denied(e.to_string()),
             Self::Usage(m) => tonic::Status::invalid_argument(m.clone()),
             Self::Rpc(s) => s.clone(),
-            Self::Audit(_) => tonic::Status::unavailable("audit log unavailable; refusing (fail closed)"),
+            Self::Audit(_) => {
+                tonic::Status::unavailable("audit log unavailable; refusing (fail closed)")
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 tonic::Status::internal("internal error")

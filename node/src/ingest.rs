@@ -37,7 +37,10 @@ pub struct IngestReport {
 /// Validate one read (used by CSV and streaming ingest alike).
 pub fn validate_read(mut r: Read) -> Result<Read, String> {
     r.plate = normalize_plate(&r.plate).map_err(|e| format!("plate: {}", e.detail()))?;
-    if r.camera_id.trim().is_empty() || r.camera_id.len() > 64 || r.camera_id.chars().any(char::is_control) {
+    if r.camera_id.trim().is_empty()
+        || r.camera_id.len() > 64
+        || r.camera_id.chars().any(char::is_control)
+    {
         return Err("camera_id must be 1..64 printable characters".into());
     }
     if !(-90.0..=90.0).contains(&r.latitude) || !r.latitude.is_finite() {
@@ -56,14 +59,27 @@ pub fn validate_read(mut r: Read) -> Result<Read, String> {
 pub fn parse_row(line: &str) -> Result<Read, String> {
     let f: Vec<&str> = line.split(',').map(str::trim).collect();
     if f.len() != 5 {
-        return Err(format!("expected 5 fields (plate,captured_at,camera_id,latitude,longitude), found {}", f.len()));
+        return Err(format!(
+            "expected 5 fields (plate,captured_at,camera_id,latitude,longitude), found {}",
+            f.len()
+        ));
     }
     let captured_at = OffsetDateTime::parse(f[1], &Rfc3339)
         .map_err(|e| format!("captured_at {:?} is not RFC 3339: {e}", f[1]))?
         .unix_timestamp();
-    let latitude = f[3].parse::<f64>().map_err(|_| format!("latitude {:?} is not a number", f[3]))?;
-    let longitude = f[4].parse::<f64>().map_err(|_| format!("longitude {:?} is not a number", f[4]))?;
-    validate_read(Read { plate: f[0].to_owned(), captured_at, camera_id: f[2].to_owned(), latitude, longitude })
+    let latitude = f[3]
+        .parse::<f64>()
+        .map_err(|_| format!("latitude {:?} is not a number", f[3]))?;
+    let longitude = f[4]
+        .parse::<f64>()
+        .map_err(|_| format!("longitude {:?} is not a number", f[4]))?;
+    validate_read(Read {
+        plate: f[0].to_owned(),
+        captured_at,
+        camera_id: f[2].to_owned(),
+        latitude,
+        longitude,
+    })
 }
 
 /// Ingest CSV from `input` into the database. `progress` is called after each batch with
@@ -81,17 +97,25 @@ pub fn ingest_csv(
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                report.rejects.push(Reject { line: line_no, reason: format!("unreadable line: {e}") });
+                report.rejects.push(Reject {
+                    line: line_no,
+                    reason: format!("unreadable line: {e}"),
+                });
                 continue;
             }
         };
         let trimmed = line.trim();
-        if trimmed.is_empty() || (line_no == 1 && trimmed.to_ascii_lowercase().starts_with("plate,")) {
+        if trimmed.is_empty()
+            || (line_no == 1 && trimmed.to_ascii_lowercase().starts_with("plate,"))
+        {
             continue;
         }
         match parse_row(trimmed) {
             Ok(r) => batch.push(r),
-            Err(reason) => report.rejects.push(Reject { line: line_no, reason }),
+            Err(reason) => report.rejects.push(Reject {
+                line: line_no,
+                reason,
+            }),
         }
         if batch.len() >= BATCH {
             store::insert_reads(conn, &batch)?;

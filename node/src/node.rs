@@ -6,8 +6,8 @@ use std::time::Duration;
 use alpr_pki::{AgencyClaims, Role, Signer, TrustStore};
 use alpr_proto::admission::NodePolicy;
 use alpr_proto::agreement::{self, AgreementStatus, AgreementView};
-use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::pb::SignedAgreement;
+use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::rules::StateRules;
 use alpr_proto::transport::{self, TlsIdentity};
 use rusqlite::Connection;
@@ -33,7 +33,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("agency", &self.agency).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("agency", &self.agency)
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,9 +47,15 @@ impl Node {
         let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
         let id = trust.verify(signer.chain(), alpr_pki::now_unix())?;
         if id.role != Role::Node {
-            return Err(Error::Usage(format!("{} is a {} certificate, not a node certificate", cfg.tls.cert.display(), id.role)));
+            return Err(Error::Usage(format!(
+                "{} is a {} certificate, not a node certificate",
+                cfg.tls.cert.display(),
+                id.role
+            )));
         }
-        let agency = id.agency.ok_or_else(|| Error::Usage("node certificate has no agency claims".into()))?;
+        let agency = id
+            .agency
+            .ok_or_else(|| Error::Usage("node certificate has no agency claims".into()))?;
         if agency.ori != cfg.ori {
             return Err(Error::Usage(format!(
                 "node certificate is for {} but the config says ori = {}",
@@ -59,10 +67,15 @@ impl Node {
         let agreements = store::agreements(&conn)?;
         let broker = match &cfg.broker {
             Some(b) => {
-                let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
-                let target = transport::Target { addr: b.addr.clone(), server_name: b.server_name.clone() };
+                let client_cfg =
+                    transport::client_config(&trust, &tls).map_err(Error::Transport)?;
+                let target = transport::Target {
+                    addr: b.addr.clone(),
+                    server_name: b.server_name.clone(),
+                };
                 let timeout = Duration::from_millis(b.timeout_ms);
-                let ch = transport::channel(&target, client_cfg, timeout).map_err(Error::Transport)?;
+                let ch =
+                    transport::channel(&target, client_cfg, timeout).map_err(Error::Transport)?;
                 Some((BrokerClient::new(ch), timeout))
             }
             None => None,
@@ -98,7 +111,10 @@ impl Node {
 
     /// The node's own copy of its agreements.
     pub fn agreements(&self) -> Arc<Vec<AgreementView>> {
-        self.agreements.read().map(|a| a.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.agreements
+            .read()
+            .map(|a| a.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn reload_agreements(&self, conn: &Connection) -> Result<(), Error> {
@@ -121,7 +137,11 @@ impl Node {
         let now = alpr_pki::now_unix();
         let v = agreement::verify(&self.trust, sa, now)?;
         if v.terms.provider_ori != self.ori() && v.terms.requester_ori != self.ori() {
-            return Err(Error::Usage(format!("agreement {} does not involve {}", v.id, self.ori())));
+            return Err(Error::Usage(format!(
+                "agreement {} does not involve {}",
+                v.id,
+                self.ori()
+            )));
         }
         let mut conn = self.db();
         let new = store::put_agreement(&conn, &v.id, sa, &v.terms, now)?;
@@ -130,7 +150,11 @@ impl Node {
             &[AuditEntry {
                 at: now,
                 event: "agreement_import".into(),
-                decision: if new { "ok".into() } else { "already_present".into() },
+                decision: if new {
+                    "ok".into()
+                } else {
+                    "already_present".into()
+                },
                 agreement_id: Some(v.id.clone()),
                 detail: Some(format!(
                     "{} shares with {}; purposes {}; look-back {} days; valid until {}; signed by {} and {}",
@@ -158,7 +182,11 @@ impl Node {
             &[AuditEntry {
                 at: alpr_pki::now_unix(),
                 event: "agreement_revoke".into(),
-                decision: if changed { "ok".into() } else { "not_active".into() },
+                decision: if changed {
+                    "ok".into()
+                } else {
+                    "not_active".into()
+                },
                 agreement_id: Some(id.into()),
                 requester_user: Some(by.into()),
                 ..Default::default()

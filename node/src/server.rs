@@ -10,10 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::Error;
 use crate::config::NodeConfig;
 use crate::node::Node;
 use crate::service::NodeService;
-use crate::Error;
 
 /// A node serving on its address.
 pub struct RunningNode {
@@ -48,7 +48,9 @@ impl RunningNode {
 
 /// Open the node and serve it on `cfg.listen` over mTLS.
 pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
-    let listener = TcpListener::bind(cfg.listen).await.map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::io(format!("listen {}", cfg.listen), e))?;
     start_on(cfg, listener).await
 }
 
@@ -66,5 +68,10 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         let _ = rx.await;
     }));
     tracing::info!(ori = %node.ori(), %addr, "node serving");
-    Ok(RunningNode { addr, node, stop: Some(tx), task })
+    Ok(RunningNode {
+        addr,
+        node,
+        stop: Some(tx),
+        task,
+    })
 }

@@ -8,7 +8,8 @@ use alpr_proto::envelope::{self, ANSWER, QUERY, REFUSAL};
 use alpr_proto::pb::node_inbound_server::NodeInbound;
 use alpr_proto::pb::node_local_server::NodeLocal;
 use alpr_proto::pb::{
-    Answer, IngestSummary, Query, Read, Refusal, RouteResponse, SearchRequest, Signed, TargetResult, TargetStatus,
+    Answer, IngestSummary, Query, Read, Refusal, RouteResponse, SearchRequest, Signed,
+    TargetResult, TargetStatus,
 };
 use alpr_proto::{RefusalReason, transport};
 use prost::Message;
@@ -32,14 +33,24 @@ impl NodeService {
 }
 
 fn facts_entry(event: &str, now: i64, facts: &QueryFacts) -> AuditEntry {
-    let mut e = AuditEntry { at: now, event: event.into(), ..Default::default() };
+    let mut e = AuditEntry {
+        at: now,
+        event: event.into(),
+        ..Default::default()
+    };
     if let Some(inv) = &facts.investigator {
         e.requester_user = inv.user.clone();
         e.requester_ori = inv.ori().map(str::to_owned);
-        e.requester_agency = inv.agency.as_ref().map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
+        e.requester_agency = inv
+            .agency
+            .as_ref()
+            .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
     } else if let Some(end) = &facts.endorser {
         e.requester_ori = end.ori().map(str::to_owned);
-        e.requester_agency = end.agency.as_ref().map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
+        e.requester_agency = end
+            .agency
+            .as_ref()
+            .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
     }
     if let Some(q) = &facts.query {
         e.query_id = Some(hex::encode(&q.query_id));
@@ -59,7 +70,11 @@ fn facts_entry(event: &str, now: i64, facts: &QueryFacts) -> AuditEntry {
 impl Node {
     /// Decide on a forwarded query, log it durably, and sign the answer or refusal.
     /// Blocking (database and signing); call from `spawn_blocking`.
-    pub fn answer_forwarded(&self, peer: Result<VerifiedIdentity, Error>, endorsed: &Signed) -> Result<Signed, Error> {
+    pub fn answer_forwarded(
+        &self,
+        peer: Result<VerifiedIdentity, Error>,
+        endorsed: &Signed,
+    ) -> Result<Signed, Error> {
         let now = alpr_pki::now_unix();
         let agreements = self.agreements();
         let mut conn = self.db();
@@ -77,23 +92,37 @@ impl Node {
             admission::admit(&ctx, endorsed)
         };
         // Only the broker forwards queries to a node's inbound side.
-        let peer_desc = peer.as_ref().map(VerifiedIdentity::describe).unwrap_or_else(|e| format!("unverified peer ({e})"));
+        let peer_desc = peer
+            .as_ref()
+            .map(VerifiedIdentity::describe)
+            .unwrap_or_else(|e| format!("unverified peer ({e})"));
         let decision = match (&peer, decision) {
             (Ok(p), d) if p.role == Role::Broker => d,
-            (_, AdmissionDecision::Admitted(a)) => AdmissionDecision::Refused(Box::new(admission::Refused {
-                reason: RefusalReason::CertInvalid,
-                detail: format!("only the broker may forward queries; peer is {peer_desc}"),
-                facts: QueryFacts { endorser: Some(a.endorser), investigator: Some(a.investigator), query: Some(a.query) },
-                rule_version: a.rule_version,
-            })),
+            (_, AdmissionDecision::Admitted(a)) => {
+                AdmissionDecision::Refused(Box::new(admission::Refused {
+                    reason: RefusalReason::CertInvalid,
+                    detail: format!("only the broker may forward queries; peer is {peer_desc}"),
+                    facts: QueryFacts {
+                        endorser: Some(a.endorser),
+                        investigator: Some(a.investigator),
+                        query: Some(a.query),
+                    },
+                    rule_version: a.rule_version,
+                }))
+            }
             (_, refused) => refused,
         };
         let (mut entry, reply) = match decision {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
                 let floor = now - i64::from(self.policy.retention_days) * 86_400;
-                let reads = store::lookup(&conn, &q.plate, q.window_start.max(floor), q.window_end)?;
-                let facts = QueryFacts { endorser: Some(a.endorser.clone()), investigator: Some(a.investigator.clone()), query: Some(a.query.clone()) };
+                let reads =
+                    store::lookup(&conn, &q.plate, q.window_start.max(floor), q.window_end)?;
+                let facts = QueryFacts {
+                    endorser: Some(a.endorser.clone()),
+                    investigator: Some(a.investigator.clone()),
+                    query: Some(a.query.clone()),
+                };
                 let mut e = facts_entry("inbound_query", now, &facts);
                 e.decision = "answered".into();
                 e.count = Some(reads.len() as u64);
@@ -122,7 +151,12 @@ impl Node {
                 e.detail = Some(r.detail.clone());
                 e.rule_version = Some(r.rule_version.clone());
                 let refusal = Refusal {
-                    query_id: r.facts.query.as_ref().map(|q| q.query_id.clone()).unwrap_or_default(),
+                    query_id: r
+                        .facts
+                        .query
+                        .as_ref()
+                        .map(|q| q.query_id.clone())
+                        .unwrap_or_default(),
                     provider_ori: self.ori().to_owned(),
                     reason: r.reason as i32,
                     detail: r.detail.clone(),
@@ -147,7 +181,11 @@ impl Node {
 
     /// Verify an investigator's query from this agency, endorse it and route it through the
     /// broker; log outbound query and per-target results.
-    pub async fn search(self: &Arc<Self>, peer: Result<VerifiedIdentity, Error>, signed_query: Vec<u8>) -> Result<RouteResponse, Error> {
+    pub async fn search(
+        self: &Arc<Self>,
+        peer: Result<VerifiedIdentity, Error>,
+        signed_query: Vec<u8>,
+    ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
         let checked = self.check_local(peer, &signed_query, now);
         let (query, investigator) = match checked {
@@ -159,20 +197,27 @@ impl Node {
                 entry.detail = Some(e.detail());
                 entry.decided_by = Some(self.ori().to_owned());
                 let node = self.clone();
-                tokio::task::spawn_blocking(move || node.audit(&[entry])).await.map_err(|e| Error::Audit(e.to_string()))??;
+                tokio::task::spawn_blocking(move || node.audit(&[entry]))
+                    .await
+                    .map_err(|e| Error::Audit(e.to_string()))??;
                 return Err(Error::Refused(e));
             }
         };
-        let (broker, timeout) = self
-            .broker
-            .clone()
-            .ok_or_else(|| Error::Usage("this node has no [broker] configured; it cannot send queries".into()))?;
+        let (broker, timeout) = self.broker.clone().ok_or_else(|| {
+            Error::Usage("this node has no [broker] configured; it cannot send queries".into())
+        })?;
         let endorsed = envelope::endorse(&self.signer, self.ori(), signed_query, now)?;
-        let facts = QueryFacts { endorser: None, investigator: Some(investigator), query: Some(query.clone()) };
+        let facts = QueryFacts {
+            endorser: None,
+            investigator: Some(investigator),
+            query: Some(query.clone()),
+        };
         let mut sent = facts_entry("outbound_query", now, &facts);
         sent.decision = "endorsed".into();
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.audit(&[sent])).await.map_err(|e| Error::Audit(e.to_string()))??;
+        tokio::task::spawn_blocking(move || node.audit(&[sent]))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))??;
 
         let mut req = Request::new(endorsed);
         req.set_timeout(timeout);
@@ -214,16 +259,22 @@ impl Node {
                     _ => "unavailable".into(),
                 };
                 if r.status != TargetStatus::Answered as i32 {
-                    e.reason_code = RefusalReason::try_from(r.reason).ok().map(|x| x.as_str_name().to_owned());
+                    e.reason_code = RefusalReason::try_from(r.reason)
+                        .ok()
+                        .map(|x| x.as_str_name().to_owned());
                     e.detail = Some(r.detail.clone());
                 } else if let Some(reply) = &r.reply {
-                    e.count = Answer::decode(reply.payload.as_slice()).ok().map(|a| a.reads.len() as u64);
+                    e.count = Answer::decode(reply.payload.as_slice())
+                        .ok()
+                        .map(|a| a.reads.len() as u64);
                 }
                 e
             })
             .collect();
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.audit(&entries)).await.map_err(|e| Error::Audit(e.to_string()))??;
+        tokio::task::spawn_blocking(move || node.audit(&entries))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))??;
         Ok(response)
     }
 
@@ -235,7 +286,9 @@ impl Node {
         now: i64,
     ) -> Result<(Query, VerifiedIdentity), (alpr_proto::Error, QueryFacts)> {
         let mut facts = QueryFacts::default();
-        let refuse = |r: RefusalReason, m: String, f: &QueryFacts| (alpr_proto::Error::refused(r, m), f.clone());
+        let refuse = |r: RefusalReason, m: String, f: &QueryFacts| {
+            (alpr_proto::Error::refused(r, m), f.clone())
+        };
         let peer = match peer {
             Ok(p) => p,
             Err(Error::Refused(e)) => return Err((e, facts)),
@@ -244,20 +297,37 @@ impl Node {
         if peer.role != Role::Investigator || peer.ori() != Some(self.ori()) {
             return Err(refuse(
                 RefusalReason::CertInvalid,
-                format!("only this agency's investigators may search; peer is {}", peer.describe()),
+                format!(
+                    "only this agency's investigators may search; peer is {}",
+                    peer.describe()
+                ),
                 &facts,
             ));
         }
-        let inner = Signed::decode(signed_query)
-            .map_err(|e| refuse(RefusalReason::InvalidInput, format!("query envelope does not decode: {e}"), &facts))?;
-        let (inv, query) = envelope::open_as::<Query>(&self.trust, &inner, QUERY, now).map_err(|e| (e, facts.clone()))?;
+        let inner = Signed::decode(signed_query).map_err(|e| {
+            refuse(
+                RefusalReason::InvalidInput,
+                format!("query envelope does not decode: {e}"),
+                &facts,
+            )
+        })?;
+        let (inv, query) = envelope::open_as::<Query>(&self.trust, &inner, QUERY, now)
+            .map_err(|e| (e, facts.clone()))?;
         facts.investigator = Some(inv.clone());
         facts.query = Some(query.clone());
         if inv.serial != peer.serial {
-            return Err(refuse(RefusalReason::ClaimMismatch, "query signed by someone other than the connected person".into(), &facts));
+            return Err(refuse(
+                RefusalReason::ClaimMismatch,
+                "query signed by someone other than the connected person".into(),
+                &facts,
+            ));
         }
         if query.requester_ori != self.ori() || Some(&query.requester_user) != inv.user.as_ref() {
-            return Err(refuse(RefusalReason::ClaimMismatch, "query names a requester other than its signer".into(), &facts));
+            return Err(refuse(
+                RefusalReason::ClaimMismatch,
+                "query names a requester other than its signer".into(),
+                &facts,
+            ));
         }
         admission::check_query(&query, now).map_err(|e| (e, facts.clone()))?;
         Ok((query, inv))
@@ -291,18 +361,26 @@ impl Node {
                 decision: "ok".into(),
                 count: Some(ok.len() as u64),
                 requester_user: Some(by.into()),
-                detail: Some(format!("stream ingest: {} accepted, {rejected} rejected", ok.len())),
+                detail: Some(format!(
+                    "stream ingest: {} accepted, {rejected} rejected",
+                    ok.len()
+                )),
                 ..Default::default()
             }],
         )?;
-        Ok(IngestSummary { accepted: ok.len() as u64, rejected, errors })
+        Ok(IngestSummary {
+            accepted: ok.len() as u64,
+            rejected,
+            errors,
+        })
     }
 }
 
 #[tonic::async_trait]
 impl NodeInbound for NodeService {
     async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix()).map_err(Error::from);
+        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+            .map_err(Error::from);
         let node = self.node.clone();
         let endorsed = request.into_inner();
         let reply = tokio::task::spawn_blocking(move || node.answer_forwarded(peer, &endorsed))
@@ -315,13 +393,24 @@ impl NodeInbound for NodeService {
 
 #[tonic::async_trait]
 impl NodeLocal for NodeService {
-    async fn search(&self, request: Request<SearchRequest>) -> Result<Response<RouteResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix()).map_err(Error::from);
+    async fn search(
+        &self,
+        request: Request<SearchRequest>,
+    ) -> Result<Response<RouteResponse>, Status> {
+        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+            .map_err(Error::from);
         let bytes = request.into_inner().signed_query;
-        self.node.search(peer, bytes).await.map(Response::new).map_err(|e| e.to_status())
+        self.node
+            .search(peer, bytes)
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 
-    async fn ingest(&self, request: Request<Streaming<Read>>) -> Result<Response<IngestSummary>, Status> {
+    async fn ingest(
+        &self,
+        request: Request<Streaming<Read>>,
+    ) -> Result<Response<IngestSummary>, Status> {
         let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         if !matches!(peer.role, Role::Admin | Role::Node) || peer.ori() != Some(self.node.ori()) {
@@ -335,7 +424,9 @@ impl NodeLocal for NodeService {
         while let Some(r) = stream.message().await? {
             reads.push(r);
             if reads.len() > 5_000_000 {
-                return Err(Status::resource_exhausted("stream at most 5,000,000 reads per call"));
+                return Err(Status::resource_exhausted(
+                    "stream at most 5,000,000 reads per call",
+                ));
             }
         }
         let node = self.node.clone();

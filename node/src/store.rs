@@ -64,7 +64,13 @@ pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<(), Error> 
             "INSERT INTO reads (plate, captured_at, camera_id, latitude, longitude) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for r in reads {
-            st.execute(params![r.plate, r.captured_at, r.camera_id, r.latitude, r.longitude])?;
+            st.execute(params![
+                r.plate,
+                r.captured_at,
+                r.camera_id,
+                r.latitude,
+                r.longitude
+            ])?;
         }
     }
     tx.commit()?;
@@ -81,7 +87,13 @@ pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Ve
          WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT ?4",
     )?;
     let rows = st.query_map(params![plate, start, end, MAX_RESULTS], |r| {
-        Ok(Read { plate: r.get(0)?, captured_at: r.get(1)?, camera_id: r.get(2)?, latitude: r.get(3)?, longitude: r.get(4)? })
+        Ok(Read {
+            plate: r.get(0)?,
+            captured_at: r.get(1)?,
+            camera_id: r.get(2)?,
+            latitude: r.get(3)?,
+            longitude: r.get(4)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -92,7 +104,13 @@ pub fn count_reads(conn: &Connection) -> Result<i64, Error> {
 }
 
 /// Store a verified agreement (idempotent).
-pub fn put_agreement(conn: &Connection, id: &str, sa: &pb::SignedAgreement, terms: &pb::Agreement, now: i64) -> Result<bool, Error> {
+pub fn put_agreement(
+    conn: &Connection,
+    id: &str,
+    sa: &pb::SignedAgreement,
+    terms: &pb::Agreement,
+    now: i64,
+) -> Result<bool, Error> {
     let n = conn.execute(
         "INSERT OR IGNORE INTO agreements (id, provider_ori, requester_ori, status, signed, imported_at) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
         params![id, terms.provider_ori, terms.requester_ori, sa.encode_to_vec(), now],
@@ -101,7 +119,11 @@ pub fn put_agreement(conn: &Connection, id: &str, sa: &pb::SignedAgreement, term
 }
 
 /// Set an agreement's status. Only moves away from `active`; nothing revives one.
-pub fn set_agreement_status(conn: &Connection, id: &str, status: AgreementStatus) -> Result<bool, Error> {
+pub fn set_agreement_status(
+    conn: &Connection,
+    id: &str,
+    status: AgreementStatus,
+) -> Result<bool, Error> {
     let n = conn.execute(
         "UPDATE agreements SET status = ?2 WHERE id = ?1 AND status = 'active'",
         params![id, status.as_str()],
@@ -112,14 +134,25 @@ pub fn set_agreement_status(conn: &Connection, id: &str, status: AgreementStatus
 /// Every stored agreement, with terms decoded from the signed bytes.
 pub fn agreements(conn: &Connection) -> Result<Vec<AgreementView>, Error> {
     let mut st = conn.prepare("SELECT id, status, signed FROM agreements ORDER BY imported_at")?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, status, blob) = row?;
         let sa = pb::SignedAgreement::decode(blob.as_slice())
             .map_err(|e| Error::Audit(format!("stored agreement {id} does not decode: {e}")))?;
-        let payload = sa.provider.as_ref().map(|s| s.payload.as_slice()).unwrap_or_default();
-        let terms = pb::Agreement::decode(payload).map_err(|e| Error::Audit(format!("stored agreement {id}: {e}")))?;
+        let payload = sa
+            .provider
+            .as_ref()
+            .map(|s| s.payload.as_slice())
+            .unwrap_or_default();
+        let terms = pb::Agreement::decode(payload)
+            .map_err(|e| Error::Audit(format!("stored agreement {id}: {e}")))?;
         // An unknown status is treated as revoked: fail closed.
         let status = AgreementStatus::parse(&status).unwrap_or(AgreementStatus::Revoked);
         out.push(AgreementView { id, terms, status });
@@ -129,7 +162,11 @@ pub fn agreements(conn: &Connection) -> Result<Vec<AgreementView>, Error> {
 
 /// Look up one agreement's status.
 pub fn agreement_status(conn: &Connection, id: &str) -> Result<Option<String>, Error> {
-    Ok(conn.query_row("SELECT status FROM agreements WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row("SELECT status FROM agreements WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 /// Replay memory backed by the `seen_queries` table.
@@ -150,5 +187,8 @@ impl ReplayGuard for DbReplay<'_> {
 
 /// Forget replay entries whose queries expired over a day ago.
 pub fn sweep_seen(conn: &Connection, now: i64) -> Result<usize, Error> {
-    Ok(conn.execute("DELETE FROM seen_queries WHERE expires_at < ?1", [now - 86_400])?)
+    Ok(conn.execute(
+        "DELETE FROM seen_queries WHERE expires_at < ?1",
+        [now - 86_400],
+    )?)
 }

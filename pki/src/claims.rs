@@ -37,16 +37,24 @@ impl FromStr for Jurisdiction {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::InvalidClaim(format!("jurisdiction {s:?} is not ISO 3166-2 (e.g. US-CA) or a country code (US)"));
+        let bad = || {
+            Error::InvalidClaim(format!(
+                "jurisdiction {s:?} is not ISO 3166-2 (e.g. US-CA) or a country code (US)"
+            ))
+        };
         let mut parts = s.split('-');
         let country = parts.next().ok_or_else(bad)?;
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(bad());
         }
-        if let Some(sub) = parts.next() {
-            if sub.is_empty() || sub.len() > 3 || !sub.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
-                return Err(bad());
-            }
+        if let Some(sub) = parts.next()
+            && (sub.is_empty()
+                || sub.len() > 3
+                || !sub
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        {
+            return Err(bad());
         }
         if parts.next().is_some() {
             return Err(bad());
@@ -149,12 +157,18 @@ impl Role {
 
     /// True for roles held by a person (which name a user).
     pub fn is_person(&self) -> bool {
-        matches!(self, Self::Investigator | Self::Supervisor | Self::Admin | Self::Auditor | Self::Regulator)
+        matches!(
+            self,
+            Self::Investigator | Self::Supervisor | Self::Admin | Self::Auditor | Self::Regulator
+        )
     }
 
     /// True for roles issued under an agency CA.
     pub fn is_agency_role(&self) -> bool {
-        matches!(self, Self::Node | Self::Investigator | Self::Supervisor | Self::Admin | Self::Auditor)
+        matches!(
+            self,
+            Self::Node | Self::Investigator | Self::Supervisor | Self::Admin | Self::Auditor
+        )
     }
 
     /// True for daemons that serve TLS.
@@ -201,12 +215,24 @@ pub struct AgencyClaims {
 
 impl AgencyClaims {
     /// Build claims, validating the ORI shape.
-    pub fn new(ori: &str, name: &str, jurisdiction: Jurisdiction, kind: AgencyKind) -> Result<Self, Error> {
+    pub fn new(
+        ori: &str,
+        name: &str,
+        jurisdiction: Jurisdiction,
+        kind: AgencyKind,
+    ) -> Result<Self, Error> {
         validate_ori(ori)?;
         if name.trim().is_empty() || name.len() > 200 {
-            return Err(Error::InvalidClaim("agency name must be 1..200 characters".into()));
+            return Err(Error::InvalidClaim(
+                "agency name must be 1..200 characters".into(),
+            ));
         }
-        Ok(Self { ori: ori.to_owned(), name: name.to_owned(), jurisdiction, kind })
+        Ok(Self {
+            ori: ori.to_owned(),
+            name: name.to_owned(),
+            jurisdiction,
+            kind,
+        })
     }
 
     /// The URI SANs that carry these claims.
@@ -222,14 +248,24 @@ impl AgencyClaims {
 
 impl fmt::Display for AgencyClaims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}, {}, {})", self.ori, self.name, self.jurisdiction, self.kind)
+        write!(
+            f,
+            "{} ({}, {}, {})",
+            self.ori, self.name, self.jurisdiction, self.kind
+        )
     }
 }
 
 /// Check that an ORI is 9 upper-case letters and digits.
 pub fn validate_ori(ori: &str) -> Result<(), Error> {
-    if ori.len() != 9 || !ori.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
-        return Err(Error::InvalidClaim(format!("ORI {ori:?} must be 9 upper-case letters or digits")));
+    if ori.len() != 9
+        || !ori
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Err(Error::InvalidClaim(format!(
+            "ORI {ori:?} must be 9 upper-case letters or digits"
+        )));
     }
     Ok(())
 }
@@ -238,9 +274,13 @@ pub fn validate_ori(ori: &str) -> Result<(), Error> {
 pub fn validate_user(user: &str) -> Result<(), Error> {
     if user.is_empty()
         || user.len() > 64
-        || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+        || !user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
     {
-        return Err(Error::InvalidClaim(format!("user id {user:?} must be 1..64 of A-Z a-z 0-9 . _ @ -")));
+        return Err(Error::InvalidClaim(format!(
+            "user id {user:?} must be 1..64 of A-Z a-z 0-9 . _ @ -"
+        )));
     }
     Ok(())
 }
@@ -267,7 +307,9 @@ impl RawClaims {
     pub fn from_uris<'a>(uris: impl IntoIterator<Item = &'a str>) -> Result<Self, Error> {
         let mut out = Self::default();
         for uri in uris {
-            let Some(rest) = uri.strip_prefix(CLAIM_PREFIX) else { continue };
+            let Some(rest) = uri.strip_prefix(CLAIM_PREFIX) else {
+                continue;
+            };
             let (key, value) = rest
                 .split_once(':')
                 .ok_or_else(|| Error::InvalidClaim(format!("claim {uri:?} has no value")))?;
@@ -307,7 +349,9 @@ impl RawClaims {
                 kind: *k,
             })),
             (None, None, _, None) => Ok(None),
-            _ => Err(Error::InvalidClaim("incomplete agency claims (need ori, agency, jurisdiction, kind)".into())),
+            _ => Err(Error::InvalidClaim(
+                "incomplete agency claims (need ori, agency, jurisdiction, kind)".into(),
+            )),
         }
     }
 }
@@ -331,8 +375,11 @@ fn decode_component(s: &str) -> Result<String, Error> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| Error::InvalidClaim(format!("bad escape in {s:?}")))?;
-            let v = u8::from_str_radix(hex, 16).map_err(|_| Error::InvalidClaim(format!("bad escape in {s:?}")))?;
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| Error::InvalidClaim(format!("bad escape in {s:?}")))?;
+            let v = u8::from_str_radix(hex, 16)
+                .map_err(|_| Error::InvalidClaim(format!("bad escape in {s:?}")))?;
             out.push(v);
             i += 3;
         } else {
@@ -349,7 +396,13 @@ mod tests {
 
     #[test]
     fn agency_claims_round_trip_through_uris() {
-        let c = AgencyClaims::new("CA0560100", "Ventura Police Dept.", "US-CA".parse().unwrap(), AgencyKind::Local).unwrap();
+        let c = AgencyClaims::new(
+            "CA0560100",
+            "Ventura Police Dept.",
+            "US-CA".parse().unwrap(),
+            AgencyKind::Local,
+        )
+        .unwrap();
         let uris = c.to_uris();
         let raw = RawClaims::from_uris(uris.iter().map(String::as_str)).unwrap();
         assert_eq!(raw.agency().unwrap(), Some(c));
@@ -360,9 +413,13 @@ mod tests {
         assert!("California".parse::<Jurisdiction>().is_err());
         assert!("us-ca".parse::<Jurisdiction>().is_err());
         assert!("US".parse::<Jurisdiction>().unwrap().is_national());
-        assert!(AgencyClaims::new("CA05", "x", "US-CA".parse().unwrap(), AgencyKind::Local).is_err());
+        assert!(
+            AgencyClaims::new("CA05", "x", "US-CA".parse().unwrap(), AgencyKind::Local).is_err()
+        );
         assert!(RawClaims::from_uris(["urn:alpr:role:janitor"]).is_err());
-        assert!(RawClaims::from_uris(["urn:alpr:ori:CA0560100", "urn:alpr:ori:CA0560101"]).is_err());
+        assert!(
+            RawClaims::from_uris(["urn:alpr:ori:CA0560100", "urn:alpr:ori:CA0560101"]).is_err()
+        );
         let partial = RawClaims::from_uris(["urn:alpr:ori:CA0560100"]).unwrap();
         assert!(partial.agency().is_err());
     }

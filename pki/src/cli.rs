@@ -129,41 +129,87 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             issue::write_file(&l.root_crl(), issue::new_crl(&a, &[], 1, 30)?.as_bytes())?;
             out.push(format!("wrote {}", l.root_cert().display()));
         }
-        Command::Agency { ori, name, jurisdiction, kind, days } => {
-            let claims = AgencyClaims::new(&ori, &name, jurisdiction.parse::<Jurisdiction>()?, kind.parse::<AgencyKind>()?)?;
+        Command::Agency {
+            ori,
+            name,
+            jurisdiction,
+            kind,
+            days,
+        } => {
+            let claims = AgencyClaims::new(
+                &ori,
+                &name,
+                jurisdiction.parse::<Jurisdiction>()?,
+                kind.parse::<AgencyKind>()?,
+            )?;
             let root = Authority::load(&l.root_cert(), &l.root_key())?;
             let ca = issue::new_agency_ca(&root, &claims, days)?;
             ca.write(&l.agency_ca_cert(&ori), &l.agency_ca_key(&ori))?;
             let a = Authority::from_issued(&ca)?;
-            issue::write_file(&l.agency_crl(&ori), issue::new_crl(&a, &[], 1, 30)?.as_bytes())?;
+            issue::write_file(
+                &l.agency_crl(&ori),
+                issue::new_crl(&a, &[], 1, 30)?.as_bytes(),
+            )?;
             out.push(format!("wrote {}", l.agency_ca_cert(&ori).display()));
         }
         Command::Node { ori, hosts, days } => {
             let ca = Authority::load(&l.agency_ca_cert(&ori), &l.agency_ca_key(&ori))?;
-            let spec = LeafSpec { role: Role::Node, user: None, agency: ca.agency()?, jurisdiction: None, hosts, days };
+            let spec = LeafSpec {
+                role: Role::Node,
+                user: None,
+                agency: ca.agency()?,
+                jurisdiction: None,
+                hosts,
+                days,
+            };
             let (c, k) = l.node(&ori);
             issue::new_leaf(&ca, &spec)?.write(&c, &k)?;
             out.push(format!("wrote {}", c.display()));
         }
-        Command::Person { ori, role, user, days } => {
+        Command::Person {
+            ori,
+            role,
+            user,
+            days,
+        } => {
             let role: Role = role.parse()?;
             if !role.is_person() || role == Role::Regulator {
-                return Err(Error::InvalidClaim(format!("{role} is not an agency person role (investigator, supervisor, admin, auditor)")));
+                return Err(Error::InvalidClaim(format!(
+                    "{role} is not an agency person role (investigator, supervisor, admin, auditor)"
+                )));
             }
             let ca = Authority::load(&l.agency_ca_cert(&ori), &l.agency_ca_key(&ori))?;
-            let spec = LeafSpec { role, user: Some(user.clone()), agency: ca.agency()?, jurisdiction: None, hosts: vec![], days };
+            let spec = LeafSpec {
+                role,
+                user: Some(user.clone()),
+                agency: ca.agency()?,
+                jurisdiction: None,
+                hosts: vec![],
+                days,
+            };
             let (c, k) = l.person(&ori, &user);
             issue::new_leaf(&ca, &spec)?.write(&c, &k)?;
             out.push(format!("wrote {}", c.display()));
         }
         Command::Broker { hosts, days } => {
             let root = Authority::load(&l.root_cert(), &l.root_key())?;
-            let spec = LeafSpec { role: Role::Broker, user: None, agency: None, jurisdiction: None, hosts, days };
+            let spec = LeafSpec {
+                role: Role::Broker,
+                user: None,
+                agency: None,
+                jurisdiction: None,
+                hosts,
+                days,
+            };
             let (c, k) = l.broker();
             issue::new_leaf(&root, &spec)?.write(&c, &k)?;
             out.push(format!("wrote {}", c.display()));
         }
-        Command::Regulator { user, jurisdiction, days } => {
+        Command::Regulator {
+            user,
+            jurisdiction,
+            days,
+        } => {
             let root = Authority::load(&l.root_cert(), &l.root_key())?;
             let spec = LeafSpec {
                 role: Role::Regulator,
@@ -181,8 +227,18 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             let der = crate::read_cert_chain(&cert)?.remove(0);
             let (_, serial, _, _) = crate::verify::inspect(&der)?;
             let (ca_cert, ca_key, crl, list) = match &ori {
-                Some(o) => (l.agency_ca_cert(o), l.agency_ca_key(o), l.agency_crl(o), l.agency_dir(o).join("revoked.txt")),
-                None => (l.root_cert(), l.root_key(), l.root_crl(), l.dir().join("revoked.txt")),
+                Some(o) => (
+                    l.agency_ca_cert(o),
+                    l.agency_ca_key(o),
+                    l.agency_crl(o),
+                    l.agency_dir(o).join("revoked.txt"),
+                ),
+                None => (
+                    l.root_cert(),
+                    l.root_key(),
+                    l.root_crl(),
+                    l.dir().join("revoked.txt"),
+                ),
             };
             let ca = Authority::load(&ca_cert, &ca_key)?;
             let mut text = std::fs::read_to_string(&list).unwrap_or_default();
@@ -215,15 +271,25 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
 
 fn parse_revoked(text: &str, path: &std::path::Path) -> Result<Vec<Revoked>, Error> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let bad = || Error::Pem { path: path.into(), reason: format!("line {}: expected `<serial-hex> <unix-time>`", i + 1) };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = || Error::Pem {
+            path: path.into(),
+            reason: format!("line {}: expected `<serial-hex> <unix-time>`", i + 1),
+        };
         let (s, t) = line.split_once(' ').ok_or_else(bad)?;
         let serial = (0..s.len())
             .step_by(2)
             .map(|j| s.get(j..j + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
             .collect::<Option<Vec<u8>>>()
             .ok_or_else(bad)?;
-        out.push(Revoked { serial, revoked_at: t.trim().parse().map_err(|_| bad())? });
+        out.push(Revoked {
+            serial,
+            revoked_at: t.trim().parse().map_err(|_| bad())?,
+        });
     }
     Ok(out)
 }
@@ -231,6 +297,9 @@ fn parse_revoked(text: &str, path: &std::path::Path) -> Result<Vec<Revoked>, Err
 fn fmt_time(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }

@@ -8,15 +8,16 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
-use crate::claims::{AgencyClaims, Jurisdiction, RawClaims, Role};
 use crate::Error;
+use crate::claims::{AgencyClaims, Jurisdiction, RawClaims, Role};
 
 /// A freshly issued certificate and its private key, both PEM.
 #[derive(Clone, Debug)]
@@ -58,8 +59,10 @@ impl Authority {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, Error> {
         let chain_pem = std::fs::read_to_string(cert).map_err(|e| Error::io(cert, e))?;
         let key_pem = std::fs::read_to_string(key).map_err(|e| Error::io(key, e))?;
-        Self::from_pem(&chain_pem, &key_pem)
-            .map_err(|e| Error::Pem { path: cert.into(), reason: e.to_string() })
+        Self::from_pem(&chain_pem, &key_pem).map_err(|e| Error::Pem {
+            path: cert.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Build from an [`Issued`] CA.
@@ -69,10 +72,18 @@ impl Authority {
 
     fn from_pem(chain_pem: &str, key_pem: &str) -> Result<Self, Error> {
         let chain = crate::pem::certs_from_pem(chain_pem.as_bytes())?;
-        let cert_der = chain.into_iter().next().ok_or_else(|| Error::CertInvalid("empty CA certificate file".into()))?;
+        let cert_der = chain
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::CertInvalid("empty CA certificate file".into()))?;
         let key = KeyPair::from_pem(key_pem)?;
         let claims = crate::verify::raw_claims_of(&cert_der)?;
-        Ok(Self { chain_pem: chain_pem.to_owned(), cert_der, key, claims })
+        Ok(Self {
+            chain_pem: chain_pem.to_owned(),
+            cert_der,
+            key,
+            claims,
+        })
     }
 
     /// The agency claims of this CA (for an agency CA).
@@ -100,7 +111,9 @@ fn random_serial() -> SerialNumber {
     // SystemRandom only fails if the OS has no entropy source; fall back to the clock so
     // issuance still yields distinct serials rather than panicking.
     if SystemRandom::new().fill(&mut bytes).is_err() {
-        let t = OffsetDateTime::now_utc().unix_timestamp_nanos().to_be_bytes();
+        let t = OffsetDateTime::now_utc()
+            .unix_timestamp_nanos()
+            .to_be_bytes();
         bytes.copy_from_slice(&t);
     }
     bytes[0] &= 0x7f;
@@ -132,22 +145,42 @@ fn uri(s: String) -> Result<SanType, Error> {
 pub fn new_root(common_name: &str, days: u32) -> Result<Issued, Error> {
     let mut p = base_params(common_name, None, days);
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.use_authority_key_identifier_extension = false;
     let key = KeyPair::generate()?;
     let cert = p.self_signed(&key)?;
-    Ok(Issued { chain_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().clone() })
+    Ok(Issued {
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().clone(),
+    })
 }
 
 /// Make an agency CA under the state root, carrying the agency's claims.
 pub fn new_agency_ca(root: &Authority, agency: &AgencyClaims, days: u32) -> Result<Issued, Error> {
     let mut p = base_params(&format!("{} CA", agency.name), Some(&agency.name), days);
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    p.subject_alt_names = agency.to_uris().into_iter().map(uri).collect::<Result<_, _>>()?;
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.subject_alt_names = agency
+        .to_uris()
+        .into_iter()
+        .map(uri)
+        .collect::<Result<_, _>>()?;
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, &root.issuer()?)?;
-    Ok(Issued { chain_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().clone() })
+    Ok(Issued {
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().clone(),
+    })
 }
 
 /// What a leaf certificate says.
@@ -177,11 +210,18 @@ pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
         (None, Some(a)) => format!("{} {}", a.name, spec.role),
         (None, None) => format!("ALPR {}", spec.role),
     };
-    let mut p = base_params(&cn, spec.agency.as_ref().map(|a| a.name.as_str()), spec.days);
+    let mut p = base_params(
+        &cn,
+        spec.agency.as_ref().map(|a| a.name.as_str()),
+        spec.days,
+    );
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = if spec.role.is_server() {
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
     } else {
         vec![ExtendedKeyUsagePurpose::ClientAuth]
     };
@@ -192,7 +232,11 @@ pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
             Err(_) => SanType::DnsName(h.clone().try_into()?),
         });
     }
-    sans.push(uri(format!("{}role:{}", crate::claims::CLAIM_PREFIX, spec.role))?);
+    sans.push(uri(format!(
+        "{}role:{}",
+        crate::claims::CLAIM_PREFIX,
+        spec.role
+    ))?);
     if let Some(u) = &spec.user {
         crate::claims::validate_user(u)?;
         sans.push(uri(format!("{}user:{u}", crate::claims::CLAIM_PREFIX))?);
@@ -202,7 +246,10 @@ pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
             sans.push(uri(u)?);
         }
     } else if let Some(j) = &spec.jurisdiction {
-        sans.push(uri(format!("{}jurisdiction:{j}", crate::claims::CLAIM_PREFIX))?);
+        sans.push(uri(format!(
+            "{}jurisdiction:{j}",
+            crate::claims::CLAIM_PREFIX
+        ))?);
     }
     p.subject_alt_names = sans;
     let key = KeyPair::generate()?;
@@ -211,7 +258,11 @@ pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
     if !issuer.is_root() {
         chain_pem.push_str(&issuer.chain_pem);
     }
-    Ok(Issued { chain_pem, key_pem: key.serialize_pem(), cert_der: cert.der().clone() })
+    Ok(Issued {
+        chain_pem,
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().clone(),
+    })
 }
 
 /// One revoked certificate.
@@ -224,7 +275,12 @@ pub struct Revoked {
 }
 
 /// Issue a CRL signed by `issuer`, valid for `days`.
-pub fn new_crl(issuer: &Authority, revoked: &[Revoked], crl_number: u64, days: u32) -> Result<String, Error> {
+pub fn new_crl(
+    issuer: &Authority,
+    revoked: &[Revoked],
+    crl_number: u64,
+    days: u32,
+) -> Result<String, Error> {
     let now = OffsetDateTime::now_utc();
     let params = CertificateRevocationListParams {
         this_update: now - Duration::minutes(5),

@@ -80,7 +80,10 @@ impl PkiLayout {
             out.push(self.root_crl());
         }
         if let Ok(entries) = std::fs::read_dir(self.dir.join("agencies")) {
-            let mut dirs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path().join("ca.crl")).collect();
+            let mut dirs: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("ca.crl"))
+                .collect();
             dirs.sort();
             out.extend(dirs.into_iter().filter(|p| p.exists()));
         }

@@ -12,9 +12,15 @@ pub fn read_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Erro
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem { path: path.into(), reason: format!("not a PEM certificate file: {e}") })?;
+        .map_err(|e| Error::Pem {
+            path: path.into(),
+            reason: format!("not a PEM certificate file: {e}"),
+        })?;
     if certs.is_empty() {
-        return Err(Error::Pem { path: path.into(), reason: "no CERTIFICATE block found".into() });
+        return Err(Error::Pem {
+            path: path.into(),
+            reason: "no CERTIFICATE block found".into(),
+        });
     }
     Ok(certs)
 }
@@ -22,8 +28,10 @@ pub fn read_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Erro
 /// Read a PKCS#8 private key from a PEM file.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    PrivateKeyDer::from_pem_slice(&bytes)
-        .map_err(|e| Error::Pem { path: path.into(), reason: format!("no usable private key: {e}") })
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| Error::Pem {
+        path: path.into(),
+        reason: format!("no usable private key: {e}"),
+    })
 }
 
 /// Read every CRL in a PEM file.
@@ -31,7 +39,10 @@ pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem { path: path.into(), reason: format!("not a PEM CRL file: {e}") })
+        .map_err(|e| Error::Pem {
+            path: path.into(),
+            reason: format!("not a PEM CRL file: {e}"),
+        })
 }
 
 /// Parse every certificate in PEM text.

@@ -17,7 +17,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("chain_len", &self.chain.len()).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -26,17 +28,27 @@ impl Signer {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, Error> {
         let chain = crate::pem::read_cert_chain(cert)?;
         let key_der = crate::pem::read_private_key(key)?;
-        Self::new(chain, &key_der).map_err(|e| Error::Pem { path: key.into(), reason: e.to_string() })
+        Self::new(chain, &key_der).map_err(|e| Error::Pem {
+            path: key.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Build from DER parts.
-    pub fn new(chain: Vec<CertificateDer<'static>>, key: &PrivateKeyDer<'_>) -> Result<Self, Error> {
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<Self, Error> {
         let PrivateKeyDer::Pkcs8(pkcs8) = key else {
             return Err(Error::CertInvalid("private key is not PKCS#8".into()));
         };
         let rng = SystemRandom::new();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.secret_pkcs8_der(), &rng)
-            .map_err(|e| Error::CertInvalid(format!("not an ECDSA P-256 key: {e}")))?;
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            pkcs8.secret_pkcs8_der(),
+            &rng,
+        )
+        .map_err(|e| Error::CertInvalid(format!("not an ECDSA P-256 key: {e}")))?;
         Ok(Self { key, chain, rng })
     }
 

@@ -9,8 +9,20 @@ fn agency(ori: &str, j: &str, kind: AgencyKind) -> AgencyClaims {
     AgencyClaims::new(ori, &format!("Agency {ori}"), j.parse().unwrap(), kind).unwrap()
 }
 
-fn leaf(ca: &Authority, role: Role, user: Option<&str>, claims: Option<AgencyClaims>) -> issue::Issued {
-    let spec = LeafSpec { role, user: user.map(str::to_owned), agency: claims, jurisdiction: None, hosts: vec!["localhost".into()], days: 30 };
+fn leaf(
+    ca: &Authority,
+    role: Role,
+    user: Option<&str>,
+    claims: Option<AgencyClaims>,
+) -> issue::Issued {
+    let spec = LeafSpec {
+        role,
+        user: user.map(str::to_owned),
+        agency: claims,
+        jurisdiction: None,
+        hosts: vec!["localhost".into()],
+        days: 30,
+    };
     issue::new_leaf(ca, &spec).unwrap()
 }
 
@@ -36,8 +48,15 @@ fn issued_person_certificate_verifies_with_claims_and_signs() {
     );
     let signer = Signer::new(chain(&inv), &key).unwrap();
     let sig = signer.sign(b"hello").unwrap();
-    assert!(trust.verify_signature(signer.chain(), b"hello", &sig, now_unix()).is_ok());
-    assert!(matches!(trust.verify_signature(signer.chain(), b"hellO", &sig, now_unix()), Err(Error::BadSignature)));
+    assert!(
+        trust
+            .verify_signature(signer.chain(), b"hello", &sig, now_unix())
+            .is_ok()
+    );
+    assert!(matches!(
+        trust.verify_signature(signer.chain(), b"hellO", &sig, now_unix()),
+        Err(Error::BadSignature)
+    ));
 }
 
 #[test]
@@ -47,10 +66,26 @@ fn agency_ca_cannot_mint_another_agencys_identity() {
     let mine = agency("NV0020000", "US-NV", AgencyKind::Local);
     let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &mine, 10).unwrap()).unwrap();
     let trust = TrustStore::new(root.cert_der.clone(), vec![]);
-    let forged = leaf(&ca, Role::Node, None, Some(agency("CA0560100", "US-CA", AgencyKind::Local)));
-    assert!(matches!(trust.verify(&chain(&forged), now_unix()), Err(Error::ClaimMismatch(_))));
-    let other_j = leaf(&ca, Role::Node, None, Some(agency("NV0020000", "US-CA", AgencyKind::Local)));
-    assert!(matches!(trust.verify(&chain(&other_j), now_unix()), Err(Error::ClaimMismatch(_))));
+    let forged = leaf(
+        &ca,
+        Role::Node,
+        None,
+        Some(agency("CA0560100", "US-CA", AgencyKind::Local)),
+    );
+    assert!(matches!(
+        trust.verify(&chain(&forged), now_unix()),
+        Err(Error::ClaimMismatch(_))
+    ));
+    let other_j = leaf(
+        &ca,
+        Role::Node,
+        None,
+        Some(agency("NV0020000", "US-CA", AgencyKind::Local)),
+    );
+    assert!(matches!(
+        trust.verify(&chain(&other_j), now_unix()),
+        Err(Error::ClaimMismatch(_))
+    ));
 }
 
 #[test]
@@ -62,16 +97,34 @@ fn foreign_root_and_revoked_leaf_are_refused() {
     let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &claims, 10).unwrap()).unwrap();
     let inv = leaf(&ca, Role::Investigator, Some("b1"), Some(claims));
     let foreign = TrustStore::new(other.cert_der.clone(), vec![]);
-    assert!(matches!(foreign.verify(&chain(&inv), now_unix()), Err(Error::CertInvalid(_))));
+    assert!(matches!(
+        foreign.verify(&chain(&inv), now_unix()),
+        Err(Error::CertInvalid(_))
+    ));
 
     let (_, serial, _, _) = crate::verify::inspect(&inv.cert_der).unwrap();
-    let serial: Vec<u8> = (0..serial.len()).step_by(2).map(|i| u8::from_str_radix(&serial[i..i + 2], 16).unwrap()).collect();
-    let crl_pem = issue::new_crl(&ca, &[Revoked { serial, revoked_at: now_unix() }], 2, 10).unwrap();
+    let serial: Vec<u8> = (0..serial.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&serial[i..i + 2], 16).unwrap())
+        .collect();
+    let crl_pem = issue::new_crl(
+        &ca,
+        &[Revoked {
+            serial,
+            revoked_at: now_unix(),
+        }],
+        2,
+        10,
+    )
+    .unwrap();
     let crls = rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(crl_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
     let trust = TrustStore::new(root.cert_der.clone(), crls);
-    assert!(matches!(trust.verify(&chain(&inv), now_unix()), Err(Error::CertRevoked)));
+    assert!(matches!(
+        trust.verify(&chain(&inv), now_unix()),
+        Err(Error::CertRevoked)
+    ));
 }
 
 #[test]
@@ -82,10 +135,16 @@ fn expired_and_root_issued_agency_roles_are_refused() {
     let claims = agency("CA0560100", "US-CA", AgencyKind::Local);
     // A node certificate issued directly by the root (no agency CA) is refused.
     let direct = leaf(&ra, Role::Node, None, Some(claims.clone()));
-    assert!(matches!(trust.verify(&chain(&direct), now_unix()), Err(Error::CertInvalid(_))));
+    assert!(matches!(
+        trust.verify(&chain(&direct), now_unix()),
+        Err(Error::CertInvalid(_))
+    ));
     // A valid leaf checked 40 days in the future has expired.
     let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &claims, 10).unwrap()).unwrap();
     let node = leaf(&ca, Role::Node, None, Some(claims));
     assert!(trust.verify(&chain(&node), now_unix()).is_ok());
-    assert!(matches!(trust.verify(&chain(&node), now_unix() + 40 * 86400), Err(Error::CertInvalid(_))));
+    assert!(matches!(
+        trust.verify(&chain(&node), now_unix() + 40 * 86400),
+        Err(Error::CertInvalid(_))
+    ));
 }

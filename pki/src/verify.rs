@@ -4,19 +4,24 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
-use webpki::{EndEntityCert, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy};
+use webpki::{
+    EndEntityCert, KeyUsage, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::claims::{AgencyClaims, Jurisdiction, RawClaims, Role};
 use crate::Error;
+use crate::claims::{AgencyClaims, Jurisdiction, RawClaims, Role};
 
 /// Longest certificate chain accepted (leaf, agency CA, and slack for cross-signing).
 const MAX_CHAIN: usize = 4;
 
 /// Signature algorithms accepted in certificates.
-static ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] =
-    &[webpki::ring::ECDSA_P256_SHA256, webpki::ring::ECDSA_P384_SHA384, webpki::ring::ED25519];
+static ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P384_SHA384,
+    webpki::ring::ED25519,
+];
 
 /// Who a verified certificate says its holder is. Built only by [`TrustStore::verify`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,8 +66,14 @@ pub struct TrustStore {
 
 impl TrustStore {
     /// A store trusting `root`, with the given CRLs.
-    pub fn new(root: CertificateDer<'static>, crls: Vec<CertificateRevocationListDer<'static>>) -> Self {
-        Self { root, crls: Arc::new(crls) }
+    pub fn new(
+        root: CertificateDer<'static>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Self {
+        Self {
+            root,
+            crls: Arc::new(crls),
+        }
     }
 
     /// Load the root certificate and any CRL files.
@@ -70,7 +81,10 @@ impl TrustStore {
         let root_der = crate::pem::read_cert_chain(root)?
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Pem { path: root.into(), reason: "no certificate".into() })?;
+            .ok_or_else(|| Error::Pem {
+                path: root.into(),
+                reason: "no certificate".into(),
+            })?;
         let mut crls = Vec::new();
         for f in crl_files {
             crls.extend(crate::pem::read_crls(f.as_ref())?);
@@ -90,7 +104,10 @@ impl TrustStore {
 
     /// Replace the CRLs (reload without restart).
     pub fn with_crls(&self, crls: Vec<CertificateRevocationListDer<'static>>) -> Self {
-        Self { root: self.root.clone(), crls: Arc::new(crls) }
+        Self {
+            root: self.root.clone(),
+            crls: Arc::new(crls),
+        }
     }
 
     /// Verify `chain` (leaf first) at time `now` (Unix seconds) and return the holder's identity.
@@ -99,7 +116,11 @@ impl TrustStore {
     /// and has a critical `digitalSignature`-only key usage; the claims are complete for
     /// the role; an agency leaf's claims equal its issuing agency CA's; broker and
     /// regulator certificates are issued by the root itself.
-    pub fn verify(&self, chain: &[CertificateDer<'_>], now: i64) -> Result<VerifiedIdentity, Error> {
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: i64,
+    ) -> Result<VerifiedIdentity, Error> {
         self.verify_inner(chain, now).map(|(id, _)| id)
     }
 
@@ -123,14 +144,20 @@ impl TrustStore {
         chain: &'c [CertificateDer<'c>],
         now: i64,
     ) -> Result<(VerifiedIdentity, CertificateDer<'c>), Error> {
-        let (leaf, intermediates) = chain.split_first().ok_or_else(|| Error::CertInvalid("empty chain".into()))?;
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| Error::CertInvalid("empty chain".into()))?;
         if chain.len() > MAX_CHAIN {
-            return Err(Error::CertInvalid(format!("chain of {} certificates is too long", chain.len())));
+            return Err(Error::CertInvalid(format!(
+                "chain of {} certificates is too long",
+                chain.len()
+            )));
         }
         let anchor = webpki::anchor_from_trusted_cert(&self.root)
             .map_err(|e| Error::CertInvalid(format!("root certificate: {e}")))?;
         let anchors = [anchor];
-        let ee = EndEntityCert::try_from(leaf).map_err(|e| Error::CertInvalid(format!("leaf: {e}")))?;
+        let ee =
+            EndEntityCert::try_from(leaf).map_err(|e| Error::CertInvalid(format!("leaf: {e}")))?;
         let crl_objs: Vec<webpki::CertRevocationList<'_>> = self
             .crls
             .iter()
@@ -148,26 +175,43 @@ impl TrustStore {
         };
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
         let path = ee
-            .verify_for_usage(ALGS, &anchors, intermediates, time, KeyUsage::client_auth(), revocation, None)
+            .verify_for_usage(
+                ALGS,
+                &anchors,
+                intermediates,
+                time,
+                KeyUsage::client_auth(),
+                revocation,
+                None,
+            )
             .map_err(|e| match e {
                 webpki::Error::CertRevoked => Error::CertRevoked,
-                other => Error::CertInvalid(format!("chain does not verify to the state root: {other}")),
+                other => {
+                    Error::CertInvalid(format!("chain does not verify to the state root: {other}"))
+                }
             })?;
-        let issuer_der: Option<CertificateDer<'static>> =
-            path.intermediate_certificates().next().map(|c| c.der().into_owned());
+        let issuer_der: Option<CertificateDer<'static>> = path
+            .intermediate_certificates()
+            .next()
+            .map(|c| c.der().into_owned());
 
-        let (_, x509) = X509Certificate::from_der(leaf).map_err(|e| Error::CertInvalid(format!("leaf: {e}")))?;
+        let (_, x509) = X509Certificate::from_der(leaf)
+            .map_err(|e| Error::CertInvalid(format!("leaf: {e}")))?;
         check_leaf_profile(&x509)?;
         let raw = raw_claims(&x509)?;
-        let role = raw.role.ok_or_else(|| Error::CertInvalid("leaf has no role claim".into()))?;
+        let role = raw
+            .role
+            .ok_or_else(|| Error::CertInvalid("leaf has no role claim".into()))?;
         let agency = raw.agency()?;
         let mut jurisdiction = agency.as_ref().map(|a| a.jurisdiction.clone());
 
         if role.is_agency_role() {
-            let agency = agency.as_ref().ok_or_else(|| Error::CertInvalid(format!("{role} certificate has no agency claims")))?;
-            let issuer_der = issuer_der
-                .as_ref()
-                .ok_or_else(|| Error::CertInvalid(format!("{role} certificate must be issued by an agency CA")))?;
+            let agency = agency.as_ref().ok_or_else(|| {
+                Error::CertInvalid(format!("{role} certificate has no agency claims"))
+            })?;
+            let issuer_der = issuer_der.as_ref().ok_or_else(|| {
+                Error::CertInvalid(format!("{role} certificate must be issued by an agency CA"))
+            })?;
             let ca_claims = raw_claims_of(issuer_der)?
                 .agency()?
                 .ok_or_else(|| Error::CertInvalid("issuing CA carries no agency claims".into()))?;
@@ -178,22 +222,30 @@ impl TrustStore {
             }
         } else {
             if issuer_der.is_some() {
-                return Err(Error::CertInvalid(format!("{role} certificate must be issued by the state root")));
+                return Err(Error::CertInvalid(format!(
+                    "{role} certificate must be issued by the state root"
+                )));
             }
             if agency.is_some() {
-                return Err(Error::CertInvalid(format!("{role} certificate must not carry agency claims")));
+                return Err(Error::CertInvalid(format!(
+                    "{role} certificate must not carry agency claims"
+                )));
             }
             if role == Role::Regulator {
-                jurisdiction = Some(
-                    raw.jurisdiction.clone().ok_or_else(|| Error::CertInvalid("regulator certificate has no jurisdiction".into()))?,
-                );
+                jurisdiction = Some(raw.jurisdiction.clone().ok_or_else(|| {
+                    Error::CertInvalid("regulator certificate has no jurisdiction".into())
+                })?);
             }
         }
         if role.is_person() && raw.user.is_none() {
-            return Err(Error::CertInvalid(format!("{role} certificate names no user")));
+            return Err(Error::CertInvalid(format!(
+                "{role} certificate names no user"
+            )));
         }
         if !role.is_person() && raw.user.is_some() {
-            return Err(Error::CertInvalid(format!("{role} certificate must not name a user")));
+            return Err(Error::CertInvalid(format!(
+                "{role} certificate must not name a user"
+            )));
         }
         let id = VerifiedIdentity {
             role,
@@ -214,10 +266,11 @@ fn hex_lower(b: &[u8]) -> String {
 /// SPIFFE X509-SVID leaf hygiene.
 fn check_leaf_profile(x509: &X509Certificate<'_>) -> Result<(), Error> {
     let bad = |m: &str| Error::CertInvalid(m.to_owned());
-    if let Some(bc) = x509.basic_constraints().map_err(|e| bad(&format!("basic constraints: {e}")))? {
-        if bc.value.ca {
-            return Err(bad("leaf certificate has cA=true"));
-        }
+    let bc = x509
+        .basic_constraints()
+        .map_err(|e| bad(&format!("basic constraints: {e}")))?;
+    if bc.is_some_and(|bc| bc.value.ca) {
+        return Err(bad("leaf certificate has cA=true"));
     }
     let ku = x509
         .key_usage()
@@ -244,7 +297,13 @@ fn raw_claims(x509: &X509Certificate<'_>) -> Result<RawClaims, Error> {
             s.value
                 .general_names
                 .iter()
-                .filter_map(|g| if let GeneralName::URI(u) = g { Some(*u) } else { None })
+                .filter_map(|g| {
+                    if let GeneralName::URI(u) = g {
+                        Some(*u)
+                    } else {
+                        None
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -253,13 +312,15 @@ fn raw_claims(x509: &X509Certificate<'_>) -> Result<RawClaims, Error> {
 
 /// Parse the claim URIs of one certificate (no chain verification).
 pub(crate) fn raw_claims_of(der: &CertificateDer<'_>) -> Result<RawClaims, Error> {
-    let (_, x509) = X509Certificate::from_der(der).map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
+    let (_, x509) = X509Certificate::from_der(der)
+        .map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
     raw_claims(&x509)
 }
 
 /// Parse the identity claims of a certificate without verifying it (for display only).
 pub fn inspect(der: &CertificateDer<'_>) -> Result<(RawClaims, String, i64, i64), Error> {
-    let (_, x509) = X509Certificate::from_der(der).map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
+    let (_, x509) = X509Certificate::from_der(der)
+        .map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
     Ok((
         raw_claims(&x509)?,
         hex_lower(x509.raw_serial()),

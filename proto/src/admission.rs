@@ -141,18 +141,24 @@ pub fn admit(ctx: &AdmissionContext<'_>, endorsed: &Signed) -> AdmissionDecision
         Ok((agreement_id, flagged)) => {
             // admit_inner returns Ok only after filling every fact.
             match (facts.endorser, facts.investigator, facts.query) {
-                (Some(endorser), Some(investigator), Some(query)) => AdmissionDecision::Admitted(Box::new(Admitted {
-                    endorser,
-                    investigator,
-                    query,
-                    agreement_id,
-                    rule_version: ctx.rules.version.clone(),
-                    flagged_for_review: flagged,
-                })),
+                (Some(endorser), Some(investigator), Some(query)) => {
+                    AdmissionDecision::Admitted(Box::new(Admitted {
+                        endorser,
+                        investigator,
+                        query,
+                        agreement_id,
+                        rule_version: ctx.rules.version.clone(),
+                        flagged_for_review: flagged,
+                    }))
+                }
                 (e, i, q) => AdmissionDecision::Refused(Box::new(Refused {
                     reason: RefusalReason::InvalidInput,
                     detail: "internal: incomplete facts".into(),
-                    facts: QueryFacts { endorser: e, investigator: i, query: q },
+                    facts: QueryFacts {
+                        endorser: e,
+                        investigator: i,
+                        query: q,
+                    },
                     rule_version: ctx.rules.version.clone(),
                 })),
             }
@@ -167,27 +173,49 @@ pub fn admit(ctx: &AdmissionContext<'_>, endorsed: &Signed) -> AdmissionDecision
 }
 
 /// Verify an endorsement and the query nested in it; fill `facts` as each part verifies.
-pub fn open_endorsed(trust: &TrustStore, endorsed: &Signed, now: i64, facts: &mut QueryFacts) -> Result<(), Error> {
+pub fn open_endorsed(
+    trust: &TrustStore,
+    endorsed: &Signed,
+    now: i64,
+    facts: &mut QueryFacts,
+) -> Result<(), Error> {
     let (endorser, bytes) = envelope::open(trust, endorsed, ENDORSEMENT, now)?;
     if endorser.role != Role::Node {
         return Err(Error::refused(
             RefusalReason::CertInvalid,
-            format!("endorsement signed with a {} certificate; only a node certificate may endorse", endorser.role),
+            format!(
+                "endorsement signed with a {} certificate; only a node certificate may endorse",
+                endorser.role
+            ),
         ));
     }
-    let endorsement = Endorsement::decode(bytes)
-        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("endorsement does not decode: {e}")))?;
+    let endorsement = Endorsement::decode(bytes).map_err(|e| {
+        Error::refused(
+            RefusalReason::InvalidInput,
+            format!("endorsement does not decode: {e}"),
+        )
+    })?;
     facts.endorser = Some(endorser.clone());
     if Some(endorsement.node_ori.as_str()) != endorser.ori() {
-        return Err(Error::refused(RefusalReason::ClaimMismatch, "endorsement names a different node than its signer"));
+        return Err(Error::refused(
+            RefusalReason::ClaimMismatch,
+            "endorsement names a different node than its signer",
+        ));
     }
-    let inner = Signed::decode(endorsement.signed_query.as_slice())
-        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("nested query envelope does not decode: {e}")))?;
+    let inner = Signed::decode(endorsement.signed_query.as_slice()).map_err(|e| {
+        Error::refused(
+            RefusalReason::InvalidInput,
+            format!("nested query envelope does not decode: {e}"),
+        )
+    })?;
     let (investigator, bytes) = envelope::open(trust, &inner, QUERY, now)?;
     if investigator.role != Role::Investigator {
         return Err(Error::refused(
             RefusalReason::CertInvalid,
-            format!("query signed with a {} certificate; only an investigator may search", investigator.role),
+            format!(
+                "query signed with a {} certificate; only an investigator may search",
+                investigator.role
+            ),
         ));
     }
     facts.investigator = Some(investigator.clone());
@@ -197,9 +225,16 @@ pub fn open_endorsed(trust: &TrustStore, endorsed: &Signed, now: i64, facts: &mu
             "a node may endorse only its own agency's investigators",
         ));
     }
-    let query = Query::decode(bytes).map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("query does not decode: {e}")))?;
+    let query = Query::decode(bytes).map_err(|e| {
+        Error::refused(
+            RefusalReason::InvalidInput,
+            format!("query does not decode: {e}"),
+        )
+    })?;
     facts.query = Some(query.clone());
-    if Some(query.requester_ori.as_str()) != investigator.ori() || Some(&query.requester_user) != investigator.user.as_ref() {
+    if Some(query.requester_ori.as_str()) != investigator.ori()
+        || Some(&query.requester_user) != investigator.user.as_ref()
+    {
         return Err(Error::refused(
             RefusalReason::ClaimMismatch,
             "query names a requester other than the investigator who signed it",
@@ -213,22 +248,32 @@ pub fn open_endorsed(trust: &TrustStore, endorsed: &Signed, now: i64, facts: &mu
 pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     let invalid = |m: String| Error::refused(RefusalReason::InvalidInput, m);
     if query.expires_at <= now {
-        return Err(Error::refused(RefusalReason::QueryExpired, "query has expired"));
+        return Err(Error::refused(
+            RefusalReason::QueryExpired,
+            "query has expired",
+        ));
     }
     if query.issued_at > now + CLOCK_SKEW_SECS {
         return Err(Error::refused(
             RefusalReason::QueryExpired,
-            format!("query issued {}s in the future, beyond the {CLOCK_SKEW_SECS}s clock-skew tolerance", query.issued_at - now),
+            format!(
+                "query issued {}s in the future, beyond the {CLOCK_SKEW_SECS}s clock-skew tolerance",
+                query.issued_at - now
+            ),
         ));
     }
     if query.expires_at - query.issued_at > MAX_QUERY_TTL_SECS {
-        return Err(invalid(format!("query lifetime exceeds {MAX_QUERY_TTL_SECS}s")));
+        return Err(invalid(format!(
+            "query lifetime exceeds {MAX_QUERY_TTL_SECS}s"
+        )));
     }
     if query.query_id.len() != 16 {
         return Err(invalid("query_id must be 16 random bytes".into()));
     }
     if query.targets.is_empty() {
-        return Err(invalid("a query must name its target agencies; there is no \"search everyone\"".into()));
+        return Err(invalid(
+            "a query must name its target agencies; there is no \"search everyone\"".into(),
+        ));
     }
     if query.targets.len() > MAX_TARGETS {
         return Err(invalid(format!("at most {MAX_TARGETS} targets per query")));
@@ -255,41 +300,73 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     Ok(purpose)
 }
 
-fn admit_inner(ctx: &AdmissionContext<'_>, endorsed: &Signed, facts: &mut QueryFacts) -> Result<(String, bool), Error> {
+fn admit_inner(
+    ctx: &AdmissionContext<'_>,
+    endorsed: &Signed,
+    facts: &mut QueryFacts,
+) -> Result<(String, bool), Error> {
     open_endorsed(ctx.trust, endorsed, ctx.now, facts)?;
-    let (Some(query), Some(investigator)) = (facts.query.as_ref(), facts.investigator.as_ref()) else {
-        return Err(Error::refused(RefusalReason::InvalidInput, "query not decoded"));
+    let (Some(query), Some(investigator)) = (facts.query.as_ref(), facts.investigator.as_ref())
+    else {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            "query not decoded",
+        ));
     };
     let purpose = check_query(query, ctx.now)?;
     if !query.targets.iter().any(|t| t == ctx.provider_ori) {
-        return Err(Error::refused(RefusalReason::InvalidInput, format!("query is not addressed to {}", ctx.provider_ori)));
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            format!("query is not addressed to {}", ctx.provider_ori),
+        ));
     }
-    if !ctx.replay.first_sight(&query.query_id, ctx.provider_ori, query.expires_at) {
-        return Err(Error::refused(RefusalReason::Replay, "this query id was already presented"));
+    if !ctx
+        .replay
+        .first_sight(&query.query_id, ctx.provider_ori, query.expires_at)
+    {
+        return Err(Error::refused(
+            RefusalReason::Replay,
+            "this query id was already presented",
+        ));
     }
-    let requester = investigator
-        .agency
-        .as_ref()
-        .ok_or_else(|| Error::refused(RefusalReason::CertInvalid, "investigator certificate has no agency"))?;
+    let requester = investigator.agency.as_ref().ok_or_else(|| {
+        Error::refused(
+            RefusalReason::CertInvalid,
+            "investigator certificate has no agency",
+        )
+    })?;
 
     if let Some(p) = ctx.policy {
         if !p.sharing_enabled {
-            return Err(Error::refused(RefusalReason::NodeRefusing, "this agency has not activated sharing"));
+            return Err(Error::refused(
+                RefusalReason::NodeRefusing,
+                "this agency has not activated sharing",
+            ));
         }
         if p.refuse_all {
-            return Err(Error::refused(RefusalReason::NodeRefusing, "this agency is refusing all queries"));
+            return Err(Error::refused(
+                RefusalReason::NodeRefusing,
+                "this agency is refusing all queries",
+            ));
         }
         if p.refused_requesters.iter().any(|r| r == &requester.ori) {
-            return Err(Error::refused(RefusalReason::NodeRefusing, format!("this agency refuses queries from {}", requester.ori)));
+            return Err(Error::refused(
+                RefusalReason::NodeRefusing,
+                format!("this agency refuses queries from {}", requester.ori),
+            ));
         }
     }
 
-    ctx.rules.check_requester(&requester.jurisdiction, requester.kind)?;
+    ctx.rules
+        .check_requester(&requester.jurisdiction, requester.kind)?;
     ctx.rules.check_purpose(purpose)?;
-    if let Some(p) = ctx.policy {
-        if p.blocked_purposes.iter().any(|b| b == &purpose.code) {
-            return Err(Error::refused(RefusalReason::PurposeProhibited, format!("this agency refuses purpose {}", purpose.code)));
-        }
+    if let Some(p) = ctx.policy
+        && p.blocked_purposes.iter().any(|b| b == &purpose.code)
+    {
+        return Err(Error::refused(
+            RefusalReason::PurposeProhibited,
+            format!("this agency refuses purpose {}", purpose.code),
+        ));
     }
     let mut terms = ctx.rules.prohibited_terms.clone();
     if let Some(p) = ctx.policy {
@@ -303,7 +380,14 @@ fn admit_inner(ctx: &AdmissionContext<'_>, endorsed: &Signed, facts: &mut QueryF
         alpr_pki::claims::validate_ori(&query.on_behalf_of_ori)
             .map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
         find_agreement(ctx, &query.on_behalf_of_ori, purpose, query.window_start).map_err(|e| {
-            Error::refused(e.reason(), format!("on-behalf-of agency {} is not eligible: {}", query.on_behalf_of_ori, e.detail()))
+            Error::refused(
+                e.reason(),
+                format!(
+                    "on-behalf-of agency {} is not eligible: {}",
+                    query.on_behalf_of_ori,
+                    e.detail()
+                ),
+            )
         })?;
     }
 
@@ -313,20 +397,25 @@ fn admit_inner(ctx: &AdmissionContext<'_>, endorsed: &Signed, facts: &mut QueryF
         (0, c) | (c, 0) => Some(c),
         (a, b) => Some(a.min(b)),
     };
-    if let Some(days) = retention {
-        if query.window_start < ctx.now - i64::from(days) * DAY {
-            return Err(Error::refused(
-                RefusalReason::LookbackExceeded,
-                format!("window reaches past the {days}-day retention period"),
-            ));
-        }
+    if let Some(days) = retention
+        && query.window_start < ctx.now - i64::from(days) * DAY
+    {
+        return Err(Error::refused(
+            RefusalReason::LookbackExceeded,
+            format!("window reaches past the {days}-day retention period"),
+        ));
     }
     if let Some(p) = ctx.policy {
         let limit = i64::from(p.no_warrant_lookback_days);
-        if limit > 0 && query.window_start < ctx.now - limit * DAY && query.warrant_ref.trim().is_empty() {
+        if limit > 0
+            && query.window_start < ctx.now - limit * DAY
+            && query.warrant_ref.trim().is_empty()
+        {
             return Err(Error::refused(
                 RefusalReason::WarrantRequired,
-                format!("window reaches back more than {limit} days; a warrant reference is required"),
+                format!(
+                    "window reaches back more than {limit} days; a warrant reference is required"
+                ),
             ));
         }
     }
@@ -342,7 +431,9 @@ fn find_agreement(
     window_start: i64,
 ) -> Result<String, Error> {
     let mut best: Option<(u8, Error)> = None;
-    for a in ctx.agreements.iter().filter(|a| a.terms.provider_ori == ctx.provider_ori && a.terms.requester_ori == requester_ori) {
+    for a in ctx.agreements.iter().filter(|a| {
+        a.terms.provider_ori == ctx.provider_ori && a.terms.requester_ori == requester_ori
+    }) {
         match evaluate(a, purpose, window_start, ctx.now) {
             Ok(()) => return Ok(a.id.clone()),
             Err((stage, e)) => {
@@ -360,11 +451,23 @@ fn find_agreement(
     }))
 }
 
-fn evaluate(a: &AgreementView, purpose: &Purpose, window_start: i64, now: i64) -> Result<(), (u8, Error)> {
-    let r = |stage, reason, m: String| Err((stage, Error::refused(reason, format!("{}: {m}", a.id))));
+fn evaluate(
+    a: &AgreementView,
+    purpose: &Purpose,
+    window_start: i64,
+    now: i64,
+) -> Result<(), (u8, Error)> {
+    let r =
+        |stage, reason, m: String| Err((stage, Error::refused(reason, format!("{}: {m}", a.id))));
     match a.status {
         AgreementStatus::Revoked => return r(0, RefusalReason::AgreementRevoked, "revoked".into()),
-        AgreementStatus::Suspended => return r(0, RefusalReason::AgreementSuspended, "suspended by a regulator".into()),
+        AgreementStatus::Suspended => {
+            return r(
+                0,
+                RefusalReason::AgreementSuspended,
+                "suspended by a regulator".into(),
+            );
+        }
         AgreementStatus::Active => {}
     }
     if now >= a.terms.valid_until {
@@ -377,10 +480,21 @@ fn evaluate(a: &AgreementView, purpose: &Purpose, window_start: i64, now: i64) -
         return r(2, RefusalReason::NoAgreement, "does not cover reads".into());
     }
     if !a.terms.purposes.iter().any(|p| p == &purpose.code) {
-        return r(3, RefusalReason::PurposeNotCovered, format!("does not cover purpose {}", purpose.code));
+        return r(
+            3,
+            RefusalReason::PurposeNotCovered,
+            format!("does not cover purpose {}", purpose.code),
+        );
     }
     if window_start < now - i64::from(a.terms.max_lookback_days) * DAY {
-        return r(4, RefusalReason::LookbackExceeded, format!("allows at most {} days of look-back", a.terms.max_lookback_days));
+        return r(
+            4,
+            RefusalReason::LookbackExceeded,
+            format!(
+                "allows at most {} days of look-back",
+                a.terms.max_lookback_days
+            ),
+        );
     }
     Ok(())
 }

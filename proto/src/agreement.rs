@@ -79,36 +79,74 @@ pub fn agreement_id(payload: &[u8]) -> String {
 ///
 /// The provider's admin must belong to the provider agency and the requester's admin to
 /// the requester agency; both must have signed the identical bytes.
-pub fn verify(trust: &TrustStore, sa: &SignedAgreement, now: i64) -> Result<VerifiedAgreement, Error> {
-    let p = sa.provider.as_ref().ok_or_else(|| Error::refused(RefusalReason::InvalidInput, "provider signature missing"))?;
-    let r = sa.requester.as_ref().ok_or_else(|| Error::refused(RefusalReason::InvalidInput, "requester countersignature missing"))?;
+pub fn verify(
+    trust: &TrustStore,
+    sa: &SignedAgreement,
+    now: i64,
+) -> Result<VerifiedAgreement, Error> {
+    let p = sa
+        .provider
+        .as_ref()
+        .ok_or_else(|| Error::refused(RefusalReason::InvalidInput, "provider signature missing"))?;
+    let r = sa.requester.as_ref().ok_or_else(|| {
+        Error::refused(
+            RefusalReason::InvalidInput,
+            "requester countersignature missing",
+        )
+    })?;
     if p.payload != r.payload {
-        return Err(Error::refused(RefusalReason::BadSignature, "provider and requester signed different agreement bytes"));
+        return Err(Error::refused(
+            RefusalReason::BadSignature,
+            "provider and requester signed different agreement bytes",
+        ));
     }
     let (provider_admin, bytes) = envelope::open(trust, p, AGREEMENT, now)?;
     let (requester_admin, _) = envelope::open(trust, r, AGREEMENT, now)?;
-    let terms = Agreement::decode(bytes)
-        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("agreement does not decode: {e}")))?;
-    for (who, id, ori) in [("provider", &provider_admin, &terms.provider_ori), ("requester", &requester_admin, &terms.requester_ori)] {
+    let terms = Agreement::decode(bytes).map_err(|e| {
+        Error::refused(
+            RefusalReason::InvalidInput,
+            format!("agreement does not decode: {e}"),
+        )
+    })?;
+    for (who, id, ori) in [
+        ("provider", &provider_admin, &terms.provider_ori),
+        ("requester", &requester_admin, &terms.requester_ori),
+    ] {
         if id.role != Role::Admin {
-            return Err(Error::refused(RefusalReason::CertInvalid, format!("{who} signature is by a {} certificate, not an admin", id.role)));
+            return Err(Error::refused(
+                RefusalReason::CertInvalid,
+                format!(
+                    "{who} signature is by a {} certificate, not an admin",
+                    id.role
+                ),
+            ));
         }
         if id.ori() != Some(ori.as_str()) {
             return Err(Error::refused(
                 RefusalReason::ClaimMismatch,
-                format!("{who} signature is by an admin of {}, not of {ori}", id.ori().unwrap_or("-")),
+                format!(
+                    "{who} signature is by an admin of {}, not of {ori}",
+                    id.ori().unwrap_or("-")
+                ),
             ));
         }
     }
     validate_terms(&terms)?;
-    Ok(VerifiedAgreement { id: agreement_id(bytes), terms, provider_admin, requester_admin })
+    Ok(VerifiedAgreement {
+        id: agreement_id(bytes),
+        terms,
+        provider_admin,
+        requester_admin,
+    })
 }
 
 /// Check an agreement's terms are complete and sane.
 pub fn validate_terms(a: &Agreement) -> Result<(), Error> {
     let bad = |m: String| Err(Error::refused(RefusalReason::InvalidInput, m));
-    alpr_pki::claims::validate_ori(&a.provider_ori).map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
-    alpr_pki::claims::validate_ori(&a.requester_ori).map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
+    alpr_pki::claims::validate_ori(&a.provider_ori)
+        .map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
+    alpr_pki::claims::validate_ori(&a.requester_ori)
+        .map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
     if a.provider_ori == a.requester_ori {
         return bad("an agency does not need an agreement with itself".into());
     }
@@ -128,10 +166,15 @@ pub fn validate_terms(a: &Agreement) -> Result<(), Error> {
         return bad("valid_until is mandatory and must be after valid_from".into());
     }
     if a.valid_until - a.valid_from > DEFAULT_MAX_TERM_DAYS * 86_400 {
-        return bad(format!("term longer than {DEFAULT_MAX_TERM_DAYS} days; agreements must be renewed"));
+        return bad(format!(
+            "term longer than {DEFAULT_MAX_TERM_DAYS} days; agreements must be renewed"
+        ));
     }
     if a.justification.trim().len() < 20 {
-        return bad("justification must record the requester's right and need to know (20+ characters)".into());
+        return bad(
+            "justification must record the requester's right and need to know (20+ characters)"
+                .into(),
+        );
     }
     Ok(())
 }

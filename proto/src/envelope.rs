@@ -64,17 +64,35 @@ pub fn open<'a>(
     if env.payload_type != expected_type {
         return Err(Error::refused(
             RefusalReason::BadSignature,
-            format!("payload type {:?} where {expected_type:?} was expected", env.payload_type),
+            format!(
+                "payload type {:?} where {expected_type:?} was expected",
+                env.payload_type
+            ),
         ));
     }
     if env.payload.len() > MAX_PAYLOAD {
-        return Err(Error::refused(RefusalReason::InvalidInput, "payload too large"));
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            "payload too large",
+        ));
     }
     if env.cert_chain.is_empty() {
-        return Err(Error::refused(RefusalReason::CertInvalid, "envelope carries no certificate"));
+        return Err(Error::refused(
+            RefusalReason::CertInvalid,
+            "envelope carries no certificate",
+        ));
     }
-    let chain: Vec<CertificateDer<'_>> = env.cert_chain.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
-    let id = trust.verify_signature(&chain, &signing_input(&env.payload_type, &env.payload), &env.signature, now)?;
+    let chain: Vec<CertificateDer<'_>> = env
+        .cert_chain
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let id = trust.verify_signature(
+        &chain,
+        &signing_input(&env.payload_type, &env.payload),
+        &env.signature,
+        now,
+    )?;
     Ok((id, &env.payload))
 }
 
@@ -86,8 +104,12 @@ pub fn open_as<M: Message + Default>(
     now: i64,
 ) -> Result<(VerifiedIdentity, M), Error> {
     let (id, bytes) = open(trust, env, expected_type, now)?;
-    let msg = M::decode(bytes)
-        .map_err(|e| Error::refused(RefusalReason::InvalidInput, format!("{expected_type} does not decode: {e}")))?;
+    let msg = M::decode(bytes).map_err(|e| {
+        Error::refused(
+            RefusalReason::InvalidInput,
+            format!("{expected_type} does not decode: {e}"),
+        )
+    })?;
     Ok((id, msg))
 }
 
@@ -96,7 +118,16 @@ mod tests;
 
 /// Endorse an investigator's encoded `Signed` query: nest those exact bytes in an
 /// `Endorsement` signed by the node.
-pub fn endorse(node: &Signer, node_ori: &str, signed_query: Vec<u8>, now: i64) -> Result<Signed, Error> {
-    let e = crate::pb::Endorsement { signed_query, node_ori: node_ori.to_owned(), endorsed_at: now };
+pub fn endorse(
+    node: &Signer,
+    node_ori: &str,
+    signed_query: Vec<u8>,
+    now: i64,
+) -> Result<Signed, Error> {
+    let e = crate::pb::Endorsement {
+        signed_query,
+        node_ori: node_ori.to_owned(),
+        endorsed_at: now,
+    };
     seal(node, ENDORSEMENT, &e)
 }

@@ -20,7 +20,10 @@ pub enum Error {
 impl Error {
     /// A refusal.
     pub fn refused(reason: RefusalReason, detail: impl Into<String>) -> Self {
-        Self::Refused { reason, detail: detail.into() }
+        Self::Refused {
+            reason,
+            detail: detail.into(),
+        }
     }
 
     /// The reason code (`INVALID_INPUT` for data errors).

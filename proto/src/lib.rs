@@ -18,9 +18,9 @@ mod error;
 pub mod input;
 pub mod purpose;
 pub mod rules;
-pub mod transport;
 #[cfg(test)]
 mod testkit;
+pub mod transport;
 
 pub use error::Error;
 pub use pb::RefusalReason;

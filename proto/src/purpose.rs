@@ -36,7 +36,10 @@ static TABLE: LazyLock<Result<BTreeMap<String, Purpose>, String>> = LazyLock::ne
 pub fn lookup(code: &str) -> Result<&'static Purpose, Error> {
     let table = TABLE.as_ref().map_err(|e| Error::Data(e.clone()))?;
     table.get(code).ok_or_else(|| {
-        Error::refused(crate::RefusalReason::InvalidInput, format!("{code:?} is not a valid purpose code"))
+        Error::refused(
+            crate::RefusalReason::InvalidInput,
+            format!("{code:?} is not a valid purpose code"),
+        )
     })
 }
 
@@ -61,7 +64,11 @@ fn parse(csv: &str) -> Result<BTreeMap<String, Purpose>, String> {
         }
         let f = split_csv(line).map_err(|e| format!("purpose_codes.csv line {}: {e}", i + 1))?;
         if f.len() != 9 {
-            return Err(format!("purpose_codes.csv line {}: {} columns, expected 9", i + 1, f.len()));
+            return Err(format!(
+                "purpose_codes.csv line {}: {} columns, expected 9",
+                i + 1,
+                f.len()
+            ));
         }
         let yes = |s: &str| s == "yes";
         let p = Purpose {
@@ -112,7 +119,10 @@ mod tests {
         let all = all();
         assert_eq!(all.iter().filter(|p| p.source == "NIBRS").count(), 84);
         assert!(all.iter().any(|p| p.code == "X-AMBER"));
-        assert_eq!(lookup("64A").unwrap().name, "Human Trafficking, Commercial Sex Acts");
+        assert_eq!(
+            lookup("64A").unwrap().name,
+            "Human Trafficking, Commercial Sex Acts"
+        );
         assert!(lookup("30A").unwrap().immigration);
         assert!(lookup("90Z").unwrap().needs_justification);
     }
@@ -120,7 +130,11 @@ mod tests {
     #[test]
     fn retired_and_unknown_codes_are_invalid() {
         for bad in ["90I", "23*", "", "13a", "ZZZ"] {
-            assert_eq!(lookup(bad).unwrap_err().reason(), crate::RefusalReason::InvalidInput, "{bad}");
+            assert_eq!(
+                lookup(bad).unwrap_err().reason(),
+                crate::RefusalReason::InvalidInput,
+                "{bad}"
+            );
         }
     }
 }

@@ -41,13 +41,18 @@ struct RulesFile {
     state: Vec<StateRules>,
 }
 
-static RULES: LazyLock<Result<Vec<StateRules>, String>> =
-    LazyLock::new(|| toml::from_str::<RulesFile>(BUNDLED).map(|f| f.state).map_err(|e| e.to_string()));
+static RULES: LazyLock<Result<Vec<StateRules>, String>> = LazyLock::new(|| {
+    toml::from_str::<RulesFile>(BUNDLED)
+        .map(|f| f.state)
+        .map_err(|e| e.to_string())
+});
 
 impl StateRules {
     /// The rules for a provider in `jurisdiction` (falls back to `DEFAULT`).
     pub fn for_jurisdiction(jurisdiction: &Jurisdiction) -> Result<&'static StateRules, Error> {
-        let rules = RULES.as_ref().map_err(|e| Error::Data(format!("state_rules.toml: {e}")))?;
+        let rules = RULES
+            .as_ref()
+            .map_err(|e| Error::Data(format!("state_rules.toml: {e}")))?;
         rules
             .iter()
             .find(|r| r.jurisdiction == jurisdiction.as_str())
@@ -57,19 +62,32 @@ impl StateRules {
 
     /// Every bundled rule set.
     pub fn all() -> Vec<&'static StateRules> {
-        RULES.as_ref().map(|r| r.iter().collect()).unwrap_or_default()
+        RULES
+            .as_ref()
+            .map(|r| r.iter().collect())
+            .unwrap_or_default()
     }
 
     /// Check that a requester of this jurisdiction and kind may receive this state's data.
-    pub fn check_requester(&self, jurisdiction: &Jurisdiction, kind: AgencyKind) -> Result<(), Error> {
+    pub fn check_requester(
+        &self,
+        jurisdiction: &Jurisdiction,
+        kind: AgencyKind,
+    ) -> Result<(), Error> {
         if !self.requester_kinds.iter().any(|k| k == kind.as_str()) {
             return Err(Error::refused(
                 RefusalReason::RequesterKindNotPermitted,
-                format!("{} rules ({}) do not permit {kind} agencies", self.jurisdiction, self.version),
+                format!(
+                    "{} rules ({}) do not permit {kind} agencies",
+                    self.jurisdiction, self.version
+                ),
             ));
         }
         if !self.requester_jurisdictions.is_empty()
-            && !self.requester_jurisdictions.iter().any(|j| j == jurisdiction.as_str())
+            && !self
+                .requester_jurisdictions
+                .iter()
+                .any(|j| j == jurisdiction.as_str())
         {
             return Err(Error::refused(
                 RefusalReason::RequesterJurisdictionNotPermitted,
@@ -89,13 +107,19 @@ impl StateRules {
         if self.refuse_immigration && purpose.immigration {
             return Err(Error::refused(
                 RefusalReason::PurposeProhibited,
-                format!("{} ({}) is an immigration purpose; {} rules refuse it", purpose.code, purpose.name, self.jurisdiction),
+                format!(
+                    "{} ({}) is an immigration purpose; {} rules refuse it",
+                    purpose.code, purpose.name, self.jurisdiction
+                ),
             ));
         }
         if self.blocked_purposes.iter().any(|p| p == &purpose.code) {
             return Err(Error::refused(
                 RefusalReason::PurposeProhibited,
-                format!("{} rules refuse purpose {}", self.jurisdiction, purpose.code),
+                format!(
+                    "{} rules refuse purpose {}",
+                    self.jurisdiction, purpose.code
+                ),
             ));
         }
         Ok(())
@@ -117,11 +141,23 @@ mod tests {
         ca.check_requester(&j("US-CA"), AgencyKind::Local).unwrap();
         ca.check_requester(&j("US-CA"), AgencyKind::State).unwrap();
         let r = |jj: &str, k| ca.check_requester(&j(jj), k).unwrap_err().reason();
-        assert_eq!(r("US-NV", AgencyKind::Local), RefusalReason::RequesterJurisdictionNotPermitted);
-        assert_eq!(r("US", AgencyKind::Federal), RefusalReason::RequesterKindNotPermitted);
-        assert_eq!(r("US-CA", AgencyKind::Private), RefusalReason::RequesterKindNotPermitted);
+        assert_eq!(
+            r("US-NV", AgencyKind::Local),
+            RefusalReason::RequesterJurisdictionNotPermitted
+        );
+        assert_eq!(
+            r("US", AgencyKind::Federal),
+            RefusalReason::RequesterKindNotPermitted
+        );
+        assert_eq!(
+            r("US-CA", AgencyKind::Private),
+            RefusalReason::RequesterKindNotPermitted
+        );
         let imm = crate::purpose::lookup("30A").unwrap();
-        assert_eq!(ca.check_purpose(imm).unwrap_err().reason(), RefusalReason::PurposeProhibited);
+        assert_eq!(
+            ca.check_purpose(imm).unwrap_err().reason(),
+            RefusalReason::PurposeProhibited
+        );
     }
 
     #[test]
@@ -129,7 +165,15 @@ mod tests {
         assert!(StateRules::all().len() >= 4);
         let nv = StateRules::for_jurisdiction(&j("US-NV")).unwrap();
         assert_eq!(nv.jurisdiction, "DEFAULT");
-        assert!(nv.check_requester(&j("US-CA"), AgencyKind::Private).is_err());
-        assert_eq!(StateRules::for_jurisdiction(&j("US-VA")).unwrap().retention_cap_days, 21);
+        assert!(
+            nv.check_requester(&j("US-CA"), AgencyKind::Private)
+                .is_err()
+        );
+        assert_eq!(
+            StateRules::for_jurisdiction(&j("US-VA"))
+                .unwrap()
+                .retention_cap_days,
+            21
+        );
     }
 }

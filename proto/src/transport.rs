@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use alpr_pki::{CertificateDer, TrustStore, VerifiedIdentity};
 use hyper_util::rt::TokioIo;
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::client::WebPkiServerVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -36,14 +36,20 @@ pub struct TlsIdentity {
 
 impl Clone for TlsIdentity {
     fn clone(&self) -> Self {
-        Self { chain: self.chain.clone(), key: self.key.clone_key() }
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
 impl TlsIdentity {
     /// Load a certificate chain and key.
     pub fn load(cert: &Path, key: &Path) -> Result<Self, alpr_pki::Error> {
-        Ok(Self { chain: alpr_pki::read_cert_chain(cert)?, key: alpr_pki::read_private_key(key)? })
+        Ok(Self {
+            chain: alpr_pki::read_cert_chain(cert)?,
+            key: alpr_pki::read_private_key(key)?,
+        })
     }
 }
 
@@ -53,7 +59,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn roots(trust: &TrustStore) -> Result<Arc<RootCertStore>, String> {
     let mut roots = RootCertStore::empty();
-    roots.add(trust.root().clone()).map_err(|e| format!("root certificate: {e}"))?;
+    roots
+        .add(trust.root().clone())
+        .map_err(|e| format!("root certificate: {e}"))?;
     Ok(Arc::new(roots))
 }
 
@@ -137,7 +145,11 @@ pub struct Target {
 }
 
 /// A lazily connecting mTLS channel to `target`.
-pub fn channel(target: &Target, cfg: Arc<ClientConfig>, timeout: Duration) -> Result<Channel, String> {
+pub fn channel(
+    target: &Target,
+    cfg: Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{}", target.addr))
         .map_err(|e| format!("bad address {:?}: {e}", target.addr))?
         .connect_timeout(timeout)
@@ -162,18 +174,29 @@ pub fn channel(target: &Target, cfg: Arc<ClientConfig>, timeout: Duration) -> Re
 }
 
 /// The verified identity of the TLS peer of a request.
-pub fn peer_identity<T>(req: &tonic::Request<T>, trust: &TrustStore, now: i64) -> Result<VerifiedIdentity, Error> {
+pub fn peer_identity<T>(
+    req: &tonic::Request<T>,
+    trust: &TrustStore,
+    now: i64,
+) -> Result<VerifiedIdentity, Error> {
     let certs = req
         .extensions()
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(|i| i.peer_certs())
-        .ok_or_else(|| Error::refused(RefusalReason::CertInvalid, "no client certificate on the connection"))?;
+        .ok_or_else(|| {
+            Error::refused(
+                RefusalReason::CertInvalid,
+                "no client certificate on the connection",
+            )
+        })?;
     Ok(trust.verify(&certs, now)?)
 }
 
 /// The remote address of a request, if known.
 pub fn peer_addr<T>(req: &tonic::Request<T>) -> Option<SocketAddr> {
-    req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr())
+    req.extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|i| i.get_ref().remote_addr())
 }
 
 /// Serve `router` on `listener` over mTLS until `shutdown` resolves.
@@ -186,5 +209,7 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    router.serve_with_incoming_shutdown(tls_incoming(listener, cfg), shutdown).await
+    router
+        .serve_with_incoming_shutdown(tls_incoming(listener, cfg), shutdown)
+        .await
 }

@@ -40,8 +40,20 @@ fn world() -> World {
     let node = kit.signer(REQUESTER, Role::Node, None);
     let now = alpr_pki::now_unix();
     let agreements = vec![agreement(PROVIDER, REQUESTER, now, AgreementStatus::Active)];
-    let policy = NodePolicy { sharing_enabled: true, no_warrant_lookback_days: 30, retention_days: 365, ..Default::default() };
-    World { kit, inv, node, agreements, policy, now }
+    let policy = NodePolicy {
+        sharing_enabled: true,
+        no_warrant_lookback_days: 30,
+        retention_days: 365,
+        ..Default::default()
+    };
+    World {
+        kit,
+        inv,
+        node,
+        agreements,
+        policy,
+        now,
+    }
 }
 
 fn agreement(p: &str, r: &str, now: i64, status: AgreementStatus) -> AgreementView {
@@ -107,7 +119,13 @@ fn refusal(w: &World, q: &Query) -> Option<RefusalReason> {
 #[test]
 fn a_covered_query_is_admitted_under_its_agreement() {
     let w = world();
-    let env = endorse(&w.inv, &w.node, REQUESTER, &query(&w, REQUESTER, "b77"), w.now);
+    let env = endorse(
+        &w.inv,
+        &w.node,
+        REQUESTER,
+        &query(&w, REQUESTER, "b77"),
+        w.now,
+    );
     match decide(&w, &env, Some(&w.policy), &Seen::default()) {
         AdmissionDecision::Admitted(a) => {
             assert_eq!(a.agreement_id, "agr-CA0560100-CA0190000");
@@ -123,32 +141,93 @@ fn a_covered_query_is_admitted_under_its_agreement() {
 #[test]
 fn the_same_query_twice_is_a_replay() {
     let w = world();
-    let env = endorse(&w.inv, &w.node, REQUESTER, &query(&w, REQUESTER, "b77"), w.now);
+    let env = endorse(
+        &w.inv,
+        &w.node,
+        REQUESTER,
+        &query(&w, REQUESTER, "b77"),
+        w.now,
+    );
     let seen = Seen::default();
     assert_eq!(decide(&w, &env, Some(&w.policy), &seen).reason(), None);
-    assert_eq!(decide(&w, &env, Some(&w.policy), &seen).reason(), Some(RefusalReason::Replay));
+    assert_eq!(
+        decide(&w, &env, Some(&w.policy), &seen).reason(),
+        Some(RefusalReason::Replay)
+    );
 }
 
 #[test]
 fn each_field_rule_refuses_with_its_code() {
     let w = world();
     let base = query(&w, REQUESTER, "b77");
-    let cases: Vec<(RefusalReason, Box<dyn Fn(&mut Query)>)> = vec![
-        (RefusalReason::ReasonInsufficient, Box::new(|q| q.reason = "investigation".into())),
-        (RefusalReason::CaseNumberMissing, Box::new(|q| q.case_number = String::new())),
-        (RefusalReason::PurposeProhibited, Box::new(|q| q.purpose_code = "30A".into())),
-        (RefusalReason::InvalidInput, Box::new(|q| q.purpose_code = "90I".into())),
-        (RefusalReason::PurposeNotCovered, Box::new(|q| q.purpose_code = "13A".into())),
-        (RefusalReason::ProhibitedTerm, Box::new(|q| q.reason = "Vehicle seen near abortion clinic after the assault".into())),
-        (RefusalReason::LookbackExceeded, Box::new(|q| { q.window_start = q.issued_at - 86_400 * 100; q.warrant_ref = "W-1".into() })),
-        (RefusalReason::WarrantRequired, Box::new(|q| q.window_start = q.issued_at - 86_400 * 60)),
-        (RefusalReason::QueryExpired, Box::new(|q| q.expires_at = q.issued_at - 1)),
-        (RefusalReason::QueryExpired, Box::new(|q| { q.issued_at += 3600; q.expires_at = q.issued_at + 60 })),
-        (RefusalReason::InvalidInput, Box::new(|q| q.plate = "7ABC%".into())),
-        (RefusalReason::InvalidInput, Box::new(|q| q.targets = vec![])),
-        (RefusalReason::InvalidInput, Box::new(|q| q.targets = vec!["CA0190000".into()])),
-        (RefusalReason::NoAgreement, Box::new(|q| q.on_behalf_of_ori = "CA0370000".into())),
-        (RefusalReason::ClaimMismatch, Box::new(|q| q.requester_user = "someone-else".into())),
+    type Mutation = Box<dyn Fn(&mut Query)>;
+    let cases: Vec<(RefusalReason, Mutation)> = vec![
+        (
+            RefusalReason::ReasonInsufficient,
+            Box::new(|q| q.reason = "investigation".into()),
+        ),
+        (
+            RefusalReason::CaseNumberMissing,
+            Box::new(|q| q.case_number = String::new()),
+        ),
+        (
+            RefusalReason::PurposeProhibited,
+            Box::new(|q| q.purpose_code = "30A".into()),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.purpose_code = "90I".into()),
+        ),
+        (
+            RefusalReason::PurposeNotCovered,
+            Box::new(|q| q.purpose_code = "13A".into()),
+        ),
+        (
+            RefusalReason::ProhibitedTerm,
+            Box::new(|q| q.reason = "Vehicle seen near abortion clinic after the assault".into()),
+        ),
+        (
+            RefusalReason::LookbackExceeded,
+            Box::new(|q| {
+                q.window_start = q.issued_at - 86_400 * 100;
+                q.warrant_ref = "W-1".into()
+            }),
+        ),
+        (
+            RefusalReason::WarrantRequired,
+            Box::new(|q| q.window_start = q.issued_at - 86_400 * 60),
+        ),
+        (
+            RefusalReason::QueryExpired,
+            Box::new(|q| q.expires_at = q.issued_at - 1),
+        ),
+        (
+            RefusalReason::QueryExpired,
+            Box::new(|q| {
+                q.issued_at += 3600;
+                q.expires_at = q.issued_at + 60
+            }),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.plate = "7ABC%".into()),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.targets = vec![]),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.targets = vec!["CA0190000".into()]),
+        ),
+        (
+            RefusalReason::NoAgreement,
+            Box::new(|q| q.on_behalf_of_ori = "CA0370000".into()),
+        ),
+        (
+            RefusalReason::ClaimMismatch,
+            Box::new(|q| q.requester_user = "someone-else".into()),
+        ),
     ];
     for (want, mutate) in cases {
         let mut q = base.clone();
@@ -190,14 +269,22 @@ fn node_switches_refuse() {
 fn out_of_state_and_federal_requesters_are_refused_by_california_rules() {
     let mut w = world();
     for (ori, want) in [
-        ("NV0020000", RefusalReason::RequesterJurisdictionNotPermitted),
+        (
+            "NV0020000",
+            RefusalReason::RequesterJurisdictionNotPermitted,
+        ),
         ("DCFBI0000", RefusalReason::RequesterKindNotPermitted),
     ] {
-        w.agreements.push(agreement(PROVIDER, ori, w.now, AgreementStatus::Active));
+        w.agreements
+            .push(agreement(PROVIDER, ori, w.now, AgreementStatus::Active));
         let inv = w.kit.signer(ori, Role::Investigator, Some("x1"));
         let node = w.kit.signer(ori, Role::Node, None);
         let env = endorse(&inv, &node, ori, &query(&w, ori, "x1"), w.now);
-        assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(want), "{ori}");
+        assert_eq!(
+            decide(&w, &env, Some(&w.policy), &Seen::default()).reason(),
+            Some(want),
+            "{ori}"
+        );
     }
 }
 
@@ -208,15 +295,27 @@ fn forged_endorsements_and_wrong_roles_are_refused() {
     // A node endorsing another agency's investigator.
     let prov_node = w.kit.signer(PROVIDER, Role::Node, None);
     let env = endorse(&w.inv, &prov_node, PROVIDER, &q, w.now);
-    assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::ClaimMismatch));
+    assert_eq!(
+        decide(&w, &env, Some(&w.policy), &Seen::default()).reason(),
+        Some(RefusalReason::ClaimMismatch)
+    );
     // An investigator certificate used to endorse.
     let env = endorse(&w.inv, &w.inv, REQUESTER, &q, w.now);
-    assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::CertInvalid));
+    assert_eq!(
+        decide(&w, &env, Some(&w.policy), &Seen::default()).reason(),
+        Some(RefusalReason::CertInvalid)
+    );
     // A node certificate used to sign as an investigator.
     let node_as_inv = endorse(&w.node, &w.node, REQUESTER, &q, w.now);
-    assert_eq!(decide(&w, &node_as_inv, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::CertInvalid));
+    assert_eq!(
+        decide(&w, &node_as_inv, Some(&w.policy), &Seen::default()).reason(),
+        Some(RefusalReason::CertInvalid)
+    );
     // The endorsement's payload altered after signing.
     let mut env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
     env.payload[3] ^= 0x40;
-    assert_eq!(decide(&w, &env, Some(&w.policy), &Seen::default()).reason(), Some(RefusalReason::BadSignature));
+    assert_eq!(
+        decide(&w, &env, Some(&w.policy), &Seen::default()).reason(),
+        Some(RefusalReason::BadSignature)
+    );
 }

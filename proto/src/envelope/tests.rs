@@ -18,7 +18,10 @@ fn now() -> i64 {
 #[test]
 fn sealed_envelope_opens_with_signer_identity() {
     let (kit, inv) = setup();
-    let q = Query { plate: "ABC123".into(), ..Default::default() };
+    let q = Query {
+        plate: "ABC123".into(),
+        ..Default::default()
+    };
     let env = seal(&inv, QUERY, &q).unwrap();
     let (id, back): (_, Query) = open_as(&kit.trust, &env, QUERY, now()).unwrap();
     assert_eq!(id.user.as_deref(), Some("b1"));
@@ -28,10 +31,21 @@ fn sealed_envelope_opens_with_signer_identity() {
 #[test]
 fn tampered_payload_is_bad_signature() {
     let (kit, inv) = setup();
-    let mut env = seal(&inv, QUERY, &Query { plate: "ABC123".into(), ..Default::default() }).unwrap();
+    let mut env = seal(
+        &inv,
+        QUERY,
+        &Query {
+            plate: "ABC123".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let last = env.payload.len() - 1;
     env.payload[last] ^= 1;
-    assert_eq!(open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(), RefusalReason::BadSignature);
+    assert_eq!(
+        open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(),
+        RefusalReason::BadSignature
+    );
 }
 
 #[test]
@@ -39,11 +53,19 @@ fn wrong_payload_type_is_refused_even_if_relabelled() {
     let (kit, inv) = setup();
     let env = seal(&inv, QUERY, &Query::default()).unwrap();
     // Presented where an answer is expected.
-    assert_eq!(open(&kit.trust, &env, ANSWER, now()).unwrap_err().reason(), RefusalReason::BadSignature);
+    assert_eq!(
+        open(&kit.trust, &env, ANSWER, now()).unwrap_err().reason(),
+        RefusalReason::BadSignature
+    );
     // Relabelled to pass the type check: the domain-separated signature no longer matches.
     let mut relabelled = env.clone();
     relabelled.payload_type = ANSWER.into();
-    assert_eq!(open(&kit.trust, &relabelled, ANSWER, now()).unwrap_err().reason(), RefusalReason::BadSignature);
+    assert_eq!(
+        open(&kit.trust, &relabelled, ANSWER, now())
+            .unwrap_err()
+            .reason(),
+        RefusalReason::BadSignature
+    );
 }
 
 #[test]
@@ -58,7 +80,10 @@ fn signature_without_domain_separation_is_refused() {
         signature: sig,
         cert_chain: inv.chain().iter().map(|c| c.to_vec()).collect(),
     };
-    assert_eq!(open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(), RefusalReason::BadSignature);
+    assert_eq!(
+        open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(),
+        RefusalReason::BadSignature
+    );
 }
 
 #[test]
@@ -69,7 +94,10 @@ fn wrong_key_is_refused() {
     let mut env = seal(&inv, QUERY, &Query::default()).unwrap();
     // Signature by `other`, certificate of `inv`.
     env.signature = other.sign(&signing_input(QUERY, &env.payload)).unwrap();
-    assert_eq!(open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(), RefusalReason::BadSignature);
+    assert_eq!(
+        open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(),
+        RefusalReason::BadSignature
+    );
 }
 
 #[test]
@@ -77,5 +105,10 @@ fn certificate_from_another_root_is_cert_invalid() {
     let (_, inv) = setup();
     let (other_kit, _) = setup();
     let env = seal(&inv, QUERY, &Query::default()).unwrap();
-    assert_eq!(open(&other_kit.trust, &env, QUERY, now()).unwrap_err().reason(), RefusalReason::CertInvalid);
+    assert_eq!(
+        open(&other_kit.trust, &env, QUERY, now())
+            .unwrap_err()
+            .reason(),
+        RefusalReason::CertInvalid
+    );
 }

@@ -1,0 +1,135 @@
+//! An allowed query over real mutual TLS: reads come back signed by the owner, bound to
+//! the requester, and every party logs it; the broker keeps no reads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use alpr_federation::{
+    Federation, demo_agencies, investigator_of, open_policy, params, synthetic_csv,
+};
+use alpr_node::client::{self, Reply};
+use alpr_proto::pb::TargetStatus;
+
+const VENTURA: &str = "CA0560100";
+const SACRAMENTO: &str = "CA0340000";
+const FRESNO: &str = "CA0100500";
+
+#[tokio::test]
+async fn allowed_query_returns_signed_reads_and_is_logged_by_every_party() {
+    let fed = Federation::start(None, &demo_agencies(), |_| open_policy())
+        .await
+        .unwrap();
+    for ori in [VENTURA, FRESNO] {
+        fed.ingest_csv(ori, &synthetic_csv(ori, &["8ABC123", "5XYZ987"], 10))
+            .unwrap();
+    }
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+
+    let (q, resp) = fed
+        .search(
+            SACRAMENTO,
+            &params("8abc 123", &[VENTURA, FRESNO], "240", 5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.plate, "8ABC123", "plate normalized before signing");
+    let ventura = resp.results.iter().find(|r| r.ori == VENTURA).unwrap();
+    assert_eq!(ventura.status, TargetStatus::Answered as i32);
+    let Some(Reply::Answer(a)) =
+        client::verify_reply(&fed.trust, ventura, &q, alpr_pki::now_unix()).unwrap()
+    else {
+        panic!("expected an answer");
+    };
+    assert_eq!(a.reads.len(), 5, "one read per day in a 5-day window");
+    assert!(
+        a.reads
+            .iter()
+            .all(|r| r.plate == "8ABC123" && r.captured_at >= q.window_start)
+    );
+    assert!(a.not_for_redissemination);
+    assert_eq!(
+        (a.requester_ori.as_str(), a.requester_user.as_str()),
+        (SACRAMENTO, investigator_of(SACRAMENTO).as_str())
+    );
+
+    // Partial results: Fresno has no agreement with Sacramento; Ventura still answered.
+    let fresno = resp.results.iter().find(|r| r.ori == FRESNO).unwrap();
+    assert_eq!(fresno.status, TargetStatus::Refused as i32);
+
+    // The owner logged the full requester identity, plate, purpose and case.
+    let inbound = fed.audit(VENTURA, Some("inbound_query")).unwrap();
+    assert_eq!(inbound.len(), 1);
+    let e = &inbound[0].entry;
+    assert_eq!(e.decision, "answered");
+    assert_eq!(
+        e.requester_user.as_deref(),
+        Some(investigator_of(SACRAMENTO).as_str())
+    );
+    assert_eq!(e.requester_ori.as_deref(), Some(SACRAMENTO));
+    assert_eq!(
+        (e.plate.as_deref(), e.purpose.as_deref(), e.count),
+        (Some("8ABC123"), Some("240"), Some(5))
+    );
+    assert!(e.peer.as_deref().unwrap().contains("broker"));
+
+    // The requester logged the outbound query and one result per target.
+    assert_eq!(
+        fed.audit(SACRAMENTO, Some("outbound_query")).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        fed.audit(SACRAMENTO, Some("outbound_result"))
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The broker logged routing decisions but holds no reads: the plate never touches its disk.
+    let log = fed.broker_log().unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.decision == "forwarded" && l.target.as_deref() == Some(VENTURA))
+    );
+    let broker_dir = fed.dir.join("broker");
+    fed.broker
+        .broker
+        .db()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    for f in std::fs::read_dir(&broker_dir).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(7).any(|w| w == b"8ABC123"),
+            "broker stored a plate"
+        );
+    }
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_target_is_unavailable_without_failing_the_query() {
+    let mut fed = Federation::start(None, &demo_agencies(), |_| open_policy())
+        .await
+        .unwrap();
+    fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 3))
+        .unwrap();
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed.agree(Federation::terms(FRESNO, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    // Fresno's node goes down.
+    fed.nodes.remove(FRESNO).unwrap().stop().await.unwrap();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params("8ABC123", &[VENTURA, FRESNO], "240", 2))
+        .await
+        .unwrap();
+    let status = |ori: &str| resp.results.iter().find(|r| r.ori == ori).unwrap().status;
+    assert_eq!(status(VENTURA), TargetStatus::Answered as i32);
+    assert_eq!(status(FRESNO), TargetStatus::Unavailable as i32);
+    let results = fed.audit(SACRAMENTO, Some("outbound_result")).unwrap();
+    assert!(results.iter().any(|e| e.entry.target.as_deref() == Some(FRESNO) && e.entry.decision == "unavailable"));
+    fed.stop().await.unwrap();
+}
