@@ -43,6 +43,24 @@ pub fn investigator_of(ori: &str) -> String {
     format!("inv-{}", ori.to_lowercase())
 }
 
+/// The supervisor user id the federation issues for an agency.
+pub fn supervisor_of(ori: &str) -> String {
+    format!("sup-{}", ori.to_lowercase())
+}
+
+/// A complete usage and privacy policy (all seven SB 34 elements) for the demo.
+pub fn usage_policy(name: &str) -> alpr_node::config::UsagePolicy {
+    alpr_node::config::UsagePolicy {
+        authorized_purposes: "Locating stolen vehicles, wanted and missing persons, and vehicles tied to listed offenses".into(),
+        authorized_users: format!("{name} sworn investigators approved by a sergeant, after ALPR privacy training every 12 months"),
+        monitoring: "Every search is logged in a hash-chained audit log reviewed monthly by the ALPR administrator".into(),
+        sharing: "Only with California public agencies under signed agreements naming purposes; never for immigration enforcement".into(),
+        custodian: "Chief of Police, through the designated ALPR program administrator".into(),
+        accuracy: "Hits are visually confirmed against the image and the plate before any action; errors are corrected on report".into(),
+        retention: "Reads are kept 365 days unless held as evidence in a case, then purged by whole days automatically".into(),
+    }
+}
+
 /// The admin user id the federation issues for an agency.
 pub fn admin_of(ori: &str) -> String {
     format!("admin-{}", ori.to_lowercase())
@@ -85,6 +103,18 @@ impl Federation {
         keep: Option<PathBuf>,
         agencies: &[AgencySpec],
         policy: impl Fn(&str) -> PolicyConfig,
+    ) -> Result<Self> {
+        Self::start_with(keep, agencies, policy, &[]).await
+    }
+
+    /// Like [`Federation::start`], leaving the nodes of `closed` with sharing off (as a
+    /// new node starts). Every other node's admin turns sharing on, and each agency's
+    /// investigator account is added by its admin, approved and trained by its supervisor.
+    pub async fn start_with(
+        keep: Option<PathBuf>,
+        agencies: &[AgencySpec],
+        policy: impl Fn(&str) -> PolicyConfig,
+        closed: &[&str],
     ) -> Result<Self> {
         let (dir, tmp) = match keep {
             Some(d) => {
@@ -143,6 +173,18 @@ impl Federation {
                     "admin",
                     "--user",
                     &admin_of(a.ori),
+                ],
+            )?;
+            pki(
+                &pki_dir,
+                &[
+                    "person",
+                    "--ori",
+                    a.ori,
+                    "--role",
+                    "supervisor",
+                    "--user",
+                    &supervisor_of(a.ori),
                 ],
             )?;
         }
@@ -206,6 +248,14 @@ impl Federation {
                     timeout_ms: 5000,
                 }),
                 policy: policy(&ori),
+                usage_policy: usage_policy(
+                    agencies
+                        .iter()
+                        .find(|a| a.ori == ori)
+                        .map(|a| a.name)
+                        .unwrap_or("Agency"),
+                ),
+                accounts: alpr_node::config::AccountsConfig::default(),
             };
             std::fs::create_dir_all(&cfg.data_dir)?;
             std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;
@@ -213,7 +263,7 @@ impl Federation {
             nodes.insert(ori.clone(), running);
             node_configs.insert(ori, cfg);
         }
-        Ok(Self {
+        let fed = Self {
             dir,
             pki: layout,
             trust,
@@ -221,7 +271,54 @@ impl Federation {
             nodes,
             node_configs,
             _tmp: tmp,
-        })
+        };
+        for a in agencies {
+            let inv = investigator_of(a.ori);
+            fed.admin(
+                a.ori,
+                &admin_of(a.ori),
+                client::user_cmd("add", &inv, "investigator", 0, ""),
+            )
+            .await?;
+            fed.admin(
+                a.ori,
+                &supervisor_of(a.ori),
+                client::user_cmd("approve", &inv, "", 0, ""),
+            )
+            .await?;
+            fed.admin(
+                a.ori,
+                &supervisor_of(a.ori),
+                client::user_cmd("training", &inv, "", alpr_pki::now_unix() - 86_400, ""),
+            )
+            .await?;
+            if !closed.contains(&a.ori) {
+                fed.admin(
+                    a.ori,
+                    &admin_of(a.ori),
+                    client::switch("sharing", true, "", ""),
+                )
+                .await?;
+            }
+        }
+        Ok(fed)
+    }
+
+    /// Send an administrative command to an agency's node as one of its people.
+    pub async fn admin(
+        &self,
+        ori: &str,
+        user: &str,
+        req: alpr_proto::pb::AdminRequest,
+    ) -> Result<String> {
+        let (_, tls) = self.person(ori, user)?;
+        let node = self.nodes.get(ori).context("no such node")?;
+        let target = Target {
+            addr: node.addr.to_string(),
+            server_name: "localhost".into(),
+        };
+        let mut c = client::admin_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
+        Ok(c.admin(req).await?.into_inner().message)
     }
 
     /// A person's signer and TLS identity.
@@ -426,12 +523,9 @@ pub fn demo_agencies() -> Vec<AgencySpec> {
     ]
 }
 
-/// A node policy with sharing turned on and the given no-warrant limit.
+/// The default node policy (sharing itself is a runtime switch the harness turns on).
 pub fn open_policy() -> PolicyConfig {
-    PolicyConfig {
-        sharing_enabled: true,
-        ..PolicyConfig::default()
-    }
+    PolicyConfig::default()
 }
 
 /// Synthetic reads for an agency: `plates` each seen at a few cameras over the last days,

@@ -328,13 +328,9 @@ async fn replayed_query_is_refused_by_the_node() {
 async fn a_closed_node_refuses_even_with_an_agreement() {
     let agencies = demo_agencies();
     // Ventura's node is new and closed: its admin has not turned sharing on.
-    let fed = Federation::start(None, &agencies, |ori| {
-        let mut p = open_policy();
-        p.sharing_enabled = ori != VENTURA;
-        p
-    })
-    .await
-    .unwrap();
+    let fed = Federation::start_with(None, &agencies, |_| open_policy(), &[VENTURA])
+        .await
+        .unwrap();
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
         .await
         .unwrap();

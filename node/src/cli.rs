@@ -53,6 +53,107 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Administer a running node as an admin or supervisor (authenticated by your certificate; logged).
+    Admin {
+        /// Who you are and where the node is.
+        #[command(flatten)]
+        person: PersonArgs,
+        /// The command.
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+    /// List the accounts of this node.
+    Users {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// A person connecting to their node.
+#[derive(Args, Debug)]
+pub struct PersonArgs {
+    /// Your node's address (host:port).
+    #[arg(long)]
+    pub node: String,
+    /// Name on your node's certificate.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// State root certificate.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Your certificate chain.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Your private key.
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// Administrative commands.
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Turn sharing on or off (on requires the complete SB 34 usage and privacy policy). Admin only.
+    Sharing {
+        /// on or off.
+        state: OnOff,
+    },
+    /// Refuse every inbound query (emergency stop), or resume. Admin only.
+    RefuseAll {
+        /// on or off.
+        state: OnOff,
+    },
+    /// Refuse every query from one agency. Admin only.
+    Refuse {
+        /// The requester ORI.
+        ori: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Stop refusing an agency. Admin only.
+    Allow {
+        /// The requester ORI.
+        ori: String,
+    },
+    /// Add an account (admin): investigator, supervisor or auditor.
+    AddUser {
+        /// User id (the user claim of their certificate).
+        user: String,
+        /// Role.
+        #[arg(long, default_value = "investigator")]
+        role: String,
+    },
+    /// Approve an account (supervisor; never your own).
+    Approve {
+        /// User id.
+        user: String,
+    },
+    /// Record completed training (supervisor or admin).
+    Training {
+        /// User id.
+        user: String,
+        /// When completed (RFC 3339); default now.
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Disable an account at once (supervisor or admin), including for queries in flight.
+    Disable {
+        /// User id.
+        user: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+/// on / off.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// An investigator's search.
@@ -330,6 +431,58 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Agreement(cmd) => agreement(cmd).await,
+        Command::Admin { person, cmd } => {
+            let trust = TrustStore::load(&person.root, &[] as &[PathBuf])?;
+            let me = TlsIdentity::load(&person.cert, &person.key)?;
+            let target = Target {
+                addr: person.node,
+                server_name: person.server_name,
+            };
+            let mut c = client::admin_client(&target, &trust, &me, Duration::from_secs(30))?;
+            let req = match cmd {
+                AdminCmd::Sharing { state } => {
+                    client::switch("sharing", matches!(state, OnOff::On), "", "")
+                }
+                AdminCmd::RefuseAll { state } => {
+                    client::switch("refuse_all", matches!(state, OnOff::On), "", "")
+                }
+                AdminCmd::Refuse { ori, note } => {
+                    client::switch("refuse_requester", true, &ori, &note)
+                }
+                AdminCmd::Allow { ori } => client::switch("refuse_requester", false, &ori, ""),
+                AdminCmd::AddUser { user, role } => client::user_cmd("add", &user, &role, 0, ""),
+                AdminCmd::Approve { user } => client::user_cmd("approve", &user, "", 0, ""),
+                AdminCmd::Training { user, date } => {
+                    let t = date
+                        .as_deref()
+                        .map(parse_time)
+                        .transpose()?
+                        .unwrap_or_else(alpr_pki::now_unix);
+                    client::user_cmd("training", &user, "", t, "")
+                }
+                AdminCmd::Disable { user, note } => {
+                    client::user_cmd("disable", &user, "", 0, &note)
+                }
+            };
+            println!("{}", c.admin(req).await?.into_inner().message);
+            Ok(())
+        }
+        Command::Users { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let conn = store::open(&cfg.db_path())?;
+            for a in crate::accounts::list(&conn)? {
+                println!(
+                    "{} role={} approved_by={} trained={} disabled={} last_active={}",
+                    a.user,
+                    a.role,
+                    a.approved_by.as_deref().unwrap_or("-"),
+                    a.trained_at.map(fmt_time).unwrap_or_else(|| "-".into()),
+                    a.disabled_at.map(fmt_time).unwrap_or_else(|| "no".into()),
+                    a.last_active_at.map(fmt_time).unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
+        }
         Command::Audit(AuditCmd::List { config, event }) => {
             let cfg = NodeConfig::load(&config)?;
             let conn = store::open(&cfg.db_path())?;

@@ -224,3 +224,51 @@ pub async fn submit_agreement(
         .into_inner()
         .agreement_id)
 }
+
+/// Connect to a node's admin side as an admin or supervisor.
+pub fn admin_client(
+    node: &Target,
+    trust: &TrustStore,
+    me: &TlsIdentity,
+    timeout: Duration,
+) -> Result<alpr_proto::pb::node_admin_client::NodeAdminClient<tonic::transport::Channel>, Error> {
+    let cfg = transport::client_config(trust, me).map_err(Error::Transport)?;
+    Ok(alpr_proto::pb::node_admin_client::NodeAdminClient::new(
+        transport::channel(node, cfg, timeout).map_err(Error::Transport)?,
+    ))
+}
+
+/// Build a switch command.
+pub fn switch(name: &str, on: bool, ori: &str, note: &str) -> alpr_proto::pb::AdminRequest {
+    alpr_proto::pb::AdminRequest {
+        command: Some(alpr_proto::pb::admin_request::Command::SetSwitch(
+            alpr_proto::pb::SetSwitch {
+                name: name.into(),
+                on,
+                ori: ori.into(),
+                note: note.into(),
+            },
+        )),
+    }
+}
+
+/// Build an account command.
+pub fn user_cmd(
+    action: &str,
+    user: &str,
+    role: &str,
+    trained_at: i64,
+    note: &str,
+) -> alpr_proto::pb::AdminRequest {
+    alpr_proto::pb::AdminRequest {
+        command: Some(alpr_proto::pb::admin_request::Command::User(
+            alpr_proto::pb::UserCommand {
+                action: action.into(),
+                user: user.into(),
+                role: role.into(),
+                trained_at,
+                note: note.into(),
+            },
+        )),
+    }
+}

@@ -25,6 +25,87 @@ pub struct NodeConfig {
     /// The agency's sharing policy.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The written usage and privacy policy (Civil Code 1798.90.51 / SB 34). All seven
+    /// elements must be filled in before sharing can be turned on.
+    #[serde(default)]
+    pub usage_policy: UsagePolicy,
+    /// Account rules for the agency's searchers.
+    #[serde(default)]
+    pub accounts: AccountsConfig,
+}
+
+/// The seven elements of a usage and privacy policy (Civil Code 1798.90.51(b), SB 34).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePolicy {
+    /// The authorized purposes for using the ALPR system and collecting ALPR information.
+    #[serde(default)]
+    pub authorized_purposes: String,
+    /// Job titles of the people authorized to use or access the system, and their training.
+    #[serde(default)]
+    pub authorized_users: String,
+    /// How the system is monitored for security and compliance with privacy laws.
+    #[serde(default)]
+    pub monitoring: String,
+    /// Purposes of, process for, and restrictions on sharing or transferring ALPR information.
+    #[serde(default)]
+    pub sharing: String,
+    /// Title of the official custodian of the system.
+    #[serde(default)]
+    pub custodian: String,
+    /// Measures that ensure accuracy and correct data errors.
+    #[serde(default)]
+    pub accuracy: String,
+    /// How long ALPR information is kept and how it is destroyed.
+    #[serde(default)]
+    pub retention: String,
+}
+
+impl UsagePolicy {
+    /// Names of the elements that are still empty.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("authorized_purposes", &self.authorized_purposes),
+            ("authorized_users", &self.authorized_users),
+            ("monitoring", &self.monitoring),
+            ("sharing", &self.sharing),
+            ("custodian", &self.custodian),
+            ("accuracy", &self.accuracy),
+            ("retention", &self.retention),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.trim().len() < 10)
+        .map(|(k, _)| k)
+        .collect()
+    }
+}
+
+/// Who may search, and for how long an approval and a training stay good.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Training must have been completed within this many days (refresher interval).
+    #[serde(default = "default_training_days")]
+    pub training_valid_days: u32,
+    /// An account not used for this many days is inactive until re-approved.
+    #[serde(default = "default_idle_days")]
+    pub idle_days: u32,
+}
+
+fn default_training_days() -> u32 {
+    365
+}
+fn default_idle_days() -> u32 {
+    90
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            training_valid_days: default_training_days(),
+            idle_days: default_idle_days(),
+        }
+    }
 }
 
 /// Certificate files.
@@ -63,19 +144,12 @@ fn default_timeout_ms() -> u64 {
     5000
 }
 
-/// The agency's own say over its data. A new node is closed (`sharing_enabled = false`).
+/// The agency's own rules for its data. The runtime switches (sharing on, refuse-all,
+/// refused requesters) are not here: they live in the node's database and change only by
+/// an admin's logged command (`alpr-node admin ...`). A new node is closed.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Answer inbound queries at all. Off until the agency's admin turns it on.
-    #[serde(default)]
-    pub sharing_enabled: bool,
-    /// Refuse every inbound query (an emergency stop).
-    #[serde(default)]
-    pub refuse_all: bool,
-    /// ORIs whose queries are always refused.
-    #[serde(default)]
-    pub refused_requesters: Vec<String>,
     /// Purpose codes refused in addition to the state's rules.
     #[serde(default)]
     pub blocked_purposes: Vec<String>,
@@ -88,6 +162,13 @@ pub struct PolicyConfig {
     /// Windows reaching further back than this need a warrant reference (0: never).
     #[serde(default = "default_no_warrant")]
     pub no_warrant_lookback_days: u32,
+    /// Most inbound queries accepted per requesting agency per minute.
+    #[serde(default = "default_rate")]
+    pub max_queries_per_minute: u32,
+}
+
+fn default_rate() -> u32 {
+    120
 }
 
 fn default_retention() -> u32 {
@@ -100,24 +181,22 @@ fn default_no_warrant() -> u32 {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            sharing_enabled: false,
-            refuse_all: false,
-            refused_requesters: vec![],
             blocked_purposes: vec![],
             blocked_terms: vec![],
             retention_days: default_retention(),
             no_warrant_lookback_days: default_no_warrant(),
+            max_queries_per_minute: default_rate(),
         }
     }
 }
 
 impl PolicyConfig {
-    /// The policy as admission sees it.
-    pub fn to_node_policy(&self) -> NodePolicy {
+    /// The policy as admission sees it, with the current runtime switches.
+    pub fn to_node_policy(&self, switches: &crate::settings::Switches) -> NodePolicy {
         NodePolicy {
-            sharing_enabled: self.sharing_enabled,
-            refuse_all: self.refuse_all,
-            refused_requesters: self.refused_requesters.clone(),
+            sharing_enabled: switches.sharing_enabled,
+            refuse_all: switches.refuse_all,
+            refused_requesters: switches.refused_requesters.clone(),
             blocked_purposes: self.blocked_purposes.clone(),
             blocked_terms: self.blocked_terms.clone(),
             retention_days: self.retention_days,
@@ -159,9 +238,8 @@ impl NodeConfig {
     /// Check values that TOML types cannot.
     pub fn validate(&self) -> Result<(), String> {
         alpr_pki::claims::validate_ori(&self.ori).map_err(|e| e.to_string())?;
-        for o in &self.policy.refused_requesters {
-            alpr_pki::claims::validate_ori(o)
-                .map_err(|e| format!("policy.refused_requesters: {e}"))?;
+        if self.policy.max_queries_per_minute == 0 {
+            return Err("policy.max_queries_per_minute must be at least 1".into());
         }
         for p in &self.policy.blocked_purposes {
             alpr_proto::purpose::lookup(p).map_err(|e| format!("policy.blocked_purposes: {e}"))?;

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod audit;
 pub mod cli;
 pub mod client;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod node;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod store;
 
 pub use config::NodeConfig;

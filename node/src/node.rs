@@ -1,5 +1,6 @@
 //! The node: its identity, database, own agreements and own policy.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -26,8 +27,9 @@ pub struct Node {
     pub(crate) tls: TlsIdentity,
     db: Mutex<Connection>,
     agreements: RwLock<Arc<Vec<AgreementView>>>,
-    pub(crate) policy: NodePolicy,
+    pub(crate) cfg: NodeConfig,
     pub(crate) rules: &'static StateRules,
+    rate: Mutex<HashMap<String, (i64, u32)>>,
     pub(crate) broker: Option<(BrokerClient<Channel>, Duration)>,
 }
 
@@ -87,10 +89,139 @@ impl Node {
             tls,
             db: Mutex::new(conn),
             agreements: RwLock::new(Arc::new(agreements)),
-            policy: cfg.policy.to_node_policy(),
+            cfg: cfg.clone(),
             rules,
+            rate: Mutex::new(HashMap::new()),
             broker,
         }))
+    }
+
+    /// The policy in force: the config's rules plus the current runtime switches.
+    pub fn policy(&self, conn: &Connection) -> Result<NodePolicy, Error> {
+        Ok(self
+            .cfg
+            .policy
+            .to_node_policy(&crate::settings::load(conn)?))
+    }
+
+    /// Count one query from `requester`; false once it exceeds the per-minute limit.
+    pub fn rate_ok(&self, requester: &str, now: i64) -> bool {
+        let mut m = self.rate.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = now / 60;
+        let e = m.entry(requester.to_owned()).or_insert((minute, 0));
+        if e.0 != minute {
+            *e = (minute, 0);
+        }
+        e.1 += 1;
+        e.1 <= self.cfg.policy.max_queries_per_minute
+    }
+
+    /// Run an administrative command from `by` (a verified person of this agency) and log it.
+    pub fn admin(
+        &self,
+        by: &alpr_pki::VerifiedIdentity,
+        req: alpr_proto::pb::AdminRequest,
+    ) -> Result<String, Error> {
+        use alpr_proto::pb::admin_request::Command;
+        let now = alpr_pki::now_unix();
+        if by.ori() != Some(self.ori()) || !matches!(by.role, Role::Admin | Role::Supervisor) {
+            return Err(Error::Usage(format!(
+                "only this agency's admins and supervisors administer this node; you are {}",
+                by.describe()
+            )));
+        }
+        let mut conn = self.db();
+        let (event, result) = match req.command {
+            Some(Command::SetSwitch(s)) => ("config_change", self.set_switch(&conn, by, &s, now)),
+            Some(Command::User(u)) => (
+                "account_change",
+                crate::accounts::apply(&conn, by, &u.action, &u.user, &u.role, u.trained_at, now)
+                    .map(|m| {
+                        if u.note.is_empty() {
+                            m
+                        } else {
+                            format!("{m}: {}", u.note)
+                        }
+                    }),
+            ),
+            None => return Err(Error::Usage("empty command".into())),
+        };
+        audit::append(
+            &mut conn,
+            &[AuditEntry {
+                at: now,
+                event: event.into(),
+                decision: if result.is_ok() {
+                    "ok".into()
+                } else {
+                    "refused".into()
+                },
+                requester_user: by.user.clone(),
+                requester_ori: by.ori().map(str::to_owned),
+                detail: Some(match &result {
+                    Ok(m) => m.clone(),
+                    Err(e) => e.to_string(),
+                }),
+                ..Default::default()
+            }],
+        )?;
+        result
+    }
+
+    fn set_switch(
+        &self,
+        conn: &Connection,
+        by: &alpr_pki::VerifiedIdentity,
+        s: &alpr_proto::pb::SetSwitch,
+        now: i64,
+    ) -> Result<String, Error> {
+        if by.role != Role::Admin {
+            return Err(Error::Usage(
+                "only an admin changes sharing switches".into(),
+            ));
+        }
+        let who = by.describe();
+        match s.name.as_str() {
+            "sharing" => {
+                if s.on {
+                    let missing = self.cfg.usage_policy.missing();
+                    if !missing.is_empty() {
+                        return Err(Error::Usage(format!(
+                            "sharing stays off: the usage and privacy policy (SB 34) is missing: {}",
+                            missing.join(", ")
+                        )));
+                    }
+                }
+                crate::settings::set_flag(conn, "sharing_enabled", s.on)?;
+                Ok(format!(
+                    "sharing {} by {who}",
+                    if s.on { "turned ON" } else { "turned OFF" }
+                ))
+            }
+            "refuse_all" => {
+                crate::settings::set_flag(conn, "refuse_all", s.on)?;
+                Ok(format!(
+                    "refuse-all {} by {who}",
+                    if s.on { "ON" } else { "OFF" }
+                ))
+            }
+            "refuse_requester" => {
+                alpr_pki::claims::validate_ori(&s.ori).map_err(|e| Error::Usage(e.to_string()))?;
+                crate::settings::set_refused(conn, &s.ori, s.on, &who, &s.note, now)?;
+                Ok(format!(
+                    "{} {} by {who}",
+                    if s.on {
+                        "refusing"
+                    } else {
+                        "no longer refusing"
+                    },
+                    s.ori
+                ))
+            }
+            other => Err(Error::Usage(format!(
+                "unknown switch {other:?} (sharing, refuse_all, refuse_requester)"
+            ))),
+        }
     }
 
     /// This agency's ORI.

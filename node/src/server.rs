@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use alpr_proto::pb::node_admin_server::NodeAdminServer;
 use alpr_proto::pb::node_inbound_server::NodeInboundServer;
 use alpr_proto::pb::node_local_server::NodeLocalServer;
 use alpr_proto::transport;
@@ -62,7 +63,8 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     let svc = NodeService::new(node.clone());
     let router = tonic::transport::Server::builder()
         .add_service(NodeInboundServer::new(svc.clone()))
-        .add_service(NodeLocalServer::new(svc));
+        .add_service(NodeLocalServer::new(svc.clone()))
+        .add_service(NodeAdminServer::new(svc));
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;

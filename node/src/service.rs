@@ -5,11 +5,12 @@ use std::sync::Arc;
 use alpr_pki::{Role, VerifiedIdentity};
 use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
 use alpr_proto::envelope::{self, ANSWER, QUERY, REFUSAL};
+use alpr_proto::pb::node_admin_server::NodeAdmin;
 use alpr_proto::pb::node_inbound_server::NodeInbound;
 use alpr_proto::pb::node_local_server::NodeLocal;
 use alpr_proto::pb::{
-    Answer, IngestSummary, Query, Read, Refusal, RouteResponse, SearchRequest, Signed,
-    TargetResult, TargetStatus,
+    AdminRequest, AdminResponse, Answer, IngestSummary, Query, Read, Refusal, RouteResponse,
+    SearchRequest, Signed, TargetResult, TargetStatus,
 };
 use alpr_proto::{RefusalReason, transport};
 use prost::Message;
@@ -78,13 +79,14 @@ impl Node {
         let now = alpr_pki::now_unix();
         let agreements = self.agreements();
         let mut conn = self.db();
+        let policy = self.policy(&conn)?;
         let decision = {
             let replay = store::DbReplay(&conn);
             let ctx = AdmissionContext {
                 trust: &self.trust,
                 provider_ori: self.ori(),
                 rules: self.rules,
-                policy: Some(&self.policy),
+                policy: Some(&policy),
                 agreements: &agreements,
                 replay: &replay,
                 now,
@@ -112,10 +114,29 @@ impl Node {
             }
             (_, refused) => refused,
         };
+        // Per-requester rate limit, counted on every authenticated request.
+        let decision = match decision {
+            AdmissionDecision::Admitted(a) if !self.rate_ok(&a.query.requester_ori, now) => {
+                AdmissionDecision::Refused(Box::new(admission::Refused {
+                    reason: RefusalReason::RateLimited,
+                    detail: format!(
+                        "more than {} queries per minute from {}",
+                        self.cfg.policy.max_queries_per_minute, a.query.requester_ori
+                    ),
+                    facts: QueryFacts {
+                        endorser: Some(a.endorser),
+                        investigator: Some(a.investigator),
+                        query: Some(a.query),
+                    },
+                    rule_version: a.rule_version,
+                }))
+            }
+            d => d,
+        };
         let (mut entry, reply) = match decision {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
-                let floor = now - i64::from(self.policy.retention_days) * 86_400;
+                let floor = now - i64::from(policy.retention_days) * 86_400;
                 let reads =
                     store::lookup(&conn, &q.plate, q.window_start.max(floor), q.window_end)?;
                 let facts = QueryFacts {
@@ -187,7 +208,23 @@ impl Node {
         signed_query: Vec<u8>,
     ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
-        let checked = self.check_local(peer, &signed_query, now);
+        let checked = self
+            .check_local(peer, &signed_query, now)
+            .and_then(|(q, inv)| {
+                let user = inv.user.clone().unwrap_or_default();
+                crate::accounts::check_can_search(&self.db(), &user, &self.cfg.accounts, now)
+                    .map_err(|e| {
+                        (
+                            e,
+                            QueryFacts {
+                                endorser: None,
+                                investigator: Some(inv.clone()),
+                                query: Some(q.clone()),
+                            },
+                        )
+                    })?;
+                Ok((q, inv))
+            });
         let (query, investigator) = match checked {
             Ok(v) => v,
             Err((e, facts)) => {
@@ -240,6 +277,27 @@ impl Node {
             },
         };
         let done = alpr_pki::now_unix();
+        // An account disabled while the query was in flight gets no results.
+        let user = query.requester_user.clone();
+        let still_active = {
+            let conn = self.db();
+            let r = crate::accounts::check_can_search(&conn, &user, &self.cfg.accounts, done);
+            if r.is_ok() {
+                crate::accounts::touch(&conn, &user, done)?;
+            }
+            r
+        };
+        if let Err(e) = still_active {
+            let mut entry = facts_entry("outbound_result", done, &facts);
+            entry.decision = "withheld".into();
+            entry.reason_code = Some(e.reason().as_str_name().into());
+            entry.detail = Some(format!("results withheld: {}", e.detail()));
+            let node = self.clone();
+            tokio::task::spawn_blocking(move || node.audit(&[entry]))
+                .await
+                .map_err(|e| Error::Audit(e.to_string()))??;
+            return Err(Error::Refused(e));
+        }
         let entries: Vec<AuditEntry> = response
             .results
             .iter()
@@ -436,5 +494,26 @@ impl NodeLocal for NodeService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| e.to_status())?;
         Ok(Response::new(summary))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeAdmin for NodeService {
+    async fn admin(
+        &self,
+        request: Request<AdminRequest>,
+    ) -> Result<Response<AdminResponse>, Status> {
+        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let node = self.node.clone();
+        let req = request.into_inner();
+        let message = tokio::task::spawn_blocking(move || node.admin(&peer, req))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                Error::Usage(m) => Status::permission_denied(m),
+                other => other.to_status(),
+            })?;
+        Ok(Response::new(AdminResponse { message }))
     }
 }

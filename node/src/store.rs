@@ -53,6 +53,8 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
+    crate::settings::init(&conn)?;
+    crate::accounts::init(&conn)?;
     Ok(conn)
 }
 

@@ -107,7 +107,12 @@ pub fn tls_incoming(
     let acceptor = TlsAcceptor::from(cfg);
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
+            // Stop accepting (and release the port) as soon as the server drops the stream.
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = tx.closed() => break,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
