@@ -208,23 +208,7 @@ impl Node {
         signed_query: Vec<u8>,
     ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
-        let checked = self
-            .check_local(peer, &signed_query, now)
-            .and_then(|(q, inv)| {
-                let user = inv.user.clone().unwrap_or_default();
-                crate::accounts::check_can_search(&self.db(), &user, &self.cfg.accounts, now)
-                    .map_err(|e| {
-                        (
-                            e,
-                            QueryFacts {
-                                endorser: None,
-                                investigator: Some(inv.clone()),
-                                query: Some(q.clone()),
-                            },
-                        )
-                    })?;
-                Ok((q, inv))
-            });
+        let checked = self.check_local(peer, &signed_query, now);
         let (query, investigator) = match checked {
             Ok(v) => v,
             Err((e, facts)) => {
@@ -388,6 +372,9 @@ impl Node {
             ));
         }
         admission::check_query(&query, now).map_err(|e| (e, facts.clone()))?;
+        let user = inv.user.clone().unwrap_or_default();
+        crate::accounts::check_can_search(&self.db(), &user, &self.cfg.accounts, now)
+            .map_err(|e| (e, facts.clone()))?;
         Ok((query, inv))
     }
 
