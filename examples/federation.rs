@@ -388,10 +388,13 @@ async fn run(args: Args) -> Result<()> {
         "   the broker logged {broker_refusals} refused routing decision(s); it holds no reads and no answers"
     );
     for a in &agencies {
-        let n = alpr_node::audit::verify(&d.fed.nodes[a.ori].node.db())?;
+        let r = d.fed.verify_audit(a.ori)?;
         d.check(
-            n > 0,
-            format!("{} audit hash chain verifies ({n} entries)", a.ori),
+            r.entries > 0,
+            format!(
+                "{} audit log verifies: {} hash-chained entries, {} signed checkpoint(s)",
+                a.ori, r.entries, r.checkpoints
+            ),
         );
     }
     let _ = investigator_of;

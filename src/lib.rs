@@ -466,9 +466,16 @@ impl Federation {
 
     /// A node's audit log.
     pub fn audit(&self, ori: &str, event: Option<&str>) -> Result<Vec<StoredEntry>> {
-        let node = &self.nodes.get(ori).context("no such node")?.node;
-        let conn = node.db();
+        let cfg = self.node_configs.get(ori).context("no such node")?;
+        let conn = alpr_node::audit::open_db(&cfg.audit_path())?;
         Ok(alpr_node::audit::list(&conn, event)?)
+    }
+
+    /// Verify a node's audit log (hash chain and signed checkpoints).
+    pub fn verify_audit(&self, ori: &str) -> Result<alpr_node::audit::VerifyReport> {
+        let cfg = self.node_configs.get(ori).context("no such node")?;
+        let conn = alpr_node::audit::open_db(&cfg.audit_path())?;
+        Ok(alpr_node::audit::verify(&conn, Some((&self.trust, ori)))?)
     }
 
     /// The broker's routing log.

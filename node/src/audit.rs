@@ -1,14 +1,238 @@
 //! The node's hash-chained audit log.
 //!
-//! Every inbound and outbound query, answer and refusal, ingest and agreement change is an
-//! entry. Each entry holds the hash of the previous one: `hash = SHA-256(prev_hash || entry)`
-//! where `entry` is the stored JSON text. Entries are committed (WAL, `synchronous=FULL`)
-//! before any answer leaves the node.
+//! Every inbound and outbound query, answer and refusal, ingest, configuration, account
+//! and agreement change, export and purge is an entry. Each entry holds the hash of the
+//! previous one: `hash = SHA-256(prev_hash || "\n" || entry)` where `entry` is the stored
+//! JSON text. The log is its own SQLite file (`audit.db`, WAL, `synchronous=FULL`).
+//!
+//! [`AuditLog`] is a group-commit writer: one thread owns the write connection; callers
+//! hand it entries and block until the transaction holding them is durable, so concurrent
+//! queries share one fsync instead of each paying for their own. Every
+//! [`CHECKPOINT_EVERY`] entries (and at least once a minute while entries arrive) the node
+//! signs a checkpoint of the chain head.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+
+use alpr_pki::Signer;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+
+/// Entries between signed checkpoints.
+pub const CHECKPOINT_EVERY: i64 = 256;
+/// Most seconds between checkpoints while entries arrive.
+pub const CHECKPOINT_SECS: i64 = 60;
+/// Most entries written in one group commit.
+const MAX_GROUP: usize = 4096;
+/// Payload type of a signed checkpoint.
+pub const CHECKPOINT_TYPE: &str = "alpr.v1.AuditCheckpoint";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    head_hash TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    cert_chain BLOB NOT NULL
+);
+"#;
+
+/// Open the audit database (creating it if needed).
+pub fn open_db(path: &Path) -> Result<Connection, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let conn =
+        Connection::open(path).map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+type Ack = SyncSender<Result<Vec<i64>, String>>;
+
+/// The group-commit audit writer.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    tx: Sender<(Vec<AuditEntry>, Ack)>,
+}
+
+impl AuditLog {
+    /// Open `path` and start the writer thread. With a signer, checkpoints are signed.
+    pub fn open(path: &Path, signer: Option<Arc<Signer>>) -> Result<Self, Error> {
+        let conn = open_db(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer(conn, rx, signer))
+            .map_err(|e| Error::Audit(format!("cannot start audit writer: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    /// Append entries; returns once they are durable (or the error that kept them out).
+    pub fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<i64>, Error> {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        self.tx
+            .send((entries, ack_tx))
+            .map_err(|_| Error::Audit("audit writer stopped".into()))?;
+        ack_rx
+            .recv()
+            .map_err(|_| Error::Audit("audit writer stopped".into()))?
+            .map_err(Error::Audit)
+    }
+}
+
+fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<Arc<Signer>>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut n = jobs[0].0.len();
+        while n < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => {
+                    n += j.0.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = write_group(&mut conn, &jobs, signer.as_deref());
+        match result {
+            Ok(seqs) => {
+                for ((_, ack), s) in jobs.into_iter().zip(seqs) {
+                    let _ = ack.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ALERT: audit log write failed");
+                for (_, ack) in jobs {
+                    let _ = ack.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn write_group(
+    conn: &mut Connection,
+    jobs: &[(Vec<AuditEntry>, Ack)],
+    signer: Option<&Signer>,
+) -> Result<Vec<Vec<i64>>, Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(jobs.len());
+    let (mut prev, mut last_seq): (String, i64) = tx
+        .query_row(
+            "SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or_else(|| (GENESIS.to_owned(), 0));
+    {
+        let mut st = tx.prepare_cached("INSERT INTO audit (seq, at, event, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        for (entries, _) in jobs {
+            let mut seqs = Vec::with_capacity(entries.len());
+            for e in entries {
+                let json = serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?;
+                let hash = chain_hash(&prev, &json);
+                last_seq += 1;
+                st.execute(params![last_seq, e.at, e.event, json, prev, hash])?;
+                seqs.push(last_seq);
+                prev = hash;
+            }
+            out.push(seqs);
+        }
+    }
+    if let Some(signer) = signer {
+        let (last_size, last_at): (i64, i64) = tx
+            .query_row(
+                "SELECT size, at FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, 0));
+        let now = alpr_pki::now_unix();
+        if last_seq > last_size
+            && (last_seq - last_size >= CHECKPOINT_EVERY || now - last_at >= CHECKPOINT_SECS)
+        {
+            let sig = signer
+                .sign(&checkpoint_message(last_seq, &prev, now))
+                .map_err(|e| Error::Audit(format!("signing checkpoint: {e}")))?;
+            let chain: Vec<u8> = encode_chain(signer.chain());
+            tx.execute(
+                "INSERT INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![last_seq, now, prev, sig, chain],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The bytes a checkpoint signature covers (domain-separated like every envelope).
+pub fn checkpoint_message(size: i64, head_hash: &str, at: i64) -> Vec<u8> {
+    alpr_proto::envelope::signing_input(
+        CHECKPOINT_TYPE,
+        format!("{size}\n{head_hash}\n{at}").as_bytes(),
+    )
+}
+
+fn encode_chain(chain: &[alpr_pki::CertificateDer<'static>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in chain {
+        out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        out.push(alpr_pki::CertificateDer::from(b.get(4..4 + len)?.to_vec()));
+        b = &b[4 + len..];
+    }
+    Some(out)
+}
+
+/// Force a signed checkpoint of the current head (e.g. at shutdown).
+pub fn checkpoint_now(conn: &mut Connection, signer: &Signer) -> Result<Option<i64>, Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((hash, seq)) = head else {
+        return Ok(None);
+    };
+    let now = alpr_pki::now_unix();
+    let sig = signer
+        .sign(&checkpoint_message(seq, &hash, now))
+        .map_err(|e| Error::Audit(e.to_string()))?;
+    tx.execute(
+        "INSERT OR IGNORE INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![seq, now, hash, sig, encode_chain(signer.chain())],
+    )?;
+    tx.commit()?;
+    Ok(Some(seq))
+}
 
 /// Hash of the (empty) predecessor of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -107,36 +331,6 @@ fn chain_hash(prev: &str, entry_json: &str) -> String {
     hex::encode(ctx.finish().as_ref())
 }
 
-/// Append entries in one durable transaction; returns their sequence numbers.
-pub fn append(conn: &mut Connection, entries: &[AuditEntry]) -> Result<Vec<i64>, Error> {
-    let tx = conn
-        .transaction()
-        .map_err(|e| Error::Audit(e.to_string()))?;
-    let mut prev: String = tx
-        .query_row(
-            "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| Error::Audit(e.to_string()))?
-        .unwrap_or_else(|| GENESIS.to_owned());
-    let mut seqs = Vec::with_capacity(entries.len());
-    for e in entries {
-        let json = serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?;
-        let hash = chain_hash(&prev, &json);
-        tx.execute(
-            "INSERT INTO audit (at, event, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![e.at, e.event, json, prev, hash],
-        )
-        .map_err(|e| Error::Audit(e.to_string()))?;
-        seqs.push(tx.last_insert_rowid());
-        prev = hash;
-    }
-    tx.commit().map_err(|e| Error::Audit(e.to_string()))?;
-    Ok(seqs)
-}
-
 /// Read entries, optionally only one event kind, in order.
 pub fn list(conn: &Connection, event: Option<&str>) -> Result<Vec<StoredEntry>, Error> {
     let mut st = conn.prepare(
@@ -165,9 +359,142 @@ pub fn list(conn: &Connection, event: Option<&str>) -> Result<Vec<StoredEntry>, 
     Ok(out)
 }
 
+/// Which entries to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Event kind.
+    pub event: Option<String>,
+    /// At or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Before (Unix seconds).
+    pub until: Option<i64>,
+    /// Requesting agency.
+    pub requester_ori: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Purpose code.
+    pub purpose: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, e: &AuditEntry) -> bool {
+        self.event.as_ref().is_none_or(|v| &e.event == v)
+            && self.since.is_none_or(|t| e.at >= t)
+            && self.until.is_none_or(|t| e.at < t)
+            && self
+                .requester_ori
+                .as_ref()
+                .is_none_or(|v| e.requester_ori.as_ref() == Some(v))
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|v| e.requester_user.as_ref() == Some(v))
+            && self
+                .purpose
+                .as_ref()
+                .is_none_or(|v| e.purpose.as_ref() == Some(v))
+    }
+}
+
+/// Entries matching `f`, in order.
+pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<StoredEntry>, Error> {
+    Ok(list(conn, f.event.as_deref())?
+        .into_iter()
+        .filter(|e| f.matches(&e.entry))
+        .collect())
+}
+
+/// JSON lines.
+pub fn to_jsonl(entries: &[StoredEntry]) -> Result<String, Error> {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// CSV with a fixed header.
+pub fn to_csv(entries: &[StoredEntry]) -> String {
+    const COLS: [&str; 20] = [
+        "seq",
+        "at",
+        "event",
+        "decision",
+        "query_id",
+        "requester_ori",
+        "requester_agency",
+        "requester_user",
+        "peer",
+        "plate",
+        "purpose",
+        "case_number",
+        "reason",
+        "warrant_ref",
+        "target",
+        "reason_code",
+        "detail",
+        "agreement_id",
+        "count",
+        "hash",
+    ];
+    let q = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = COLS.join(",");
+    out.push('\n');
+    for s in entries {
+        let e = &s.entry;
+        let o = |v: &Option<String>| q(v.as_deref().unwrap_or(""));
+        let row = [
+            s.seq.to_string(),
+            e.at.to_string(),
+            q(&e.event),
+            q(&e.decision),
+            o(&e.query_id),
+            o(&e.requester_ori),
+            o(&e.requester_agency),
+            o(&e.requester_user),
+            o(&e.peer),
+            o(&e.plate),
+            o(&e.purpose),
+            o(&e.case_number),
+            o(&e.reason),
+            o(&e.warrant_ref),
+            o(&e.target),
+            o(&e.reason_code),
+            o(&e.detail),
+            o(&e.agreement_id),
+            e.count.map(|c| c.to_string()).unwrap_or_default(),
+            s.hash.clone(),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries checked.
+    pub entries: u64,
+    /// Signed checkpoints checked.
+    pub checkpoints: u64,
+}
+
 /// Verify the whole chain: sequence without gaps, each `prev_hash` the previous `hash`,
-/// each `hash` recomputed. Returns the number of entries, or the first bad sequence number.
-pub fn verify(conn: &Connection) -> Result<u64, Error> {
+/// each `hash` recomputed; and every checkpoint's signature (by a node certificate of
+/// `ori` under `trust`) over the chain head it names. Errors name the first bad entry.
+pub fn verify(
+    conn: &Connection,
+    trust: Option<(&alpr_pki::TrustStore, &str)>,
+) -> Result<VerifyReport, Error> {
+    let mut heads = std::collections::HashMap::new();
     let mut st = conn.prepare("SELECT seq, entry, prev_hash, hash FROM audit ORDER BY seq")?;
     let mut rows = st.query([])?;
     let mut prev = GENESIS.to_owned();
@@ -193,9 +520,45 @@ pub fn verify(conn: &Connection) -> Result<u64, Error> {
                 "entry {seq}: content does not match its hash"
             )));
         }
+        heads.insert(seq, hash.clone());
         prev = hash;
         expected_seq += 1;
         n += 1;
     }
-    Ok(n)
+    let mut st = conn.prepare(
+        "SELECT size, at, head_hash, signature, cert_chain FROM checkpoints ORDER BY size",
+    )?;
+    let mut rows = st.query([])?;
+    let mut c = 0u64;
+    while let Some(r) = rows.next()? {
+        let size: i64 = r.get(0)?;
+        let at: i64 = r.get(1)?;
+        let head: String = r.get(2)?;
+        let sig: Vec<u8> = r.get(3)?;
+        let chain: Vec<u8> = r.get(4)?;
+        if heads.get(&size) != Some(&head) {
+            return Err(Error::Audit(format!(
+                "checkpoint at entry {size}: the chain head differs from the signed one (entries rewritten or truncated)"
+            )));
+        }
+        if let Some((trust, ori)) = trust {
+            let chain = decode_chain(&chain).ok_or_else(|| {
+                Error::Audit(format!("checkpoint at entry {size}: bad certificate chain"))
+            })?;
+            let id = trust
+                .verify_signature(&chain, &checkpoint_message(size, &head, at), &sig, at)
+                .map_err(|e| Error::Audit(format!("checkpoint at entry {size}: {e}")))?;
+            if id.role != alpr_pki::Role::Node || id.ori() != Some(ori) {
+                return Err(Error::Audit(format!(
+                    "checkpoint at entry {size} signed by {}",
+                    id.describe()
+                )));
+            }
+        }
+        c += 1;
+    }
+    Ok(VerifyReport {
+        entries: n,
+        checkpoints: c,
+    })
 }

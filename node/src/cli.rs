@@ -271,21 +271,75 @@ pub enum AgreementCmd {
 /// Audit commands.
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
-    /// Print entries (JSON lines).
+    /// Print entries as JSON lines (same filters as export).
     List {
         /// Node config file.
         #[arg(long, short)]
         config: PathBuf,
-        /// Only this event (inbound_query, outbound_query, outbound_result, ingest, agreement_import).
-        #[arg(long)]
-        event: Option<String>,
+        /// Filters.
+        #[command(flatten)]
+        filter: AuditFilterArgs,
     },
-    /// Verify the hash chain; exits non-zero naming the first bad entry.
+    /// Export entries as JSON lines or CSV to a file; the export itself is logged.
+    Export {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Filters.
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Who exports (recorded in the log).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Verify the hash chain and signed checkpoints; exits non-zero naming the first bad entry.
     Verify {
         /// Node config file.
         #[arg(long, short)]
         config: PathBuf,
     },
+}
+
+/// Audit filters.
+#[derive(Args, Debug, Default)]
+pub struct AuditFilterArgs {
+    /// Only this event (inbound_query, outbound_query, outbound_result, ingest, config_change, account_change, agreement_import, export).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only entries before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this requesting agency (ORI).
+    #[arg(long)]
+    pub requester: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this purpose code.
+    #[arg(long)]
+    pub purpose: Option<String>,
+}
+
+impl AuditFilterArgs {
+    fn to_filter(&self) -> Result<audit::Filter, Error> {
+        Ok(audit::Filter {
+            event: self.event.clone(),
+            since: self.since.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+            requester_ori: self.requester.clone(),
+            user: self.user.clone(),
+            purpose: self.purpose.clone(),
+        })
+    }
 }
 
 /// Run the CLI and return the process exit code.
@@ -363,22 +417,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 eprint!("\r{lines} lines read");
             })?;
             eprintln!();
-            audit::append(
-                &mut conn,
-                &[audit::AuditEntry {
-                    at: alpr_pki::now_unix(),
-                    event: "ingest".into(),
-                    decision: "ok".into(),
-                    count: Some(report.accepted),
-                    detail: Some(format!(
-                        "{}: {} accepted, {} rejected",
-                        file.display(),
-                        report.accepted,
-                        report.rejects.len()
-                    )),
-                    ..Default::default()
-                }],
-            )?;
+            let log = audit::AuditLog::open(&cfg.audit_path(), None)?;
+            log.append(vec![audit::AuditEntry {
+                at: alpr_pki::now_unix(),
+                event: "ingest".into(),
+                decision: "ok".into(),
+                count: Some(report.accepted),
+                detail: Some(format!(
+                    "{}: {} accepted, {} rejected",
+                    file.display(),
+                    report.accepted,
+                    report.rejects.len()
+                )),
+                ..Default::default()
+            }])?;
             for r in report.rejects.iter().take(20) {
                 eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
             }
@@ -483,10 +535,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Audit(AuditCmd::List { config, event }) => {
+        Command::Audit(AuditCmd::List { config, filter }) => {
             let cfg = NodeConfig::load(&config)?;
-            let conn = store::open(&cfg.db_path())?;
-            for e in audit::list(&conn, event.as_deref())? {
+            let conn = audit::open_db(&cfg.audit_path())?;
+            for e in audit::query(&conn, &filter.to_filter()?)? {
                 println!(
                     "{}",
                     serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?
@@ -494,11 +546,51 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Audit(AuditCmd::Export {
+            config,
+            filter,
+            format,
+            out,
+            by,
+        }) => {
+            let cfg = NodeConfig::load(&config)?;
+            let conn = audit::open_db(&cfg.audit_path())?;
+            let f = filter.to_filter()?;
+            let entries = audit::query(&conn, &f)?;
+            let text = match format.as_str() {
+                "jsonl" => audit::to_jsonl(&entries)?,
+                "csv" => audit::to_csv(&entries),
+                other => {
+                    return Err(Error::Usage(format!(
+                        "format {other:?} must be jsonl or csv"
+                    )));
+                }
+            };
+            std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
+            audit::AuditLog::open(&cfg.audit_path(), None)?.append(vec![audit::AuditEntry {
+                at: alpr_pki::now_unix(),
+                event: "export".into(),
+                decision: "ok".into(),
+                requester_user: Some(by),
+                count: Some(entries.len() as u64),
+                detail: Some(format!(
+                    "{format} export to {} with filter {f:?}",
+                    out.display()
+                )),
+                ..Default::default()
+            }])?;
+            println!("exported {} entries to {}", entries.len(), out.display());
+            Ok(())
+        }
         Command::Audit(AuditCmd::Verify { config }) => {
             let cfg = NodeConfig::load(&config)?;
-            let conn = store::open(&cfg.db_path())?;
-            let n = audit::verify(&conn)?;
-            println!("audit log intact: {n} entries");
+            let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+            let conn = audit::open_db(&cfg.audit_path())?;
+            let r = audit::verify(&conn, Some((&trust, &cfg.ori)))?;
+            println!(
+                "audit log intact: {} entries, {} signed checkpoints",
+                r.entries, r.checkpoints
+            );
             Ok(())
         }
     }

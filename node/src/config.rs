@@ -250,8 +250,13 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Path of the SQLite database.
+    /// Path of the SQLite database of reads, agreements and accounts.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("node.db")
+    }
+
+    /// Path of the audit log database.
+    pub fn audit_path(&self) -> PathBuf {
+        self.data_dir.join("audit.db")
     }
 }

@@ -14,7 +14,7 @@ use alpr_proto::transport::{self, TlsIdentity};
 use rusqlite::Connection;
 use tonic::transport::Channel;
 
-use crate::audit::{self, AuditEntry};
+use crate::audit::{AuditEntry, AuditLog};
 use crate::config::NodeConfig;
 use crate::{Error, store};
 
@@ -23,7 +23,9 @@ pub struct Node {
     /// This agency's claims (from its verified node certificate).
     pub agency: AgencyClaims,
     pub(crate) trust: TrustStore,
-    pub(crate) signer: Signer,
+    pub(crate) signer: Arc<Signer>,
+    /// The group-commit audit log.
+    pub audit_log: AuditLog,
     pub(crate) tls: TlsIdentity,
     db: Mutex<Connection>,
     agreements: RwLock<Arc<Vec<AgreementView>>>,
@@ -66,6 +68,8 @@ impl Node {
         }
         let rules = StateRules::for_jurisdiction(&agency.jurisdiction)?;
         let conn = store::open(&cfg.db_path())?;
+        let signer = Arc::new(signer);
+        let audit_log = AuditLog::open(&cfg.audit_path(), Some(signer.clone()))?;
         let agreements = store::agreements(&conn)?;
         let broker = match &cfg.broker {
             Some(b) => {
@@ -86,6 +90,7 @@ impl Node {
             agency,
             trust,
             signer,
+            audit_log,
             tls,
             db: Mutex::new(conn),
             agreements: RwLock::new(Arc::new(agreements)),
@@ -130,7 +135,7 @@ impl Node {
                 by.describe()
             )));
         }
-        let mut conn = self.db();
+        let conn = self.db();
         let (event, result) = match req.command {
             Some(Command::SetSwitch(s)) => ("config_change", self.set_switch(&conn, by, &s, now)),
             Some(Command::User(u)) => (
@@ -146,25 +151,22 @@ impl Node {
             ),
             None => return Err(Error::Usage("empty command".into())),
         };
-        audit::append(
-            &mut conn,
-            &[AuditEntry {
-                at: now,
-                event: event.into(),
-                decision: if result.is_ok() {
-                    "ok".into()
-                } else {
-                    "refused".into()
-                },
-                requester_user: by.user.clone(),
-                requester_ori: by.ori().map(str::to_owned),
-                detail: Some(match &result {
-                    Ok(m) => m.clone(),
-                    Err(e) => e.to_string(),
-                }),
-                ..Default::default()
-            }],
-        )?;
+        self.audit(&[AuditEntry {
+            at: now,
+            event: event.into(),
+            decision: if result.is_ok() {
+                "ok".into()
+            } else {
+                "refused".into()
+            },
+            requester_user: by.user.clone(),
+            requester_ori: by.ori().map(str::to_owned),
+            detail: Some(match &result {
+                Ok(m) => m.clone(),
+                Err(e) => e.to_string(),
+            }),
+            ..Default::default()
+        }])?;
         result
     }
 
@@ -224,6 +226,12 @@ impl Node {
         }
     }
 
+    /// Sign a checkpoint of the audit log's current head.
+    pub fn checkpoint(&self) -> Result<Option<i64>, Error> {
+        let mut conn = crate::audit::open_db(&self.cfg.audit_path())?;
+        crate::audit::checkpoint_now(&mut conn, &self.signer)
+    }
+
     /// This agency's ORI.
     pub fn ori(&self) -> &str {
         &self.agency.ori
@@ -257,10 +265,9 @@ impl Node {
         Ok(())
     }
 
-    /// Append audit entries durably (blocking).
+    /// Append audit entries durably (blocking until the group commit holding them is done).
     pub fn audit(&self, entries: &[AuditEntry]) -> Result<(), Error> {
-        let mut conn = self.db();
-        audit::append(&mut conn, entries).map(|_| ())
+        self.audit_log.append(entries.to_vec()).map(|_| ())
     }
 
     /// Verify both admin signatures of an agreement this agency is party to and keep a copy.
@@ -274,10 +281,9 @@ impl Node {
                 self.ori()
             )));
         }
-        let mut conn = self.db();
+        let conn = self.db();
         let new = store::put_agreement(&conn, &v.id, sa, &v.terms, now)?;
-        audit::append(
-            &mut conn,
+        self.audit(
             &[AuditEntry {
                 at: now,
                 event: "agreement_import".into(),
@@ -306,23 +312,20 @@ impl Node {
 
     /// Revoke an agreement at this node (either party may revoke alone).
     pub fn revoke_agreement(&self, id: &str, by: &str) -> Result<bool, Error> {
-        let mut conn = self.db();
+        let conn = self.db();
         let changed = store::set_agreement_status(&conn, id, AgreementStatus::Revoked)?;
-        audit::append(
-            &mut conn,
-            &[AuditEntry {
-                at: alpr_pki::now_unix(),
-                event: "agreement_revoke".into(),
-                decision: if changed {
-                    "ok".into()
-                } else {
-                    "not_active".into()
-                },
-                agreement_id: Some(id.into()),
-                requester_user: Some(by.into()),
-                ..Default::default()
-            }],
-        )?;
+        self.audit(&[AuditEntry {
+            at: alpr_pki::now_unix(),
+            event: "agreement_revoke".into(),
+            decision: if changed {
+                "ok".into()
+            } else {
+                "not_active".into()
+            },
+            agreement_id: Some(id.into()),
+            requester_user: Some(by.into()),
+            ..Default::default()
+        }])?;
         self.reload_agreements(&conn)?;
         Ok(changed)
     }

@@ -32,10 +32,14 @@ impl RunningNode {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        match self.task.await {
+        let served = match self.task.await {
             Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
             Err(e) => Err(Error::Transport(e.to_string())),
-        }
+        };
+        // In-flight requests have finished and their entries are durable; seal the log
+        // with a signed checkpoint of its final head.
+        self.node.checkpoint()?;
+        served
     }
 
     /// Wait until the server ends by itself (or forever).

@@ -78,7 +78,7 @@ impl Node {
     ) -> Result<Signed, Error> {
         let now = alpr_pki::now_unix();
         let agreements = self.agreements();
-        let mut conn = self.db();
+        let conn = self.db();
         let policy = self.policy(&conn)?;
         let decision = {
             let replay = store::DbReplay(&conn);
@@ -189,11 +189,12 @@ impl Node {
         };
         entry.peer = Some(peer_desc);
         // Fail closed: nothing leaves unless the audit entry is durable.
-        crate::audit::append(&mut conn, &[entry]).map_err(|e| {
+        drop(conn);
+        // Fail closed: nothing leaves unless the audit entry is durable.
+        self.audit(&[entry]).map_err(|e| {
             tracing::error!(error = %e, "ALERT: audit append failed; refusing query");
             e
         })?;
-        drop(conn);
         Ok(match reply {
             Ok(answer) => envelope::seal(&self.signer, ANSWER, &answer)?,
             Err(refusal) => envelope::seal(&self.signer, REFUSAL, &refusal)?,
@@ -398,21 +399,19 @@ impl Node {
         for chunk in ok.chunks(crate::ingest::BATCH) {
             store::insert_reads(&mut conn, chunk)?;
         }
-        crate::audit::append(
-            &mut conn,
-            &[AuditEntry {
-                at: alpr_pki::now_unix(),
-                event: "ingest".into(),
-                decision: "ok".into(),
-                count: Some(ok.len() as u64),
-                requester_user: Some(by.into()),
-                detail: Some(format!(
-                    "stream ingest: {} accepted, {rejected} rejected",
-                    ok.len()
-                )),
-                ..Default::default()
-            }],
-        )?;
+        drop(conn);
+        self.audit(&[AuditEntry {
+            at: alpr_pki::now_unix(),
+            event: "ingest".into(),
+            decision: "ok".into(),
+            count: Some(ok.len() as u64),
+            requester_user: Some(by.into()),
+            detail: Some(format!(
+                "stream ingest: {} accepted, {rejected} rejected",
+                ok.len()
+            )),
+            ..Default::default()
+        }])?;
         Ok(IngestSummary {
             accepted: ok.len() as u64,
             rejected,

@@ -19,14 +19,6 @@ CREATE TABLE IF NOT EXISTS reads (
     longitude REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reads_plate_time ON reads (plate, captured_at);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    entry TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS agreements (
     id TEXT PRIMARY KEY,
     provider_ori TEXT NOT NULL,
