@@ -323,6 +323,14 @@ pub struct StoredEntry {
     pub hash: String,
 }
 
+/// SHA-256 of `b`.
+pub fn sha256(b: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 fn chain_hash(prev: &str, entry_json: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(prev.as_bytes());
