@@ -62,6 +62,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+    /// Drop every day of reads older than retention now (the daemon also does this on a schedule).
+    Purge {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// List the accounts of this node.
     Users {
         /// Node config file.
@@ -517,6 +523,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             };
             println!("{}", c.admin(req).await?.into_inner().message);
+            Ok(())
+        }
+        Command::Purge { config } => {
+            let node = Node::open(&NodeConfig::load(&config)?)?;
+            let (days, reads) = node.purge()?;
+            println!(
+                "retention {} days: dropped {} day partition(s), {reads} reads",
+                node.retention_days(),
+                days.len()
+            );
             Ok(())
         }
         Command::Users { config } => {

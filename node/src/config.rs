@@ -162,9 +162,16 @@ pub struct PolicyConfig {
     /// Windows reaching further back than this need a warrant reference (0: never).
     #[serde(default = "default_no_warrant")]
     pub no_warrant_lookback_days: u32,
+    /// How often the retention purge runs, seconds (it also runs at start).
+    #[serde(default = "default_purge_interval")]
+    pub purge_interval_secs: u64,
     /// Most inbound queries accepted per requesting agency per minute.
     #[serde(default = "default_rate")]
     pub max_queries_per_minute: u32,
+}
+
+fn default_purge_interval() -> u64 {
+    3600
 }
 
 fn default_rate() -> u32 {
@@ -185,6 +192,7 @@ impl Default for PolicyConfig {
             blocked_terms: vec![],
             retention_days: default_retention(),
             no_warrant_lookback_days: default_no_warrant(),
+            purge_interval_secs: default_purge_interval(),
             max_queries_per_minute: default_rate(),
         }
     }

@@ -226,6 +226,38 @@ impl Node {
         }
     }
 
+    /// Retention in force, days: the node's policy capped by its state's rules.
+    pub fn retention_days(&self) -> u32 {
+        match self.rules.retention_cap_days {
+            0 => self.cfg.policy.retention_days,
+            cap => self.cfg.policy.retention_days.min(cap),
+        }
+    }
+
+    /// Drop every day of reads older than retention and log the purge.
+    pub fn purge(&self) -> Result<(Vec<i64>, i64), Error> {
+        let now = alpr_pki::now_unix();
+        let days = self.retention_days();
+        let (dropped, reads) = store::purge_before(&mut self.db(), now - i64::from(days) * 86_400)?;
+        if !dropped.is_empty() {
+            self.audit(&[AuditEntry {
+                at: now,
+                event: "purge".into(),
+                decision: "ok".into(),
+                count: Some(reads as u64),
+                rule_version: Some(self.rules.version.clone()),
+                detail: Some(format!(
+                    "retention {days} days: dropped {} day partition(s) ({} .. {}) holding {reads} reads",
+                    dropped.len(),
+                    crate::cli::fmt_time(dropped[0] * 86_400),
+                    crate::cli::fmt_time(dropped[dropped.len() - 1] * 86_400)
+                )),
+                ..Default::default()
+            }])?;
+        }
+        Ok((dropped, reads))
+    }
+
     /// Sign a checkpoint of the audit log's current head.
     pub fn checkpoint(&self) -> Result<Option<i64>, Error> {
         let mut conn = crate::audit::open_db(&self.cfg.audit_path())?;

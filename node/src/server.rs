@@ -24,6 +24,7 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    purge_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -32,6 +33,7 @@ impl RunningNode {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+        self.purge_task.abort();
         let served = match self.task.await {
             Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
             Err(e) => Err(Error::Transport(e.to_string())),
@@ -69,6 +71,23 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         .add_service(NodeInboundServer::new(svc.clone()))
         .add_service(NodeLocalServer::new(svc.clone()))
         .add_service(NodeAdminServer::new(svc));
+    // Scheduled retention purge: at start, then every interval, until the node stops.
+    let purger = node.clone();
+    let interval = std::time::Duration::from_secs(cfg.policy.purge_interval_secs.max(1));
+    let purge_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            let n = purger.clone();
+            match tokio::task::spawn_blocking(move || n.purge()).await {
+                Ok(Ok((days, reads))) if !days.is_empty() => {
+                    tracing::info!(days = days.len(), reads, "retention purge")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+                _ => {}
+            }
+        }
+    });
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;
@@ -79,5 +98,6 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         node,
         stop: Some(tx),
         task,
+        purge_task,
     })
 }

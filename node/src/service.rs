@@ -136,7 +136,7 @@ impl Node {
         let (mut entry, reply) = match decision {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
-                let floor = now - i64::from(policy.retention_days) * 86_400;
+                let floor = now - i64::from(self.retention_days()) * 86_400;
                 let reads =
                     store::lookup(&conn, &q.plate, q.window_start.max(floor), q.window_end)?;
                 let facts = QueryFacts {

@@ -1,4 +1,8 @@
-//! The node's SQLite database (WAL): reads, the audit log, agreements, replay memory.
+//! The node's SQLite database (WAL): reads, agreements, accounts, switches, replay memory.
+//!
+//! Reads are partitioned by UTC capture day: one table `reads_<day>` per day, each with
+//! its own index on (plate, capture time). B-trees stay small, a lookup touches only the
+//! days its window covers, and retention drops whole tables instead of deleting rows.
 
 use std::path::Path;
 
@@ -11,14 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Error;
 
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS reads (
-    plate TEXT NOT NULL,
-    captured_at INTEGER NOT NULL,
-    camera_id TEXT NOT NULL,
-    latitude REAL NOT NULL,
-    longitude REAL NOT NULL
+CREATE TABLE IF NOT EXISTS partitions (
+    day INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS reads_plate_time ON reads (plate, captured_at);
 CREATE TABLE IF NOT EXISTS agreements (
     id TEXT PRIMARY KEY,
     provider_ori TEXT NOT NULL,
@@ -50,51 +50,135 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     Ok(conn)
 }
 
-/// Insert reads in one transaction. Reads must already be validated.
+/// Seconds per day.
+const DAY: i64 = 86_400;
+
+fn table(day: i64) -> String {
+    format!("reads_{day}")
+}
+
+fn ensure_partition(tx: &rusqlite::Transaction<'_>, day: i64) -> Result<(), Error> {
+    let t = table(day);
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {t} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);
+         CREATE INDEX IF NOT EXISTS {t}_plate_time ON {t} (plate, captured_at);"
+    ))?;
+    tx.execute("INSERT OR IGNORE INTO partitions (day) VALUES (?1)", [day])?;
+    Ok(())
+}
+
+/// Insert reads in one transaction, each into its capture day's partition. Reads must
+/// already be validated.
 pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<(), Error> {
     let tx = conn.transaction()?;
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT INTO reads (plate, captured_at, camera_id, latitude, longitude) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for r in reads {
-            st.execute(params![
-                r.plate,
-                r.captured_at,
-                r.camera_id,
-                r.latitude,
-                r.longitude
-            ])?;
+    let mut by_day: std::collections::BTreeMap<i64, Vec<&Read>> = std::collections::BTreeMap::new();
+    for r in reads {
+        by_day
+            .entry(r.captured_at.div_euclid(DAY))
+            .or_default()
+            .push(r);
+    }
+    for (day, rows) in by_day {
+        ensure_partition(&tx, day)?;
+        {
+            let mut st = tx.prepare_cached(&format!(
+                "INSERT INTO {} (plate, captured_at, camera_id, latitude, longitude) VALUES (?1, ?2, ?3, ?4, ?5)",
+                table(day)
+            ))?;
+            for r in &rows {
+                st.execute(params![
+                    r.plate,
+                    r.captured_at,
+                    r.camera_id,
+                    r.latitude,
+                    r.longitude
+                ])?;
+            }
         }
+        tx.execute(
+            "UPDATE partitions SET rows = rows + ?2 WHERE day = ?1",
+            params![day, rows.len() as i64],
+        )?;
     }
     tx.commit()?;
     Ok(())
 }
 
 /// Most reads returned for one plate lookup.
-pub const MAX_RESULTS: i64 = 1000;
+pub const MAX_RESULTS: usize = 1000;
 
-/// Reads of one plate in `[start, end]`, oldest first.
+/// Day partitions that exist, oldest first.
+pub fn partitions(conn: &Connection) -> Result<Vec<(i64, i64)>, Error> {
+    let mut st = conn.prepare_cached("SELECT day, rows FROM partitions ORDER BY day")?;
+    Ok(st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
 pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Vec<Read>, Error> {
-    let mut st = conn.prepare_cached(
-        "SELECT plate, captured_at, camera_id, latitude, longitude FROM reads
-         WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT ?4",
-    )?;
-    let rows = st.query_map(params![plate, start, end, MAX_RESULTS], |r| {
-        Ok(Read {
-            plate: r.get(0)?,
-            captured_at: r.get(1)?,
-            camera_id: r.get(2)?,
-            latitude: r.get(3)?,
-            longitude: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut st =
+        conn.prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?;
+    let days: Vec<i64> = st
+        .query_map([start.div_euclid(DAY), end.div_euclid(DAY)], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for day in days {
+        let mut q = conn.prepare_cached(&format!(
+            "SELECT plate, captured_at, camera_id, latitude, longitude FROM {}
+             WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT ?4",
+            table(day)
+        ))?;
+        let rows = q.query_map(
+            params![plate, start, end, (MAX_RESULTS - out.len()) as i64],
+            |r| {
+                Ok(Read {
+                    plate: r.get(0)?,
+                    captured_at: r.get(1)?,
+                    camera_id: r.get(2)?,
+                    latitude: r.get(3)?,
+                    longitude: r.get(4)?,
+                })
+            },
+        )?;
+        for r in rows {
+            out.push(r?);
+        }
+        if out.len() >= MAX_RESULTS {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Count stored reads.
 pub fn count_reads(conn: &Connection) -> Result<i64, Error> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM reads", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT COALESCE(SUM(rows), 0) FROM partitions", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Drop every day partition entirely older than `cutoff` (Unix seconds). Returns the days
+/// dropped and the reads they held.
+pub fn purge_before(conn: &mut Connection, cutoff: i64) -> Result<(Vec<i64>, i64), Error> {
+    // A day is dropped only when all of it lies before the cutoff.
+    let last_whole_day = cutoff.div_euclid(DAY) - 1;
+    let tx = conn.transaction()?;
+    let doomed: Vec<(i64, i64)> = {
+        let mut st = tx.prepare("SELECT day, rows FROM partitions WHERE day <= ?1 ORDER BY day")?;
+        st.query_map([last_whole_day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut reads = 0;
+    for (day, rows) in &doomed {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(*day)))?;
+        tx.execute("DELETE FROM partitions WHERE day = ?1", [day])?;
+        reads += rows;
+    }
+    tx.commit()?;
+    Ok((doomed.into_iter().map(|(d, _)| d).collect(), reads))
 }
 
 /// Store a verified agreement (idempotent).
