@@ -16,6 +16,7 @@ pub mod agreement;
 pub mod envelope;
 mod error;
 pub mod input;
+pub mod merkle;
 pub mod purpose;
 pub mod rules;
 #[cfg(test)]
