@@ -256,6 +256,7 @@ impl Federation {
                         .unwrap_or("Agency"),
                 ),
                 accounts: alpr_node::config::AccountsConfig::default(),
+                registry: alpr_node::config::RegistryConfig::default(),
             };
             std::fs::create_dir_all(&cfg.data_dir)?;
             std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;
@@ -345,21 +346,27 @@ impl Federation {
     }
 
     /// Draft an agreement, have both admins sign it, register it at the broker over mTLS
-    /// and import it at both nodes. Returns the agreement id.
+    /// and have both nodes sync it from the registry log. Returns the agreement id.
     pub async fn agree(&self, terms: Agreement) -> Result<String> {
         let mut sa = client::draft_agreement(&terms)?;
         let (padmin, _) = self.person(&terms.provider_ori, &admin_of(&terms.provider_ori))?;
         let (radmin, _) = self.person(&terms.requester_ori, &admin_of(&terms.requester_ori))?;
         client::sign_agreement(&mut sa, &padmin, &self.trust)?;
         client::sign_agreement(&mut sa, &radmin, &self.trust)?;
-        self.submit(&terms.provider_ori, &sa).await?;
-        let mut id = String::new();
-        for ori in [&terms.provider_ori, &terms.requester_ori] {
-            if let Some(n) = self.nodes.get(ori) {
-                id = n.node.import_agreement(&sa)?;
+        let id = self.submit(&terms.provider_ori, &sa).await?;
+        self.sync(&[&terms.provider_ori, &terms.requester_ori])
+            .await?;
+        Ok(id)
+    }
+
+    /// Have these agencies' nodes sync the registry now (they also do so on a schedule).
+    pub async fn sync(&self, oris: &[&str]) -> Result<()> {
+        for ori in oris {
+            if let Some(n) = self.nodes.get(*ori) {
+                n.node.sync_registry().await?;
             }
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Submit a signed agreement to the broker from an agency's admin.

@@ -5,30 +5,34 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use alpr_pki::{Role, TrustStore, VerifiedIdentity};
+use alpr_pki::{Role, Signer, TrustStore, VerifiedIdentity};
 use alpr_proto::RefusalReason;
 use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
 use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
 use alpr_proto::pb::{
-    Answer, Refusal, RouteResponse, Signed, SignedAgreement, TargetResult, TargetStatus,
+    Answer, Refusal, RegistryEvent, RouteResponse, Signed, SignedAgreement, SignedTreeHead,
+    TargetResult, TargetStatus,
 };
 use alpr_proto::rules::StateRules;
 use alpr_proto::transport::{self, TlsIdentity};
+use prost::Message;
 use rusqlite::Connection;
 use tonic::transport::Channel;
 
 use crate::Error;
 use crate::config::BrokerConfig;
+use crate::registry::{self as reg, Registry};
 use crate::store::{self, LogEntry};
 
 /// The broker's shared state.
 pub struct Broker {
     pub(crate) trust: TrustStore,
     pub(crate) tls: TlsIdentity,
+    signer: Signer,
     db: Mutex<Connection>,
-    agreements: RwLock<Arc<Vec<AgreementView>>>,
+    registry: RwLock<Registry>,
     nodes: HashMap<String, NodeInboundClient<Channel>>,
     deadline: Duration,
 }
@@ -62,11 +66,9 @@ impl Broker {
                 me.role
             )));
         }
+        let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
         let conn = store::open(&cfg.db_path())?;
-        let agreements = store::agreements(&conn)?
-            .into_iter()
-            .map(|(v, _)| v)
-            .collect();
+        let registry = Registry::load(&conn, &trust)?;
         let deadline = Duration::from_millis(cfg.deadline_ms);
         let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
         let mut nodes = HashMap::new();
@@ -82,8 +84,9 @@ impl Broker {
         Ok(Arc::new(Self {
             trust,
             tls,
+            signer,
             db: Mutex::new(conn),
-            agreements: RwLock::new(Arc::new(agreements)),
+            registry: RwLock::new(registry),
             nodes,
             deadline,
         }))
@@ -95,28 +98,23 @@ impl Broker {
     }
 
     fn agreements(&self) -> Arc<Vec<AgreementView>> {
-        self.agreements
-            .read()
-            .map(|a| a.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        Arc::new(self.reg().views())
     }
 
-    fn reload(&self, conn: &Connection) -> Result<(), Error> {
-        let fresh = Arc::new(
-            store::agreements(conn)?
-                .into_iter()
-                .map(|(v, _)| v)
-                .collect(),
-        );
-        match self.agreements.write() {
-            Ok(mut a) => *a = fresh,
-            Err(p) => *p.into_inner() = fresh,
-        }
-        Ok(())
+    fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reg_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Register an agreement both admins signed, if the provider's state rules allow it.
-    pub fn register(&self, peer: &VerifiedIdentity, sa: &SignedAgreement) -> Result<String, Error> {
+    pub fn register(
+        &self,
+        peer: &VerifiedIdentity,
+        sa: &SignedAgreement,
+    ) -> Result<(String, u64, SignedTreeHead), Error> {
         let now = alpr_pki::now_unix();
         let result = self.register_inner(sa, now);
         let mut conn = self.db();
@@ -141,14 +139,166 @@ impl Broker {
         store::log(&mut conn, &[entry])?;
         let (id, _) = result?;
         let v = agreement::verify(&self.trust, sa, now)?;
-        store::put_agreement(&conn, &id, sa, &v.terms, now)?;
+        let leaf = RegistryEvent {
+            kind: "register".into(),
+            agreement_id: id.clone(),
+            agreement: Some(sa.clone()),
+            action: None,
+            logged_at: now,
+            provider_ori: v.terms.provider_ori.clone(),
+            requester_ori: v.terms.requester_ori.clone(),
+        }
+        .encode_to_vec();
+        let (index, head) =
+            self.reg_mut()
+                .append(&mut conn, &self.trust, &self.signer, leaf, now)?;
         for admin in [&v.provider_admin, &v.requester_admin] {
             if let Some(a) = &admin.agency {
                 store::put_agency(&conn, a)?;
             }
         }
-        self.reload(&conn)?;
-        Ok(id)
+        Ok((id, index, head))
+    }
+
+    /// Revoke (a party's admin), suspend or lift (the provider state's regulator) an
+    /// agreement: verify the signed action and append it to the registry.
+    pub fn act(
+        &self,
+        peer: &VerifiedIdentity,
+        action: &Signed,
+    ) -> Result<(u64, SignedTreeHead), Error> {
+        let now = alpr_pki::now_unix();
+        let (_, a) = alpr_proto::envelope::open_as::<alpr_proto::pb::AgreementAction>(
+            &self.trust,
+            action,
+            alpr_proto::registry::ACTION,
+            now,
+        )?;
+        let mut conn = self.db();
+        let result = {
+            let reg = self.reg();
+            match reg.records().get(&a.agreement_id) {
+                None => Err(Error::Refused(alpr_proto::Error::refused(
+                    RefusalReason::NoAgreement,
+                    format!("no registered agreement {}", a.agreement_id),
+                ))),
+                Some(rec) => alpr_proto::registry::verify_action(&self.trust, action, rec, now)
+                    .map(|(_, _, _)| rec.agreement.terms.clone())
+                    .map_err(Error::from),
+            }
+        };
+        store::log(
+            &mut conn,
+            &[LogEntry {
+                at: now,
+                event: a.action.clone(),
+                requester: Some(peer.describe()),
+                decision: if result.is_ok() {
+                    "logged".into()
+                } else {
+                    "refused".into()
+                },
+                reason_code: result.as_ref().err().map(|e| match e {
+                    Error::Refused(r) => r.reason().as_str_name().to_owned(),
+                    _ => "INVALID_INPUT".to_owned(),
+                }),
+                detail: Some(match &result {
+                    Ok(_) => a.reason.clone(),
+                    Err(e) => e.to_string(),
+                }),
+                agreement_id: Some(a.agreement_id.clone()),
+                ..Default::default()
+            }],
+        )?;
+        let terms = result?;
+        let leaf = RegistryEvent {
+            kind: a.action.clone(),
+            agreement_id: a.agreement_id.clone(),
+            agreement: None,
+            action: Some(action.clone()),
+            logged_at: now,
+            provider_ori: terms.provider_ori,
+            requester_ori: terms.requester_ori,
+        }
+        .encode_to_vec();
+        self.reg_mut()
+            .append(&mut conn, &self.trust, &self.signer, leaf, now)
+    }
+
+    /// The latest signed tree head (a signed empty head if nothing is registered yet).
+    pub fn head(&self) -> Result<SignedTreeHead, Error> {
+        if let Some(h) = reg::latest_head(&self.db())? {
+            return Ok(h);
+        }
+        let th = alpr_proto::pb::TreeHead {
+            size: 0,
+            root: alpr_proto::merkle::empty_root().to_vec(),
+            timestamp: alpr_pki::now_unix(),
+        };
+        Ok(SignedTreeHead {
+            head: Some(alpr_proto::envelope::seal(
+                &self.signer,
+                alpr_proto::registry::TREE_HEAD,
+                &th,
+            )?),
+            cosignatures: vec![],
+        })
+    }
+
+    /// Registry leaves `[start, end)` (at most 1000).
+    pub fn entries(&self, start: u64, end: u64) -> Vec<Vec<u8>> {
+        self.reg()
+            .entries(start, end.min(start.saturating_add(1000)))
+    }
+
+    /// Inclusion proof.
+    pub fn inclusion(&self, index: u64, size: u64) -> Result<Vec<alpr_proto::merkle::Hash>, Error> {
+        self.reg().inclusion(index, size)
+    }
+
+    /// Consistency proof.
+    pub fn consistency(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<alpr_proto::merkle::Hash>, Error> {
+        self.reg().consistency(first, second)
+    }
+
+    /// Attach a regulator's cosignature to the tree head it names.
+    pub fn cosign(&self, peer: &VerifiedIdentity, cosig: &Signed) -> Result<SignedTreeHead, Error> {
+        let now = alpr_pki::now_unix();
+        let (id, cs): (_, alpr_proto::pb::Cosignature) = alpr_proto::envelope::open_as(
+            &self.trust,
+            cosig,
+            alpr_proto::registry::COSIGNATURE,
+            now,
+        )?;
+        if id.role != Role::Regulator || id.serial != peer.serial {
+            return Err(alpr_proto::Error::refused(
+                RefusalReason::CertInvalid,
+                "cosignatures come from the connected regulator",
+            )
+            .into());
+        }
+        let th = alpr_proto::pb::TreeHead::decode(cs.tree_head.as_slice())
+            .map_err(|e| Error::Usage(format!("cosigned tree head does not decode: {e}")))?;
+        let conn = self.db();
+        let mut sth = reg::head_of_size(&conn, th.size)?
+            .ok_or_else(|| Error::Usage(format!("no tree head of size {}", th.size)))?;
+        if sth.head.as_ref().map(|h| &h.payload) != Some(&cs.tree_head) {
+            return Err(Error::Usage(
+                "cosignature is over a tree head this broker did not sign".into(),
+            ));
+        }
+        sth.cosignatures.retain(|c| {
+            alpr_proto::envelope::open(&self.trust, c, alpr_proto::registry::COSIGNATURE, now)
+                .map(|(i, _)| i.serial != id.serial)
+                .unwrap_or(false)
+        });
+        sth.cosignatures.push(cosig.clone());
+        reg::put_head(&conn, th.size, &sth)?;
+        Ok(sth)
     }
 
     fn register_inner(&self, sa: &SignedAgreement, now: i64) -> Result<(String, String), Error> {
@@ -174,12 +324,12 @@ impl Broker {
 
     /// Registered agreements with status, optionally where `ori` is a party.
     pub fn list(&self, ori: Option<&str>) -> Result<Vec<(AgreementView, SignedAgreement)>, Error> {
-        let conn = self.db();
-        Ok(store::agreements(&conn)?
+        let reg = self.reg();
+        Ok(reg
+            .views()
             .into_iter()
-            .filter(|(v, _)| {
-                ori.is_none_or(|o| v.terms.provider_ori == o || v.terms.requester_ori == o)
-            })
+            .filter(|v| ori.is_none_or(|o| v.terms.provider_ori == o || v.terms.requester_ori == o))
+            .filter_map(|v| reg.signed(&v.id).map(|sa| (v, sa)))
             .collect())
     }
 

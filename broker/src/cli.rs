@@ -77,7 +77,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Agreements { config } => {
             let cfg = BrokerConfig::load(&config)?;
             let conn = store::open(&cfg.db_path())?;
-            for (a, _) in store::agreements(&conn)? {
+            let trust = alpr_pki::TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+            let reg = crate::registry::Registry::load(&conn, &trust)?;
+            for a in reg.views() {
                 println!(
                     "{} {} -> {} status={} purposes={} look-back={}d valid_until={}",
                     a.id,

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod store;

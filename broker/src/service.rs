@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use alpr_proto::pb::broker_server::Broker as BrokerRpc;
 use alpr_proto::pb::{
-    AgreementEntry, AgreementList, ListAgreementsRequest, RouteResponse, Signed, SignedAgreement,
-    SubmitAgreementResponse,
+    AgreementEntry, AgreementList, AppendResponse, ConsistencyRequest, Entries, EntriesRequest,
+    InclusionRequest, ListAgreementsRequest, Proof, RouteResponse, Signed, SignedAgreement,
+    SignedTreeHead, SubmitAgreementResponse, TreeHeadRequest,
 };
 use alpr_proto::transport;
 use tonic::{Request, Response, Status};
@@ -50,11 +51,15 @@ impl BrokerRpc for BrokerService {
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let sa = request.into_inner();
         let broker = self.broker.clone();
-        let id = tokio::task::spawn_blocking(move || broker.register(&peer, &sa))
+        let (id, index, head) = tokio::task::spawn_blocking(move || broker.register(&peer, &sa))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| e.to_status())?;
-        Ok(Response::new(SubmitAgreementResponse { agreement_id: id }))
+        Ok(Response::new(SubmitAgreementResponse {
+            agreement_id: id,
+            index,
+            head: Some(head),
+        }))
     }
 
     async fn list_agreements(
@@ -76,5 +81,92 @@ impl BrokerRpc for BrokerService {
             })
             .collect();
         Ok(Response::new(AgreementList { agreements: list }))
+    }
+
+    async fn act_on_agreement(
+        &self,
+        request: Request<Signed>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let peer = self.peer(&request)?;
+        let action = request.into_inner();
+        let broker = self.broker.clone();
+        let (index, head) = tokio::task::spawn_blocking(move || broker.act(&peer, &action))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(AppendResponse {
+            index,
+            head: Some(head),
+        }))
+    }
+
+    async fn get_tree_head(
+        &self,
+        request: Request<TreeHeadRequest>,
+    ) -> Result<Response<SignedTreeHead>, Status> {
+        self.peer(&request)?;
+        self.broker
+            .head()
+            .map(Response::new)
+            .map_err(|e| e.to_status())
+    }
+
+    async fn get_entries(
+        &self,
+        request: Request<EntriesRequest>,
+    ) -> Result<Response<Entries>, Status> {
+        self.peer(&request)?;
+        let r = request.into_inner();
+        Ok(Response::new(Entries {
+            leaves: self.broker.entries(r.start, r.end),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<InclusionRequest>,
+    ) -> Result<Response<Proof>, Status> {
+        self.peer(&request)?;
+        let r = request.into_inner();
+        let hashes = self
+            .broker
+            .inclusion(r.index, r.tree_size)
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(Proof {
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<ConsistencyRequest>,
+    ) -> Result<Response<Proof>, Status> {
+        self.peer(&request)?;
+        let r = request.into_inner();
+        let hashes = self
+            .broker
+            .consistency(r.first, r.second)
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(Proof {
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn cosign(&self, request: Request<Signed>) -> Result<Response<SignedTreeHead>, Status> {
+        let peer = self.peer(&request)?;
+        let cosig = request.into_inner();
+        let broker = self.broker.clone();
+        let sth = tokio::task::spawn_blocking(move || broker.cosign(&peer, &cosig))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(sth))
+    }
+}
+
+impl BrokerService {
+    fn peer<T>(&self, request: &Request<T>) -> Result<alpr_pki::VerifiedIdentity, Status> {
+        transport::peer_identity(request, &self.broker.trust, alpr_pki::now_unix())
+            .map_err(|e| Status::unauthenticated(e.to_string()))
     }
 }

@@ -1,26 +1,15 @@
-//! The broker's database: the agreement registry, agencies seen at registration, the
+//! The broker's database: agencies seen at registration, the
 //! routing log and replay memory. It holds no reads and no answers.
 
 use std::path::Path;
 
 use alpr_proto::admission::ReplayGuard;
-use alpr_proto::agreement::{AgreementStatus, AgreementView};
-use alpr_proto::pb;
-use prost::Message;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::Error;
 
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS agreements (
-    id TEXT PRIMARY KEY,
-    provider_ori TEXT NOT NULL,
-    requester_ori TEXT NOT NULL,
-    status TEXT NOT NULL,
-    signed BLOB NOT NULL,
-    registered_at INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS agencies (
     ori TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -138,20 +127,6 @@ pub fn read_log(conn: &Connection) -> Result<Vec<LogEntry>, Error> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Register an agreement; false if already registered.
-pub fn put_agreement(
-    conn: &Connection,
-    id: &str,
-    sa: &pb::SignedAgreement,
-    terms: &pb::Agreement,
-    now: i64,
-) -> Result<bool, Error> {
-    Ok(conn.execute(
-        "INSERT OR IGNORE INTO agreements (id, provider_ori, requester_ori, status, signed, registered_at) VALUES (?1, ?2, ?3, 'active', ?4, ?5)",
-        params![id, terms.provider_ori, terms.requester_ori, sa.encode_to_vec(), now],
-    )? == 1)
-}
-
 /// Remember an agency's verified claims.
 pub fn put_agency(conn: &Connection, a: &alpr_pki::AgencyClaims) -> Result<(), Error> {
     conn.execute(
@@ -171,35 +146,6 @@ pub fn agency_jurisdiction(conn: &Connection, ori: &str) -> Result<Option<String
             |r| r.get(0),
         )
         .optional()?)
-}
-
-/// Every registered agreement with status and signed form.
-pub fn agreements(conn: &Connection) -> Result<Vec<(AgreementView, pb::SignedAgreement)>, Error> {
-    let mut st =
-        conn.prepare("SELECT id, status, signed FROM agreements ORDER BY registered_at, id")?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, status, blob) = row?;
-        let sa = pb::SignedAgreement::decode(blob.as_slice())
-            .map_err(|e| Error::Usage(format!("stored agreement {id}: {e}")))?;
-        let payload = sa
-            .provider
-            .as_ref()
-            .map(|s| s.payload.as_slice())
-            .unwrap_or_default();
-        let terms = pb::Agreement::decode(payload)
-            .map_err(|e| Error::Usage(format!("stored agreement {id}: {e}")))?;
-        let status = AgreementStatus::parse(&status).unwrap_or(AgreementStatus::Revoked);
-        out.push((AgreementView { id, terms, status }, sa));
-    }
-    Ok(out)
 }
 
 /// Replay memory in the `seen_queries` table.

@@ -32,6 +32,35 @@ pub struct NodeConfig {
     /// Account rules for the agency's searchers.
     #[serde(default)]
     pub accounts: AccountsConfig,
+    /// How this node follows the agreement registry.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+/// How the node follows the broker's agreement registry.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Trust only tree heads cosigned by a regulator of this agency's state, so the broker
+    /// cannot show this node a different history than the regulator saw.
+    #[serde(default)]
+    pub require_cosignature: bool,
+    /// How often to sync the registry, seconds (also at start).
+    #[serde(default = "default_sync")]
+    pub sync_interval_secs: u64,
+}
+
+fn default_sync() -> u64 {
+    30
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            require_cosignature: false,
+            sync_interval_secs: default_sync(),
+        }
+    }
 }
 
 /// The seven elements of a usage and privacy policy (Civil Code 1798.90.51(b), SB 34).

@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 pub mod ingest;
 pub mod node;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod settings;

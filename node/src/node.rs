@@ -70,7 +70,7 @@ impl Node {
         let conn = store::open(&cfg.db_path())?;
         let signer = Arc::new(signer);
         let audit_log = AuditLog::open(&cfg.audit_path(), Some(signer.clone()))?;
-        let agreements = store::agreements(&conn)?;
+        let agreements = store::registered_agreements(&conn)?;
         let broker = match &cfg.broker {
             Some(b) => {
                 let client_cfg =
@@ -288,8 +288,8 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    fn reload_agreements(&self, conn: &Connection) -> Result<(), Error> {
-        let fresh = Arc::new(store::agreements(conn)?);
+    pub(crate) fn reload_agreements(&self, conn: &Connection) -> Result<(), Error> {
+        let fresh = Arc::new(store::registered_agreements(conn)?);
         match self.agreements.write() {
             Ok(mut a) => *a = fresh,
             Err(p) => *p.into_inner() = fresh,

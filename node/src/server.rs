@@ -25,6 +25,7 @@ pub struct RunningNode {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     purge_task: JoinHandle<()>,
+    sync_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -34,6 +35,7 @@ impl RunningNode {
             let _ = tx.send(());
         }
         self.purge_task.abort();
+        self.sync_task.abort();
         let served = match self.task.await {
             Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
             Err(e) => Err(Error::Transport(e.to_string())),
@@ -88,6 +90,26 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
             }
         }
     });
+    // Registry sync: at start, then every interval (only with a broker configured).
+    let syncer = node.clone();
+    let sync_every = std::time::Duration::from_secs(cfg.registry.sync_interval_secs.max(1));
+    let has_broker = cfg.broker.is_some();
+    let sync_task = tokio::spawn(async move {
+        if !has_broker {
+            return;
+        }
+        let mut tick = tokio::time::interval(sync_every);
+        loop {
+            tick.tick().await;
+            match syncer.sync_registry().await {
+                Ok(r) if !r.applied.is_empty() => {
+                    tracing::info!(to = r.to, applied = r.applied.len(), "registry synced")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "registry sync failed"),
+            }
+        }
+    });
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;
@@ -99,5 +121,6 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         stop: Some(tx),
         task,
         purge_task,
+        sync_task,
     })
 }

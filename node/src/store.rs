@@ -25,8 +25,12 @@ CREATE TABLE IF NOT EXISTS agreements (
     requester_ori TEXT NOT NULL,
     status TEXT NOT NULL,
     signed BLOB NOT NULL,
-    imported_at INTEGER NOT NULL
+    imported_at INTEGER NOT NULL,
+    registered_index INTEGER,
+    registered_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS registry_leaves (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, sth BLOB NOT NULL, seen_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_queries (
     query_id BLOB NOT NULL,
     provider TEXT NOT NULL,
@@ -209,9 +213,50 @@ pub fn set_agreement_status(
     Ok(n == 1)
 }
 
-/// Every stored agreement, with terms decoded from the signed bytes.
+/// Mark an agreement as seen registered in the verified registry log.
+pub fn set_registered(conn: &Connection, id: &str, index: u64, at: i64) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE agreements SET registered_index = ?2, registered_at = ?3 WHERE id = ?1",
+        params![id, index as i64, at],
+    )?;
+    Ok(())
+}
+
+/// Agreements in effect at this node: only those whose registration the node itself
+/// verified in the registry log.
+pub fn registered_agreements(conn: &Connection) -> Result<Vec<AgreementView>, Error> {
+    agreements_where(conn, "WHERE registered_index IS NOT NULL")
+}
+
+/// Every stored agreement (registered or not), with terms decoded from the signed bytes.
 pub fn agreements(conn: &Connection) -> Result<Vec<AgreementView>, Error> {
-    let mut st = conn.prepare("SELECT id, status, signed FROM agreements ORDER BY imported_at")?;
+    agreements_where(conn, "")
+}
+
+/// The signed form and registration time of one stored agreement.
+pub fn signed_agreement(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(pb::SignedAgreement, Option<i64>)>, Error> {
+    let row: Option<(Vec<u8>, Option<i64>)> = conn
+        .query_row(
+            "SELECT signed, registered_at FROM agreements WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(b, at)| {
+        pb::SignedAgreement::decode(b.as_slice())
+            .map(|sa| (sa, at))
+            .map_err(|e| Error::Audit(format!("stored agreement {id}: {e}")))
+    })
+    .transpose()
+}
+
+fn agreements_where(conn: &Connection, filter: &str) -> Result<Vec<AgreementView>, Error> {
+    let mut st = conn.prepare(&format!(
+        "SELECT id, status, signed FROM agreements {filter} ORDER BY imported_at"
+    ))?;
     let rows = st.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,

@@ -94,6 +94,7 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
             retention: "365 days then purged by day".into(),
         },
         accounts: Default::default(),
+        registry: Default::default(),
     };
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     std::fs::write(dir.join("node.toml"), toml::to_string(&cfg).unwrap()).unwrap();

@@ -18,6 +18,7 @@ mod error;
 pub mod input;
 pub mod merkle;
 pub mod purpose;
+pub mod registry;
 pub mod rules;
 #[cfg(test)]
 mod testkit;

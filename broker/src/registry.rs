@@ -1,0 +1,211 @@
+//! The broker's copy of the agreement registry: the leaves, their hashes and the state
+//! they replay to. Every leaf is verified when appended and again when the broker starts,
+//! so a tampered database is refused rather than served.
+
+use std::collections::BTreeMap;
+
+use alpr_pki::{Signer, TrustStore};
+use alpr_proto::agreement::{AgreementStatus, AgreementView};
+use alpr_proto::envelope;
+use alpr_proto::merkle::{self, Hash};
+use alpr_proto::pb::{SignedAgreement, SignedTreeHead, TreeHead};
+use alpr_proto::registry::{self, AgreementRecord, TREE_HEAD};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Error;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS registry (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tree_heads (size INTEGER PRIMARY KEY, sth BLOB NOT NULL);
+"#;
+
+/// The registry as the broker holds it.
+#[derive(Default)]
+pub struct Registry {
+    leaves: Vec<Vec<u8>>,
+    hashes: Vec<Hash>,
+    records: BTreeMap<String, AgreementRecord>,
+}
+
+impl Registry {
+    /// Load and verify the whole log.
+    pub fn load(conn: &Connection, trust: &TrustStore) -> Result<Self, Error> {
+        conn.execute_batch(SCHEMA)?;
+        let mut st = conn.prepare("SELECT idx, leaf FROM registry ORDER BY idx")?;
+        let rows: Vec<(i64, Vec<u8>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut reg = Self::default();
+        for (i, (idx, leaf)) in rows.into_iter().enumerate() {
+            if idx != i as i64 {
+                return Err(Error::Usage(format!(
+                    "registry database: entry {i} is missing"
+                )));
+            }
+            registry::apply_leaf(trust, &mut reg.records, i as u64, &leaf).map_err(|e| {
+                Error::Usage(format!("registry database: entry {i} does not verify: {e}"))
+            })?;
+            reg.hashes.push(merkle::leaf_hash(&leaf));
+            reg.leaves.push(leaf);
+        }
+        Ok(reg)
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// Current root.
+    pub fn root(&self) -> Hash {
+        merkle::root(&self.hashes)
+    }
+
+    /// Agreement records.
+    pub fn records(&self) -> &BTreeMap<String, AgreementRecord> {
+        &self.records
+    }
+
+    /// The agreements as admission sees them.
+    pub fn views(&self) -> Vec<AgreementView> {
+        self.records
+            .values()
+            .map(|r| AgreementView {
+                id: r.agreement.id.clone(),
+                terms: r.agreement.terms.clone(),
+                status: r.status,
+            })
+            .collect()
+    }
+
+    /// The doubly signed form of an agreement.
+    pub fn signed(&self, id: &str) -> Option<SignedAgreement> {
+        let rec = self.records.get(id)?;
+        let leaf = self.leaves.get(rec.registered_index as usize)?;
+        alpr_proto::pb::RegistryEvent::decode(leaf.as_slice())
+            .ok()?
+            .agreement
+    }
+
+    /// Status of an agreement.
+    pub fn status(&self, id: &str) -> Option<AgreementStatus> {
+        self.records.get(id).map(|r| r.status)
+    }
+
+    /// Verify and append a leaf durably, sign the new tree head; returns (index, head).
+    pub fn append(
+        &mut self,
+        conn: &mut Connection,
+        trust: &TrustStore,
+        signer: &Signer,
+        leaf: Vec<u8>,
+        now: i64,
+    ) -> Result<(u64, SignedTreeHead), Error> {
+        let index = self.size();
+        let mut records = self.records.clone();
+        registry::apply_leaf(trust, &mut records, index, &leaf)?;
+        let mut hashes = self.hashes.clone();
+        hashes.push(merkle::leaf_hash(&leaf));
+        let th = TreeHead {
+            size: index + 1,
+            root: merkle::root(&hashes).to_vec(),
+            timestamp: now,
+        };
+        let sth = SignedTreeHead {
+            head: Some(envelope::seal(signer, TREE_HEAD, &th)?),
+            cosignatures: vec![],
+        };
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO registry (idx, leaf) VALUES (?1, ?2)",
+            params![index as i64, leaf],
+        )?;
+        tx.execute(
+            "INSERT INTO tree_heads (size, sth) VALUES (?1, ?2)",
+            params![(index + 1) as i64, sth.encode_to_vec()],
+        )?;
+        tx.commit()?;
+        self.records = records;
+        self.hashes = hashes;
+        self.leaves.push(leaf);
+        Ok((index, sth))
+    }
+
+    /// Leaves `[start, end)`.
+    pub fn entries(&self, start: u64, end: u64) -> Vec<Vec<u8>> {
+        let end = end.min(self.size());
+        if start >= end {
+            return vec![];
+        }
+        self.leaves[start as usize..end as usize].to_vec()
+    }
+
+    /// Inclusion proof of `index` in the tree of `size` leaves.
+    pub fn inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        if size > self.size() {
+            return Err(Error::Usage(format!(
+                "tree size {size} exceeds the log ({})",
+                self.size()
+            )));
+        }
+        merkle::inclusion_proof(&self.hashes[..size as usize], index)
+            .map_err(|e| Error::Usage(e.to_string()))
+    }
+
+    /// Consistency proof from `first` to `second` leaves.
+    pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, Error> {
+        if second > self.size() || first > second {
+            return Err(Error::Usage(format!(
+                "bad sizes {first}..{second} (log has {})",
+                self.size()
+            )));
+        }
+        if first == 0 || first == second {
+            return Ok(vec![]);
+        }
+        merkle::consistency_proof(&self.hashes[..second as usize], first)
+            .map_err(|e| Error::Usage(e.to_string()))
+    }
+}
+
+/// The latest stored signed tree head (with cosignatures), if any.
+pub fn latest_head(conn: &Connection) -> Result<Option<SignedTreeHead>, Error> {
+    let blob: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT sth FROM tree_heads ORDER BY size DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    blob.map(|b| {
+        SignedTreeHead::decode(b.as_slice())
+            .map_err(|e| Error::Usage(format!("stored tree head: {e}")))
+    })
+    .transpose()
+}
+
+/// The stored signed tree head of one size.
+pub fn head_of_size(conn: &Connection, size: u64) -> Result<Option<SignedTreeHead>, Error> {
+    let blob: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT sth FROM tree_heads WHERE size = ?1",
+            [size as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    blob.map(|b| {
+        SignedTreeHead::decode(b.as_slice())
+            .map_err(|e| Error::Usage(format!("stored tree head: {e}")))
+    })
+    .transpose()
+}
+
+/// Replace a stored head (to add cosignatures).
+pub fn put_head(conn: &Connection, size: u64, sth: &SignedTreeHead) -> Result<(), Error> {
+    conn.execute(
+        "INSERT OR REPLACE INTO tree_heads (size, sth) VALUES (?1, ?2)",
+        params![size as i64, sth.encode_to_vec()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! The node's own view of the agreement registry.
+//!
+//! A node never takes the broker's word for an agreement: it syncs the registry log
+//! itself, verifies the broker's signed tree head (and, if configured, a regulator's
+//! cosignature), checks the head is consistent with the last one it saw, recomputes the
+//! root from the leaf hashes it keeps, and applies only the events whose signed contents
+//! concern it. A rewritten or forked history is reported (`registry_fork` audit entry)
+//! and the node stops advancing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use alpr_proto::agreement::{self, AgreementStatus};
+use alpr_proto::merkle::{self, Hash};
+use alpr_proto::pb::broker_client::BrokerClient;
+use alpr_proto::pb::{
+    Agreement, ConsistencyRequest, EntriesRequest, RegistryEvent, TreeHeadRequest,
+};
+use alpr_proto::registry::{self, AgreementRecord, HistoryItem};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+use tonic::transport::Channel;
+
+use crate::audit::AuditEntry;
+use crate::node::Node;
+use crate::{Error, store};
+
+/// What a sync did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Registry size before.
+    pub from: u64,
+    /// Registry size after.
+    pub to: u64,
+    /// Events that concerned this agency and were applied.
+    pub applied: Vec<String>,
+}
+
+fn stored_hashes(conn: &Connection) -> Result<Vec<Hash>, Error> {
+    let mut st = conn.prepare("SELECT hash FROM registry_leaves ORDER BY idx")?;
+    let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(
+            merkle::hash_from_slice(&r?)
+                .map_err(|e| Error::Audit(format!("stored registry hash: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+fn last_head(conn: &Connection) -> Result<Option<(u64, Hash)>, Error> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT size, root FROM registry_heads ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(s, r)| {
+        Ok((
+            s as u64,
+            merkle::hash_from_slice(&r).map_err(|e| Error::Audit(e.to_string()))?,
+        ))
+    })
+    .transpose()
+}
+
+impl Node {
+    /// Sync the registry from this node's configured broker.
+    pub async fn sync_registry(self: &Arc<Self>) -> Result<SyncReport, Error> {
+        let (client, _) = self
+            .broker
+            .clone()
+            .ok_or_else(|| Error::Usage("no [broker] configured".into()))?;
+        self.sync_registry_with(client).await
+    }
+
+    /// Sync the registry from a given broker connection.
+    pub async fn sync_registry_with(
+        self: &Arc<Self>,
+        mut client: BrokerClient<Channel>,
+    ) -> Result<SyncReport, Error> {
+        let now = alpr_pki::now_unix();
+        let sth = client.get_tree_head(TreeHeadRequest {}).await?.into_inner();
+        let head = registry::verify_head(&self.trust, &sth, now)?;
+        if self.cfg.registry.require_cosignature
+            && !head.cosigned_by(self.agency.jurisdiction.as_str())
+        {
+            return Err(Error::Usage(format!(
+                "registry tree head of size {} carries no {} regulator cosignature; not trusted",
+                head.size, self.agency.jurisdiction
+            )));
+        }
+        let (last, known) = {
+            let conn = self.db();
+            (last_head(&conn)?, stored_hashes(&conn)?)
+        };
+        let from = known.len() as u64;
+        if let Some((size, root)) = last {
+            let proof = if head.size > size && size > 0 {
+                client
+                    .get_consistency_proof(ConsistencyRequest {
+                        first: size,
+                        second: head.size,
+                    })
+                    .await?
+                    .into_inner()
+                    .hashes
+            } else {
+                vec![]
+            };
+            let proof = registry::proof_hashes(&proof)?;
+            if let Err(e) =
+                registry::check_consistency((size, &root), (head.size, &head.root), &proof)
+            {
+                self.fork_alert(&format!("{}", e.detail()))?;
+                return Err(Error::Usage(format!(
+                    "registry fork detected: {}",
+                    e.detail()
+                )));
+            }
+        }
+        // Fetch every new leaf; recompute the root over all leaf hashes this node keeps.
+        let mut leaves = Vec::new();
+        while from + (leaves.len() as u64) < head.size {
+            let start = from + leaves.len() as u64;
+            let got = client
+                .get_entries(EntriesRequest {
+                    start,
+                    end: head.size,
+                })
+                .await?
+                .into_inner()
+                .leaves;
+            if got.is_empty() {
+                return Err(Error::Usage(format!(
+                    "broker returned no registry entries from {start}"
+                )));
+            }
+            leaves.extend(got);
+        }
+        leaves.truncate((head.size - from) as usize);
+        let mut all = known;
+        all.extend(leaves.iter().map(|l| merkle::leaf_hash(l)));
+        if merkle::root(&all) != head.root {
+            self.fork_alert(&format!(
+                "entries {from}..{} do not hash to the signed root",
+                head.size
+            ))?;
+            return Err(Error::Usage(
+                "registry entries do not match the signed tree head".into(),
+            ));
+        }
+        let report = self.apply_events(from, &leaves, &head.signed, head.size, &head.root, now)?;
+        Ok(report)
+    }
+
+    fn fork_alert(&self, detail: &str) -> Result<(), Error> {
+        tracing::error!(detail, "ALERT: registry fork or rewrite detected");
+        self.audit(&[AuditEntry {
+            at: alpr_pki::now_unix(),
+            event: "registry_fork".into(),
+            decision: "alert".into(),
+            detail: Some(detail.to_owned()),
+            ..Default::default()
+        }])
+    }
+
+    fn apply_events(
+        &self,
+        from: u64,
+        leaves: &[Vec<u8>],
+        sth: &alpr_proto::pb::SignedTreeHead,
+        size: u64,
+        root: &Hash,
+        now: i64,
+    ) -> Result<SyncReport, Error> {
+        let mut conn = self.db();
+        let mut applied = Vec::new();
+        let mut entries = Vec::new();
+        let tx = conn.transaction()?;
+        for (i, leaf) in leaves.iter().enumerate() {
+            let index = from + i as u64;
+            tx.execute(
+                "INSERT INTO registry_leaves (idx, hash) VALUES (?1, ?2)",
+                params![index as i64, merkle::leaf_hash(leaf).to_vec()],
+            )?;
+            let Ok(ev) = RegistryEvent::decode(leaf.as_slice()) else {
+                continue;
+            };
+            let outcome = self.apply_event(&tx, index, &ev);
+            match outcome {
+                Ok(Some(what)) => {
+                    entries.push(AuditEntry {
+                        at: now,
+                        event: "registry_event".into(),
+                        decision: "applied".into(),
+                        agreement_id: Some(ev.agreement_id.clone()),
+                        detail: Some(format!("registry entry {index}: {what}")),
+                        ..Default::default()
+                    });
+                    applied.push(what);
+                }
+                Ok(None) => {}
+                Err(e) => entries.push(AuditEntry {
+                    at: now,
+                    event: "registry_event".into(),
+                    decision: "rejected".into(),
+                    agreement_id: Some(ev.agreement_id.clone()),
+                    detail: Some(format!(
+                        "registry entry {index} concerns this agency but does not verify: {e}"
+                    )),
+                    ..Default::default()
+                }),
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO registry_heads (size, root, sth, seen_at) VALUES (?1, ?2, ?3, ?4)",
+            params![size as i64, root.to_vec(), sth.encode_to_vec(), now],
+        )?;
+        tx.commit()?;
+        self.reload_agreements(&conn)?;
+        drop(conn);
+        if !entries.is_empty() {
+            self.audit(&entries)?;
+        }
+        Ok(SyncReport {
+            from,
+            to: size,
+            applied,
+        })
+    }
+
+    /// Apply one event if its signed contents concern this agency.
+    fn apply_event(
+        &self,
+        conn: &Connection,
+        index: u64,
+        ev: &RegistryEvent,
+    ) -> Result<Option<String>, Error> {
+        let me = self.ori();
+        match ev.kind.as_str() {
+            "register" => {
+                let Some(sa) = &ev.agreement else {
+                    return Ok(None);
+                };
+                let payload = sa
+                    .provider
+                    .as_ref()
+                    .map(|s| s.payload.as_slice())
+                    .unwrap_or_default();
+                let Ok(terms) = Agreement::decode(payload) else {
+                    return Ok(None);
+                };
+                if terms.provider_ori != me && terms.requester_ori != me {
+                    return Ok(None);
+                }
+                let v = agreement::verify(&self.trust, sa, ev.logged_at)?;
+                store::put_agreement(conn, &v.id, sa, &v.terms, ev.logged_at)?;
+                store::set_registered(conn, &v.id, index, ev.logged_at)?;
+                Ok(Some(format!(
+                    "{} registered: {} shares with {}",
+                    v.id, v.terms.provider_ori, v.terms.requester_ori
+                )))
+            }
+            _ => {
+                let Some((sa, registered_at)) = store::signed_agreement(conn, &ev.agreement_id)?
+                else {
+                    return Ok(None);
+                };
+                let Some(action) = &ev.action else {
+                    return Ok(None);
+                };
+                let at = registered_at.unwrap_or(ev.logged_at);
+                let v = agreement::verify(&self.trust, &sa, at)?;
+                let status = store::agreement_status(conn, &v.id)?
+                    .and_then(|s| AgreementStatus::parse(&s))
+                    .unwrap_or(AgreementStatus::Revoked);
+                let record = AgreementRecord {
+                    agreement: v,
+                    registered_index: 0,
+                    status,
+                    history: Vec::<HistoryItem>::new(),
+                };
+                let (a, who, next) =
+                    registry::verify_action(&self.trust, action, &record, ev.logged_at)?;
+                conn.execute(
+                    "UPDATE agreements SET status = ?2 WHERE id = ?1",
+                    params![ev.agreement_id, next.as_str()],
+                )?;
+                Ok(Some(format!(
+                    "{} {} by {}: {}",
+                    ev.agreement_id,
+                    a.action,
+                    who.describe(),
+                    a.reason
+                )))
+            }
+        }
+    }
+}
+
+/// Heads this node has accepted, by size.
+pub fn heads(conn: &Connection) -> Result<BTreeMap<u64, Hash>, Error> {
+    let mut st = conn.prepare("SELECT size, root FROM registry_heads ORDER BY size")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let (s, root) = r?;
+        out.insert(
+            s as u64,
+            merkle::hash_from_slice(&root).map_err(|e| Error::Audit(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,305 @@
+//! The agreement registry: an append-only Merkle log (RFC 6962 hashing) of agreement
+//! lifecycle events, with broker-signed tree heads and regulator cosignatures.
+//!
+//! Everything here is verification that any party can run for itself: the broker, each
+//! node (over the events that concern it) and each regulator (over the whole log).
+
+use std::collections::BTreeMap;
+
+use alpr_pki::{Role, TrustStore, VerifiedIdentity};
+use prost::Message;
+
+use crate::agreement::{self, AgreementStatus, VerifiedAgreement};
+use crate::envelope;
+use crate::merkle::{self, Hash};
+use crate::pb::{AgreementAction, Cosignature, RegistryEvent, Signed, SignedTreeHead, TreeHead};
+use crate::{Error, RefusalReason};
+
+/// Payload type of a broker-signed tree head.
+pub const TREE_HEAD: &str = "alpr.v1.TreeHead";
+/// Payload type of a regulator cosignature.
+pub const COSIGNATURE: &str = "alpr.v1.Cosignature";
+/// Payload type of an agreement action.
+pub const ACTION: &str = "alpr.v1.AgreementAction";
+
+fn invalid(m: impl Into<String>) -> Error {
+    Error::refused(RefusalReason::InvalidInput, m)
+}
+
+/// A tree head whose broker signature (and any cosignatures) verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedHead {
+    /// Leaves in the tree.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// When the broker signed it.
+    pub timestamp: i64,
+    /// Regulators whose cosignatures verified.
+    pub cosigners: Vec<VerifiedIdentity>,
+    /// The signed form.
+    pub signed: SignedTreeHead,
+}
+
+impl VerifiedHead {
+    /// True if a regulator of `jurisdiction` cosigned this head.
+    pub fn cosigned_by(&self, jurisdiction: &str) -> bool {
+        self.cosigners
+            .iter()
+            .any(|c| c.jurisdiction.as_ref().map(|j| j.as_str()) == Some(jurisdiction))
+    }
+}
+
+/// Verify a signed tree head: broker signature, and each cosignature that verifies (a
+/// regulator certificate over the identical head bytes). Invalid cosignatures are ignored.
+pub fn verify_head(
+    trust: &TrustStore,
+    sth: &SignedTreeHead,
+    now: i64,
+) -> Result<VerifiedHead, Error> {
+    let head = sth
+        .head
+        .as_ref()
+        .ok_or_else(|| invalid("tree head missing"))?;
+    let (signer, th): (_, TreeHead) = envelope::open_as(trust, head, TREE_HEAD, now)?;
+    if signer.role != Role::Broker {
+        return Err(Error::refused(
+            RefusalReason::CertInvalid,
+            format!("tree head signed by {}, not the broker", signer.describe()),
+        ));
+    }
+    let root =
+        merkle::hash_from_slice(&th.root).map_err(|e| invalid(format!("tree head root: {e}")))?;
+    let mut cosigners = Vec::new();
+    for c in &sth.cosignatures {
+        if let Ok((id, cs)) = envelope::open_as::<Cosignature>(trust, c, COSIGNATURE, now) {
+            if id.role == Role::Regulator && cs.tree_head == head.payload {
+                cosigners.push(id);
+            }
+        }
+    }
+    Ok(VerifiedHead {
+        size: th.size,
+        root,
+        timestamp: th.timestamp,
+        cosigners,
+        signed: sth.clone(),
+    })
+}
+
+/// Decode proof hashes.
+pub fn proof_hashes(hashes: &[Vec<u8>]) -> Result<Vec<Hash>, Error> {
+    hashes
+        .iter()
+        .map(|h| merkle::hash_from_slice(h).map_err(|e| invalid(format!("proof: {e}"))))
+        .collect()
+}
+
+/// Check that `newer` extends `older` (same history) with a consistency proof.
+pub fn check_consistency(
+    older: (u64, &Hash),
+    newer: (u64, &Hash),
+    proof: &[Hash],
+) -> Result<(), Error> {
+    if newer.0 < older.0 {
+        return Err(invalid(format!(
+            "registry shrank from {} to {} entries",
+            older.0, newer.0
+        )));
+    }
+    if older.0 == 0 {
+        return Ok(());
+    }
+    if older.0 == newer.0 {
+        return if older.1 == newer.1 {
+            Ok(())
+        } else {
+            Err(invalid(format!("two different roots for size {}", older.0)))
+        };
+    }
+    merkle::verify_consistency(older.0, newer.0, proof, older.1, newer.1).map_err(|e| {
+        invalid(format!(
+            "tree head of size {} is not consistent with size {}: {e}",
+            newer.0, older.0
+        ))
+    })
+}
+
+/// One agreement as the log tells its story.
+#[derive(Clone, Debug)]
+pub struct AgreementRecord {
+    /// The verified agreement.
+    pub agreement: VerifiedAgreement,
+    /// Where its registration sits in the log.
+    pub registered_index: u64,
+    /// Current status.
+    pub status: AgreementStatus,
+    /// Every event: (index, kind, who, reason, logged_at).
+    pub history: Vec<HistoryItem>,
+}
+
+/// One lifecycle event of an agreement.
+#[derive(Clone, Debug)]
+pub struct HistoryItem {
+    /// Leaf index.
+    pub index: u64,
+    /// register, revoke, suspend, lift.
+    pub kind: String,
+    /// Who signed it.
+    pub by: String,
+    /// Reason (actions) or justification (registration).
+    pub reason: String,
+    /// When logged.
+    pub at: i64,
+}
+
+/// Verify an action against the agreement it concerns and its current status; returns
+/// the new status and the signer.
+pub fn verify_action(
+    trust: &TrustStore,
+    action: &Signed,
+    record: &AgreementRecord,
+    now: i64,
+) -> Result<(AgreementAction, VerifiedIdentity, AgreementStatus), Error> {
+    let (id, a): (_, AgreementAction) = envelope::open_as(trust, action, ACTION, now)?;
+    if a.agreement_id != record.agreement.id {
+        return Err(invalid("action names another agreement"));
+    }
+    if a.reason.trim().len() < 5 {
+        return Err(invalid("an action must give its reason"));
+    }
+    let terms = &record.agreement.terms;
+    match a.action.as_str() {
+        "revoke" => {
+            if id.role != Role::Admin
+                || (id.ori() != Some(&terms.provider_ori) && id.ori() != Some(&terms.requester_ori))
+            {
+                return Err(Error::refused(
+                    RefusalReason::CertInvalid,
+                    format!(
+                        "{} may not revoke this agreement; a party's admin may",
+                        id.describe()
+                    ),
+                ));
+            }
+        }
+        "suspend" | "lift" => {
+            let provider_state = record
+                .agreement
+                .provider_admin
+                .jurisdiction
+                .as_ref()
+                .map(|j| j.as_str().to_owned());
+            if id.role != Role::Regulator
+                || id.jurisdiction.as_ref().map(|j| j.as_str().to_owned()) != provider_state
+            {
+                return Err(Error::refused(
+                    RefusalReason::CertInvalid,
+                    format!(
+                        "{} may not {} this agreement; the provider state's regulator may",
+                        id.describe(),
+                        a.action
+                    ),
+                ));
+            }
+        }
+        other => {
+            return Err(invalid(format!(
+                "unknown action {other:?} (revoke, suspend, lift)"
+            )));
+        }
+    }
+    let next = match (a.action.as_str(), record.status) {
+        ("revoke", AgreementStatus::Active | AgreementStatus::Suspended) => {
+            AgreementStatus::Revoked
+        }
+        ("suspend", AgreementStatus::Active) => AgreementStatus::Suspended,
+        ("lift", AgreementStatus::Suspended) => AgreementStatus::Active,
+        (act, st) => {
+            return Err(invalid(format!(
+                "cannot {act} an agreement that is {}",
+                st.as_str()
+            )));
+        }
+    };
+    Ok((a, id, next))
+}
+
+/// Replay leaves in order, verifying every event, and return each agreement's record.
+/// Signatures are checked as of each event's `logged_at`.
+pub fn replay(
+    trust: &TrustStore,
+    leaves: &[Vec<u8>],
+) -> Result<BTreeMap<String, AgreementRecord>, Error> {
+    let mut out: BTreeMap<String, AgreementRecord> = BTreeMap::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        apply_leaf(trust, &mut out, i as u64, leaf)
+            .map_err(|e| invalid(format!("registry entry {i}: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// Verify one leaf and apply it to `records`.
+pub fn apply_leaf(
+    trust: &TrustStore,
+    records: &mut BTreeMap<String, AgreementRecord>,
+    index: u64,
+    leaf: &[u8],
+) -> Result<(), Error> {
+    let ev = RegistryEvent::decode(leaf).map_err(|e| invalid(format!("does not decode: {e}")))?;
+    match ev.kind.as_str() {
+        "register" => {
+            let sa = ev
+                .agreement
+                .as_ref()
+                .ok_or_else(|| invalid("registration without agreement"))?;
+            let v = agreement::verify(trust, sa, ev.logged_at)?;
+            if v.id != ev.agreement_id || records.contains_key(&v.id) {
+                return Err(invalid("registration id mismatch or duplicate"));
+            }
+            let by = format!(
+                "{} and {}",
+                v.provider_admin.describe(),
+                v.requester_admin.describe()
+            );
+            let reason = v.terms.justification.clone();
+            records.insert(
+                v.id.clone(),
+                AgreementRecord {
+                    agreement: v,
+                    registered_index: index,
+                    status: AgreementStatus::Active,
+                    history: vec![HistoryItem {
+                        index,
+                        kind: "register".into(),
+                        by,
+                        reason,
+                        at: ev.logged_at,
+                    }],
+                },
+            );
+        }
+        _ => {
+            let action = ev
+                .action
+                .as_ref()
+                .ok_or_else(|| invalid("action event without action"))?;
+            let rec = records
+                .get_mut(&ev.agreement_id)
+                .ok_or_else(|| invalid("action on an unregistered agreement"))?;
+            let (a, who, next) = verify_action(trust, action, rec, ev.logged_at)?;
+            if a.action != ev.kind {
+                return Err(invalid("event kind differs from the signed action"));
+            }
+            rec.status = next;
+            rec.history.push(HistoryItem {
+                index,
+                kind: a.action,
+                by: who.describe(),
+                reason: a.reason,
+                at: ev.logged_at,
+            });
+        }
+    }
+    Ok(())
+}
