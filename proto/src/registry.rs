@@ -72,11 +72,10 @@ pub fn verify_head(
         merkle::hash_from_slice(&th.root).map_err(|e| invalid(format!("tree head root: {e}")))?;
     let mut cosigners = Vec::new();
     for c in &sth.cosignatures {
-        if let Ok((id, cs)) = envelope::open_as::<Cosignature>(trust, c, COSIGNATURE, now) {
-            if id.role == Role::Regulator && cs.tree_head == head.payload {
+        if let Ok((id, cs)) = envelope::open_as::<Cosignature>(trust, c, COSIGNATURE, now)
+            && id.role == Role::Regulator && cs.tree_head == head.payload {
                 cosigners.push(id);
             }
-        }
     }
     Ok(VerifiedHead {
         size: th.size,
