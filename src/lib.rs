@@ -135,6 +135,14 @@ impl Federation {
         let pki_dir = dir.join("pki");
         pki(&pki_dir, &["root", "--name", "Demo State ALPR Root"])?;
         pki(&pki_dir, &["broker"])?;
+        pki(
+            &pki_dir,
+            &["regulator", "--user", "reg-ca", "--jurisdiction", "US-CA"],
+        )?;
+        pki(
+            &pki_dir,
+            &["regulator", "--user", "reg-nv", "--jurisdiction", "US-NV"],
+        )?;
         for a in agencies {
             pki(
                 &pki_dir,
@@ -357,6 +365,27 @@ impl Federation {
         self.sync(&[&terms.provider_ori, &terms.requester_ori])
             .await?;
         Ok(id)
+    }
+
+    /// A broker client and signer for a person identified by certificate files
+    /// (regulators: `self.pki.regulator(user)`; admins: `self.pki.person(ori, user)`).
+    pub fn broker_client_as(
+        &self,
+        cert_key: (PathBuf, PathBuf),
+    ) -> Result<(
+        alpr_proto::pb::broker_client::BrokerClient<tonic::transport::Channel>,
+        Signer,
+    )> {
+        let (c, k) = cert_key;
+        let tls = TlsIdentity::load(&c, &k)?;
+        let target = Target {
+            addr: self.broker.addr.to_string(),
+            server_name: "localhost".into(),
+        };
+        Ok((
+            client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?,
+            Signer::load(&c, &k)?,
+        ))
     }
 
     /// Have these agencies' nodes sync the registry now (they also do so on a schedule).

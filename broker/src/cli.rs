@@ -38,6 +38,110 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect and act on the agreement registry from anywhere, as a regulator (or, for
+    /// `revoke`, a party's admin). Everything fetched is verified locally: every signature,
+    /// the Merkle root, and consistency with a saved head.
+    Registry {
+        /// Who you are and where the broker is.
+        #[command(flatten)]
+        conn: ClientArgs,
+        /// The command.
+        #[command(subcommand)]
+        cmd: RegistryCmd,
+    },
+}
+
+/// Connection to the broker as a person.
+#[derive(clap::Args, Debug)]
+pub struct ClientArgs {
+    /// The broker's address (host:port).
+    #[arg(long)]
+    pub broker: String,
+    /// Name on the broker's certificate.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// State root certificate.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Your certificate chain (regulator, or admin for revoke).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Your private key.
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+/// Registry commands.
+#[derive(Subcommand, Debug)]
+pub enum RegistryCmd {
+    /// List agreements (filter by agency, state, status, expiry).
+    List {
+        /// Only agreements where this ORI is a party.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Only agreements with a party in this jurisdiction (e.g. US-CA).
+        #[arg(long)]
+        state: Option<String>,
+        /// active, revoked, suspended or expired.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only active agreements expiring within this many days.
+        #[arg(long)]
+        expiring_within_days: Option<i64>,
+    },
+    /// Show one agreement with its full history.
+    Show {
+        /// Agreement id.
+        id: String,
+    },
+    /// Verify the whole log; with --from, prove it extends a saved head, then save the new one.
+    Verify {
+        /// A saved head (JSON); created if missing, updated after a successful check.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Export all agreements as JSON or CSV.
+    Export {
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The compliance report.
+    Report,
+    /// Suspend an agreement (the provider state's regulator).
+    Suspend {
+        /// Agreement id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a suspension (the provider state's regulator).
+    Lift {
+        /// Agreement id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke an agreement (either party's admin, alone).
+    Revoke {
+        /// Agreement id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Witness: check the current head is consistent with the last one you cosigned
+    /// (kept in --state), then cosign it.
+    Cosign {
+        /// File keeping the last cosigned head.
+        #[arg(long)]
+        state: PathBuf,
+    },
 }
 
 /// Run the CLI and return the exit code.
@@ -64,8 +168,162 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     }
 }
 
+async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
+    use crate::regulator::{self, ListFilter, SavedHead};
+    let trust = alpr_pki::TrustStore::load(&conn.root, &[] as &[PathBuf])?;
+    let me = alpr_proto::transport::TlsIdentity::load(&conn.cert, &conn.key)?;
+    let signer = alpr_pki::Signer::load(&conn.cert, &conn.key)?;
+    let cfg = alpr_proto::transport::client_config(&trust, &me).map_err(Error::Transport)?;
+    let target = alpr_proto::transport::Target {
+        addr: conn.broker,
+        server_name: conn.server_name,
+    };
+    let ch = alpr_proto::transport::channel(&target, cfg, std::time::Duration::from_secs(30))
+        .map_err(Error::Transport)?;
+    let mut client = alpr_proto::pb::broker_client::BrokerClient::new(ch);
+    let now = alpr_pki::now_unix();
+    match cmd {
+        RegistryCmd::List {
+            agency,
+            state,
+            status,
+            expiring_within_days,
+        } => {
+            let view = regulator::fetch_verified(&mut client, &trust, None).await?;
+            let f = ListFilter {
+                agency,
+                state,
+                status,
+                expiring_within_days,
+            };
+            for r in regulator::rows(&view, &f, now) {
+                println!(
+                    "{} {} ({}) -> {} ({} {}) {} purposes={} look-back={}d until={}",
+                    r.id,
+                    r.provider,
+                    r.provider_state,
+                    r.requester,
+                    r.requester_state,
+                    r.requester_kind,
+                    r.status,
+                    r.purposes,
+                    r.lookback_days,
+                    r.valid_until
+                );
+            }
+        }
+        RegistryCmd::Show { id } => {
+            let view = regulator::fetch_verified(&mut client, &trust, None).await?;
+            let rec = view
+                .records
+                .get(&id)
+                .ok_or_else(|| Error::Usage(format!("no agreement {id} in the registry")))?;
+            let t = &rec.agreement.terms;
+            println!(
+                "{id}: {} shares with {}; status {}",
+                t.provider_ori,
+                t.requester_ori,
+                rec.status.as_str()
+            );
+            println!(
+                "  purposes {}; data {}; look-back {} days; valid {} .. {}",
+                t.purposes.join(","),
+                t.data_types.join(","),
+                t.max_lookback_days,
+                t.valid_from,
+                t.valid_until
+            );
+            println!("  justification: {}", t.justification);
+            for h in &rec.history {
+                println!(
+                    "  #{} {} at {} by {}: {}",
+                    h.index, h.kind, h.at, h.by, h.reason
+                );
+            }
+        }
+        RegistryCmd::Verify { from } => {
+            let saved = match &from {
+                Some(p) => SavedHead::load(p)?,
+                None => None,
+            };
+            let view = regulator::fetch_verified(&mut client, &trust, saved.as_ref()).await?;
+            println!(
+                "registry verified: {} entries, {} agreements, root {}{}",
+                view.head.size,
+                view.records.len(),
+                hex::encode(view.head.root),
+                saved
+                    .map(|s| format!(", consistent with the saved head of size {}", s.size))
+                    .unwrap_or_default()
+            );
+            if let Some(p) = from {
+                SavedHead {
+                    size: view.head.size,
+                    root: hex::encode(view.head.root),
+                }
+                .save(&p)?;
+            }
+        }
+        RegistryCmd::Export { format, out } => {
+            let view = regulator::fetch_verified(&mut client, &trust, None).await?;
+            let rows = regulator::rows(&view, &ListFilter::default(), now);
+            let text = match format.as_str() {
+                "json" => {
+                    serde_json::to_string_pretty(&rows).map_err(|e| Error::Usage(e.to_string()))?
+                }
+                "csv" => regulator::to_csv(&rows),
+                other => {
+                    return Err(Error::Usage(format!(
+                        "format {other:?} must be json or csv"
+                    )));
+                }
+            };
+            std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
+            println!("exported {} agreements to {}", rows.len(), out.display());
+        }
+        RegistryCmd::Report => {
+            let view = regulator::fetch_verified(&mut client, &trust, None).await?;
+            let stats: Vec<(String, String, u64)> = client
+                .get_routing_stats(alpr_proto::pb::RoutingStatsRequest {})
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .refusals
+                        .into_iter()
+                        .map(|c| (c.reason, c.target, c.count))
+                        .collect()
+                })
+                .unwrap_or_default();
+            print!("{}", regulator::report(&view, now, &stats));
+        }
+        RegistryCmd::Suspend { id, reason } => {
+            let i = regulator::act(&mut client, &signer, &id, "suspend", &reason).await?;
+            println!("suspended {id} (registry entry {i})");
+        }
+        RegistryCmd::Lift { id, reason } => {
+            let i = regulator::act(&mut client, &signer, &id, "lift", &reason).await?;
+            println!("lifted the suspension of {id} (registry entry {i})");
+        }
+        RegistryCmd::Revoke { id, reason } => {
+            let i = regulator::act(&mut client, &signer, &id, "revoke", &reason).await?;
+            println!("revoked {id} (registry entry {i})");
+        }
+        RegistryCmd::Cosign { state } => {
+            let sth = regulator::cosign(&mut client, &trust, &signer, &state).await?;
+            let head = alpr_proto::registry::verify_head(&trust, &sth, now)?;
+            println!(
+                "cosigned tree head of size {} (now {} cosignature(s))",
+                head.size,
+                head.cosigners.len()
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
+        Command::Registry { conn, cmd } => registry(conn, cmd).await,
         Command::Serve { config } => {
             let cfg = BrokerConfig::load(&config)?;
             let running = crate::start(&cfg).await?;

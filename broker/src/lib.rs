@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod registry;
+pub mod regulator;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use alpr_proto::pb::broker_server::Broker as BrokerRpc;
 use alpr_proto::pb::{
     AgreementEntry, AgreementList, AppendResponse, ConsistencyRequest, Entries, EntriesRequest,
-    InclusionRequest, ListAgreementsRequest, Proof, RouteResponse, Signed, SignedAgreement,
-    SignedTreeHead, SubmitAgreementResponse, TreeHeadRequest,
+    InclusionRequest, ListAgreementsRequest, Proof, RefusalCount, RouteResponse, RoutingStats,
+    RoutingStatsRequest, Signed, SignedAgreement, SignedTreeHead, SubmitAgreementResponse,
+    TreeHeadRequest,
 };
 use alpr_proto::transport;
 use tonic::{Request, Response, Status};
@@ -162,9 +163,41 @@ impl BrokerRpc for BrokerService {
             .map_err(|e| e.to_status())?;
         Ok(Response::new(sth))
     }
+
+    async fn get_routing_stats(
+        &self,
+        request: Request<RoutingStatsRequest>,
+    ) -> Result<Response<RoutingStats>, Status> {
+        self.routing_stats_inner(request).await
+    }
 }
 
 impl BrokerService {
+    async fn routing_stats_inner(
+        &self,
+        request: Request<RoutingStatsRequest>,
+    ) -> Result<Response<RoutingStats>, Status> {
+        let peer = self.peer(&request)?;
+        if peer.role != alpr_pki::Role::Regulator {
+            return Err(Status::permission_denied(
+                "routing statistics are for regulators",
+            ));
+        }
+        let (rows, forwarded) =
+            crate::store::routing_stats(&self.broker.db()).map_err(|e| e.to_status())?;
+        Ok(Response::new(RoutingStats {
+            refusals: rows
+                .into_iter()
+                .map(|(reason, target, count)| RefusalCount {
+                    reason,
+                    target,
+                    count,
+                })
+                .collect(),
+            forwarded,
+        }))
+    }
+
     fn peer<T>(&self, request: &Request<T>) -> Result<alpr_pki::VerifiedIdentity, Status> {
         transport::peer_identity(request, &self.broker.trust, alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))

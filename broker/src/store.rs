@@ -163,3 +163,29 @@ impl ReplayGuard for DbReplay<'_> {
             .unwrap_or(false)
     }
 }
+
+/// Refusals counted by (reason, target).
+pub type RefusalCounts = Vec<(String, String, u64)>;
+
+/// Refusal counts by (reason, target) and the number of forwarded queries.
+pub fn routing_stats(conn: &Connection) -> Result<(RefusalCounts, u64), Error> {
+    let mut st = conn.prepare(
+        "SELECT reason_code, COALESCE(target, '-'), COUNT(*) FROM log WHERE decision = 'refused' AND event LIKE 'route%'
+         GROUP BY reason_code, target ORDER BY COUNT(*) DESC, reason_code",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                r.get(1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let forwarded: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM log WHERE decision = 'forwarded'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((rows, forwarded as u64))
+}

@@ -114,7 +114,7 @@ impl Node {
             if let Err(e) =
                 registry::check_consistency((size, &root), (head.size, &head.root), &proof)
             {
-                self.fork_alert(&format!("{}", e.detail()))?;
+                self.fork_alert(&e.detail())?;
                 return Err(Error::Usage(format!(
                     "registry fork detected: {}",
                     e.detail()

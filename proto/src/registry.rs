@@ -73,9 +73,11 @@ pub fn verify_head(
     let mut cosigners = Vec::new();
     for c in &sth.cosignatures {
         if let Ok((id, cs)) = envelope::open_as::<Cosignature>(trust, c, COSIGNATURE, now)
-            && id.role == Role::Regulator && cs.tree_head == head.payload {
-                cosigners.push(id);
-            }
+            && id.role == Role::Regulator
+            && cs.tree_head == head.payload
+        {
+            cosigners.push(id);
+        }
     }
     Ok(VerifiedHead {
         size: th.size,

@@ -1,0 +1,389 @@
+//! The regulator's client: fetch the whole registry from the broker, verify it entirely
+//! (every signature, the Merkle root, consistency with a saved head), then list, show,
+//! export and report on it; suspend and lift agreements; cosign tree heads as a witness.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use alpr_pki::{Signer, TrustStore};
+use alpr_proto::agreement::AgreementStatus;
+use alpr_proto::envelope;
+use alpr_proto::merkle::{self, Hash};
+use alpr_proto::pb::broker_client::BrokerClient;
+use alpr_proto::pb::{
+    AgreementAction, ConsistencyRequest, Cosignature, EntriesRequest, SignedTreeHead,
+    TreeHeadRequest,
+};
+use alpr_proto::registry::{self, AgreementRecord, VerifiedHead};
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::Error;
+
+/// A head saved by a regulator (or anyone) to check later heads against.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedHead {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash, hex.
+    pub root: String,
+}
+
+impl SavedHead {
+    /// Read from a JSON file; `None` if the file does not exist.
+    pub fn load(path: &Path) -> Result<Option<Self>, Error> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| Error::Usage(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Write as JSON.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Usage(e.to_string()))?;
+        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    }
+
+    fn root_hash(&self) -> Result<Hash, Error> {
+        let b = hex::decode(&self.root).map_err(|e| Error::Usage(format!("saved root: {e}")))?;
+        merkle::hash_from_slice(&b).map_err(|e| Error::Usage(format!("saved root: {e}")))
+    }
+}
+
+/// The registry as fetched and fully verified by a regulator.
+pub struct RegistryView {
+    /// The verified head.
+    pub head: VerifiedHead,
+    /// Every agreement's record, replayed and verified from the log.
+    pub records: BTreeMap<String, AgreementRecord>,
+}
+
+/// Fetch and verify everything. With `saved`, also prove the current log extends it.
+pub async fn fetch_verified(
+    client: &mut BrokerClient<Channel>,
+    trust: &TrustStore,
+    saved: Option<&SavedHead>,
+) -> Result<RegistryView, Error> {
+    let now = alpr_pki::now_unix();
+    let sth = client
+        .get_tree_head(TreeHeadRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    let head = registry::verify_head(trust, &sth, now)?;
+    let mut leaves: Vec<Vec<u8>> = Vec::new();
+    while (leaves.len() as u64) < head.size {
+        let got = client
+            .get_entries(EntriesRequest {
+                start: leaves.len() as u64,
+                end: head.size,
+            })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .leaves;
+        if got.is_empty() {
+            return Err(Error::Usage(format!(
+                "broker stopped returning entries at {}",
+                leaves.len()
+            )));
+        }
+        leaves.extend(got);
+    }
+    leaves.truncate(head.size as usize);
+    let hashes: Vec<Hash> = leaves.iter().map(|l| merkle::leaf_hash(l)).collect();
+    if merkle::root(&hashes) != head.root {
+        return Err(Error::Usage(
+            "the registry entries do not hash to the broker's signed root".into(),
+        ));
+    }
+    if let Some(s) = saved {
+        let old_root = s.root_hash()?;
+        let proof = client
+            .get_consistency_proof(ConsistencyRequest {
+                first: s.size,
+                second: head.size,
+            })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .hashes;
+        registry::check_consistency(
+            (s.size, &old_root),
+            (head.size, &head.root),
+            &registry::proof_hashes(&proof)?,
+        )?;
+        if s.size <= head.size && merkle::root(&hashes[..s.size as usize]) != old_root {
+            return Err(Error::Usage(format!(
+                "the first {} entries are not the ones of the saved head",
+                s.size
+            )));
+        }
+    }
+    let records = registry::replay(trust, &leaves)?;
+    Ok(RegistryView { head, records })
+}
+
+fn status(s: tonic::Status) -> Error {
+    Error::Usage(format!("broker: {}", s.message()))
+}
+
+/// Check the new head is consistent with the last one this regulator cosigned
+/// (`state_file`), cosign it, submit the cosignature, and save the new head.
+pub async fn cosign(
+    client: &mut BrokerClient<Channel>,
+    trust: &TrustStore,
+    me: &Signer,
+    state_file: &Path,
+) -> Result<SignedTreeHead, Error> {
+    let saved = SavedHead::load(state_file)?;
+    let view = fetch_verified(client, trust, saved.as_ref()).await?;
+    let head = view
+        .head
+        .signed
+        .head
+        .clone()
+        .ok_or_else(|| Error::Usage("no head".into()))?;
+    let cs = Cosignature {
+        tree_head: head.payload.clone(),
+        cosigned_at: alpr_pki::now_unix(),
+    };
+    let signed = envelope::seal(me, registry::COSIGNATURE, &cs)?;
+    let sth = client.cosign(signed).await.map_err(status)?.into_inner();
+    SavedHead {
+        size: view.head.size,
+        root: hex::encode(view.head.root),
+    }
+    .save(state_file)?;
+    Ok(sth)
+}
+
+/// Sign and submit an action (suspend / lift as a regulator; revoke as a party's admin).
+pub async fn act(
+    client: &mut BrokerClient<Channel>,
+    me: &Signer,
+    agreement_id: &str,
+    action: &str,
+    reason: &str,
+) -> Result<u64, Error> {
+    let a = AgreementAction {
+        agreement_id: agreement_id.into(),
+        action: action.into(),
+        reason: reason.into(),
+        signed_at: alpr_pki::now_unix(),
+    };
+    let signed = envelope::seal(me, registry::ACTION, &a)?;
+    Ok(client
+        .act_on_agreement(signed)
+        .await
+        .map_err(status)?
+        .into_inner()
+        .index)
+}
+
+/// A row for listing and export.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Agreement id.
+    pub id: String,
+    /// Provider ORI.
+    pub provider: String,
+    /// Provider jurisdiction.
+    pub provider_state: String,
+    /// Requester ORI.
+    pub requester: String,
+    /// Requester jurisdiction.
+    pub requester_state: String,
+    /// Requester kind.
+    pub requester_kind: String,
+    /// Status, with `expired` when past valid_until.
+    pub status: String,
+    /// Purposes.
+    pub purposes: String,
+    /// Look-back days.
+    pub lookback_days: u32,
+    /// Valid until, Unix seconds.
+    pub valid_until: i64,
+    /// Justification.
+    pub justification: String,
+    /// Registry index of the registration.
+    pub registered_index: u64,
+}
+
+/// Filters for listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Agreements where this ORI is a party.
+    pub agency: Option<String>,
+    /// Agreements whose provider or requester is in this jurisdiction.
+    pub state: Option<String>,
+    /// active, revoked, suspended, expired.
+    pub status: Option<String>,
+    /// Only agreements expiring within this many days.
+    pub expiring_within_days: Option<i64>,
+}
+
+/// Flatten records into rows.
+pub fn rows(view: &RegistryView, f: &ListFilter, now: i64) -> Vec<Row> {
+    view.records
+        .values()
+        .map(|r| {
+            let a = &r.agreement;
+            let st = |id: &alpr_pki::VerifiedIdentity| {
+                id.jurisdiction
+                    .as_ref()
+                    .map(|j| j.to_string())
+                    .unwrap_or_default()
+            };
+            let status = if r.status == AgreementStatus::Active && a.terms.valid_until <= now {
+                "expired".to_owned()
+            } else {
+                r.status.as_str().to_owned()
+            };
+            Row {
+                id: a.id.clone(),
+                provider: a.terms.provider_ori.clone(),
+                provider_state: st(&a.provider_admin),
+                requester: a.terms.requester_ori.clone(),
+                requester_state: st(&a.requester_admin),
+                requester_kind: a
+                    .requester_admin
+                    .agency
+                    .as_ref()
+                    .map(|x| x.kind.to_string())
+                    .unwrap_or_default(),
+                status,
+                purposes: a.terms.purposes.join(" "),
+                lookback_days: a.terms.max_lookback_days,
+                valid_until: a.terms.valid_until,
+                justification: a.terms.justification.clone(),
+                registered_index: r.registered_index,
+            }
+        })
+        .filter(|r| {
+            f.agency
+                .as_ref()
+                .is_none_or(|o| &r.provider == o || &r.requester == o)
+        })
+        .filter(|r| {
+            f.state
+                .as_ref()
+                .is_none_or(|s| &r.provider_state == s || &r.requester_state == s)
+        })
+        .filter(|r| f.status.as_ref().is_none_or(|s| &r.status == s))
+        .filter(|r| {
+            f.expiring_within_days
+                .is_none_or(|d| r.status == "active" && r.valid_until <= now + d * 86_400)
+        })
+        .collect()
+}
+
+/// CSV of rows.
+pub fn to_csv(rows: &[Row]) -> String {
+    let q = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = String::from(
+        "id,provider,provider_state,requester,requester_state,requester_kind,status,purposes,lookback_days,valid_until,justification,registered_index\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.id,
+            r.provider,
+            r.provider_state,
+            r.requester,
+            r.requester_state,
+            q(&r.requester_kind),
+            r.status,
+            q(&r.purposes),
+            r.lookback_days,
+            r.valid_until,
+            q(&r.justification),
+            r.registered_index
+        ));
+    }
+    out
+}
+
+/// The compliance report: agreements by state and partner, out-of-state and non-local
+/// partners, agreements near expiry, and status counts. `refusals` (reason, target, count)
+/// come from the broker's routing log when available.
+pub fn report(view: &RegistryView, now: i64, refusals: &[(String, String, u64)]) -> String {
+    let all = rows(view, &ListFilter::default(), now);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Agreement registry: {} entries, root {} (verified; cosigned by {} regulator(s))\n",
+        view.head.size,
+        hex::encode(view.head.root),
+        view.head.cosigners.len()
+    ));
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &all {
+        *by_status.entry(r.status.as_str()).or_default() += 1;
+    }
+    out.push_str(&format!(
+        "Agreements: {} ({})\n",
+        all.len(),
+        by_status
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut by_state: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in all.iter().filter(|r| r.status == "active") {
+        by_state
+            .entry((r.provider_state.clone(), r.provider.clone()))
+            .or_default()
+            .push(r.requester.clone());
+    }
+    out.push_str("\nActive sharing by provider state and agency:\n");
+    for ((state, p), partners) in &by_state {
+        out.push_str(&format!(
+            "  {state} {p} shares with {} partner(s): {}\n",
+            partners.len(),
+            partners.join(", ")
+        ));
+    }
+    let oos: Vec<&Row> = all
+        .iter()
+        .filter(|r| r.status == "active" && r.provider_state != r.requester_state)
+        .collect();
+    out.push_str(&format!(
+        "\nOut-of-state or federal partners: {}\n",
+        oos.len()
+    ));
+    for r in oos {
+        out.push_str(&format!(
+            "  {} ({}) -> {} ({}, {})\n",
+            r.provider, r.provider_state, r.requester, r.requester_state, r.requester_kind
+        ));
+    }
+    let soon: Vec<&Row> = all
+        .iter()
+        .filter(|r| r.status == "active" && r.valid_until <= now + 30 * 86_400)
+        .collect();
+    out.push_str(&format!("\nExpiring within 30 days: {}\n", soon.len()));
+    for r in soon {
+        out.push_str(&format!(
+            "  {} {} -> {} until {}\n",
+            r.id, r.provider, r.requester, r.valid_until
+        ));
+    }
+    out.push_str("\nRefusals by reason and agency:\n");
+    if refusals.is_empty() {
+        out.push_str("  none recorded\n");
+    }
+    for (reason, target, n) in refusals {
+        out.push_str(&format!("  {reason:<40} {target:<10} {n}\n"));
+    }
+    out
+}
