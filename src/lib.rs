@@ -220,6 +220,7 @@ impl Federation {
                 crls: crls.clone(),
             },
             deadline_ms: 3000,
+            regulator_page: Some("127.0.0.1:0".parse()?),
             nodes: node_listeners
                 .iter()
                 .map(|(ori, addr, _)| alpr_broker::config::NodeRoute {

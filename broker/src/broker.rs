@@ -28,7 +28,8 @@ use crate::store::{self, LogEntry};
 
 /// The broker's shared state.
 pub struct Broker {
-    pub(crate) trust: TrustStore,
+    /// Trust anchors and CRLs.
+    pub trust: TrustStore,
     pub(crate) tls: TlsIdentity,
     signer: Signer,
     db: Mutex<Connection>,
@@ -242,6 +243,16 @@ impl Broker {
                 &th,
             )?),
             cosignatures: vec![],
+        })
+    }
+
+    /// The registry as a regulator sees it (head verified, records replayed).
+    pub fn regulator_view(&self) -> Result<crate::regulator::RegistryView, Error> {
+        let head =
+            alpr_proto::registry::verify_head(&self.trust, &self.head()?, alpr_pki::now_unix())?;
+        Ok(crate::regulator::RegistryView {
+            head,
+            records: self.reg().records().clone(),
         })
     }
 

@@ -135,6 +135,15 @@ pub enum RegistryCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Print a short-lived sign-in link to the regulator web page (signed with your key).
+    SigninLink {
+        /// The page's base URL, e.g. http://127.0.0.1:7080/
+        #[arg(long)]
+        page: String,
+        /// Validity in seconds (at most 900).
+        #[arg(long, default_value_t = 600)]
+        ttl: i64,
+    },
     /// Witness: check the current head is consistent with the last one you cosigned
     /// (kept in --state), then cosign it.
     Cosign {
@@ -208,7 +217,7 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
                     r.status,
                     r.purposes,
                     r.lookback_days,
-                    r.valid_until
+                    crate::regulator::fmt_time(r.valid_until)
                 );
             }
         }
@@ -230,8 +239,8 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
                 t.purposes.join(","),
                 t.data_types.join(","),
                 t.max_lookback_days,
-                t.valid_from,
-                t.valid_until
+                crate::regulator::fmt_time(t.valid_from),
+                crate::regulator::fmt_time(t.valid_until)
             );
             println!("  justification: {}", t.justification);
             for h in &rec.history {
@@ -307,6 +316,13 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
         RegistryCmd::Revoke { id, reason } => {
             let i = regulator::act(&mut client, &signer, &id, "revoke", &reason).await?;
             println!("revoked {id} (registry entry {i})");
+        }
+        RegistryCmd::SigninLink { page, ttl } => {
+            let token = crate::page::sign_in_token(&signer, ttl, now)?;
+            println!(
+                "{}?token={token}",
+                page.trim_end_matches('/').to_owned() + "/"
+            );
         }
         RegistryCmd::Cosign { state } => {
             let sth = regulator::cosign(&mut client, &trust, &signer, &state).await?;

@@ -20,6 +20,11 @@ pub struct BrokerConfig {
     /// Deadline for one target node's answer, milliseconds.
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
+    /// Address of the read-only regulator web page (plain HTTP: bind it to loopback or a
+    /// regulator-only network and put TLS in front). Access needs a short-lived sign-in link
+    /// signed with a regulator's key (`alpr-broker registry signin-link`). Off when absent.
+    #[serde(default)]
+    pub regulator_page: Option<SocketAddr>,
     /// Where each agency's node is reached.
     #[serde(default)]
     pub nodes: Vec<NodeRoute>,

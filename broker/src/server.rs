@@ -20,7 +20,10 @@ pub struct RunningBroker {
     pub addr: SocketAddr,
     /// The broker's state.
     pub broker: Arc<Broker>,
+    /// Where the regulator page is served, if configured.
+    pub page_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
+    page_stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -28,6 +31,9 @@ impl RunningBroker {
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) -> Result<(), Error> {
         if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(tx) = self.page_stop.take() {
             let _ = tx.send(());
         }
         match self.task.await {
@@ -53,6 +59,27 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let router = tonic::transport::Server::builder()
         .add_service(BrokerServer::new(BrokerService::new(broker.clone())));
     let (tx, rx) = oneshot::channel();
+    let (page_tx, page_rx) = oneshot::channel::<()>();
+    let page_addr = match cfg.regulator_page {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::io(format!("regulator page {a}"), e))?;
+            let addr = l.local_addr().map_err(|e| Error::io("regulator page", e))?;
+            let app = crate::page::router(broker.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(l, app).with_graceful_shutdown(async {
+                    let _ = page_rx.await;
+                });
+                if let Err(e) = served.await {
+                    tracing::error!(error = %e, "regulator page stopped");
+                }
+            });
+            tracing::info!(%addr, "regulator page serving");
+            Some(addr)
+        }
+        None => None,
+    };
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;
     }));
@@ -60,7 +87,9 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     Ok(RunningBroker {
         addr,
         broker,
+        page_addr,
         stop: Some(tx),
+        page_stop: Some(page_tx),
         task,
     })
 }
