@@ -220,6 +220,7 @@ impl Federation {
                 crls: crls.clone(),
             },
             deadline_ms: 3000,
+            max_agreement_days: 365,
             regulator_page: Some("127.0.0.1:0".parse()?),
             nodes: node_listeners
                 .iter()

@@ -36,6 +36,7 @@ pub struct Broker {
     registry: RwLock<Registry>,
     nodes: HashMap<String, NodeInboundClient<Channel>>,
     deadline: Duration,
+    max_term_days: u32,
 }
 
 impl std::fmt::Debug for Broker {
@@ -90,6 +91,7 @@ impl Broker {
             registry: RwLock::new(registry),
             nodes,
             deadline,
+            max_term_days: cfg.max_agreement_days,
         }))
     }
 
@@ -330,6 +332,14 @@ impl Broker {
         };
         let rules = StateRules::for_jurisdiction(&provider.jurisdiction)?;
         rules.check_requester(&requester.jurisdiction, requester.kind)?;
+        agreement::check_declaration(&self.trust, sa, &v, rules, now)?;
+        if v.terms.valid_until - v.terms.valid_from > i64::from(self.max_term_days) * 86_400 {
+            return Err(alpr_proto::Error::refused(
+                RefusalReason::InvalidInput,
+                format!("term longer than this registry's maximum of {} days; agreements must be renewed", self.max_term_days),
+            )
+            .into());
+        }
         Ok((v.id, rules.version.clone()))
     }
 

@@ -25,9 +25,16 @@ pub struct BrokerConfig {
     /// signed with a regulator's key (`alpr-broker registry signin-link`). Off when absent.
     #[serde(default)]
     pub regulator_page: Option<SocketAddr>,
+    /// Longest agreement term accepted at registration, days (a change is a new agreement).
+    #[serde(default = "default_max_term")]
+    pub max_agreement_days: u32,
     /// Where each agency's node is reached.
     #[serde(default)]
     pub nodes: Vec<NodeRoute>,
+}
+
+fn default_max_term() -> u32 {
+    365
 }
 
 fn default_deadline() -> u64 {
@@ -103,6 +110,9 @@ impl BrokerConfig {
             if !seen.insert(&n.ori) {
                 return Err(format!("nodes: {} listed twice", n.ori));
             }
+        }
+        if self.max_agreement_days == 0 || self.max_agreement_days > 366 {
+            return Err("max_agreement_days must be 1..366".into());
         }
         if self.deadline_ms == 0 {
             return Err("deadline_ms must be positive".into());

@@ -250,7 +250,23 @@ pub enum AgreementCmd {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Verify a doubly signed agreement and keep this node's own copy.
+    /// Attach the requester admin's signed written declaration (required by some states,
+    /// e.g. Illinois, from out-of-state requesters).
+    Declare {
+        /// Agreement file.
+        file: PathBuf,
+        /// The declaration's text.
+        #[arg(long)]
+        text: String,
+        /// Requester admin certificate chain.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Requester admin key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a doubly signed agreement and keep this node's own copy (it takes effect
+    /// only once the node has seen it in the registry log).
     Import {
         /// Node config file.
         #[arg(long, short)]
@@ -651,6 +667,18 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             let side = client::sign_agreement(&mut sa, &Signer::load(&cert, &key)?, &trust)?;
             std::fs::write(&file, sa.encode_to_vec()).map_err(|e| Error::io(&file, e))?;
             println!("signed {} as {side}", file.display());
+            Ok(())
+        }
+        AgreementCmd::Declare {
+            file,
+            text,
+            cert,
+            key,
+        } => {
+            let mut sa = read_agreement(&file)?;
+            client::declare(&mut sa, &Signer::load(&cert, &key)?, &text)?;
+            std::fs::write(&file, sa.encode_to_vec()).map_err(|e| Error::io(&file, e))?;
+            println!("declaration attached to {}", file.display());
             Ok(())
         }
         AgreementCmd::Import { config, file } => {

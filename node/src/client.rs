@@ -173,6 +173,7 @@ pub fn draft_agreement(terms: &Agreement) -> Result<SignedAgreement, Error> {
             cert_chain: vec![],
         }),
         requester: None,
+        declaration: None,
     })
 }
 
@@ -211,6 +212,32 @@ pub fn sign_agreement(
             id.describe()
         )))
     }
+}
+
+/// Attach the requester admin's signed written declaration (needed where the provider's
+/// state demands one from out-of-state requesters).
+pub fn declare(
+    sa: &mut SignedAgreement,
+    requester_admin: &Signer,
+    text: &str,
+) -> Result<(), Error> {
+    let payload = sa
+        .provider
+        .as_ref()
+        .or(sa.requester.as_ref())
+        .map(|s| s.payload.clone())
+        .unwrap_or_default();
+    let d = alpr_proto::pb::Declaration {
+        agreement_id: alpr_proto::agreement::agreement_id(&payload),
+        text: text.into(),
+        signed_at: alpr_pki::now_unix(),
+    };
+    sa.declaration = Some(envelope::seal(
+        requester_admin,
+        alpr_proto::agreement::DECLARATION,
+        &d,
+    )?);
+    Ok(())
 }
 
 /// Register a doubly signed agreement at the broker; returns its id.

@@ -257,6 +257,21 @@ impl Node {
                     return Ok(None);
                 }
                 let v = agreement::verify(&self.trust, sa, ev.logged_at)?;
+                if terms.provider_ori == me {
+                    // The owner applies its own state's rules to the registration itself.
+                    self.rules.check_requester(
+                        &v.requester_admin
+                            .jurisdiction
+                            .clone()
+                            .ok_or_else(|| Error::Usage("requester has no jurisdiction".into()))?,
+                        v.requester_admin
+                            .agency
+                            .as_ref()
+                            .map(|a| a.kind)
+                            .ok_or_else(|| Error::Usage("requester has no agency".into()))?,
+                    )?;
+                    agreement::check_declaration(&self.trust, sa, &v, self.rules, ev.logged_at)?;
+                }
                 store::put_agreement(conn, &v.id, sa, &v.terms, ev.logged_at)?;
                 store::set_registered(conn, &v.id, index, ev.logged_at)?;
                 Ok(Some(format!(

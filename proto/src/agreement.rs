@@ -178,3 +178,48 @@ pub fn validate_terms(a: &Agreement) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Payload type of a requester's declaration.
+pub const DECLARATION: &str = "alpr.v1.Declaration";
+
+/// Where the provider's state rules demand it, check the out-of-state requester's signed
+/// written declaration: by the requester's admin, for this agreement, with substance.
+pub fn check_declaration(
+    trust: &TrustStore,
+    sa: &SignedAgreement,
+    v: &VerifiedAgreement,
+    rules: &crate::rules::StateRules,
+    at: i64,
+) -> Result<(), Error> {
+    let (Some(p), Some(r)) = (
+        &v.provider_admin.jurisdiction,
+        &v.requester_admin.jurisdiction,
+    ) else {
+        return Ok(());
+    };
+    if !rules.out_of_state_declaration || p == r {
+        return Ok(());
+    }
+    let refuse = |m: String| Error::refused(RefusalReason::RequesterJurisdictionNotPermitted, m);
+    let d = sa.declaration.as_ref().ok_or_else(|| {
+        refuse(format!(
+            "{} rules ({}) require the out-of-state requester's signed written declaration",
+            rules.jurisdiction, rules.version
+        ))
+    })?;
+    let (id, decl): (_, crate::pb::Declaration) = envelope::open_as(trust, d, DECLARATION, at)?;
+    if id.role != Role::Admin || id.ori() != Some(v.terms.requester_ori.as_str()) {
+        return Err(refuse(format!(
+            "the declaration must be signed by {}'s admin, not {}",
+            v.terms.requester_ori,
+            id.describe()
+        )));
+    }
+    if decl.agreement_id != v.id {
+        return Err(refuse("the declaration names another agreement".into()));
+    }
+    if decl.text.trim().len() < 80 {
+        return Err(refuse("the declaration must state in writing how the data will and will not be used (80+ characters)".into()));
+    }
+    Ok(())
+}

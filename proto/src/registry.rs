@@ -255,6 +255,15 @@ pub fn apply_leaf(
                 .as_ref()
                 .ok_or_else(|| invalid("registration without agreement"))?;
             let v = agreement::verify(trust, sa, ev.logged_at)?;
+            if let Some(j) = &v.provider_admin.jurisdiction {
+                agreement::check_declaration(
+                    trust,
+                    sa,
+                    &v,
+                    crate::rules::StateRules::for_jurisdiction(j)?,
+                    ev.logged_at,
+                )?;
+            }
             if v.id != ev.agreement_id || records.contains_key(&v.id) {
                 return Err(invalid("registration id mismatch or duplicate"));
             }
