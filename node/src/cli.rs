@@ -62,6 +62,18 @@ pub enum Command {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+    /// Reports from the audit log.
+    Report {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Which report.
+        #[arg(value_enum)]
+        kind: ReportKind,
+        /// For `sample`: how many searches to draw.
+        #[arg(long, default_value_t = 10)]
+        size: usize,
+    },
     /// Drop every day of reads older than retention now (the daemon also does this on a schedule).
     Purge {
         /// Node config file.
@@ -143,6 +155,20 @@ pub enum AdminCmd {
         #[arg(long)]
         date: Option<String>,
     },
+    /// Record your review of one logged search (supervisor).
+    Review {
+        /// The audit entry number (from `alpr-node report sample`).
+        seq: i64,
+        /// The search was justified.
+        #[arg(long, conflicts_with = "not_justified")]
+        justified: bool,
+        /// The search was not justified.
+        #[arg(long)]
+        not_justified: bool,
+        /// Notes.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Disable an account at once (supervisor or admin), including for queries in flight.
     Disable {
         /// User id.
@@ -151,6 +177,21 @@ pub enum AdminCmd {
         #[arg(long, default_value = "")]
         note: String,
     },
+}
+
+/// Report kinds.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ReportKind {
+    /// The agency's public transparency report.
+    Transparency,
+    /// How far back searches reached (the State Auditor's Table 2).
+    SearchAge,
+    /// Inbound queries by requester and purpose.
+    Inbound,
+    /// Repeated plates per user, vague reasons, unusual hours.
+    Anomalies,
+    /// A random sample of searches for supervisor review (`alpr-node admin review`).
+    Sample,
 }
 
 /// on / off.
@@ -537,8 +578,60 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 AdminCmd::Disable { user, note } => {
                     client::user_cmd("disable", &user, "", 0, &note)
                 }
+                AdminCmd::Review {
+                    seq,
+                    justified,
+                    not_justified,
+                    note,
+                } => {
+                    if justified == not_justified {
+                        return Err(Error::Usage("say --justified or --not-justified".into()));
+                    }
+                    alpr_proto::pb::AdminRequest {
+                        command: Some(alpr_proto::pb::admin_request::Command::Review(
+                            alpr_proto::pb::ReviewCommand {
+                                seq,
+                                justified,
+                                note,
+                            },
+                        )),
+                    }
+                }
             };
             println!("{}", c.admin(req).await?.into_inner().message);
+            Ok(())
+        }
+        Command::Report { config, kind, size } => {
+            let cfg = NodeConfig::load(&config)?;
+            let entries = audit::list(&audit::open_db(&cfg.audit_path())?, None)?;
+            let text = match kind {
+                ReportKind::Transparency => crate::reports::transparency(
+                    &*Node::open(&cfg)?,
+                    &entries,
+                    alpr_pki::now_unix(),
+                )?,
+                ReportKind::SearchAge => crate::reports::search_age(&entries),
+                ReportKind::Inbound => crate::reports::inbound_summary(&entries),
+                ReportKind::Anomalies => crate::reports::anomalies(&entries, 5),
+                ReportKind::Sample => crate::reports::review_sample(&entries, size)
+                    .into_iter()
+                    .map(|e| {
+                        format!(
+                            "#{} {} {} {}@{} plate={} purpose={} case={} reason={:?}\n",
+                            e.seq,
+                            fmt_time(e.entry.at),
+                            e.entry.event,
+                            e.entry.requester_user.as_deref().unwrap_or("?"),
+                            e.entry.requester_ori.as_deref().unwrap_or("?"),
+                            e.entry.plate.as_deref().unwrap_or("-"),
+                            e.entry.purpose.as_deref().unwrap_or("-"),
+                            e.entry.case_number.as_deref().unwrap_or("-"),
+                            e.entry.reason.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect(),
+            };
+            print!("{text}");
             Ok(())
         }
         Command::Purge { config } => {

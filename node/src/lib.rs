@@ -16,6 +16,7 @@ mod error;
 pub mod ingest;
 pub mod node;
 pub mod registry;
+pub mod reports;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -149,6 +149,11 @@ impl Node {
                         }
                     }),
             ),
+            Some(Command::Review(r)) => {
+                drop(conn);
+                self.record_review(by, r.seq, r.justified, &r.note)?;
+                return Ok(format!("recorded review of entry #{}", r.seq));
+            }
             None => return Err(Error::Usage("empty command".into())),
         };
         self.audit(&[AuditEntry {
