@@ -280,18 +280,18 @@ pub fn anomalies(entries: &[StoredEntry], repeat_threshold: u64) -> String {
                 .entry((format!("{u}@{o}"), p.clone()))
                 .or_default() += 1;
         }
-        if let Some(r) = &x.reason {
-            if alpr_proto::input::check_reason(r, false).is_err() {
-                w(
-                    &mut out,
-                    format!(
-                        "  vague reason: entry #{} {} {:?}",
-                        e.seq,
-                        x.requester_user.as_deref().unwrap_or("?"),
-                        r
-                    ),
-                );
-            }
+        if let Some(r) = &x.reason
+            && alpr_proto::input::check_reason(r, false).is_err()
+        {
+            w(
+                &mut out,
+                format!(
+                    "  vague reason: entry #{} {} {:?}",
+                    e.seq,
+                    x.requester_user.as_deref().unwrap_or("?"),
+                    r
+                ),
+            );
         }
         if x.detail
             .as_deref()
