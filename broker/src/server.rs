@@ -56,7 +56,10 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let broker = Broker::open(cfg)?;
     let tls = transport::server_config(&broker.trust, &broker.tls).map_err(Error::Transport)?;
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    let router = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
+        .await
+        .map_err(Error::Transport)?
         .add_service(BrokerServer::new(BrokerService::new(broker.clone())));
     let (tx, rx) = oneshot::channel();
     let (page_tx, page_rx) = oneshot::channel::<()>();

@@ -69,10 +69,20 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     let tls = transport::server_config(node.trust(), &node.tls).map_err(Error::Transport)?;
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());
-    let router = tonic::transport::Server::builder()
-        .add_service(NodeInboundServer::new(svc.clone()))
-        .add_service(NodeLocalServer::new(svc.clone()))
-        .add_service(NodeAdminServer::new(svc));
+    let mut builder = tonic::transport::Server::builder();
+    let router = transport::with_standard_services(
+        &mut builder,
+        &[
+            "alpr.v1.NodeInbound",
+            "alpr.v1.NodeLocal",
+            "alpr.v1.NodeAdmin",
+        ],
+    )
+    .await
+    .map_err(Error::Transport)?
+    .add_service(NodeInboundServer::new(svc.clone()))
+    .add_service(NodeLocalServer::new(svc.clone()))
+    .add_service(NodeAdminServer::new(svc));
     // Scheduled retention purge: at start, then every interval, until the node stops.
     let purger = node.clone();
     let interval = std::time::Duration::from_secs(cfg.policy.purge_interval_secs.max(1));

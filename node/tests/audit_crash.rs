@@ -254,3 +254,73 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
     }
     assert!(acknowledged.lock().unwrap().len() >= 71);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_work_and_seals_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (cfg, trust, l) = setup(dir);
+    let inv = {
+        let (c, k) = l.person(REQUESTER, "inv");
+        Signer::load(&c, &k).unwrap()
+    };
+    let req_node = {
+        let (c, k) = l.node(REQUESTER);
+        Signer::load(&c, &k).unwrap()
+    };
+    let broker_tls = {
+        let (c, k) = l.broker();
+        TlsIdentity::load(&c, &k).unwrap()
+    };
+    let (mut child, addr) = spawn(dir);
+    let ch = transport::channel(
+        &Target {
+            addr,
+            server_name: "localhost".into(),
+        },
+        transport::client_config(&trust, &broker_tls).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut c = NodeInboundClient::new(ch);
+    let mut replied = 0;
+    for _ in 0..5 {
+        let now = alpr_pki::now_unix();
+        let p = SearchParams {
+            plate: "8ABC123".into(),
+            window_start: now - 86_400,
+            window_end: now,
+            purpose: "240".into(),
+            case_number: "VPD-2026-000111".into(),
+            reason: "Stolen grey Tacoma from the harbor lot, plate seen by witness".into(),
+            targets: vec![PROVIDER.into()],
+            ttl_secs: 300,
+            ..Default::default()
+        };
+        let (_, signed) = client::sign_query(&inv, &trust, &p, now).unwrap();
+        let endorsed =
+            alpr_proto::envelope::endorse(&req_node, REQUESTER, signed.encode_to_vec(), now)
+                .unwrap();
+        c.answer_query(endorsed).await.unwrap();
+        replied += 1;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful exit, got {exit:?}");
+    // Every reply is logged and the final head carries a signed checkpoint.
+    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
+    let report = alpr_node::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
+    let inbound = alpr_node::audit::list(&conn, Some("inbound_query")).unwrap();
+    assert_eq!(inbound.len(), replied);
+    let last_checkpoint: i64 = conn
+        .query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        last_checkpoint as u64, report.entries,
+        "the log is sealed at its final entry"
+    );
+}

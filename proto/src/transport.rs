@@ -218,3 +218,32 @@ where
         .serve_with_incoming_shutdown(tls_incoming(listener, cfg), shutdown)
         .await
 }
+
+/// Add gRPC health checking (`grpc.health.v1`, every named service reported SERVING) and
+/// server reflection (v1 and v1alpha) to a server, so standard gRPC tools work.
+pub async fn with_standard_services(
+    builder: &mut tonic::transport::Server,
+    services: &[&str],
+) -> Result<tonic::transport::server::Router, String> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for s in services {
+        reporter
+            .set_service_status(*s, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+    Ok(builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha))
+}
