@@ -218,6 +218,7 @@ impl Federation {
                 cert: bcert,
                 key: bkey,
                 crls: crls.clone(),
+                crl_reload_secs: 30,
             },
             deadline_ms: 3000,
             max_agreement_days: 365,
@@ -251,6 +252,7 @@ impl Federation {
                     cert,
                     key,
                     crls: crls.clone(),
+                    crl_reload_secs: 30,
                 },
                 broker: Some(PeerConfig {
                     addr: broker_addr.to_string(),
@@ -388,6 +390,21 @@ impl Federation {
             client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?,
             Signer::load(&c, &k)?,
         ))
+    }
+
+    /// Run an `alpr-pki` command on this federation's PKI directory.
+    pub fn pki_cli(&self, args: &[&str]) -> Result<()> {
+        pki(self.pki.dir(), args)
+    }
+
+    /// Make every node and the broker re-read their CRL files now (they also do so on a
+    /// schedule).
+    pub fn reload_crls(&self) -> Result<()> {
+        for n in self.nodes.values() {
+            n.node.reload_crls()?;
+        }
+        self.broker.broker.reload_crls()?;
+        Ok(())
     }
 
     /// Have these agencies' nodes sync the registry now (they also do so on a schedule).

@@ -28,8 +28,10 @@ use crate::store::{self, LogEntry};
 
 /// The broker's shared state.
 pub struct Broker {
-    /// Trust anchors and CRLs.
-    pub trust: TrustStore,
+    trust: RwLock<TrustStore>,
+    crl_files: Vec<std::path::PathBuf>,
+    /// The TLS server config in force (swapped when CRLs change).
+    pub(crate) tls_server: alpr_proto::transport::SharedServerConfig,
     pub(crate) tls: TlsIdentity,
     signer: Signer,
     db: Mutex<Connection>,
@@ -83,8 +85,13 @@ impl Broker {
                 .map_err(Error::Transport)?;
             nodes.insert(n.ori.clone(), NodeInboundClient::new(ch));
         }
+        let tls_server = Arc::new(RwLock::new(
+            transport::server_config(&trust, &tls).map_err(Error::Transport)?,
+        ));
         Ok(Arc::new(Self {
-            trust,
+            trust: RwLock::new(trust),
+            crl_files: cfg.tls.crls.clone(),
+            tls_server,
             tls,
             signer,
             db: Mutex::new(conn),
@@ -93,6 +100,38 @@ impl Broker {
             deadline,
             max_term_days: cfg.max_agreement_days,
         }))
+    }
+
+    /// The trust store in force.
+    pub fn trust(&self) -> TrustStore {
+        self.trust
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Re-read the CRL files and enforce them at once if they changed.
+    pub fn reload_crls(&self) -> Result<bool, Error> {
+        let mut crls = Vec::new();
+        for f in &self.crl_files {
+            crls.extend(alpr_pki::read_crls(f)?);
+        }
+        let current = self.trust();
+        if current.crls() == crls.as_slice() {
+            return Ok(false);
+        }
+        let fresh = current.with_crls(crls);
+        let server = transport::server_config(&fresh, &self.tls).map_err(Error::Transport)?;
+        match self.trust.write() {
+            Ok(mut t) => *t = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        match self.tls_server.write() {
+            Ok(mut c) => *c = server,
+            Err(p) => *p.into_inner() = server,
+        }
+        tracing::info!("CRLs reloaded");
+        Ok(true)
     }
 
     /// Lock the database (a poisoned lock still holds a consistent SQLite connection).
@@ -141,7 +180,7 @@ impl Broker {
         };
         store::log(&mut conn, &[entry])?;
         let (id, _) = result?;
-        let v = agreement::verify(&self.trust, sa, now)?;
+        let v = agreement::verify(&self.trust(), sa, now)?;
         let leaf = RegistryEvent {
             kind: "register".into(),
             agreement_id: id.clone(),
@@ -154,7 +193,7 @@ impl Broker {
         .encode_to_vec();
         let (index, head) =
             self.reg_mut()
-                .append(&mut conn, &self.trust, &self.signer, leaf, now)?;
+                .append(&mut conn, &self.trust(), &self.signer, leaf, now)?;
         for admin in [&v.provider_admin, &v.requester_admin] {
             if let Some(a) = &admin.agency {
                 store::put_agency(&conn, a)?;
@@ -172,7 +211,7 @@ impl Broker {
     ) -> Result<(u64, SignedTreeHead), Error> {
         let now = alpr_pki::now_unix();
         let (_, a) = alpr_proto::envelope::open_as::<alpr_proto::pb::AgreementAction>(
-            &self.trust,
+            &self.trust(),
             action,
             alpr_proto::registry::ACTION,
             now,
@@ -185,7 +224,7 @@ impl Broker {
                     RefusalReason::NoAgreement,
                     format!("no registered agreement {}", a.agreement_id),
                 ))),
-                Some(rec) => alpr_proto::registry::verify_action(&self.trust, action, rec, now)
+                Some(rec) => alpr_proto::registry::verify_action(&self.trust(), action, rec, now)
                     .map(|(_, _, _)| rec.agreement.terms.clone())
                     .map_err(Error::from),
             }
@@ -225,7 +264,7 @@ impl Broker {
         }
         .encode_to_vec();
         self.reg_mut()
-            .append(&mut conn, &self.trust, &self.signer, leaf, now)
+            .append(&mut conn, &self.trust(), &self.signer, leaf, now)
     }
 
     /// The latest signed tree head (a signed empty head if nothing is registered yet).
@@ -251,7 +290,7 @@ impl Broker {
     /// The registry as a regulator sees it (head verified, records replayed).
     pub fn regulator_view(&self) -> Result<crate::regulator::RegistryView, Error> {
         let head =
-            alpr_proto::registry::verify_head(&self.trust, &self.head()?, alpr_pki::now_unix())?;
+            alpr_proto::registry::verify_head(&self.trust(), &self.head()?, alpr_pki::now_unix())?;
         Ok(crate::regulator::RegistryView {
             head,
             records: self.reg().records().clone(),
@@ -282,7 +321,7 @@ impl Broker {
     pub fn cosign(&self, peer: &VerifiedIdentity, cosig: &Signed) -> Result<SignedTreeHead, Error> {
         let now = alpr_pki::now_unix();
         let (id, cs): (_, alpr_proto::pb::Cosignature) = alpr_proto::envelope::open_as(
-            &self.trust,
+            &self.trust(),
             cosig,
             alpr_proto::registry::COSIGNATURE,
             now,
@@ -305,7 +344,7 @@ impl Broker {
             ));
         }
         sth.cosignatures.retain(|c| {
-            alpr_proto::envelope::open(&self.trust, c, alpr_proto::registry::COSIGNATURE, now)
+            alpr_proto::envelope::open(&self.trust(), c, alpr_proto::registry::COSIGNATURE, now)
                 .map(|(i, _)| i.serial != id.serial)
                 .unwrap_or(false)
         });
@@ -315,7 +354,7 @@ impl Broker {
     }
 
     fn register_inner(&self, sa: &SignedAgreement, now: i64) -> Result<(String, String), Error> {
-        let v = agreement::verify(&self.trust, sa, now)?;
+        let v = agreement::verify(&self.trust(), sa, now)?;
         if v.terms.valid_until <= now {
             return Err(alpr_proto::Error::refused(
                 RefusalReason::AgreementExpired,
@@ -332,7 +371,7 @@ impl Broker {
         };
         let rules = StateRules::for_jurisdiction(&provider.jurisdiction)?;
         rules.check_requester(&requester.jurisdiction, requester.kind)?;
-        agreement::check_declaration(&self.trust, sa, &v, rules, now)?;
+        agreement::check_declaration(&self.trust(), sa, &v, rules, now)?;
         if v.terms.valid_until - v.terms.valid_from > i64::from(self.max_term_days) * 86_400 {
             return Err(alpr_proto::Error::refused(
                 RefusalReason::InvalidInput,
@@ -361,9 +400,40 @@ impl Broker {
         endorsed: Signed,
     ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
-        let peer = peer?;
         let mut facts = QueryFacts::default();
-        admission::open_endorsed(&self.trust, &endorsed, now, &mut facts)?;
+        let checked = peer.and_then(|p| {
+            admission::open_endorsed(&self.trust(), &endorsed, now, &mut facts)?;
+            Ok(p)
+        });
+        let peer = match checked {
+            Ok(p) => p,
+            Err(e) => {
+                // Refused before any target was considered: log who and why.
+                let (reason, detail) = match &e {
+                    Error::Refused(r) => (r.reason().as_str_name().to_owned(), r.detail()),
+                    other => ("CERT_INVALID".to_owned(), other.to_string()),
+                };
+                let mut conn = self.db();
+                store::log(
+                    &mut conn,
+                    &[LogEntry {
+                        at: now,
+                        event: "route".into(),
+                        query_id: facts.query.as_ref().map(|q| hex::encode(&q.query_id)),
+                        requester: facts
+                            .investigator
+                            .as_ref()
+                            .or(facts.endorser.as_ref())
+                            .map(VerifiedIdentity::describe),
+                        decision: "refused".into(),
+                        reason_code: Some(reason),
+                        detail: Some(detail),
+                        ..Default::default()
+                    }],
+                )?;
+                return Err(e);
+            }
+        };
         let (Some(endorser), Some(query)) = (facts.endorser.clone(), facts.query.clone()) else {
             return Err(Error::Usage("query not decoded".into()));
         };
@@ -469,6 +539,7 @@ impl Broker {
 
     fn plan(&self, endorsed: &Signed, targets: &[String], now: i64) -> Result<Vec<Plan>, Error> {
         let agreements = self.agreements();
+        let trust = self.trust();
         let mut conn = self.db();
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
@@ -482,7 +553,7 @@ impl Broker {
             let decision = {
                 let replay = store::DbReplay(&conn);
                 let ctx = AdmissionContext {
-                    trust: &self.trust,
+                    trust: &trust,
                     provider_ori: t,
                     rules,
                     policy: None,
@@ -579,10 +650,10 @@ impl Broker {
         let now = alpr_pki::now_unix();
         // The reply must be signed by that agency's node and bound to this query.
         let checked = if reply.payload_type == ANSWER {
-            envelope::open_as::<Answer>(&self.trust, &reply, ANSWER, now)
+            envelope::open_as::<Answer>(&self.trust(), &reply, ANSWER, now)
                 .map(|(id, a)| (id, a.query_id, None))
         } else {
-            envelope::open_as::<Refusal>(&self.trust, &reply, REFUSAL, now)
+            envelope::open_as::<Refusal>(&self.trust(), &reply, REFUSAL, now)
                 .map(|(id, r)| (id, r.query_id.clone(), Some(r)))
         };
         match checked {

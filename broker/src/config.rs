@@ -54,6 +54,14 @@ pub struct TlsConfig {
     /// CRL files to enforce.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// How often to re-read the CRL files, seconds; a changed CRL takes effect without a
+    /// restart, for new TLS handshakes and for signature checks.
+    #[serde(default = "default_crl_reload")]
+    pub crl_reload_secs: u64,
+}
+
+fn default_crl_reload() -> u64 {
+    30
 }
 
 /// How to reach one agency's node.

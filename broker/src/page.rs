@@ -86,7 +86,7 @@ fn esc(s: &str) -> String {
 
 async fn index(State(broker): State<Arc<Broker>>, Query(p): Query<Params>) -> Response {
     let now = alpr_pki::now_unix();
-    let who = match check_token(&broker.trust, p.token.as_deref().unwrap_or(""), now) {
+    let who = match check_token(&broker.trust(), p.token.as_deref().unwrap_or(""), now) {
         Ok(id) => id,
         Err((code, msg)) => {
             return (

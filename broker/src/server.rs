@@ -25,11 +25,13 @@ pub struct RunningBroker {
     stop: Option<oneshot::Sender<()>>,
     page_stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    crl_task: JoinHandle<()>,
 }
 
 impl RunningBroker {
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) -> Result<(), Error> {
+        self.crl_task.abort();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -54,13 +56,27 @@ pub async fn start(cfg: &BrokerConfig) -> Result<RunningBroker, Error> {
 /// Serve on an already bound listener (lets a caller learn every address before starting).
 pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<RunningBroker, Error> {
     let broker = Broker::open(cfg)?;
-    let tls = transport::server_config(&broker.trust, &broker.tls).map_err(Error::Transport)?;
+    let tls = broker.tls_server.clone();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let mut builder = tonic::transport::Server::builder();
     let router = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
         .await
         .map_err(Error::Transport)?
         .add_service(BrokerServer::new(BrokerService::new(broker.clone())));
+    // CRL reload without restart.
+    let reloader = broker.clone();
+    let every = std::time::Duration::from_secs(cfg.tls.crl_reload_secs.max(1));
+    let crl_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let r = reloader.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.reload_crls()).await {
+                tracing::error!(error = %e, "CRL reload failed; keeping the CRLs in force");
+            }
+        }
+    });
     let (tx, rx) = oneshot::channel();
     let (page_tx, page_rx) = oneshot::channel::<()>();
     let page_addr = match cfg.regulator_page {
@@ -94,5 +110,6 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
         stop: Some(tx),
         page_stop: Some(page_tx),
         task,
+        crl_task,
     })
 }

@@ -34,7 +34,7 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<Signed>,
     ) -> Result<Response<RouteResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix())
+        let peer = transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(Error::from);
         let endorsed = request.into_inner();
         self.broker
@@ -48,7 +48,7 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<SignedAgreement>,
     ) -> Result<Response<SubmitAgreementResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix())
+        let peer = transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let sa = request.into_inner();
         let broker = self.broker.clone();
@@ -67,7 +67,7 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<ListAgreementsRequest>,
     ) -> Result<Response<AgreementList>, Status> {
-        transport::peer_identity(&request, &self.broker.trust, alpr_pki::now_unix())
+        transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let ori = request.into_inner().ori;
         let list = self
@@ -199,7 +199,7 @@ impl BrokerService {
     }
 
     fn peer<T>(&self, request: &Request<T>) -> Result<alpr_pki::VerifiedIdentity, Status> {
-        transport::peer_identity(request, &self.broker.trust, alpr_pki::now_unix())
+        transport::peer_identity(request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))
     }
 }

@@ -22,7 +22,9 @@ use crate::{Error, store};
 pub struct Node {
     /// This agency's claims (from its verified node certificate).
     pub agency: AgencyClaims,
-    pub(crate) trust: TrustStore,
+    trust: RwLock<TrustStore>,
+    /// The TLS server config in force (swapped when CRLs change).
+    pub(crate) tls_server: alpr_proto::transport::SharedServerConfig,
     pub(crate) signer: Arc<Signer>,
     /// The group-commit audit log.
     pub audit_log: AuditLog,
@@ -86,9 +88,13 @@ impl Node {
             }
             None => None,
         };
+        let tls_server = Arc::new(RwLock::new(
+            transport::server_config(&trust, &tls).map_err(Error::Transport)?,
+        ));
         Ok(Arc::new(Self {
             agency,
-            trust,
+            trust: RwLock::new(trust),
+            tls_server,
             signer,
             audit_log,
             tls,
@@ -274,9 +280,44 @@ impl Node {
         &self.agency.ori
     }
 
-    /// The trust store in force.
-    pub fn trust(&self) -> &TrustStore {
-        &self.trust
+    /// The trust store in force (root and the CRLs loaded last).
+    pub fn trust(&self) -> TrustStore {
+        self.trust
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Re-read the CRL files; if they changed, enforce them at once for signatures and for
+    /// new TLS handshakes. Returns whether anything changed.
+    pub fn reload_crls(&self) -> Result<bool, Error> {
+        let mut crls = Vec::new();
+        for f in &self.cfg.tls.crls {
+            crls.extend(alpr_pki::read_crls(f)?);
+        }
+        let current = self.trust();
+        if current.crls() == crls.as_slice() {
+            return Ok(false);
+        }
+        let fresh = current.with_crls(crls);
+        let server = transport::server_config(&fresh, &self.tls).map_err(Error::Transport)?;
+        match self.trust.write() {
+            Ok(mut t) => *t = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        match self.tls_server.write() {
+            Ok(mut c) => *c = server,
+            Err(p) => *p.into_inner() = server,
+        }
+        tracing::info!("CRLs reloaded");
+        self.audit(&[AuditEntry {
+            at: alpr_pki::now_unix(),
+            event: "config_change".into(),
+            decision: "ok".into(),
+            detail: Some("certificate revocation lists reloaded".into()),
+            ..Default::default()
+        }])?;
+        Ok(true)
     }
 
     /// Lock the database. A poisoned lock means a thread panicked mid-write; SQLite's
@@ -310,7 +351,7 @@ impl Node {
     /// Verify both admin signatures of an agreement this agency is party to and keep a copy.
     pub fn import_agreement(&self, sa: &SignedAgreement) -> Result<String, Error> {
         let now = alpr_pki::now_unix();
-        let v = agreement::verify(&self.trust, sa, now)?;
+        let v = agreement::verify(&self.trust(), sa, now)?;
         if v.terms.provider_ori != self.ori() && v.terms.requester_ori != self.ori() {
             return Err(Error::Usage(format!(
                 "agreement {} does not involve {}",

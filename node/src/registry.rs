@@ -83,7 +83,7 @@ impl Node {
     ) -> Result<SyncReport, Error> {
         let now = alpr_pki::now_unix();
         let sth = client.get_tree_head(TreeHeadRequest {}).await?.into_inner();
-        let head = registry::verify_head(&self.trust, &sth, now)?;
+        let head = registry::verify_head(&self.trust(), &sth, now)?;
         if self.cfg.registry.require_cosignature
             && !head.cosigned_by(self.agency.jurisdiction.as_str())
         {
@@ -256,7 +256,7 @@ impl Node {
                 if terms.provider_ori != me && terms.requester_ori != me {
                     return Ok(None);
                 }
-                let v = agreement::verify(&self.trust, sa, ev.logged_at)?;
+                let v = agreement::verify(&self.trust(), sa, ev.logged_at)?;
                 if terms.provider_ori == me {
                     // The owner applies its own state's rules to the registration itself.
                     self.rules.check_requester(
@@ -270,7 +270,7 @@ impl Node {
                             .map(|a| a.kind)
                             .ok_or_else(|| Error::Usage("requester has no agency".into()))?,
                     )?;
-                    agreement::check_declaration(&self.trust, sa, &v, self.rules, ev.logged_at)?;
+                    agreement::check_declaration(&self.trust(), sa, &v, self.rules, ev.logged_at)?;
                 }
                 store::put_agreement(conn, &v.id, sa, &v.terms, ev.logged_at)?;
                 store::set_registered(conn, &v.id, index, ev.logged_at)?;
@@ -288,7 +288,7 @@ impl Node {
                     return Ok(None);
                 };
                 let at = registered_at.unwrap_or(ev.logged_at);
-                let v = agreement::verify(&self.trust, &sa, at)?;
+                let v = agreement::verify(&self.trust(), &sa, at)?;
                 let status = store::agreement_status(conn, &v.id)?
                     .and_then(|s| AgreementStatus::parse(&s))
                     .unwrap_or(AgreementStatus::Revoked);
@@ -299,7 +299,7 @@ impl Node {
                     history: Vec::<HistoryItem>::new(),
                 };
                 let (a, who, next) =
-                    registry::verify_action(&self.trust, action, &record, ev.logged_at)?;
+                    registry::verify_action(&self.trust(), action, &record, ev.logged_at)?;
                 conn.execute(
                     "UPDATE agreements SET status = ?2 WHERE id = ?1",
                     params![ev.agreement_id, next.as_str()],

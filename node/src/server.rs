@@ -24,6 +24,7 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    crl_task: JoinHandle<()>,
     purge_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
 }
@@ -31,6 +32,7 @@ pub struct RunningNode {
 impl RunningNode {
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) -> Result<(), Error> {
+        self.crl_task.abort();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -66,7 +68,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
 /// Serve on an already bound listener (lets a caller learn every address before starting).
 pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<RunningNode, Error> {
     let node = Node::open(cfg)?;
-    let tls = transport::server_config(node.trust(), &node.tls).map_err(Error::Transport)?;
+    let tls = node.tls_server.clone();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());
     let mut builder = tonic::transport::Server::builder();
@@ -120,6 +122,20 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
             }
         }
     });
+    // CRL reload without restart.
+    let reloader = node.clone();
+    let every = std::time::Duration::from_secs(cfg.tls.crl_reload_secs.max(1));
+    let crl_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let r = reloader.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.reload_crls()).await {
+                tracing::error!(error = %e, "CRL reload failed; keeping the CRLs in force");
+            }
+        }
+    });
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;
@@ -132,5 +148,6 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         task,
         purge_task,
         sync_task,
+        crl_task,
     })
 }

@@ -80,10 +80,11 @@ impl Node {
         let agreements = self.agreements();
         let conn = self.db();
         let policy = self.policy(&conn)?;
+        let trust = self.trust();
         let decision = {
             let replay = store::DbReplay(&conn);
             let ctx = AdmissionContext {
-                trust: &self.trust,
+                trust: &trust,
                 provider_ori: self.ori(),
                 rules: self.rules,
                 policy: Some(&policy),
@@ -354,7 +355,7 @@ impl Node {
                 &facts,
             )
         })?;
-        let (inv, query) = envelope::open_as::<Query>(&self.trust, &inner, QUERY, now)
+        let (inv, query) = envelope::open_as::<Query>(&self.trust(), &inner, QUERY, now)
             .map_err(|e| (e, facts.clone()))?;
         facts.investigator = Some(inv.clone());
         facts.query = Some(query.clone());
@@ -423,7 +424,7 @@ impl Node {
 #[tonic::async_trait]
 impl NodeInbound for NodeService {
     async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
             .map_err(Error::from);
         let node = self.node.clone();
         let endorsed = request.into_inner();
@@ -441,7 +442,7 @@ impl NodeLocal for NodeService {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
             .map_err(Error::from);
         let bytes = request.into_inner().signed_query;
         self.node
@@ -455,7 +456,7 @@ impl NodeLocal for NodeService {
         &self,
         request: Request<Streaming<Read>>,
     ) -> Result<Response<IngestSummary>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         if !matches!(peer.role, Role::Admin | Role::Node) || peer.ori() != Some(self.node.ori()) {
             return Err(Status::permission_denied(format!(
@@ -489,7 +490,7 @@ impl NodeAdmin for NodeService {
         &self,
         request: Request<AdminRequest>,
     ) -> Result<Response<AdminResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust, alpr_pki::now_unix())
+        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let node = self.node.clone();
         let req = request.into_inner();

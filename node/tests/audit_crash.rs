@@ -78,6 +78,7 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
             cert,
             key,
             crls: l.all_crls(),
+            crl_reload_secs: 30,
         },
         broker: None,
         policy: PolicyConfig {

@@ -101,10 +101,9 @@ pub fn client_config(trust: &TrustStore, id: &TlsIdentity) -> Result<Arc<ClientC
 /// Handshakes run in their own tasks so a slow client cannot stall the accept loop.
 pub fn tls_incoming(
     listener: TcpListener,
-    cfg: Arc<ServerConfig>,
+    cfg: SharedServerConfig,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(cfg);
     tokio::spawn(async move {
         loop {
             // Stop accepting (and release the port) as soon as the server drops the stream.
@@ -124,7 +123,12 @@ pub fn tls_incoming(
             if tx.is_closed() {
                 break;
             }
-            let acceptor = acceptor.clone();
+            // The config in force now (CRLs may have been reloaded since the last accept).
+            let acceptor = TlsAcceptor::from(
+                cfg.read()
+                    .map(|c| c.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone()),
+            );
             let tx = tx.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -139,6 +143,9 @@ pub fn tls_incoming(
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
+
+/// A server config that can be swapped while serving (CRL reload without restart).
+pub type SharedServerConfig = Arc<std::sync::RwLock<Arc<ServerConfig>>>;
 
 /// Where and how to reach a server.
 #[derive(Clone, Debug)]
@@ -208,7 +215,7 @@ pub fn peer_addr<T>(req: &tonic::Request<T>) -> Option<SocketAddr> {
 pub async fn serve<F>(
     router: tonic::transport::server::Router,
     listener: TcpListener,
-    cfg: Arc<ServerConfig>,
+    cfg: SharedServerConfig,
     shutdown: F,
 ) -> Result<(), tonic::transport::Error>
 where

@@ -1,0 +1,294 @@
+//! Adversarial cases around identity: a revoked investigator, an agency CA minting another
+//! agency's identity, plates carrying SQL metacharacters and control characters, and an
+//! oversized message. Each is refused with its reason code and an audit entry at the
+//! refusing party, and no read is returned.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use alpr_federation::{Federation, demo_agencies, investigator_of, open_policy, params};
+use alpr_node::client;
+use alpr_pki::issue::{self, Authority, LeafSpec};
+use alpr_pki::{AgencyClaims, Role, Signer};
+use alpr_proto::RefusalReason;
+use alpr_proto::envelope::{self, QUERY, REFUSAL};
+use alpr_proto::pb::{Query, Refusal, Signed};
+use alpr_proto::transport::{Target, TlsIdentity};
+use prost::Message;
+
+const VENTURA: &str = "CA0560100";
+const SACRAMENTO: &str = "CA0340000";
+const LAS_VEGAS: &str = "NV0020100";
+
+async fn fed() -> Federation {
+    let fed = Federation::start(None, &demo_agencies(), |_| open_policy())
+        .await
+        .unwrap();
+    fed.ingest_csv(
+        VENTURA,
+        &alpr_federation::synthetic_csv(VENTURA, &["8ABC123"], 5),
+    )
+    .unwrap();
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed
+}
+
+fn refusal_of(fed: &Federation, reply: &Signed) -> Refusal {
+    assert_eq!(
+        reply.payload_type, REFUSAL,
+        "expected a refusal, not an answer"
+    );
+    envelope::open_as::<Refusal>(&fed.trust, reply, REFUSAL, alpr_pki::now_unix())
+        .unwrap()
+        .1
+}
+
+fn last_inbound_code(fed: &Federation, ori: &str) -> Option<String> {
+    fed.audit(ori, Some("inbound_query"))
+        .unwrap()
+        .last()
+        .and_then(|e| e.entry.reason_code.clone())
+}
+
+#[tokio::test]
+async fn a_revoked_investigator_is_refused_everywhere_without_a_restart() {
+    let fed = fed().await;
+    let p = params("8ABC123", &[VENTURA], "240", 3);
+    // A query signed before the revocation, to be replayed later by a misbehaving broker.
+    let (_, old_signed) = fed.sign_query(SACRAMENTO, &p).unwrap();
+    fed.search(SACRAMENTO, &p).await.unwrap();
+
+    let (cert, _) = fed.pki.person(SACRAMENTO, &investigator_of(SACRAMENTO));
+    fed.pki_cli(&["revoke", cert.to_str().unwrap(), "--ori", SACRAMENTO])
+        .unwrap();
+    fed.reload_crls().unwrap();
+
+    // TLS: the revoked certificate no longer connects to its own node.
+    let err = fed.search(SACRAMENTO, &p).await.unwrap_err();
+    assert!(
+        format!("{err:?}").to_lowercase().contains("revoked")
+            || err.to_string().contains("transport"),
+        "{err:?}"
+    );
+    // Signature: the owner's node refuses the old query with CERT_REVOKED and logs it.
+    let reply = fed
+        .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &old_signed).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal_of(&fed, &reply).reason,
+        RefusalReason::CertRevoked as i32
+    );
+    assert_eq!(
+        last_inbound_code(&fed, VENTURA).as_deref(),
+        Some("CERT_REVOKED")
+    );
+    // The broker refuses it too, and logs it.
+    let (c, k) = fed.pki.node(SACRAMENTO);
+    let tls = TlsIdentity::load(&c, &k).unwrap();
+    let mut b = client::broker_client(
+        &Target {
+            addr: fed.broker.addr.to_string(),
+            server_name: "localhost".into(),
+        },
+        &fed.trust,
+        &tls,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let (_, fresh) = {
+        // Signed with the revoked key after revocation.
+        let (s, _) = fed
+            .person(SACRAMENTO, &investigator_of(SACRAMENTO))
+            .unwrap();
+        client::sign_query(
+            &s,
+            &alpr_pki::TrustStore::new(fed.trust.root().clone(), vec![]),
+            &p,
+            alpr_pki::now_unix(),
+        )
+        .unwrap()
+    };
+    let err = b
+        .route_query(fed.endorse(SACRAMENTO, &fresh).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("CERT_REVOKED"), "{err}");
+    assert!(
+        fed.broker_log()
+            .unwrap()
+            .iter()
+            .any(|l| l.reason_code.as_deref() == Some("CERT_REVOKED"))
+    );
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agency_ca_cannot_mint_another_agencys_identity() {
+    let fed = fed().await;
+    // Las Vegas's CA issues an investigator and a node certificate claiming to be Sacramento.
+    let nv_ca = Authority::load(
+        &fed.pki.agency_ca_cert(LAS_VEGAS),
+        &fed.pki.agency_ca_key(LAS_VEGAS),
+    )
+    .unwrap();
+    let fake = AgencyClaims::new(
+        SACRAMENTO,
+        "Sacramento County Sheriff",
+        "US-CA".parse().unwrap(),
+        alpr_pki::AgencyKind::Local,
+    )
+    .unwrap();
+    let mint = |role, user: Option<&str>| {
+        let spec = LeafSpec {
+            role,
+            user: user.map(Into::into),
+            agency: Some(fake.clone()),
+            jurisdiction: None,
+            hosts: vec!["localhost".into()],
+            days: 5,
+        };
+        let i = issue::new_leaf(&nv_ca, &spec).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        i.write(&c, &k).unwrap();
+        (
+            Signer::load(&c, &k).unwrap(),
+            TlsIdentity::load(&c, &k).unwrap(),
+        )
+    };
+    let (inv, _) = mint(Role::Investigator, Some(&investigator_of(SACRAMENTO)));
+    let (node, node_tls) = mint(Role::Node, None);
+    let now = alpr_pki::now_unix();
+    let q = Query {
+        query_id: vec![7; 16],
+        requester_user: investigator_of(SACRAMENTO),
+        requester_ori: SACRAMENTO.into(),
+        plate: "8ABC123".into(),
+        window_start: now - 86_400,
+        window_end: now,
+        purpose_code: "240".into(),
+        case_number: "SSD-2026-018832".into(),
+        reason: "Silver Honda Civic stolen from Fair Oaks driveway on Monday night".into(),
+        targets: vec![VENTURA.into()],
+        issued_at: now,
+        expires_at: now + 300,
+        ..Default::default()
+    };
+    let signed = envelope::seal(&inv, QUERY, &q).unwrap();
+    let endorsed = envelope::endorse(&node, SACRAMENTO, signed.encode_to_vec(), now).unwrap();
+    // Straight to Ventura's node: refused CLAIM_MISMATCH, logged.
+    let reply = fed.rogue_forward(VENTURA, endorsed.clone()).await.unwrap();
+    assert_eq!(
+        refusal_of(&fed, &reply).reason,
+        RefusalReason::ClaimMismatch as i32
+    );
+    assert_eq!(
+        last_inbound_code(&fed, VENTURA).as_deref(),
+        Some("CLAIM_MISMATCH")
+    );
+    // Through the broker with the forged node certificate: refused and logged there.
+    let mut b = client::broker_client(
+        &Target {
+            addr: fed.broker.addr.to_string(),
+            server_name: "localhost".into(),
+        },
+        &fed.trust,
+        &node_tls,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let err = b.route_query(endorsed).await.unwrap_err();
+    assert!(err.message().contains("CLAIM_MISMATCH"), "{err}");
+    assert!(
+        fed.broker_log()
+            .unwrap()
+            .iter()
+            .any(|l| l.reason_code.as_deref() == Some("CLAIM_MISMATCH"))
+    );
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn hostile_plates_and_oversized_messages_are_refused() {
+    let fed = fed().await;
+    let (inv, _) = fed
+        .person(SACRAMENTO, &investigator_of(SACRAMENTO))
+        .unwrap();
+    let now = alpr_pki::now_unix();
+    for (i, plate) in [
+        "8ABC'; DROP TABLE reads;--",
+        "8ABC\u{0}123",
+        "8ABC%",
+        "8AB\n123",
+        "' OR 1=1 --",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let q = Query {
+            query_id: vec![i as u8 + 1; 16],
+            requester_user: investigator_of(SACRAMENTO),
+            requester_ori: SACRAMENTO.into(),
+            plate: plate.into(),
+            window_start: now - 86_400,
+            window_end: now,
+            purpose_code: "240".into(),
+            case_number: "SSD-2026-018832".into(),
+            reason: "Silver Honda Civic stolen from Fair Oaks driveway on Monday night".into(),
+            targets: vec![VENTURA.into()],
+            issued_at: now,
+            expires_at: now + 300,
+            ..Default::default()
+        };
+        let signed = envelope::seal(&inv, QUERY, &q).unwrap();
+        // The investigator's own node refuses it before it leaves.
+        let err = fed
+            .send_signed(SACRAMENTO, &signed)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("INVALID_INPUT"), "{plate:?}: {err}");
+        // A misbehaving broker forwards it anyway: the owner refuses it too.
+        let reply = fed
+            .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &signed).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal_of(&fed, &reply).reason,
+            RefusalReason::InvalidInput as i32,
+            "{plate:?}"
+        );
+        assert_eq!(
+            last_inbound_code(&fed, VENTURA).as_deref(),
+            Some("INVALID_INPUT")
+        );
+    }
+    // The reads are all still there.
+    assert_eq!(
+        alpr_node::store::count_reads(&fed.nodes[VENTURA].node.db()).unwrap(),
+        205
+    );
+
+    // An oversized message is refused by the transport; the node keeps serving.
+    let mut q = fed
+        .sign_query(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
+        .unwrap()
+        .0;
+    q.reason = "x".repeat(5 << 20);
+    let big = envelope::seal(&inv, QUERY, &q).unwrap();
+    assert!(
+        fed.rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &big).unwrap())
+            .await
+            .is_err()
+    );
+    let (_, ok) = fed
+        .search(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    assert_eq!(ok.results[0].reason, 0);
+    fed.stop().await.unwrap();
+}
