@@ -170,12 +170,21 @@ pub enum AdminCmd {
         note: String,
     },
     /// Disable an account at once (supervisor or admin), including for queries in flight.
+    /// With --revoke-cert, also revoke the person's certificate at the agency CA in the same
+    /// command (for a separated employee); nodes and the broker pick up the new CRL without
+    /// a restart.
     Disable {
         /// User id.
         user: String,
         /// Why.
         #[arg(long, default_value = "")]
         note: String,
+        /// The person's certificate to revoke.
+        #[arg(long, requires = "pki_dir")]
+        revoke_cert: Option<PathBuf>,
+        /// The agency's PKI directory (where its CA key and CRL live).
+        #[arg(long)]
+        pki_dir: Option<PathBuf>,
     },
 }
 
@@ -575,7 +584,35 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         .unwrap_or_else(alpr_pki::now_unix);
                     client::user_cmd("training", &user, "", t, "")
                 }
-                AdminCmd::Disable { user, note } => {
+                AdminCmd::Disable {
+                    user,
+                    note,
+                    revoke_cert,
+                    pki_dir,
+                } => {
+                    if let (Some(cert), Some(dir)) = (revoke_cert, pki_dir) {
+                        let der = alpr_pki::read_cert_chain(&cert)?.remove(0);
+                        let id = alpr_pki::TrustStore::new(trust.root().clone(), vec![])
+                            .verify(&[der], alpr_pki::now_unix())?;
+                        if id.user.as_deref() != Some(user.as_str()) {
+                            return Err(Error::Usage(format!(
+                                "{} is {}'s certificate, not {user}'s",
+                                cert.display(),
+                                id.describe()
+                            )));
+                        }
+                        let ori = id.ori().unwrap_or_default().to_owned();
+                        let pki = alpr_pki::cli::Cli {
+                            dir,
+                            command: alpr_pki::cli::Command::Revoke {
+                                cert: cert.clone(),
+                                ori: Some(ori),
+                            },
+                        };
+                        for line in alpr_pki::cli::run(pki)? {
+                            println!("{line}");
+                        }
+                    }
                     client::user_cmd("disable", &user, "", 0, &note)
                 }
                 AdminCmd::Review {

@@ -250,8 +250,11 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             out.push(format!("revoked serial {serial}; wrote {}", crl.display()));
         }
         Command::Inspect { cert } => {
-            for der in crate::read_cert_chain(&cert)? {
-                let (claims, serial, nb, na) = crate::verify::inspect(&der)?;
+            let now = crate::now_unix();
+            let trust = crate::TrustStore::load(&l.root_cert(), &l.all_crls()).ok();
+            let chain = crate::read_cert_chain(&cert)?;
+            for (i, der) in chain.iter().enumerate() {
+                let (claims, serial, nb, na) = crate::verify::inspect(der)?;
                 out.push(format!(
                     "serial {serial} valid {} .. {}  role={} ori={} agency={} jurisdiction={} kind={} user={}",
                     fmt_time(nb),
@@ -263,6 +266,28 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
                     claims.kind.map(|k| k.to_string()).unwrap_or_default(),
                     claims.user.unwrap_or_default(),
                 ));
+                let days_left = (na - now) / 86_400;
+                if na <= now {
+                    out.push(format!("  EXPIRED {} days ago", -days_left));
+                } else if days_left < 30 {
+                    out.push(format!("  WARNING: expires in {days_left} days; issue a replacement now (overlapping validity)"));
+                }
+                if i == 0 {
+                    match trust.as_ref().map(|t| t.verify(&chain, now)) {
+                        Some(Ok(id)) => out.push(format!(
+                            "  status: valid, verifies to the state root as {}",
+                            id.describe()
+                        )),
+                        Some(Err(Error::CertRevoked)) => {
+                            out.push("  status: REVOKED (listed on a CRL)".into())
+                        }
+                        Some(Err(e)) => out.push(format!("  status: NOT VALID: {e}")),
+                        None => out.push(format!(
+                            "  status: unknown (no root under {})",
+                            l.dir().display()
+                        )),
+                    }
+                }
             }
         }
     }

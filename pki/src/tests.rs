@@ -148,3 +148,97 @@ fn expired_and_root_issued_agency_roles_are_refused() {
         Err(Error::CertInvalid(_))
     ));
 }
+
+#[test]
+fn issued_certificates_verify_with_openssl_and_inspect_reports_revocation() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let mut argv = vec!["alpr-pki", "--dir", &d];
+        argv.extend_from_slice(args);
+        crate::cli::run(crate::cli::Cli::try_parse_from(argv).unwrap()).unwrap()
+    };
+    run(&["root", "--name", "Test Root"]);
+    run(&[
+        "agency",
+        "--ori",
+        "CA0560100",
+        "--name",
+        "Ventura PD",
+        "--jurisdiction",
+        "US-CA",
+        "--kind",
+        "local",
+    ]);
+    run(&["node", "--ori", "CA0560100"]);
+    run(&[
+        "person",
+        "--ori",
+        "CA0560100",
+        "--role",
+        "investigator",
+        "--user",
+        "b1",
+    ]);
+    let l = crate::PkiLayout::new(dir.path());
+    let (node, _) = l.node("CA0560100");
+    let (person, _) = l.person("CA0560100", "b1");
+    // The system openssl accepts the chains (standard X.509, readable by any tool).
+    if let Ok(out) = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(l.root_cert())
+        .arg("-untrusted")
+        .arg(l.agency_ca_cert("CA0560100"))
+        .arg(&node)
+        .arg(&person)
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "openssl verify: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text.matches(": OK").count(), 2, "{text}");
+        let x = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&person)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&x.stdout);
+        assert!(
+            text.contains("urn:alpr:ori:CA0560100") && text.contains("urn:alpr:role:investigator"),
+            "{text}"
+        );
+    } else {
+        assert!(std::env::var("CI").is_err(), "CI must provide openssl");
+    }
+    let status = run(&["inspect", person.to_str().unwrap()]).join("\n");
+    assert!(status.contains("status: valid"), "{status}");
+    assert!(
+        !status.contains("WARNING"),
+        "a 365-day leaf is not near expiry:\n{status}"
+    );
+    run(&[
+        "person",
+        "--ori",
+        "CA0560100",
+        "--role",
+        "investigator",
+        "--user",
+        "b2",
+        "--days",
+        "10",
+    ]);
+    let (short, _) = l.person("CA0560100", "b2");
+    let status = run(&["inspect", short.to_str().unwrap()]).join("\n");
+    assert!(
+        status.contains("WARNING: expires in 9 days")
+            || status.contains("WARNING: expires in 10 days"),
+        "{status}"
+    );
+    run(&["revoke", person.to_str().unwrap(), "--ori", "CA0560100"]);
+    let status = run(&["inspect", person.to_str().unwrap()]).join("\n");
+    assert!(status.contains("REVOKED"), "{status}");
+}
