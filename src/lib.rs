@@ -349,9 +349,8 @@ impl Federation {
     /// Ingest CSV text at an agency's node (the same code as `alpr-node ingest`).
     pub fn ingest_csv(&self, ori: &str, csv: &str) -> Result<alpr_node::ingest::IngestReport> {
         let node = &self.nodes.get(ori).context("no such node")?.node;
-        let mut conn = node.db();
         Ok(alpr_node::ingest::ingest_csv(
-            &mut conn,
+            &mut |b| node.store_reads(b),
             csv.as_bytes(),
             |_| {},
         )?)

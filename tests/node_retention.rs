@@ -113,3 +113,75 @@ async fn purge_drops_whole_days_and_queries_stop_at_retention() {
     assert_eq!(codes, vec!["WARRANT_REQUIRED", "LOOKBACK_EXCEEDED"]);
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn streaming_ingest_keeps_good_reads_reports_bad_ones_and_checks_the_caller() {
+    use alpr_proto::pb::Read;
+    let fed = Federation::start(None, &demo_agencies()[..2], |_| open_policy())
+        .await
+        .unwrap();
+    let now = alpr_pki::now_unix();
+    let read = |plate: &str, lat: f64| Read {
+        plate: plate.into(),
+        captured_at: now - 60,
+        camera_id: "CAM-3".into(),
+        latitude: lat,
+        longitude: -119.2,
+    };
+    let reads = vec![
+        read("8abc 123", 34.2),
+        read("BAD*", 34.2),
+        read("5XYZ987", 134.0),
+        read("5XYZ987", 34.2),
+    ];
+    let target = alpr_proto::transport::Target {
+        addr: fed.nodes[VENTURA].addr.to_string(),
+        server_name: "localhost".into(),
+    };
+    let (_, admin_tls) = fed
+        .person(VENTURA, &alpr_federation::admin_of(VENTURA))
+        .unwrap();
+    let mut c = alpr_node::client::node_client(
+        &target,
+        &fed.trust,
+        &admin_tls,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let summary = c
+        .ingest(tokio_stream::iter(reads.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((summary.accepted, summary.rejected), (2, 2));
+    assert!(
+        summary.errors[0].starts_with("read 2:"),
+        "{:?}",
+        summary.errors
+    );
+    assert_eq!(
+        alpr_node::store::count_reads(&fed.nodes[VENTURA].node.db()).unwrap(),
+        2
+    );
+    // Another agency's admin, or an investigator, may not feed this node.
+    let (_, other) = fed
+        .person(SACRAMENTO, &alpr_federation::admin_of(SACRAMENTO))
+        .unwrap();
+    let mut c = alpr_node::client::node_client(
+        &target,
+        &fed.trust,
+        &other,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(
+        c.ingest(tokio_stream::iter(reads))
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+    let ingests = fed.audit(VENTURA, Some("ingest")).unwrap();
+    assert_eq!(ingests.len(), 1);
+    fed.stop().await.unwrap();
+}

@@ -74,6 +74,37 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         size: usize,
     },
+    /// Load a hot list (CSV: plate,note) with its source, topic and mandatory expiry;
+    /// lists whose topic the state rules prohibit are refused. Ingested reads that match an
+    /// active list raise `hotlist_hit` alerts in the audit log.
+    Hotlist {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// List name.
+        #[arg(long)]
+        name: String,
+        /// Where it comes from (e.g. "NCIC stolen vehicles").
+        #[arg(long)]
+        source: String,
+        /// Topic (e.g. stolen-vehicle, wanted-person, amber-alert).
+        #[arg(long)]
+        topic: String,
+        /// When the list lapses (RFC 3339).
+        #[arg(long)]
+        expires: String,
+        /// The CSV file.
+        file: PathBuf,
+        /// Who loads it (recorded in the log).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// List evidence holds and how many reads each keeps.
+    Holds {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Drop every day of reads older than retention now (the daemon also does this on a schedule).
     Purge {
         /// Node config file.
@@ -154,6 +185,28 @@ pub enum AdminCmd {
         /// When completed (RFC 3339); default now.
         #[arg(long)]
         date: Option<String>,
+    },
+    /// Place an evidence hold (supervisor): keep one plate's reads in a window past
+    /// retention, for a case, until the hold expires.
+    Hold {
+        /// Case number.
+        #[arg(long)]
+        case: String,
+        /// Plate.
+        #[arg(long)]
+        plate: String,
+        /// Window start (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Window end (RFC 3339).
+        #[arg(long)]
+        to: String,
+        /// When the hold lapses (RFC 3339).
+        #[arg(long)]
+        until: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
     },
     /// Record your review of one logged search (supervisor).
     Review {
@@ -482,12 +535,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             rejects,
         } => {
             let cfg = NodeConfig::load(&config)?;
-            let mut conn = store::open(&cfg.db_path())?;
+            let node = Node::open(&cfg)?;
             let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
             let started = std::time::Instant::now();
-            let report = ingest::ingest_csv(&mut conn, std::io::BufReader::new(f), |lines| {
-                eprint!("\r{lines} lines read");
-            })?;
+            let report = ingest::ingest_csv(
+                &mut |b| node.store_reads(b),
+                std::io::BufReader::new(f),
+                |lines| {
+                    eprint!("\r{lines} lines read");
+                },
+            )?;
             eprintln!();
             let log = audit::AuditLog::open(&cfg.audit_path(), None)?;
             log.append(vec![audit::AuditEntry {
@@ -615,6 +672,25 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     }
                     client::user_cmd("disable", &user, "", 0, &note)
                 }
+                AdminCmd::Hold {
+                    case,
+                    plate,
+                    from,
+                    to,
+                    until,
+                    note,
+                } => alpr_proto::pb::AdminRequest {
+                    command: Some(alpr_proto::pb::admin_request::Command::Hold(
+                        alpr_proto::pb::HoldCommand {
+                            case_number: case,
+                            plate,
+                            window_start: parse_time(&from)?,
+                            window_end: parse_time(&to)?,
+                            expires_at: parse_time(&until)?,
+                            note,
+                        },
+                    )),
+                },
                 AdminCmd::Review {
                     seq,
                     justified,
@@ -669,6 +745,46 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     .collect(),
             };
             print!("{text}");
+            Ok(())
+        }
+        Command::Hotlist {
+            config,
+            name,
+            source,
+            topic,
+            expires,
+            file,
+            by,
+        } => {
+            let node = Node::open(&NodeConfig::load(&config)?)?;
+            let csv = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let n = node.load_hotlist(&name, &source, &topic, parse_time(&expires)?, &csv, &by)?;
+            println!("loaded hot list {name:?}: {n} plates");
+            Ok(())
+        }
+        Command::Holds { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            let conn = store::open(&cfg.db_path())?;
+            let mut st = conn.prepare(
+                "SELECT h.id, h.case_number, h.plate, h.window_start, h.window_end, h.expires_at, h.approved_by,
+                        (SELECT COUNT(*) FROM held_reads r WHERE r.hold_id = h.id) FROM holds h ORDER BY h.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(format!(
+                    "hold {} case {} plate {} window {} .. {} until {} approved by {}; {} reads kept past retention",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    fmt_time(r.get(3)?),
+                    fmt_time(r.get(4)?),
+                    fmt_time(r.get(5)?),
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i64>(7)?
+                ))
+            })?;
+            for r in rows {
+                println!("{}", r?);
+            }
             Ok(())
         }
         Command::Purge { config } => {

@@ -7,11 +7,12 @@ use std::io::BufRead;
 
 use alpr_proto::input::normalize_plate;
 use alpr_proto::pb::Read;
-use rusqlite::Connection;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::{Error, store};
+use crate::Error;
+#[cfg(test)]
+use crate::store;
 
 /// Rows per transaction.
 pub const BATCH: usize = 10_000;
@@ -85,7 +86,7 @@ pub fn parse_row(line: &str) -> Result<Read, String> {
 /// Ingest CSV from `input` into the database. `progress` is called after each batch with
 /// the number of lines read so far.
 pub fn ingest_csv(
-    conn: &mut Connection,
+    sink: &mut dyn FnMut(&[Read]) -> Result<(), Error>,
     input: impl BufRead,
     mut progress: impl FnMut(u64),
 ) -> Result<IngestReport, Error> {
@@ -118,14 +119,14 @@ pub fn ingest_csv(
             }),
         }
         if batch.len() >= BATCH {
-            store::insert_reads(conn, &batch)?;
+            sink(&batch)?;
             report.accepted += batch.len() as u64;
             batch.clear();
             progress(line_no);
         }
     }
     if !batch.is_empty() {
-        store::insert_reads(conn, &batch)?;
+        sink(&batch)?;
         report.accepted += batch.len() as u64;
     }
     progress(line_no);
@@ -147,7 +148,12 @@ mod tests {
                    8XYZ999,2026-11-01T10:00:00Z,CAM-1,134.27,-119.23\n\
                    only,three,fields\n\
                    8XYZ999,2026-11-02T10:00:00-08:00,CAM-2,34.28,-119.22\n";
-        let report = ingest_csv(&mut conn, csv.as_bytes(), |_| {}).unwrap();
+        let report = ingest_csv(
+            &mut |b| store::insert_reads(&mut conn, b),
+            csv.as_bytes(),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(report.accepted, 2);
         let lines: Vec<u64> = report.rejects.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![3, 4, 5, 6]);

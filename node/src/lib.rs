@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod error;
+pub mod holds;
 pub mod ingest;
 pub mod node;
 pub mod registry;

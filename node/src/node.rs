@@ -155,6 +155,10 @@ impl Node {
                         }
                     }),
             ),
+            Some(Command::Hold(h)) => {
+                drop(conn);
+                return self.place_hold(by, &h);
+            }
             Some(Command::Review(r)) => {
                 drop(conn);
                 self.record_review(by, r.seq, r.justified, &r.note)?;
@@ -249,7 +253,8 @@ impl Node {
     pub fn purge(&self) -> Result<(Vec<i64>, i64), Error> {
         let now = alpr_pki::now_unix();
         let days = self.retention_days();
-        let (dropped, reads) = store::purge_before(&mut self.db(), now - i64::from(days) * 86_400)?;
+        let (dropped, reads) =
+            store::purge_before(&mut self.db(), now - i64::from(days) * 86_400, now)?;
         if !dropped.is_empty() {
             self.audit(&[AuditEntry {
                 at: now,

@@ -396,11 +396,9 @@ impl Node {
                 }
             }
         }
-        let mut conn = self.db();
         for chunk in ok.chunks(crate::ingest::BATCH) {
-            store::insert_reads(&mut conn, chunk)?;
+            self.store_reads(chunk)?;
         }
-        drop(conn);
         self.audit(&[AuditEntry {
             at: alpr_pki::now_unix(),
             event: "ingest".into(),

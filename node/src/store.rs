@@ -51,6 +51,7 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     conn.execute_batch(SCHEMA)?;
     crate::settings::init(&conn)?;
     crate::accounts::init(&conn)?;
+    crate::holds::init(&conn)?;
     Ok(conn)
 }
 
@@ -164,9 +165,14 @@ pub fn count_reads(conn: &Connection) -> Result<i64, Error> {
     )
 }
 
-/// Drop every day partition entirely older than `cutoff` (Unix seconds). Returns the days
-/// dropped and the reads they held.
-pub fn purge_before(conn: &mut Connection, cutoff: i64) -> Result<(Vec<i64>, i64), Error> {
+/// Drop every day partition entirely older than `cutoff` (Unix seconds), first copying aside
+/// the reads under evidence holds active at `now`. Returns the days dropped and the reads
+/// they held.
+pub fn purge_before(
+    conn: &mut Connection,
+    cutoff: i64,
+    now: i64,
+) -> Result<(Vec<i64>, i64), Error> {
     // A day is dropped only when all of it lies before the cutoff.
     let last_whole_day = cutoff.div_euclid(DAY) - 1;
     let tx = conn.transaction()?;
@@ -175,6 +181,9 @@ pub fn purge_before(conn: &mut Connection, cutoff: i64) -> Result<(Vec<i64>, i64
         st.query_map([last_whole_day], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?
     };
+    let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
+    crate::holds::preserve_held(&tx, &days, now)?;
+    crate::holds::release_expired(&tx, now)?;
     let mut reads = 0;
     for (day, rows) in &doomed {
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(*day)))?;

@@ -1,0 +1,290 @@
+//! Evidence holds and hot lists.
+//!
+//! * An **evidence hold** (case number, plate, window, expiry) is placed by a supervisor.
+//!   Before the retention purge drops a day, the held reads are copied aside and kept until
+//!   the hold expires. Holds never widen what other agencies can query: admission still
+//!   stops every window at retention.
+//! * A **hot list** (name, source, topic, expiry) is loaded by an operator. Lists whose
+//!   topic or source the node's state rules prohibit (a California node will not load an
+//!   immigration-violator list) are refused. Ingested reads that match an active list raise
+//!   a `hotlist_hit` alert entry.
+
+use std::collections::HashMap;
+
+use alpr_pki::{Role, VerifiedIdentity};
+use alpr_proto::pb::Read;
+use rusqlite::{Connection, params};
+
+use crate::audit::AuditEntry;
+use crate::node::Node;
+use crate::{Error, store};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    case_number TEXT NOT NULL,
+    plate TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    approved_by TEXT NOT NULL,
+    placed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS held_reads (
+    hold_id INTEGER NOT NULL,
+    plate TEXT NOT NULL,
+    captured_at INTEGER NOT NULL,
+    camera_id TEXT NOT NULL,
+    latitude REAL NOT NULL,
+    longitude REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hotlists (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    loaded_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hotlist_entries (list_id INTEGER NOT NULL, plate TEXT NOT NULL, note TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS hotlist_plate ON hotlist_entries (plate);
+"#;
+
+/// Create the tables.
+pub fn init(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// Copy reads covered by active holds out of the partitions about to be dropped.
+pub fn preserve_held(conn: &Connection, partition_days: &[i64], now: i64) -> Result<u64, Error> {
+    let mut st = conn
+        .prepare("SELECT id, plate, window_start, window_end FROM holds WHERE expires_at > ?1")?;
+    let holds: Vec<(i64, String, i64, i64)> = st
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut kept = 0u64;
+    for day in partition_days {
+        for (id, plate, start, end) in &holds {
+            kept += conn.execute(
+                &format!(
+                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude)
+                     SELECT ?1, plate, captured_at, camera_id, latitude, longitude FROM reads_{day}
+                     WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
+                ),
+                params![id, plate, start, end],
+            )? as u64;
+        }
+    }
+    Ok(kept)
+}
+
+/// Release the reads of expired holds.
+pub fn release_expired(conn: &Connection, now: i64) -> Result<u64, Error> {
+    let n = conn.execute(
+        "DELETE FROM held_reads WHERE hold_id IN (SELECT id FROM holds WHERE expires_at <= ?1)",
+        [now],
+    )?;
+    conn.execute("DELETE FROM hotlist_entries WHERE list_id IN (SELECT id FROM hotlists WHERE expires_at <= ?1)", [now])?;
+    Ok(n as u64)
+}
+
+/// Reads kept under a hold.
+pub fn held_reads(conn: &Connection, hold_id: i64) -> Result<Vec<Read>, Error> {
+    let mut st = conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
+    let rows = st.query_map([hold_id], |r| {
+        Ok(Read {
+            plate: r.get(0)?,
+            captured_at: r.get(1)?,
+            camera_id: r.get(2)?,
+            latitude: r.get(3)?,
+            longitude: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The plates of every active hot list: plate -> (list name, note).
+pub fn active_hotlist(
+    conn: &Connection,
+    now: i64,
+) -> Result<HashMap<String, (String, String)>, Error> {
+    let mut st = conn.prepare(
+        "SELECT e.plate, l.name, e.note FROM hotlist_entries e JOIN hotlists l ON l.id = e.list_id WHERE l.expires_at > ?1",
+    )?;
+    let rows = st.query_map([now], |r| {
+        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Alert entries for ingested reads that match an active hot list.
+pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) -> Vec<AuditEntry> {
+    reads
+        .iter()
+        .filter_map(|r| {
+            list.get(&r.plate).map(|(name, note)| AuditEntry {
+                at: now,
+                event: "hotlist_hit".into(),
+                decision: "alert".into(),
+                plate: Some(r.plate.clone()),
+                detail: Some(format!(
+                    "{} seen by camera {} at {} ({:.5}, {:.5}); on hot list {name:?}: {note}",
+                    r.plate,
+                    r.camera_id,
+                    crate::cli::fmt_time(r.captured_at),
+                    r.latitude,
+                    r.longitude
+                )),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+impl Node {
+    /// Place an evidence hold (a supervisor of this agency), logged.
+    pub fn place_hold(
+        &self,
+        by: &VerifiedIdentity,
+        h: &alpr_proto::pb::HoldCommand,
+    ) -> Result<String, Error> {
+        let now = alpr_pki::now_unix();
+        if by.role != Role::Supervisor {
+            return Err(Error::Usage(
+                "evidence holds need a supervisor's approval".into(),
+            ));
+        }
+        alpr_proto::input::check_case_number(&h.case_number)?;
+        let plate = alpr_proto::input::normalize_plate(&h.plate)?;
+        if h.window_start >= h.window_end || h.expires_at <= now {
+            return Err(Error::Usage(
+                "a hold needs a window and an expiry in the future".into(),
+            ));
+        }
+        let id = {
+            let conn = self.db();
+            conn.execute(
+                "INSERT INTO holds (case_number, plate, window_start, window_end, expires_at, approved_by, placed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![h.case_number, plate, h.window_start, h.window_end, h.expires_at, by.describe(), now],
+            )?;
+            conn.last_insert_rowid()
+        };
+        let msg = format!(
+            "evidence hold {id} on {plate} for case {} ({} .. {}) until {}, approved by {}",
+            h.case_number,
+            crate::cli::fmt_time(h.window_start),
+            crate::cli::fmt_time(h.window_end),
+            crate::cli::fmt_time(h.expires_at),
+            by.describe()
+        );
+        self.audit(&[AuditEntry {
+            at: now,
+            event: "evidence_hold".into(),
+            decision: "ok".into(),
+            plate: Some(plate),
+            case_number: Some(h.case_number.clone()),
+            requester_user: by.user.clone(),
+            detail: Some(format!("{msg}: {}", h.note)),
+            ..Default::default()
+        }])?;
+        Ok(msg)
+    }
+
+    /// Load a hot list from CSV text (`plate,note` per line), refused if the state rules
+    /// prohibit its topic or source. Logged.
+    pub fn load_hotlist(
+        &self,
+        name: &str,
+        source: &str,
+        topic: &str,
+        expires_at: i64,
+        csv: &str,
+        by: &str,
+    ) -> Result<u64, Error> {
+        let now = alpr_pki::now_unix();
+        let label = format!("{name} {source} {topic}");
+        let blocked = (self.rules.refuse_immigration && label.to_lowercase().contains("immigra"))
+            || alpr_proto::input::check_terms("hot list", &label, &self.rules.prohibited_terms)
+                .is_err()
+            || alpr_proto::input::check_terms("hot list", &label, &self.cfg.policy.blocked_terms)
+                .is_err();
+        if blocked || expires_at <= now {
+            let why = if blocked {
+                format!(
+                    "{} rules prohibit this hot list's topic or source",
+                    self.rules.version
+                )
+            } else {
+                "a hot list must carry a future expiry".into()
+            };
+            self.audit(&[AuditEntry {
+                at: now,
+                event: "hotlist_load".into(),
+                decision: "refused".into(),
+                requester_user: Some(by.into()),
+                detail: Some(format!("{label}: {why}")),
+                ..Default::default()
+            }])?;
+            return Err(Error::Usage(why));
+        }
+        let mut entries = Vec::new();
+        for (i, line) in csv
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let (plate, note) = line.split_once(',').unwrap_or((line, ""));
+            if i == 0 && plate.trim().eq_ignore_ascii_case("plate") {
+                continue;
+            }
+            let plate = alpr_proto::input::normalize_plate(plate)
+                .map_err(|e| Error::Usage(format!("hot list line {}: {}", i + 1, e.detail())))?;
+            entries.push((plate, note.trim().to_owned()));
+        }
+        let mut conn = self.db();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO hotlists (name, source, topic, expires_at, loaded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, source, topic, expires_at, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        for (p, n) in &entries {
+            tx.execute(
+                "INSERT INTO hotlist_entries (list_id, plate, note) VALUES (?1, ?2, ?3)",
+                params![id, p, n],
+            )?;
+        }
+        tx.commit()?;
+        drop(conn);
+        self.audit(&[AuditEntry {
+            at: now,
+            event: "hotlist_load".into(),
+            decision: "ok".into(),
+            count: Some(entries.len() as u64),
+            requester_user: Some(by.into()),
+            detail: Some(format!(
+                "{label}: {} plates, until {}",
+                entries.len(),
+                crate::cli::fmt_time(expires_at)
+            )),
+            ..Default::default()
+        }])?;
+        Ok(entries.len() as u64)
+    }
+
+    /// Store validated reads and raise hot-list alerts for matches (used by every ingest path).
+    pub fn store_reads(&self, reads: &[Read]) -> Result<(), Error> {
+        let now = alpr_pki::now_unix();
+        let alerts = {
+            let mut conn = self.db();
+            store::insert_reads(&mut conn, reads)?;
+            hits(&active_hotlist(&conn, now)?, reads, now)
+        };
+        if !alerts.is_empty() {
+            tracing::warn!(hits = alerts.len(), "hot-list hits");
+            self.audit(&alerts)?;
+        }
+        Ok(())
+    }
+}
