@@ -223,6 +223,7 @@ impl Federation {
             deadline_ms: 3000,
             max_agreement_days: 365,
             regulator_page: Some("127.0.0.1:0".parse()?),
+            telemetry: Default::default(),
             nodes: node_listeners
                 .iter()
                 .map(|(ori, addr, _)| alpr_broker::config::NodeRoute {
@@ -269,6 +270,7 @@ impl Federation {
                 ),
                 accounts: alpr_node::config::AccountsConfig::default(),
                 registry: alpr_node::config::RegistryConfig::default(),
+                telemetry: Default::default(),
             };
             std::fs::create_dir_all(&cfg.data_dir)?;
             std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;

@@ -20,6 +20,7 @@ use alpr_proto::transport::{self, TlsIdentity};
 use prost::Message;
 use rusqlite::Connection;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::Error;
 use crate::config::BrokerConfig;
@@ -495,7 +496,8 @@ impl Broker {
                 match plan {
                     Plan::Done(r) => (r, None),
                     Plan::Forward { ori, agreement_id } => {
-                        let r = me.forward(&ori, endorsed, &query, deadline).await;
+                        let span = tracing::info_span!("forward", otel.name = "broker.forward", target = %ori);
+                        let r = me.forward(&ori, endorsed, &query, deadline).instrument(span).await;
                         (r, Some(agreement_id))
                     }
                 }
@@ -641,6 +643,7 @@ impl Broker {
         };
         let mut req = tonic::Request::new(endorsed);
         req.set_timeout(deadline);
+        alpr_proto::telemetry::inject_current(req.metadata_mut());
         let mut client = client.clone();
         let reply = match tokio::time::timeout(deadline, client.answer_query(req)).await {
             Ok(Ok(r)) => r.into_inner(),

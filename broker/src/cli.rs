@@ -338,6 +338,12 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    let otlp = match &cli.command {
+        Command::Serve { config } => BrokerConfig::load(config)?.telemetry.otlp_endpoint,
+        _ => None,
+    };
+    let _telemetry =
+        alpr_proto::telemetry::init("alpr-broker", otlp.as_deref()).map_err(Error::Transport)?;
     match cli.command {
         Command::Registry { conn, cmd } => registry(conn, cmd).await,
         Command::Serve { config } => {

@@ -31,6 +31,19 @@ pub struct BrokerConfig {
     /// Where each agency's node is reached.
     #[serde(default)]
     pub nodes: Vec<NodeRoute>,
+    /// Tracing export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// Tracing export. Spans leave the machine only when an endpoint is set.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC collector endpoint, e.g. `http://127.0.0.1:4317`. Unset: no export
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT` is honoured too).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn default_max_term() -> u32 {

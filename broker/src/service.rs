@@ -11,6 +11,7 @@ use alpr_proto::pb::{
 };
 use alpr_proto::transport;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::Error;
 use crate::broker::Broker;
@@ -36,9 +37,11 @@ impl BrokerRpc for BrokerService {
     ) -> Result<Response<RouteResponse>, Status> {
         let peer = transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(Error::from);
+        let span = alpr_proto::telemetry::server_span("broker.route", request.metadata());
         let endorsed = request.into_inner();
         self.broker
             .route(peer, endorsed)
+            .instrument(span)
             .await
             .map(Response::new)
             .map_err(|e| e.to_status())

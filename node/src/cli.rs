@@ -516,6 +516,12 @@ fn read_agreement(path: &PathBuf) -> Result<SignedAgreement, Error> {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    let otlp = match &cli.command {
+        Command::Serve { config } => NodeConfig::load(config)?.telemetry.otlp_endpoint,
+        _ => None,
+    };
+    let _telemetry =
+        alpr_proto::telemetry::init("alpr-node", otlp.as_deref()).map_err(Error::Transport)?;
     match cli.command {
         Command::Serve { config } => {
             let cfg = NodeConfig::load(&config)?;

@@ -35,6 +35,19 @@ pub struct NodeConfig {
     /// How this node follows the agreement registry.
     #[serde(default)]
     pub registry: RegistryConfig,
+    /// Tracing export.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// Tracing export. Spans leave the machine only when an endpoint is set.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC collector endpoint, e.g. `http://127.0.0.1:4317`. Unset: no export
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT` is honoured too).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// How the node follows the broker's agreement registry.

@@ -15,6 +15,7 @@ use alpr_proto::pb::{
 use alpr_proto::{RefusalReason, transport};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::audit::AuditEntry;
 use crate::node::Node;
@@ -244,6 +245,7 @@ impl Node {
 
         let mut req = Request::new(endorsed);
         req.set_timeout(timeout);
+        alpr_proto::telemetry::inject_current(req.metadata_mut());
         let response = match broker.clone().route_query(req).await {
             Ok(r) => r.into_inner(),
             Err(status) => RouteResponse {
@@ -422,14 +424,17 @@ impl Node {
 #[tonic::async_trait]
 impl NodeInbound for NodeService {
     async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
+        let span = alpr_proto::telemetry::server_span("node.answer", request.metadata());
         let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
             .map_err(Error::from);
         let node = self.node.clone();
         let endorsed = request.into_inner();
-        let reply = tokio::task::spawn_blocking(move || node.answer_forwarded(peer, &endorsed))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| e.to_status())?;
+        let reply = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| node.answer_forwarded(peer, &endorsed))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| e.to_status())?;
         Ok(Response::new(reply))
     }
 }
@@ -442,9 +447,11 @@ impl NodeLocal for NodeService {
     ) -> Result<Response<RouteResponse>, Status> {
         let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
             .map_err(Error::from);
+        let span = alpr_proto::telemetry::server_span("node.search", request.metadata());
         let bytes = request.into_inner().signed_query;
         self.node
             .search(peer, bytes)
+            .instrument(span)
             .await
             .map(Response::new)
             .map_err(|e| e.to_status())

@@ -20,6 +20,7 @@ pub mod merkle;
 pub mod purpose;
 pub mod registry;
 pub mod rules;
+pub mod telemetry;
 #[cfg(test)]
 mod testkit;
 pub mod transport;
