@@ -224,6 +224,7 @@ impl Federation {
             max_agreement_days: 365,
             regulator_page: Some("127.0.0.1:0".parse()?),
             telemetry: Default::default(),
+            metrics_listen: None,
             nodes: node_listeners
                 .iter()
                 .map(|(ori, addr, _)| alpr_broker::config::NodeRoute {
@@ -271,6 +272,7 @@ impl Federation {
                 accounts: alpr_node::config::AccountsConfig::default(),
                 registry: alpr_node::config::RegistryConfig::default(),
                 telemetry: Default::default(),
+                metrics_listen: Some("127.0.0.1:0".parse()?),
             };
             std::fs::create_dir_all(&cfg.data_dir)?;
             std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;

@@ -85,3 +85,64 @@ async fn health_and_reflection_on_node_and_broker() {
     }
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn prometheus_metrics_count_outcomes_and_latencies() {
+    use std::io::{Read, Write};
+    let agencies = demo_agencies();
+    let fed = Federation::start(None, &agencies[..2], |_| open_policy())
+        .await
+        .unwrap();
+    let (v, s) = (agencies[0].ori, agencies[1].ori);
+    fed.agree(Federation::terms(v, s, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed.search(s, &alpr_federation::params("8ABC123", &[v], "240", 3))
+        .await
+        .unwrap();
+    fed.search(s, &alpr_federation::params("8ABC123", &[v], "13A", 3))
+        .await
+        .unwrap();
+    let addr = fed.nodes[v].metrics_addr.unwrap();
+    let text = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut t = String::new();
+        c.read_to_string(&mut t).unwrap();
+        t
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.contains("alpr_inbound_queries_total{decision=\"answered\",reason=\"\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alpr_inbound_answer_seconds_count{decision=\"answered\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE alpr_audit_commit_seconds histogram"),
+        "{text}"
+    );
+    let broker = &fed.broker.broker.metrics;
+    assert_eq!(
+        broker.get(
+            "alpr_routing_decisions_total",
+            &[("decision", "refused"), ("reason", "PURPOSE_NOT_COVERED")]
+        ),
+        1
+    );
+    assert_eq!(
+        fed.nodes[s].node.metrics.get(
+            "alpr_outbound_results_total",
+            &[
+                ("status", "TARGET_STATUS_ANSWERED"),
+                ("reason", "REFUSAL_REASON_UNSPECIFIED")
+            ]
+        ),
+        1
+    );
+    fed.stop().await.unwrap();
+}

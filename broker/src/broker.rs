@@ -40,6 +40,8 @@ pub struct Broker {
     nodes: HashMap<String, NodeInboundClient<Channel>>,
     deadline: Duration,
     max_term_days: u32,
+    /// Counters and latency histograms.
+    pub metrics: Arc<alpr_proto::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -100,6 +102,7 @@ impl Broker {
             nodes,
             deadline,
             max_term_days: cfg.max_agreement_days,
+            metrics: Arc::default(),
         }))
     }
 
@@ -497,7 +500,9 @@ impl Broker {
                     Plan::Done(r) => (r, None),
                     Plan::Forward { ori, agreement_id } => {
                         let span = tracing::info_span!("forward", otel.name = "broker.forward", target = %ori);
+                        let started = std::time::Instant::now();
                         let r = me.forward(&ori, endorsed, &query, deadline).instrument(span).await;
+                        me.metrics.observe("alpr_forward_seconds", "Round trip to a target node", &[], started.elapsed());
                         (r, Some(agreement_id))
                     }
                 }
@@ -618,6 +623,17 @@ impl Broker {
                 }
             }
             entries.push(entry);
+        }
+        for e in &entries {
+            self.metrics.add(
+                "alpr_routing_decisions_total",
+                "Routing decisions per target by decision and reason",
+                &[
+                    ("decision", &e.decision),
+                    ("reason", e.reason_code.as_deref().unwrap_or("")),
+                ],
+                1,
+            );
         }
         store::log(&mut conn, &entries)?;
         Ok(plans)

@@ -77,6 +77,12 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
             }
         }
     });
+    if let Some(a) = cfg.metrics_listen {
+        let l = TcpListener::bind(a)
+            .await
+            .map_err(|e| Error::io(format!("metrics {a}"), e))?;
+        alpr_proto::metrics::serve(l, broker.metrics.clone());
+    }
     let (tx, rx) = oneshot::channel();
     let (page_tx, page_rx) = oneshot::channel::<()>();
     let page_addr = match cfg.regulator_page {

@@ -38,6 +38,10 @@ pub struct NodeConfig {
     /// Tracing export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Where to serve Prometheus metrics at `/metrics` (plain HTTP; bind to loopback or a
+    /// monitoring network). Off when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Tracing export. Spans leave the machine only when an endpoint is set.

@@ -281,7 +281,19 @@ impl Node {
             store::insert_reads(&mut conn, reads)?;
             hits(&active_hotlist(&conn, now)?, reads, now)
         };
+        self.metrics.add(
+            "alpr_ingested_reads_total",
+            "Reads stored",
+            &[],
+            reads.len() as u64,
+        );
         if !alerts.is_empty() {
+            self.metrics.add(
+                "alpr_hotlist_hits_total",
+                "Ingested reads matching an active hot list",
+                &[],
+                alerts.len() as u64,
+            );
             tracing::warn!(hits = alerts.len(), "hot-list hits");
             self.audit(&alerts)?;
         }

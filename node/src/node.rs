@@ -35,6 +35,8 @@ pub struct Node {
     pub(crate) rules: &'static StateRules,
     rate: Mutex<HashMap<String, (i64, u32)>>,
     pub(crate) broker: Option<(BrokerClient<Channel>, Duration)>,
+    /// Counters and latency histograms.
+    pub metrics: Arc<alpr_proto::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Node {
@@ -103,6 +105,7 @@ impl Node {
             cfg: cfg.clone(),
             rules,
             rate: Mutex::new(HashMap::new()),
+            metrics: Arc::default(),
             broker,
         }))
     }
@@ -255,6 +258,7 @@ impl Node {
         let days = self.retention_days();
         let (dropped, reads) =
             store::purge_before(&mut self.db(), now - i64::from(days) * 86_400, now)?;
+        store::sweep_seen(&self.db(), now)?;
         if !dropped.is_empty() {
             self.audit(&[AuditEntry {
                 at: now,
@@ -350,7 +354,21 @@ impl Node {
 
     /// Append audit entries durably (blocking until the group commit holding them is done).
     pub fn audit(&self, entries: &[AuditEntry]) -> Result<(), Error> {
-        self.audit_log.append(entries.to_vec()).map(|_| ())
+        let started = std::time::Instant::now();
+        let r = self.audit_log.append(entries.to_vec()).map(|_| ());
+        self.metrics.observe(
+            "alpr_audit_commit_seconds",
+            "Time until audit entries are durable (audit lag)",
+            &[],
+            started.elapsed(),
+        );
+        self.metrics.add(
+            "alpr_audit_entries_total",
+            "Audit entries written",
+            &[],
+            entries.len() as u64,
+        );
+        r
     }
 
     /// Verify both admin signatures of an agreement this agency is party to and keep a copy.

@@ -22,6 +22,8 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     /// The node's state.
     pub node: Arc<Node>,
+    /// Where `/metrics` is served, if configured.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     crl_task: JoinHandle<()>,
@@ -136,6 +138,17 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
             }
         }
     });
+    let metrics_addr = match cfg.metrics_listen {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::io(format!("metrics {a}"), e))?;
+            let addr = l.local_addr().map_err(|e| Error::io("metrics", e))?;
+            alpr_proto::metrics::serve(l, node.metrics.clone());
+            Some(addr)
+        }
+        None => None,
+    };
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(transport::serve(router, listener, tls, async {
         let _ = rx.await;
@@ -144,6 +157,7 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     Ok(RunningNode {
         addr,
         node,
+        metrics_addr,
         stop: Some(tx),
         task,
         purge_task,

@@ -78,6 +78,7 @@ impl Node {
         endorsed: &Signed,
     ) -> Result<Signed, Error> {
         let now = alpr_pki::now_unix();
+        let started = std::time::Instant::now();
         let agreements = self.agreements();
         let conn = self.db();
         let policy = self.policy(&conn)?;
@@ -197,10 +198,32 @@ impl Node {
             tracing::error!(error = %e, "ALERT: audit append failed; refusing query");
             e
         })?;
-        Ok(match reply {
+        let (decision, reason) = match &reply {
+            Ok(_) => ("answered", String::new()),
+            Err(r) => (
+                "refused",
+                RefusalReason::try_from(r.reason)
+                    .map(|x| x.as_str_name().to_owned())
+                    .unwrap_or_default(),
+            ),
+        };
+        let signed = match reply {
             Ok(answer) => envelope::seal(&self.signer, ANSWER, &answer)?,
             Err(refusal) => envelope::seal(&self.signer, REFUSAL, &refusal)?,
-        })
+        };
+        self.metrics.add(
+            "alpr_inbound_queries_total",
+            "Inbound queries by decision and reason",
+            &[("decision", decision), ("reason", &reason)],
+            1,
+        );
+        self.metrics.observe(
+            "alpr_inbound_answer_seconds",
+            "Time to decide, log and sign an inbound query",
+            &[("decision", decision)],
+            started.elapsed(),
+        );
+        Ok(signed)
     }
 
     /// Verify an investigator's query from this agency, endorse it and route it through the
@@ -285,6 +308,20 @@ impl Node {
                 .await
                 .map_err(|e| Error::Audit(e.to_string()))??;
             return Err(Error::Refused(e));
+        }
+        for r in &response.results {
+            let status = TargetStatus::try_from(r.status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("?");
+            let reason = RefusalReason::try_from(r.reason)
+                .map(|x| x.as_str_name())
+                .unwrap_or("?");
+            self.metrics.add(
+                "alpr_outbound_results_total",
+                "Outbound query results by target status and reason",
+                &[("status", status), ("reason", reason)],
+                1,
+            );
         }
         let entries: Vec<AuditEntry> = response
             .results

@@ -17,6 +17,7 @@ pub mod envelope;
 mod error;
 pub mod input;
 pub mod merkle;
+pub mod metrics;
 pub mod purpose;
 pub mod registry;
 pub mod rules;
