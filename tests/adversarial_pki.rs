@@ -292,3 +292,94 @@ async fn hostile_plates_and_oversized_messages_are_refused() {
     assert_eq!(ok.results[0].reason, 0);
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn clock_skew_and_ineligible_proxies_are_refused() {
+    let fed = fed().await;
+    // Issued an hour in the future (beyond the clock-skew tolerance).
+    let (inv, _) = fed
+        .person(SACRAMENTO, &investigator_of(SACRAMENTO))
+        .unwrap();
+    let later = alpr_pki::now_unix() + 3600;
+    let (_, skewed) = client::sign_query(
+        &inv,
+        &fed.trust,
+        &params("8ABC123", &[VENTURA], "240", 3),
+        later,
+    )
+    .unwrap();
+    let err = fed
+        .send_signed(SACRAMENTO, &skewed)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("QUERY_EXPIRED") && err.contains("clock-skew"),
+        "{err}"
+    );
+    let reply = fed
+        .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &skewed).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal_of(&fed, &reply).reason,
+        RefusalReason::QueryExpired as i32
+    );
+    assert_eq!(
+        last_inbound_code(&fed, VENTURA).as_deref(),
+        Some("QUERY_EXPIRED")
+    );
+
+    // On behalf of an agency the owner never agreed to share with.
+    let mut p = params("8ABC123", &[VENTURA], "240", 3);
+    p.on_behalf_of = LAS_VEGAS.into();
+    let (_, resp) = fed.search(SACRAMENTO, &p).await.unwrap();
+    let r = &resp.results[0];
+    assert_eq!(
+        (r.reason, r.decided_by.as_str()),
+        (RefusalReason::NoAgreement as i32, "broker")
+    );
+    assert!(r.detail.contains("on-behalf-of"), "{}", r.detail);
+    let (_, signed) = fed.sign_query(SACRAMENTO, &p).unwrap();
+    let reply = fed
+        .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &signed).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal_of(&fed, &reply).reason,
+        RefusalReason::NoAgreement as i32
+    );
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_client_cannot_stall_the_node() {
+    use tokio::io::AsyncReadExt;
+    let fed = fed().await;
+    // A client opens TCP connections and never starts the TLS handshake.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(
+            tokio::net::TcpStream::connect(fed.nodes[VENTURA].addr)
+                .await
+                .unwrap(),
+        );
+    }
+    // Meanwhile real queries are answered at once.
+    let (_, r) = fed
+        .search(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].reason, 0);
+    // And the idle connections are closed after the handshake deadline.
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        alpr_proto::transport::HANDSHAKE_TIMEOUT + Duration::from_secs(5),
+        idle[0].read(&mut buf),
+    )
+    .await
+    .expect("the node closes a connection that never handshakes")
+    .unwrap_or(0);
+    assert_eq!(n, 0, "connection closed");
+    fed.stop().await.unwrap();
+}
