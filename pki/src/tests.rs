@@ -242,3 +242,46 @@ fn issued_certificates_verify_with_openssl_and_inspect_reports_revocation() {
     let status = run(&["inspect", person.to_str().unwrap()]).join("\n");
     assert!(status.contains("REVOKED"), "{status}");
 }
+
+#[test]
+fn rotation_with_overlap_then_revocation_of_the_old_certificate() {
+    let root = issue::new_root("Test Root", 10).unwrap();
+    let ra = Authority::from_issued(&root).unwrap();
+    let claims = agency("CA0560100", "US-CA", AgencyKind::Local);
+    let ca = Authority::from_issued(&issue::new_agency_ca(&ra, &claims, 10).unwrap()).unwrap();
+    let old = leaf(&ca, Role::Node, None, Some(claims.clone()));
+    let new = leaf(&ca, Role::Node, None, Some(claims));
+    let trust = TrustStore::new(root.cert_der.clone(), vec![]);
+    // During the overlap both certificates are valid for the same identity.
+    let (a, b) = (
+        trust.verify(&chain(&old), now_unix()).unwrap(),
+        trust.verify(&chain(&new), now_unix()).unwrap(),
+    );
+    assert_eq!(a.agency, b.agency);
+    assert_ne!(a.serial, b.serial);
+    // Retiring the old one: revoke it; the new one keeps working.
+    let (_, serial, _, _) = crate::verify::inspect(&old.cert_der).unwrap();
+    let serial: Vec<u8> = (0..serial.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&serial[i..i + 2], 16).unwrap())
+        .collect();
+    let crl = issue::new_crl(
+        &ca,
+        &[Revoked {
+            serial,
+            revoked_at: now_unix(),
+        }],
+        2,
+        10,
+    )
+    .unwrap();
+    let crls = rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(crl.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let trust = trust.with_crls(crls);
+    assert!(matches!(
+        trust.verify(&chain(&old), now_unix()),
+        Err(Error::CertRevoked)
+    ));
+    assert!(trust.verify(&chain(&new), now_unix()).is_ok());
+}
