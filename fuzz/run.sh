@@ -16,6 +16,6 @@ for t in "${targets[@]}"; do
 done
 status=0
 for i in "${!pids[@]}"; do
-  if wait "${pids[$i]}"; then echo "${targets[$i]}: no crash in ${secs}s ($(grep -o 'stat::number_of_executed_units: [0-9]*' "fuzz-${targets[$i]}.log" | tail -1))"; else echo "${targets[$i]}: FAILED, see fuzz/fuzz-${targets[$i]}.log and fuzz/artifacts/${targets[$i]}/"; status=1; fi
+  if wait "${pids[$i]}"; then echo "${targets[$i]}: no crash in ${secs}s ($(grep -o 'Done [0-9]* runs' "fuzz-${targets[$i]}.log" | tail -1))"; else echo "${targets[$i]}: FAILED, see fuzz/fuzz-${targets[$i]}.log and fuzz/artifacts/${targets[$i]}/"; status=1; fi
 done
 exit $status
