@@ -48,6 +48,9 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // One cached statement per day partition a lookup touches (rusqlite's default of 16
+    // thrashes on 30-day windows and re-prepares every statement).
+    conn.set_prepared_statement_cache_capacity(512);
     conn.execute_batch(SCHEMA)?;
     crate::settings::init(&conn)?;
     crate::accounts::init(&conn)?;

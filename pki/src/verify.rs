@@ -57,11 +57,25 @@ impl VerifiedIdentity {
     }
 }
 
+/// Most chains remembered as verified.
+const CACHE_MAX: usize = 10_000;
+
+/// Chains already verified under this store's CRLs: SHA-256 of the chain -> (identity,
+/// latest not_before, earliest not_after across the chain).
+type ChainCache =
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], (VerifiedIdentity, i64, i64)>>;
+
 /// The trust anchors of one state (never merged with another state's) and the CRLs in force.
+///
+/// Chain verification results are cached per store: a chain verified once is not
+/// re-verified while every certificate in it is within its validity period. The cache
+/// belongs to one CRL set ([`TrustStore::with_crls`] starts an empty one), so a new
+/// revocation takes effect at once. Message signatures are always checked.
 #[derive(Clone, Debug)]
 pub struct TrustStore {
     root: CertificateDer<'static>,
     crls: Arc<Vec<CertificateRevocationListDer<'static>>>,
+    cache: Arc<ChainCache>,
 }
 
 impl TrustStore {
@@ -73,6 +87,7 @@ impl TrustStore {
         Self {
             root,
             crls: Arc::new(crls),
+            cache: Arc::default(),
         }
     }
 
@@ -107,6 +122,7 @@ impl TrustStore {
         Self {
             root: self.root.clone(),
             crls: Arc::new(crls),
+            cache: Arc::default(),
         }
     }
 
@@ -153,6 +169,37 @@ impl TrustStore {
                 chain.len()
             )));
         }
+        let key = chain_key(chain);
+        if let Ok(cache) = self.cache.lock()
+            && let Some((id, not_before, not_after)) = cache.get(&key)
+            && *not_before <= now
+            && now < *not_after
+        {
+            return Ok((id.clone(), leaf.clone()));
+        }
+        let (id, leaf) = self.verify_uncached(leaf, intermediates, now)?;
+        let (mut nb, mut na) = (i64::MIN, i64::MAX);
+        for c in chain {
+            if let Ok((_, x)) = X509Certificate::from_der(c) {
+                nb = nb.max(x.validity().not_before.timestamp());
+                na = na.min(x.validity().not_after.timestamp());
+            }
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, (id.clone(), nb, na));
+        }
+        Ok((id, leaf))
+    }
+
+    fn verify_uncached<'c>(
+        &self,
+        leaf: &'c CertificateDer<'c>,
+        intermediates: &'c [CertificateDer<'c>],
+        now: i64,
+    ) -> Result<(VerifiedIdentity, CertificateDer<'c>), Error> {
         let anchor = webpki::anchor_from_trusted_cert(&self.root)
             .map_err(|e| Error::CertInvalid(format!("root certificate: {e}")))?;
         let anchors = [anchor];
@@ -257,6 +304,17 @@ impl TrustStore {
         };
         Ok((id, leaf.clone()))
     }
+}
+
+fn chain_key(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for c in chain {
+        ctx.update(&(c.len() as u64).to_be_bytes());
+        ctx.update(c);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 fn hex_lower(b: &[u8]) -> String {
