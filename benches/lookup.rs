@@ -1,0 +1,314 @@
+//! Plate lookup latency at scale (DESIGN §9, issue 7).
+//!
+//! Fills a node database (`alpr_node::store`, day partitions, WAL, `synchronous=FULL`) with
+//! `ALPR_BENCH_READS` reads (default 50,000,000) spread in capture order over the last 90
+//! days, through `store::insert_reads` in batches of 10,000, then times
+//! `alpr_node::store::lookup` for random plates that exist, over the last 7 and the last 30
+//! days. Half of all reads come from a "frequent" twentieth of the plates (commuters), the
+//! other half from all plates, so answers range from one read to a few hundred.
+//!
+//! Budget: p99 <= 2 ms at 50 million stored reads. Lookups run on a connection opened with
+//! `store::open` exactly as the node opens it: a first pass (after 500 untimed lookups), then
+//! as a diagnostic on a connection whose prepared-statement cache holds every day's
+//! statement, then a second pass on the node's connection. Each series reports how many
+//! bytes the kernel had to read from the disk, i.e. how much of it missed the OS page cache
+//! (the database is larger than what this VM keeps cached), so first-pass (partly cold) and
+//! second-pass (cached, steady state) figures are told apart; both are judged.
+//!
+//! The machine is shared: a series during which other processes used more than 10% of the
+//! CPU is repeated (up to three times) and the cleanest is reported, with that share.
+//!
+//! Knobs: `ALPR_BENCH_READS` (default 50_000_000), `ALPR_BENCH_LOOKUPS` (per window, default
+//! 20_000), `ALPR_BENCH_DB` (a path: reuse that database if it holds the requested count,
+//! else build it there and keep it; default: a temporary directory, deleted).
+//!
+//! Run: `cargo bench --bench lookup` (or `ALPR_BENCH_READS=5_000_000 cargo bench --bench lookup`).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use alpr_proto::pb::Read;
+use anyhow::{Context, Result, bail};
+use common::{Rng, env_or, ms, pct, plate};
+use rusqlite::{Connection, OptionalExtension};
+
+const DAYS: i64 = 90;
+const DAY: i64 = 86_400;
+
+/// Deterministic population: plate ids 0..plates; the first twentieth are frequent.
+fn pick_plate(rng: &mut Rng, plates: u64) -> u64 {
+    let hot = (plates / 20).max(1);
+    if rng.below(2) == 0 {
+        rng.below(hot)
+    } else {
+        rng.below(plates)
+    }
+}
+
+fn fill(conn: &mut Connection, n: u64, now: i64) -> Result<()> {
+    let mut rng = Rng::new(0x5EED_0001);
+    let plates = (n / 25).max(10_000);
+    let start = now - DAYS * DAY;
+    let span = (DAYS * DAY) as f64;
+    let batch = alpr_node::ingest::BATCH as u64;
+    let t = Instant::now();
+    let mut last_print = Instant::now();
+    let mut buf: Vec<Read> = Vec::with_capacity(batch as usize);
+    let mut i = 0u64;
+    while i < n {
+        buf.clear();
+        let end = (i + batch).min(n);
+        for j in i..end {
+            let t = start + (span * (j as f64 / n as f64)) as i64;
+            buf.push(Read {
+                plate: plate(pick_plate(&mut rng, plates)),
+                captured_at: t,
+                camera_id: format!("CA05601-CAM-{:03}", rng.below(120)),
+                latitude: 34.1 + rng.unit() * 0.4,
+                longitude: -119.4 + rng.unit() * 0.4,
+            });
+        }
+        alpr_node::store::insert_reads(conn, &buf)?;
+        i = end;
+        if last_print.elapsed() > Duration::from_secs(30) {
+            last_print = Instant::now();
+            let el = t.elapsed().as_secs_f64();
+            println!(
+                "  ... {i} of {n} reads stored ({:.0} reads/s, {:.0} s)",
+                i as f64 / el,
+                el
+            );
+        }
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    let el = t.elapsed().as_secs_f64();
+    println!(
+        "filled {n} reads in {el:.0} s ({:.0} reads/s), {plates} distinct plates",
+        n as f64 / el
+    );
+    Ok(())
+}
+
+/// (plate, capture time) of about 500 random stored reads per day, to query plates that
+/// exist. Rows are appended, so each day's rowids run from 1 to its row count.
+fn samples(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut rng = Rng::new(0x05A3_F1E5);
+    let mut out = Vec::new();
+    for (d, rows) in alpr_node::store::partitions(conn)? {
+        let mut st = conn.prepare(&format!(
+            "SELECT plate, captured_at FROM reads_{d} WHERE rowid = ?1"
+        ))?;
+        for _ in 0..500.min(rows) {
+            let id = 1 + rng.below(rows.max(1) as u64) as i64;
+            if let Some(r) = st
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+            {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes this process has made the kernel read from the disk (not from the page cache).
+fn disk_read_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("read_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Stats {
+    lat: Vec<Duration>,
+    results: u64,
+    /// Other processes' share of the CPU while this series ran.
+    others: f64,
+    /// Bytes read from the disk during the series (pages not in the OS page cache).
+    disk_read: u64,
+}
+
+/// Other processes' CPU share above which a series is repeated (the machine is shared).
+const NOISY: f64 = 0.10;
+
+/// `run_lookups`, repeated up to three times while other processes loaded the CPU; the
+/// cleanest series.
+fn clean_lookups(
+    conn: &Connection,
+    samples: &[(String, i64)],
+    window_days: i64,
+    now: i64,
+    count: usize,
+) -> Result<Stats> {
+    let mut best: Option<Stats> = None;
+    for attempt in 0..3u64 {
+        let s = run_lookups(
+            conn,
+            samples,
+            window_days,
+            now,
+            count,
+            window_days as u64 + attempt,
+        )?;
+        let quiet = s.others <= NOISY;
+        if best.as_ref().is_none_or(|b| s.others < b.others) {
+            best = Some(s);
+        }
+        if quiet {
+            break;
+        }
+    }
+    best.context("no series ran")
+}
+
+fn run_lookups(
+    conn: &Connection,
+    samples: &[(String, i64)],
+    window_days: i64,
+    now: i64,
+    count: usize,
+    seed: u64,
+) -> Result<Stats> {
+    let from = now - window_days * DAY;
+    let eligible: Vec<&(String, i64)> = samples.iter().filter(|(_, t)| *t >= from).collect();
+    if eligible.is_empty() {
+        bail!("no stored read in the last {window_days} days");
+    }
+    let mut rng = Rng::new(seed);
+    let mut lat = Vec::with_capacity(count);
+    let mut results = 0u64;
+    let meter = common::CpuMeter::start();
+    let read0 = disk_read_bytes();
+    for _ in 0..count {
+        let (p, _) = eligible[rng.below(eligible.len() as u64) as usize];
+        let t = Instant::now();
+        let reads = alpr_node::store::lookup(conn, p, from, now)?;
+        lat.push(t.elapsed());
+        if reads.is_empty() {
+            bail!("plate {p} stored in the window but not found");
+        }
+        results += reads.len() as u64;
+    }
+    let others = meter.stop().others;
+    let disk_read = disk_read_bytes() - read0;
+    lat.sort();
+    Ok(Stats {
+        lat,
+        results,
+        others,
+        disk_read,
+    })
+}
+
+fn report(label: &str, s: &Stats, budget: bool) -> bool {
+    let p99 = pct(&s.lat, 99.0);
+    let pass = p99 <= Duration::from_millis(2);
+    println!(
+        "{label}: p50 {}, p90 {}, p99 {}, max {}, mean {:.1} reads returned, {:.1} MB read from disk, others' CPU {:.0}%{}",
+        ms(pct(&s.lat, 50.0)),
+        ms(pct(&s.lat, 90.0)),
+        ms(p99),
+        ms(s.lat.last().copied().unwrap_or_default()),
+        s.results as f64 / s.lat.len() as f64,
+        s.disk_read as f64 / 1e6,
+        s.others * 100.0,
+        if budget {
+            format!(
+                "  budget p99 <= 2 ms: {}",
+                if pass { "PASS" } else { "FAIL" }
+            )
+        } else {
+            String::new()
+        }
+    );
+    pass
+}
+
+fn main() -> Result<()> {
+    common::print_machine();
+    let n: u64 = env_or("ALPR_BENCH_READS", 50_000_000);
+    let lookups: usize = env_or("ALPR_BENCH_LOOKUPS", 20_000);
+    let now = alpr_pki::now_unix();
+    let (path, _tmp): (PathBuf, Option<tempfile::TempDir>) = match std::env::var("ALPR_BENCH_DB") {
+        Ok(p) => (PathBuf::from(p), None),
+        Err(_) => {
+            let d = tempfile::tempdir()?;
+            (d.path().join("node.db"), Some(d))
+        }
+    };
+    println!("stored reads requested: {n} (ALPR_BENCH_READS), over the last {DAYS} days");
+    let mut conn = alpr_node::store::open(&path)?;
+    let have = alpr_node::store::count_reads(&conn)? as u64;
+    // A reused database was filled relative to its own "now"; query relative to its newest read.
+    let now = if have == n && n > 0 {
+        println!("reusing {} ({have} reads)", path.display());
+        let last_day = alpr_node::store::partitions(&conn)?
+            .last()
+            .map(|(d, _)| *d)
+            .unwrap_or(now / DAY);
+        let newest: i64 = conn.query_row(
+            &format!("SELECT MAX(captured_at) FROM reads_{last_day}"),
+            [],
+            |r| r.get(0),
+        )?;
+        newest + 1
+    } else {
+        if have != 0 {
+            bail!(
+                "{} holds {have} reads, not {n}; remove it or choose another path",
+                path.display()
+            );
+        }
+        fill(&mut conn, n, now)?;
+        now
+    };
+    let stored = alpr_node::store::count_reads(&conn)?;
+    let parts = alpr_node::store::partitions(&conn)?.len();
+    let size: u64 = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "database: {stored} reads in {parts} day partitions, {:.2} GB",
+        size as f64 / 1e9
+    );
+    drop(conn);
+
+    let conn = alpr_node::store::open(&path)?;
+    let samples = samples(&conn)?;
+    // Warm the connection and the page cache a little (not timed).
+    run_lookups(&conn, &samples, 30, now, 500, 1)?;
+
+    println!("\n== lookup results at {stored} stored reads ({lookups} lookups per window) ==");
+    let s7 = clean_lookups(&conn, &samples, 7, now, lookups)?;
+    let s30 = clean_lookups(&conn, &samples, 30, now, lookups)?;
+    let first7 = report("store::lookup, last 7 days ", &s7, true);
+    let first30 = report("store::lookup, last 30 days", &s30, true);
+
+    // Diagnostic: the same lookups on a connection whose statement cache holds every day's
+    // statement (rusqlite's default keeps 16; a 30-day window needs 31).
+    let big = alpr_node::store::open(&path)?;
+    big.set_prepared_statement_cache_capacity(256);
+    run_lookups(&big, &samples, 30, now, 500, 1)?;
+    let d7 = clean_lookups(&big, &samples, 7, now, lookups)?;
+    let d30 = clean_lookups(&big, &samples, 30, now, lookups)?;
+    println!("diagnostic, statement cache 256 instead of rusqlite's default 16:");
+    report("  last 7 days ", &d7, false);
+    report("  last 30 days", &d30, false);
+    // The node's own connection again, now that the pages are cached: steady state.
+    let a7 = clean_lookups(&conn, &samples, 7, now, lookups)?;
+    let a30 = clean_lookups(&conn, &samples, 30, now, lookups)?;
+    println!("store::open connection again (default cache), second pass:");
+    let warm7 = report("  last 7 days ", &a7, true);
+    let warm30 = report("  last 30 days", &a30, true);
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    println!(
+        "budget p99 <= 2 ms at {stored} reads: first pass (pages not yet cached, {:.0} MB read from disk): {}; second pass (cached): {}",
+        (s7.disk_read + s30.disk_read) as f64 / 1e6,
+        verdict(first7 && first30),
+        verdict(warm7 && warm30)
+    );
+    Ok(())
+}
