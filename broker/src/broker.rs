@@ -547,7 +547,9 @@ impl Broker {
     fn plan(&self, endorsed: &Signed, targets: &[String], now: i64) -> Result<Vec<Plan>, Error> {
         let agreements = self.agreements();
         let trust = self.trust();
-        let mut conn = self.db();
+        let mut guard = self.db();
+        // Replay rows and the routing log for every target commit together: one fsync.
+        let conn = guard.transaction()?;
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
         for t in targets {
@@ -635,7 +637,8 @@ impl Broker {
                 1,
             );
         }
-        store::log(&mut conn, &entries)?;
+        store::log_in(&conn, &entries)?;
+        conn.commit()?;
         Ok(plans)
     }
 

@@ -80,6 +80,13 @@ pub struct LogEntry {
 /// Append log rows in one transaction.
 pub fn log(conn: &mut Connection, entries: &[LogEntry]) -> Result<(), Error> {
     let tx = conn.transaction()?;
+    log_in(&tx, entries)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Insert log rows inside a caller's transaction.
+pub fn log_in(tx: &Connection, entries: &[LogEntry]) -> Result<(), Error> {
     {
         let mut st = tx.prepare_cached(
             "INSERT INTO log (at, event, query_id, requester, target, decision, reason_code, detail, agreement_id, rule_version)
@@ -100,7 +107,6 @@ pub fn log(conn: &mut Connection, entries: &[LogEntry]) -> Result<(), Error> {
             ])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }
 
