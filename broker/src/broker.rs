@@ -29,11 +29,8 @@ use crate::store::{self, LogEntry};
 
 /// The broker's shared state.
 pub struct Broker {
-    trust: RwLock<TrustStore>,
-    crl_files: Vec<std::path::PathBuf>,
-    /// The TLS server config in force (swapped when CRLs change).
-    pub(crate) tls_server: alpr_proto::transport::SharedServerConfig,
-    pub(crate) tls: TlsIdentity,
+    /// Trust store and TLS server config, reloaded when CRLs change.
+    pub(crate) tls: transport::ReloadableTls,
     signer: Signer,
     db: Mutex<Connection>,
     registry: RwLock<Registry>,
@@ -88,13 +85,9 @@ impl Broker {
                 .map_err(Error::Transport)?;
             nodes.insert(n.ori.clone(), NodeInboundClient::new(ch));
         }
-        let tls_server = Arc::new(RwLock::new(
-            transport::server_config(&trust, &tls).map_err(Error::Transport)?,
-        ));
+        let tls = transport::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())
+            .map_err(Error::Transport)?;
         Ok(Arc::new(Self {
-            trust: RwLock::new(trust),
-            crl_files: cfg.tls.crls.clone(),
-            tls_server,
             tls,
             signer,
             db: Mutex::new(conn),
@@ -108,34 +101,12 @@ impl Broker {
 
     /// The trust store in force.
     pub fn trust(&self) -> TrustStore {
-        self.trust
-            .read()
-            .map(|t| t.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.tls.trust()
     }
 
     /// Re-read the CRL files and enforce them at once if they changed.
     pub fn reload_crls(&self) -> Result<bool, Error> {
-        let mut crls = Vec::new();
-        for f in &self.crl_files {
-            crls.extend(alpr_pki::read_crls(f)?);
-        }
-        let current = self.trust();
-        if current.crls() == crls.as_slice() {
-            return Ok(false);
-        }
-        let fresh = current.with_crls(crls);
-        let server = transport::server_config(&fresh, &self.tls).map_err(Error::Transport)?;
-        match self.trust.write() {
-            Ok(mut t) => *t = fresh,
-            Err(p) => *p.into_inner() = fresh,
-        }
-        match self.tls_server.write() {
-            Ok(mut c) => *c = server,
-            Err(p) => *p.into_inner() = server,
-        }
-        tracing::info!("CRLs reloaded");
-        Ok(true)
+        self.tls.reload().map_err(Error::Transport)
     }
 
     /// Lock the database (a poisoned lock still holds a consistent SQLite connection).

@@ -344,7 +344,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let cfg = BrokerConfig::load(&config)?;
             let running = crate::start(&cfg).await?;
             println!("alpr-broker serving on {}", running.addr);
-            shutdown_signal().await;
+            alpr_proto::transport::shutdown_signal().await;
             eprintln!("alpr-broker: shutting down");
             running.stop().await
         }
@@ -379,20 +379,4 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -313,16 +313,7 @@ pub fn to_csv(rows: &[Row]) -> String {
     out
 }
 
-/// Unix seconds as an RFC 3339 date-time.
-pub fn fmt_time(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
-}
+pub use alpr_pki::fmt_time;
 
 /// The compliance report: agreements by state and partner, out-of-state and non-local
 /// partners, agreements near expiry, and status counts. `refusals` (reason, target, count)

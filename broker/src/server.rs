@@ -56,7 +56,7 @@ pub async fn start(cfg: &BrokerConfig) -> Result<RunningBroker, Error> {
 /// Serve on an already bound listener (lets a caller learn every address before starting).
 pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<RunningBroker, Error> {
     let broker = Broker::open(cfg)?;
-    let tls = broker.tls_server.clone();
+    let tls = broker.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let mut builder = tonic::transport::Server::builder();
     let router = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])

@@ -495,13 +495,7 @@ fn parse_time(s: &str) -> Result<i64, Error> {
         })
 }
 
-/// Format Unix seconds as RFC 3339.
-pub fn fmt_time(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
-}
+pub use alpr_pki::fmt_time;
 
 fn read_agreement(path: &PathBuf) -> Result<SignedAgreement, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -525,7 +519,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 running.node.ori(),
                 running.addr
             );
-            shutdown_signal().await;
+            alpr_proto::transport::shutdown_signal().await;
             eprintln!("alpr-node: shutting down");
             running.stop().await
         }
@@ -1015,26 +1009,4 @@ pub fn describe_results(
         }
     }
     out
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

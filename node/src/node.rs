@@ -22,13 +22,11 @@ use crate::{Error, store};
 pub struct Node {
     /// This agency's claims (from its verified node certificate).
     pub agency: AgencyClaims,
-    trust: RwLock<TrustStore>,
-    /// The TLS server config in force (swapped when CRLs change).
-    pub(crate) tls_server: alpr_proto::transport::SharedServerConfig,
+    /// Trust store and TLS server config, reloaded when CRLs change.
+    pub(crate) tls: transport::ReloadableTls,
     pub(crate) signer: Arc<Signer>,
     /// The group-commit audit log.
     pub audit_log: AuditLog,
-    pub(crate) tls: TlsIdentity,
     db: Mutex<Connection>,
     agreements: RwLock<Arc<Vec<AgreementView>>>,
     pub(crate) cfg: NodeConfig,
@@ -90,16 +88,13 @@ impl Node {
             }
             None => None,
         };
-        let tls_server = Arc::new(RwLock::new(
-            transport::server_config(&trust, &tls).map_err(Error::Transport)?,
-        ));
+        let tls = transport::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())
+            .map_err(Error::Transport)?;
         Ok(Arc::new(Self {
             agency,
-            trust: RwLock::new(trust),
-            tls_server,
+            tls,
             signer,
             audit_log,
-            tls,
             db: Mutex::new(conn),
             agreements: RwLock::new(Arc::new(agreements)),
             cfg: cfg.clone(),
@@ -291,34 +286,15 @@ impl Node {
 
     /// The trust store in force (root and the CRLs loaded last).
     pub fn trust(&self) -> TrustStore {
-        self.trust
-            .read()
-            .map(|t| t.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.tls.trust()
     }
 
     /// Re-read the CRL files; if they changed, enforce them at once for signatures and for
-    /// new TLS handshakes. Returns whether anything changed.
+    /// new TLS handshakes, and log it. Returns whether anything changed.
     pub fn reload_crls(&self) -> Result<bool, Error> {
-        let mut crls = Vec::new();
-        for f in &self.cfg.tls.crls {
-            crls.extend(alpr_pki::read_crls(f)?);
-        }
-        let current = self.trust();
-        if current.crls() == crls.as_slice() {
+        if !self.tls.reload().map_err(Error::Transport)? {
             return Ok(false);
         }
-        let fresh = current.with_crls(crls);
-        let server = transport::server_config(&fresh, &self.tls).map_err(Error::Transport)?;
-        match self.trust.write() {
-            Ok(mut t) => *t = fresh,
-            Err(p) => *p.into_inner() = fresh,
-        }
-        match self.tls_server.write() {
-            Ok(mut c) => *c = server,
-            Err(p) => *p.into_inner() = server,
-        }
-        tracing::info!("CRLs reloaded");
         self.audit(&[AuditEntry {
             at: alpr_pki::now_unix(),
             event: "config_change".into(),

@@ -70,7 +70,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
 /// Serve on an already bound listener (lets a caller learn every address before starting).
 pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<RunningNode, Error> {
     let node = Node::open(cfg)?;
-    let tls = node.tls_server.clone();
+    let tls = node.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());
     let mut builder = tonic::transport::Server::builder();

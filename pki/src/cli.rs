@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::claims::{AgencyClaims, AgencyKind, Jurisdiction, Role};
 use crate::issue::{self, Authority, LeafSpec, Revoked};
-use crate::{Error, PkiLayout};
+use crate::{Error, PkiLayout, fmt_time};
 
 /// Issue and inspect the certificates of an ALPR federation.
 ///
@@ -317,14 +317,4 @@ fn parse_revoked(text: &str, path: &std::path::Path) -> Result<Vec<Revoked>, Err
         });
     }
     Ok(out)
-}
-
-fn fmt_time(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }

@@ -28,6 +28,17 @@ pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 pub use sign::Signer;
 pub use verify::{TrustStore, VerifiedIdentity};
 
+/// Unix seconds as an RFC 3339 date-time (the number itself if out of range).
+pub fn fmt_time(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -147,6 +147,88 @@ pub fn tls_incoming(
 /// A server config that can be swapped while serving (CRL reload without restart).
 pub type SharedServerConfig = Arc<std::sync::RwLock<Arc<ServerConfig>>>;
 
+/// The trust store and TLS server config in force, swapped together when the CRL files
+/// change, so a revocation takes effect without a restart for new handshakes and for
+/// signature checks alike.
+pub struct ReloadableTls {
+    identity: TlsIdentity,
+    crl_files: Vec<std::path::PathBuf>,
+    trust: std::sync::RwLock<TrustStore>,
+    server: SharedServerConfig,
+}
+
+impl ReloadableTls {
+    /// Serve as `identity` under `trust`, whose CRLs were read from `crl_files`.
+    pub fn new(
+        trust: TrustStore,
+        identity: TlsIdentity,
+        crl_files: Vec<std::path::PathBuf>,
+    ) -> Result<Self, String> {
+        let server = Arc::new(std::sync::RwLock::new(server_config(&trust, &identity)?));
+        Ok(Self {
+            identity,
+            crl_files,
+            trust: std::sync::RwLock::new(trust),
+            server,
+        })
+    }
+
+    /// The trust store in force.
+    pub fn trust(&self) -> TrustStore {
+        self.trust
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The server config in force, shared with the accept loop.
+    pub fn server_config(&self) -> SharedServerConfig {
+        self.server.clone()
+    }
+
+    /// Re-read the CRL files; if they changed, swap in the new trust store and server
+    /// config. Returns whether anything changed.
+    pub fn reload(&self) -> Result<bool, String> {
+        let mut crls = Vec::new();
+        for f in &self.crl_files {
+            crls.extend(alpr_pki::read_crls(f).map_err(|e| e.to_string())?);
+        }
+        let current = self.trust();
+        if current.crls() == crls.as_slice() {
+            return Ok(false);
+        }
+        let fresh = current.with_crls(crls);
+        let server = server_config(&fresh, &self.identity)?;
+        match self.trust.write() {
+            Ok(mut t) => *t = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        match self.server.write() {
+            Ok(mut c) => *c = server,
+            Err(p) => *p.into_inner() = server,
+        }
+        tracing::info!("CRLs reloaded");
+        Ok(true)
+    }
+}
+
+/// Resolve on SIGTERM or Ctrl-C (graceful shutdown of the daemons).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Where and how to reach a server.
 #[derive(Clone, Debug)]
 pub struct Target {
