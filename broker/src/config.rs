@@ -58,28 +58,8 @@ fn default_deadline() -> u64 {
     3000
 }
 
-/// Certificate files.
-#[derive(Clone, Debug, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// The state root certificate.
-    pub root: PathBuf,
-    /// The broker's certificate chain.
-    pub cert: PathBuf,
-    /// The broker's private key.
-    pub key: PathBuf,
-    /// CRL files to enforce.
-    #[serde(default)]
-    pub crls: Vec<PathBuf>,
-    /// How often to re-read the CRL files, seconds; a changed CRL takes effect without a
-    /// restart, for new TLS handshakes and for signature checks.
-    #[serde(default = "default_crl_reload")]
-    pub crl_reload_secs: u64,
-}
-
-fn default_crl_reload() -> u64 {
-    30
-}
+/// Certificate files (shared with the other daemon).
+pub use alpr_proto::transport::TlsConfig;
 
 /// How to reach one agency's node.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -107,19 +87,8 @@ impl BrokerConfig {
             reason: e.message().to_owned(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.data_dir,
-            &mut cfg.tls.root,
-            &mut cfg.tls.cert,
-            &mut cfg.tls.key,
-        ]
-        .into_iter()
-        .chain(cfg.tls.crls.iter_mut())
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        alpr_proto::transport::resolve_path(&mut cfg.data_dir, base);
+        cfg.tls.resolve_paths(base);
         cfg.validate().map_err(|reason| Error::Config {
             path: path.into(),
             reason,

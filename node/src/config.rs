@@ -154,28 +154,8 @@ impl Default for AccountsConfig {
     }
 }
 
-/// Certificate files.
-#[derive(Clone, Debug, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// The state root certificate (the only trust anchor).
-    pub root: PathBuf,
-    /// This node's certificate chain (leaf, agency CA).
-    pub cert: PathBuf,
-    /// This node's private key.
-    pub key: PathBuf,
-    /// CRL files to enforce (root's and every agency CA's).
-    #[serde(default)]
-    pub crls: Vec<PathBuf>,
-    /// How often to re-read the CRL files, seconds; a changed CRL takes effect without a
-    /// restart, for new TLS handshakes and for signature checks.
-    #[serde(default = "default_crl_reload")]
-    pub crl_reload_secs: u64,
-}
-
-fn default_crl_reload() -> u64 {
-    30
-}
+/// Certificate files (shared with the other daemon).
+pub use alpr_proto::transport::TlsConfig;
 
 /// How to reach a peer over mTLS.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -285,16 +265,8 @@ impl NodeConfig {
     }
 
     fn resolve(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        fix(&mut self.data_dir);
-        fix(&mut self.tls.root);
-        fix(&mut self.tls.cert);
-        fix(&mut self.tls.key);
-        self.tls.crls.iter_mut().for_each(fix);
+        alpr_proto::transport::resolve_path(&mut self.data_dir, base);
+        self.tls.resolve_paths(base);
     }
 
     /// Check values that TOML types cannot.

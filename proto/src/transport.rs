@@ -147,6 +147,48 @@ pub fn tls_incoming(
 /// A server config that can be swapped while serving (CRL reload without restart).
 pub type SharedServerConfig = Arc<std::sync::RwLock<Arc<ServerConfig>>>;
 
+/// A daemon's certificate files (the `[tls]` section of `node.toml` and `broker.toml`).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The state root certificate (the only trust anchor).
+    pub root: std::path::PathBuf,
+    /// This daemon's certificate chain (a node's: leaf, agency CA).
+    pub cert: std::path::PathBuf,
+    /// This daemon's private key.
+    pub key: std::path::PathBuf,
+    /// CRL files to enforce (the root's and every agency CA's).
+    #[serde(default)]
+    pub crls: Vec<std::path::PathBuf>,
+    /// How often to re-read the CRL files, seconds; a changed CRL takes effect without a
+    /// restart, for new TLS handshakes and for signature checks.
+    #[serde(default = "default_crl_reload")]
+    pub crl_reload_secs: u64,
+}
+
+fn default_crl_reload() -> u64 {
+    30
+}
+
+/// Make a relative path relative to `base` (the config file's directory).
+pub fn resolve_path(p: &mut std::path::PathBuf, base: &Path) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl TlsConfig {
+    /// Resolve every relative path against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.root, &mut self.cert, &mut self.key]
+            .into_iter()
+            .chain(self.crls.iter_mut())
+        {
+            resolve_path(p, base);
+        }
+    }
+}
+
 /// The trust store and TLS server config in force, swapped together when the CRL files
 /// change, so a revocation takes effect without a restart for new handshakes and for
 /// signature checks alike.
