@@ -362,7 +362,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     a.status.as_str(),
                     a.terms.purposes.join(","),
                     a.terms.max_lookback_days,
-                    a.terms.valid_until
+                    alpr_pki::fmt_time(a.terms.valid_until)
                 );
             }
             Ok(())
