@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use alpr_pki::{AgencyClaims, Role, Signer, TrustStore};
 use alpr_proto::admission::NodePolicy;
-use alpr_proto::agreement::{self, AgreementStatus, AgreementView};
+use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::pb::SignedAgreement;
 use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::rules::StateRules;
@@ -385,25 +385,5 @@ impl Node {
         )?;
         self.reload_agreements(&conn)?;
         Ok(v.id)
-    }
-
-    /// Revoke an agreement at this node (either party may revoke alone).
-    pub fn revoke_agreement(&self, id: &str, by: &str) -> Result<bool, Error> {
-        let conn = self.db();
-        let changed = store::set_agreement_status(&conn, id, AgreementStatus::Revoked)?;
-        self.audit(&[AuditEntry {
-            at: alpr_pki::now_unix(),
-            event: "agreement_revoke".into(),
-            decision: if changed {
-                "ok".into()
-            } else {
-                "not_active".into()
-            },
-            agreement_id: Some(id.into()),
-            requester_user: Some(by.into()),
-            ..Default::default()
-        }])?;
-        self.reload_agreements(&conn)?;
-        Ok(changed)
     }
 }

@@ -7,7 +7,6 @@
 //! concern it. A rewritten or forked history is reported (`registry_fork` audit entry)
 //! and the node stops advancing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use alpr_proto::agreement::{self, AgreementStatus};
@@ -314,19 +313,4 @@ impl Node {
             }
         }
     }
-}
-
-/// Heads this node has accepted, by size.
-pub fn heads(conn: &Connection) -> Result<BTreeMap<u64, Hash>, Error> {
-    let mut st = conn.prepare("SELECT size, root FROM registry_heads ORDER BY size")?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-    let mut out = BTreeMap::new();
-    for r in rows {
-        let (s, root) = r?;
-        out.insert(
-            s as u64,
-            merkle::hash_from_slice(&root).map_err(|e| Error::Audit(e.to_string()))?,
-        );
-    }
-    Ok(out)
 }

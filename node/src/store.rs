@@ -212,19 +212,6 @@ pub fn put_agreement(
     Ok(n == 1)
 }
 
-/// Set an agreement's status. Only moves away from `active`; nothing revives one.
-pub fn set_agreement_status(
-    conn: &Connection,
-    id: &str,
-    status: AgreementStatus,
-) -> Result<bool, Error> {
-    let n = conn.execute(
-        "UPDATE agreements SET status = ?2 WHERE id = ?1 AND status = 'active'",
-        params![id, status.as_str()],
-    )?;
-    Ok(n == 1)
-}
-
 /// Mark an agreement as seen registered in the verified registry log.
 pub fn set_registered(conn: &Connection, id: &str, index: u64, at: i64) -> Result<(), Error> {
     conn.execute(

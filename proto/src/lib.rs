@@ -38,8 +38,3 @@ pub mod pb {
 /// The encoded protobuf descriptor set of `alpr.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/alpr_descriptor.bin"));
-
-/// The stable name of a refusal reason (`NO_AGREEMENT`, ...).
-pub fn reason_name(r: RefusalReason) -> &'static str {
-    r.as_str_name()
-}
