@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alpr_pki::{Role, Signer, TrustStore, VerifiedIdentity};
 use alpr_proto::RefusalReason;
-use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
+use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, OpenedQuery};
 use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
@@ -15,6 +15,7 @@ use alpr_proto::pb::{
     Answer, Refusal, RegistryEvent, RouteResponse, Signed, SignedAgreement, SignedTreeHead,
     TargetResult, TargetStatus,
 };
+use alpr_proto::replay::ReplayMemory;
 use alpr_proto::rules::StateRules;
 use alpr_proto::transport::{self, TlsIdentity};
 use prost::Message;
@@ -33,6 +34,10 @@ pub struct Broker {
     pub(crate) tls: transport::ReloadableTls,
     signer: Signer,
     db: Mutex<Connection>,
+    /// Group-commit writer of routing decisions and results.
+    log_writer: store::LogWriter,
+    /// Query ids already routed to each target, made durable by the routing log.
+    replay: ReplayMemory,
     registry: RwLock<Registry>,
     nodes: HashMap<String, NodeInboundClient<Channel>>,
     deadline: Duration,
@@ -73,6 +78,12 @@ impl Broker {
         let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
         let conn = store::open(&cfg.db_path())?;
         let registry = Registry::load(&conn, &trust)?;
+        let replay = ReplayMemory::new();
+        let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
+        for (id, target, at) in store::routed_ids_since(&conn, since)? {
+            replay.remember(&id, &target, at);
+        }
+        let log_writer = store::LogWriter::open(&cfg.db_path())?;
         let deadline = Duration::from_millis(cfg.deadline_ms);
         let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
         let mut nodes = HashMap::new();
@@ -91,6 +102,8 @@ impl Broker {
             tls,
             signer,
             db: Mutex::new(conn),
+            log_writer,
+            replay,
             registry: RwLock::new(registry),
             nodes,
             deadline,
@@ -375,10 +388,19 @@ impl Broker {
         endorsed: Signed,
     ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
-        let mut facts = QueryFacts::default();
-        let checked = peer.and_then(|p| {
-            admission::open_endorsed(&self.trust(), &endorsed, now, &mut facts)?;
-            Ok(p)
+        // Signatures and chains are checked once here, off the async workers; admission
+        // per target reuses the result.
+        let opened = {
+            let me = self.clone();
+            let endorsed = endorsed.clone();
+            tokio::task::spawn_blocking(move || admission::open(&me.trust(), &endorsed, now))
+                .await
+                .map_err(|e| Error::Transport(e.to_string()))?
+        };
+        let facts = opened.facts().clone();
+        let checked = peer.and_then(|p| match opened.refusal() {
+            Some(e) => Err(e.into()),
+            None => Ok(p),
         });
         let peer = match checked {
             Ok(p) => p,
@@ -388,10 +410,8 @@ impl Broker {
                     Error::Refused(r) => (r.reason().as_str_name().to_owned(), r.detail()),
                     other => ("CERT_INVALID".to_owned(), other.to_string()),
                 };
-                let mut conn = self.db();
-                store::log(
-                    &mut conn,
-                    &[LogEntry {
+                self.log_writer
+                    .append(vec![LogEntry {
                         at: now,
                         event: "route".into(),
                         query_id: facts.query.as_ref().map(|q| hex::encode(&q.query_id)),
@@ -404,8 +424,8 @@ impl Broker {
                         reason_code: Some(reason),
                         detail: Some(detail),
                         ..Default::default()
-                    }],
-                )?;
+                    }])
+                    .await?;
                 return Err(e);
             }
         };
@@ -421,10 +441,8 @@ impl Broker {
                     endorser.describe()
                 ),
             );
-            let mut conn = self.db();
-            store::log(
-                &mut conn,
-                &[LogEntry {
+            self.log_writer
+                .append(vec![LogEntry {
                     at: now,
                     event: "route".into(),
                     query_id: Some(hex::encode(&query.query_id)),
@@ -433,8 +451,8 @@ impl Broker {
                     reason_code: Some(e.reason().as_str_name().into()),
                     detail: Some(e.detail()),
                     ..Default::default()
-                }],
-            )?;
+                }])
+                .await?;
             return Err(e.into());
         }
         let mut targets = query.targets.clone();
@@ -455,10 +473,11 @@ impl Broker {
 
         // Admission per target, logged before anything is forwarded.
         let me = self.clone();
-        let endorsed_c = endorsed.clone();
-        let plans = tokio::task::spawn_blocking(move || me.plan(&endorsed_c, &targets, now))
+        let (plans, entries) = tokio::task::spawn_blocking(move || me.plan(&opened, &targets, now))
             .await
             .map_err(|e| Error::Transport(e.to_string()))??;
+        // Nothing is forwarded before the routing decisions are durable.
+        self.log_writer.append(entries).await?;
 
         let remaining = (query.expires_at - now).max(0) as u64;
         let deadline = self.deadline.min(Duration::from_secs(remaining));
@@ -506,8 +525,7 @@ impl Broker {
             })
             .collect();
         if !entries.is_empty() {
-            let mut conn = self.db();
-            store::log(&mut conn, &entries)?;
+            self.log_writer.append(entries).await?;
         }
         Ok(RouteResponse {
             query_id: query.query_id.clone(),
@@ -515,12 +533,16 @@ impl Broker {
         })
     }
 
-    fn plan(&self, endorsed: &Signed, targets: &[String], now: i64) -> Result<Vec<Plan>, Error> {
+    /// Admission for each target, and the routing-log rows recording it.
+    fn plan(
+        &self,
+        opened: &OpenedQuery,
+        targets: &[String],
+        now: i64,
+    ) -> Result<(Vec<Plan>, Vec<LogEntry>), Error> {
         let agreements = self.agreements();
         let trust = self.trust();
-        let mut guard = self.db();
-        // Replay rows and the routing log for every target commit together: one fsync.
-        let conn = guard.transaction()?;
+        let conn = self.db();
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
         for t in targets {
@@ -530,19 +552,16 @@ impl Broker {
                     StateRules::for_jurisdiction(&"US".parse().map_err(alpr_proto::Error::from)?)?
                 }
             };
-            let decision = {
-                let replay = store::DbReplay(&conn);
-                let ctx = AdmissionContext {
-                    trust: &trust,
-                    provider_ori: t,
-                    rules,
-                    policy: None,
-                    agreements: &agreements,
-                    replay: &replay,
-                    now,
-                };
-                admission::admit(&ctx, endorsed)
+            let ctx = AdmissionContext {
+                trust: &trust,
+                provider_ori: t,
+                rules,
+                policy: None,
+                agreements: &agreements,
+                replay: &self.replay,
+                now,
             };
+            let decision = admission::admit_opened(&ctx, opened);
             let mut entry = LogEntry {
                 at: now,
                 event: "route".into(),
@@ -608,9 +627,7 @@ impl Broker {
                 1,
             );
         }
-        store::log_in(&conn, &entries)?;
-        conn.commit()?;
-        Ok(plans)
+        Ok((plans, entries))
     }
 
     async fn forward(

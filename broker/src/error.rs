@@ -29,6 +29,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The routing-log writer failed or stopped; nothing is routed without its log entry.
+    #[error("routing log: {0}")]
+    Log(String),
     /// TLS or connection setup failed.
     #[error("transport: {0}")]
     Transport(String),

@@ -1,9 +1,8 @@
-//! The broker's database: agencies seen at registration, the
-//! routing log and replay memory. It holds no reads and no answers.
+//! The broker's database: agencies seen at registration and the routing log (written by a
+//! group-commit [`LogWriter`]). It holds no reads and no answers.
 
 use std::path::Path;
 
-use alpr_proto::admission::ReplayGuard;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
@@ -28,12 +27,6 @@ CREATE TABLE IF NOT EXISTS log (
     detail TEXT,
     agreement_id TEXT,
     rule_version TEXT
-);
-CREATE TABLE IF NOT EXISTS seen_queries (
-    query_id BLOB NOT NULL,
-    provider TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (query_id, provider)
 );
 "#;
 
@@ -154,19 +147,104 @@ pub fn agency_jurisdiction(conn: &Connection, ori: &str) -> Result<Option<String
         .optional()?)
 }
 
-/// Replay memory in the `seen_queries` table.
-pub struct DbReplay<'a>(pub &'a Connection);
+/// `(query id, target, logged at)` of the routing decisions logged at or after `since`:
+/// what a restarting broker feeds its replay memory. Reads back from the newest row and
+/// stops a minute before `since` (rows are appended in time order, give or take one group
+/// commit).
+pub fn routed_ids_since(
+    conn: &Connection,
+    since: i64,
+) -> Result<Vec<(Vec<u8>, String, i64)>, Error> {
+    let mut st = conn.prepare("SELECT at, event, query_id, target FROM log ORDER BY seq DESC")?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        if at < since - 60 {
+            break;
+        }
+        let event: String = r.get(1)?;
+        let (Some(id), Some(target)) = (
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ) else {
+            continue;
+        };
+        if at < since || event != "route" {
+            continue;
+        }
+        if let Ok(id) = hex::decode(id) {
+            out.push((id, target, at));
+        }
+    }
+    Ok(out)
+}
 
-impl ReplayGuard for DbReplay<'_> {
-    fn first_sight(&self, query_id: &[u8], provider_ori: &str, expires_at: i64) -> bool {
-        // A database error counts as "seen": fail closed.
-        self.0
-            .execute(
-                "INSERT OR IGNORE INTO seen_queries (query_id, provider, expires_at) VALUES (?1, ?2, ?3)",
-                params![query_id, provider_ori, expires_at],
-            )
-            .map(|n| n == 1)
-            .unwrap_or(false)
+/// Most rows written in one group commit.
+const MAX_GROUP: usize = 4096;
+
+type LogAck = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Group-commit writer for the routing log: one thread owns a write connection; callers
+/// hand it rows and wait until the transaction holding them is durable, so concurrent
+/// queries share one fsync.
+#[derive(Clone, Debug)]
+pub struct LogWriter {
+    tx: std::sync::mpsc::Sender<(Vec<LogEntry>, LogAck)>,
+}
+
+impl LogWriter {
+    /// Open the database at `path` for writing and start the writer thread.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let conn = open(path)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("routing-log-writer".into())
+            .spawn(move || log_writer(conn, rx))
+            .map_err(|e| Error::Log(format!("cannot start the writer: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    /// Append rows; resolves once they are durable (or with the error that kept them out).
+    pub async fn append(&self, entries: Vec<LogEntry>) -> Result<(), Error> {
+        let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((entries, ack_tx))
+            .map_err(|_| Error::Log("writer stopped".into()))?;
+        ack_rx
+            .await
+            .map_err(|_| Error::Log("writer stopped".into()))?
+            .map_err(Error::Log)
+    }
+}
+
+fn log_writer(mut conn: Connection, rx: std::sync::mpsc::Receiver<(Vec<LogEntry>, LogAck)>) {
+    while let Ok(first) = rx.recv() {
+        let mut n = first.0.len();
+        let mut jobs = vec![first];
+        while n < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => {
+                    n += j.0.len();
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> Result<(), Error> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for (entries, _) in &jobs {
+                log_in(&tx, entries)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "ALERT: routing log write failed");
+        }
+        for (_, ack) in jobs {
+            let _ = ack.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        }
     }
 }
 

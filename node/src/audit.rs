@@ -209,6 +209,31 @@ fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> 
     Some(out)
 }
 
+/// Query ids of the `inbound_query` entries logged at or after `since`, with the time each
+/// was logged: what a restarting node feeds its replay memory. Reads back from the newest
+/// entry and stops a minute before `since` (entries are appended in time order, give or
+/// take one group commit).
+pub fn inbound_ids_since(conn: &Connection, since: i64) -> Result<Vec<(Vec<u8>, i64)>, Error> {
+    let mut st = conn.prepare("SELECT at, event, entry FROM audit ORDER BY seq DESC")?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        if at < since - 60 {
+            break;
+        }
+        if at < since || r.get_ref(1)?.as_str().ok() != Some("inbound_query") {
+            continue;
+        }
+        let entry: AuditEntry = serde_json::from_str(r.get_ref(2)?.as_str().unwrap_or(""))
+            .map_err(|e| Error::Audit(format!("audit entry does not parse: {e}")))?;
+        if let Some(id) = entry.query_id.and_then(|h| hex::decode(h).ok()) {
+            out.push((id, at));
+        }
+    }
+    Ok(out)
+}
+
 /// Force a signed checkpoint of the current head (e.g. at shutdown).
 pub fn checkpoint_now(conn: &mut Connection, signer: &Signer) -> Result<Option<i64>, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -9,6 +9,7 @@ use alpr_proto::admission::NodePolicy;
 use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::pb::SignedAgreement;
 use alpr_proto::pb::broker_client::BrokerClient;
+use alpr_proto::replay::ReplayMemory;
 use alpr_proto::rules::StateRules;
 use alpr_proto::transport::{self, TlsIdentity};
 use rusqlite::Connection;
@@ -32,6 +33,8 @@ pub struct Node {
     pub(crate) cfg: NodeConfig,
     pub(crate) rules: &'static StateRules,
     rate: Mutex<HashMap<String, (i64, u32)>>,
+    /// Query ids already presented, made durable by the audit log and rebuilt from it.
+    pub(crate) replay: ReplayMemory,
     pub(crate) broker: Option<(BrokerClient<Channel>, Duration)>,
     /// Counters and latency histograms.
     pub metrics: Arc<alpr_proto::metrics::Metrics>,
@@ -72,6 +75,14 @@ impl Node {
         let conn = store::open(&cfg.db_path())?;
         let signer = Arc::new(signer);
         let audit_log = AuditLog::open(&cfg.audit_path(), Some(signer.clone()))?;
+        // Replay memory: every inbound query id in the audit log young enough to matter.
+        let replay = ReplayMemory::new();
+        let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
+        for (id, at) in
+            crate::audit::inbound_ids_since(&crate::audit::open_db(&cfg.audit_path())?, since)?
+        {
+            replay.remember(&id, &agency.ori, at);
+        }
         let agreements = store::registered_agreements(&conn)?;
         let broker = match &cfg.broker {
             Some(b) => {
@@ -100,6 +111,7 @@ impl Node {
             cfg: cfg.clone(),
             rules,
             rate: Mutex::new(HashMap::new()),
+            replay,
             metrics: Arc::default(),
             broker,
         }))
@@ -253,7 +265,7 @@ impl Node {
         let days = self.retention_days();
         let (dropped, reads) =
             store::purge_before(&mut self.db(), now - i64::from(days) * 86_400, now)?;
-        store::sweep_seen(&self.db(), now)?;
+        self.replay.sweep(now);
         if !dropped.is_empty() {
             self.audit(&[AuditEntry {
                 at: now,

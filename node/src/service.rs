@@ -80,22 +80,23 @@ impl Node {
         let now = alpr_pki::now_unix();
         let started = std::time::Instant::now();
         let agreements = self.agreements();
+        let trust = self.trust();
+        // Signatures and chains first, without holding the database.
+        let opened = admission::open(&trust, endorsed, now);
         let conn = self.db();
         let policy = self.policy(&conn)?;
-        let trust = self.trust();
-        let decision = {
-            let replay = store::DbReplay(&conn);
-            let ctx = AdmissionContext {
+        let decision = admission::admit_opened(
+            &AdmissionContext {
                 trust: &trust,
                 provider_ori: self.ori(),
                 rules: self.rules,
                 policy: Some(&policy),
                 agreements: &agreements,
-                replay: &replay,
+                replay: &self.replay,
                 now,
-            };
-            admission::admit(&ctx, endorsed)
-        };
+            },
+            &opened,
+        );
         // Only the broker forwards queries to a node's inbound side.
         let peer_desc = peer
             .as_ref()

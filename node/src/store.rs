@@ -1,4 +1,4 @@
-//! The node's SQLite database (WAL): reads, agreements, accounts, switches, replay memory.
+//! The node's SQLite database (WAL): reads, agreements, accounts, switches.
 //!
 //! Reads are partitioned by UTC capture day: one table `reads_<day>` per day, each with
 //! its own index on (plate, capture time). B-trees stay small, a lookup touches only the
@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use alpr_proto::admission::ReplayGuard;
 use alpr_proto::agreement::{AgreementStatus, AgreementView};
 use alpr_proto::pb::{self, Read};
 use prost::Message;
@@ -31,12 +30,6 @@ CREATE TABLE IF NOT EXISTS agreements (
 );
 CREATE TABLE IF NOT EXISTS registry_leaves (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, sth BLOB NOT NULL, seen_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS seen_queries (
-    query_id BLOB NOT NULL,
-    provider TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (query_id, provider)
-);
 "#;
 
 /// Open (creating if needed) the node database in WAL mode with full durability.
@@ -289,28 +282,4 @@ pub fn agreement_status(conn: &Connection, id: &str) -> Result<Option<String>, E
             r.get(0)
         })
         .optional()?)
-}
-
-/// Replay memory backed by the `seen_queries` table.
-pub struct DbReplay<'a>(pub &'a Connection);
-
-impl ReplayGuard for DbReplay<'_> {
-    fn first_sight(&self, query_id: &[u8], provider_ori: &str, expires_at: i64) -> bool {
-        // A database error counts as "seen": fail closed.
-        self.0
-            .execute(
-                "INSERT OR IGNORE INTO seen_queries (query_id, provider, expires_at) VALUES (?1, ?2, ?3)",
-                params![query_id, provider_ori, expires_at],
-            )
-            .map(|n| n == 1)
-            .unwrap_or(false)
-    }
-}
-
-/// Forget replay entries whose queries expired over a day ago.
-pub fn sweep_seen(conn: &Connection, now: i64) -> Result<usize, Error> {
-    Ok(conn.execute(
-        "DELETE FROM seen_queries WHERE expires_at < ?1",
-        [now - 86_400],
-    )?)
 }

@@ -134,12 +134,68 @@ impl AdmissionDecision {
     }
 }
 
-/// Evaluate an endorsed query against the context. The one admission function.
+/// Evaluate an endorsed query against the context. The one admission function:
+/// [`open`] (signatures and chains) followed by [`admit_opened`] (everything else).
 pub fn admit(ctx: &AdmissionContext<'_>, endorsed: &Signed) -> AdmissionDecision {
+    admit_opened(ctx, &open(ctx.trust, endorsed, ctx.now))
+}
+
+/// An endorsed query after its signatures and certificate chains were checked: what was
+/// learned, and the refusal if a check failed. Made only by [`open`], so holding one means
+/// the cryptographic checks ran; a party that evaluates one query for several targets (the
+/// broker) opens it once and calls [`admit_opened`] per target.
+#[derive(Clone, Debug)]
+pub struct OpenedQuery {
+    facts: QueryFacts,
+    refusal: Option<(RefusalReason, String)>,
+    opened_at: i64,
+}
+
+impl OpenedQuery {
+    /// What was learned: the endorser, investigator and query as far as they verified.
+    pub fn facts(&self) -> &QueryFacts {
+        &self.facts
+    }
+
+    /// The refusal found while opening, if any.
+    pub fn refusal(&self) -> Option<Error> {
+        self.refusal
+            .as_ref()
+            .map(|(reason, detail)| Error::refused(*reason, detail.clone()))
+    }
+}
+
+/// Verify an endorsed query's signatures and chains at `now` (see [`open_endorsed`]).
+pub fn open(trust: &TrustStore, endorsed: &Signed, now: i64) -> OpenedQuery {
     let mut facts = QueryFacts::default();
-    match admit_inner(ctx, endorsed, &mut facts) {
+    let refusal = open_endorsed(trust, endorsed, now, &mut facts)
+        .err()
+        .map(|e| (e.reason(), e.detail()));
+    OpenedQuery {
+        facts,
+        refusal,
+        opened_at: now,
+    }
+}
+
+/// Evaluate an already opened query against the context: claims, times, replay, the
+/// node's switches, state rules, purpose, agreement and look-back. `ctx.trust` is not used
+/// again; the query must have been opened with the same trust store.
+pub fn admit_opened(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> AdmissionDecision {
+    let facts = opened.facts.clone();
+    let checked = match opened.refusal() {
+        Some(e) => Err(e),
+        // Signatures and revocation were checked at one instant; fail closed when that
+        // instant is further from this decision than the clock-skew tolerance.
+        None if (ctx.now - opened.opened_at).abs() > CLOCK_SKEW_SECS => Err(Error::refused(
+            RefusalReason::QueryExpired,
+            "signatures were checked too long before admission; open the query again",
+        )),
+        None => admit_checked(ctx, &facts),
+    };
+    match checked {
         Ok((agreement_id, flagged)) => {
-            // admit_inner returns Ok only after filling every fact.
+            // admit_checked returns Ok only when every fact is present.
             match (facts.endorser, facts.investigator, facts.query) {
                 (Some(endorser), Some(investigator), Some(query)) => {
                     AdmissionDecision::Admitted(Box::new(Admitted {
@@ -300,12 +356,7 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     Ok(purpose)
 }
 
-fn admit_inner(
-    ctx: &AdmissionContext<'_>,
-    endorsed: &Signed,
-    facts: &mut QueryFacts,
-) -> Result<(String, bool), Error> {
-    open_endorsed(ctx.trust, endorsed, ctx.now, facts)?;
+fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(String, bool), Error> {
     let (Some(query), Some(investigator)) = (facts.query.as_ref(), facts.investigator.as_ref())
     else {
         return Err(Error::refused(

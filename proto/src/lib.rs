@@ -7,6 +7,7 @@
 //! * [`rules`]: state rules as versioned data (California, Illinois, Virginia, default).
 //! * [`agreement`]: doubly signed, directional sharing agreements.
 //! * [`admission`]: the one rule set that both the broker and every node evaluate.
+//! * [`replay`]: in-memory replay memory, rebuilt from each party's own log at start.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -20,6 +21,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod purpose;
 pub mod registry;
+pub mod replay;
 pub mod rules;
 pub mod telemetry;
 #[cfg(test)]

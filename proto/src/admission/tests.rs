@@ -319,3 +319,79 @@ fn forged_endorsements_and_wrong_roles_are_refused() {
         Some(RefusalReason::BadSignature)
     );
 }
+
+fn ctx_for<'a>(w: &'a World, provider: &'a str, seen: &'a Seen, now: i64) -> AdmissionContext<'a> {
+    AdmissionContext {
+        trust: &w.kit.trust,
+        provider_ori: provider,
+        rules: StateRules::for_jurisdiction(&"US-CA".parse().unwrap()).unwrap(),
+        policy: None,
+        agreements: &w.agreements,
+        replay: seen,
+        now,
+    }
+}
+
+#[test]
+fn one_opened_query_is_admitted_per_target_like_admit() {
+    let mut w = world();
+    let second = "CA0010000";
+    w.kit.agency(second, "US-CA", AgencyKind::Local);
+    w.agreements
+        .push(agreement(second, REQUESTER, w.now, AgreementStatus::Active));
+    let mut q = query(&w, REQUESTER, "b77");
+    q.targets = vec![PROVIDER.into(), second.into(), "CA0020000".into()];
+    let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
+    let opened = open(&w.kit.trust, &env, w.now);
+    assert!(opened.refusal().is_none());
+    assert_eq!(opened.facts().query.as_ref(), Some(&q));
+    let seen = Seen::default();
+    let a = admit_opened(&ctx_for(&w, PROVIDER, &seen, w.now), &opened);
+    let b = admit_opened(&ctx_for(&w, second, &seen, w.now), &opened);
+    let c = admit_opened(&ctx_for(&w, "CA0020000", &seen, w.now), &opened);
+    match (a, b) {
+        (AdmissionDecision::Admitted(a), AdmissionDecision::Admitted(b)) => {
+            assert_eq!(a.agreement_id, format!("agr-{PROVIDER}-{REQUESTER}"));
+            assert_eq!(b.agreement_id, format!("agr-{second}-{REQUESTER}"));
+        }
+        other => panic!("expected two admissions, got {other:?}"),
+    }
+    // No agreement with the third target: refused like `admit` would.
+    assert_eq!(c.reason(), Some(RefusalReason::NoAgreement));
+    assert_eq!(
+        decide(&w, &env, None, &Seen::default()).reason(),
+        None,
+        "admit agrees"
+    );
+    // Replay memory is per target and still applies.
+    assert_eq!(
+        admit_opened(&ctx_for(&w, PROVIDER, &seen, w.now), &opened).reason(),
+        Some(RefusalReason::Replay)
+    );
+}
+
+#[test]
+fn a_refusal_found_while_opening_refuses_every_target_and_a_stale_open_is_refused() {
+    let w = world();
+    let q = query(&w, REQUESTER, "b77");
+    let mut env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
+    env.payload[3] ^= 0x40;
+    let opened = open(&w.kit.trust, &env, w.now);
+    assert_eq!(
+        opened.refusal().map(|e| e.reason()),
+        Some(RefusalReason::BadSignature)
+    );
+    let seen = Seen::default();
+    assert_eq!(
+        admit_opened(&ctx_for(&w, PROVIDER, &seen, w.now), &opened).reason(),
+        Some(RefusalReason::BadSignature)
+    );
+    // Verified long before the decision: fail closed rather than trust an old check.
+    let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
+    let opened = open(&w.kit.trust, &env, w.now - CLOCK_SKEW_SECS - 1);
+    assert_eq!(
+        admit_opened(&ctx_for(&w, PROVIDER, &seen, w.now), &opened).reason(),
+        Some(RefusalReason::QueryExpired)
+    );
+    assert!(seen.0.borrow().is_empty(), "a stale open records nothing");
+}
