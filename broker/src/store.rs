@@ -139,11 +139,8 @@ pub fn put_agency(conn: &Connection, a: &alpr_pki::AgencyClaims) -> Result<(), E
 pub fn agency_jurisdiction(conn: &Connection, ori: &str) -> Result<Option<String>, Error> {
     use rusqlite::OptionalExtension;
     Ok(conn
-        .query_row(
-            "SELECT jurisdiction FROM agencies WHERE ori = ?1",
-            [ori],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT jurisdiction FROM agencies WHERE ori = ?1")?
+        .query_row([ori], |r| r.get(0))
         .optional()?)
 }
 

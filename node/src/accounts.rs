@@ -54,8 +54,10 @@ pub struct Account {
 /// Read an account.
 pub fn get(conn: &Connection, user: &str) -> Result<Option<Account>, Error> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT user, role, approved_by, approved_at, trained_at, disabled_at, last_active_at FROM accounts WHERE user = ?1",
+        )?
+        .query_row(
             [user],
             |r| {
                 Ok(Account {
@@ -172,13 +174,13 @@ pub fn apply(
     }
 }
 
-/// May `user` search now? `ACCOUNT_INACTIVE` with the reason if not.
+/// May `user` search now? The account if so, `ACCOUNT_INACTIVE` with the reason if not.
 pub fn check_can_search(
     conn: &Connection,
     user: &str,
     cfg: &AccountsConfig,
     now: i64,
-) -> Result<(), alpr_proto::Error> {
+) -> Result<Account, alpr_proto::Error> {
     let inactive = |m: String| alpr_proto::Error::refused(RefusalReason::AccountInactive, m);
     let a = get(conn, user)
         .map_err(|e| inactive(format!("account lookup failed: {e}")))?
@@ -214,14 +216,23 @@ pub fn check_can_search(
             cfg.idle_days
         )));
     }
-    Ok(())
+    Ok(a)
 }
 
-/// Record a search.
-pub fn touch(conn: &Connection, user: &str, now: i64) -> Result<(), Error> {
-    conn.execute(
-        "UPDATE accounts SET last_active_at = ?2 WHERE user = ?1",
-        params![user, now],
-    )?;
+/// `last_active_at` is kept to this many seconds: it serves the idle limit (whole days),
+/// while the audit log holds the time of every search. Writing it on each search would
+/// cost every query a durable write.
+pub const ACTIVITY_RESOLUTION_SECS: i64 = 3600;
+
+/// Record a search by `account` at `now` (at most once per [`ACTIVITY_RESOLUTION_SECS`]).
+pub fn touch(conn: &Connection, account: &Account, now: i64) -> Result<(), Error> {
+    if account
+        .last_active_at
+        .is_some_and(|t| t > now - ACTIVITY_RESOLUTION_SECS && t <= now)
+    {
+        return Ok(());
+    }
+    conn.prepare_cached("UPDATE accounts SET last_active_at = ?2 WHERE user = ?1")?
+        .execute(params![account.user, now])?;
     Ok(())
 }

@@ -133,11 +133,8 @@ fn write_group(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(jobs.len());
     let (mut prev, mut last_seq): (String, i64) = tx
-        .query_row(
-            "SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or_else(|| (GENESIS.to_owned(), 0));
     {
@@ -157,11 +154,8 @@ fn write_group(
     }
     if let Some(signer) = signer {
         let (last_size, last_at): (i64, i64) = tx
-            .query_row(
-                "SELECT size, at FROM checkpoints ORDER BY size DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT size, at FROM checkpoints ORDER BY size DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .unwrap_or((0, 0));
         let now = alpr_pki::now_unix();

@@ -228,44 +228,21 @@ impl Node {
     }
 
     /// Verify an investigator's query from this agency, endorse it and route it through the
-    /// broker; log outbound query and per-target results.
+    /// broker; log outbound query and per-target results. Signature checks, signing and
+    /// database work run on the blocking pool, never on the async workers.
     pub async fn search(
         self: &Arc<Self>,
         peer: Result<VerifiedIdentity, Error>,
         signed_query: Vec<u8>,
     ) -> Result<RouteResponse, Error> {
-        let now = alpr_pki::now_unix();
-        let checked = self.check_local(peer, &signed_query, now);
-        let (query, investigator) = match checked {
-            Ok(v) => v,
-            Err((e, facts)) => {
-                let mut entry = facts_entry("outbound_query", now, &facts);
-                entry.decision = "refused".into();
-                entry.reason_code = Some(e.reason().as_str_name().into());
-                entry.detail = Some(e.detail());
-                entry.decided_by = Some(self.ori().to_owned());
-                let node = self.clone();
-                tokio::task::spawn_blocking(move || node.audit(&[entry]))
-                    .await
-                    .map_err(|e| Error::Audit(e.to_string()))??;
-                return Err(Error::Refused(e));
-            }
-        };
         let (broker, timeout) = self.broker.clone().ok_or_else(|| {
             Error::Usage("this node has no [broker] configured; it cannot send queries".into())
         })?;
-        let endorsed = envelope::endorse(&self.signer, self.ori(), signed_query, now)?;
-        let facts = QueryFacts {
-            endorser: None,
-            investigator: Some(investigator),
-            query: Some(query.clone()),
-        };
-        let mut sent = facts_entry("outbound_query", now, &facts);
-        sent.decision = "endorsed".into();
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.audit(&[sent]))
-            .await
-            .map_err(|e| Error::Audit(e.to_string()))??;
+        let (query, facts, endorsed) =
+            tokio::task::spawn_blocking(move || node.endorse_outbound(peer, signed_query))
+                .await
+                .map_err(|e| Error::Audit(e.to_string()))??;
 
         let mut req = Request::new(endorsed);
         req.set_timeout(timeout);
@@ -288,26 +265,69 @@ impl Node {
                     .collect(),
             },
         };
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.deliver_outbound(&query, &facts, response))
+            .await
+            .map_err(|e| Error::Audit(e.to_string()))?
+    }
+
+    /// Check an investigator's signed query, log it and endorse it (or log the refusal).
+    fn endorse_outbound(
+        &self,
+        peer: Result<VerifiedIdentity, Error>,
+        signed_query: Vec<u8>,
+    ) -> Result<(Query, QueryFacts, Signed), Error> {
+        let now = alpr_pki::now_unix();
+        let (query, investigator) = match self.check_local(peer, &signed_query, now) {
+            Ok(v) => v,
+            Err((e, facts)) => {
+                let mut entry = facts_entry("outbound_query", now, &facts);
+                entry.decision = "refused".into();
+                entry.reason_code = Some(e.reason().as_str_name().into());
+                entry.detail = Some(e.detail());
+                entry.decided_by = Some(self.ori().to_owned());
+                self.audit(&[entry])?;
+                return Err(Error::Refused(e));
+            }
+        };
+        let endorsed = envelope::endorse(&self.signer, self.ori(), signed_query, now)?;
+        let facts = QueryFacts {
+            endorser: None,
+            investigator: Some(investigator),
+            query: Some(query.clone()),
+        };
+        let mut sent = facts_entry("outbound_query", now, &facts);
+        sent.decision = "endorsed".into();
+        // Nothing is sent before the outbound entry is durable.
+        self.audit(&[sent])?;
+        Ok((query, facts, endorsed))
+    }
+
+    /// Log the per-target results and hand them over, unless the account was disabled
+    /// while the query was in flight.
+    fn deliver_outbound(
+        &self,
+        query: &Query,
+        facts: &QueryFacts,
+        response: RouteResponse,
+    ) -> Result<RouteResponse, Error> {
         let done = alpr_pki::now_unix();
         // An account disabled while the query was in flight gets no results.
         let user = query.requester_user.clone();
         let still_active = {
             let conn = self.db();
             let r = crate::accounts::check_can_search(&conn, &user, &self.cfg.accounts, done);
-            if r.is_ok() {
-                crate::accounts::touch(&conn, &user, done)?;
+            if let Ok(account) = &r {
+                crate::accounts::touch(&conn, account, done)?;
             }
             r
         };
         if let Err(e) = still_active {
-            let mut entry = facts_entry("outbound_result", done, &facts);
+            let mut entry = facts_entry("outbound_result", done, facts);
             entry.decision = "withheld".into();
             entry.reason_code = Some(e.reason().as_str_name().into());
             entry.detail = Some(format!("results withheld: {}", e.detail()));
-            let node = self.clone();
-            tokio::task::spawn_blocking(move || node.audit(&[entry]))
-                .await
-                .map_err(|e| Error::Audit(e.to_string()))??;
+            self.audit(&[entry])?;
             return Err(Error::Refused(e));
         }
         for r in &response.results {
@@ -355,10 +375,7 @@ impl Node {
                 e
             })
             .collect();
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || node.audit(&entries))
-            .await
-            .map_err(|e| Error::Audit(e.to_string()))??;
+        self.audit(&entries)?;
         Ok(response)
     }
 

@@ -32,9 +32,8 @@ pub fn init(conn: &Connection) -> Result<(), Error> {
 fn flag(conn: &Connection, key: &str) -> Result<bool, Error> {
     use rusqlite::OptionalExtension;
     let v: Option<String> = conn
-        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?;
     Ok(v.as_deref() == Some("1"))
 }
