@@ -125,24 +125,26 @@ pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Ve
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for day in days {
+        // The limit is a literal: SQLite re-prepares a statement whenever a bound LIMIT
+        // value changes, which would re-parse it on nearly every lookup.
         let mut q = conn.prepare_cached(&format!(
             "SELECT plate, captured_at, camera_id, latitude, longitude FROM {}
-             WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT ?4",
+             WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
             table(day)
         ))?;
-        let rows = q.query_map(
-            params![plate, start, end, (MAX_RESULTS - out.len()) as i64],
-            |r| {
-                Ok(Read {
-                    plate: r.get(0)?,
-                    captured_at: r.get(1)?,
-                    camera_id: r.get(2)?,
-                    latitude: r.get(3)?,
-                    longitude: r.get(4)?,
-                })
-            },
-        )?;
+        let rows = q.query_map(params![plate, start, end], |r| {
+            Ok(Read {
+                plate: r.get(0)?,
+                captured_at: r.get(1)?,
+                camera_id: r.get(2)?,
+                latitude: r.get(3)?,
+                longitude: r.get(4)?,
+            })
+        })?;
         for r in rows {
+            if out.len() >= MAX_RESULTS {
+                break;
+            }
             out.push(r?);
         }
         if out.len() >= MAX_RESULTS {
@@ -282,4 +284,50 @@ pub fn agreement_status(conn: &Connection, id: &str) -> Result<Option<String>, E
             r.get(0)
         })
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(plate: &str, at: i64) -> Read {
+        Read {
+            plate: plate.into(),
+            captured_at: at,
+            camera_id: "cam-1".into(),
+            latitude: 34.1,
+            longitude: -118.2,
+        }
+    }
+
+    #[test]
+    fn lookup_returns_the_oldest_reads_in_window_capped_across_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("node.db")).unwrap();
+        let day0 = 20_000 * DAY;
+        // 500 reads of the plate on each of 3 days, plus another plate.
+        let mut reads = Vec::new();
+        for d in 0..3 {
+            for i in 0..500 {
+                reads.push(read("7ABC123", day0 + d * DAY + i * 60));
+            }
+            reads.push(read("8XYZ999", day0 + d * DAY + 30));
+        }
+        insert_reads(&mut conn, &reads).unwrap();
+        let all = lookup(&conn, "7ABC123", day0, day0 + 3 * DAY).unwrap();
+        assert_eq!(all.len(), MAX_RESULTS);
+        assert!(all.windows(2).all(|w| w[0].captured_at < w[1].captured_at));
+        assert_eq!(all[0].captured_at, day0);
+        assert!(all.iter().all(|r| r.plate == "7ABC123"));
+        // The window bounds are inclusive and respected; repeated lookups with different
+        // remaining counts give the same answers.
+        for _ in 0..3 {
+            let part = lookup(&conn, "7ABC123", day0 + DAY + 60, day0 + 2 * DAY + 120).unwrap();
+            assert_eq!(part.len(), 499 + 3);
+            assert_eq!(part[0].captured_at, day0 + DAY + 60);
+            assert_eq!(part.last().unwrap().captured_at, day0 + 2 * DAY + 120);
+        }
+        assert_eq!(lookup(&conn, "8XYZ999", day0, day0 + 3 * DAY).unwrap().len(), 3);
+        assert!(lookup(&conn, "0NONE00", day0, day0 + 3 * DAY).unwrap().is_empty());
+    }
 }
