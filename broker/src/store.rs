@@ -39,6 +39,10 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Query-planner stability: without it SQLite marks statements to be re-prepared
+    // whenever a bound value changes or bindings are cleared (which rusqlite's statement
+    // cache does on every reuse), so cached statements would be re-parsed.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }

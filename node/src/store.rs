@@ -44,6 +44,10 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     // One cached statement per day partition a lookup touches (rusqlite's default of 16
     // thrashes on 30-day windows and re-prepares every statement).
     conn.set_prepared_statement_cache_capacity(512);
+    // Query-planner stability: without it SQLite marks statements to be re-prepared
+    // whenever a bound value changes or bindings are cleared (which rusqlite's statement
+    // cache does on every reuse), so cached statements were re-parsed on every lookup.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch(SCHEMA)?;
     crate::settings::init(&conn)?;
     crate::accounts::init(&conn)?;
