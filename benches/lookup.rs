@@ -9,8 +9,7 @@
 //!
 //! Budget: p99 <= 2 ms at 50 million stored reads. Lookups run on a connection opened with
 //! `store::open` exactly as the node opens it: a first pass (after 500 untimed lookups), then
-//! as a diagnostic on a connection whose prepared-statement cache holds every day's
-//! statement, then a second pass on the node's connection. Each series reports how many
+//! a second pass on the same connection. Each series reports how many
 //! bytes the kernel had to read from the disk, i.e. how much of it missed the OS page cache
 //! (the database is larger than what this VM keeps cached), so first-pass (partly cold) and
 //! second-pass (cached, steady state) figures are told apart; both are judged.
@@ -287,20 +286,10 @@ fn main() -> Result<()> {
     let first7 = report("store::lookup, last 7 days ", &s7, true);
     let first30 = report("store::lookup, last 30 days", &s30, true);
 
-    // Diagnostic: the same lookups on a connection whose statement cache holds every day's
-    // statement (rusqlite's default keeps 16; a 30-day window needs 31).
-    let big = alpr_node::store::open(&path)?;
-    big.set_prepared_statement_cache_capacity(256);
-    run_lookups(&big, &samples, 30, now, 500, 1)?;
-    let d7 = clean_lookups(&big, &samples, 7, now, lookups)?;
-    let d30 = clean_lookups(&big, &samples, 30, now, lookups)?;
-    println!("diagnostic, statement cache 256 instead of rusqlite's default 16:");
-    report("  last 7 days ", &d7, false);
-    report("  last 30 days", &d30, false);
     // The node's own connection again, now that the pages are cached: steady state.
     let a7 = clean_lookups(&conn, &samples, 7, now, lookups)?;
     let a30 = clean_lookups(&conn, &samples, 30, now, lookups)?;
-    println!("store::open connection again (default cache), second pass:");
+    println!("store::open connection again, second pass:");
     let warm7 = report("  last 7 days ", &a7, true);
     let warm30 = report("  last 30 days", &a30, true);
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
