@@ -35,14 +35,7 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // Query-planner stability: without it SQLite marks statements to be re-prepared
-    // whenever a bound value changes or bindings are cleared (which rusqlite's statement
-    // cache does on every reuse), so cached statements would be re-parsed.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    let conn = alpr_proto::sqlite::open(path, std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -198,10 +191,19 @@ impl LogWriter {
     /// Open the database at `path` for writing and start the writer thread.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let conn = open(path)?;
+        // WAL checkpoints run beside the writer, not inside a commit someone waits on.
+        let checkpointer = alpr_proto::sqlite::Checkpointer::start(
+            &conn,
+            path,
+            std::time::Duration::from_secs(1),
+        )?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("routing-log-writer".into())
-            .spawn(move || log_writer(conn, rx))
+            .spawn(move || {
+                log_writer(conn, rx);
+                drop(checkpointer);
+            })
             .map_err(|e| Error::Log(format!("cannot start the writer: {e}")))?;
         Ok(Self { tx })
     }

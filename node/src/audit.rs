@@ -27,6 +27,8 @@ pub const CHECKPOINT_EVERY: i64 = 256;
 pub const CHECKPOINT_SECS: i64 = 60;
 /// Most entries written in one group commit.
 const MAX_GROUP: usize = 4096;
+/// How often the WAL is copied back into `audit.db` (by its own thread).
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Payload type of a signed checkpoint.
 pub const CHECKPOINT_TYPE: &str = "alpr.v1.AuditCheckpoint";
 
@@ -53,15 +55,8 @@ pub fn open_db(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn =
-        Connection::open(path).map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    // Query-planner stability: without it SQLite marks statements to be re-prepared
-    // whenever a bound value changes or bindings are cleared (which rusqlite's statement
-    // cache does on every reuse), so cached statements would be re-parsed.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    let conn = alpr_proto::sqlite::open(path, std::time::Duration::from_secs(30))
+        .map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -78,10 +73,16 @@ impl AuditLog {
     /// Open `path` and start the writer thread. With a signer, checkpoints are signed.
     pub fn open(path: &Path, signer: Option<Arc<Signer>>) -> Result<Self, Error> {
         let conn = open_db(path)?;
+        // WAL checkpoints run beside the writer, not inside a commit someone waits on.
+        let checkpointer =
+            alpr_proto::sqlite::Checkpointer::start(&conn, path, CHECKPOINT_INTERVAL)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(conn, rx, signer))
+            .spawn(move || {
+                writer(conn, rx, signer);
+                drop(checkpointer);
+            })
             .map_err(|e| Error::Audit(format!("cannot start audit writer: {e}")))?;
         Ok(Self { tx })
     }

@@ -37,17 +37,10 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let conn = alpr_proto::sqlite::open(path, std::time::Duration::from_secs(10))?;
     // One cached statement per day partition a lookup touches (rusqlite's default of 16
     // thrashes on 30-day windows and re-prepares every statement).
     conn.set_prepared_statement_cache_capacity(512);
-    // Query-planner stability: without it SQLite marks statements to be re-prepared
-    // whenever a bound value changes or bindings are cleared (which rusqlite's statement
-    // cache does on every reuse), so cached statements were re-parsed on every lookup.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch(SCHEMA)?;
     crate::settings::init(&conn)?;
     crate::accounts::init(&conn)?;
@@ -335,7 +328,16 @@ mod tests {
             assert_eq!(part[0].captured_at, day0 + DAY + 60);
             assert_eq!(part.last().unwrap().captured_at, day0 + 2 * DAY + 120);
         }
-        assert_eq!(lookup(&conn, "8XYZ999", day0, day0 + 3 * DAY).unwrap().len(), 3);
-        assert!(lookup(&conn, "0NONE00", day0, day0 + 3 * DAY).unwrap().is_empty());
+        assert_eq!(
+            lookup(&conn, "8XYZ999", day0, day0 + 3 * DAY)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            lookup(&conn, "0NONE00", day0, day0 + 3 * DAY)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

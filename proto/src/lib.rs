@@ -8,6 +8,7 @@
 //! * [`agreement`]: doubly signed, directional sharing agreements.
 //! * [`admission`]: the one rule set that both the broker and every node evaluate.
 //! * [`replay`]: in-memory replay memory, rebuilt from each party's own log at start.
+//! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -23,6 +24,7 @@ pub mod purpose;
 pub mod registry;
 pub mod replay;
 pub mod rules;
+pub mod sqlite;
 pub mod telemetry;
 #[cfg(test)]
 mod testkit;
