@@ -96,6 +96,18 @@ impl Node {
             (last_head(&conn)?, stored_hashes(&conn)?)
         };
         let from = known.len() as u64;
+        if let Some((size, root)) = &last
+            && *size == head.size
+            && *root == head.root
+            && from == head.size
+        {
+            // Nothing new: no write, no reload (this runs every sync interval on every node).
+            return Ok(SyncReport {
+                from,
+                to: head.size,
+                applied: vec![],
+            });
+        }
         if let Some((size, root)) = last {
             let proof = if head.size > size && size > 0 {
                 client
@@ -151,8 +163,13 @@ impl Node {
                 "registry entries do not match the signed tree head".into(),
             ));
         }
-        let report = self.apply_events(from, &leaves, &head.signed, head.size, &head.root, now)?;
-        Ok(report)
+        // Database writes and signature checks: on the blocking pool, not the async workers.
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            node.apply_events(from, &leaves, &head.signed, head.size, &head.root, now)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("registry sync task: {e}")))?
     }
 
     fn fork_alert(&self, detail: &str) -> Result<(), Error> {
