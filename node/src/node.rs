@@ -29,6 +29,8 @@ pub struct Node {
     /// The group-commit audit log.
     pub audit_log: AuditLog,
     db: Mutex<Connection>,
+    /// Read-only connections for lookups (parallel per-day reads, no write lock).
+    pub(crate) readers: store::Readers,
     agreements: RwLock<Arc<Vec<AgreementView>>>,
     pub(crate) cfg: NodeConfig,
     pub(crate) rules: &'static StateRules,
@@ -107,6 +109,7 @@ impl Node {
             signer,
             audit_log,
             db: Mutex::new(conn),
+            readers: store::Readers::new(&cfg.db_path()),
             agreements: RwLock::new(Arc::new(agreements)),
             cfg: cfg.clone(),
             rules,

@@ -17,9 +17,9 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::Error;
 use crate::audit::AuditEntry;
 use crate::node::Node;
-use crate::{Error, store};
 
 /// The gRPC services of one node.
 #[derive(Clone, Debug)]
@@ -83,8 +83,7 @@ impl Node {
         let trust = self.trust();
         // Signatures and chains first, without holding the database.
         let opened = admission::open(&trust, endorsed, now);
-        let conn = self.db();
-        let policy = self.policy(&conn)?;
+        let policy = self.policy(&self.db())?;
         let decision = admission::admit_opened(
             &AdmissionContext {
                 trust: &trust,
@@ -142,7 +141,8 @@ impl Node {
                 let q = &a.query;
                 let floor = now - i64::from(self.retention_days()) * 86_400;
                 let reads =
-                    store::lookup(&conn, &q.plate, q.window_start.max(floor), q.window_end)?;
+                    self.readers
+                        .lookup(&q.plate, q.window_start.max(floor), q.window_end)?;
                 let facts = QueryFacts {
                     endorser: Some(a.endorser.clone()),
                     investigator: Some(a.investigator.clone()),
@@ -192,8 +192,6 @@ impl Node {
             }
         };
         entry.peer = Some(peer_desc);
-        // Fail closed: nothing leaves unless the audit entry is durable.
-        drop(conn);
         // Fail closed: nothing leaves unless the audit entry is durable.
         self.audit(&[entry]).map_err(|e| {
             tracing::error!(error = %e, "ALERT: audit append failed; refusing query");

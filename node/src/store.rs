@@ -4,7 +4,8 @@
 //! its own index on (plate, capture time). B-trees stay small, a lookup touches only the
 //! days its window covers, and retention drops whole tables instead of deleting rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use alpr_proto::agreement::{AgreementStatus, AgreementView};
 use alpr_proto::pb::{self, Read};
@@ -119,19 +120,41 @@ pub fn partitions(conn: &Connection) -> Result<Vec<(i64, i64)>, Error> {
 
 /// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
 pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+    lookup_days(conn, &days_in(conn, start, end)?, plate, start, end)
+}
+
+/// The day partitions that hold part of `[start, end]`, oldest first.
+fn days_in(conn: &Connection, start: i64, end: i64) -> Result<Vec<i64>, Error> {
     let mut st =
         conn.prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?;
-    let days: Vec<i64> = st
+    let days = st
         .query_map([start.div_euclid(DAY), end.div_euclid(DAY)], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    Ok(days)
+}
+
+/// Reads of one plate in `[start, end]` from `days` (ascending), oldest first, at most
+/// [`MAX_RESULTS`]. Reads one snapshot, and skips days purged since they were listed.
+fn lookup_days(
+    conn: &Connection,
+    days: &[i64],
+    plate: &str,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Read>, Error> {
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Ok(Vec::new());
+    };
+    let snapshot = conn.unchecked_transaction()?;
+    let present = days_in(&snapshot, *first * DAY, *last * DAY)?;
     let mut out = Vec::new();
-    for day in days {
+    for day in days.iter().filter(|d| present.binary_search(d).is_ok()) {
         // The limit is a literal: SQLite re-prepares a statement whenever a bound LIMIT
         // value changes, which would re-parse it on nearly every lookup.
-        let mut q = conn.prepare_cached(&format!(
+        let mut q = snapshot.prepare_cached(&format!(
             "SELECT plate, captured_at, camera_id, latitude, longitude FROM {}
              WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
-            table(day)
+            table(*day)
         ))?;
         let rows = q.query_map(params![plate, start, end], |r| {
             Ok(Read {
@@ -153,6 +176,103 @@ pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+/// Days one connection reads before a lookup splits its window across threads.
+const DAYS_PER_READER: usize = 8;
+/// Most connections (and threads) one lookup reads with.
+const MAX_READERS_PER_LOOKUP: usize = 4;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 16;
+
+/// Read-only connections to the node database, for lookups. A long window's days are read
+/// in parallel: a day whose index page is not cached costs one random disk read, and 30 of
+/// those in a row were what made cold 30-day lookups slow. Lookups also stop waiting on the
+/// node's write lock. Each connection reads its days from one snapshot; days purged
+/// meanwhile are skipped.
+#[derive(Debug)]
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Readers of the database at `path` (opened on first use).
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads of one plate in `[start, end]`, oldest first, at most [`MAX_RESULTS`].
+    pub fn lookup(&self, plate: &str, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+        let conn = self.take()?;
+        let result = self.lookup_with(&conn, plate, start, end);
+        self.give(conn);
+        result
+    }
+
+    fn lookup_with(
+        &self,
+        conn: &Connection,
+        plate: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Read>, Error> {
+        let days = days_in(conn, start, end)?;
+        if days.len() <= DAYS_PER_READER {
+            return lookup_days(conn, &days, plate, start, end);
+        }
+        let readers = days
+            .len()
+            .div_ceil(DAYS_PER_READER)
+            .min(MAX_READERS_PER_LOOKUP);
+        let per = days.len().div_ceil(readers);
+        let mut chunks = days.chunks(per);
+        let mine = chunks.next().unwrap_or_default();
+        std::thread::scope(|s| {
+            let others: Vec<_> = chunks
+                .map(|chunk| {
+                    s.spawn(move || {
+                        let c = self.take()?;
+                        let r = lookup_days(&c, chunk, plate, start, end);
+                        self.give(c);
+                        r
+                    })
+                })
+                .collect();
+            let mut out = lookup_days(conn, mine, plate, start, end)?;
+            for h in others {
+                let part = h
+                    .join()
+                    .map_err(|_| Error::Usage("a lookup thread panicked".into()))??;
+                out.extend(part);
+            }
+            out.truncate(MAX_RESULTS);
+            Ok(out)
+        })
+    }
+
+    fn take(&self) -> Result<Connection, Error> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => {
+                let c = alpr_proto::sqlite::open(&self.path, std::time::Duration::from_secs(10))?;
+                c.pragma_update(None, "query_only", true)?;
+                c.set_prepared_statement_cache_capacity(512);
+                Ok(c)
+            }
+        }
+    }
+
+    fn give(&self, c: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(c);
+        }
+    }
 }
 
 /// Count stored reads.
@@ -338,6 +458,69 @@ mod tests {
             lookup(&conn, "0NONE00", day0, day0 + 3 * DAY)
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn readers_split_a_long_window_across_days_and_agree_with_one_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let mut conn = open(&path).unwrap();
+        let day0 = 20_100 * DAY;
+        // 40 days, 30 reads of the plate a day (1,200 in all: past the cap), plus noise.
+        let mut reads = Vec::new();
+        for d in 0..40 {
+            for i in 0..30 {
+                reads.push(read("7ABC123", day0 + d * DAY + 3600 + i * 60));
+            }
+            reads.push(read("8XYZ999", day0 + d * DAY + 7200));
+        }
+        insert_reads(&mut conn, &reads).unwrap();
+        let readers = Readers::new(&path);
+        for (start, end) in [
+            (day0, day0 + 40 * DAY),
+            (day0 + 5 * DAY + 3900, day0 + 29 * DAY + 3700),
+            (day0 + 2 * DAY, day0 + 4 * DAY),
+            (day0 - 10 * DAY, day0 - DAY),
+        ] {
+            let one = lookup(&conn, "7ABC123", start, end).unwrap();
+            let many = readers.lookup("7ABC123", start, end).unwrap();
+            assert_eq!(one, many, "window {start}..{end}");
+            assert!(many.windows(2).all(|w| w[0].captured_at < w[1].captured_at));
+            assert!(many.len() <= MAX_RESULTS);
+        }
+        let all = readers.lookup("7ABC123", day0, day0 + 40 * DAY).unwrap();
+        assert_eq!(all.len(), MAX_RESULTS);
+        assert_eq!(all[0].captured_at, day0 + 3600);
+        assert_eq!(
+            readers
+                .lookup("8XYZ999", day0, day0 + 40 * DAY)
+                .unwrap()
+                .len(),
+            40
+        );
+        // Connections are reused, not opened per lookup.
+        assert!(readers.idle.lock().unwrap().len() <= MAX_READERS_PER_LOOKUP);
+    }
+
+    #[test]
+    fn a_day_purged_after_it_was_listed_is_skipped_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let mut conn = open(&path).unwrap();
+        let day0 = 20_200 * DAY;
+        let reads: Vec<Read> = (0..3)
+            .map(|d| read("7ABC123", day0 + d * DAY + 60))
+            .collect();
+        insert_reads(&mut conn, &reads).unwrap();
+        let days = days_in(&conn, day0, day0 + 3 * DAY).unwrap();
+        assert_eq!(days.len(), 3);
+        // Purge the first day, as the retention task may between listing and reading.
+        purge_before(&mut conn, day0 + DAY, day0 + DAY).unwrap();
+        let got = lookup_days(&conn, &days, "7ABC123", day0, day0 + 3 * DAY).unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.captured_at).collect::<Vec<_>>(),
+            vec![day0 + DAY + 60, day0 + 2 * DAY + 60]
         );
     }
 }
