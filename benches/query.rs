@@ -372,7 +372,7 @@ async fn open_loop(
     s: &Setup,
     rate: f64,
     secs: f64,
-) -> Result<(Vec<Duration>, u64, f64, common::CpuUse)> {
+) -> Result<(Vec<Duration>, u64, f64, common::CpuUse, Vec<Burst>)> {
     let pool_size = 32;
     let mut pool = Vec::with_capacity(pool_size);
     for _ in 0..pool_size {
@@ -394,18 +394,43 @@ async fn open_loop(
         }));
     }
     let mut lat = Vec::with_capacity(tasks.len());
+    let mut timeline = Vec::with_capacity(tasks.len());
     let mut errors = 0;
-    for t in tasks {
+    for (i, t) in tasks.into_iter().enumerate() {
         let (d, ok) = t.await?;
         if ok {
             lat.push(d);
+            timeline.push((i as f64 / rate, d));
         } else {
             errors += 1;
         }
     }
     let achieved = n as f64 / (Instant::now() - start).as_secs_f64();
     lat.sort();
-    Ok((lat, errors, achieved, meter.stop()))
+    let slow = (pct(&lat, 50.0) * 4).max(Duration::from_millis(20));
+    Ok((lat, errors, achieved, meter.stop(), bursts(&timeline, slow)))
+}
+
+/// A run of slow queries in the open loop: when the first was due (seconds into the run),
+/// how many, and the slowest.
+type Burst = (f64, usize, Duration);
+
+/// Group queries slower than `slow` whose due times lie within 100 ms of each other, to
+/// tell isolated slow queries from stalls that hold up everything behind them.
+fn bursts(timeline: &[(f64, Duration)], slow: Duration) -> Vec<Burst> {
+    let mut out: Vec<Burst> = Vec::new();
+    let mut last_due = f64::NEG_INFINITY;
+    for &(due, d) in timeline.iter().filter(|(_, d)| *d > slow) {
+        match out.last_mut() {
+            Some(b) if due - last_due <= 0.1 => {
+                b.1 += 1;
+                b.2 = b.2.max(d);
+            }
+            _ => out.push((due, 1, d)),
+        }
+        last_due = due;
+    }
+    out
 }
 
 async fn run() -> Result<()> {
@@ -533,14 +558,15 @@ async fn run() -> Result<()> {
 
     let half = best.qps / 2.0;
     let open_secs = secs.max(10.0);
-    let (mut lat, mut errors, mut achieved, mut cpu) = open_loop(&s, half, open_secs).await?;
+    let (mut lat, mut errors, mut achieved, mut cpu, mut stalls) =
+        open_loop(&s, half, open_secs).await?;
     for _ in 1..tries {
         if cpu.others <= NOISY {
             break;
         }
         let again = open_loop(&s, half, open_secs).await?;
         if again.3.others < cpu.others {
-            (lat, errors, achieved, cpu) = again;
+            (lat, errors, achieved, cpu, stalls) = again;
         }
     }
     let p99 = pct(&lat, 99.0);
@@ -580,6 +606,16 @@ async fn run() -> Result<()> {
         } else {
             "FAIL"
         }
+    );
+    println!(
+        "slow queries at half of peak (> max(4 x p50, 20 ms)): {} in {} burst(s){}",
+        stalls.iter().map(|b| b.1).sum::<usize>(),
+        stalls.len(),
+        stalls
+            .iter()
+            .take(8)
+            .map(|(t, n, max)| format!("; t={t:.2}s {n} queries, max {}", ms(*max)))
+            .collect::<String>()
     );
     s.fed.stop().await?;
     Ok(())

@@ -91,6 +91,13 @@ async fn allowed_query_returns_signed_reads_and_is_logged_by_every_party() {
         log.iter()
             .any(|l| l.decision == "forwarded" && l.target.as_deref() == Some(VENTURA))
     );
+    // The outcome is recorded too: queued after the reply, durable once flushed.
+    fed.broker.broker.flush_log().await.unwrap();
+    let log = fed.broker_log().unwrap();
+    assert!(log.iter().any(|l| l.event == "route_result"
+        && l.decision == "answered"
+        && l.target.as_deref() == Some(VENTURA)
+        && l.query_id.as_deref() == Some(hex::encode(&q.query_id).as_str())));
     let broker_dir = fed.dir.join("broker");
     fed.broker
         .broker
@@ -109,9 +116,13 @@ async fn allowed_query_returns_signed_reads_and_is_logged_by_every_party() {
 
 #[tokio::test]
 async fn a_dead_target_is_unavailable_without_failing_the_query() {
-    let mut fed = Federation::start(None, &demo_agencies(), |_| open_policy())
-        .await
-        .unwrap();
+    // Files kept in a directory of the test's own, to read the broker's log after it stops.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fed = Federation::start(Some(tmp.path().join("fed")), &demo_agencies(), |_| {
+        open_policy()
+    })
+    .await
+    .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 3))
         .unwrap();
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
@@ -131,5 +142,15 @@ async fn a_dead_target_is_unavailable_without_failing_the_query() {
     assert_eq!(status(FRESNO), TargetStatus::Unavailable as i32);
     let results = fed.audit(SACRAMENTO, Some("outbound_result")).unwrap();
     assert!(results.iter().any(|e| e.entry.target.as_deref() == Some(FRESNO) && e.entry.decision == "unavailable"));
+    // Stopping the broker flushes the outcome rows queued by the last query.
+    let db = fed.dir.join("broker").join("broker.db");
     fed.stop().await.unwrap();
+    let log = alpr_broker::store::read_log(&alpr_broker::store::open(&db).unwrap()).unwrap();
+    let outcome = |ori: &str| {
+        log.iter()
+            .find(|l| l.event == "route_result" && l.target.as_deref() == Some(ori))
+            .map(|l| l.decision.clone())
+    };
+    assert_eq!(outcome(VENTURA).as_deref(), Some("answered"));
+    assert_eq!(outcome(FRESNO).as_deref(), Some("unavailable"));
 }

@@ -38,10 +38,13 @@ impl RunningBroker {
         if let Some(tx) = self.page_stop.take() {
             let _ = tx.send(());
         }
-        match self.task.await {
+        let served = match self.task.await {
             Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
             Err(e) => Err(Error::Transport(e.to_string())),
-        }
+        };
+        // Outcome rows queued by the last queries reach the disk before the broker stops.
+        self.broker.flush_log().await?;
+        served
     }
 }
 

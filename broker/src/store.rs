@@ -208,6 +208,21 @@ impl LogWriter {
         Ok(Self { tx })
     }
 
+    /// Queue rows without waiting for them: for outcomes recorded after the fact (a crash
+    /// can lose the last group of these, never a routing decision). A failed write is
+    /// logged as an alert by the writer.
+    pub fn append_unawaited(&self, entries: Vec<LogEntry>) {
+        let (ack_tx, _) = tokio::sync::oneshot::channel();
+        if self.tx.send((entries, ack_tx)).is_err() {
+            tracing::error!("ALERT: routing log writer stopped; outcome rows lost");
+        }
+    }
+
+    /// Resolves once every row queued before it is durable.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.append(Vec::new()).await
+    }
+
     /// Append rows; resolves once they are durable (or with the error that kept them out).
     pub async fn append(&self, entries: Vec<LogEntry>) -> Result<(), Error> {
         let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
