@@ -146,3 +146,89 @@ async fn prometheus_metrics_count_outcomes_and_latencies() {
     );
     fed.stop().await.unwrap();
 }
+
+/// Health of a node's services and of the server as a whole (1 SERVING, 2 NOT_SERVING).
+async fn node_health(fed: &Federation, ori: &str) -> Vec<i32> {
+    let (c, k) = fed.pki.node(ori);
+    let me = TlsIdentity::load(&c, &k).unwrap();
+    let ch = transport::channel(
+        &Target {
+            addr: fed.nodes[ori].addr.to_string(),
+            server_name: "localhost".into(),
+        },
+        transport::client_config(&fed.trust, &me).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut health = HealthClient::new(ch);
+    let mut out = Vec::new();
+    for s in ["alpr.v1.NodeInbound", "alpr.v1.NodeLocal", ""] {
+        let r = health
+            .check(HealthCheckRequest { service: s.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        out.push(r.status);
+    }
+    out
+}
+
+async fn wait_for_health(fed: &Federation, ori: &str, want: i32) {
+    for _ in 0..100 {
+        if node_health(fed, ori).await.iter().all(|s| *s == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{ori} never reported health status {want}");
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_write_its_audit_log_answers_nothing_and_reports_not_serving() {
+    let agencies = demo_agencies();
+    let fed = Federation::start(None, &agencies[..2], |_| open_policy())
+        .await
+        .unwrap();
+    let (v, s) = (agencies[0].ori, agencies[1].ori);
+    fed.ingest_csv(v, &alpr_federation::synthetic_csv(v, &["8ABC123"], 5))
+        .unwrap();
+    fed.agree(Federation::terms(v, s, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    wait_for_health(&fed, v, 1).await;
+    let before = fed.audit(v, None).unwrap().len();
+
+    // The audit store breaks under the running node (here: its table is moved away).
+    let conn = alpr_node::audit::open_db(&fed.node_configs[v].audit_path()).unwrap();
+    conn.execute_batch("ALTER TABLE audit RENAME TO audit_moved")
+        .unwrap();
+    let p = alpr_federation::params("8ABC123", &[v], "240", 3);
+    let (_, signed) = fed.sign_query(s, &p).unwrap();
+    let forwarded = fed.rogue_forward(v, fed.endorse(s, &signed).unwrap()).await;
+    assert!(
+        forwarded.is_err(),
+        "a node that cannot log must not answer: {forwarded:?}"
+    );
+    wait_for_health(&fed, v, 2).await;
+
+    // Repaired: the next query is logged and answered, and health recovers.
+    conn.execute_batch("ALTER TABLE audit_moved RENAME TO audit")
+        .unwrap();
+    let (_, signed) = fed.sign_query(s, &p).unwrap();
+    let reply = fed
+        .rogue_forward(v, fed.endorse(s, &signed).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload_type, alpr_proto::envelope::ANSWER);
+    wait_for_health(&fed, v, 1).await;
+    let after = fed.audit(v, Some("inbound_query")).unwrap();
+    assert_eq!(after.last().unwrap().entry.decision, "answered");
+    assert_eq!(
+        fed.audit(v, None).unwrap().len(),
+        before + 1,
+        "the failed query left no entry"
+    );
+    let report = fed.verify_audit(v).unwrap();
+    assert_eq!(report.entries as usize, before + 1, "the chain is intact");
+    fed.stop().await.unwrap();
+}

@@ -62,10 +62,10 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let tls = broker.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let mut builder = tonic::transport::Server::builder();
-    let router = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
+    let (router, _health) = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
         .await
-        .map_err(Error::Transport)?
-        .add_service(BrokerServer::new(BrokerService::new(broker.clone())));
+        .map_err(Error::Transport)?;
+    let router = router.add_service(BrokerServer::new(BrokerService::new(broker.clone())));
     // CRL reload without restart.
     let reloader = broker.clone();
     let every = std::time::Duration::from_secs(cfg.tls.crl_reload_secs.max(1));

@@ -40,6 +40,8 @@ pub struct Node {
     pub(crate) broker: Option<(BrokerClient<Channel>, Duration)>,
     /// Counters and latency histograms.
     pub metrics: Arc<alpr_proto::metrics::Metrics>,
+    /// gRPC health of the running server (set once it serves).
+    health: std::sync::OnceLock<transport::Health>,
 }
 
 impl std::fmt::Debug for Node {
@@ -117,7 +119,14 @@ impl Node {
             replay,
             metrics: Arc::default(),
             broker,
+            health: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Report through `health` (the server's gRPC health): NOT_SERVING while audit entries
+    /// cannot be written, SERVING again after the next durable append.
+    pub fn set_health(&self, health: transport::Health) {
+        let _ = self.health.set(health);
     }
 
     /// The policy in force: the config's rules plus the current runtime switches.
@@ -347,6 +356,12 @@ impl Node {
     pub fn audit(&self, entries: &[AuditEntry]) -> Result<(), Error> {
         let started = std::time::Instant::now();
         let r = self.audit_log.append(entries.to_vec()).map(|_| ());
+        if let Some(h) = self.health.get() {
+            if r.is_err() && h.is_serving() {
+                tracing::error!("ALERT: the audit log cannot be written; reporting NOT_SERVING");
+            }
+            h.set_serving(r.is_ok());
+        }
         self.metrics.observe(
             "alpr_audit_commit_seconds",
             "Time until audit entries are durable (audit lag)",

@@ -74,7 +74,7 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());
     let mut builder = tonic::transport::Server::builder();
-    let router = transport::with_standard_services(
+    let (router, health) = transport::with_standard_services(
         &mut builder,
         &[
             "alpr.v1.NodeInbound",
@@ -83,10 +83,13 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         ],
     )
     .await
-    .map_err(Error::Transport)?
-    .add_service(NodeInboundServer::new(svc.clone()))
-    .add_service(NodeLocalServer::new(svc.clone()))
-    .add_service(NodeAdminServer::new(svc));
+    .map_err(Error::Transport)?;
+    // A node that cannot write its audit log refuses everything; health says so.
+    node.set_health(health);
+    let router = router
+        .add_service(NodeInboundServer::new(svc.clone()))
+        .add_service(NodeLocalServer::new(svc.clone()))
+        .add_service(NodeAdminServer::new(svc));
     // Scheduled retention purge: at start, then every interval, until the node stops.
     let purger = node.clone();
     let interval = std::time::Duration::from_secs(cfg.policy.purge_interval_secs.max(1));

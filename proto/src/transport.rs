@@ -350,12 +350,62 @@ where
         .await
 }
 
-/// Add gRPC health checking (`grpc.health.v1`, every named service reported SERVING) and
-/// server reflection (v1 and v1alpha) to a server, so standard gRPC tools work.
+/// What a server reports through gRPC health checking; cheap to clone.
+#[derive(Clone)]
+pub struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    services: Arc<Vec<String>>,
+    serving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("services", &self.services)
+            .field("serving", &self.is_serving())
+            .finish()
+    }
+}
+
+impl Health {
+    /// Report every service, and the server as a whole (`""`), as SERVING or NOT_SERVING.
+    /// Callable from any thread; the change is applied on the server's runtime (outside a
+    /// runtime only the local flag changes).
+    pub fn set_serving(&self, serving: bool) {
+        use std::sync::atomic::Ordering;
+        if self.serving.swap(serving, Ordering::SeqCst) == serving {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = self.clone();
+        rt.spawn(async move {
+            // Apply the latest wish, whatever order these tasks run in.
+            let status = if me.serving.load(Ordering::SeqCst) {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            for s in me.services.iter().map(String::as_str).chain([""]) {
+                me.reporter.set_service_status(s, status).await;
+            }
+        });
+    }
+
+    /// What the server currently wants to report.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Add gRPC health checking (`grpc.health.v1`, every named service reported SERVING until
+/// the returned [`Health`] says otherwise) and server reflection (v1 and v1alpha) to a
+/// server, so standard gRPC tools work.
 pub async fn with_standard_services(
     builder: &mut tonic::transport::Server,
     services: &[&str],
-) -> Result<tonic::transport::server::Router, String> {
+) -> Result<(tonic::transport::server::Router, Health), String> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for s in services {
         reporter
@@ -373,8 +423,16 @@ pub async fn with_standard_services(
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
-    Ok(builder
+    let router = builder
         .add_service(health)
         .add_service(reflection)
-        .add_service(reflection_alpha))
+        .add_service(reflection_alpha);
+    Ok((
+        router,
+        Health {
+            reporter,
+            services: Arc::new(services.iter().map(|s| (*s).to_owned()).collect()),
+            serving: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        },
+    ))
 }
