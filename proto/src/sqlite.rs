@@ -55,8 +55,11 @@ impl Checkpointer {
                 .unwrap_or_default()
         );
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            // Each wait is drawn from [every/2, 3*every/2] so that databases sharing a disk
+            // (several parties on one host) do not all flush at the same instant.
+            let mut jitter = Jitter::seeded();
             // Until stopped (or the owner is gone): a timeout means "checkpoint now".
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(jitter.around(every)) {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "background WAL checkpoint failed; the writer will checkpoint by itself");
                 }
@@ -68,6 +71,32 @@ impl Checkpointer {
             writer.pragma_update(None, "wal_autocheckpoint", 1000)?;
         }
         Ok(Self { _stop: stop })
+    }
+}
+
+/// A small xorshift generator for spreading timer deadlines (not for anything secret).
+struct Jitter(u64);
+
+impl Jitter {
+    fn seeded() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let tid = format!("{:?}", std::thread::current().id());
+        let mix = tid
+            .bytes()
+            .fold(nanos, |h, b| h.rotate_left(5) ^ u64::from(b));
+        Self(mix | 1)
+    }
+
+    /// A duration drawn uniformly from `[d/2, 3d/2]`.
+    fn around(&mut self, d: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        d.mul_f64(0.5 + unit)
     }
 }
 
@@ -104,5 +133,18 @@ mod tests {
         drop(ck);
         drop(w);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_one_and_a_half_times_and_varies() {
+        let mut j = Jitter::seeded();
+        let d = Duration::from_secs(1);
+        let draws: Vec<Duration> = (0..1000).map(|_| j.around(d)).collect();
+        assert!(draws.iter().all(|x| *x >= d / 2 && *x <= d * 3 / 2));
+        let below = draws.iter().filter(|x| **x < d).count();
+        assert!(
+            (300..700).contains(&below),
+            "{below} of 1000 below the mean"
+        );
     }
 }
