@@ -149,29 +149,21 @@ pub fn routed_ids_since(
     conn: &Connection,
     since: i64,
 ) -> Result<Vec<(Vec<u8>, String, i64)>, Error> {
-    let mut st = conn.prepare("SELECT at, event, query_id, target FROM log ORDER BY seq DESC")?;
-    let mut rows = st.query([])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let at: i64 = r.get(0)?;
-        if at < since - 60 {
-            break;
-        }
-        let event: String = r.get(1)?;
-        let (Some(id), Some(target)) = (
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ) else {
-            continue;
-        };
-        if at < since || event != "route" {
-            continue;
-        }
-        if let Ok(id) = hex::decode(id) {
-            out.push((id, target, at));
-        }
-    }
-    Ok(out)
+    Ok(alpr_proto::sqlite::newest_since(
+        conn,
+        "SELECT at, event, query_id, target FROM log ORDER BY seq DESC",
+        since,
+        |r| {
+            let (event, id, target): (String, Option<String>, Option<String>) =
+                (r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok(
+                match (event.as_str(), id.and_then(|h| hex::decode(h).ok()), target) {
+                    ("route", Some(id), Some(target)) => Some((id, target, r.get(0)?)),
+                    _ => None,
+                },
+            )
+        },
+    )?)
 }
 
 /// Most rows written in one group commit.

@@ -213,24 +213,31 @@ fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> 
 /// entry and stops a minute before `since` (entries are appended in time order, give or
 /// take one group commit).
 pub fn inbound_ids_since(conn: &Connection, since: i64) -> Result<Vec<(Vec<u8>, i64)>, Error> {
-    let mut st = conn.prepare("SELECT at, event, entry FROM audit ORDER BY seq DESC")?;
-    let mut rows = st.query([])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let at: i64 = r.get(0)?;
-        if at < since - 60 {
-            break;
-        }
-        if at < since || r.get_ref(1)?.as_str().ok() != Some("inbound_query") {
-            continue;
-        }
-        let entry: AuditEntry = serde_json::from_str(r.get_ref(2)?.as_str().unwrap_or(""))
-            .map_err(|e| Error::Audit(format!("audit entry does not parse: {e}")))?;
-        if let Some(id) = entry.query_id.and_then(|h| hex::decode(h).ok()) {
-            out.push((id, at));
-        }
+    let mut unreadable = None;
+    let ids = alpr_proto::sqlite::newest_since(
+        conn,
+        "SELECT at, event, entry FROM audit ORDER BY seq DESC",
+        since,
+        |r| {
+            if r.get_ref(1)?.as_str().ok() != Some("inbound_query") {
+                return Ok(None);
+            }
+            match serde_json::from_str::<AuditEntry>(r.get_ref(2)?.as_str().unwrap_or("")) {
+                Ok(e) => Ok(e
+                    .query_id
+                    .and_then(|h| hex::decode(h).ok())
+                    .map(|id| (id, e.at))),
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                    Ok(None)
+                }
+            }
+        },
+    )?;
+    match unreadable {
+        Some(e) => Err(Error::Audit(format!("audit entry does not parse: {e}"))),
+        None => Ok(ids),
     }
-    Ok(out)
 }
 
 /// Force a signed checkpoint of the current head (e.g. at shutdown).

@@ -92,15 +92,7 @@ pub fn release_expired(conn: &Connection, now: i64) -> Result<u64, Error> {
 /// Reads kept under a hold.
 pub fn held_reads(conn: &Connection, hold_id: i64) -> Result<Vec<Read>, Error> {
     let mut st = conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
-    let rows = st.query_map([hold_id], |r| {
-        Ok(Read {
-            plate: r.get(0)?,
-            captured_at: r.get(1)?,
-            camera_id: r.get(2)?,
-            latitude: r.get(3)?,
-            longitude: r.get(4)?,
-        })
-    })?;
+    let rows = st.query_map([hold_id], crate::store::read_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -156,15 +156,7 @@ fn lookup_days(
              WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
             table(*day)
         ))?;
-        let rows = q.query_map(params![plate, start, end], |r| {
-            Ok(Read {
-                plate: r.get(0)?,
-                captured_at: r.get(1)?,
-                camera_id: r.get(2)?,
-                latitude: r.get(3)?,
-                longitude: r.get(4)?,
-            })
-        })?;
+        let rows = q.query_map(params![plate, start, end], read_from_row)?;
         for r in rows {
             if out.len() >= MAX_RESULTS {
                 break;
@@ -176,6 +168,17 @@ fn lookup_days(
         }
     }
     Ok(out)
+}
+
+/// A read from a row of `plate, captured_at, camera_id, latitude, longitude`.
+pub(crate) fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Read> {
+    Ok(Read {
+        plate: r.get(0)?,
+        captured_at: r.get(1)?,
+        camera_id: r.get(2)?,
+        latitude: r.get(3)?,
+        longitude: r.get(4)?,
+    })
 }
 
 /// Days one connection reads before a lookup splits its window across threads.

@@ -33,6 +33,34 @@ pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection>
     Ok(conn)
 }
 
+/// Rows of an append-only log whose time (column 0 of `sql`, Unix seconds) is at or after
+/// `since`, newest first, each mapped by `keep` (which may skip a row with `None`). `sql`
+/// must order rows newest first; the scan stops a minute before `since`, since rows are
+/// appended in time order give or take one group commit. For rebuilding in-memory state
+/// (replay memory) from a log at start without an index on time.
+pub fn newest_since<T>(
+    conn: &Connection,
+    sql: &str,
+    since: i64,
+    mut keep: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Option<T>>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut st = conn.prepare(sql)?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        if at < since - 60 {
+            break;
+        }
+        if at >= since
+            && let Some(v) = keep(r)?
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
 /// Checkpoints one database file from a thread of its own until dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
