@@ -120,35 +120,31 @@ pub fn partitions(conn: &Connection) -> Result<Vec<(i64, i64)>, Error> {
 
 /// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
 pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Vec<Read>, Error> {
-    lookup_days(conn, &days_in(conn, start, end)?, plate, start, end)
+    lookup_days(conn, window_days(start, end), plate, start, end)
 }
 
-/// The day partitions that hold part of `[start, end]`, oldest first.
-fn days_in(conn: &Connection, start: i64, end: i64) -> Result<Vec<i64>, Error> {
-    let mut st =
-        conn.prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?;
-    let days = st
-        .query_map([start.div_euclid(DAY), end.div_euclid(DAY)], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(days)
+/// The calendar days (UTC day numbers) that `[start, end]` touches.
+fn window_days(start: i64, end: i64) -> std::ops::RangeInclusive<i64> {
+    start.div_euclid(DAY)..=end.div_euclid(DAY)
 }
 
-/// Reads of one plate in `[start, end]` from `days` (ascending), oldest first, at most
-/// [`MAX_RESULTS`]. Reads one snapshot, and skips days purged since they were listed.
+/// Reads of one plate in `[start, end]` from the partitions of `days`, oldest first, at
+/// most [`MAX_RESULTS`]. Lists the partitions and reads them in one snapshot, so a day
+/// purged meanwhile is either wholly there or not listed.
 fn lookup_days(
     conn: &Connection,
-    days: &[i64],
+    days: std::ops::RangeInclusive<i64>,
     plate: &str,
     start: i64,
     end: i64,
 ) -> Result<Vec<Read>, Error> {
-    let (Some(first), Some(last)) = (days.first(), days.last()) else {
-        return Ok(Vec::new());
-    };
     let snapshot = conn.unchecked_transaction()?;
-    let present = days_in(&snapshot, *first * DAY, *last * DAY)?;
+    let present: Vec<i64> = snapshot
+        .prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?
+        .query_map([days.start(), days.end()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for day in days.iter().filter(|d| present.binary_search(d).is_ok()) {
+    for day in &present {
         // The limit is a literal: SQLite re-prepares a statement whenever a bound LIMIT
         // value changes, which would re-parse it on nearly every lookup.
         let mut q = snapshot.prepare_cached(&format!(
@@ -223,17 +219,18 @@ impl Readers {
         start: i64,
         end: i64,
     ) -> Result<Vec<Read>, Error> {
-        let days = days_in(conn, start, end)?;
-        if days.len() <= DAYS_PER_READER {
-            return lookup_days(conn, &days, plate, start, end);
+        let days = window_days(start, end);
+        let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
+        if n <= DAYS_PER_READER {
+            return lookup_days(conn, days, plate, start, end);
         }
-        let readers = days
-            .len()
-            .div_ceil(DAYS_PER_READER)
-            .min(MAX_READERS_PER_LOOKUP);
-        let per = days.len().div_ceil(readers);
-        let mut chunks = days.chunks(per);
-        let mine = chunks.next().unwrap_or_default();
+        let readers = n.div_ceil(DAYS_PER_READER).min(MAX_READERS_PER_LOOKUP);
+        // Split the window into `readers` runs of consecutive days, oldest first.
+        let per = n.div_ceil(readers) as i64;
+        let mut chunks = (*days.start()..=*days.end())
+            .step_by(per as usize)
+            .map(|first| first..=(first + per - 1).min(*days.end()));
+        let mine = chunks.next().unwrap_or(days.clone());
         std::thread::scope(|s| {
             let others: Vec<_> = chunks
                 .map(|chunk| {
@@ -507,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn a_day_purged_after_it_was_listed_is_skipped_not_an_error() {
+    fn a_purged_day_is_skipped_not_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.db");
         let mut conn = open(&path).unwrap();
@@ -516,11 +513,11 @@ mod tests {
             .map(|d| read("7ABC123", day0 + d * DAY + 60))
             .collect();
         insert_reads(&mut conn, &reads).unwrap();
-        let days = days_in(&conn, day0, day0 + 3 * DAY).unwrap();
-        assert_eq!(days.len(), 3);
-        // Purge the first day, as the retention task may between listing and reading.
+        let days = window_days(day0, day0 + 3 * DAY);
+        assert_eq!(partitions(&conn).unwrap().len(), 3);
+        // Purge the first day, as the retention task may while a lookup is under way.
         purge_before(&mut conn, day0 + DAY, day0 + DAY).unwrap();
-        let got = lookup_days(&conn, &days, "7ABC123", day0, day0 + 3 * DAY).unwrap();
+        let got = lookup_days(&conn, days, "7ABC123", day0, day0 + 3 * DAY).unwrap();
         assert_eq!(
             got.iter().map(|r| r.captured_at).collect::<Vec<_>>(),
             vec![day0 + DAY + 60, day0 + 2 * DAY + 60]
