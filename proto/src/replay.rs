@@ -29,6 +29,14 @@ struct Inner {
     last_sweep: i64,
 }
 
+impl Inner {
+    /// Drop ids whose queries expired before `now` (minus the clock-skew tolerance).
+    fn sweep(&mut self, now: i64) {
+        self.seen.retain(|_, until| *until + CLOCK_SKEW_SECS >= now);
+        self.last_sweep = now;
+    }
+}
+
 impl ReplayMemory {
     /// How far back a restarting party must read its log to rebuild the memory: the longest
     /// query lifetime plus the clock-skew tolerance on both sides.
@@ -63,11 +71,7 @@ impl ReplayMemory {
 
     /// Drop ids whose queries expired before `now` (minus the clock-skew tolerance).
     pub fn sweep(&self, now: i64) {
-        let mut inner = self.lock();
-        inner
-            .seen
-            .retain(|_, until| *until + CLOCK_SKEW_SECS >= now);
-        inner.last_sweep = now;
+        self.lock().sweep(now);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -84,10 +88,7 @@ impl ReplayGuard for ReplayMemory {
         let now = alpr_pki::now_unix();
         let mut inner = self.lock();
         if now - inner.last_sweep >= SWEEP_EVERY_SECS {
-            inner
-                .seen
-                .retain(|_, until| *until + CLOCK_SKEW_SECS >= now);
-            inner.last_sweep = now;
+            inner.sweep(now);
         }
         let key = (query_id.to_vec(), provider_ori.to_owned());
         if inner.seen.contains_key(&key) {
