@@ -187,7 +187,7 @@ impl LogWriter {
         let checkpointer = alpr_proto::sqlite::Checkpointer::start(
             &conn,
             path,
-            std::time::Duration::from_secs(1),
+            alpr_proto::sqlite::CHECKPOINT_INTERVAL,
         )?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -229,18 +229,7 @@ impl LogWriter {
 }
 
 fn log_writer(mut conn: Connection, rx: std::sync::mpsc::Receiver<(Vec<LogEntry>, LogAck)>) {
-    while let Ok(first) = rx.recv() {
-        let mut n = first.0.len();
-        let mut jobs = vec![first];
-        while n < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => {
-                    n += j.0.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = alpr_proto::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
         let result = (|| -> Result<(), Error> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for (entries, _) in &jobs {

@@ -27,8 +27,6 @@ pub const CHECKPOINT_EVERY: i64 = 256;
 pub const CHECKPOINT_SECS: i64 = 60;
 /// Most entries written in one group commit.
 const MAX_GROUP: usize = 4096;
-/// How often the WAL is copied back into `audit.db` (by its own thread).
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Payload type of a signed checkpoint.
 pub const CHECKPOINT_TYPE: &str = "alpr.v1.AuditCheckpoint";
 
@@ -74,8 +72,11 @@ impl AuditLog {
     pub fn open(path: &Path, signer: Option<Arc<Signer>>) -> Result<Self, Error> {
         let conn = open_db(path)?;
         // WAL checkpoints run beside the writer, not inside a commit someone waits on.
-        let checkpointer =
-            alpr_proto::sqlite::Checkpointer::start(&conn, path, CHECKPOINT_INTERVAL)?;
+        let checkpointer = alpr_proto::sqlite::Checkpointer::start(
+            &conn,
+            path,
+            alpr_proto::sqlite::CHECKPOINT_INTERVAL,
+        )?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("audit-writer".into())
@@ -101,18 +102,7 @@ impl AuditLog {
 }
 
 fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<Arc<Signer>>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut n = jobs[0].0.len();
-        while n < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => {
-                    n += j.0.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(jobs) = alpr_proto::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
         let result = write_group(&mut conn, &jobs, signer.as_deref());
         match result {
             Ok(seqs) => {

@@ -61,6 +61,33 @@ pub fn newest_since<T>(
     Ok(out)
 }
 
+/// How often a writer's WAL is copied back into its database by its [`Checkpointer`] (on
+/// average; each wait is jittered).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The next group for a group-commit writer thread: waits for the first job, then takes
+/// whatever else is already queued until the group holds `max` items (as counted by
+/// `size`). `None` once every sender is gone.
+pub fn next_group<J>(
+    rx: &mpsc::Receiver<J>,
+    max: usize,
+    size: impl Fn(&J) -> usize,
+) -> Option<Vec<J>> {
+    let first = rx.recv().ok()?;
+    let mut n = size(&first);
+    let mut jobs = vec![first];
+    while n < max {
+        match rx.try_recv() {
+            Ok(j) => {
+                n += size(&j);
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
 /// Checkpoints one database file from a thread of its own until dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
