@@ -46,6 +46,7 @@ fn generate(n: usize, days: i64) -> Vec<Read> {
                 camera_id: format!("CA05601-CAM-{:02}", rng.below(48)),
                 latitude: 34.2 + rng.unit() * 0.2,
                 longitude: -119.3 + rng.unit() * 0.2,
+                plate_state: "CA".into(),
             }
         })
         .collect()
@@ -53,15 +54,16 @@ fn generate(n: usize, days: i64) -> Vec<Read> {
 
 fn to_csv(reads: &[Read]) -> String {
     let mut out = String::with_capacity(reads.len() * 72);
-    out.push_str("plate,captured_at,camera_id,latitude,longitude\n");
+    out.push_str("plate,captured_at,camera_id,latitude,longitude,plate_state\n");
     for r in reads {
         out.push_str(&format!(
-            "{},{},{},{:.5},{:.5}\n",
+            "{},{},{},{:.5},{:.5},{}\n",
             r.plate,
             alpr_node::cli::fmt_time(r.captured_at),
             r.camera_id,
             r.latitude,
-            r.longitude
+            r.longitude,
+            r.plate_state
         ));
     }
     out
@@ -74,15 +76,15 @@ fn raw(dir: &Path, reads: &[Read]) -> Result<f64> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(
-        "CREATE TABLE reads (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);
-         CREATE INDEX reads_plate_cover ON reads (plate, captured_at, camera_id, latitude, longitude);",
+        "CREATE TABLE reads (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, plate_state TEXT NOT NULL);
+         CREATE INDEX reads_plate_cover ON reads (plate, plate_state, captured_at, camera_id, latitude, longitude);",
     )?;
     let t = Instant::now();
     for chunk in reads.chunks(BATCH) {
         let tx = conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO reads (plate, captured_at, camera_id, latitude, longitude) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO reads (plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for r in chunk {
                 st.execute(params![
@@ -90,7 +92,8 @@ fn raw(dir: &Path, reads: &[Read]) -> Result<f64> {
                     r.captured_at,
                     r.camera_id,
                     r.latitude,
-                    r.longitude
+                    r.longitude,
+                    r.plate_state
                 ])?;
             }
         }

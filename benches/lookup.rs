@@ -68,6 +68,7 @@ fn fill(conn: &mut Connection, n: u64, now: i64) -> Result<()> {
                 camera_id: format!("CA05601-CAM-{:03}", rng.below(120)),
                 latitude: 34.1 + rng.unit() * 0.4,
                 longitude: -119.4 + rng.unit() * 0.4,
+                plate_state: "CA".into(),
             });
         }
         alpr_node::store::insert_reads(conn, &buf)?;
@@ -186,7 +187,11 @@ fn run_lookups(
     for _ in 0..count {
         let (p, _) = eligible[rng.below(eligible.len() as u64) as usize];
         let t = Instant::now();
-        let reads = readers.lookup(p, from, now)?;
+        let key = alpr_node::store::PlateKey {
+            plate: p,
+            state: "CA",
+        };
+        let reads = readers.lookup(key, from, now)?;
         lat.push(t.elapsed());
         if reads.is_empty() {
             bail!("plate {p} stored in the window but not found");

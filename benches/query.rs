@@ -459,7 +459,7 @@ async fn run() -> Result<()> {
             .await?;
         for r in &resp.results {
             match client::verify_reply(&s.fed.trust, r, &q, alpr_pki::now_unix())? {
-                Some(client::Reply::Answer(a)) if !a.reads.is_empty() => {}
+                Some(client::Reply::Answer { answer: a, .. }) if !a.reads.is_empty() => {}
                 other => bail!("{}: expected an answer with reads, got {other:?}", r.ori),
             }
         }

@@ -31,6 +31,10 @@ struct Args {
     /// Keep the federation's files (PKI, configs, databases) in this new directory.
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// After the story, keep the federation running (until SIGTERM or Ctrl-C) for outside
+    /// clients such as examples/python/; writes `ready` in the --keep directory once up.
+    #[arg(long, requires = "keep")]
+    serve: bool,
 }
 
 struct Demo {
@@ -134,7 +138,17 @@ async fn run(args: Args) -> Result<()> {
     d.title("each agency ingests its own reads (bad rows are reported with their line numbers)");
     for a in &agencies {
         let mut csv = synthetic_csv(a.ori, &[STOLEN, "5XYZ987"], 20);
-        csv.push_str("BAD*PLATE,2026-11-01T10:00:00Z,CAM-9,34.1,-119.1\n7QRS555,not-a-time,CAM-9,34.1,-119.1\n");
+        // A Nevada car with the same characters as the stolen California one.
+        let extra = if a.ori == VENTURA {
+            csv.push_str(&format!(
+                "{STOLEN},{},VENTU-CAM-99,34.3,-119.3,NV\n",
+                alpr_node::cli::fmt_time(alpr_pki::now_unix() - 7_200)
+            ));
+            1
+        } else {
+            0
+        };
+        csv.push_str("BAD*PLATE,2026-11-01T10:00:00Z,CAM-9,34.1,-119.1,CA\n7QRS555,not-a-time,CAM-9,34.1,-119.1,CA\n");
         let report = d.fed.ingest_csv(a.ori, &csv)?;
         let lines: Vec<String> = report
             .rejects
@@ -148,7 +162,7 @@ async fn run(args: Args) -> Result<()> {
             lines.join("; ")
         );
         d.check(
-            report.accepted == 240 && report.rejects.len() == 2,
+            report.accepted == 240 + extra && report.rejects.len() == 2,
             format!("{} kept every good row", a.ori),
         );
     }
@@ -217,12 +231,12 @@ async fn run(args: Args) -> Result<()> {
     d.expect(&resp, VENTURA, None, VENTURA);
     d.expect(&resp, FRESNO, None, FRESNO);
     for r in &resp.results {
-        if let Ok(Some(Reply::Answer(a))) =
+        if let Ok(Some(Reply::Answer { signer, answer: a })) =
             client::verify_reply(&d.fed.trust, r, &q, alpr_pki::now_unix())
         {
             println!(
-                "   {} signed {} read(s) for {}@{} (not for re-dissemination: {}), e.g.:",
-                a.provider_ori,
+                "   {} signed {} read(s) for {}@{} (verified; not for re-dissemination: {}), e.g.:",
+                signer.describe(),
                 a.reads.len(),
                 a.requester_user,
                 a.requester_ori,
@@ -230,8 +244,9 @@ async fn run(args: Args) -> Result<()> {
             );
             for read in a.reads.iter().take(2) {
                 println!(
-                    "      {} at {} camera {} ({:.4}, {:.4})",
+                    "      {} ({}) at {} camera {} ({:.4}, {:.4})",
                     read.plate,
+                    read.plate_state,
                     alpr_node::cli::fmt_time(read.captured_at),
                     read.camera_id,
                     read.latitude,
@@ -239,8 +254,14 @@ async fn run(args: Args) -> Result<()> {
                 );
             }
             d.check(
-                a.reads.len() >= 14 && a.reads.iter().all(|x| x.plate == STOLEN),
-                format!("{} returned only {STOLEN} reads", a.provider_ori),
+                a.reads.len() >= 14
+                    && a.reads
+                        .iter()
+                        .all(|x| x.plate == STOLEN && x.plate_state == "CA"),
+                format!(
+                    "{} returned only California {STOLEN} reads (not the Nevada car with the same characters)",
+                    a.provider_ori
+                ),
             );
         }
     }
@@ -401,6 +422,15 @@ async fn run(args: Args) -> Result<()> {
 
     let dir = d.fed.dir.clone();
     let failures = std::mem::take(&mut d.failures);
+    if args.serve && failures.is_empty() {
+        println!("\nServing for outside clients (stop with SIGTERM or Ctrl-C):");
+        for a in &agencies {
+            println!("   {} node {}", a.ori, d.fed.nodes[a.ori].addr);
+        }
+        std::fs::write(dir.join("ready"), format!("broker {}\n", d.fed.broker.addr))?;
+        alpr_proto::transport::shutdown_signal().await;
+        let _ = std::fs::remove_file(dir.join("ready"));
+    }
     d.fed.stop().await?;
     if let Some(k) = args.keep {
         println!(

@@ -328,8 +328,20 @@ impl Federation {
         user: &str,
         req: alpr_proto::pb::AdminRequest,
     ) -> Result<String> {
-        let (_, tls) = self.person(ori, user)?;
-        let node = self.nodes.get(ori).context("no such node")?;
+        self.admin_as(ori, ori, user, req).await
+    }
+
+    /// Send an administrative command to `node_ori`'s node as a person of `person_ori`
+    /// (another agency's person, to show the refusal).
+    pub async fn admin_as(
+        &self,
+        node_ori: &str,
+        person_ori: &str,
+        user: &str,
+        req: alpr_proto::pb::AdminRequest,
+    ) -> Result<String> {
+        let (_, tls) = self.person(person_ori, user)?;
+        let node = self.nodes.get(node_ori).context("no such node")?;
         let target = Target {
             addr: node.addr.to_string(),
             server_name: "localhost".into(),
@@ -597,7 +609,9 @@ pub fn open_policy() -> PolicyConfig {
 /// plus noise plates.
 pub fn synthetic_csv(ori: &str, plates: &[&str], days: i64) -> String {
     let now = alpr_pki::now_unix();
-    let mut out = String::from("plate,captured_at,camera_id,latitude,longitude\n");
+    // Every synthetic car carries its agency's home-state plates.
+    let state = &ori[..2];
+    let mut out = String::from("plate,captured_at,camera_id,latitude,longitude,plate_state\n");
     let (lat0, lon0) = match &ori[..2] {
         "CA" => (34.27, -119.23),
         "NV" => (36.17, -115.14),
@@ -608,7 +622,7 @@ pub fn synthetic_csv(ori: &str, plates: &[&str], days: i64) -> String {
             let t = now - d * 86_400 - (i as i64 * 3_517) % 80_000 - 600;
             let cam = format!("{}-CAM-{:02}", &ori[..5], (d + i as i64) % 12);
             out.push_str(&format!(
-                "{p},{},{cam},{:.5},{:.5}\n",
+                "{p},{},{cam},{:.5},{:.5},{state}\n",
                 alpr_node::cli::fmt_time(t),
                 lat0 + 0.001 * d as f64,
                 lon0 - 0.001 * i as f64
@@ -618,7 +632,7 @@ pub fn synthetic_csv(ori: &str, plates: &[&str], days: i64) -> String {
     for n in 0..200i64 {
         let t = now - (n * 7_919) % (86_400 * days.max(1));
         out.push_str(&format!(
-            "{}{:04},{},{}-CAM-00,{lat0:.5},{lon0:.5}\n",
+            "{}{:04},{},{}-CAM-00,{lat0:.5},{lon0:.5},{state}\n",
             &ori[..2],
             n,
             alpr_node::cli::fmt_time(t),
@@ -633,6 +647,7 @@ pub fn params(plate: &str, targets: &[&str], purpose: &str, days: i64) -> Search
     let now = alpr_pki::now_unix();
     SearchParams {
         plate: plate.into(),
+        plate_state: "CA".into(),
         window_start: now - days * 86_400,
         window_end: now,
         purpose: purpose.into(),

@@ -273,17 +273,37 @@ async fn hostile_plates_and_oversized_messages_are_refused() {
         205
     );
 
-    // An oversized message is refused by the transport; the node keeps serving.
+    // An oversized message (over the 4 MiB application limit, under the transport's
+    // 16 MiB) is refused by the node itself with INVALID_INPUT and an audit entry; the
+    // node keeps serving.
     let mut q = fed
         .sign_query(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
         .unwrap()
         .0;
     q.reason = "x".repeat(5 << 20);
     let big = envelope::seal(&inv, QUERY, &q).unwrap();
-    assert!(
-        fed.rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &big).unwrap())
-            .await
-            .is_err()
+    let reply = fed
+        .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &big).unwrap())
+        .await
+        .unwrap();
+    let refusal = refusal_of(&fed, &reply);
+    assert_eq!(refusal.reason, RefusalReason::InvalidInput as i32);
+    assert!(refusal.detail.contains("4 MiB"), "{}", refusal.detail);
+    assert_eq!(
+        refusal.query_id, q.query_id,
+        "the refusal is bound to the query"
+    );
+    assert_eq!(
+        last_inbound_code(&fed, VENTURA).as_deref(),
+        Some("INVALID_INPUT")
+    );
+    // Sent to the own node, it is refused there and logged as an outbound refusal.
+    let err = fed.send_signed(SACRAMENTO, &big).await.unwrap_err();
+    assert!(err.to_string().contains("4 MiB"), "{err}");
+    let out = fed.audit(SACRAMENTO, Some("outbound_query")).unwrap();
+    assert_eq!(
+        out.last().unwrap().entry.reason_code.as_deref(),
+        Some("INVALID_INPUT")
     );
     let (_, ok) = fed
         .search(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))

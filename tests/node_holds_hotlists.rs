@@ -16,7 +16,7 @@ fn csv(plates: &[&str], days: std::ops::Range<i64>) -> String {
     for p in plates {
         for d in days.clone() {
             s.push_str(&format!(
-                "{p},{},CAM-7,34.2,-119.2\n",
+                "{p},{},CAM-7,34.2,-119.2,CA\n",
                 alpr_node::cli::fmt_time(now - d * 86_400 - 120)
             ));
         }
@@ -74,7 +74,19 @@ async fn evidence_holds_survive_the_purge_until_they_expire() {
     let kept = alpr_node::holds::held_reads(&node.db(), 1).unwrap();
     assert!((9..=11).contains(&kept.len()), "held reads: {}", kept.len());
     assert!(kept.iter().all(|r| r.plate == "8ABC123"));
-    let holds = fed.audit(VENTURA, Some("evidence_hold")).unwrap();
+    let all = fed.audit(VENTURA, Some("evidence_hold")).unwrap();
+    // The investigator's and the admin's attempts are logged as refused.
+    let refused: Vec<_> = all
+        .iter()
+        .filter(|e| e.entry.decision == "refused")
+        .collect();
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.entry.reason_code.as_deref() == Some("NOT_AUTHORIZED"))
+    );
+    let holds: Vec<_> = all.iter().filter(|e| e.entry.decision == "ok").collect();
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0].entry.case_number.as_deref(), Some("VPD-2026-0777"));
     fed.stop().await.unwrap();

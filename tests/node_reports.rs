@@ -94,7 +94,12 @@ async fn reports_cover_every_search_and_partner() {
             .is_err()
     );
     let reviews = fed.audit(VENTURA, Some("search_review")).unwrap();
-    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews.len(), 2, "the admin's attempt is logged as refused");
     assert_eq!(reviews[0].entry.decision, "justified");
+    assert_eq!(reviews[1].entry.decision, "refused");
+    assert_eq!(
+        reviews[1].entry.reason_code.as_deref(),
+        Some("NOT_AUTHORIZED")
+    );
     fed.stop().await.unwrap();
 }

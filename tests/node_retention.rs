@@ -16,7 +16,7 @@ fn csv_days(days: std::ops::Range<i64>) -> String {
     let mut s = String::new();
     for d in days {
         s.push_str(&format!(
-            "8ABC123,{},CAM-1,34.2,-119.2\n",
+            "8ABC123,{},CAM-1,34.2,-119.2,CA\n",
             alpr_node::cli::fmt_time(now - d * 86_400 - 60)
         ));
     }
@@ -76,7 +76,7 @@ async fn purge_drops_whole_days_and_queries_stop_at_retention() {
         .search(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 7))
         .await
         .unwrap();
-    let Some(Reply::Answer(a)) =
+    let Some(Reply::Answer { answer: a, .. }) =
         alpr_node::client::verify_reply(&fed.trust, &resp.results[0], &q, alpr_pki::now_unix())
             .unwrap()
     else {
@@ -127,6 +127,7 @@ async fn streaming_ingest_keeps_good_reads_reports_bad_ones_and_checks_the_calle
         camera_id: "CAM-3".into(),
         latitude: lat,
         longitude: -119.2,
+        plate_state: "ca".into(),
     };
     let reads = vec![
         read("8abc 123", 34.2),

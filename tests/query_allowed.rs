@@ -36,7 +36,7 @@ async fn allowed_query_returns_signed_reads_and_is_logged_by_every_party() {
     assert_eq!(q.plate, "8ABC123", "plate normalized before signing");
     let ventura = resp.results.iter().find(|r| r.ori == VENTURA).unwrap();
     assert_eq!(ventura.status, TargetStatus::Answered as i32);
-    let Some(Reply::Answer(a)) =
+    let Some(Reply::Answer { answer: a, .. }) =
         client::verify_reply(&fed.trust, ventura, &q, alpr_pki::now_unix()).unwrap()
     else {
         panic!("expected an answer");

@@ -9,13 +9,13 @@ use alpr_pki::{Role, Signer, TrustStore, VerifiedIdentity};
 use alpr_proto::RefusalReason;
 use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, OpenedQuery};
 use alpr_proto::agreement::{self, AgreementView};
-use alpr_proto::envelope::{self, ANSWER, REFUSAL};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
 use alpr_proto::pb::{
-    Answer, Refusal, RegistryEvent, RouteResponse, Signed, SignedAgreement, SignedTreeHead,
-    TargetResult, TargetStatus,
+    RegistryEvent, RouteResponse, Signed, SignedAgreement, SignedTreeHead, TargetResult,
+    TargetStatus,
 };
 use alpr_proto::replay::ReplayMemory;
+use alpr_proto::reply::VerifiedReply;
 use alpr_proto::rules::StateRules;
 use alpr_proto::transport::{self, TlsIdentity};
 use prost::Message;
@@ -70,9 +70,9 @@ impl Broker {
         )?;
         if me.role != Role::Broker {
             return Err(Error::Usage(format!(
-                "{} is a {} certificate, not a broker certificate",
+                "{} is {} certificate, not a broker certificate",
                 cfg.tls.cert.display(),
-                me.role
+                me.role.with_article()
             )));
         }
         let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
@@ -398,7 +398,8 @@ impl Broker {
                 .map_err(|e| Error::Transport(e.to_string()))?
         };
         let facts = opened.facts().clone();
-        let checked = peer.and_then(|p| match opened.refusal() {
+        let size = transport::check_size("the endorsed query", endorsed.encoded_len());
+        let checked = peer.and_then(|p| match size.err().or_else(|| opened.refusal()) {
             Some(e) => Err(e.into()),
             None => Ok(p),
         });
@@ -463,11 +464,21 @@ impl Broker {
             s.dedup();
             s.len() != targets.len()
         } {
-            return Err(alpr_proto::Error::refused(
-                RefusalReason::InvalidInput,
-                "a target is named twice",
-            )
-            .into());
+            let e =
+                alpr_proto::Error::refused(RefusalReason::InvalidInput, "a target is named twice");
+            self.log_writer
+                .append(vec![LogEntry {
+                    at: now,
+                    event: "route".into(),
+                    query_id: Some(hex::encode(&query.query_id)),
+                    requester: Some(peer.describe()),
+                    decision: "refused".into(),
+                    reason_code: Some(e.reason().as_str_name().into()),
+                    detail: Some(e.detail()),
+                    ..Default::default()
+                }])
+                .await?;
+            return Err(e.into());
         }
         let requester = facts.investigator.as_ref().map(VerifiedIdentity::describe);
 
@@ -512,6 +523,7 @@ impl Broker {
                 decision: match TargetStatus::try_from(r.status) {
                     Ok(TargetStatus::Answered) => "answered".into(),
                     Ok(TargetStatus::Refused) => "refused".into(),
+                    Ok(TargetStatus::BadReply) => "bad_reply".into(),
                     _ => "unavailable".into(),
                 },
                 reason_code: (r.status != TargetStatus::Answered as i32).then(|| {
@@ -661,42 +673,33 @@ impl Broker {
             Err(_) => return unavailable(format!("no answer within {} ms", deadline.as_millis())),
         };
         let now = alpr_pki::now_unix();
-        // The reply must be signed by that agency's node and bound to this query.
-        let checked = if reply.payload_type == ANSWER {
-            envelope::open_as::<Answer>(&self.trust(), &reply, ANSWER, now)
-                .map(|(id, a)| (id, a.query_id, None))
-        } else {
-            envelope::open_as::<Refusal>(&self.trust(), &reply, REFUSAL, now)
-                .map(|(id, r)| (id, r.query_id.clone(), Some(r)))
-        };
-        match checked {
-            Ok((id, qid, refusal))
-                if id.role == Role::Node && id.ori() == Some(ori) && qid == query.query_id =>
-            {
-                match refusal {
-                    None => TargetResult {
-                        ori: ori.to_owned(),
-                        status: TargetStatus::Answered as i32,
-                        reason: 0,
-                        detail: String::new(),
-                        reply: Some(reply),
-                        decided_by: ori.to_owned(),
-                    },
-                    Some(r) => TargetResult {
-                        ori: ori.to_owned(),
-                        status: TargetStatus::Refused as i32,
-                        reason: r.reason,
-                        detail: r.detail,
-                        reply: Some(reply),
-                        decided_by: ori.to_owned(),
-                    },
-                }
-            }
-            Ok((id, _, _)) => unavailable(format!(
-                "reply rejected: signed by {} or bound to another query",
-                id.describe()
-            )),
-            Err(e) => unavailable(format!("reply rejected: {e}")),
+        // The reply must pass the one reply check (alpr_proto::reply) before it is relayed
+        // as an answer or a refusal; otherwise the target is reported as a bad reply.
+        match alpr_proto::reply::verify(&self.trust(), ori, &reply, query, now) {
+            Ok(VerifiedReply::Answer { .. }) => TargetResult {
+                ori: ori.to_owned(),
+                status: TargetStatus::Answered as i32,
+                reason: 0,
+                detail: String::new(),
+                reply: Some(reply),
+                decided_by: ori.to_owned(),
+            },
+            Ok(VerifiedReply::Refusal { refusal, .. }) => TargetResult {
+                ori: ori.to_owned(),
+                status: TargetStatus::Refused as i32,
+                reason: refusal.reason,
+                detail: refusal.detail,
+                reply: Some(reply),
+                decided_by: ori.to_owned(),
+            },
+            Err(e) => TargetResult {
+                ori: ori.to_owned(),
+                status: TargetStatus::BadReply as i32,
+                reason: RefusalReason::BadReply as i32,
+                detail: e.detail(),
+                reply: None,
+                decided_by: "broker".into(),
+            },
         }
     }
 

@@ -51,7 +51,7 @@ impl Error {
     /// The gRPC status for this error (the one place errors become statuses).
     pub fn to_status(&self) -> tonic::Status {
         match self {
-            Self::Refused(e) => tonic::Status::permission_denied(e.to_string()),
+            Self::Refused(e) => e.to_status(),
             Self::Usage(m) => tonic::Status::invalid_argument(m.clone()),
             other => {
                 tracing::error!(error = %other, "internal error");

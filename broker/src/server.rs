@@ -65,7 +65,10 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let (router, _health) = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
         .await
         .map_err(Error::Transport)?;
-    let router = router.add_service(BrokerServer::new(BrokerService::new(broker.clone())));
+    let router = router.add_service(
+        BrokerServer::new(BrokerService::new(broker.clone()))
+            .max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+    );
     // CRL reload without restart.
     let reloader = broker.clone();
     let every = std::time::Duration::from_secs(cfg.tls.crl_reload_secs.max(1));

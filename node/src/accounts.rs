@@ -86,8 +86,14 @@ pub fn list(conn: &Connection) -> Result<Vec<Account>, Error> {
         .collect()
 }
 
+/// A command that cannot be carried out as given (malformed, unknown account, ...).
 fn deny(m: impl Into<String>) -> Error {
-    Error::Usage(m.into())
+    alpr_proto::Error::refused(alpr_proto::RefusalReason::InvalidInput, m).into()
+}
+
+/// A command this person's role may not give.
+fn forbid(m: impl Into<String>) -> Error {
+    alpr_proto::Error::refused(alpr_proto::RefusalReason::NotAuthorized, m).into()
 }
 
 /// Apply an account command by `by` (verified, of this agency). Returns what was done.
@@ -106,7 +112,7 @@ pub fn apply(
     match action {
         "add" => {
             if by.role != Role::Admin {
-                return Err(deny("only an admin adds accounts"));
+                return Err(forbid("only an admin adds accounts"));
             }
             if !matches!(role, "investigator" | "supervisor" | "auditor") {
                 return Err(deny(format!(
@@ -126,10 +132,10 @@ pub fn apply(
         }
         "approve" => {
             if by.role != Role::Supervisor {
-                return Err(deny("only a supervisor approves accounts"));
+                return Err(forbid("only a supervisor approves accounts"));
             }
             if me == user {
-                return Err(deny("nobody approves their own account"));
+                return Err(forbid("nobody approves their own account"));
             }
             let a = existing.ok_or_else(|| deny(format!("no account {user}")))?;
             if a.disabled_at.is_some() {
@@ -145,7 +151,7 @@ pub fn apply(
         }
         "training" => {
             if !matches!(by.role, Role::Supervisor | Role::Admin) {
-                return Err(deny("only a supervisor or admin records training"));
+                return Err(forbid("only a supervisor or admin records training"));
             }
             existing.ok_or_else(|| deny(format!("no account {user}")))?;
             if trained_at <= 0 || trained_at > now + 86_400 {
@@ -159,7 +165,7 @@ pub fn apply(
         }
         "disable" => {
             if !matches!(by.role, Role::Supervisor | Role::Admin) {
-                return Err(deny("only a supervisor or admin disables accounts"));
+                return Err(forbid("only a supervisor or admin disables accounts"));
             }
             existing.ok_or_else(|| deny(format!("no account {user}")))?;
             conn.execute(

@@ -286,6 +286,10 @@ pub struct QueryArgs {
     /// Plate (spaces and dashes are removed; no wildcards).
     #[arg(long)]
     pub plate: String,
+    /// The plate's issuing state as NCIC codes it (CA, NV, TX, DC, PR, ON, US, ...), or ANY
+    /// to search plates of every state (logged and shown as such).
+    #[arg(long)]
+    pub state: String,
     /// Window start (RFC 3339).
     #[arg(long)]
     pub from: String,
@@ -468,6 +472,13 @@ impl AuditFilterArgs {
 }
 
 /// Run the CLI and return the process exit code.
+/// Exit code of `alpr-node query` when no target answered: every one refused, was
+/// unavailable or sent a bad reply, or the own node refused the whole query. (0: at least
+/// one target answered; 1: an error such as a missing file or no connection; 2: bad
+/// command-line arguments.)
+pub const EXIT_NOTHING_ANSWERED: u8 = 3;
+
+/// Run a parsed command line; the process exit code (see [`EXIT_NOTHING_ANSWERED`]).
 pub fn main(cli: Cli) -> std::process::ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -478,6 +489,10 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e @ Error::NothingAnswered(_)) => {
+            eprintln!("alpr-node: {e}");
+            std::process::ExitCode::from(EXIT_NOTHING_ANSWERED)
+        }
         Err(e) => {
             eprintln!("alpr-node: {e}");
             std::process::ExitCode::FAILURE
@@ -583,6 +598,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let now = alpr_pki::now_unix();
             let params = SearchParams {
                 plate: q.plate,
+                plate_state: q.state,
                 window_start: parse_time(&q.from)?,
                 window_end: q.to.as_deref().map(parse_time).transpose()?.unwrap_or(now),
                 purpose: q.purpose,
@@ -599,9 +615,29 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 server_name: q.server_name,
             };
             let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
-            let resp = client::search(&mut c, &signed).await?;
-            for line in describe_results(&trust, &query, &resp.results) {
+            let resp = match client::search(&mut c, &signed).await {
+                Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
+                    // The own node refused the whole query (its reason in the trailer).
+                    Some(reason) => {
+                        return Err(Error::NothingAnswered(format!(
+                            "refused by your node: {}: {}",
+                            reason.as_str_name(),
+                            status.message()
+                        )));
+                    }
+                    None => return Err(Error::Rpc(status)),
+                },
+                other => other?,
+            };
+            let (lines, answered) = describe_results(&trust, &query, &resp.results);
+            for line in lines {
                 println!("{line}");
+            }
+            if answered == 0 {
+                return Err(Error::NothingAnswered(format!(
+                    "none of the {} target(s) answered",
+                    resp.results.len()
+                )));
             }
             Ok(())
         }
@@ -966,14 +1002,26 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
     }
 }
 
-/// Human-readable lines for a routed query's results, verifying each signed reply.
+/// Human-readable lines for a routed query's results, verifying each signed reply again,
+/// and how many targets answered (verified).
 pub fn describe_results(
     trust: &TrustStore,
     query: &alpr_proto::pb::Query,
     results: &[alpr_proto::pb::TargetResult],
-) -> Vec<String> {
+) -> (Vec<String>, usize) {
     let now = alpr_pki::now_unix();
     let mut out = Vec::new();
+    let mut answered = 0;
+    let state = if query.plate_state == alpr_proto::input::ANY_STATE {
+        "any state".to_owned()
+    } else {
+        query.plate_state.clone()
+    };
+    out.push(format!(
+        "query {} for {} ({state})",
+        hex::encode(&query.query_id),
+        query.plate
+    ));
     for r in results {
         let reason = alpr_proto::RefusalReason::try_from(r.reason)
             .map(|x| x.as_str_name())
@@ -982,18 +1030,24 @@ pub fn describe_results(
             TargetStatus::try_from(r.status),
             client::verify_reply(trust, r, query, now),
         ) {
-            (_, Err(e)) => out.push(format!("{}: REPLY REJECTED ({e})", r.ori)),
-            (Ok(TargetStatus::Answered), Ok(Some(Reply::Answer(a)))) => {
+            (_, Err(e)) => out.push(format!("{}: BAD_REPLY ({e})", r.ori)),
+            (Ok(TargetStatus::Answered), Ok(Some(Reply::Answer { signer, answer }))) => {
+                answered += 1;
                 out.push(format!(
-                    "{}: ANSWERED, {} read(s), signed by {} (not for re-dissemination)",
+                    "{}: ANSWERED, {} read(s), verified, signed by {} (not for re-dissemination)",
                     r.ori,
-                    a.reads.len(),
-                    a.provider_ori
+                    answer.reads.len(),
+                    signer.describe()
                 ));
-                for read in a.reads {
+                for read in answer.reads {
                     out.push(format!(
-                        "    {} at {} camera {} ({:.5}, {:.5})",
+                        "    {} ({}) at {} camera {} ({:.5}, {:.5})",
                         read.plate,
+                        if read.plate_state.is_empty() {
+                            "state unknown"
+                        } else {
+                            &read.plate_state
+                        },
                         fmt_time(read.captured_at),
                         read.camera_id,
                         read.latitude,
@@ -1001,12 +1055,19 @@ pub fn describe_results(
                     ));
                 }
             }
+            (Ok(TargetStatus::Answered), Ok(_)) => out.push(format!(
+                "{}: BAD_REPLY (reported as answered without a signed answer)",
+                r.ori
+            )),
             (Ok(TargetStatus::Refused), _) => out.push(format!(
                 "{}: REFUSED {reason} by {}: {}",
                 r.ori, r.decided_by, r.detail
             )),
+            (Ok(TargetStatus::BadReply), _) => {
+                out.push(format!("{}: BAD_REPLY: {}", r.ori, r.detail))
+            }
             _ => out.push(format!("{}: UNAVAILABLE: {}", r.ori, r.detail)),
         }
     }
-    out
+    (out, answered)
 }

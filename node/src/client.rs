@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use alpr_pki::{Signer, TrustStore};
-use alpr_proto::envelope::{self, AGREEMENT, ANSWER, QUERY, REFUSAL};
+use alpr_proto::envelope::{self, AGREEMENT, QUERY};
 use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::pb::node_local_client::NodeLocalClient;
 use alpr_proto::pb::{
-    Agreement, Answer, Query, Refusal, RouteResponse, SearchRequest, Signed, SignedAgreement,
-    TargetResult,
+    Agreement, Query, RouteResponse, SearchRequest, Signed, SignedAgreement, TargetResult,
 };
 use alpr_proto::transport::{self, Target, TlsIdentity};
 use prost::Message;
@@ -22,6 +21,8 @@ use crate::Error;
 pub struct SearchParams {
     /// Plate as typed; normalized before signing.
     pub plate: String,
+    /// The plate's issuing state (NCIC code such as `CA`), or `ANY` for every state.
+    pub plate_state: String,
     /// Window start, Unix seconds.
     pub window_start: i64,
     /// Window end, Unix seconds.
@@ -59,12 +60,14 @@ pub fn sign_query(
         requester_user: id.user.clone().unwrap_or_default(),
         requester_ori: id.ori().unwrap_or_default().to_owned(),
         plate: alpr_proto::input::normalize_plate(&p.plate)?,
+        plate_state: alpr_proto::input::normalize_query_state(&p.plate_state)?,
         window_start: p.window_start,
         window_end: p.window_end,
-        purpose_code: p.purpose.clone(),
-        case_number: p.case_number.clone(),
-        reason: p.reason.clone(),
-        warrant_ref: p.warrant_ref.clone(),
+        purpose_code: p.purpose.trim().to_owned(),
+        // Text is signed in NFC: nobody downstream may re-encode a signed query.
+        case_number: alpr_proto::input::nfc(p.case_number.trim()),
+        reason: alpr_proto::input::nfc(p.reason.trim()),
+        warrant_ref: alpr_proto::input::nfc(p.warrant_ref.trim()),
         on_behalf_of_ori: p.on_behalf_of.clone(),
         targets: p.targets.clone(),
         issued_at: now,
@@ -113,16 +116,11 @@ pub async fn search(
         .into_inner())
 }
 
-/// A target's verified reply.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// Reads, signed by the owner.
-    Answer(Answer),
-    /// A refusal signed by the owner.
-    Refusal(Refusal),
-}
+/// A target's verified reply, with the node that signed it.
+pub use alpr_proto::reply::VerifiedReply as Reply;
 
-/// Verify a target's signed reply: signed by that agency's node, bound to this query.
+/// Verify a target's signed reply (the one check of [`alpr_proto::reply::verify`]):
+/// `Ok(None)` when the result carries no reply (a broker's own decision).
 pub fn verify_reply(
     trust: &TrustStore,
     result: &TargetResult,
@@ -132,34 +130,13 @@ pub fn verify_reply(
     let Some(reply) = &result.reply else {
         return Ok(None);
     };
-    let check_signer = |id: &alpr_pki::VerifiedIdentity| {
-        if id.role != alpr_pki::Role::Node || id.ori() != Some(result.ori.as_str()) {
-            return Err(Error::Usage(format!(
-                "reply for {} signed by {}",
-                result.ori,
-                id.describe()
-            )));
-        }
-        Ok(())
-    };
-    if reply.payload_type == ANSWER {
-        let (id, a): (_, Answer) = envelope::open_as(trust, reply, ANSWER, now)?;
-        check_signer(&id)?;
-        if a.query_id != query.query_id
-            || a.requester_user != query.requester_user
-            || a.requester_ori != query.requester_ori
-        {
-            return Err(Error::Usage(format!(
-                "answer from {} is bound to another query or requester",
-                result.ori
-            )));
-        }
-        Ok(Some(Reply::Answer(a)))
-    } else {
-        let (id, r): (_, Refusal) = envelope::open_as(trust, reply, REFUSAL, now)?;
-        check_signer(&id)?;
-        Ok(Some(Reply::Refusal(r)))
-    }
+    Ok(Some(alpr_proto::reply::verify(
+        trust,
+        &result.ori,
+        reply,
+        query,
+        now,
+    )?))
 }
 
 /// Start an unsigned agreement draft.
@@ -187,8 +164,8 @@ pub fn sign_agreement(
     let id = trust.verify(admin.chain(), alpr_pki::now_unix())?;
     if id.role != alpr_pki::Role::Admin {
         return Err(Error::Usage(format!(
-            "agreements are signed by admins; this is a {} certificate",
-            id.role
+            "agreements are signed by admins; this is {} certificate",
+            id.role.with_article()
         )));
     }
     let payload = sa

@@ -41,6 +41,10 @@ pub enum Error {
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),
+    /// A query got no answer from any target (each refused, was unavailable or sent a bad
+    /// reply), or the own node refused it.
+    #[error("{0}")]
+    NothingAnswered(String),
 }
 
 fn rpc_message(s: &tonic::Status) -> String {
@@ -67,7 +71,7 @@ impl Error {
     /// The gRPC status for this error (the one place errors become statuses).
     pub fn to_status(&self) -> tonic::Status {
         match self {
-            Self::Refused(e) => tonic::Status::permission_denied(e.to_string()),
+            Self::Refused(e) => e.to_status(),
             Self::Usage(m) => tonic::Status::invalid_argument(m.clone()),
             Self::Rpc(s) => s.clone(),
             Self::Audit(_) => {

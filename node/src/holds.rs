@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS held_reads (
     captured_at INTEGER NOT NULL,
     camera_id TEXT NOT NULL,
     latitude REAL NOT NULL,
-    longitude REAL NOT NULL
+    longitude REAL NOT NULL,
+    plate_state TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS hotlists (
     id INTEGER PRIMARY KEY,
@@ -68,8 +69,8 @@ pub fn preserve_held(conn: &Connection, partition_days: &[i64], now: i64) -> Res
         for (id, plate, start, end) in &holds {
             kept += conn.execute(
                 &format!(
-                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude)
-                     SELECT ?1, plate, captured_at, camera_id, latitude, longitude FROM reads_{day}
+                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
+                     SELECT ?1, plate, captured_at, camera_id, latitude, longitude, plate_state FROM reads_{day}
                      WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
                 ),
                 params![id, plate, start, end],
@@ -91,7 +92,7 @@ pub fn release_expired(conn: &Connection, now: i64) -> Result<u64, Error> {
 
 /// Reads kept under a hold.
 pub fn held_reads(conn: &Connection, hold_id: i64) -> Result<Vec<Read>, Error> {
-    let mut st = conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
+    let mut st = conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
     let rows = st.query_map([hold_id], crate::store::read_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -143,9 +144,14 @@ impl Node {
     ) -> Result<String, Error> {
         let now = alpr_pki::now_unix();
         if by.role != Role::Supervisor {
-            return Err(Error::Usage(
-                "evidence holds need a supervisor's approval".into(),
-            ));
+            return Err(alpr_proto::Error::refused(
+                alpr_proto::RefusalReason::NotAuthorized,
+                format!(
+                    "evidence holds need a supervisor's approval; you are {}",
+                    by.describe()
+                ),
+            )
+            .into());
         }
         alpr_proto::input::check_case_number(&h.case_number)?;
         let plate = alpr_proto::input::normalize_plate(&h.plate)?;

@@ -1,11 +1,14 @@
-//! Ingest of reads from CSV (`plate,captured_at,camera_id,latitude,longitude`).
+//! Ingest of reads from CSV.
 //!
-//! Every row is validated; a bad row is reported with its line number and reason and the
-//! good rows are kept. Rows are inserted in batched transactions.
+//! A file starts with a header naming its columns (`plate`, `captured_at`, `camera_id`,
+//! `latitude`, `longitude`, and optionally `plate_state`); columns are matched by name, in
+//! any order, and columns the node does not use are ignored, so a vendor's export loads
+//! unchanged. A file without a header is read in that order (the state column last and
+//! optional). Fields are parsed as CSV (RFC 4180: quoted fields may hold commas). Every
+//! row is validated; a bad row is reported with its line number and reason and the good
+//! rows are kept. Rows are inserted in batched transactions.
 
-use std::io::BufRead;
-
-use alpr_proto::input::normalize_plate;
+use alpr_proto::input::{normalize_plate, normalize_read_state};
 use alpr_proto::pb::Read;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -38,12 +41,15 @@ pub struct IngestReport {
 /// Validate one read (used by CSV and streaming ingest alike).
 pub fn validate_read(mut r: Read) -> Result<Read, String> {
     r.plate = normalize_plate(&r.plate).map_err(|e| format!("plate: {}", e.detail()))?;
+    r.plate_state =
+        normalize_read_state(&r.plate_state).map_err(|e| format!("plate_state: {}", e.detail()))?;
     if r.camera_id.trim().is_empty()
         || r.camera_id.len() > 64
         || r.camera_id.chars().any(char::is_control)
     {
         return Err("camera_id must be 1..64 printable characters".into());
     }
+    alpr_proto::input::check_text("camera_id", &r.camera_id).map_err(|e| e.detail())?;
     if !(-90.0..=90.0).contains(&r.latitude) || !r.latitude.is_finite() {
         return Err(format!("latitude {} out of range", r.latitude));
     }
@@ -56,62 +62,161 @@ pub fn validate_read(mut r: Read) -> Result<Read, String> {
     Ok(r)
 }
 
-/// Parse one CSV row.
+/// The columns a CSV file holds reads in.
+const REQUIRED: [&str; 5] = ["plate", "captured_at", "camera_id", "latitude", "longitude"];
+/// The optional column: the plate's issuing state (NCIC code).
+const STATE: &str = "plate_state";
+
+/// Where each field of a read sits in a record.
+#[derive(Clone, Copy, Debug)]
+struct Columns {
+    at: [usize; 5],
+    state: Option<usize>,
+    /// No header: the fixed order, and no extra columns.
+    positional: bool,
+}
+
+impl Columns {
+    /// The order of a file without a header.
+    const POSITIONAL: Self = Self {
+        at: [0, 1, 2, 3, 4],
+        state: Some(5),
+        positional: true,
+    };
+
+    /// Columns named by a header record (names compared case-insensitively), or `None` if
+    /// the record is not a header.
+    fn from_header(rec: &csv::StringRecord) -> Result<Option<Self>, String> {
+        let names: Vec<String> = rec.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
+        let find = |n: &str| names.iter().position(|x| x == n);
+        // A header names the plate column and at least one other column it needs.
+        if find("plate").is_none() || REQUIRED[1..].iter().all(|n| find(n).is_none()) {
+            return Ok(None);
+        }
+        let mut at = [0; 5];
+        let mut missing = Vec::new();
+        for (i, n) in REQUIRED.iter().enumerate() {
+            match find(n) {
+                Some(p) => at[i] = p,
+                None => missing.push(*n),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "the header lacks column(s) {} (needs {}, optionally {STATE}; found {})",
+                missing.join(", "),
+                REQUIRED.join(","),
+                names.join(",")
+            ));
+        }
+        Ok(Some(Self {
+            at,
+            state: find(STATE),
+            positional: false,
+        }))
+    }
+}
+
+/// Parse one CSV row in the header-less order
+/// (`plate,captured_at,camera_id,latitude,longitude[,plate_state]`).
 pub fn parse_row(line: &str) -> Result<Read, String> {
-    let f: Vec<&str> = line.split(',').map(str::trim).collect();
-    if f.len() != 5 {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(line.as_bytes());
+    let mut rec = csv::StringRecord::new();
+    match rdr.read_record(&mut rec) {
+        Ok(true) => parse_record(&rec, Columns::POSITIONAL),
+        Ok(false) => Err("empty row".into()),
+        Err(e) => Err(format!("not CSV: {e}")),
+    }
+}
+
+fn parse_record(rec: &csv::StringRecord, cols: Columns) -> Result<Read, String> {
+    let needed = cols.at.iter().max().map_or(0, |m| m + 1);
+    let positional = cols.positional;
+    if rec.len() < needed || (positional && rec.len() > 6) {
         return Err(format!(
-            "expected 5 fields (plate,captured_at,camera_id,latitude,longitude), found {}",
-            f.len()
+            "expected {} fields ({},{STATE}), found {}",
+            if positional { "5 or 6" } else { "every named" },
+            REQUIRED.join(","),
+            rec.len()
         ));
     }
-    let captured_at = OffsetDateTime::parse(f[1], &Rfc3339)
-        .map_err(|e| format!("captured_at {:?} is not RFC 3339: {e}", f[1]))?
+    let f = |i: usize| rec.get(cols.at[i]).unwrap_or_default();
+    let captured_at = OffsetDateTime::parse(f(1), &Rfc3339)
+        .map_err(|e| format!("captured_at {:?} is not RFC 3339: {e}", f(1)))?
         .unix_timestamp();
-    let latitude = f[3]
+    let latitude = f(3)
         .parse::<f64>()
-        .map_err(|_| format!("latitude {:?} is not a number", f[3]))?;
-    let longitude = f[4]
+        .map_err(|_| format!("latitude {:?} is not a number", f(3)))?;
+    let longitude = f(4)
         .parse::<f64>()
-        .map_err(|_| format!("longitude {:?} is not a number", f[4]))?;
+        .map_err(|_| format!("longitude {:?} is not a number", f(4)))?;
     validate_read(Read {
-        plate: f[0].to_owned(),
+        plate: f(0).to_owned(),
         captured_at,
-        camera_id: f[2].to_owned(),
+        camera_id: f(2).to_owned(),
         latitude,
         longitude,
+        plate_state: cols
+            .state
+            .and_then(|i| rec.get(i))
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 
-/// Ingest CSV from `input` into the database. `progress` is called after each batch with
-/// the number of lines read so far.
+/// Ingest CSV from `input` into the database through `sink`. `progress` is called after
+/// each batch with the number of lines read so far. A header that lacks a needed column
+/// is an error before anything is stored.
 pub fn ingest_csv(
     sink: &mut dyn FnMut(&[Read]) -> Result<(), Error>,
-    input: impl BufRead,
+    input: impl std::io::BufRead,
     mut progress: impl FnMut(u64),
 ) -> Result<IngestReport, Error> {
     let mut report = IngestReport::default();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let mut rec = csv::StringRecord::new();
+    let mut cols: Option<Columns> = None;
     let mut line_no = 0u64;
-    for line in input.lines() {
-        line_no += 1;
-        let line = match line {
-            Ok(l) => l,
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) => {
+                let line = e.position().map_or(line_no + 1, |p| p.line());
+                line_no = line;
                 report.rejects.push(Reject {
-                    line: line_no,
-                    reason: format!("unreadable line: {e}"),
+                    line,
+                    reason: format!("unreadable row: {e}"),
                 });
                 continue;
             }
+        }
+        line_no = rec.position().map_or(line_no + 1, |p| p.line());
+        let columns = match cols {
+            Some(c) => c,
+            None => {
+                let c = Columns::from_header(&rec)
+                    .map_err(|m| Error::Usage(format!("line {line_no}: {m}")))?;
+                cols = Some(c.unwrap_or(Columns::POSITIONAL));
+                if c.is_some() {
+                    continue;
+                }
+                Columns::POSITIONAL
+            }
         };
-        let trimmed = line.trim();
-        if trimmed.is_empty()
-            || (line_no == 1 && trimmed.to_ascii_lowercase().starts_with("plate,"))
-        {
+        if rec.iter().all(str::is_empty) {
             continue;
         }
-        match parse_row(trimmed) {
+        match parse_record(&rec, columns) {
             Ok(r) => batch.push(r),
             Err(reason) => report.rejects.push(Reject {
                 line: line_no,
@@ -158,8 +263,71 @@ mod tests {
         let lines: Vec<u64> = report.rejects.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![3, 4, 5, 6]);
         assert!(report.rejects[0].reason.contains("plate"));
-        let got = store::lookup(&conn, "7ABC123", 0, i64::MAX).unwrap();
+        let any = store::PlateKey {
+            plate: "7ABC123",
+            state: alpr_proto::input::ANY_STATE,
+        };
+        let got = store::lookup(&conn, any, 0, i64::MAX).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].camera_id, "CAM-1");
+        assert_eq!(
+            got[0].plate_state, "",
+            "no state column: the state is unknown"
+        );
+    }
+
+    #[test]
+    fn columns_are_found_by_name_quoted_fields_hold_commas_and_extras_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(&dir.path().join("t.db")).unwrap();
+        // A vendor export: other column order, extra columns, a quoted camera name.
+        let csv = "Read ID,Longitude,Latitude,Plate,Plate_State,Camera_ID,Captured_At,Confidence\n\
+                   r1,-119.23,34.27,7ABC123,ca,\"Main St, northbound\",2026-11-01T10:00:00Z,0.97\n\
+                   r2,-119.23,34.27,7ABC123,NV,CAM-2,2026-11-01T11:00:00Z,0.91\n\
+                   r3,-119.23,34.27,7ABC123,ZZ,CAM-2,2026-11-01T12:00:00Z,0.91\n";
+        let report = ingest_csv(
+            &mut |b| store::insert_reads(&mut conn, b),
+            csv.as_bytes(),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(report.accepted, 2);
+        assert_eq!(report.rejects.len(), 1);
+        assert_eq!(report.rejects[0].line, 4);
+        assert!(
+            report.rejects[0].reason.contains("plate_state"),
+            "{:?}",
+            report.rejects
+        );
+        let ca = store::PlateKey {
+            plate: "7ABC123",
+            state: "CA",
+        };
+        let got = store::lookup(&conn, ca, 0, i64::MAX).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].camera_id, "Main St, northbound");
+        assert_eq!(got[0].plate_state, "CA");
+    }
+
+    #[test]
+    fn a_header_missing_a_needed_column_stores_nothing() {
+        let mut stored = 0;
+        let csv = "plate,captured_at,camera,latitude,longitude\n\
+                   7ABC123,2026-11-01T10:00:00Z,CAM-1,34.27,-119.23\n";
+        let e = ingest_csv(
+            &mut |b| {
+                stored += b.len();
+                Ok(())
+            },
+            csv.as_bytes(),
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 1: the header lacks column(s) camera_id"),
+            "{e}"
+        );
+        assert_eq!(stored, 0);
     }
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use alpr_pki::{AgencyClaims, Role, Signer, TrustStore};
+use alpr_proto::RefusalReason;
 use alpr_proto::admission::NodePolicy;
 use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::pb::SignedAgreement;
@@ -61,9 +62,9 @@ impl Node {
         let id = trust.verify(signer.chain(), alpr_pki::now_unix())?;
         if id.role != Role::Node {
             return Err(Error::Usage(format!(
-                "{} is a {} certificate, not a node certificate",
+                "{} is {} certificate, not a node certificate",
                 cfg.tls.cert.display(),
-                id.role
+                id.role.with_article()
             )));
         }
         let agency = id
@@ -157,11 +158,42 @@ impl Node {
     ) -> Result<String, Error> {
         use alpr_proto::pb::admin_request::Command;
         let now = alpr_pki::now_unix();
+        let event = match &req.command {
+            Some(Command::SetSwitch(_)) => "config_change",
+            Some(Command::User(_)) => "account_change",
+            Some(Command::Review(_)) => "search_review",
+            Some(Command::Hold(_)) => "evidence_hold",
+            None => "admin_command",
+        };
+        let refused_entry = |detail: String, reason: RefusalReason| AuditEntry {
+            at: now,
+            event: event.into(),
+            decision: "refused".into(),
+            requester_user: by.user.clone(),
+            requester_ori: by.ori().map(str::to_owned),
+            requester_agency: by
+                .agency
+                .as_ref()
+                .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind)),
+            reason_code: Some(reason.as_str_name().into()),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        // Every attempt is an entry, from any role or agency: the refusal too.
         if by.ori() != Some(self.ori()) || !matches!(by.role, Role::Admin | Role::Supervisor) {
-            return Err(Error::Usage(format!(
+            let detail = format!(
                 "only this agency's admins and supervisors administer this node; you are {}",
                 by.describe()
-            )));
+            );
+            self.audit(&[refused_entry(detail.clone(), RefusalReason::NotAuthorized)])?;
+            return Err(alpr_proto::Error::refused(RefusalReason::NotAuthorized, detail).into());
+        }
+        if let Err(e) =
+            transport::check_size("the admin command", prost::Message::encoded_len(&req))
+                .and_then(|()| check_admin_text(&req))
+        {
+            self.audit(&[refused_entry(e.detail(), e.reason())])?;
+            return Err(e.into());
         }
         let conn = self.db();
         let (event, result) = match req.command {
@@ -177,16 +209,30 @@ impl Node {
                         }
                     }),
             ),
+            // Holds and reviews log their own entry when they succeed; a refusal is logged here.
             Some(Command::Hold(h)) => {
                 drop(conn);
-                return self.place_hold(by, &h);
+                return self.place_hold(by, &h).or_else(|e| {
+                    self.audit(&[refused_entry(e.to_string(), refusal_reason(&e))])?;
+                    Err(e)
+                });
             }
             Some(Command::Review(r)) => {
                 drop(conn);
-                self.record_review(by, r.seq, r.justified, &r.note)?;
-                return Ok(format!("recorded review of entry #{}", r.seq));
+                return match self.record_review(by, r.seq, r.justified, &r.note) {
+                    Ok(()) => Ok(format!("recorded review of entry #{}", r.seq)),
+                    Err(e) => {
+                        self.audit(&[refused_entry(e.to_string(), refusal_reason(&e))])?;
+                        Err(e)
+                    }
+                };
             }
-            None => return Err(Error::Usage("empty command".into())),
+            None => (
+                "admin_command",
+                Err(
+                    alpr_proto::Error::refused(RefusalReason::InvalidInput, "empty command").into(),
+                ),
+            ),
         };
         self.audit(&[AuditEntry {
             at: now,
@@ -198,6 +244,10 @@ impl Node {
             },
             requester_user: by.user.clone(),
             requester_ori: by.ori().map(str::to_owned),
+            reason_code: match &result {
+                Err(Error::Refused(e)) => Some(e.reason().as_str_name().into()),
+                _ => None,
+            },
             detail: Some(match &result {
                 Ok(m) => m.clone(),
                 Err(e) => e.to_string(),
@@ -215,9 +265,14 @@ impl Node {
         now: i64,
     ) -> Result<String, Error> {
         if by.role != Role::Admin {
-            return Err(Error::Usage(
-                "only an admin changes sharing switches".into(),
-            ));
+            return Err(alpr_proto::Error::refused(
+                RefusalReason::NotAuthorized,
+                format!(
+                    "only an admin changes sharing switches; you are {}",
+                    by.describe()
+                ),
+            )
+            .into());
         }
         let who = by.describe();
         match s.name.as_str() {
@@ -415,5 +470,40 @@ impl Node {
         )?;
         self.reload_agreements(&conn)?;
         Ok(v.id)
+    }
+}
+
+/// Every free-text field of an admin command follows the wire's text rule
+/// ([`alpr_proto::input::check_text`]).
+fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto::Error> {
+    use alpr_proto::input::check_text;
+    use alpr_proto::pb::admin_request::Command;
+    match &req.command {
+        Some(Command::SetSwitch(s)) => {
+            check_text("switch name", &s.name)?;
+            check_text("ORI", &s.ori)?;
+            check_text("note", &s.note)
+        }
+        Some(Command::User(u)) => {
+            check_text("action", &u.action)?;
+            check_text("user", &u.user)?;
+            check_text("role", &u.role)?;
+            check_text("note", &u.note)
+        }
+        Some(Command::Review(r)) => check_text("note", &r.note),
+        Some(Command::Hold(h)) => {
+            check_text("case number", &h.case_number)?;
+            check_text("plate", &h.plate)?;
+            check_text("note", &h.note)
+        }
+        None => Ok(()),
+    }
+}
+
+/// The reason code of a refused admin command (`INVALID_INPUT` when it was not a rule).
+fn refusal_reason(e: &Error) -> RefusalReason {
+    match e {
+        Error::Refused(r) => r.reason(),
+        _ => RefusalReason::InvalidInput,
     }
 }

@@ -361,9 +361,14 @@ impl Node {
         note: &str,
     ) -> Result<(), Error> {
         if by.role != alpr_pki::Role::Supervisor || by.ori() != Some(self.ori()) {
-            return Err(Error::Usage(
-                "only this agency's supervisors review searches".into(),
-            ));
+            return Err(alpr_proto::Error::refused(
+                alpr_proto::RefusalReason::NotAuthorized,
+                format!(
+                    "only this agency's supervisors review searches; you are {}",
+                    by.describe()
+                ),
+            )
+            .into());
         }
         self.audit(&[crate::audit::AuditEntry {
             at: alpr_pki::now_unix(),

@@ -87,9 +87,17 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     // A node that cannot write its audit log refuses everything; health says so.
     node.set_health(health);
     let router = router
-        .add_service(NodeInboundServer::new(svc.clone()))
-        .add_service(NodeLocalServer::new(svc.clone()))
-        .add_service(NodeAdminServer::new(svc));
+        .add_service(
+            NodeInboundServer::new(svc.clone())
+                .max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+        )
+        .add_service(
+            NodeLocalServer::new(svc.clone())
+                .max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+        )
+        .add_service(
+            NodeAdminServer::new(svc).max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+        );
     // Scheduled retention purge: at start, then every interval, until the node stops.
     let purger = node.clone();
     let interval = std::time::Duration::from_secs(cfg.policy.purge_interval_secs.max(1));

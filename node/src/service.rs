@@ -81,7 +81,9 @@ impl Node {
         let started = std::time::Instant::now();
         let agreements = self.agreements();
         let trust = self.trust();
-        // Signatures and chains first, without holding the database.
+        // Size first (the transport lets up to 16 MiB through so that this refusal is
+        // logged), then signatures and chains, without holding the database.
+        let size = transport::check_size("the endorsed query", endorsed.encoded_len());
         let opened = admission::open(&trust, endorsed, now);
         let policy = self.policy(&self.db())?;
         let decision = admission::admit_opened(
@@ -117,6 +119,25 @@ impl Node {
             }
             (_, refused) => refused,
         };
+        let decision = match (size, decision) {
+            (Err(e), d) => {
+                let facts = match d {
+                    AdmissionDecision::Admitted(a) => QueryFacts {
+                        endorser: Some(a.endorser),
+                        investigator: Some(a.investigator),
+                        query: Some(a.query),
+                    },
+                    AdmissionDecision::Refused(r) => r.facts,
+                };
+                AdmissionDecision::Refused(Box::new(admission::Refused {
+                    reason: e.reason(),
+                    detail: e.detail(),
+                    facts,
+                    rule_version: self.rules.version.clone(),
+                }))
+            }
+            (Ok(()), d) => d,
+        };
         // Per-requester rate limit, counted on every authenticated request.
         let decision = match decision {
             AdmissionDecision::Admitted(a) if !self.rate_ok(&a.query.requester_ori, now) => {
@@ -140,9 +161,14 @@ impl Node {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
                 let floor = now - i64::from(self.retention_days()) * 86_400;
-                let reads =
-                    self.readers
-                        .lookup(&q.plate, q.window_start.max(floor), q.window_end)?;
+                let reads = self.readers.lookup(
+                    crate::store::PlateKey {
+                        plate: &q.plate,
+                        state: &q.plate_state,
+                    },
+                    q.window_start.max(floor),
+                    q.window_end,
+                )?;
                 let facts = QueryFacts {
                     endorser: Some(a.endorser.clone()),
                     investigator: Some(a.investigator.clone()),
@@ -176,12 +202,14 @@ impl Node {
                 e.detail = Some(r.detail.clone());
                 e.rule_version = Some(r.rule_version.clone());
                 let refusal = Refusal {
+                    // Bound to the query even when it did not verify, so the requester
+                    // can tell this refusal is about its query.
                     query_id: r
                         .facts
                         .query
                         .as_ref()
                         .map(|q| q.query_id.clone())
-                        .unwrap_or_default(),
+                        .unwrap_or_else(|| admission::claimed_query_id(endorsed)),
                     provider_ori: self.ori().to_owned(),
                     reason: r.reason as i32,
                     detail: r.detail.clone(),
@@ -307,7 +335,7 @@ impl Node {
         &self,
         query: &Query,
         facts: &QueryFacts,
-        response: RouteResponse,
+        mut response: RouteResponse,
     ) -> Result<RouteResponse, Error> {
         let done = alpr_pki::now_unix();
         // An account disabled while the query was in flight gets no results.
@@ -328,6 +356,30 @@ impl Node {
             self.audit(&[entry])?;
             return Err(Error::Refused(e));
         }
+        // The broker is not trusted with replies: every one is verified here again, and a
+        // target whose reply fails is a bad reply, never an answer. Results are put in the
+        // query's own target order, one per target, whatever the broker sent.
+        let trust = self.trust();
+        let mut by_target: std::collections::HashMap<String, TargetResult> = response
+            .results
+            .drain(..)
+            .map(|r| (r.ori.clone(), r))
+            .collect();
+        let mut signers: Vec<Option<String>> = Vec::with_capacity(query.targets.len());
+        for t in &query.targets {
+            let r = by_target.remove(t).unwrap_or_else(|| TargetResult {
+                ori: t.clone(),
+                status: TargetStatus::BadReply as i32,
+                reason: RefusalReason::BadReply as i32,
+                detail: "the broker returned no result for this target".into(),
+                reply: None,
+                decided_by: "broker".into(),
+            });
+            let (checked, signer) = check_result(&trust, query, r, done);
+            signers.push(signer);
+            response.results.push(checked);
+        }
+        response.query_id = query.query_id.clone();
         for r in &response.results {
             let status = TargetStatus::try_from(r.status)
                 .map(|s| s.as_str_name())
@@ -345,7 +397,8 @@ impl Node {
         let entries: Vec<AuditEntry> = response
             .results
             .iter()
-            .map(|r| {
+            .zip(&signers)
+            .map(|(r, signer)| {
                 let mut e = AuditEntry {
                     at: done,
                     event: "outbound_result".into(),
@@ -353,11 +406,13 @@ impl Node {
                     requester_user: Some(query.requester_user.clone()),
                     target: Some(r.ori.clone()),
                     decided_by: Some(r.decided_by.clone()),
+                    peer: signer.clone(),
                     ..Default::default()
                 };
                 e.decision = match TargetStatus::try_from(r.status) {
                     Ok(TargetStatus::Answered) => "answered".into(),
                     Ok(TargetStatus::Refused) => "refused".into(),
+                    Ok(TargetStatus::BadReply) => "bad_reply".into(),
                     _ => "unavailable".into(),
                 };
                 if r.status != TargetStatus::Answered as i32 {
@@ -388,6 +443,8 @@ impl Node {
         let refuse = |r: RefusalReason, m: String, f: &QueryFacts| {
             (alpr_proto::Error::refused(r, m), f.clone())
         };
+        transport::check_size("the search request", signed_query.len())
+            .map_err(|e| (e, facts.clone()))?;
         let peer = match peer {
             Ok(p) => p,
             Err(Error::Refused(e)) => return Err((e, facts)),
@@ -474,6 +531,87 @@ impl Node {
     }
 }
 
+/// Check one target's result as the broker relayed it: a reply must verify
+/// ([`alpr_proto::reply::verify`]) and agree with the status the broker claims; the status
+/// and reason then come from the signed reply, not from the broker. Returns the result as
+/// it is handed to the investigator and the verified signer (or whoever signed a bad reply).
+pub fn check_result(
+    trust: &alpr_pki::TrustStore,
+    query: &Query,
+    r: TargetResult,
+    now: i64,
+) -> (TargetResult, Option<String>) {
+    use alpr_proto::reply::{self, VerifiedReply};
+    let bad = |r: &TargetResult, detail: String| TargetResult {
+        ori: r.ori.clone(),
+        status: TargetStatus::BadReply as i32,
+        reason: RefusalReason::BadReply as i32,
+        detail,
+        reply: None,
+        decided_by: r.decided_by.clone(),
+    };
+    let claimed = TargetStatus::try_from(r.status).unwrap_or(TargetStatus::Unspecified);
+    let Some(signed) = &r.reply else {
+        // Only the broker's own decisions come without a reply.
+        return match claimed {
+            TargetStatus::Refused | TargetStatus::Unavailable | TargetStatus::BadReply => (r, None),
+            _ => {
+                let b = bad(
+                    &r,
+                    format!(
+                        "reported as {} without a signed reply",
+                        claimed.as_str_name()
+                    ),
+                );
+                (b, None)
+            }
+        };
+    };
+    match reply::verify(trust, &r.ori, signed, query, now) {
+        Ok(VerifiedReply::Answer { signer, .. }) => {
+            let who = signer.describe();
+            if claimed != TargetStatus::Answered {
+                return (
+                    bad(
+                        &r,
+                        format!(
+                            "a signed answer from {who} relayed as {}",
+                            claimed.as_str_name()
+                        ),
+                    ),
+                    Some(who),
+                );
+            }
+            (
+                TargetResult {
+                    reason: 0,
+                    detail: String::new(),
+                    decided_by: r.ori.clone(),
+                    ..r
+                },
+                Some(who),
+            )
+        }
+        Ok(VerifiedReply::Refusal { signer, refusal }) => (
+            TargetResult {
+                status: TargetStatus::Refused as i32,
+                reason: refusal.reason,
+                detail: refusal.detail,
+                decided_by: r.ori.clone(),
+                ..r
+            },
+            Some(signer.describe()),
+        ),
+        Err(e) => {
+            // Name the signer of a bad reply when its signature at least verified.
+            let signer = alpr_proto::envelope::open(trust, signed, &signed.payload_type, now)
+                .ok()
+                .map(|(id, _)| id.describe());
+            (bad(&r, e.detail()), signer)
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl NodeInbound for NodeService {
     async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
@@ -555,10 +693,7 @@ impl NodeAdmin for NodeService {
         let message = tokio::task::spawn_blocking(move || node.admin(&peer, req))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| match e {
-                Error::Usage(m) => Status::permission_denied(m),
-                other => other.to_status(),
-            })?;
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(AdminResponse { message }))
     }
 }

@@ -1,8 +1,12 @@
 //! The node's SQLite database (WAL): reads, agreements, accounts, switches.
 //!
 //! Reads are partitioned by UTC capture day: one table `reads_<day>` per day, each with
-//! its own index on (plate, capture time). B-trees stay small, a lookup touches only the
-//! days its window covers, and retention drops whole tables instead of deleting rows.
+//! its own index on (plate, issuing state, capture time). B-trees stay small, a lookup
+//! touches only the days its window covers, and retention drops whole tables instead of
+//! deleting rows.
+//!
+//! The schema is versioned (`PRAGMA user_version`, [`SCHEMA_VERSION`]); [`open`] migrates
+//! an older database in one transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -33,6 +37,9 @@ CREATE TABLE IF NOT EXISTS registry_leaves (idx INTEGER PRIMARY KEY, hash BLOB N
 CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, sth BLOB NOT NULL, seen_at INTEGER NOT NULL);
 "#;
 
+/// The schema version this code writes. 1: reads carry their plate's issuing state.
+pub const SCHEMA_VERSION: i64 = 1;
+
 /// Open (creating if needed) the node database in WAL mode with full durability.
 pub fn open(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
@@ -46,7 +53,69 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     crate::settings::init(&conn)?;
     crate::accounts::init(&conn)?;
     crate::holds::init(&conn)?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Bring a database written by older code up to [`SCHEMA_VERSION`]; refuse one written by
+/// newer code.
+fn migrate(conn: &Connection) -> Result<(), Error> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Usage(format!(
+            "the node database has schema version {version}, newer than this alpr-node ({SCHEMA_VERSION}); upgrade alpr-node"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    if version < 1 {
+        // Reads stored before plates carried their issuing state keep an unknown state
+        // (''): only "any state" queries find them.
+        let days: Vec<i64> = tx
+            .prepare("SELECT day FROM partitions")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for day in days {
+            let t = table(day);
+            if !has_column(&tx, &t, "plate_state")? {
+                tx.execute_batch(&format!(
+                    "ALTER TABLE {t} ADD COLUMN plate_state TEXT NOT NULL DEFAULT '';
+                     DROP INDEX IF EXISTS {t}_plate_cover;
+                     DROP INDEX IF EXISTS {t}_plate_time;"
+                ))?;
+            }
+            tx.execute_batch(&partition_index(&t))?;
+        }
+        if !has_column(&tx, "held_reads", "plate_state")? {
+            tx.execute_batch(
+                "ALTER TABLE held_reads ADD COLUMN plate_state TEXT NOT NULL DEFAULT ''",
+            )?;
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, Error> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st.query_map([], |r| r.get::<_, String>(1))?;
+    for n in names {
+        if n? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The covering index of a day partition: one plate's reads of a day, by issuing state,
+/// sit together in one or two index pages and a lookup never visits the table.
+fn partition_index(t: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {t}_plate_state_cover ON {t} (plate, plate_state, captured_at, camera_id, latitude, longitude);"
+    )
 }
 
 /// Seconds per day.
@@ -56,15 +125,13 @@ fn table(day: i64) -> String {
     format!("reads_{day}")
 }
 
-/// Create a day's partition if needed. Its index covers every column a lookup returns, so
-/// one plate's reads of a day sit together in one or two index pages and a lookup never
-/// visits the table (partitions made before this index have `_plate_time` on (plate,
-/// captured_at) and still work, visiting one table page per read).
+/// Create a day's partition if needed, with its covering index ([`partition_index`]).
 fn ensure_partition(tx: &rusqlite::Transaction<'_>, day: i64) -> Result<(), Error> {
     let t = table(day);
     tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {t} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);
-         CREATE INDEX IF NOT EXISTS {t}_plate_cover ON {t} (plate, captured_at, camera_id, latitude, longitude);"
+        "CREATE TABLE IF NOT EXISTS {t} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, plate_state TEXT NOT NULL DEFAULT '');
+         {}",
+        partition_index(&t)
     ))?;
     tx.execute("INSERT OR IGNORE INTO partitions (day) VALUES (?1)", [day])?;
     Ok(())
@@ -85,7 +152,7 @@ pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<(), Error> 
         ensure_partition(&tx, day)?;
         {
             let mut st = tx.prepare_cached(&format!(
-                "INSERT INTO {} (plate, captured_at, camera_id, latitude, longitude) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO {} (plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 table(day)
             ))?;
             for r in &rows {
@@ -94,7 +161,8 @@ pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<(), Error> 
                     r.captured_at,
                     r.camera_id,
                     r.latitude,
-                    r.longitude
+                    r.longitude,
+                    r.plate_state
                 ])?;
             }
         }
@@ -118,9 +186,31 @@ pub fn partitions(conn: &Connection) -> Result<Vec<(i64, i64)>, Error> {
         .collect::<Result<_, _>>()?)
 }
 
+/// Which plate a lookup is for: its characters and its issuing state, or any state.
+#[derive(Clone, Copy, Debug)]
+pub struct PlateKey<'a> {
+    /// Normalized plate characters.
+    pub plate: &'a str,
+    /// An NCIC state code, or [`alpr_proto::input::ANY_STATE`] for every state (including
+    /// reads whose state is unknown). A specific state never matches an unknown one: the
+    /// same characters in two states are two different vehicles.
+    pub state: &'a str,
+}
+
+impl PlateKey<'_> {
+    fn any_state(&self) -> bool {
+        self.state == alpr_proto::input::ANY_STATE
+    }
+}
+
 /// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
-pub fn lookup(conn: &Connection, plate: &str, start: i64, end: i64) -> Result<Vec<Read>, Error> {
-    lookup_days(conn, window_days(start, end), plate, start, end)
+pub fn lookup(
+    conn: &Connection,
+    key: PlateKey<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Read>, Error> {
+    lookup_days(conn, window_days(start, end), key, start, end)
 }
 
 /// The calendar days (UTC day numbers) that `[start, end]` touches.
@@ -134,7 +224,7 @@ fn window_days(start: i64, end: i64) -> std::ops::RangeInclusive<i64> {
 fn lookup_days(
     conn: &Connection,
     days: std::ops::RangeInclusive<i64>,
-    plate: &str,
+    key: PlateKey<'_>,
     start: i64,
     end: i64,
 ) -> Result<Vec<Read>, Error> {
@@ -147,12 +237,17 @@ fn lookup_days(
     for day in &present {
         // The limit is a literal: SQLite re-prepares a statement whenever a bound LIMIT
         // value changes, which would re-parse it on nearly every lookup.
+        let state = if key.any_state() {
+            "?4 = ?4"
+        } else {
+            "plate_state = ?4"
+        };
         let mut q = snapshot.prepare_cached(&format!(
-            "SELECT plate, captured_at, camera_id, latitude, longitude FROM {}
-             WHERE plate = ?1 AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
+            "SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM {}
+             WHERE plate = ?1 AND {state} AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
             table(*day)
         ))?;
-        let rows = q.query_map(params![plate, start, end], read_from_row)?;
+        let rows = q.query_map(params![key.plate, start, end, key.state], read_from_row)?;
         for r in rows {
             if out.len() >= MAX_RESULTS {
                 break;
@@ -166,7 +261,7 @@ fn lookup_days(
     Ok(out)
 }
 
-/// A read from a row of `plate, captured_at, camera_id, latitude, longitude`.
+/// A read from a row of `plate, captured_at, camera_id, latitude, longitude, plate_state`.
 pub(crate) fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Read> {
     Ok(Read {
         plate: r.get(0)?,
@@ -174,6 +269,7 @@ pub(crate) fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Read> {
         camera_id: r.get(2)?,
         latitude: r.get(3)?,
         longitude: r.get(4)?,
+        plate_state: r.get(5)?,
     })
 }
 
@@ -205,9 +301,9 @@ impl Readers {
     }
 
     /// Reads of one plate in `[start, end]`, oldest first, at most [`MAX_RESULTS`].
-    pub fn lookup(&self, plate: &str, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+    pub fn lookup(&self, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
         let conn = self.take()?;
-        let result = self.lookup_with(&conn, plate, start, end);
+        let result = self.lookup_with(&conn, key, start, end);
         self.give(conn);
         result
     }
@@ -215,14 +311,14 @@ impl Readers {
     fn lookup_with(
         &self,
         conn: &Connection,
-        plate: &str,
+        key: PlateKey<'_>,
         start: i64,
         end: i64,
     ) -> Result<Vec<Read>, Error> {
         let days = window_days(start, end);
         let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
         if n <= DAYS_PER_READER {
-            return lookup_days(conn, days, plate, start, end);
+            return lookup_days(conn, days, key, start, end);
         }
         let readers = n.div_ceil(DAYS_PER_READER).min(MAX_READERS_PER_LOOKUP);
         // Split the window into `readers` runs of consecutive days, oldest first.
@@ -236,13 +332,13 @@ impl Readers {
                 .map(|chunk| {
                     s.spawn(move || {
                         let c = self.take()?;
-                        let r = lookup_days(&c, chunk, plate, start, end);
+                        let r = lookup_days(&c, chunk, key, start, end);
                         self.give(c);
                         r
                     })
                 })
                 .collect();
-            let mut out = lookup_days(conn, mine, plate, start, end)?;
+            let mut out = lookup_days(conn, mine, key, start, end)?;
             for h in others {
                 let part = h
                     .join()
@@ -418,7 +514,12 @@ mod tests {
             camera_id: "cam-1".into(),
             latitude: 34.1,
             longitude: -118.2,
+            plate_state: "CA".into(),
         }
+    }
+
+    fn ca(plate: &str) -> PlateKey<'_> {
+        PlateKey { plate, state: "CA" }
     }
 
     #[test]
@@ -435,7 +536,7 @@ mod tests {
             reads.push(read("8XYZ999", day0 + d * DAY + 30));
         }
         insert_reads(&mut conn, &reads).unwrap();
-        let all = lookup(&conn, "7ABC123", day0, day0 + 3 * DAY).unwrap();
+        let all = lookup(&conn, ca("7ABC123"), day0, day0 + 3 * DAY).unwrap();
         assert_eq!(all.len(), MAX_RESULTS);
         assert!(all.windows(2).all(|w| w[0].captured_at < w[1].captured_at));
         assert_eq!(all[0].captured_at, day0);
@@ -443,19 +544,19 @@ mod tests {
         // The window bounds are inclusive and respected; repeated lookups with different
         // remaining counts give the same answers.
         for _ in 0..3 {
-            let part = lookup(&conn, "7ABC123", day0 + DAY + 60, day0 + 2 * DAY + 120).unwrap();
+            let part = lookup(&conn, ca("7ABC123"), day0 + DAY + 60, day0 + 2 * DAY + 120).unwrap();
             assert_eq!(part.len(), 499 + 3);
             assert_eq!(part[0].captured_at, day0 + DAY + 60);
             assert_eq!(part.last().unwrap().captured_at, day0 + 2 * DAY + 120);
         }
         assert_eq!(
-            lookup(&conn, "8XYZ999", day0, day0 + 3 * DAY)
+            lookup(&conn, ca("8XYZ999"), day0, day0 + 3 * DAY)
                 .unwrap()
                 .len(),
             3
         );
         assert!(
-            lookup(&conn, "0NONE00", day0, day0 + 3 * DAY)
+            lookup(&conn, ca("0NONE00"), day0, day0 + 3 * DAY)
                 .unwrap()
                 .is_empty()
         );
@@ -483,18 +584,20 @@ mod tests {
             (day0 + 2 * DAY, day0 + 4 * DAY),
             (day0 - 10 * DAY, day0 - DAY),
         ] {
-            let one = lookup(&conn, "7ABC123", start, end).unwrap();
-            let many = readers.lookup("7ABC123", start, end).unwrap();
+            let one = lookup(&conn, ca("7ABC123"), start, end).unwrap();
+            let many = readers.lookup(ca("7ABC123"), start, end).unwrap();
             assert_eq!(one, many, "window {start}..{end}");
             assert!(many.windows(2).all(|w| w[0].captured_at < w[1].captured_at));
             assert!(many.len() <= MAX_RESULTS);
         }
-        let all = readers.lookup("7ABC123", day0, day0 + 40 * DAY).unwrap();
+        let all = readers
+            .lookup(ca("7ABC123"), day0, day0 + 40 * DAY)
+            .unwrap();
         assert_eq!(all.len(), MAX_RESULTS);
         assert_eq!(all[0].captured_at, day0 + 3600);
         assert_eq!(
             readers
-                .lookup("8XYZ999", day0, day0 + 40 * DAY)
+                .lookup(ca("8XYZ999"), day0, day0 + 40 * DAY)
                 .unwrap()
                 .len(),
             40
@@ -517,10 +620,97 @@ mod tests {
         assert_eq!(partitions(&conn).unwrap().len(), 3);
         // Purge the first day, as the retention task may while a lookup is under way.
         purge_before(&mut conn, day0 + DAY, day0 + DAY).unwrap();
-        let got = lookup_days(&conn, days, "7ABC123", day0, day0 + 3 * DAY).unwrap();
+        let got = lookup_days(&conn, days, ca("7ABC123"), day0, day0 + 3 * DAY).unwrap();
         assert_eq!(
             got.iter().map(|r| r.captured_at).collect::<Vec<_>>(),
             vec![day0 + DAY + 60, day0 + 2 * DAY + 60]
         );
+    }
+
+    #[test]
+    fn the_same_characters_in_two_states_are_two_vehicles() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("node.db")).unwrap();
+        let day0 = 20_300 * DAY;
+        let nv = Read {
+            plate_state: "NV".into(),
+            ..read("8ABC123", day0 + 120)
+        };
+        let unknown = Read {
+            plate_state: String::new(),
+            ..read("8ABC123", day0 + 180)
+        };
+        insert_reads(&mut conn, &[read("8ABC123", day0 + 60), nv, unknown]).unwrap();
+        let states = |key| {
+            lookup(&conn, key, day0, day0 + DAY)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.plate_state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(states(ca("8ABC123")), vec!["CA"]);
+        assert_eq!(
+            states(PlateKey {
+                plate: "8ABC123",
+                state: "NV"
+            }),
+            vec!["NV"]
+        );
+        // "Any state" is the only way to reach reads whose state is unknown.
+        assert_eq!(
+            states(PlateKey {
+                plate: "8ABC123",
+                state: alpr_proto::input::ANY_STATE
+            }),
+            vec!["CA", "NV", ""]
+        );
+    }
+
+    #[test]
+    fn a_database_from_before_plate_states_migrates_with_the_state_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let day = 20_400;
+        {
+            // The version-0 layout: no plate_state, the old covering index.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "{SCHEMA}
+                 CREATE TABLE reads_{day} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);
+                 CREATE INDEX reads_{day}_plate_cover ON reads_{day} (plate, captured_at, camera_id, latitude, longitude);
+                 INSERT INTO reads_{day} VALUES ('8ABC123', {}, 'cam-9', 34.0, -119.0);
+                 INSERT INTO partitions (day, rows) VALUES ({day}, 1);
+                 CREATE TABLE held_reads (hold_id INTEGER NOT NULL, plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);",
+                day * DAY + 60
+            ))
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(has_column(&conn, "held_reads", "plate_state").unwrap());
+        let any = PlateKey {
+            plate: "8ABC123",
+            state: alpr_proto::input::ANY_STATE,
+        };
+        let got = lookup(&conn, any, day * DAY, (day + 1) * DAY).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].plate_state, "");
+        assert!(
+            lookup(&conn, ca("8ABC123"), day * DAY, (day + 1) * DAY)
+                .unwrap()
+                .is_empty()
+        );
+        drop(conn);
+        // Opening again is a no-op; a database from newer code is refused.
+        open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        let e = open(&path).unwrap_err().to_string();
+        assert!(e.contains("newer than this alpr-node"), "{e}");
     }
 }

@@ -198,6 +198,7 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
                     let now = alpr_pki::now_unix();
                     let p = SearchParams {
                         plate: "8ABC123".into(),
+                        plate_state: "CA".into(),
                         window_start: now - 86_400,
                         window_end: now,
                         purpose: "240".into(),
@@ -291,6 +292,7 @@ async fn sigterm_finishes_in_flight_work_and_seals_the_log() {
         let now = alpr_pki::now_unix();
         let p = SearchParams {
             plate: "8ABC123".into(),
+            plate_state: "CA".into(),
             window_start: now - 86_400,
             window_end: now,
             purpose: "240".into(),

@@ -194,6 +194,19 @@ impl FromStr for Role {
     }
 }
 
+impl Role {
+    /// The role with its indefinite article, for messages: "an admin", "a node".
+    pub fn with_article(self) -> String {
+        let name = self.as_str();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -285,3 +285,12 @@ fn rotation_with_overlap_then_revocation_of_the_old_certificate() {
     ));
     assert!(trust.verify(&chain(&new), now_unix()).is_ok());
 }
+
+#[test]
+fn roles_take_the_right_article_in_messages() {
+    assert_eq!(Role::Admin.with_article(), "an admin");
+    assert_eq!(Role::Investigator.with_article(), "an investigator");
+    assert_eq!(Role::Auditor.with_article(), "an auditor");
+    assert_eq!(Role::Node.with_article(), "a node");
+    assert_eq!(Role::Supervisor.with_article(), "a supervisor");
+}

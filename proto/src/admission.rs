@@ -228,6 +228,18 @@ pub fn admit_opened(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> Admissi
     }
 }
 
+/// The query id an endorsed query claims, read WITHOUT verifying anything: only for
+/// binding a refusal to the query it refuses when the query itself did not verify (empty
+/// when even that cannot be decoded).
+pub fn claimed_query_id(endorsed: &Signed) -> Vec<u8> {
+    Endorsement::decode(endorsed.payload.as_slice())
+        .ok()
+        .and_then(|e| Signed::decode(e.signed_query.as_slice()).ok())
+        .and_then(|q| Query::decode(q.payload.as_slice()).ok())
+        .map(|q| q.query_id)
+        .unwrap_or_default()
+}
+
 /// Verify an endorsement and the query nested in it; fill `facts` as each part verifies.
 pub fn open_endorsed(
     trust: &TrustStore,
@@ -240,8 +252,8 @@ pub fn open_endorsed(
         return Err(Error::refused(
             RefusalReason::CertInvalid,
             format!(
-                "endorsement signed with a {} certificate; only a node certificate may endorse",
-                endorser.role
+                "endorsement signed with {} certificate; only a node certificate may endorse",
+                endorser.role.with_article()
             ),
         ));
     }
@@ -269,8 +281,8 @@ pub fn open_endorsed(
         return Err(Error::refused(
             RefusalReason::CertInvalid,
             format!(
-                "query signed with a {} certificate; only an investigator may search",
-                investigator.role
+                "query signed with {} certificate; only an investigator may search",
+                investigator.role.with_article()
             ),
         ));
     }
@@ -288,6 +300,33 @@ pub fn open_endorsed(
         )
     })?;
     facts.query = Some(query.clone());
+    // The endorsement's own date: made now (within clock skew), and not before the query.
+    if (endorsement.endorsed_at - now).abs() > CLOCK_SKEW_SECS {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            format!(
+                "endorsement dated {}s {} now, beyond the {CLOCK_SKEW_SECS}s clock-skew tolerance",
+                (endorsement.endorsed_at - now).abs(),
+                if endorsement.endorsed_at > now {
+                    "after"
+                } else {
+                    "before"
+                }
+            ),
+        ));
+    }
+    // (A query issued in the future is refused as such by `check_query`.)
+    if query.issued_at <= now + CLOCK_SKEW_SECS
+        && endorsement.endorsed_at < query.issued_at - CLOCK_SKEW_SECS
+    {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            format!(
+                "endorsement dated {}s before the query was issued",
+                query.issued_at - endorsement.endorsed_at
+            ),
+        ));
+    }
     if Some(query.requester_ori.as_str()) != investigator.ori()
         || Some(&query.requester_user) != investigator.user.as_ref()
     {
@@ -303,6 +342,22 @@ pub fn open_endorsed(
 /// requesting node runs these before endorsing, so an investigator learns at once.
 pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     let invalid = |m: String| Error::refused(RefusalReason::InvalidInput, m);
+    for (field, text) in [
+        ("requester_user", query.requester_user.as_str()),
+        ("requester_ori", &query.requester_ori),
+        ("plate", &query.plate),
+        ("plate_state", &query.plate_state),
+        ("purpose_code", &query.purpose_code),
+        ("case number", &query.case_number),
+        ("reason", &query.reason),
+        ("warrant reference", &query.warrant_ref),
+        ("on_behalf_of_ori", &query.on_behalf_of_ori),
+    ]
+    .into_iter()
+    .chain(query.targets.iter().map(|t| ("target", t.as_str())))
+    {
+        input::check_text(field, text)?;
+    }
     if query.expires_at <= now {
         return Err(Error::refused(
             RefusalReason::QueryExpired,
@@ -341,7 +396,17 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     if plate != query.plate {
         return Err(invalid("plate is not normalized".into()));
     }
-    if query.window_start >= query.window_end || query.window_start < 0 {
+    let state = input::normalize_query_state(&query.plate_state)?;
+    if state != query.plate_state {
+        return Err(invalid("plate_state is not normalized (upper-case)".into()));
+    }
+    if query.window_start < 0 {
+        return Err(invalid(format!(
+            "time window start {} is before 1970 (Unix seconds must not be negative)",
+            query.window_start
+        )));
+    }
+    if query.window_start >= query.window_end {
         return Err(invalid("time window start must be before its end".into()));
     }
     if query.window_end > now + CLOCK_SKEW_SECS + DAY {
@@ -350,7 +415,7 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     let purpose = purpose::lookup(&query.purpose_code)?;
     input::check_case_number(&query.case_number)?;
     input::check_reason(&query.reason, purpose.needs_justification)?;
-    if query.warrant_ref.len() > 128 || query.warrant_ref.chars().any(char::is_control) {
+    if query.warrant_ref.chars().count() > 128 {
         return Err(invalid("warrant reference is malformed".into()));
     }
     Ok(purpose)

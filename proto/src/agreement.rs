@@ -94,6 +94,17 @@ pub fn verify(
             "requester countersignature missing",
         )
     })?;
+    for (who, env) in [("provider's", p), ("requester's", r)] {
+        if env.payload_type != AGREEMENT {
+            return Err(Error::refused(
+                RefusalReason::BadSignature,
+                format!(
+                    "the {who} signature is over payload type {:?}, not {AGREEMENT:?}",
+                    env.payload_type
+                ),
+            ));
+        }
+    }
     if p.payload != r.payload {
         return Err(Error::refused(
             RefusalReason::BadSignature,
@@ -116,8 +127,8 @@ pub fn verify(
             return Err(Error::refused(
                 RefusalReason::CertInvalid,
                 format!(
-                    "{who} signature is by a {} certificate, not an admin",
-                    id.role
+                    "{who} signature is by {} certificate, not an admin",
+                    id.role.with_article()
                 ),
             ));
         }

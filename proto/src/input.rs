@@ -1,9 +1,96 @@
 //! Input rules shared by every party: plate normalization, case numbers, reasons, terms.
 
+use unicode_normalization::{IsNormalized, is_nfc_quick};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 use crate::{Error, RefusalReason};
 
 /// Longest plate accepted.
 pub const MAX_PLATE: usize = 10;
+
+/// The query's `plate_state` that asks for plates of every issuing state, explicitly.
+pub const ANY_STATE: &str = "ANY";
+
+/// Plate issuing jurisdictions as NCIC codes them (the "LIS" field): the states, the
+/// District of Columbia, the territories, US government plates, Canada's provinces and
+/// territories (NCIC spells Newfoundland `NF` and Quebec `PQ`) and Mexico.
+pub const PLATE_STATES: &[&str] = &[
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM",
+    "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
+    "WV", "WI", "WY", "AS", "GU", "MP", "PR", "VI", "US", "AB", "BC", "MB", "NB", "NF", "NS", "NT",
+    "NU", "ON", "PE", "PQ", "SK", "YT", "MX",
+];
+
+/// Normalize a plate's issuing state as a read carries it: upper-case NCIC code, or empty
+/// when the camera did not report one. `ANY` is a query word, never a read's state.
+pub fn normalize_read_state(raw: &str) -> Result<String, Error> {
+    let s = raw.trim().to_ascii_uppercase();
+    if s.is_empty() || PLATE_STATES.contains(&s.as_str()) {
+        return Ok(s);
+    }
+    Err(Error::refused(
+        RefusalReason::InvalidInput,
+        format!(
+            "plate state {:?} is not an NCIC state code (two letters such as CA, NV, DC, PR, ON)",
+            truncate(raw, 12)
+        ),
+    ))
+}
+
+/// Normalize a query's plate state: an NCIC code, or [`ANY_STATE`] to ask for every state.
+/// A query must say which: empty is refused.
+pub fn normalize_query_state(raw: &str) -> Result<String, Error> {
+    let s = raw.trim().to_ascii_uppercase();
+    if s == ANY_STATE {
+        return Ok(s);
+    }
+    if s.is_empty() {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            "name the plate's issuing state (e.g. CA) or ANY to search plates of every state",
+        ));
+    }
+    normalize_read_state(&s)
+}
+
+/// Every text field on the wire: Unicode NFC, and no control (Cc), format (Cf, such as
+/// zero-width spaces and bidi overrides), private-use (Co) or unassigned (Cn) characters,
+/// which can make two different texts look alike to a reviewer.
+pub fn check_text(field: &str, text: &str) -> Result<(), Error> {
+    for (i, c) in text.chars().enumerate() {
+        let cat = c.general_category();
+        if matches!(
+            cat,
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::PrivateUse
+                | GeneralCategory::Unassigned
+        ) {
+            return Err(Error::refused(
+                RefusalReason::InvalidInput,
+                format!(
+                    "{field} contains the invisible or control character U+{:04X} at position {}",
+                    c as u32,
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if is_nfc_quick(text.chars()) != IsNormalized::Yes && !unicode_normalization::is_nfc(text) {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            format!("{field} is not in Unicode normalization form C (normalize it before signing)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Text normalized to NFC, for clients to apply before they sign.
+pub fn nfc(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfc().collect()
+}
 
 /// Normalize a plate: upper-case, spaces and dashes removed; only `A-Z0-9` remain.
 ///
@@ -117,19 +204,33 @@ fn words(s: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_lowercase)
 }
 
-/// A reason must be specific: at least [`MIN_REASON_CHARS`] characters and at least three
-/// words that are not generic filler ("investigation" alone is refused).
+/// A reason must be specific: at least [`MIN_REASON_CHARS`] characters (or
+/// [`MIN_JUSTIFICATION_CHARS`] for catch-all purposes), at least three *distinct* words of
+/// three or more characters that are not generic filler ("investigation" alone is
+/// refused), and no one word making up more than a third of all its words (a word repeated
+/// over and over is no reason).
 pub fn check_reason(reason: &str, needs_justification: bool) -> Result<(), Error> {
     let r = reason.trim();
-    let specific = words(r)
-        .filter(|w| w.len() >= 3 && !GENERIC_WORDS.contains(&w.as_str()))
-        .count();
+    let all: Vec<String> = words(r).collect();
+    let mut specific: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|w| w.chars().count() >= 3 && !GENERIC_WORDS.contains(w))
+        .collect();
+    specific.sort_unstable();
+    specific.dedup();
+    let most_repeated = all
+        .iter()
+        .map(|w| all.iter().filter(|x| *x == w).count())
+        .max()
+        .unwrap_or(0);
+    let repetitive = all.len() >= 4 && most_repeated * 3 > all.len();
     let min = if needs_justification {
         MIN_JUSTIFICATION_CHARS
     } else {
         MIN_REASON_CHARS
     };
-    if r.chars().count() < min || specific < 3 {
+    if r.chars().count() < min || specific.len() < 3 || repetitive {
         return Err(Error::refused(
             RefusalReason::ReasonInsufficient,
             format!(
@@ -254,6 +355,17 @@ mod tests {
             false,
         )
         .unwrap();
+        // One nonsense word repeated: long enough, "specific", and still no reason.
+        for bad in [
+            "blorp blorp blorp blorp blorp blorp blorp",
+            "robbery robbery robbery robbery downtown",
+        ] {
+            assert_eq!(
+                check_reason(bad, false).unwrap_err().reason(),
+                RefusalReason::ReasonInsufficient,
+                "{bad}"
+            );
+        }
         assert!(check_reason("Armed robbery at 5th and Main; witness saw plate", true).is_err());
     }
 
@@ -268,6 +380,41 @@ mod tests {
             RefusalReason::CaseNumberMissing
         );
         check_case_number("VPD-2026-001234").unwrap();
+    }
+
+    #[test]
+    fn text_must_be_nfc_without_invisible_characters() {
+        check_text("case number", "SSD-2026-018832").unwrap();
+        check_text("reason", "Café owner saw the car — 3 a.m.").unwrap();
+        for (bad, what) in [
+            ("SSD-2026\u{200B}-018832", "U+200B"),
+            ("abc\u{202E}def", "U+202E"),
+            ("line\nbreak", "U+000A"),
+            ("private \u{E000}", "U+E000"),
+            ("Cafe\u{301}", "normalization form C"),
+        ] {
+            let e = check_text("case number", bad).unwrap_err();
+            assert_eq!(e.reason(), RefusalReason::InvalidInput);
+            assert!(e.detail().contains(what), "{what:?} not in {e}");
+        }
+        assert_eq!(nfc("Cafe\u{301}"), "Caf\u{e9}");
+    }
+
+    #[test]
+    fn plate_states_are_ncic_codes_and_queries_must_name_one() {
+        assert_eq!(normalize_read_state(" ca ").unwrap(), "CA");
+        assert_eq!(normalize_read_state("").unwrap(), "");
+        assert_eq!(normalize_query_state("any").unwrap(), ANY_STATE);
+        assert_eq!(normalize_query_state("nv").unwrap(), "NV");
+        for bad in ["ZZ", "California", "ANYX"] {
+            assert_eq!(
+                normalize_query_state(bad).unwrap_err().reason(),
+                RefusalReason::InvalidInput,
+                "{bad}"
+            );
+        }
+        assert!(normalize_query_state("").is_err());
+        assert!(normalize_read_state(ANY_STATE).is_err());
     }
 
     #[test]

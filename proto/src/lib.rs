@@ -7,6 +7,7 @@
 //! * [`rules`]: state rules as versioned data (California, Illinois, Virginia, default).
 //! * [`agreement`]: doubly signed, directional sharing agreements.
 //! * [`admission`]: the one rule set that both the broker and every node evaluate.
+//! * [`reply`]: the one verification of a target's signed answer or refusal.
 //! * [`replay`]: in-memory replay memory, rebuilt from each party's own log at start.
 //! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod purpose;
 pub mod registry;
 pub mod replay;
+pub mod reply;
 pub mod rules;
 pub mod sqlite;
 pub mod telemetry;
@@ -30,7 +32,7 @@ pub mod telemetry;
 mod testkit;
 pub mod transport;
 
-pub use error::Error;
+pub use error::{Error, REASON_METADATA, reason_of, refusal_status};
 pub use pb::RefusalReason;
 
 /// Generated protobuf and gRPC code for package `alpr.v1`.

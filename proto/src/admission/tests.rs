@@ -80,6 +80,7 @@ fn query(w: &World, requester_ori: &str, user: &str) -> Query {
         requester_user: user.into(),
         requester_ori: requester_ori.into(),
         plate: "7ABC123".into(),
+        plate_state: "CA".into(),
         window_start: w.now - 86_400 * 7,
         window_end: w.now,
         purpose_code: "240".into(),
@@ -228,12 +229,94 @@ fn each_field_rule_refuses_with_its_code() {
             RefusalReason::ClaimMismatch,
             Box::new(|q| q.requester_user = "someone-else".into()),
         ),
+        // Invisible characters and non-NFC text in any field.
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.case_number = "SPD-2026\u{200B}-004411".into()),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.reason.push_str(" at the Cafe\u{301}")),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.warrant_ref = "W-1\u{2066}".into()),
+        ),
+        // The reason rule counts distinct words.
+        (
+            RefusalReason::ReasonInsufficient,
+            Box::new(|q| q.reason = "blorp blorp blorp blorp blorp blorp blorp".into()),
+        ),
+        // A plate is characters plus its issuing state; "any state" only when asked.
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.plate_state = String::new()),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.plate_state = "ZZ".into()),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.plate_state = "ca".into()),
+        ),
+        (
+            RefusalReason::InvalidInput,
+            Box::new(|q| q.window_start = -1_000_000_000_000),
+        ),
     ];
     for (want, mutate) in cases {
         let mut q = base.clone();
         mutate(&mut q);
         assert_eq!(refusal(&w, &q), Some(want), "query {q:?}");
     }
+}
+
+#[test]
+fn a_negative_window_start_is_named_as_such() {
+    let w = world();
+    let mut q = query(&w, REQUESTER, "b77");
+    q.window_start = -1_000_000_000_000;
+    let e = check_query(&q, w.now).unwrap_err();
+    assert!(e.detail().contains("before 1970"), "{e}");
+}
+
+#[test]
+fn endorsements_dated_off_the_clock_or_before_the_query_are_refused() {
+    let w = world();
+    let q = query(&w, REQUESTER, "b77");
+    // An hour in the future, an hour in the past, and before the query was issued.
+    for (at, needle) in [(w.now + 3_600, "after now"), (w.now - 3_600, "before now")] {
+        let env = endorse(&w.inv, &w.node, REQUESTER, &q, at);
+        match decide(&w, &env, Some(&w.policy), &Seen::default()) {
+            AdmissionDecision::Refused(r) => {
+                assert_eq!(r.reason, RefusalReason::InvalidInput);
+                assert!(r.detail.contains(needle), "{}", r.detail);
+            }
+            AdmissionDecision::Admitted(_) => panic!("endorsed at {at} admitted"),
+        }
+    }
+    let mut late = q.clone();
+    late.issued_at = w.now + 100;
+    late.expires_at = late.issued_at + 300;
+    let env = endorse(&w.inv, &w.node, REQUESTER, &late, w.now - 100);
+    match decide(&w, &env, Some(&w.policy), &Seen::default()) {
+        AdmissionDecision::Refused(r) => {
+            assert_eq!(r.reason, RefusalReason::InvalidInput);
+            assert!(
+                r.detail.contains("before the query was issued"),
+                "{}",
+                r.detail
+            );
+        }
+        AdmissionDecision::Admitted(_) => panic!("endorsement before issue admitted"),
+    }
+    // Within the skew tolerance it is admitted.
+    let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now - 30);
+    assert_eq!(
+        decide(&w, &env, Some(&w.policy), &Seen::default()).reason(),
+        None
+    );
 }
 
 #[test]
@@ -387,7 +470,9 @@ fn a_refusal_found_while_opening_refuses_every_target_and_a_stale_open_is_refuse
         Some(RefusalReason::BadSignature)
     );
     // Verified long before the decision: fail closed rather than trust an old check.
-    let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
+    let mut q = q;
+    q.issued_at -= CLOCK_SKEW_SECS + 1;
+    let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now - CLOCK_SKEW_SECS - 1);
     let opened = open(&w.kit.trust, &env, w.now - CLOCK_SKEW_SECS - 1);
     assert_eq!(
         admit_opened(&ctx_for(&w, PROVIDER, &seen, w.now), &opened).reason(),
