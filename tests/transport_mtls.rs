@@ -122,3 +122,45 @@ async fn the_broker_refuses_an_endorsement_relayed_by_another_node() {
     );
     fed.stop().await.unwrap();
 }
+
+/// Demo node certificates name `127.0.0.1` as an IP SAN, so a client reaches a node at its
+/// loopback address without overriding the TLS name.
+#[tokio::test]
+async fn a_client_can_name_the_node_by_its_loopback_ip() {
+    let fed = Federation::start(None, &demo_agencies()[..2], |_| open_policy())
+        .await
+        .unwrap();
+    let (_, tls) = fed
+        .person(SACRAMENTO, &alpr_federation::investigator_of(SACRAMENTO))
+        .unwrap();
+    let (signer, _) = fed
+        .person(SACRAMENTO, &alpr_federation::investigator_of(SACRAMENTO))
+        .unwrap();
+    let (_, signed) = client::sign_query(
+        &signer,
+        &fed.trust,
+        &params("8ABC123", &[VENTURA], "240", 3),
+        alpr_pki::now_unix(),
+    )
+    .unwrap();
+    let addr = fed.nodes[SACRAMENTO].addr;
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    let target = Target {
+        addr: addr.to_string(),
+        server_name: "127.0.0.1".into(),
+    };
+    let mut c = client::node_client(&target, &fed.trust, &tls, Duration::from_secs(5)).unwrap();
+    let resp = c
+        .search(SearchRequest {
+            signed_query: signed.encode_to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.results.len(),
+        1,
+        "the handshake succeeded and the query was routed"
+    );
+    fed.stop().await.unwrap();
+}

@@ -619,11 +619,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
                     // The own node refused the whole query (its reason in the trailer).
                     Some(reason) => {
-                        return Err(Error::NothingAnswered(format!(
-                            "refused by your node: {}: {}",
-                            reason.as_str_name(),
-                            status.message()
-                        )));
+                        let text = status.message();
+                        let code = reason.as_str_name();
+                        return Err(Error::NothingAnswered(if text.starts_with(code) {
+                            format!("refused by your node: {text}")
+                        } else {
+                            format!("refused by your node: {code}: {text}")
+                        }));
                     }
                     None => return Err(Error::Rpc(status)),
                 },

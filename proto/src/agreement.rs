@@ -234,3 +234,66 @@ pub fn check_declaration(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use alpr_pki::{AgencyKind, Role};
+    use prost::Message;
+
+    use super::*;
+    use crate::pb::{Signed, SignedAgreement};
+    use crate::testkit::Kit;
+
+    fn signed_both(kit: &Kit, requester_type: &str) -> SignedAgreement {
+        let now = alpr_pki::now_unix();
+        let terms = Agreement {
+            provider_ori: "CA0560100".into(),
+            requester_ori: "CA0340000".into(),
+            purposes: vec!["240".into()],
+            data_types: vec!["reads".into()],
+            max_lookback_days: 30,
+            valid_from: now - 60,
+            valid_until: now + 86_400,
+            justification: "Neighbouring county; shared auto-theft task force".into(),
+            drafted_at: now,
+        };
+        let p = kit.signer("CA0560100", Role::Admin, Some("adm-p"));
+        let r = kit.signer("CA0340000", Role::Admin, Some("adm-r"));
+        let payload = terms.encode_to_vec();
+        let sign = |s: &alpr_pki::Signer, ty: &str| -> Signed {
+            envelope::seal_bytes(s, ty, payload.clone()).unwrap()
+        };
+        SignedAgreement {
+            provider: Some(sign(&p, AGREEMENT)),
+            requester: Some(sign(&r, requester_type)),
+            declaration: None,
+        }
+    }
+
+    #[test]
+    fn both_signatures_verify_and_a_relabelled_one_is_named_as_such() {
+        let mut kit = Kit::new();
+        kit.agency("CA0560100", "US-CA", AgencyKind::Local);
+        kit.agency("CA0340000", "US-CA", AgencyKind::Local);
+        let now = alpr_pki::now_unix();
+        verify(&kit.trust, &signed_both(&kit, AGREEMENT), now).unwrap();
+        // The same bytes signed under another payload type: the message says that, not
+        // that the two admins signed different bytes.
+        let e = verify(&kit.trust, &signed_both(&kit, "alpr.v1.Query"), now).unwrap_err();
+        assert_eq!(e.reason(), RefusalReason::BadSignature);
+        assert!(
+            e.detail()
+                .contains("the requester's signature is over payload type \"alpr.v1.Query\""),
+            "{e}"
+        );
+        // One side missing.
+        let mut one = signed_both(&kit, AGREEMENT);
+        one.requester = None;
+        assert!(
+            verify(&kit.trust, &one, now)
+                .unwrap_err()
+                .detail()
+                .contains("countersignature missing")
+        );
+    }
+}

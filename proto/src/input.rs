@@ -234,7 +234,7 @@ pub fn check_reason(reason: &str, needs_justification: bool) -> Result<(), Error
         return Err(Error::refused(
             RefusalReason::ReasonInsufficient,
             format!(
-                "reason {:?} is not specific: give at least {min} characters naming what happened and why this plate{}",
+                "reason {:?} is not specific: give at least {min} characters and three different words naming what happened and why this plate, without repeating one word over and over{}",
                 truncate(r, 40),
                 if needs_justification {
                     " (catch-all purpose: a full justification is required)"
