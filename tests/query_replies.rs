@@ -104,7 +104,8 @@ async fn compromise_ventura(fed: &mut Federation) -> Arc<Mutex<Lie>> {
         signer: fed.node_signer(VENTURA).unwrap(),
         lie: lie.clone(),
     };
-    let router = tonic::transport::Server::builder().add_service(NodeInboundServer::new(svc));
+    let router = transport::guarded_server(transport::RefuseUndecodable::warn_only())
+        .add_service(NodeInboundServer::new(svc));
     let shared = Arc::new(std::sync::RwLock::new(cfg));
     tokio::spawn(transport::serve(
         router,

@@ -703,6 +703,35 @@ impl Broker {
         }
     }
 
+    /// Log a request the transport could not decode (refused with `INVALID_INPUT`).
+    pub async fn log_undecodable(&self, u: transport::Undecodable) {
+        let now = alpr_pki::now_unix();
+        let requester = match &u.peer_certs {
+            Some(c) => self
+                .trust()
+                .verify(c, now)
+                .map(|id| id.describe())
+                .unwrap_or_else(|e| format!("unverified peer ({e})")),
+            None => "unauthenticated peer".into(),
+        };
+        let entry = LogEntry {
+            at: now,
+            event: if u.method.ends_with("/RouteQuery") {
+                "route".into()
+            } else {
+                "request".into()
+            },
+            requester: Some(requester),
+            decision: "refused".into(),
+            reason_code: Some(RefusalReason::InvalidInput.as_str_name().into()),
+            detail: Some(u.detail),
+            ..Default::default()
+        };
+        if let Err(e) = self.log_writer.append(vec![entry]).await {
+            tracing::error!(error = %e, "ALERT: could not log an undecodable request");
+        }
+    }
+
     /// Wait until every routing-log row queued so far is durable (at shutdown).
     pub async fn flush_log(&self) -> Result<(), Error> {
         self.log_writer.flush().await

@@ -61,7 +61,12 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let broker = Broker::open(cfg)?;
     let tls = broker.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
-    let mut builder = tonic::transport::Server::builder();
+    // Requests the transport cannot decode are refused with INVALID_INPUT and logged.
+    let logger = broker.clone();
+    let mut builder = transport::guarded_server(std::sync::Arc::new(move |u| {
+        let b = logger.clone();
+        Box::pin(async move { b.log_undecodable(u).await })
+    }));
     let (router, _health) = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
         .await
         .map_err(Error::Transport)?;

@@ -352,6 +352,42 @@ impl Node {
         Ok((dropped, reads))
     }
 
+    /// Log a request the transport could not decode (refused with `INVALID_INPUT`) as the
+    /// kind of entry its method would have made. Blocking.
+    pub fn log_undecodable(&self, u: transport::Undecodable) {
+        let now = alpr_pki::now_unix();
+        let peer = match &u.peer_certs {
+            Some(c) => self.trust().verify(c, now).ok(),
+            None => None,
+        };
+        let event = match u.method.rsplit('/').next().unwrap_or_default() {
+            "AnswerQuery" => "inbound_query",
+            "Search" => "outbound_query",
+            "Admin" => "admin_command",
+            "Ingest" => "ingest",
+            _ => "request",
+        };
+        let entry = AuditEntry {
+            at: now,
+            event: event.into(),
+            decision: "refused".into(),
+            requester_user: peer.as_ref().and_then(|p| p.user.clone()),
+            requester_ori: peer.as_ref().and_then(|p| p.ori().map(str::to_owned)),
+            reason_code: Some(RefusalReason::InvalidInput.as_str_name().into()),
+            peer: Some(match (&peer, u.peer_addr) {
+                (Some(p), Some(a)) => format!("{} from {a}", p.describe()),
+                (Some(p), None) => p.describe(),
+                (None, Some(a)) => format!("unverified peer from {a}"),
+                (None, None) => "unverified peer".into(),
+            }),
+            detail: Some(u.detail),
+            ..Default::default()
+        };
+        if let Err(e) = self.audit(&[entry]) {
+            tracing::error!(error = %e, "ALERT: could not log an undecodable request");
+        }
+    }
+
     /// Sign a checkpoint of the audit log's current head.
     pub fn checkpoint(&self) -> Result<Option<i64>, Error> {
         let mut conn = crate::audit::open_db(&self.cfg.audit_path())?;

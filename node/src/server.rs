@@ -73,7 +73,14 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     let tls = node.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());
-    let mut builder = tonic::transport::Server::builder();
+    // Requests the transport cannot decode are refused with INVALID_INPUT and logged.
+    let logger = node.clone();
+    let mut builder = transport::guarded_server(std::sync::Arc::new(move |u| {
+        let n = logger.clone();
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || n.log_undecodable(u)).await;
+        })
+    }));
     let (router, health) = transport::with_standard_services(
         &mut builder,
         &[

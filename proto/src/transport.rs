@@ -354,9 +354,24 @@ pub fn check_size(what: &str, len: usize) -> Result<(), crate::Error> {
     Ok(())
 }
 
+/// A server whose undecodable requests are refused and logged ([`RefuseUndecodable`]).
+pub type GuardedServer = tonic::transport::Server<
+    tower::layer::util::Stack<RefuseUndecodable, tower::layer::util::Identity>,
+>;
+
+/// The router of a [`GuardedServer`].
+pub type GuardedRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<RefuseUndecodable, tower::layer::util::Identity>,
+>;
+
+/// A server builder whose undecodable requests go to `hook` before they are refused.
+pub fn guarded_server(hook: UndecodableHook) -> GuardedServer {
+    tonic::transport::Server::builder().layer(RefuseUndecodable::new(hook))
+}
+
 /// Serve `router` on `listener` over mTLS until `shutdown` resolves.
 pub async fn serve<F>(
-    router: tonic::transport::server::Router,
+    router: GuardedRouter,
     listener: TcpListener,
     cfg: SharedServerConfig,
     shutdown: F,
@@ -422,9 +437,9 @@ impl Health {
 /// the returned [`Health`] says otherwise) and server reflection (v1 and v1alpha) to a
 /// server, so standard gRPC tools work.
 pub async fn with_standard_services(
-    builder: &mut tonic::transport::Server,
+    builder: &mut GuardedServer,
     services: &[&str],
-) -> Result<(tonic::transport::server::Router, Health), String> {
+) -> Result<(GuardedRouter, Health), String> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for s in services {
         reporter
@@ -454,4 +469,178 @@ pub async fn with_standard_services(
             serving: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         },
     ))
+}
+
+/// A request that the transport could not decode (malformed protobuf, or larger than
+/// [`TRANSPORT_MAX_MESSAGE`]), refused before any handler saw it.
+#[derive(Clone, Debug)]
+pub struct Undecodable {
+    /// The gRPC method, e.g. `/alpr.v1.NodeInbound/AnswerQuery`.
+    pub method: String,
+    /// The client's certificate chain (verified by the TLS handshake), if any.
+    pub peer_certs: Option<Vec<CertificateDer<'static>>>,
+    /// The client's address.
+    pub peer_addr: Option<SocketAddr>,
+    /// What the transport said.
+    pub detail: String,
+}
+
+/// Called, and awaited, for each undecodable request before its refusal is sent: the
+/// place where a party writes the refusal to its log.
+pub type UndecodableHook =
+    Arc<dyn Fn(Undecodable) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A server layer that turns the transport's own refusal of an undecodable request
+/// (`INTERNAL` "failed to decode…", or `OUT_OF_RANGE` for a message over the transport
+/// limit) into an application refusal: `INVALID_ARGUMENT` with the `INVALID_INPUT` reason
+/// trailer, after `hook` has logged it. Responses from handlers pass unchanged.
+#[derive(Clone)]
+pub struct RefuseUndecodable {
+    hook: UndecodableHook,
+}
+
+impl RefuseUndecodable {
+    /// The layer, logging through `hook`.
+    pub fn new(hook: UndecodableHook) -> Self {
+        Self { hook }
+    }
+
+    /// A hook that only writes a warning to the process log (for tools and tests that
+    /// keep no audit log).
+    pub fn warn_only() -> UndecodableHook {
+        Arc::new(|u: Undecodable| {
+            tracing::warn!(method = %u.method, detail = %u.detail, "undecodable request refused");
+            Box::pin(async {})
+        })
+    }
+}
+
+impl std::fmt::Debug for RefuseUndecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefuseUndecodable")
+    }
+}
+
+impl<S> tower::Layer<S> for RefuseUndecodable {
+    type Service = RefuseUndecodableService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RefuseUndecodableService {
+            inner,
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+/// The service made by [`RefuseUndecodable`].
+#[derive(Clone)]
+pub struct RefuseUndecodableService<S> {
+    inner: S,
+    hook: UndecodableHook,
+}
+
+impl<S> std::fmt::Debug for RefuseUndecodableService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefuseUndecodableService")
+    }
+}
+
+type HttpRequest<B> = tonic::codegen::http::Request<B>;
+type HttpResponse<B> = tonic::codegen::http::Response<B>;
+
+impl<S, B, RB> tower::Service<HttpRequest<B>> for RefuseUndecodableService<S>
+where
+    S: tower::Service<HttpRequest<B>, Response = HttpResponse<RB>> + Send,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = HttpResponse<RB>;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: HttpRequest<B>) -> Self::Future {
+        let method = req.uri().path().to_owned();
+        let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let peer_certs = info
+            .and_then(|i| i.peer_certs())
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect());
+        let peer_addr = info.and_then(|i| i.get_ref().remote_addr());
+        let hook = self.hook.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut resp = fut.await?;
+            let Some(detail) = transport_refusal(resp.headers()) else {
+                return Ok(resp);
+            };
+            let detail = format!("request to {method} does not decode: {detail}");
+            hook(Undecodable {
+                method,
+                peer_certs,
+                peer_addr,
+                detail: detail.clone(),
+            })
+            .await;
+            let status = crate::refusal_status(
+                RefusalReason::InvalidInput,
+                &format!("INVALID_INPUT: {detail}"),
+            );
+            let headers = resp.headers_mut();
+            headers.remove("grpc-status");
+            headers.remove("grpc-message");
+            headers.remove("grpc-status-details-bin");
+            if status.add_header(headers).is_err() {
+                tracing::warn!("could not rewrite the refusal of an undecodable request");
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// The transport's message, if these response headers are its refusal of a request it
+/// could not decode.
+fn transport_refusal(h: &tonic::codegen::http::HeaderMap) -> Option<String> {
+    let code = h.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let message = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+        .unwrap_or_default();
+    let undecodable = (code == tonic::Code::Internal as i32
+        && message.starts_with("failed to decode"))
+        || (code == tonic::Code::OutOfRange as i32 && message.contains("message length too large"));
+    undecodable.then_some(message)
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
