@@ -154,3 +154,70 @@ async fn a_dead_target_is_unavailable_without_failing_the_query() {
     assert_eq!(outcome(VENTURA).as_deref(), Some("answered"));
     assert_eq!(outcome(FRESNO).as_deref(), Some("unavailable"));
 }
+
+/// A plate is its characters plus its issuing state: a California query never returns the
+/// Nevada car with the same characters, nor reads whose state is unknown; "any state" must
+/// be asked for, returns all of them, and is logged as such by both parties.
+#[tokio::test]
+async fn a_plate_is_its_characters_and_its_issuing_state() {
+    let fed = Federation::start(None, &demo_agencies()[..2], |_| open_policy())
+        .await
+        .unwrap();
+    let now = alpr_pki::now_unix();
+    let t = |h: i64| alpr_node::cli::fmt_time(now - h * 3_600);
+    // A vendor export: columns by name, extra columns, one read without a state.
+    let csv = format!(
+        "plate,plate_state,captured_at,camera_id,latitude,longitude,confidence\n\
+         8ABC123,CA,{},CAM-1,34.2,-119.2,0.98\n\
+         8ABC123,NV,{},CAM-2,34.2,-119.2,0.95\n\
+         8ABC123,,{},CAM-3,34.2,-119.2,0.60\n",
+        t(1),
+        t(2),
+        t(3)
+    );
+    let report = fed.ingest_csv(VENTURA, &csv).unwrap();
+    assert_eq!((report.accepted, report.rejects.len()), (3, 0));
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    let states = |resp: &alpr_proto::pb::RouteResponse, q: &alpr_proto::pb::Query| {
+        let Some(Reply::Answer { answer, .. }) =
+            client::verify_reply(&fed.trust, &resp.results[0], q, alpr_pki::now_unix()).unwrap()
+        else {
+            panic!("expected an answer: {:?}", resp.results[0]);
+        };
+        answer
+            .reads
+            .iter()
+            .map(|r| r.plate_state.clone())
+            .collect::<Vec<_>>()
+    };
+    let (q, resp) = fed
+        .search(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 2))
+        .await
+        .unwrap();
+    assert_eq!(states(&resp, &q), vec!["CA"]);
+    let mut any = params("8ABC123", &[VENTURA], "240", 2);
+    any.plate_state = "any".into();
+    let (q, resp) = fed.search(SACRAMENTO, &any).await.unwrap();
+    assert_eq!(q.plate_state, "ANY");
+    let mut got = states(&resp, &q);
+    got.sort();
+    assert_eq!(got, vec!["", "CA", "NV"]);
+    // Both parties logged which state was asked for.
+    for (ori, event) in [(VENTURA, "inbound_query"), (SACRAMENTO, "outbound_query")] {
+        let logged: Vec<_> = fed
+            .audit(ori, Some(event))
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.entry.plate_state)
+            .collect();
+        assert!(logged.contains(&"CA".to_string()), "{ori}: {logged:?}");
+        assert!(logged.contains(&"ANY".to_string()), "{ori}: {logged:?}");
+    }
+    // A query that names no state is refused before it leaves.
+    let mut none = params("8ABC123", &[VENTURA], "240", 2);
+    none.plate_state = String::new();
+    assert!(fed.sign_query(SACRAMENTO, &none).is_err());
+    fed.stop().await.unwrap();
+}

@@ -286,6 +286,9 @@ pub struct AuditEntry {
     /// Plate searched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plate: Option<String>,
+    /// The plate's issuing state as the query named it (`ANY` for every state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plate_state: Option<String>,
     /// Purpose code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
@@ -445,7 +448,7 @@ pub fn to_jsonl(entries: &[StoredEntry]) -> Result<String, Error> {
 
 /// CSV with a fixed header.
 pub fn to_csv(entries: &[StoredEntry]) -> String {
-    const COLS: [&str; 20] = [
+    const COLS: [&str; 21] = [
         "seq",
         "at",
         "event",
@@ -456,6 +459,7 @@ pub fn to_csv(entries: &[StoredEntry]) -> String {
         "requester_user",
         "peer",
         "plate",
+        "plate_state",
         "purpose",
         "case_number",
         "reason",
@@ -490,6 +494,7 @@ pub fn to_csv(entries: &[StoredEntry]) -> String {
             o(&e.requester_user),
             o(&e.peer),
             o(&e.plate),
+            o(&e.plate_state),
             o(&e.purpose),
             o(&e.case_number),
             o(&e.reason),

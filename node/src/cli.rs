@@ -762,13 +762,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     .into_iter()
                     .map(|e| {
                         format!(
-                            "#{} {} {} {}@{} plate={} purpose={} case={} reason={:?}\n",
+                            "#{} {} {} {}@{} plate={} ({}) purpose={} case={} reason={:?}\n",
                             e.seq,
                             fmt_time(e.entry.at),
                             e.entry.event,
                             e.entry.requester_user.as_deref().unwrap_or("?"),
                             e.entry.requester_ori.as_deref().unwrap_or("?"),
                             e.entry.plate.as_deref().unwrap_or("-"),
+                            e.entry.plate_state.as_deref().unwrap_or("state not named"),
                             e.entry.purpose.as_deref().unwrap_or("-"),
                             e.entry.case_number.as_deref().unwrap_or("-"),
                             e.entry.reason.as_deref().unwrap_or("")

@@ -57,6 +57,7 @@ fn facts_entry(event: &str, now: i64, facts: &QueryFacts) -> AuditEntry {
     if let Some(q) = &facts.query {
         e.query_id = Some(hex::encode(&q.query_id));
         e.plate = Some(q.plate.clone());
+        e.plate_state = (!q.plate_state.is_empty()).then(|| q.plate_state.clone());
         e.purpose = Some(q.purpose_code.clone());
         e.case_number = Some(q.case_number.clone());
         e.reason = Some(q.reason.clone());
