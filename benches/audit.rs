@@ -68,29 +68,17 @@ fn entry(i: u64) -> AuditEntry {
 
 /// A node signer from a fresh state PKI (for checkpoint signatures).
 fn make_pki(dir: &Path) -> Result<(Arc<Signer>, TrustStore)> {
-    use clap::Parser;
-    let d = dir.to_string_lossy().to_string();
-    for args in [
-        vec!["root", "--name", "Bench Root"],
-        vec![
-            "agency",
-            "--ori",
-            ORI,
-            "--name",
-            "Ventura Police Department",
-            "--jurisdiction",
-            "US-CA",
-            "--kind",
-            "local",
-        ],
-        vec!["node", "--ori", ORI],
-    ] {
-        let mut argv = vec!["alpr-pki", "--dir", d.as_str()];
-        argv.extend(args);
-        let cli = alpr_pki::cli::Cli::try_parse_from(&argv)?;
-        alpr_pki::cli::run(cli)?;
-    }
+    use alpr_pki::issue::Overwrite;
     let layout = PkiLayout::new(dir);
+    layout.create_root("Bench Root", 3650, Overwrite::Refuse)?;
+    let claims = alpr_pki::AgencyClaims::new(
+        ORI,
+        "Ventura Police Department",
+        "US-CA".parse()?,
+        alpr_pki::AgencyKind::Local,
+    )?;
+    layout.create_agency(&claims, 1825, Overwrite::Refuse)?;
+    layout.issue_node(ORI, vec!["localhost".into()], 365, Overwrite::Refuse)?;
     let (cert, key) = layout.node(ORI);
     let trust = TrustStore::load(&layout.root_cert(), &layout.all_crls())?;
     Ok((Arc::new(Signer::load(&cert, &key)?), trust))

@@ -15,7 +15,8 @@ use alpr_broker::{BrokerConfig, RunningBroker};
 use alpr_node::audit::StoredEntry;
 use alpr_node::config::{PeerConfig, PolicyConfig, TlsConfig};
 use alpr_node::{NodeConfig, RunningNode, client};
-use alpr_pki::{PkiLayout, Signer, TrustStore};
+use alpr_pki::issue::Overwrite;
+use alpr_pki::{AgencyClaims, AgencyKind, PkiLayout, Role, Signer, TrustStore};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
 use alpr_proto::pb::{Agreement, Query, RouteResponse, Signed};
 use alpr_proto::transport::{self, Target, TlsIdentity};
@@ -83,18 +84,6 @@ pub struct Federation {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn pki(dir: &Path, args: &[&str]) -> Result<()> {
-    use clap::Parser;
-    let mut argv = vec!["alpr-pki", "--dir"];
-    let d = dir.to_string_lossy().to_string();
-    argv.push(&d);
-    argv.extend_from_slice(args);
-    let cli =
-        alpr_pki::cli::Cli::try_parse_from(&argv).with_context(|| format!("alpr-pki {args:?}"))?;
-    alpr_pki::cli::run(cli).with_context(|| format!("alpr-pki {args:?}"))?;
-    Ok(())
-}
-
 impl Federation {
     /// Build a fresh PKI, start a broker and one node per agency on loopback. With `keep`,
     /// files go to that directory (kept afterwards); otherwise to a temporary directory.
@@ -133,70 +122,30 @@ impl Federation {
             }
         };
         let pki_dir = dir.join("pki");
-        pki(&pki_dir, &["root", "--name", "Demo State ALPR Root"])?;
-        pki(&pki_dir, &["broker"])?;
-        pki(
-            &pki_dir,
-            &["regulator", "--user", "reg-ca", "--jurisdiction", "US-CA"],
-        )?;
-        pki(
-            &pki_dir,
-            &["regulator", "--user", "reg-nv", "--jurisdiction", "US-NV"],
-        )?;
-        for a in agencies {
-            pki(
-                &pki_dir,
-                &[
-                    "agency",
-                    "--ori",
-                    a.ori,
-                    "--name",
-                    a.name,
-                    "--jurisdiction",
-                    a.jurisdiction,
-                    "--kind",
-                    a.kind,
-                ],
-            )?;
-            pki(&pki_dir, &["node", "--ori", a.ori])?;
-            pki(
-                &pki_dir,
-                &[
-                    "person",
-                    "--ori",
-                    a.ori,
-                    "--role",
-                    "investigator",
-                    "--user",
-                    &investigator_of(a.ori),
-                ],
-            )?;
-            pki(
-                &pki_dir,
-                &[
-                    "person",
-                    "--ori",
-                    a.ori,
-                    "--role",
-                    "admin",
-                    "--user",
-                    &admin_of(a.ori),
-                ],
-            )?;
-            pki(
-                &pki_dir,
-                &[
-                    "person",
-                    "--ori",
-                    a.ori,
-                    "--role",
-                    "supervisor",
-                    "--user",
-                    &supervisor_of(a.ori),
-                ],
-            )?;
-        }
         let layout = PkiLayout::new(&pki_dir);
+        let ow = Overwrite::Refuse;
+        let hosts = || vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        layout.create_root("Demo State ALPR Root", 3650, ow)?;
+        layout.issue_broker(hosts(), 365, ow)?;
+        layout.issue_regulator("reg-ca", "US-CA".parse()?, 365, ow)?;
+        layout.issue_regulator("reg-nv", "US-NV".parse()?, 365, ow)?;
+        for a in agencies {
+            let claims = AgencyClaims::new(
+                a.ori,
+                a.name,
+                a.jurisdiction.parse()?,
+                a.kind.parse::<AgencyKind>()?,
+            )?;
+            layout.create_agency(&claims, 1825, ow)?;
+            layout.issue_node(a.ori, hosts(), 365, ow)?;
+            for (role, user) in [
+                (Role::Investigator, investigator_of(a.ori)),
+                (Role::Admin, admin_of(a.ori)),
+                (Role::Supervisor, supervisor_of(a.ori)),
+            ] {
+                layout.issue_person(a.ori, role, &user, 365, ow)?;
+            }
+        }
         let crls = layout.all_crls();
         let trust = TrustStore::load(&layout.root_cert(), &crls)?;
 
@@ -407,9 +356,9 @@ impl Federation {
         ))
     }
 
-    /// Run an `alpr-pki` command on this federation's PKI directory.
-    pub fn pki_cli(&self, args: &[&str]) -> Result<()> {
-        pki(self.pki.dir(), args)
+    /// Revoke a certificate of this federation's PKI (`alpr-pki revoke`, as a function).
+    pub fn revoke(&self, cert: &Path) -> Result<alpr_pki::directory::Revocation> {
+        Ok(self.pki.revoke(cert, None)?)
     }
 
     /// Make every node and the broker re-read their CRL files now (they also do so on a

@@ -62,8 +62,8 @@ async fn a_revoked_investigator_is_refused_everywhere_without_a_restart() {
     fed.search(SACRAMENTO, &p).await.unwrap();
 
     let (cert, _) = fed.pki.person(SACRAMENTO, &investigator_of(SACRAMENTO));
-    fed.pki_cli(&["revoke", cert.to_str().unwrap(), "--ori", SACRAMENTO])
-        .unwrap();
+    let r = fed.revoke(&cert).unwrap();
+    assert!(!r.already && r.issuer.contains(SACRAMENTO), "{r:?}");
     fed.reload_crls().unwrap();
 
     // TLS: the revoked certificate no longer connects to its own node.
@@ -154,7 +154,7 @@ async fn an_agency_ca_cannot_mint_another_agencys_identity() {
         let i = issue::new_leaf(&nv_ca, &spec).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-        i.write(&c, &k).unwrap();
+        i.write(&c, &k, issue::Overwrite::Refuse).unwrap();
         (
             Signer::load(&c, &k).unwrap(),
             TlsIdentity::load(&c, &k).unwrap(),

@@ -500,6 +500,22 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     }
 }
 
+/// Load the config of a node that exists. Host commands never create a node's databases:
+/// a mistyped `data_dir` is an error, not an empty log that "verifies".
+fn load_existing(config: &std::path::Path) -> Result<NodeConfig, Error> {
+    let cfg = NodeConfig::load(config)?;
+    for p in [cfg.db_path(), cfg.audit_path()] {
+        if !p.exists() {
+            return Err(Error::Usage(format!(
+                "no node database at {}: is data_dir in {} right? (`alpr-node serve` creates it)",
+                p.display(),
+                config.display()
+            )));
+        }
+    }
+    Ok(cfg)
+}
+
 fn parse_time(s: &str) -> Result<i64, Error> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map(|t| t.unix_timestamp())
@@ -543,7 +559,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             file,
             rejects,
         } => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let node = Node::open(&cfg)?;
             let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
             let started = std::time::Instant::now();
@@ -691,16 +707,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             )));
                         }
                         let ori = id.ori().unwrap_or_default().to_owned();
-                        let pki = alpr_pki::cli::Cli {
-                            dir,
-                            command: alpr_pki::cli::Command::Revoke {
-                                cert: cert.clone(),
-                                ori: Some(ori),
-                            },
-                        };
-                        for line in alpr_pki::cli::run(pki)? {
-                            println!("{line}");
-                        }
+                        let r = alpr_pki::PkiLayout::new(&dir).revoke(&cert, Some(&ori))?;
+                        println!(
+                            "revoked serial {} ({}); {} — copy it to every node and the broker",
+                            r.serial,
+                            cert.display(),
+                            r.crl.display()
+                        );
                     }
                     client::user_cmd("disable", &user, "", 0, &note)
                 }
@@ -747,7 +760,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Report { config, kind, size } => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let entries = audit::list(&audit::open_db(&cfg.audit_path())?, None)?;
             let text = match kind {
                 ReportKind::Transparency => crate::reports::transparency(
@@ -789,14 +802,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
             file,
             by,
         } => {
-            let node = Node::open(&NodeConfig::load(&config)?)?;
+            let node = Node::open(&load_existing(&config)?)?;
             let csv = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
             let n = node.load_hotlist(&name, &source, &topic, parse_time(&expires)?, &csv, &by)?;
             println!("loaded hot list {name:?}: {n} plates");
             Ok(())
         }
         Command::Holds { config } => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let conn = store::open(&cfg.db_path())?;
             let mut st = conn.prepare(
                 "SELECT h.id, h.case_number, h.plate, h.window_start, h.window_end, h.expires_at, h.approved_by,
@@ -821,7 +834,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Purge { config } => {
-            let node = Node::open(&NodeConfig::load(&config)?)?;
+            let node = Node::open(&load_existing(&config)?)?;
             let (days, reads) = node.purge()?;
             println!(
                 "retention {} days: dropped {} day partition(s), {reads} reads",
@@ -831,7 +844,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Users { config } => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let conn = store::open(&cfg.db_path())?;
             for a in crate::accounts::list(&conn)? {
                 println!(
@@ -847,7 +860,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Audit(AuditCmd::List { config, filter }) => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let conn = audit::open_db(&cfg.audit_path())?;
             for e in audit::query(&conn, &filter.to_filter()?)? {
                 println!(
@@ -864,7 +877,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             out,
             by,
         }) => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let conn = audit::open_db(&cfg.audit_path())?;
             let f = filter.to_filter()?;
             let entries = audit::query(&conn, &f)?;
@@ -894,7 +907,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Audit(AuditCmd::Verify { config }) => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
             let conn = audit::open_db(&cfg.audit_path())?;
             let r = audit::verify(&conn, Some((&trust, &cfg.ori)))?;
@@ -961,7 +974,7 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             Ok(())
         }
         AgreementCmd::Import { config, file } => {
-            let node = Node::open(&NodeConfig::load(&config)?)?;
+            let node = Node::open(&load_existing(&config)?)?;
             let id = node.import_agreement(&read_agreement(&file)?)?;
             println!("imported {id}");
             Ok(())
@@ -985,7 +998,7 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             Ok(())
         }
         AgreementCmd::List { config } => {
-            let cfg = NodeConfig::load(&config)?;
+            let cfg = load_existing(&config)?;
             let conn = store::open(&cfg.db_path())?;
             for a in store::agreements(&conn)? {
                 println!(

@@ -43,6 +43,8 @@ pub struct Node {
     pub metrics: Arc<alpr_proto::metrics::Metrics>,
     /// gRPC health of the running server (set once it serves).
     health: std::sync::OnceLock<transport::Health>,
+    /// The last CRL reload refusal alerted (each distinct one is alerted once).
+    crl_refusal: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -121,6 +123,7 @@ impl Node {
             metrics: Arc::default(),
             broker,
             health: std::sync::OnceLock::new(),
+            crl_refusal: Mutex::new(None),
         }))
     }
 
@@ -407,7 +410,32 @@ impl Node {
     /// Re-read the CRL files; if they changed, enforce them at once for signatures and for
     /// new TLS handshakes, and log it. Returns whether anything changed.
     pub fn reload_crls(&self) -> Result<bool, Error> {
-        if !self.tls.reload().map_err(Error::Transport)? {
+        let changed = match self.tls.reload() {
+            Ok(c) => c,
+            Err(e) => {
+                // Fail closed: the CRLs in force stay in force, and the admins are told
+                // (once per distinct problem, not at every reload).
+                tracing::error!(error = %e, "ALERT: CRL reload refused; keeping the CRLs in force");
+                let mut last = self.crl_refusal.lock().unwrap_or_else(|p| p.into_inner());
+                if last.as_deref() == Some(e.as_str()) {
+                    return Err(Error::Transport(e));
+                }
+                *last = Some(e.clone());
+                drop(last);
+                self.audit(&[AuditEntry {
+                    at: alpr_pki::now_unix(),
+                    event: "alert".into(),
+                    decision: "crl_reload_refused".into(),
+                    detail: Some(format!(
+                        "a CRL file could not be used; the previous CRLs stay in force: {e}"
+                    )),
+                    ..Default::default()
+                }])?;
+                return Err(Error::Transport(e));
+            }
+        };
+        *self.crl_refusal.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if !changed {
             return Ok(false);
         }
         self.audit(&[AuditEntry {

@@ -29,6 +29,38 @@ pub struct RunningNode {
     crl_task: JoinHandle<()>,
     purge_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
+    /// Held while serving: one daemon per data directory.
+    _lock: DataDirLock,
+}
+
+/// An exclusive lock on a node's data directory (`serve.lock` in it), held by the one
+/// daemon that serves it; released when dropped, or by the kernel if the process dies.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Take the lock, or fail at once if another process holds it.
+    pub fn acquire(data_dir: &std::path::Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+        let path = data_dir.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+                "data_dir {} is already served by another alpr-node (it holds {}); stop that one first",
+                data_dir.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
 }
 
 impl RunningNode {
@@ -69,6 +101,7 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
 
 /// Serve on an already bound listener (lets a caller learn every address before starting).
 pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<RunningNode, Error> {
+    let lock = DataDirLock::acquire(&cfg.data_dir)?;
     let node = Node::open(cfg)?;
     let tls = node.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
@@ -181,5 +214,6 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         purge_task,
         sync_task,
         crl_task,
+        _lock: lock,
     })
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::claims::{AgencyClaims, AgencyKind, Jurisdiction, Role};
-use crate::issue::{self, Authority, LeafSpec, Revoked};
+use crate::claims::{AgencyClaims, AgencyKind, Jurisdiction};
+use crate::issue::Overwrite;
 use crate::{Error, PkiLayout, fmt_time};
 
 /// Issue and inspect the certificates of an ALPR federation.
@@ -19,6 +19,10 @@ pub struct Cli {
     /// Directory holding the PKI files.
     #[arg(long, global = true, default_value = "pki", env = "ALPR_PKI_DIR")]
     pub dir: PathBuf,
+    /// Replace existing certificate and key files (the old ones are kept beside them as
+    /// `<name>.old-<unix time>`). Without it, nothing is ever overwritten.
+    #[arg(long, global = true)]
+    pub force: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -102,11 +106,13 @@ pub enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
-    /// Revoke a certificate and reissue its CA's CRL (agencies/<ORI>/ca.crl or root.crl).
+    /// Revoke a certificate and reissue the CRL of the CA that issued it (found from the
+    /// certificate itself: agencies/<ORI>/ca.crl or root.crl). Revoking twice is harmless.
     Revoke {
         /// The certificate file to revoke.
         cert: PathBuf,
-        /// The agency whose CA issued it; omit for certificates issued by the root.
+        /// Refuse unless the certificate was issued by this agency's CA (a check; the
+        /// issuer is always found from the certificate).
         #[arg(long)]
         ori: Option<String>,
     },
@@ -120,15 +126,15 @@ pub enum Command {
 /// Run the CLI; returns the lines to print.
 pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
     let l = PkiLayout::new(&cli.dir);
+    let ow = if cli.force {
+        Overwrite::KeepOld
+    } else {
+        Overwrite::Refuse
+    };
     let mut out = Vec::new();
+    let wrote = |p: PathBuf| format!("wrote {}", p.display());
     match cli.command {
-        Command::Root { name, days } => {
-            let root = issue::new_root(&name, days)?;
-            root.write(&l.root_cert(), &l.root_key())?;
-            let a = Authority::from_issued(&root)?;
-            issue::write_file(&l.root_crl(), issue::new_crl(&a, &[], 1, 30)?.as_bytes())?;
-            out.push(format!("wrote {}", l.root_cert().display()));
-        }
+        Command::Root { name, days } => out.push(wrote(l.create_root(&name, days, ow)?)),
         Command::Agency {
             ori,
             name,
@@ -142,112 +148,51 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
                 jurisdiction.parse::<Jurisdiction>()?,
                 kind.parse::<AgencyKind>()?,
             )?;
-            let root = Authority::load(&l.root_cert(), &l.root_key())?;
-            let ca = issue::new_agency_ca(&root, &claims, days)?;
-            ca.write(&l.agency_ca_cert(&ori), &l.agency_ca_key(&ori))?;
-            let a = Authority::from_issued(&ca)?;
-            issue::write_file(
-                &l.agency_crl(&ori),
-                issue::new_crl(&a, &[], 1, 30)?.as_bytes(),
-            )?;
-            out.push(format!("wrote {}", l.agency_ca_cert(&ori).display()));
+            out.push(wrote(l.create_agency(&claims, days, ow)?));
         }
-        Command::Node { ori, hosts, days } => {
-            let ca = Authority::load(&l.agency_ca_cert(&ori), &l.agency_ca_key(&ori))?;
-            let spec = LeafSpec {
-                role: Role::Node,
-                user: None,
-                agency: ca.agency()?,
-                jurisdiction: None,
-                hosts,
-                days,
-            };
-            let (c, k) = l.node(&ori);
-            issue::new_leaf(&ca, &spec)?.write(&c, &k)?;
-            out.push(format!("wrote {}", c.display()));
-        }
+        Command::Node { ori, hosts, days } => out.push(wrote(l.issue_node(&ori, hosts, days, ow)?)),
         Command::Person {
             ori,
             role,
             user,
             days,
-        } => {
-            let role: Role = role.parse()?;
-            if !role.is_person() || role == Role::Regulator {
-                return Err(Error::InvalidClaim(format!(
-                    "{role} is not an agency person role (investigator, supervisor, admin, auditor)"
-                )));
-            }
-            let ca = Authority::load(&l.agency_ca_cert(&ori), &l.agency_ca_key(&ori))?;
-            let spec = LeafSpec {
-                role,
-                user: Some(user.clone()),
-                agency: ca.agency()?,
-                jurisdiction: None,
-                hosts: vec![],
-                days,
-            };
-            let (c, k) = l.person(&ori, &user);
-            issue::new_leaf(&ca, &spec)?.write(&c, &k)?;
-            out.push(format!("wrote {}", c.display()));
-        }
-        Command::Broker { hosts, days } => {
-            let root = Authority::load(&l.root_cert(), &l.root_key())?;
-            let spec = LeafSpec {
-                role: Role::Broker,
-                user: None,
-                agency: None,
-                jurisdiction: None,
-                hosts,
-                days,
-            };
-            let (c, k) = l.broker();
-            issue::new_leaf(&root, &spec)?.write(&c, &k)?;
-            out.push(format!("wrote {}", c.display()));
-        }
+        } => out.push(wrote(l.issue_person(
+            &ori,
+            role.parse()?,
+            &user,
+            days,
+            ow,
+        )?)),
+        Command::Broker { hosts, days } => out.push(wrote(l.issue_broker(hosts, days, ow)?)),
         Command::Regulator {
             user,
             jurisdiction,
             days,
-        } => {
-            let root = Authority::load(&l.root_cert(), &l.root_key())?;
-            let spec = LeafSpec {
-                role: Role::Regulator,
-                user: Some(user.clone()),
-                agency: None,
-                jurisdiction: Some(jurisdiction.parse()?),
-                hosts: vec![],
-                days,
-            };
-            let (c, k) = l.regulator(&user);
-            issue::new_leaf(&root, &spec)?.write(&c, &k)?;
-            out.push(format!("wrote {}", c.display()));
-        }
+        } => out.push(wrote(l.issue_regulator(
+            &user,
+            jurisdiction.parse()?,
+            days,
+            ow,
+        )?)),
         Command::Revoke { cert, ori } => {
-            let der = crate::read_cert_chain(&cert)?.remove(0);
-            let (_, serial, _, _) = crate::verify::inspect(&der)?;
-            let (ca_cert, ca_key, crl, list) = match &ori {
-                Some(o) => (
-                    l.agency_ca_cert(o),
-                    l.agency_ca_key(o),
-                    l.agency_crl(o),
-                    l.agency_dir(o).join("revoked.txt"),
-                ),
-                None => (
-                    l.root_cert(),
-                    l.root_key(),
-                    l.root_crl(),
-                    l.dir().join("revoked.txt"),
-                ),
-            };
-            let ca = Authority::load(&ca_cert, &ca_key)?;
-            let mut text = std::fs::read_to_string(&list).unwrap_or_default();
-            text.push_str(&format!("{serial} {}\n", crate::now_unix()));
-            let revoked = parse_revoked(&text, &list)?;
-            issue::write_file(&list, text.as_bytes())?;
-            let pem = issue::new_crl(&ca, &revoked, revoked.len() as u64 + 1, 30)?;
-            issue::write_file(&crl, pem.as_bytes())?;
-            out.push(format!("revoked serial {serial}; wrote {}", crl.display()));
+            let r = l.revoke(&cert, ori.as_deref())?;
+            if r.already {
+                out.push(format!(
+                    "serial {} ({}) was already revoked by {}; {} unchanged",
+                    r.serial,
+                    cert.display(),
+                    r.issuer,
+                    r.crl.display()
+                ));
+            } else {
+                out.push(format!(
+                    "revoked serial {} ({}), issued by {}; wrote {} — copy it to every node and the broker",
+                    r.serial,
+                    cert.display(),
+                    r.issuer,
+                    r.crl.display()
+                ));
+            }
         }
         Command::Inspect { cert } => {
             let now = crate::now_unix();
@@ -290,31 +235,6 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
                 }
             }
         }
-    }
-    Ok(out)
-}
-
-fn parse_revoked(text: &str, path: &std::path::Path) -> Result<Vec<Revoked>, Error> {
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = || Error::Pem {
-            path: path.into(),
-            reason: format!("line {}: expected `<serial-hex> <unix-time>`", i + 1),
-        };
-        let (s, t) = line.split_once(' ').ok_or_else(bad)?;
-        let serial = (0..s.len())
-            .step_by(2)
-            .map(|j| s.get(j..j + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(bad)?;
-        out.push(Revoked {
-            serial,
-            revoked_at: t.trim().parse().map_err(|_| bad())?,
-        });
     }
     Ok(out)
 }

@@ -36,6 +36,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A certificate or key file already exists; nothing was overwritten.
+    #[error("{} already exists; refusing to overwrite it (pass --force to replace it, keeping the old file as <name>.old-<time>)", .0.display())]
+    Exists(PathBuf),
+    /// A certificate cannot be revoked from this PKI directory.
+    #[error("cannot revoke: {0}")]
+    CannotRevoke(String),
     /// rcgen failed to generate a key, certificate or CRL.
     #[error("generating certificate: {0}")]
     Generate(#[from] rcgen::Error),

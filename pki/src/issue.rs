@@ -31,19 +31,96 @@ pub struct Issued {
 }
 
 impl Issued {
-    /// Write `<cert>` (chain) and `<key>` files, creating directories.
-    pub fn write(&self, cert: &Path, key: &Path) -> Result<(), Error> {
-        write_file(cert, self.chain_pem.as_bytes())?;
-        write_file(key, self.key_pem.as_bytes())
+    /// Write `<cert>` (chain) and `<key>` (mode 0600) files, creating directories. Refuses
+    /// if either exists ([`Overwrite::Refuse`]) or first moves the old files aside
+    /// ([`Overwrite::KeepOld`]); nothing is written unless both can be.
+    pub fn write(&self, cert: &Path, key: &Path, overwrite: Overwrite) -> Result<(), Error> {
+        if overwrite == Overwrite::Refuse {
+            for p in [cert, key] {
+                if p.exists() {
+                    return Err(Error::Exists(p.into()));
+                }
+            }
+        }
+        write_new(cert, self.chain_pem.as_bytes(), false, overwrite)?;
+        write_new(key, self.key_pem.as_bytes(), true, overwrite)?;
+        Ok(())
     }
 }
 
-/// Write a file, creating its parent directory.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// What to do when a certificate or key file already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Refuse ([`Error::Exists`]): a repeated command never destroys a key.
+    Refuse,
+    /// Move the old file aside to `<name>.old-<unix time>` first, then write the new one.
+    KeepOld,
+}
+
+/// Write a new file (creating its parent directory), mode 0600 when `secret`. An existing
+/// file is refused or moved aside as `overwrite` says; returns where the old one went.
+pub fn write_new(
+    path: &Path,
+    bytes: &[u8],
+    secret: bool,
+    overwrite: Overwrite,
+) -> Result<Option<std::path::PathBuf>, Error> {
+    use std::io::Write as _;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    let mut kept = None;
+    if path.exists() {
+        if overwrite == Overwrite::Refuse {
+            return Err(Error::Exists(path.into()));
+        }
+        let mut old = path.as_os_str().to_owned();
+        old.push(format!(".old-{}", crate::now_unix()));
+        let old = std::path::PathBuf::from(old);
+        std::fs::rename(path, &old).map_err(|e| Error::io(path, e))?;
+        kept = Some(old);
+    }
+    let mut f = open_new(path, secret).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(kept)
+}
+
+#[cfg(unix)]
+fn open_new(path: &Path, secret: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_new(path: &Path, _secret: bool) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// Replace a file that is meant to change (a CRL, the revocation list) atomically: write
+/// a temporary file beside it, then rename it over the old one.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = open_new(&tmp, false).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// A CA that can issue: its certificate chain (PEM) and key.
@@ -162,7 +239,13 @@ pub fn new_root(common_name: &str, days: u32) -> Result<Issued, Error> {
 
 /// Make an agency CA under the state root, carrying the agency's claims.
 pub fn new_agency_ca(root: &Authority, agency: &AgencyClaims, days: u32) -> Result<Issued, Error> {
-    let mut p = base_params(&format!("{} CA", agency.name), Some(&agency.name), days);
+    // The ORI in the subject keeps two agencies of one name (there are Springfield Police
+    // Departments in many states) apart wherever a CA is found by name, as CRLs are.
+    let mut p = base_params(
+        &format!("{} CA ({})", agency.name, agency.ori),
+        Some(&agency.name),
+        days,
+    );
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

@@ -6,13 +6,15 @@
 //!   return the parsed [`VerifiedIdentity`] (rustls-webpki + x509-parser). A leaf whose
 //!   agency claims differ from its issuing agency CA's is refused ([`Error::ClaimMismatch`]).
 //! * [`Signer`] and [`TrustStore::verify_signature`]: ECDSA P-256/SHA-256 (ring).
-//! * [`PkiLayout`]: where the `alpr-pki` command writes its files.
+//! * [`PkiLayout`]: where the `alpr-pki` command writes its files; [`directory`] issues
+//!   into and revokes from such a directory (the functions the CLI calls).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod claims;
 pub mod cli;
+pub mod directory;
 mod error;
 pub mod issue;
 mod layout;
@@ -23,7 +25,7 @@ mod verify;
 pub use claims::{AgencyClaims, AgencyKind, Jurisdiction, Role};
 pub use error::Error;
 pub use layout::PkiLayout;
-pub use pem::{read_cert_chain, read_crls, read_private_key};
+pub use pem::{read_cert_chain, read_checked_crls, read_crls, read_private_key};
 pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 pub use sign::Signer;
 pub use verify::{TrustStore, VerifiedIdentity};

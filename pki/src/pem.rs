@@ -45,6 +45,45 @@ pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
         })
 }
 
+/// Read a CRL file for use: it must hold at least one CRL, each must parse, and none may
+/// be past its `nextUpdate` at `now`. A CRL that fails any of these is an error naming the
+/// file (fail closed: a daemon does not start, and a reload keeps the CRLs in force). The
+/// signature of each CRL is checked by rustls-webpki against its issuing CA when it is used.
+pub fn read_checked_crls(
+    path: &Path,
+    now: i64,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let crls = read_crls(path)?;
+    let bad = |reason: String| Error::Pem {
+        path: path.into(),
+        reason,
+    };
+    if crls.is_empty() {
+        return Err(bad(
+            "holds no CRL (expected a PEM \"X509 CRL\" block)".into()
+        ));
+    }
+    for (i, der) in crls.iter().enumerate() {
+        let (_, crl) = CertificateRevocationList::from_der(der)
+            .map_err(|e| bad(format!("CRL {} does not parse: {e}", i + 1)))?;
+        let next = crl
+            .next_update()
+            .ok_or_else(|| bad(format!("CRL {} has no nextUpdate", i + 1)))?
+            .timestamp();
+        if next < now {
+            return Err(bad(format!(
+                "CRL {} of {} expired at {} (nextUpdate); reissue it with `alpr-pki revoke` or a new CRL before relying on it",
+                i + 1,
+                crl.issuer(),
+                crate::fmt_time(next)
+            )));
+        }
+    }
+    Ok(crls)
+}
+
 /// Parse every certificate in PEM text.
 pub(crate) fn certs_from_pem(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
     CertificateDer::pem_slice_iter(bytes)

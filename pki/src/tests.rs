@@ -294,3 +294,302 @@ fn roles_take_the_right_article_in_messages() {
     assert_eq!(Role::Node.with_article(), "a node");
     assert_eq!(Role::Supervisor.with_article(), "a supervisor");
 }
+
+mod directory {
+    use super::*;
+    use crate::PkiLayout;
+    use crate::issue::Overwrite;
+
+    fn claims(ori: &str, name: &str) -> AgencyClaims {
+        AgencyClaims::new(ori, name, "US-IL".parse().unwrap(), AgencyKind::Local).unwrap()
+    }
+
+    fn pki(dir: &std::path::Path) -> PkiLayout {
+        let l = PkiLayout::new(dir);
+        l.create_root("Test Root", 30, Overwrite::Refuse).unwrap();
+        l
+    }
+
+    #[test]
+    fn nothing_is_overwritten_without_force_and_force_keeps_the_old_files() {
+        let d = tempfile::tempdir().unwrap();
+        let l = pki(d.path());
+        let before = std::fs::read(l.root_key()).unwrap();
+        let e = l
+            .create_root("Test Root", 30, Overwrite::Refuse)
+            .unwrap_err();
+        assert!(matches!(e, Error::Exists(_)), "{e}");
+        assert!(e.to_string().contains("--force"), "{e}");
+        assert_eq!(
+            std::fs::read(l.root_key()).unwrap(),
+            before,
+            "root.key untouched"
+        );
+        l.create_agency(
+            &claims("IL0000100", "Springfield PD"),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        assert!(
+            l.create_agency(
+                &claims("IL0000100", "Springfield PD"),
+                30,
+                Overwrite::Refuse
+            )
+            .is_err()
+        );
+        l.issue_node("IL0000100", vec![], 30, Overwrite::Refuse)
+            .unwrap();
+        assert!(
+            l.issue_node("IL0000100", vec![], 30, Overwrite::Refuse)
+                .is_err()
+        );
+        // --force: the new key replaces the old, which is kept beside it.
+        l.create_root("Test Root", 30, Overwrite::KeepOld).unwrap();
+        assert_ne!(std::fs::read(l.root_key()).unwrap(), before);
+        let kept: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("root.key.old-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(std::fs::read(d.path().join(&kept[0])).unwrap(), before);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_key_is_written_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let l = pki(d.path());
+        l.create_agency(
+            &claims("IL0000100", "Springfield PD"),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        l.issue_person(
+            "IL0000100",
+            Role::Investigator,
+            "inv-1",
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        for key in [
+            l.root_key(),
+            l.agency_ca_key("IL0000100"),
+            l.person("IL0000100", "inv-1").1,
+        ] {
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+    }
+
+    #[test]
+    fn revoke_finds_the_issuer_itself_is_idempotent_and_refuses_what_it_cannot_revoke() {
+        let d = tempfile::tempdir().unwrap();
+        let l = pki(d.path());
+        l.create_agency(
+            &claims("IL0000100", "Springfield PD"),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        let cert = l
+            .issue_person(
+                "IL0000100",
+                Role::Investigator,
+                "inv-1",
+                30,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        // Without naming the agency.
+        let r = l.revoke(&cert, None).unwrap();
+        assert!(!r.already);
+        assert_eq!(r.issuer, "agency CA IL0000100");
+        let trust = TrustStore::load(&l.root_cert(), &l.all_crls()).unwrap();
+        let chain = crate::read_cert_chain(&cert).unwrap();
+        assert!(matches!(
+            trust.verify(&chain, now_unix()),
+            Err(Error::CertRevoked)
+        ));
+        // Twice: nothing changes, no duplicate line.
+        let list = l.agency_dir("IL0000100").join("revoked.txt");
+        let text = std::fs::read_to_string(&list).unwrap();
+        assert!(l.revoke(&cert, None).unwrap().already);
+        assert_eq!(std::fs::read_to_string(&list).unwrap(), text);
+        assert_eq!(text.lines().count(), 1);
+        // Naming the wrong agency is refused.
+        l.create_agency(&claims("IL0000200", "Peoria PD"), 30, Overwrite::Refuse)
+            .unwrap();
+        let other = l
+            .issue_person(
+                "IL0000200",
+                Role::Investigator,
+                "inv-2",
+                30,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        let e = l.revoke(&other, Some("IL0000100")).unwrap_err();
+        assert!(
+            e.to_string().contains("issued by agency CA IL0000200"),
+            "{e}"
+        );
+        // A certificate from another PKI cannot be revoked here.
+        let d2 = tempfile::tempdir().unwrap();
+        let l2 = pki(d2.path());
+        l2.create_agency(
+            &claims("IL0000100", "Springfield PD"),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        let foreign = l2
+            .issue_person(
+                "IL0000100",
+                Role::Investigator,
+                "inv-9",
+                30,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        let e = l.revoke(&foreign, None).unwrap_err();
+        assert!(matches!(e, Error::CannotRevoke(_)), "{e}");
+    }
+
+    #[test]
+    fn two_agencies_with_one_name_keep_their_crls_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let l = pki(d.path());
+        // Springfield, Illinois and Springfield, Missouri: the same agency name.
+        l.create_agency(
+            &claims("IL0840100", "Springfield Police Department"),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        let mo = AgencyClaims::new(
+            "MO0390200",
+            "Springfield Police Department",
+            "US-MO".parse().unwrap(),
+            AgencyKind::Local,
+        )
+        .unwrap();
+        l.create_agency(&mo, 30, Overwrite::Refuse).unwrap();
+        let il = l
+            .issue_person(
+                "IL0840100",
+                Role::Investigator,
+                "inv-il",
+                30,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        let mo_cert = l
+            .issue_person(
+                "MO0390200",
+                Role::Investigator,
+                "inv-mo",
+                30,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        l.revoke(&il, None).unwrap();
+        let trust = TrustStore::load(&l.root_cert(), &l.all_crls()).unwrap();
+        let now = now_unix();
+        assert!(matches!(
+            trust.verify(&crate::read_cert_chain(&il).unwrap(), now),
+            Err(Error::CertRevoked)
+        ));
+        let id = trust
+            .verify(&crate::read_cert_chain(&mo_cert).unwrap(), now)
+            .unwrap();
+        assert_eq!(id.ori(), Some("MO0390200"));
+    }
+
+    #[test]
+    fn the_cli_is_a_thin_layer_over_the_directory_functions() {
+        use clap::Parser;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_str().unwrap();
+        let run = |args: &[&str]| {
+            let mut argv = vec!["alpr-pki", "--dir", dir];
+            argv.extend_from_slice(args);
+            crate::cli::run(crate::cli::Cli::try_parse_from(argv).unwrap())
+        };
+        run(&["root", "--name", "CLI Root"]).unwrap();
+        assert!(run(&["root", "--name", "CLI Root"]).is_err());
+        run(&["--force", "root", "--name", "CLI Root"]).unwrap();
+        run(&[
+            "agency",
+            "--ori",
+            "IL0000100",
+            "--name",
+            "Springfield PD",
+            "--jurisdiction",
+            "US-IL",
+            "--kind",
+            "local",
+        ])
+        .unwrap();
+        let out = run(&[
+            "person",
+            "--ori",
+            "IL0000100",
+            "--role",
+            "admin",
+            "--user",
+            "a1",
+        ])
+        .unwrap();
+        let cert = out[0].trim_start_matches("wrote ").to_owned();
+        let out = run(&["revoke", &cert]).unwrap();
+        assert!(out[0].contains("revoked serial"), "{out:?}");
+        let out = run(&["revoke", &cert]).unwrap();
+        assert!(out[0].contains("already revoked"), "{out:?}");
+        let out = run(&["inspect", &cert]).unwrap();
+        assert!(out.iter().any(|l| l.contains("REVOKED")), "{out:?}");
+    }
+}
+
+#[test]
+fn crl_files_that_cannot_be_used_are_refused_naming_the_file() {
+    use crate::issue::Overwrite;
+    let d = tempfile::tempdir().unwrap();
+    let l = crate::PkiLayout::new(d.path());
+    l.create_root("Test Root", 30, Overwrite::Refuse).unwrap();
+    let now = now_unix();
+    crate::read_checked_crls(&l.root_crl(), now).unwrap();
+    // Garbage, a file with no CRL in it, a CRL past its nextUpdate.
+    let garbage = d.path().join("garbage.crl");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let e = crate::read_checked_crls(&garbage, now)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("garbage.crl") && e.contains("does not parse"),
+        "{e}"
+    );
+    let empty = d.path().join("empty.crl");
+    std::fs::write(&empty, "nothing here\n").unwrap();
+    let e = crate::read_checked_crls(&empty, now)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("empty.crl") && e.contains("holds no CRL"), "{e}");
+    let e = crate::read_checked_crls(&l.root_crl(), now + 31 * 86_400)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("root.crl") && e.contains("expired"), "{e}");
+    // A trust store will not load with any of them.
+    assert!(TrustStore::load(&l.root_cert(), &[&garbage]).is_err());
+    assert!(TrustStore::load(&l.root_cert(), &[&empty]).is_err());
+}

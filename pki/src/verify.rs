@@ -101,8 +101,9 @@ impl TrustStore {
                 reason: "no certificate".into(),
             })?;
         let mut crls = Vec::new();
+        let now = crate::now_unix();
         for f in crl_files {
-            crls.extend(crate::pem::read_crls(f.as_ref())?);
+            crls.extend(crate::pem::read_checked_crls(f.as_ref(), now)?);
         }
         Ok(Self::new(root_der, crls))
     }

@@ -232,8 +232,9 @@ impl ReloadableTls {
     /// config. Returns whether anything changed.
     pub fn reload(&self) -> Result<bool, String> {
         let mut crls = Vec::new();
+        let now = alpr_pki::now_unix();
         for f in &self.crl_files {
-            crls.extend(alpr_pki::read_crls(f).map_err(|e| e.to_string())?);
+            crls.extend(alpr_pki::read_checked_crls(f, now).map_err(|e| e.to_string())?);
         }
         let current = self.trust();
         if current.crls() == crls.as_slice() {
