@@ -127,6 +127,7 @@ fn node_csv(dir: &Path, csv: &str, expected: usize) -> Result<f64> {
         &mut |b| alpr_node::store::insert_reads(&mut conn, b),
         csv.as_bytes(),
         |_| {},
+        None,
     )?;
     let el = t.elapsed().as_secs_f64();
     if !report.rejects.is_empty() {

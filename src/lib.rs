@@ -315,9 +315,10 @@ impl Federation {
     pub fn ingest_csv(&self, ori: &str, csv: &str) -> Result<alpr_node::ingest::IngestReport> {
         let node = &self.nodes.get(ori).context("no such node")?.node;
         Ok(alpr_node::ingest::ingest_csv(
-            &mut |b| node.store_reads(b),
+            &mut |b| node.store_reads(b).map(|s| s.stored),
             csv.as_bytes(),
             |_| {},
+            None,
         )?)
     }
 

@@ -477,6 +477,14 @@ impl AuditFilterArgs {
 /// one target answered; 1: an error such as a missing file or no connection; 2: bad
 /// command-line arguments.)
 pub const EXIT_NOTHING_ANSWERED: u8 = 3;
+/// Exit code of `alpr-node ingest` when some rows were rejected (the rest are stored).
+pub const EXIT_SOME_REJECTED: u8 = 4;
+/// Exit code of `alpr-node ingest` when no row was accepted (an empty file, or every row
+/// rejected).
+pub const EXIT_NOTHING_ACCEPTED: u8 = 5;
+/// Exit code of `alpr-node ingest` when it was stopped (SIGTERM, Ctrl-C) before the end;
+/// running it again resumes.
+pub const EXIT_INTERRUPTED: u8 = 6;
 
 /// Run a parsed command line; the process exit code (see [`EXIT_NOTHING_ANSWERED`]).
 pub fn main(cli: Cli) -> std::process::ExitCode {
@@ -492,6 +500,10 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
         Err(e @ Error::NothingAnswered(_)) => {
             eprintln!("alpr-node: {e}");
             std::process::ExitCode::from(EXIT_NOTHING_ANSWERED)
+        }
+        Err(e @ Error::Incomplete { exit, .. }) => {
+            eprintln!("alpr-node: {e}");
+            std::process::ExitCode::from(exit)
         }
         Err(e) => {
             eprintln!("alpr-node: {e}");
@@ -563,30 +575,96 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let node = Node::open(&cfg)?;
             let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
             let started = std::time::Instant::now();
-            let report = ingest::ingest_csv(
-                &mut |b| node.store_reads(b),
-                std::io::BufReader::new(f),
-                |lines| {
-                    eprint!("\r{lines} lines read");
-                },
-            )?;
-            eprintln!();
-            let log = audit::AuditLog::open(&cfg.audit_path(), None)?;
-            log.append(vec![audit::AuditEntry {
+            // SIGTERM or Ctrl-C: finish the batch in hand, log, and say how to resume.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let watcher = {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    alpr_proto::transport::shutdown_signal().await;
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                })
+            };
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let (n, flag) = (node.clone(), stop.clone());
+            let (result, hits) = tokio::task::spawn_blocking(move || {
+                let mut hits: Vec<String> = Vec::new();
+                let r = ingest::ingest_csv(
+                    &mut |b| {
+                        let s = n.store_reads(b)?;
+                        hits.extend(s.hits);
+                        Ok(s.stored)
+                    },
+                    std::io::BufReader::new(f),
+                    |lines| {
+                        if tty {
+                            eprint!("\r{lines} lines read");
+                        }
+                    },
+                    Some(&flag),
+                );
+                (r, hits)
+            })
+            .await
+            .map_err(|e| Error::Usage(format!("ingest stopped: {e}")))?;
+            watcher.abort();
+            if tty {
+                eprintln!();
+            }
+            let report = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    node.audit(&[audit::AuditEntry {
+                        at: alpr_pki::now_unix(),
+                        event: "ingest".into(),
+                        decision: "error".into(),
+                        detail: Some(format!("{}: {e}", file.display())),
+                        ..Default::default()
+                    }])?;
+                    return Err(e);
+                }
+            };
+            let rejected = report.rejects.len() as u64;
+            let decision = if report.interrupted {
+                "interrupted"
+            } else if report.accepted == 0 {
+                "nothing_accepted"
+            } else if rejected > 0 {
+                "partial"
+            } else {
+                "ok"
+            };
+            let summary = format!(
+                "{}: {} lines read; {} reads stored, {} already stored (skipped), {rejected} rows rejected, {} hot-list hit(s){}",
+                file.display(),
+                report.lines,
+                report.stored,
+                report.duplicates,
+                hits.len(),
+                if report.interrupted {
+                    format!(
+                        "; stopped after line {} — run the same command again to resume (stored reads are skipped)",
+                        report.lines
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            node.audit(&[audit::AuditEntry {
                 at: alpr_pki::now_unix(),
                 event: "ingest".into(),
-                decision: "ok".into(),
-                count: Some(report.accepted),
-                detail: Some(format!(
-                    "{}: {} accepted, {} rejected",
-                    file.display(),
-                    report.accepted,
-                    report.rejects.len()
-                )),
+                decision: decision.into(),
+                count: Some(report.stored),
+                detail: Some(summary.clone()),
                 ..Default::default()
             }])?;
+            for h in &hits {
+                println!("HOT-LIST HIT: {h}");
+            }
             for r in report.rejects.iter().take(20) {
                 eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
+            }
+            if rejected > 20 {
+                eprintln!("... and {} more rejected rows", rejected - 20);
             }
             if let Some(path) = rejects {
                 let mut text = String::from("line,reason\n");
@@ -599,13 +677,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
                 std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
             }
-            println!(
-                "ingested {} reads, rejected {} rows in {:.2}s",
-                report.accepted,
-                report.rejects.len(),
-                started.elapsed().as_secs_f64()
-            );
-            Ok(())
+            println!("{summary} in {:.2}s", started.elapsed().as_secs_f64());
+            let exit = match decision {
+                "ok" => return Ok(()),
+                "partial" => EXIT_SOME_REJECTED,
+                "nothing_accepted" => EXIT_NOTHING_ACCEPTED,
+                _ => EXIT_INTERRUPTED,
+            };
+            Err(Error::Incomplete {
+                exit,
+                message: format!("ingest {decision}"),
+            })
         }
         Command::Query(q) => {
             let trust = TrustStore::load(&q.root, &[] as &[PathBuf])?;

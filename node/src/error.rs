@@ -45,6 +45,14 @@ pub enum Error {
     /// reply), or the own node refused it.
     #[error("{0}")]
     NothingAnswered(String),
+    /// A command finished without doing all it was asked (its own exit code).
+    #[error("{message}")]
+    Incomplete {
+        /// The process exit code.
+        exit: u8,
+        /// What is incomplete.
+        message: String,
+    },
 }
 
 fn rpc_message(s: &tonic::Status) -> String {

@@ -135,6 +135,17 @@ pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) 
         .collect()
 }
 
+/// What storing a batch of reads did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Reads newly stored.
+    pub stored: u64,
+    /// Reads already stored (exact duplicates), skipped.
+    pub duplicates: u64,
+    /// Hot-list hits among the reads (each also an `alert` audit entry), as text.
+    pub hits: Vec<String>,
+}
+
 impl Node {
     /// Place an evidence hold (a supervisor of this agency), logged.
     pub fn place_hold(
@@ -272,19 +283,15 @@ impl Node {
     }
 
     /// Store validated reads and raise hot-list alerts for matches (used by every ingest path).
-    pub fn store_reads(&self, reads: &[Read]) -> Result<(), Error> {
+    pub fn store_reads(&self, reads: &[Read]) -> Result<Stored, Error> {
         let now = alpr_pki::now_unix();
-        let alerts = {
+        let (stored, alerts) = {
             let mut conn = self.db();
-            store::insert_reads(&mut conn, reads)?;
-            hits(&active_hotlist(&conn, now)?, reads, now)
+            let stored = store::insert_reads(&mut conn, reads)?;
+            (stored, hits(&active_hotlist(&conn, now)?, reads, now))
         };
-        self.metrics.add(
-            "alpr_ingested_reads_total",
-            "Reads stored",
-            &[],
-            reads.len() as u64,
-        );
+        self.metrics
+            .add("alpr_ingested_reads_total", "Reads stored", &[], stored);
         if !alerts.is_empty() {
             self.metrics.add(
                 "alpr_hotlist_hits_total",
@@ -295,6 +302,10 @@ impl Node {
             tracing::warn!(hits = alerts.len(), "hot-list hits");
             self.audit(&alerts)?;
         }
-        Ok(())
+        Ok(Stored {
+            stored,
+            duplicates: reads.len() as u64 - stored,
+            hits: alerts.into_iter().filter_map(|a| a.detail).collect(),
+        })
     }
 }

@@ -32,10 +32,27 @@ pub struct Reject {
 /// Outcome of an ingest.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IngestReport {
-    /// Rows stored.
+    /// Valid rows (stored now, or already stored before).
     pub accepted: u64,
+    /// Of those, rows newly stored.
+    pub stored: u64,
+    /// Of those, exact duplicates of reads already stored (skipped).
+    pub duplicates: u64,
     /// Rows rejected, with line numbers.
     pub rejects: Vec<Reject>,
+    /// Lines read.
+    pub lines: u64,
+    /// Stopped on request before the end of the input (everything up to `lines` is
+    /// stored; running the same ingest again resumes, skipping what is already there).
+    pub interrupted: bool,
+}
+
+impl IngestReport {
+    fn add(&mut self, stored: u64, batch: usize) {
+        self.accepted += batch as u64;
+        self.stored += stored;
+        self.duplicates += batch as u64 - stored;
+    }
 }
 
 /// Validate one read (used by CSV and streaming ingest alike).
@@ -89,8 +106,10 @@ impl Columns {
     fn from_header(rec: &csv::StringRecord) -> Result<Option<Self>, String> {
         let names: Vec<String> = rec.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
         let find = |n: &str| names.iter().position(|x| x == n);
-        // A header names the plate column and at least one other column it needs.
-        if find("plate").is_none() || REQUIRED[1..].iter().all(|n| find(n).is_none()) {
+        // A first record with a field named "plate" is a header (no read's plate field
+        // holds the word, and its time would not parse); a header must then name every
+        // column a read needs.
+        if find("plate").is_none() {
             return Ok(None);
         }
         let mut at = [0; 5];
@@ -168,13 +187,16 @@ fn parse_record(rec: &csv::StringRecord, cols: Columns) -> Result<Read, String> 
     })
 }
 
-/// Ingest CSV from `input` into the database through `sink`. `progress` is called after
-/// each batch with the number of lines read so far. A header that lacks a needed column
-/// is an error before anything is stored.
+/// Ingest CSV from `input` through `sink`, which stores a batch and returns how many of
+/// its reads were new. `progress` is called after each batch with the number of lines read
+/// so far. A header that lacks a needed column is an error before anything is stored.
+/// When `stop` becomes true the ingest ends after the batch in hand (reported as
+/// interrupted).
 pub fn ingest_csv(
-    sink: &mut dyn FnMut(&[Read]) -> Result<(), Error>,
+    sink: &mut dyn FnMut(&[Read]) -> Result<u64, Error>,
     input: impl std::io::BufRead,
     mut progress: impl FnMut(u64),
+    stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<IngestReport, Error> {
     let mut report = IngestReport::default();
     let mut batch = Vec::with_capacity(BATCH);
@@ -224,16 +246,19 @@ pub fn ingest_csv(
             }),
         }
         if batch.len() >= BATCH {
-            sink(&batch)?;
-            report.accepted += batch.len() as u64;
+            report.add(sink(&batch)?, batch.len());
             batch.clear();
             progress(line_no);
+            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+                report.interrupted = true;
+                break;
+            }
         }
     }
     if !batch.is_empty() {
-        sink(&batch)?;
-        report.accepted += batch.len() as u64;
+        report.add(sink(&batch)?, batch.len());
     }
+    report.lines = line_no;
     progress(line_no);
     Ok(report)
 }
@@ -257,6 +282,7 @@ mod tests {
             &mut |b| store::insert_reads(&mut conn, b),
             csv.as_bytes(),
             |_| {},
+            None,
         )
         .unwrap();
         assert_eq!(report.accepted, 2);
@@ -289,6 +315,7 @@ mod tests {
             &mut |b| store::insert_reads(&mut conn, b),
             csv.as_bytes(),
             |_| {},
+            None,
         )
         .unwrap();
         assert_eq!(report.accepted, 2);
@@ -317,10 +344,11 @@ mod tests {
         let e = ingest_csv(
             &mut |b| {
                 stored += b.len();
-                Ok(())
+                Ok(b.len() as u64)
             },
             csv.as_bytes(),
             |_| {},
+            None,
         )
         .unwrap_err();
         assert!(

@@ -509,18 +509,20 @@ impl Node {
                 }
             }
         }
+        let mut stored = 0;
         for chunk in ok.chunks(crate::ingest::BATCH) {
-            self.store_reads(chunk)?;
+            stored += self.store_reads(chunk)?.stored;
         }
         self.audit(&[AuditEntry {
             at: alpr_pki::now_unix(),
             event: "ingest".into(),
-            decision: "ok".into(),
-            count: Some(ok.len() as u64),
+            decision: if rejected == 0 { "ok" } else { "partial" }.into(),
+            count: Some(stored),
             requester_user: Some(by.into()),
             detail: Some(format!(
-                "stream ingest: {} accepted, {rejected} rejected",
-                ok.len()
+                "stream ingest: {} accepted ({stored} new, {} already stored), {rejected} rejected",
+                ok.len(),
+                ok.len() as u64 - stored
             )),
             ..Default::default()
         }])?;

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS registry_leaves (idx INTEGER PRIMARY KEY, hash BLOB N
 CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, sth BLOB NOT NULL, seen_at INTEGER NOT NULL);
 "#;
 
-/// The schema version this code writes. 1: reads carry their plate's issuing state.
+/// The schema version this code writes. 1: reads carry their plate's issuing state, and
+/// an exact duplicate read is stored once.
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// Open (creating if needed) the node database in WAL mode with full durability.
@@ -72,7 +73,8 @@ fn migrate(conn: &Connection) -> Result<(), Error> {
     let tx = conn.unchecked_transaction()?;
     if version < 1 {
         // Reads stored before plates carried their issuing state keep an unknown state
-        // (''): only "any state" queries find them.
+        // (''): only "any state" queries find them. Exact duplicates (a file ingested
+        // twice) are removed, so that the identity index can be unique.
         let days: Vec<i64> = tx
             .prepare("SELECT day FROM partitions")?
             .query_map([], |r| r.get(0))?
@@ -86,6 +88,16 @@ fn migrate(conn: &Connection) -> Result<(), Error> {
                      DROP INDEX IF EXISTS {t}_plate_time;"
                 ))?;
             }
+            let removed = tx.execute(
+                &format!(
+                    "DELETE FROM {t} WHERE rowid NOT IN (SELECT MIN(rowid) FROM {t} GROUP BY plate, plate_state, captured_at, camera_id, latitude, longitude)"
+                ),
+                [],
+            )?;
+            tx.execute(
+                "UPDATE partitions SET rows = rows - ?2 WHERE day = ?1",
+                params![day, removed as i64],
+            )?;
             tx.execute_batch(&partition_index(&t))?;
         }
         if !has_column(&tx, "held_reads", "plate_state")? {
@@ -111,10 +123,13 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, Erro
 }
 
 /// The covering index of a day partition: one plate's reads of a day, by issuing state,
-/// sit together in one or two index pages and a lookup never visits the table.
+/// sit together in one or two index pages and a lookup never visits the table. It is
+/// unique: it is also a read's identity (plate, issuing state, capture time, camera and
+/// position), so an exact duplicate read — the same file ingested twice, or an ingest
+/// run again after it was stopped — is stored once.
 fn partition_index(t: &str) -> String {
     format!(
-        "CREATE INDEX IF NOT EXISTS {t}_plate_state_cover ON {t} (plate, plate_state, captured_at, camera_id, latitude, longitude);"
+        "CREATE UNIQUE INDEX IF NOT EXISTS {t}_read_identity ON {t} (plate, plate_state, captured_at, camera_id, latitude, longitude);"
     )
 }
 
@@ -137,9 +152,10 @@ fn ensure_partition(tx: &rusqlite::Transaction<'_>, day: i64) -> Result<(), Erro
     Ok(())
 }
 
-/// Insert reads in one transaction, each into its capture day's partition. Reads must
-/// already be validated.
-pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<(), Error> {
+/// Insert reads in one transaction, each into its capture day's partition; a read already
+/// stored (same identity, see [`partition_index`]) is skipped. Reads must already be
+/// validated. Returns how many were new.
+pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<u64, Error> {
     let tx = conn.transaction()?;
     let mut by_day: std::collections::BTreeMap<i64, Vec<&Read>> = std::collections::BTreeMap::new();
     for r in reads {
@@ -148,31 +164,34 @@ pub fn insert_reads(conn: &mut Connection, reads: &[Read]) -> Result<(), Error> 
             .or_default()
             .push(r);
     }
+    let mut stored = 0u64;
     for (day, rows) in by_day {
         ensure_partition(&tx, day)?;
+        let mut new = 0i64;
         {
             let mut st = tx.prepare_cached(&format!(
-                "INSERT INTO {} (plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO {} (plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 table(day)
             ))?;
             for r in &rows {
-                st.execute(params![
+                new += st.execute(params![
                     r.plate,
                     r.captured_at,
                     r.camera_id,
                     r.latitude,
                     r.longitude,
                     r.plate_state
-                ])?;
+                ])? as i64;
             }
         }
         tx.execute(
             "UPDATE partitions SET rows = rows + ?2 WHERE day = ?1",
-            params![day, rows.len() as i64],
+            params![day, new],
         )?;
+        stored += new as u64;
     }
     tx.commit()?;
-    Ok(())
+    Ok(stored)
 }
 
 /// Most reads returned for one plate lookup.
@@ -678,10 +697,11 @@ mod tests {
                 "{SCHEMA}
                  CREATE TABLE reads_{day} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);
                  CREATE INDEX reads_{day}_plate_cover ON reads_{day} (plate, captured_at, camera_id, latitude, longitude);
-                 INSERT INTO reads_{day} VALUES ('8ABC123', {}, 'cam-9', 34.0, -119.0);
-                 INSERT INTO partitions (day, rows) VALUES ({day}, 1);
+                 INSERT INTO reads_{day} VALUES ('8ABC123', {t}, 'cam-9', 34.0, -119.0);
+                 INSERT INTO reads_{day} VALUES ('8ABC123', {t}, 'cam-9', 34.0, -119.0);
+                 INSERT INTO partitions (day, rows) VALUES ({day}, 2);
                  CREATE TABLE held_reads (hold_id INTEGER NOT NULL, plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);",
-                day * DAY + 60
+                t = day * DAY + 60
             ))
             .unwrap();
         }
@@ -696,7 +716,8 @@ mod tests {
             state: alpr_proto::input::ANY_STATE,
         };
         let got = lookup(&conn, any, day * DAY, (day + 1) * DAY).unwrap();
-        assert_eq!(got.len(), 1);
+        assert_eq!(got.len(), 1, "the exact duplicate was removed");
+        assert_eq!(count_reads(&conn).unwrap(), 1);
         assert_eq!(got[0].plate_state, "");
         assert!(
             lookup(&conn, ca("8ABC123"), day * DAY, (day + 1) * DAY)
@@ -712,5 +733,32 @@ mod tests {
         drop(c);
         let e = open(&path).unwrap_err().to_string();
         assert!(e.contains("newer than this alpr-node"), "{e}");
+    }
+
+    #[test]
+    fn an_exact_duplicate_read_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("node.db")).unwrap();
+        let day0 = 20_500 * DAY;
+        let reads = vec![read("8ABC123", day0 + 60), read("8ABC123", day0 + 120)];
+        assert_eq!(insert_reads(&mut conn, &reads).unwrap(), 2);
+        assert_eq!(
+            insert_reads(&mut conn, &reads).unwrap(),
+            0,
+            "the same reads again"
+        );
+        // Differing in any part of its identity, it is another read.
+        let other = Read {
+            camera_id: "cam-2".into(),
+            ..read("8ABC123", day0 + 60)
+        };
+        assert_eq!(insert_reads(&mut conn, &[other]).unwrap(), 1);
+        assert_eq!(count_reads(&conn).unwrap(), 3);
+        assert_eq!(
+            lookup(&conn, ca("8ABC123"), day0, day0 + DAY)
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

@@ -102,3 +102,151 @@ async fn one_data_directory_is_served_by_one_daemon() {
     let again = alpr_node::start(&cfg).await.unwrap();
     again.stop().await.unwrap();
 }
+
+/// Run `alpr-node` with `args`; (exit code, stdout, stderr).
+fn alpr_node(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_alpr-node"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn csv_rows(n: usize) -> String {
+    let now = alpr_pki::now_unix();
+    let mut s = String::from("plate,captured_at,camera_id,latitude,longitude,plate_state\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "{}{:05},{},CAM-{},34.2,-119.2,CA\n",
+            (b'A' + (i % 26) as u8) as char,
+            i % 100_000,
+            alpr_pki::fmt_time(now - 60 - (i as i64 % 86_400)),
+            i % 7
+        ));
+    }
+    s
+}
+
+#[test]
+fn ingest_is_idempotent_audited_and_says_how_it_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let toml_path = dir.path().join("node.toml");
+    std::fs::write(&toml_path, toml::to_string(&cfg).unwrap()).unwrap();
+    drop(alpr_node::Node::open(&cfg).unwrap()); // the node exists
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, csv_rows(50)).unwrap();
+    let g = good.to_str().unwrap();
+
+    let (code, out, _) = alpr_node(&["ingest", g], &toml_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("50 reads stored, 0 already stored"), "{out}");
+    // The same file again stores nothing twice.
+    let (code, out, _) = alpr_node(&["ingest", g], &toml_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("0 reads stored, 50 already stored"), "{out}");
+
+    // Some rows rejected: 4; nothing accepted (empty, or all bad): 5; wrong header: 1.
+    let partial = dir.path().join("partial.csv");
+    std::fs::write(&partial, format!("{}BAD*,x,y,1,2,CA\n", csv_rows(60))).unwrap();
+    let (code, _, err) = alpr_node(&["ingest", partial.to_str().unwrap()], &toml_path);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("partial.csv:62:"), "{err}");
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    assert_eq!(
+        alpr_node(&["ingest", empty.to_str().unwrap()], &toml_path).0,
+        Some(5)
+    );
+    let header = dir.path().join("header.csv");
+    std::fs::write(&header, "plate,time,camera,lat,lon\nA1,x,y,1,2\n").unwrap();
+    let (code, _, err) = alpr_node(&["ingest", header.to_str().unwrap()], &toml_path);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("line 1: the header lacks column(s) captured_at"),
+        "{err}"
+    );
+
+    // Every ingest is an audit entry with its counts and outcome.
+    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
+    let decisions: Vec<String> = alpr_node::audit::list(&conn, Some("ingest"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry.decision)
+        .collect();
+    assert_eq!(
+        decisions,
+        ["ok", "ok", "partial", "nothing_accepted", "error"]
+    );
+}
+
+#[test]
+fn a_stopped_ingest_is_logged_and_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let toml_path = dir.path().join("node.toml");
+    std::fs::write(&toml_path, toml::to_string(&cfg).unwrap()).unwrap();
+    drop(alpr_node::Node::open(&cfg).unwrap());
+    let big = dir.path().join("big.csv");
+    let rows = 400_000;
+    std::fs::write(&big, csv_rows(rows)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_alpr-node"))
+        .args(["ingest", big.to_str().unwrap(), "--config"])
+        .arg(&toml_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop it once it has stored something.
+    let db = cfg.db_path();
+    let started = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let n: i64 = rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row("SELECT COALESCE(SUM(rows),0) FROM partitions", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap_or(0);
+        if n > 0 || started.elapsed().as_secs() > 60 {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{stdout}");
+    assert!(
+        stdout.contains("run the same command again to resume"),
+        "{stdout}"
+    );
+    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
+    let last = alpr_node::audit::list(&conn, Some("ingest")).unwrap();
+    let e = &last.last().unwrap().entry;
+    assert_eq!(e.decision, "interrupted");
+    let first_part = e.count.unwrap();
+    assert!(first_part > 0 && first_part < rows as u64, "{first_part}");
+    // Running it again stores the rest and nothing twice.
+    let (code, out, _) = alpr_node(&["ingest", big.to_str().unwrap()], &toml_path);
+    assert_eq!(code, Some(0), "{out}");
+    let node = alpr_node::Node::open(&cfg).unwrap();
+    let total = alpr_node::store::count_reads(&node.db()).unwrap() as u64;
+    let distinct = {
+        let mut set = std::collections::HashSet::new();
+        for line in csv_rows(rows).lines().skip(1) {
+            set.insert(line.to_owned());
+        }
+        set.len() as u64
+    };
+    assert_eq!(total, distinct, "{out}");
+}
