@@ -373,3 +373,43 @@ async fn only_the_broker_may_forward_to_a_node() {
     );
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unknown_agency_is_named_as_such_not_as_no_agreement() {
+    let fed = federation().await;
+    // A mistyped ORI: no route, no registered agreement.
+    let (q, resp) = fed
+        .search(SACRAMENTO, &params("8ABC123", &["CA0560199"], "240", 3))
+        .await
+        .unwrap();
+    let r = &resp.results[0];
+    assert_eq!(
+        (r.status, r.reason, r.decided_by.as_str()),
+        (
+            TargetStatus::Refused as i32,
+            RefusalReason::UnknownAgency as i32,
+            "broker"
+        ),
+        "{}",
+        r.detail
+    );
+    assert!(r.detail.contains("check the ORI"), "{}", r.detail);
+    let qid = hex::encode(&q.query_id);
+    assert!(
+        fed.broker_log()
+            .unwrap()
+            .iter()
+            .any(|l| l.query_id.as_deref() == Some(qid.as_str())
+                && l.reason_code.as_deref() == Some("UNKNOWN_AGENCY"))
+    );
+    // A known agency without an agreement is still NO_AGREEMENT.
+    refused_by_broker(
+        &fed,
+        SACRAMENTO,
+        LAS_VEGAS,
+        &params("8ABC123", &[LAS_VEGAS], "240", 3),
+        RefusalReason::NoAgreement,
+    )
+    .await;
+    fed.stop().await.unwrap();
+}

@@ -561,7 +561,41 @@ impl Broker {
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
         for t in targets {
-            let rules = match store::agency_jurisdiction(&conn, t)?.and_then(|j| j.parse().ok()) {
+            let known = store::agency_jurisdiction(&conn, t)?;
+            if known.is_none() && !self.nodes.contains_key(t) {
+                let detail = format!(
+                    "no agency {t} is known to this broker (no route to it and no agreement with it registered); check the ORI"
+                );
+                entries.push(LogEntry {
+                    at: now,
+                    event: "route".into(),
+                    target: Some(t.clone()),
+                    query_id: opened
+                        .facts()
+                        .query
+                        .as_ref()
+                        .map(|q| hex::encode(&q.query_id)),
+                    requester: opened
+                        .facts()
+                        .investigator
+                        .as_ref()
+                        .map(VerifiedIdentity::describe),
+                    decision: "refused".into(),
+                    reason_code: Some(RefusalReason::UnknownAgency.as_str_name().into()),
+                    detail: Some(detail.clone()),
+                    ..Default::default()
+                });
+                plans.push(Plan::Done(TargetResult {
+                    ori: t.clone(),
+                    status: TargetStatus::Refused as i32,
+                    reason: RefusalReason::UnknownAgency as i32,
+                    detail,
+                    reply: None,
+                    decided_by: "broker".into(),
+                }));
+                continue;
+            }
+            let rules = match known.and_then(|j| j.parse().ok()) {
                 Some(j) => StateRules::for_jurisdiction(&j)?,
                 None => {
                     StateRules::for_jurisdiction(&"US".parse().map_err(alpr_proto::Error::from)?)?

@@ -84,7 +84,7 @@ impl BrokerConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg: Self = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.into(),
-            reason: e.message().to_owned(),
+            reason: alpr_proto::transport::describe_toml_error(&text, &e),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         alpr_proto::transport::resolve_path(&mut cfg.data_dir, base);

@@ -408,6 +408,58 @@ pub struct Filter {
     pub purpose: Option<String>,
 }
 
+/// Every event name the node writes (the `event` of an [`AuditEntry`]).
+pub const EVENTS: &[&str] = &[
+    "account_change",
+    "admin_command",
+    "agreement_import",
+    "alert",
+    "config_change",
+    "evidence_hold",
+    "export",
+    "hotlist_hit",
+    "hotlist_load",
+    "inbound_query",
+    "ingest",
+    "outbound_query",
+    "outbound_result",
+    "purge",
+    "registry_event",
+    "registry_fork",
+    "request",
+    "search_review",
+];
+
+impl std::fmt::Display for Filter {
+    /// The filter as an operator would type it (`event=inbound_query since=… user=…`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.event {
+            parts.push(format!("event={v}"));
+        }
+        if let Some(v) = self.since {
+            parts.push(format!("since={}", alpr_pki::fmt_time(v)));
+        }
+        if let Some(v) = self.until {
+            parts.push(format!("until={}", alpr_pki::fmt_time(v)));
+        }
+        if let Some(v) = &self.requester_ori {
+            parts.push(format!("requester={v}"));
+        }
+        if let Some(v) = &self.user {
+            parts.push(format!("user={v}"));
+        }
+        if let Some(v) = &self.purpose {
+            parts.push(format!("purpose={v}"));
+        }
+        if parts.is_empty() {
+            f.write_str("none (every entry)")
+        } else {
+            f.write_str(&parts.join(" "))
+        }
+    }
+}
+
 impl Filter {
     fn matches(&self, e: &AuditEntry) -> bool {
         self.event.as_ref().is_none_or(|v| &e.event == v)

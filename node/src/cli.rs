@@ -460,6 +460,14 @@ pub struct AuditFilterArgs {
 
 impl AuditFilterArgs {
     fn to_filter(&self) -> Result<audit::Filter, Error> {
+        if let Some(e) = &self.event
+            && !audit::EVENTS.contains(&e.as_str())
+        {
+            return Err(Error::Usage(format!(
+                "--event {e:?} is not an audit event; events are: {}",
+                audit::EVENTS.join(", ")
+            )));
+        }
         Ok(audit::Filter {
             event: self.event.clone(),
             since: self.since.as_deref().map(parse_time).transpose()?,
@@ -980,7 +988,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 requester_user: Some(by),
                 count: Some(entries.len() as u64),
                 detail: Some(format!(
-                    "{format} export to {} with filter {f:?}",
+                    "{format} export to {} with filter {f}",
                     out.display()
                 )),
                 ..Default::default()

@@ -250,3 +250,57 @@ fn a_stopped_ingest_is_logged_and_resumes_where_it_stopped() {
     };
     assert_eq!(total, distinct, "{out}");
 }
+
+#[test]
+fn a_misspelled_event_is_an_error_and_exports_log_a_readable_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let toml_path = dir.path().join("node.toml");
+    std::fs::write(&toml_path, toml::to_string(&cfg).unwrap()).unwrap();
+    drop(alpr_node::Node::open(&cfg).unwrap());
+    let (code, _, err) = alpr_node(&["audit", "list", "--event", "inbound_querry"], &toml_path);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not an audit event") && err.contains("inbound_query"),
+        "{err}"
+    );
+    let out = dir.path().join("x.jsonl");
+    let (code, _, err) = alpr_node(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--out",
+            out.to_str().unwrap(),
+            "--by",
+            "aud-1",
+            "--event",
+            "ingest",
+        ],
+        &toml_path,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
+    let export = alpr_node::audit::list(&conn, Some("export")).unwrap();
+    let detail = export.last().unwrap().entry.detail.clone().unwrap();
+    assert!(detail.contains("with filter event=ingest"), "{detail}");
+    assert!(!detail.contains("Filter {"), "no Rust Debug dump: {detail}");
+}
+
+#[test]
+fn config_errors_name_the_line_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let text = toml::to_string(&cfg)
+        .unwrap()
+        .replace("retention_days = 365", "retention_days = \"a year\"");
+    let toml_path = dir.path().join("node.toml");
+    std::fs::write(&toml_path, &text).unwrap();
+    let (code, _, err) = alpr_node(&["audit", "verify"], &toml_path);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("node.toml: line ") && err.contains("retention_days = \"a year\""),
+        "{err}"
+    );
+}

@@ -28,10 +28,32 @@ impl Signer {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, Error> {
         let chain = crate::pem::read_cert_chain(cert)?;
         let key_der = crate::pem::read_private_key(key)?;
-        Self::new(chain, &key_der).map_err(|e| Error::Pem {
+        let signer = Self::new(chain, &key_der).map_err(|e| Error::Pem {
             path: key.into(),
             reason: e.to_string(),
-        })
+        })?;
+        if !signer.key_matches_certificate()? {
+            return Err(Error::Pem {
+                path: key.into(),
+                reason: format!(
+                    "this key does not belong to the certificate {} (their public keys differ)",
+                    cert.display()
+                ),
+            });
+        }
+        Ok(signer)
+    }
+
+    /// Whether the key's public key is the leaf certificate's.
+    pub fn key_matches_certificate(&self) -> Result<bool, Error> {
+        use ring::signature::KeyPair as _;
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let Some(leaf) = self.chain.first() else {
+            return Ok(false);
+        };
+        let (_, x509) = X509Certificate::from_der(leaf)
+            .map_err(|e| Error::CertInvalid(format!("certificate: {e}")))?;
+        Ok(x509.public_key().subject_public_key.data.as_ref() == self.key.public_key().as_ref())
     }
 
     /// Build from DER parts.

@@ -593,3 +593,33 @@ fn crl_files_that_cannot_be_used_are_refused_naming_the_file() {
     assert!(TrustStore::load(&l.root_cert(), &[&garbage]).is_err());
     assert!(TrustStore::load(&l.root_cert(), &[&empty]).is_err());
 }
+
+#[test]
+fn a_key_that_does_not_belong_to_its_certificate_is_named() {
+    use crate::issue::Overwrite;
+    let d = tempfile::tempdir().unwrap();
+    let l = crate::PkiLayout::new(d.path());
+    l.create_root("Test Root", 30, Overwrite::Refuse).unwrap();
+    let claims = AgencyClaims::new(
+        "CA0560100",
+        "Ventura PD",
+        "US-CA".parse().unwrap(),
+        AgencyKind::Local,
+    )
+    .unwrap();
+    l.create_agency(&claims, 30, Overwrite::Refuse).unwrap();
+    l.issue_person("CA0560100", Role::Admin, "a1", 30, Overwrite::Refuse)
+        .unwrap();
+    l.issue_person("CA0560100", Role::Admin, "a2", 30, Overwrite::Refuse)
+        .unwrap();
+    let (c1, k1) = l.person("CA0560100", "a1");
+    let (_, k2) = l.person("CA0560100", "a2");
+    Signer::load(&c1, &k1).unwrap();
+    let e = Signer::load(&c1, &k2).unwrap_err().to_string();
+    assert!(
+        e.contains("a2.key")
+            && e.contains("does not belong to the certificate")
+            && e.contains("a1.crt"),
+        "{e}"
+    );
+}

@@ -76,7 +76,10 @@ impl Drop for TelemetryGuard {
 pub fn init(service: &str, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard, String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only on a terminal: log files and journald get plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let endpoint = otlp_endpoint
         .map(str::to_owned)
         .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok());

@@ -46,6 +46,9 @@ impl Clone for TlsIdentity {
 impl TlsIdentity {
     /// Load a certificate chain and key.
     pub fn load(cert: &Path, key: &Path) -> Result<Self, alpr_pki::Error> {
+        // The key must belong to the certificate: say so, naming both files, rather than
+        // fail later inside TLS with "keys may not be consistent".
+        alpr_pki::Signer::load(cert, key)?;
         Ok(Self {
             chain: alpr_pki::read_cert_chain(cert)?,
             key: alpr_pki::read_private_key(key)?,
@@ -175,6 +178,22 @@ pub fn resolve_path(p: &mut std::path::PathBuf, base: &Path) {
     if p.is_relative() {
         *p = base.join(&*p);
     }
+}
+
+/// A TOML error as one line: where (line and column, and the line's text, which names
+/// the key) and what (`invalid type: string "ten", expected u32`).
+pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let source = text.lines().nth(line - 1).unwrap_or("").trim();
+    format!(
+        "line {line}, column {column}: {} (in `{source}`)",
+        e.message()
+    )
 }
 
 impl TlsConfig {
@@ -644,4 +663,25 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn toml_errors_name_the_line_column_and_key() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct C {
+            name: String,
+            days: u32,
+        }
+        let text = "name = \"x\"\ndays = \"ten\"\n";
+        let e = toml::from_str::<C>(text).unwrap_err();
+        let m = super::describe_toml_error(text, &e);
+        assert!(m.starts_with("line 2, column 8:"), "{m}");
+        assert!(m.contains("(in `days = \"ten\"`)"), "{m}");
+        let text = "name = \"x\ndays = 1\n";
+        let e = toml::from_str::<C>(text).unwrap_err();
+        assert!(super::describe_toml_error(text, &e).starts_with("line 1,"));
+    }
 }
