@@ -60,6 +60,46 @@ enum Plan {
 }
 
 impl Broker {
+    /// Check everything a start checks short of opening the database, and say what was
+    /// found, one line each.
+    pub fn check_config(cfg: &BrokerConfig) -> Result<Vec<String>, Error> {
+        let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+        TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
+        let me = trust.verify(
+            &alpr_pki::read_cert_chain(&cfg.tls.cert)?,
+            alpr_pki::now_unix(),
+        )?;
+        if me.role != Role::Broker {
+            return Err(Error::Usage(format!(
+                "{} is {} certificate, not a broker certificate",
+                cfg.tls.cert.display(),
+                me.role.with_article()
+            )));
+        }
+        let mut out = vec![
+            format!(
+                "broker certificate {}: valid until {}",
+                cfg.tls.cert.display(),
+                alpr_pki::fmt_time(me.not_after)
+            ),
+            format!(
+                "trust: root {} and {} CRL file(s), each parsed and current",
+                cfg.tls.root.display(),
+                cfg.tls.crls.len()
+            ),
+            format!("{} node route(s):", cfg.nodes.len()),
+        ];
+        for n in &cfg.nodes {
+            alpr_pki::claims::validate_ori(&n.ori)
+                .map_err(|e| Error::Usage(format!("nodes: {e}")))?;
+            out.push(format!(
+                "   {} at {} (TLS name {})",
+                n.ori, n.addr, n.server_name
+            ));
+        }
+        Ok(out)
+    }
+
     /// Open the broker from its config.
     pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
         let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;

@@ -26,6 +26,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check everything a start would (config, certificate, key, CRLs, node routes),
+    /// print what was found, and exit: 0 if the broker would start.
+    CheckConfig {
+        /// Broker config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// List registered agreements.
     Agreements {
         /// Broker config file.
@@ -340,6 +347,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
         alpr_proto::telemetry::init("alpr-broker", otlp.as_deref()).map_err(Error::Transport)?;
     match cli.command {
         Command::Registry { conn, cmd } => registry(conn, cmd).await,
+        Command::CheckConfig { config } => {
+            let cfg = BrokerConfig::load(&config)?;
+            for line in crate::Broker::check_config(&cfg)? {
+                println!("{line}");
+            }
+            println!("{}: OK, the broker would start", config.display());
+            Ok(())
+        }
         Command::Serve { config } => {
             let cfg = BrokerConfig::load(&config)?;
             let running = crate::start(&cfg).await?;

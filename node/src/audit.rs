@@ -414,6 +414,7 @@ pub const EVENTS: &[&str] = &[
     "admin_command",
     "agreement_import",
     "alert",
+    "backup",
     "config_change",
     "evidence_hold",
     "export",

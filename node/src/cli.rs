@@ -33,6 +33,30 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check everything a start would (config, certificates, key, CRLs, state rules),
+    /// print what was found, and exit: 0 if the node would start.
+    CheckConfig {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show the node's switches, registry head and cosignature state, agreements in
+    /// effect, reads held, audit head and recent alerts.
+    Status {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Back up node.db and audit.db online into a new directory, verify the copies and
+    /// write a manifest (restore: see docs/DEPLOYMENT.md).
+    Backup {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new backup directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Load reads from a CSV file: plate,captured_at (RFC 3339),camera_id,latitude,longitude.
     /// Bad rows are reported with their line numbers; good rows are kept.
     Ingest {
@@ -562,6 +586,32 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let _telemetry =
         alpr_proto::telemetry::init("alpr-node", otlp.as_deref()).map_err(Error::Transport)?;
     match cli.command {
+        Command::CheckConfig { config } => {
+            let cfg = NodeConfig::load(&config)?;
+            for line in Node::check_config(&cfg)? {
+                println!("{line}");
+            }
+            println!("{}: OK, the node would start", config.display());
+            Ok(())
+        }
+        Command::Status { config } => {
+            let node = Node::open(&load_existing(&config)?)?;
+            println!("{}", node.status()?);
+            Ok(())
+        }
+        Command::Backup { config, out } => {
+            let node = Node::open(&load_existing(&config)?)?;
+            let b = node.backup(&out)?;
+            println!(
+                "backed up {} reads and {} audit entries ({} signed checkpoints, verified) to {}; manifest {}",
+                b.reads,
+                b.audit_entries,
+                b.checkpoints,
+                b.dir.display(),
+                b.manifest.display()
+            );
+            Ok(())
+        }
         Command::Serve { config } => {
             let cfg = NodeConfig::load(&config)?;
             let running = crate::start(&cfg).await?;

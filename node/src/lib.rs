@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod reports;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod status;
 pub mod store;
 
 pub use config::NodeConfig;

@@ -56,8 +56,73 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Open a node from its config: load and verify its certificate, open its database.
-    pub fn open(cfg: &NodeConfig) -> Result<Arc<Self>, Error> {
+    /// Check everything a start checks short of opening the databases — the config, the
+    /// root and every CRL file, the node certificate (chain, revocation, role, ORI), that
+    /// the key belongs to it, the state rules, a peer address for the broker — and say
+    /// what was found, one line each.
+    pub fn check_config(cfg: &NodeConfig) -> Result<Vec<String>, Error> {
+        let (trust, signer, _, agency, rules) = Self::identity(cfg)?;
+        let id = trust.verify(signer.chain(), alpr_pki::now_unix())?;
+        let mut out = vec![
+            format!(
+                "node certificate {}: {} ({}), valid until {}",
+                cfg.tls.cert.display(),
+                agency.ori,
+                agency.name,
+                alpr_pki::fmt_time(id.not_after)
+            ),
+            format!(
+                "trust: root {} and {} CRL file(s), each parsed and current",
+                cfg.tls.root.display(),
+                cfg.tls.crls.len()
+            ),
+            format!(
+                "state rules {}; retention {} days",
+                rules.version,
+                match rules.retention_cap_days {
+                    0 => cfg.policy.retention_days,
+                    cap => cfg.policy.retention_days.min(cap),
+                }
+            ),
+        ];
+        match &cfg.broker {
+            Some(b) => out.push(format!("broker {} (TLS name {})", b.addr, b.server_name)),
+            None => out.push("no [broker]: this node cannot send or sync".into()),
+        }
+        let missing = cfg.usage_policy.missing();
+        out.push(if missing.is_empty() {
+            "usage and privacy policy complete: sharing can be turned on".into()
+        } else {
+            format!(
+                "usage and privacy policy incomplete (sharing stays off): {}",
+                missing.join(", ")
+            )
+        });
+        out.push(format!(
+            "data_dir {} ({})",
+            cfg.data_dir.display(),
+            if cfg.db_path().exists() {
+                "node database present"
+            } else {
+                "no database yet: `serve` creates it"
+            }
+        ));
+        Ok(out)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn identity(
+        cfg: &NodeConfig,
+    ) -> Result<
+        (
+            TrustStore,
+            Signer,
+            TlsIdentity,
+            AgencyClaims,
+            &'static StateRules,
+        ),
+        Error,
+    > {
         let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
         let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
         let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
@@ -79,6 +144,12 @@ impl Node {
             )));
         }
         let rules = StateRules::for_jurisdiction(&agency.jurisdiction)?;
+        Ok((trust, signer, tls, agency, rules))
+    }
+
+    /// Open a node from its config: load and verify its certificate, open its database.
+    pub fn open(cfg: &NodeConfig) -> Result<Arc<Self>, Error> {
+        let (trust, signer, tls, agency, rules) = Self::identity(cfg)?;
         let conn = store::open(&cfg.db_path())?;
         let signer = Arc::new(signer);
         let audit_log = AuditLog::open(&cfg.audit_path(), Some(signer.clone()))?;

@@ -1,0 +1,106 @@
+//! Online backups: `alpr-node backup`, and what a restore needs.
+//!
+//! Each database is copied with SQLite's `VACUUM INTO`, which reads one consistent
+//! snapshot while the daemon keeps serving. The copy of the audit log is then verified
+//! (hash chain and signed checkpoints) and the copy of the node database checked with
+//! `PRAGMA integrity_check`, and a manifest records what was copied and its SHA-256.
+//!
+//! Restore: stop the daemon, copy `node.db` and `audit.db` from the backup directory into
+//! `data_dir` (removing any `-wal` and `-shm` files there), start it. The audit log then
+//! ends where the backup did: entries written after the backup are not in it, and a
+//! regulator comparing anchored checkpoints will see that (see docs/DEPLOYMENT.md).
+
+use std::path::{Path, PathBuf};
+
+use crate::node::Node;
+use crate::{Error, audit};
+
+/// What a backup wrote.
+#[derive(Clone, Debug)]
+pub struct Backup {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// Audit entries in the copy (all verified).
+    pub audit_entries: u64,
+    /// Signed checkpoints in the copy (all verified).
+    pub checkpoints: u64,
+    /// Reads in the copy of the node database.
+    pub reads: i64,
+    /// The manifest file.
+    pub manifest: PathBuf,
+}
+
+impl Node {
+    /// Back up both databases into `out` (a new directory), verify the copies, and write
+    /// a manifest. Logged. Runs while the node serves.
+    pub fn backup(&self, out: &Path) -> Result<Backup, Error> {
+        if out.exists() {
+            return Err(Error::Usage(format!(
+                "{} exists; a backup goes into a new directory",
+                out.display()
+            )));
+        }
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let node_copy = out.join("node.db");
+        let audit_copy = out.join("audit.db");
+        let quoted = |p: &Path| p.to_string_lossy().replace('\'', "''");
+        self.db()
+            .execute_batch(&format!("VACUUM INTO '{}'", quoted(&node_copy)))?;
+        audit::open_db(&self.cfg.audit_path())?
+            .execute_batch(&format!("VACUUM INTO '{}'", quoted(&audit_copy)))?;
+        // Verify what was written, not what was meant.
+        let copy = rusqlite::Connection::open(&node_copy)?;
+        let ok: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if ok != "ok" {
+            return Err(Error::Audit(format!(
+                "the copy {} fails its integrity check: {ok}",
+                node_copy.display()
+            )));
+        }
+        let reads = crate::store::count_reads(&copy)?;
+        drop(copy);
+        let report = audit::verify(
+            &rusqlite::Connection::open(&audit_copy)?,
+            Some((&self.trust(), self.ori())),
+        )?;
+        let mut manifest = format!(
+            "alpr-node backup of {} at {}\nnode.db sha256 {} ({reads} reads)\naudit.db sha256 {} ({} entries, {} signed checkpoints, verified)\n",
+            self.ori(),
+            alpr_pki::fmt_time(alpr_pki::now_unix()),
+            sha256_file(&node_copy)?,
+            sha256_file(&audit_copy)?,
+            report.entries,
+            report.checkpoints
+        );
+        manifest.push_str("restore: stop the daemon; copy node.db and audit.db into data_dir (remove any -wal/-shm files there); start it\n");
+        let manifest_path = out.join("MANIFEST.txt");
+        std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
+        self.audit(&[audit::AuditEntry {
+            at: alpr_pki::now_unix(),
+            event: "backup".into(),
+            decision: "ok".into(),
+            count: Some(report.entries),
+            detail: Some(format!(
+                "backup to {}: {reads} reads, {} audit entries verified",
+                out.display(),
+                report.entries
+            )),
+            ..Default::default()
+        }])?;
+        Ok(Backup {
+            dir: out.to_owned(),
+            audit_entries: report.entries,
+            checkpoints: report.checkpoints,
+            reads,
+            manifest: manifest_path,
+        })
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        &bytes,
+    )))
+}
