@@ -119,7 +119,7 @@ impl Node {
                 )
             })
             .collect();
-        alerts.sort_by(|a, b| b.0.cmp(&a.0));
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.0));
         alerts.truncate(10);
         Ok(Status {
             ori: self.ori().to_owned(),
