@@ -367,10 +367,19 @@ pub enum AgreementCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Sign an agreement file in place with an admin certificate (provider or requester side).
+    /// Print an agreement file's terms exactly as they are (or will be) signed.
+    Show {
+        /// Agreement file.
+        file: PathBuf,
+    },
+    /// Sign an agreement file in place with an admin certificate (provider or requester
+    /// side). Prints the terms and asks for confirmation first.
     Sign {
         /// Agreement file.
         file: PathBuf,
+        /// Sign without asking (for scripts; the terms are still printed).
+        #[arg(long)]
+        yes: bool,
         /// State root certificate.
         #[arg(long)]
         root: PathBuf,
@@ -1088,14 +1097,37 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             println!("wrote draft {}", out.display());
             Ok(())
         }
+        AgreementCmd::Show { file } => {
+            println!("{}", client::describe_agreement(&read_agreement(&file)?)?);
+            Ok(())
+        }
         AgreementCmd::Sign {
             file,
+            yes,
             root,
             cert,
             key,
         } => {
             let trust = TrustStore::load(&root, &[] as &[PathBuf])?;
             let mut sa = read_agreement(&file)?;
+            println!("{}", client::describe_agreement(&sa)?);
+            if !yes {
+                // An answer is read from a terminal or a pipe; silence never signs.
+                use std::io::{BufRead as _, Write as _};
+                print!("Sign these terms with {}? [y/N] ", cert.display());
+                let _ = std::io::stdout().flush();
+                let mut answer = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut answer)
+                    .map_err(|e| Error::io("stdin", e))?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+                    return Err(Error::Usage(format!(
+                        "not signed: {} is unchanged (answer y to sign, or pass --yes)",
+                        file.display()
+                    )));
+                }
+            }
             let side = client::sign_agreement(&mut sa, &Signer::load(&cert, &key)?, &trust)?;
             std::fs::write(&file, sa.encode_to_vec()).map_err(|e| Error::io(&file, e))?;
             println!("signed {} as {side}", file.display());

@@ -139,6 +139,62 @@ pub fn verify_reply(
     )?))
 }
 
+/// An agreement file's terms, exactly as they are (or will be) signed, for a person to
+/// read before signing: parties, purposes by code and name, data types, look-back,
+/// validity, justification, and who has signed so far.
+pub fn describe_agreement(sa: &SignedAgreement) -> Result<String, Error> {
+    let payload = sa
+        .provider
+        .as_ref()
+        .or(sa.requester.as_ref())
+        .map(|s| s.payload.clone())
+        .ok_or_else(|| Error::Usage("agreement file holds no terms".into()))?;
+    let t = Agreement::decode(payload.as_slice())
+        .map_err(|e| Error::Usage(format!("agreement does not decode: {e}")))?;
+    let fmt = alpr_pki::fmt_time;
+    let mut out = vec![
+        format!(
+            "agreement {}",
+            alpr_proto::agreement::agreement_id(&payload)
+        ),
+        format!(
+            "  {} shares its data with {} (directional: not the other way round)",
+            t.provider_ori, t.requester_ori
+        ),
+        "  purposes:".to_owned(),
+    ];
+    for p in &t.purposes {
+        let name = alpr_proto::purpose::lookup(p)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|_| "UNKNOWN CODE".into());
+        out.push(format!("    {p}  {name}"));
+    }
+    out.push(format!("  data types: {}", t.data_types.join(", ")));
+    out.push(format!("  look-back: at most {} days", t.max_lookback_days));
+    out.push(format!(
+        "  valid: {} .. {}",
+        fmt(t.valid_from),
+        fmt(t.valid_until)
+    ));
+    out.push(format!("  justification: {}", t.justification));
+    out.push(format!("  drafted: {}", fmt(t.drafted_at)));
+    let signed = |s: &Option<Signed>| match s {
+        Some(s) if !s.signature.is_empty() => "signed",
+        _ => "not signed",
+    };
+    out.push(format!(
+        "  provider admin: {}; requester admin: {}; declaration: {}",
+        signed(&sa.provider),
+        signed(&sa.requester),
+        if sa.declaration.is_some() {
+            "attached"
+        } else {
+            "none"
+        }
+    ));
+    Ok(out.join("\n"))
+}
+
 /// Start an unsigned agreement draft.
 pub fn draft_agreement(terms: &Agreement) -> Result<SignedAgreement, Error> {
     alpr_proto::agreement::validate_terms(terms)?;

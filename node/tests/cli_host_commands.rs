@@ -304,3 +304,91 @@ fn config_errors_name_the_line_and_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn agreement_terms_are_shown_and_signing_asks_first() {
+    use alpr_node::client;
+    use alpr_pki::Role;
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let _ = config(dir.path());
+    let l = PkiLayout::new(dir.path().join("pki"));
+    l.issue_person(ORI, Role::Admin, "adm", 30, Overwrite::Refuse)
+        .unwrap();
+    let now = alpr_pki::now_unix();
+    let sa = client::draft_agreement(&alpr_proto::pb::Agreement {
+        provider_ori: ORI.into(),
+        requester_ori: "CA0340000".into(),
+        purposes: vec!["240".into(), "X-MISSING".into()],
+        data_types: vec!["reads".into()],
+        max_lookback_days: 30,
+        valid_from: now,
+        valid_until: now + 86_400 * 90,
+        justification: "Neighbouring county; shared auto-theft task force".into(),
+        drafted_at: now,
+    })
+    .unwrap();
+    let file = dir.path().join("draft.agr");
+    std::fs::write(&file, sa.encode_to_vec()).unwrap();
+    let f = file.to_str().unwrap();
+    let bin = env!("CARGO_BIN_EXE_alpr-node");
+    let show = Command::new(bin)
+        .args(["agreement", "show", f])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{text}");
+    for want in [
+        "CA0560100 shares its data with CA0340000",
+        "240  Motor Vehicle Theft",
+        "X-MISSING",
+        "look-back: at most 30 days",
+        "provider admin: not signed",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    let (cert, key) = l.person(ORI, "adm");
+    let sign = |answer: &str, extra: &[&str]| {
+        use std::io::Write;
+        let mut child = Command::new(bin)
+            .args(["agreement", "sign", f, "--root"])
+            .arg(l.root_cert())
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let before = std::fs::read(&file).unwrap();
+    let no = sign("n\n", &[]);
+    assert_eq!(no.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no.stderr).contains("not signed"));
+    assert_eq!(std::fs::read(&file).unwrap(), before, "unchanged");
+    let silent = sign("", &[]);
+    assert_eq!(silent.status.code(), Some(1), "silence never signs");
+    let yes = sign("y\n", &[]);
+    assert!(
+        yes.status.success(),
+        "{}",
+        String::from_utf8_lossy(&yes.stderr)
+    );
+    assert!(String::from_utf8_lossy(&yes.stdout).contains("240  Motor Vehicle Theft"));
+    assert_ne!(std::fs::read(&file).unwrap(), before);
+    let show = Command::new(bin)
+        .args(["agreement", "show", f])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("provider admin: signed"));
+}
