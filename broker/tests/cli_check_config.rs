@@ -1,0 +1,30 @@
+//! `alpr-broker check-config` as an operator runs it: a broken config is one line naming
+//! the file, the line and the key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+#[test]
+fn a_broken_config_is_one_line_naming_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("broker.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:7000\"\ndata_dir = 7\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alpr-broker"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("broker.toml") && err.contains("line 2") && err.contains("data_dir = 7"),
+        "{err}"
+    );
+    let missing = Command::new(env!("CARGO_BIN_EXE_alpr-broker"))
+        .args(["check-config", "--config", "/nonexistent/broker.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+}
