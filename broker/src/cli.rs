@@ -247,7 +247,11 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
             for h in &rec.history {
                 println!(
                     "  #{} {} at {} by {}: {}",
-                    h.index, h.kind, h.at, h.by, h.reason
+                    h.index,
+                    h.kind,
+                    alpr_pki::fmt_time(h.at),
+                    h.by,
+                    h.reason
                 );
             }
         }
@@ -338,6 +342,22 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
     Ok(())
 }
 
+/// The broker database of a broker that exists: host commands never create it.
+fn open_existing(
+    cfg: &BrokerConfig,
+    config: &std::path::Path,
+) -> Result<rusqlite::Connection, Error> {
+    let path = cfg.db_path();
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "no broker database at {}: is data_dir in {} right? (`alpr-broker serve` creates it)",
+            path.display(),
+            config.display()
+        )));
+    }
+    store::open(&path)
+}
+
 async fn run(cli: Cli) -> Result<(), Error> {
     let otlp = match &cli.command {
         Command::Serve { config } => BrokerConfig::load(config)?.telemetry.otlp_endpoint,
@@ -365,30 +385,44 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Agreements { config } => {
             let cfg = BrokerConfig::load(&config)?;
-            let conn = store::open(&cfg.db_path())?;
+            let conn = open_existing(&cfg, &config)?;
             let trust = alpr_pki::TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
             let reg = crate::registry::Registry::load(&conn, &trust)?;
+            let now = alpr_pki::now_unix();
             for a in reg.views() {
+                let status = if a.status == alpr_proto::agreement::AgreementStatus::Active
+                    && a.terms.valid_until <= now
+                {
+                    "expired"
+                } else {
+                    a.status.as_str()
+                };
                 println!(
-                    "{} {} -> {} status={} purposes={} look-back={}d valid_until={}",
+                    "{} {} -> {} registry-status={status} purposes={} look-back={}d valid_until={}",
                     a.id,
                     a.terms.provider_ori,
                     a.terms.requester_ori,
-                    a.status.as_str(),
                     a.terms.purposes.join(","),
                     a.terms.max_lookback_days,
                     alpr_pki::fmt_time(a.terms.valid_until)
                 );
             }
+            println!(
+                "(the registry's view; an agreement takes effect at a node once that node has synced a head that includes it, and where it requires one, a regulator's cosignature: see `alpr-node status` there)"
+            );
             Ok(())
         }
         Command::Log { config } => {
             let cfg = BrokerConfig::load(&config)?;
-            let conn = store::open(&cfg.db_path())?;
+            let conn = open_existing(&cfg, &config)?;
             for e in store::read_log(&conn)? {
+                let mut v = serde_json::to_value(&e).map_err(|e| Error::Usage(e.to_string()))?;
+                if let Some(t) = v.get("at").and_then(serde_json::Value::as_i64) {
+                    v["at"] = alpr_pki::fmt_time(t).into();
+                }
                 println!(
                     "{}",
-                    serde_json::to_string(&e).map_err(|e| Error::Usage(e.to_string()))?
+                    serde_json::to_string(&v).map_err(|e| Error::Usage(e.to_string()))?
                 );
             }
             Ok(())

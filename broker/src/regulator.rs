@@ -305,7 +305,7 @@ pub fn to_csv(rows: &[Row]) -> String {
             r.status,
             q(&r.purposes),
             r.lookback_days,
-            r.valid_until,
+            fmt_time(r.valid_until),
             q(&r.justification),
             r.registered_index
         ));
@@ -377,7 +377,10 @@ pub fn report(view: &RegistryView, now: i64, refusals: &[(String, String, u64)])
     for r in soon {
         out.push_str(&format!(
             "  {} {} -> {} until {}\n",
-            r.id, r.provider, r.requester, r.valid_until
+            r.id,
+            r.provider,
+            r.requester,
+            fmt_time(r.valid_until)
         ));
     }
     out.push_str("\nRefusals by reason and agency:\n");

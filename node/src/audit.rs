@@ -493,10 +493,25 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<StoredEntry>, Error> {
 pub fn to_jsonl(entries: &[StoredEntry]) -> Result<String, Error> {
     let mut out = String::new();
     for e in entries {
-        out.push_str(&serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?);
+        out.push_str(&to_json_line(e)?);
         out.push('\n');
     }
     Ok(out)
+}
+
+/// One entry as a JSON line for people and exports: times (`at`, `window_start`,
+/// `window_end`) in RFC 3339. The stored entry, which the hash chain covers, keeps Unix
+/// seconds.
+pub fn to_json_line(e: &StoredEntry) -> Result<String, Error> {
+    let mut v = serde_json::to_value(e).map_err(|e| Error::Audit(e.to_string()))?;
+    if let Some(obj) = v.as_object_mut() {
+        for key in ["at", "window_start", "window_end"] {
+            if let Some(t) = obj.get(key).and_then(serde_json::Value::as_i64) {
+                obj.insert(key.into(), alpr_pki::fmt_time(t).into());
+            }
+        }
+    }
+    serde_json::to_string(&v).map_err(|e| Error::Audit(e.to_string()))
 }
 
 /// CSV with a fixed header.
@@ -538,7 +553,7 @@ pub fn to_csv(entries: &[StoredEntry]) -> String {
         let o = |v: &Option<String>| q(v.as_deref().unwrap_or(""));
         let row = [
             s.seq.to_string(),
-            e.at.to_string(),
+            alpr_pki::fmt_time(e.at),
             q(&e.event),
             q(&e.decision),
             o(&e.query_id),

@@ -1012,10 +1012,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let cfg = load_existing(&config)?;
             let conn = audit::open_db(&cfg.audit_path())?;
             for e in audit::query(&conn, &filter.to_filter()?)? {
-                println!(
-                    "{}",
-                    serde_json::to_string(&e).map_err(|e| Error::Audit(e.to_string()))?
-                );
+                println!("{}", audit::to_json_line(&e)?);
             }
             Ok(())
         }

@@ -286,6 +286,12 @@ fn a_misspelled_event_is_an_error_and_exports_log_a_readable_filter() {
     let detail = export.last().unwrap().entry.detail.clone().unwrap();
     assert!(detail.contains("with filter event=ingest"), "{detail}");
     assert!(!detail.contains("Filter {"), "no Rust Debug dump: {detail}");
+    // One time format in every human output and export: RFC 3339.
+    let (code, listed, _) = alpr_node(&["audit", "list"], &toml_path);
+    assert_eq!(code, Some(0));
+    assert!(listed.contains("\"at\":\"20"), "{listed}");
+    let exported = std::fs::read_to_string(&out).unwrap();
+    assert!(!exported.contains("\"at\":17"), "{exported}");
 }
 
 #[test]
