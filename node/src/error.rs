@@ -58,7 +58,10 @@ pub enum Error {
 fn rpc_message(s: &tonic::Status) -> String {
     match s.code() {
         tonic::Code::PermissionDenied => format!("refused: {}", s.message()),
-        code => format!("remote call failed ({code:?}): {}", s.message()),
+        code => format!(
+            "remote call failed ({code:?}): {}",
+            alpr_proto::transport::explain_connect_error(s.message())
+        ),
     }
 }
 

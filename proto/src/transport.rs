@@ -180,6 +180,39 @@ pub fn resolve_path(p: &mut std::path::PathBuf, base: &Path) {
     }
 }
 
+/// A connection error in words an operator can act on, for the ones that rustls reports
+/// in Rust's own terms: a server certificate issued for other names (the names it does
+/// carry, without `DnsName(..)` wrappers), or one not from this state's root.
+pub fn explain_connect_error(message: &str) -> String {
+    if let Some(rest) = message.split("certificate not valid for name \"").nth(1) {
+        let wanted = rest.split('"').next().unwrap_or("");
+        let mut names = Vec::new();
+        for part in rest.split(['(', ')']) {
+            let p = part.trim_matches('"');
+            let a_name = part.starts_with('"') || p.parse::<std::net::IpAddr>().is_ok();
+            if a_name && !p.starts_with("urn:") && !p.is_empty() && p != wanted {
+                names.push(p.to_owned());
+            }
+        }
+        names.dedup();
+        return format!(
+            "the server's certificate is not issued for {wanted:?}; it names {} (give one of them as --server-name)",
+            if names.is_empty() {
+                "no host".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    if message.contains("UnknownIssuer") {
+        return "the server's certificate is not from this state's root (check --root)".into();
+    }
+    if message.contains("invalid peer certificate: Revoked") {
+        return "the server's certificate is revoked".into();
+    }
+    message.to_owned()
+}
+
 /// A TOML error as one line: where (line and column, and the line's text, which names
 /// the key) and what (`invalid type: string "ten", expected u32`).
 pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
@@ -667,6 +700,18 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wrong_server_name_is_explained_without_rust_types() {
+        let m = "invalid peer certificate: certificate not valid for name \"wrong.example\"; certificate is only valid for DnsName(\"localhost\"), IpAddress(127.0.0.1), UniformResourceIdentifier(\"urn:alpr:role:node\") or UniformResourceIdentifier(\"urn:alpr:kind:local\")";
+        let e = super::explain_connect_error(m);
+        assert_eq!(
+            e,
+            "the server's certificate is not issued for \"wrong.example\"; it names localhost, 127.0.0.1 (give one of them as --server-name)"
+        );
+        assert!(!e.contains("DnsName"));
+        assert_eq!(super::explain_connect_error("other"), "other");
+    }
+
     #[test]
     fn toml_errors_name_the_line_column_and_key() {
         #[derive(Debug, serde::Deserialize)]
