@@ -8,10 +8,15 @@
 //!   baseline;
 //! * **node, insert_reads**: `alpr_node::store::insert_reads` (day partitions, each with its
 //!   index, partition row counts) on a database opened with `alpr_node::store::open`;
-//! * **node, ingest_csv**: the whole `alpr-node ingest` path, `alpr_node::ingest::ingest_csv`
-//!   (CSV parsing, RFC 3339 times, validation, then `insert_reads`).
+//! * **node, ingest_csv**: the library's ingest path, `alpr_node::ingest::ingest_csv`
+//!   (CSV parsing, RFC 3339 times, validation, then `insert_reads`);
+//! * **operator, `alpr-node ingest`**: the command an operator runs, end to end — the CLI
+//!   (`alpr_node::cli::main`, the binary's code) reading a CSV file into the database of a
+//!   node that is serving at the same time (a one-agency federation on loopback): config,
+//!   certificates, hot-list checks, audit entry and all.
 //!
-//! Budget: node >= 50% of raw in the same run, aiming at 100,000 reads/s. Rounds alternate
+//! Budget: node >= 50% of raw in the same run, aiming at 100,000 reads/s; the operator's
+//! command >= 50% of the library path in the same run. Rounds alternate
 //! the three so drift in the disk hits all of them; the best round of each is compared.
 //!
 //! Knobs: `ALPR_BENCH_INGEST_ROWS` (default 1_000_000), `ALPR_BENCH_INGEST_DAYS` (30),
@@ -141,6 +146,38 @@ fn node_csv(dir: &Path, csv: &str, expected: usize) -> Result<f64> {
     Ok(expected as f64 / el)
 }
 
+/// The operator's command against a serving node: `alpr-node ingest --config … FILE`.
+fn operator_cli(csv: &str, expected: usize) -> Result<f64> {
+    use clap::Parser;
+    let rt = tokio::runtime::Runtime::new()?;
+    let agencies = alpr_federation::demo_agencies();
+    let fed = rt.block_on(alpr_federation::Federation::start(
+        None,
+        &agencies[..1],
+        |_| alpr_federation::open_policy(),
+    ))?;
+    let ori = agencies[0].ori;
+    let file = fed.dir.join("reads.csv");
+    std::fs::write(&file, csv)?;
+    let config = fed.dir.join(ori).join("node.toml");
+    let cli = alpr_node::cli::Cli::try_parse_from([
+        "alpr-node",
+        "ingest",
+        "--config",
+        config.to_str().unwrap_or_default(),
+        file.to_str().unwrap_or_default(),
+    ])?;
+    let t = Instant::now();
+    let code = alpr_node::cli::main(cli);
+    let el = t.elapsed().as_secs_f64();
+    if code != std::process::ExitCode::SUCCESS {
+        bail!("alpr-node ingest failed: {code:?}");
+    }
+    check_count(&fed.nodes[ori].node.db(), expected)?;
+    rt.block_on(fed.stop())?;
+    Ok(expected as f64 / el)
+}
+
 fn check_count(conn: &Connection, expected: usize) -> Result<()> {
     let n = alpr_node::store::count_reads(conn)?;
     if n as usize != expected {
@@ -164,7 +201,7 @@ fn main() -> Result<()> {
     );
     println!("each run: fresh database, WAL, synchronous=FULL, {BATCH} rows per transaction\n");
 
-    let (mut best_raw, mut best_reads, mut best_csv) = (0f64, 0f64, 0f64);
+    let (mut best_raw, mut best_reads, mut best_csv, mut best_op) = (0f64, 0f64, 0f64, 0f64);
     for round in 1..=rounds {
         let meter = common::CpuMeter::start();
         let d = tempfile::tempdir()?;
@@ -176,17 +213,20 @@ fn main() -> Result<()> {
         let d = tempfile::tempdir()?;
         let c = node_csv(d.path(), &csv, n)?;
         drop(d);
+        let o = operator_cli(&csv, n)?;
         let cpu = meter.stop();
         println!(
-            "round {round}: raw {r:>9.0} reads/s | node insert_reads {s:>9.0} reads/s ({:.0}%) | node ingest_csv {c:>9.0} reads/s ({:.0}%) | others' CPU {:.0}%, iowait {:.0}%",
+            "round {round}: raw {r:>9.0} reads/s | node insert_reads {s:>9.0} reads/s ({:.0}%) | node ingest_csv {c:>9.0} reads/s ({:.0}%) | alpr-node ingest {o:>9.0} reads/s ({:.0}% of ingest_csv) | others' CPU {:.0}%, iowait {:.0}%",
             100.0 * s / r,
             100.0 * c / r,
+            100.0 * o / c,
             cpu.others * 100.0,
             cpu.iowait * 100.0
         );
         best_raw = best_raw.max(r);
         best_reads = best_reads.max(s);
         best_csv = best_csv.max(c);
+        best_op = best_op.max(o);
     }
     let verdict = |x: f64| if x >= 0.5 { "PASS" } else { "FAIL" };
     let aim = |x: f64| {
@@ -209,6 +249,11 @@ fn main() -> Result<()> {
         100.0 * best_csv / best_raw,
         verdict(best_csv / best_raw),
         aim(best_csv)
+    );
+    println!(
+        "operator's `alpr-node ingest` against a serving node: {best_op:.0} reads/s = {:.1}% of the library path  budget >= 50%: {}",
+        100.0 * best_op / best_csv,
+        verdict(best_op / best_csv)
     );
     Ok(())
 }

@@ -33,6 +33,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// List the purpose codes a query or agreement may name (NIBRS offenses and the listed
+    /// non-crime purposes), with their names; with --state, which that state's rules refuse.
+    Purposes {
+        /// A state (ISO 3166-2, e.g. US-CA) whose rules to apply.
+        #[arg(long)]
+        state: Option<String>,
+    },
     /// Check everything a start would (config, certificates, key, CRLs, state rules),
     /// print what was found, and exit: 0 if the node would start.
     CheckConfig {
@@ -595,6 +602,42 @@ async fn run(cli: Cli) -> Result<(), Error> {
     let _telemetry =
         alpr_proto::telemetry::init("alpr-node", otlp.as_deref()).map_err(Error::Transport)?;
     match cli.command {
+        Command::Purposes { state } => {
+            let rules = match &state {
+                Some(s) => {
+                    let j = s
+                        .parse::<alpr_pki::Jurisdiction>()
+                        .map_err(|e| Error::Usage(format!("--state {s:?}: {e}")))?;
+                    Some(alpr_proto::rules::StateRules::for_jurisdiction(&j)?)
+                }
+                None => None,
+            };
+            for p in alpr_proto::purpose::all() {
+                let mut notes = Vec::new();
+                if p.needs_justification {
+                    notes.push("catch-all: needs a 60-character justification".to_owned());
+                }
+                if p.federal_offense {
+                    notes.push("federal offense".to_owned());
+                }
+                if let Some(r) = rules
+                    && let Err(e) = r.check_purpose(p)
+                {
+                    notes.push(format!("REFUSED in {}: {}", r.version, e.detail()));
+                }
+                println!(
+                    "{:<10} {}{}",
+                    p.code,
+                    p.name,
+                    if notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", notes.join("; "))
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let cfg = NodeConfig::load(&config)?;
             for line in Node::check_config(&cfg)? {

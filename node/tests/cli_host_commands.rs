@@ -398,3 +398,27 @@ fn agreement_terms_are_shown_and_signing_asks_first() {
         .unwrap();
     assert!(String::from_utf8_lossy(&show.stdout).contains("provider admin: signed"));
 }
+
+#[test]
+fn purpose_codes_are_listed_with_names_and_state_refusals() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alpr-node"))
+        .args(["purposes", "--state", "US-CA"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("240 ") && l.contains("Motor Vehicle Theft"))
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("30A ") && l.contains("REFUSED in US-CA/")),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_alpr-node"))
+        .args(["purposes", "--state", "California"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+}

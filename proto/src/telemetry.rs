@@ -84,11 +84,12 @@ pub fn init(service: &str, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard
         .map(str::to_owned)
         .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok());
     let Some(endpoint) = endpoint else {
-        tracing_subscriber::registry()
+        // A process that already installed a subscriber (a test, a bench, an embedding
+        // program) keeps its own.
+        let _ = tracing_subscriber::registry()
             .with(filter)
             .with(fmt)
-            .try_init()
-            .map_err(|e| e.to_string())?;
+            .try_init();
         return Ok(TelemetryGuard(None));
     };
     use opentelemetry_otlp::WithExportConfig;
