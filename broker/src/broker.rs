@@ -482,19 +482,7 @@ impl Broker {
                     endorser.describe()
                 ),
             );
-            self.log_writer
-                .append(vec![LogEntry {
-                    at: now,
-                    event: "route".into(),
-                    query_id: Some(hex::encode(&query.query_id)),
-                    requester: Some(peer.describe()),
-                    decision: "refused".into(),
-                    reason_code: Some(e.reason().as_str_name().into()),
-                    detail: Some(e.detail()),
-                    ..Default::default()
-                }])
-                .await?;
-            return Err(e.into());
+            return Err(self.refuse_whole(now, &query, &peer, e).await);
         }
         let mut targets = query.targets.clone();
         targets.dedup();
@@ -506,19 +494,7 @@ impl Broker {
         } {
             let e =
                 alpr_proto::Error::refused(RefusalReason::InvalidInput, "a target is named twice");
-            self.log_writer
-                .append(vec![LogEntry {
-                    at: now,
-                    event: "route".into(),
-                    query_id: Some(hex::encode(&query.query_id)),
-                    requester: Some(peer.describe()),
-                    decision: "refused".into(),
-                    reason_code: Some(e.reason().as_str_name().into()),
-                    detail: Some(e.detail()),
-                    ..Default::default()
-                }])
-                .await?;
-            return Err(e.into());
+            return Err(self.refuse_whole(now, &query, &peer, e).await);
         }
         let requester = facts.investigator.as_ref().map(VerifiedIdentity::describe);
 
@@ -560,12 +536,7 @@ impl Broker {
                 query_id: Some(hex::encode(&query.query_id)),
                 requester: requester.clone(),
                 target: Some(r.ori.clone()),
-                decision: match TargetStatus::try_from(r.status) {
-                    Ok(TargetStatus::Answered) => "answered".into(),
-                    Ok(TargetStatus::Refused) => "refused".into(),
-                    Ok(TargetStatus::BadReply) => "bad_reply".into(),
-                    _ => "unavailable".into(),
-                },
+                decision: alpr_proto::reply::outcome(r.status).into(),
                 reason_code: (r.status != TargetStatus::Answered as i32).then(|| {
                     RefusalReason::try_from(r.reason)
                         .map(|x| x.as_str_name().to_owned())
@@ -586,6 +557,33 @@ impl Broker {
             query_id: query.query_id.clone(),
             results: outcomes.into_iter().map(|(r, _)| r).collect(),
         })
+    }
+
+    /// Log the refusal of a whole query (before any target was considered) and return it.
+    async fn refuse_whole(
+        &self,
+        now: i64,
+        query: &alpr_proto::pb::Query,
+        peer: &VerifiedIdentity,
+        e: alpr_proto::Error,
+    ) -> Error {
+        let logged = self
+            .log_writer
+            .append(vec![LogEntry {
+                at: now,
+                event: "route".into(),
+                query_id: Some(hex::encode(&query.query_id)),
+                requester: Some(peer.describe()),
+                decision: "refused".into(),
+                reason_code: Some(e.reason().as_str_name().into()),
+                detail: Some(e.detail()),
+                ..Default::default()
+            }])
+            .await;
+        match logged {
+            Ok(()) => e.into(),
+            Err(log_error) => log_error,
+        }
     }
 
     /// Admission for each target, and the routing-log rows recording it.

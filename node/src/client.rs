@@ -139,18 +139,24 @@ pub fn verify_reply(
     )?))
 }
 
-/// An agreement file's terms, exactly as they are (or will be) signed, for a person to
-/// read before signing: parties, purposes by code and name, data types, look-back,
-/// validity, justification, and who has signed so far.
-pub fn describe_agreement(sa: &SignedAgreement) -> Result<String, Error> {
+/// The payload bytes both admins sign, and the terms they encode.
+fn agreement_terms(sa: &SignedAgreement) -> Result<(Vec<u8>, Agreement), Error> {
     let payload = sa
         .provider
         .as_ref()
         .or(sa.requester.as_ref())
         .map(|s| s.payload.clone())
         .ok_or_else(|| Error::Usage("agreement file holds no terms".into()))?;
-    let t = Agreement::decode(payload.as_slice())
+    let terms = Agreement::decode(payload.as_slice())
         .map_err(|e| Error::Usage(format!("agreement does not decode: {e}")))?;
+    Ok((payload, terms))
+}
+
+/// An agreement file's terms, exactly as they are (or will be) signed, for a person to
+/// read before signing: parties, purposes by code and name, data types, look-back,
+/// validity, justification, and who has signed so far.
+pub fn describe_agreement(sa: &SignedAgreement) -> Result<String, Error> {
+    let (payload, t) = agreement_terms(sa)?;
     let fmt = alpr_pki::fmt_time;
     let mut out = vec![
         format!(
@@ -224,14 +230,7 @@ pub fn sign_agreement(
             id.role.with_article()
         )));
     }
-    let payload = sa
-        .provider
-        .as_ref()
-        .or(sa.requester.as_ref())
-        .map(|s| s.payload.clone())
-        .ok_or_else(|| Error::Usage("agreement file holds no terms".into()))?;
-    let terms = Agreement::decode(payload.as_slice())
-        .map_err(|e| Error::Usage(format!("agreement does not decode: {e}")))?;
+    let (payload, terms) = agreement_terms(sa)?;
     let sealed = envelope::seal_bytes(admin, AGREEMENT, payload)?;
     if id.ori() == Some(terms.provider_ori.as_str()) {
         sa.provider = Some(sealed);

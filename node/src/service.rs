@@ -410,12 +410,7 @@ impl Node {
                     peer: signer.clone(),
                     ..Default::default()
                 };
-                e.decision = match TargetStatus::try_from(r.status) {
-                    Ok(TargetStatus::Answered) => "answered".into(),
-                    Ok(TargetStatus::Refused) => "refused".into(),
-                    Ok(TargetStatus::BadReply) => "bad_reply".into(),
-                    _ => "unavailable".into(),
-                };
+                e.decision = alpr_proto::reply::outcome(r.status).into();
                 if r.status != TargetStatus::Answered as i32 {
                     e.reason_code = RefusalReason::try_from(r.reason)
                         .ok()

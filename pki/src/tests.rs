@@ -623,3 +623,40 @@ fn a_key_that_does_not_belong_to_its_certificate_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn a_crl_not_signed_by_its_ca_is_refused_at_load() {
+    use crate::issue::Overwrite;
+    let make = || {
+        let d = tempfile::tempdir().unwrap();
+        let l = crate::PkiLayout::new(d.path());
+        l.create_root("Test Root", 30, Overwrite::Refuse).unwrap();
+        let claims = AgencyClaims::new(
+            "CA0560100",
+            "Ventura PD",
+            "US-CA".parse().unwrap(),
+            AgencyKind::Local,
+        )
+        .unwrap();
+        l.create_agency(&claims, 30, Overwrite::Refuse).unwrap();
+        (d, l)
+    };
+    let (_d1, real) = make();
+    let (_d2, other) = make();
+    TrustStore::load(&real.root_cert(), &real.all_crls()).unwrap();
+    // Same issuer name, another key: a forged CRL (or another CA's of the same name).
+    std::fs::copy(other.agency_crl("CA0560100"), real.agency_crl("CA0560100")).unwrap();
+    let e = TrustStore::load(&real.root_cert(), &real.all_crls())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ca.crl") && e.contains("not signed by that CA's key"),
+        "{e}"
+    );
+    // A root CRL claiming this root's name but signed by another root: refused too.
+    std::fs::copy(other.root_crl(), real.root_crl()).unwrap();
+    let e = TrustStore::load(&real.root_cert(), &[real.root_crl()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("root.crl"), "{e}");
+}

@@ -103,7 +103,7 @@ impl TrustStore {
         let mut crls = Vec::new();
         let now = crate::now_unix();
         for f in crl_files {
-            crls.extend(crate::pem::read_checked_crls(f.as_ref(), now)?);
+            crls.extend(load_crl_file(f.as_ref(), &root_der, now)?);
         }
         Ok(Self::new(root_der, crls))
     }
@@ -386,4 +386,67 @@ pub fn inspect(der: &CertificateDer<'_>) -> Result<(RawClaims, String, i64, i64)
         x509.validity().not_before.timestamp(),
         x509.validity().not_after.timestamp(),
     ))
+}
+
+/// Read a CRL file for a trust store under `root`: every CRL parsed, current at `now`
+/// ([`crate::read_checked_crls`]) and signed by its issuer where that issuer is at hand
+/// (the state root, or the agency CA certificate beside the file). Used at start and on
+/// every reload.
+pub fn load_crl_file(
+    path: &Path,
+    root: &CertificateDer<'_>,
+    now: i64,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    let found = crate::pem::read_checked_crls(path, now)?;
+    for crl in &found {
+        check_crl_signature(path, crl, root)?;
+    }
+    Ok(found)
+}
+
+/// A CRL must be signed by the CA that it names as its issuer. The issuer is the state root
+/// or an agency CA whose certificate sits beside the CRL file (`agencies/<ORI>/ca.crt`, as
+/// `alpr-pki` lays them out). A CRL that names one of them as issuer but does not verify
+/// under its key is refused (fail closed, naming the file); one whose issuing CA is not
+/// beside it is checked by rustls-webpki when it is used.
+fn check_crl_signature(
+    path: &Path,
+    crl_der: &[u8],
+    root_der: &CertificateDer<'_>,
+) -> Result<(), Error> {
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let bad = |reason: String| Error::Pem {
+        path: path.into(),
+        reason,
+    };
+    let (_, crl) = CertificateRevocationList::from_der(crl_der)
+        .map_err(|e| bad(format!("CRL does not parse: {e}")))?;
+    let mut candidates: Vec<Vec<u8>> = vec![root_der.to_vec()];
+    if let Some(ca) = path.parent().map(|d| d.join("ca.crt"))
+        && let Ok(chain) = crate::pem::read_cert_chain(&ca)
+        && let Some(first) = chain.into_iter().next()
+    {
+        candidates.push(first.to_vec());
+    }
+    for der in &candidates {
+        let Ok((_, ca)) = X509Certificate::from_der(der) else {
+            continue;
+        };
+        if ca.subject().as_raw() != crl.issuer().as_raw() {
+            continue;
+        }
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            ca.public_key().subject_public_key.data.as_ref(),
+        );
+        return key
+            .verify(crl.tbs_cert_list.as_ref(), crl.signature_value.data.as_ref())
+            .map_err(|_| {
+                bad(format!(
+                    "the CRL of {} is not signed by that CA's key; it may be forged or belong to another CA of the same name",
+                    crl.issuer()
+                ))
+            });
+    }
+    Ok(())
 }

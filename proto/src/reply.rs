@@ -44,6 +44,19 @@ impl VerifiedReply {
     }
 }
 
+/// The logged name of a target's outcome (`answered`, `refused`, `bad_reply`,
+/// `unavailable`), the one spelling the broker's routing log and the requesting node's
+/// audit log both use.
+pub fn outcome(status: i32) -> &'static str {
+    use crate::pb::TargetStatus;
+    match TargetStatus::try_from(status) {
+        Ok(TargetStatus::Answered) => "answered",
+        Ok(TargetStatus::Refused) => "refused",
+        Ok(TargetStatus::BadReply) => "bad_reply",
+        _ => "unavailable",
+    }
+}
+
 /// Verify `reply`, received for `query` as target `target_ori`'s reply, at `now`.
 ///
 /// Errors are always [`RefusalReason::BadReply`]; the detail says which check failed and

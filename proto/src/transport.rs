@@ -285,10 +285,12 @@ impl ReloadableTls {
     pub fn reload(&self) -> Result<bool, String> {
         let mut crls = Vec::new();
         let now = alpr_pki::now_unix();
-        for f in &self.crl_files {
-            crls.extend(alpr_pki::read_checked_crls(f, now).map_err(|e| e.to_string())?);
-        }
         let current = self.trust();
+        for f in &self.crl_files {
+            crls.extend(
+                alpr_pki::load_crl_file(f, current.root(), now).map_err(|e| e.to_string())?,
+            );
+        }
         if current.crls() == crls.as_slice() {
             return Ok(false);
         }
