@@ -63,19 +63,7 @@ impl Broker {
     /// Check everything a start checks short of opening the database, and say what was
     /// found, one line each.
     pub fn check_config(cfg: &BrokerConfig) -> Result<Vec<String>, Error> {
-        let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
-        TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
-        let me = trust.verify(
-            &alpr_pki::read_cert_chain(&cfg.tls.cert)?,
-            alpr_pki::now_unix(),
-        )?;
-        if me.role != Role::Broker {
-            return Err(Error::Usage(format!(
-                "{} is {} certificate, not a broker certificate",
-                cfg.tls.cert.display(),
-                me.role.with_article()
-            )));
-        }
+        let (_, _, _, me) = Self::identity(cfg)?;
         let mut out = vec![
             format!(
                 "broker certificate {}: valid until {}",
@@ -100,14 +88,15 @@ impl Broker {
         Ok(out)
     }
 
-    /// Open the broker from its config.
-    pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
+    /// The trust store, TLS identity and signer a start loads, and the broker certificate
+    /// verified (chain, revocation, role).
+    fn identity(
+        cfg: &BrokerConfig,
+    ) -> Result<(TrustStore, TlsIdentity, Signer, VerifiedIdentity), Error> {
         let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
         let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
-        let me = trust.verify(
-            &alpr_pki::read_cert_chain(&cfg.tls.cert)?,
-            alpr_pki::now_unix(),
-        )?;
+        let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
+        let me = trust.verify(signer.chain(), alpr_pki::now_unix())?;
         if me.role != Role::Broker {
             return Err(Error::Usage(format!(
                 "{} is {} certificate, not a broker certificate",
@@ -115,7 +104,12 @@ impl Broker {
                 me.role.with_article()
             )));
         }
-        let signer = Signer::load(&cfg.tls.cert, &cfg.tls.key)?;
+        Ok((trust, tls, signer, me))
+    }
+
+    /// Open the broker from its config.
+    pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
+        let (trust, tls, signer, _) = Self::identity(cfg)?;
         let conn = store::open(&cfg.db_path())?;
         let registry = Registry::load(&conn, &trust)?;
         let replay = ReplayMemory::new();

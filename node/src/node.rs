@@ -79,10 +79,7 @@ impl Node {
             format!(
                 "state rules {}; retention {} days",
                 rules.version,
-                match rules.retention_cap_days {
-                    0 => cfg.policy.retention_days,
-                    cap => cfg.policy.retention_days.min(cap),
-                }
+                retention_in_force(cfg.policy.retention_days, rules)
             ),
         ];
         match &cfg.broker {
@@ -270,10 +267,9 @@ impl Node {
             return Err(e.into());
         }
         let conn = self.db();
-        let (event, result) = match req.command {
-            Some(Command::SetSwitch(s)) => ("config_change", self.set_switch(&conn, by, &s, now)),
-            Some(Command::User(u)) => (
-                "account_change",
+        let result = match req.command {
+            Some(Command::SetSwitch(s)) => self.set_switch(&conn, by, &s, now),
+            Some(Command::User(u)) => {
                 crate::accounts::apply(&conn, by, &u.action, &u.user, &u.role, u.trained_at, now)
                     .map(|m| {
                         if u.note.is_empty() {
@@ -281,8 +277,8 @@ impl Node {
                         } else {
                             format!("{m}: {}", u.note)
                         }
-                    }),
-            ),
+                    })
+            }
             // Holds and reviews log their own entry when they succeed; a refusal is logged here.
             Some(Command::Hold(h)) => {
                 drop(conn);
@@ -301,12 +297,9 @@ impl Node {
                     }
                 };
             }
-            None => (
-                "admin_command",
-                Err(
-                    alpr_proto::Error::refused(RefusalReason::InvalidInput, "empty command").into(),
-                ),
-            ),
+            None => {
+                Err(alpr_proto::Error::refused(RefusalReason::InvalidInput, "empty command").into())
+            }
         };
         self.audit(&[AuditEntry {
             at: now,
@@ -394,10 +387,7 @@ impl Node {
 
     /// Retention in force, days: the node's policy capped by its state's rules.
     pub fn retention_days(&self) -> u32 {
-        match self.rules.retention_cap_days {
-            0 => self.cfg.policy.retention_days,
-            cap => self.cfg.policy.retention_days.min(cap),
-        }
+        retention_in_force(self.cfg.policy.retention_days, self.rules)
     }
 
     /// Drop every day of reads older than retention and log the purge.
@@ -640,5 +630,13 @@ fn refusal_reason(e: &Error) -> RefusalReason {
     match e {
         Error::Refused(r) => r.reason(),
         _ => RefusalReason::InvalidInput,
+    }
+}
+
+/// Retention in force, days: the node's policy capped by its state's rules (0: no cap).
+fn retention_in_force(policy_days: u32, rules: &StateRules) -> u32 {
+    match rules.retention_cap_days {
+        0 => policy_days,
+        cap => policy_days.min(cap),
     }
 }

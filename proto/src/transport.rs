@@ -533,7 +533,7 @@ pub struct Undecodable {
     /// The gRPC method, e.g. `/alpr.v1.NodeInbound/AnswerQuery`.
     pub method: String,
     /// The client's certificate chain (verified by the TLS handshake), if any.
-    pub peer_certs: Option<Vec<CertificateDer<'static>>>,
+    pub peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
     /// The client's address.
     pub peer_addr: Option<SocketAddr>,
     /// What the transport said.
@@ -625,9 +625,8 @@ where
     fn call(&mut self, req: HttpRequest<B>) -> Self::Future {
         let method = req.uri().path().to_owned();
         let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
-        let peer_certs = info
-            .and_then(|i| i.peer_certs())
-            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect());
+        // An Arc clone per request; the chain is read only if the request is refused.
+        let peer_certs = info.and_then(|i| i.peer_certs());
         let peer_addr = info.and_then(|i| i.get_ref().remote_addr());
         let hook = self.hook.clone();
         let fut = self.inner.call(req);
