@@ -56,7 +56,8 @@ use alpr_node::config::PolicyConfig;
 use alpr_pki::{Signer, TrustStore};
 use alpr_proto::pb::TargetStatus;
 use alpr_proto::pb::node_local_client::NodeLocalClient;
-use alpr_proto::transport::{Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use anyhow::{Context, Result, bail};
 use common::{env_list, env_or, ms, pct};
 use ring::signature::{

@@ -428,7 +428,7 @@ async fn run(args: Args) -> Result<()> {
             println!("   {} node {}", a.ori, d.fed.nodes[a.ori].addr);
         }
         std::fs::write(dir.join("ready"), format!("broker {}\n", d.fed.broker.addr))?;
-        alpr_proto::transport::shutdown_signal().await;
+        alpr_runtime::server::shutdown_signal().await;
         let _ = std::fs::remove_file(dir.join("ready"));
     }
     d.fed.stop().await?;

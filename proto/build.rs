@@ -9,6 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("alpr_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // No transport-specific constructors: the clients are generic over any gRPC channel, so
+    // an outside client picks its own transport and this crate needs no server runtime.
+    tonic_prost_build::configure()
+        .build_transport(false)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -19,7 +19,8 @@ use alpr_pki::issue::Overwrite;
 use alpr_pki::{AgencyClaims, AgencyKind, PkiLayout, Role, Signer, TrustStore};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
 use alpr_proto::pb::{Agreement, Query, RouteResponse, Signed};
-use alpr_proto::transport::{self, Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use anyhow::{Context, Result, bail};
 use prost::Message;
 use tokio::net::TcpListener;
@@ -466,9 +467,9 @@ impl Federation {
             addr: node.addr.to_string(),
             server_name: "localhost".into(),
         };
-        let cfg = transport::client_config(&self.trust, tls).map_err(anyhow::Error::msg)?;
+        let cfg = alpr_runtime::tls::client_config(&self.trust, tls).map_err(anyhow::Error::msg)?;
         let mut c = NodeInboundClient::new(
-            transport::channel(&target, cfg, Duration::from_secs(10))
+            alpr_runtime::client::channel(&target, cfg, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?,
         );
         Ok(c.answer_query(endorsed).await?.into_inner())

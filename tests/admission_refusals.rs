@@ -361,7 +361,7 @@ async fn only_the_broker_may_forward_to_a_node() {
     let endorsed = fed.endorse(SACRAMENTO, &signed).unwrap();
     // Sacramento's own node calls Ventura's inbound side directly, bypassing the broker.
     let (c, k) = fed.pki.node(SACRAMENTO);
-    let tls = alpr_proto::transport::TlsIdentity::load(&c, &k).unwrap();
+    let tls = alpr_runtime::tls::TlsIdentity::load(&c, &k).unwrap();
     let reply = fed.forward_as(&tls, VENTURA, endorsed).await.unwrap();
     let (_, r): (_, Refusal) =
         envelope::open_as(&fed.trust, &reply, REFUSAL, alpr_pki::now_unix()).unwrap();

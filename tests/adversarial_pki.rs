@@ -14,7 +14,8 @@ use alpr_pki::{AgencyClaims, Role, Signer};
 use alpr_proto::RefusalReason;
 use alpr_proto::envelope::{self, QUERY, REFUSAL};
 use alpr_proto::pb::{Query, Refusal, Signed};
-use alpr_proto::transport::{Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use prost::Message;
 
 const VENTURA: &str = "CA0560100";
@@ -394,7 +395,7 @@ async fn a_slow_client_cannot_stall_the_node() {
     // And the idle connections are closed after the handshake deadline.
     let mut buf = [0u8; 1];
     let n = tokio::time::timeout(
-        alpr_proto::transport::HANDSHAKE_TIMEOUT + Duration::from_secs(5),
+        alpr_runtime::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(5),
         idle[0].read(&mut buf),
     )
     .await

@@ -135,7 +135,7 @@ async fn streaming_ingest_keeps_good_reads_reports_bad_ones_and_checks_the_calle
         read("5XYZ987", 134.0),
         read("5XYZ987", 34.2),
     ];
-    let target = alpr_proto::transport::Target {
+    let target = alpr_runtime::client::Target {
         addr: fed.nodes[VENTURA].addr.to_string(),
         server_name: "localhost".into(),
     };

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use alpr_federation::{Federation, demo_agencies, open_policy};
-use alpr_proto::transport::{self, Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -22,7 +23,7 @@ async fn health_and_reflection_on_node_and_broker() {
     let ori = demo_agencies()[0].ori;
     let (c, k) = fed.pki.node(ori);
     let me = TlsIdentity::load(&c, &k).unwrap();
-    let cfg = transport::client_config(&fed.trust, &me).unwrap();
+    let cfg = alpr_runtime::tls::client_config(&fed.trust, &me).unwrap();
     let servers = [
         (
             fed.nodes[ori].addr,
@@ -35,7 +36,7 @@ async fn health_and_reflection_on_node_and_broker() {
         (fed.broker.addr, vec!["alpr.v1.Broker"]),
     ];
     for (addr, services) in servers {
-        let ch = transport::channel(
+        let ch = alpr_runtime::client::channel(
             &Target {
                 addr: addr.to_string(),
                 server_name: "localhost".into(),
@@ -128,20 +129,25 @@ async fn prometheus_metrics_count_outcomes_and_latencies() {
     );
     let broker = &fed.broker.broker.metrics;
     assert_eq!(
-        broker.get(
-            "alpr_routing_decisions_total",
-            &[("decision", "refused"), ("reason", "PURPOSE_NOT_COVERED")]
-        ),
+        broker
+            .routing_decisions
+            .get_or_create(&alpr_broker::metrics::DecisionReason {
+                decision: "refused".into(),
+                reason: "PURPOSE_NOT_COVERED".into(),
+            })
+            .get(),
         1
     );
     assert_eq!(
-        fed.nodes[s].node.metrics.get(
-            "alpr_outbound_results_total",
-            &[
-                ("status", "TARGET_STATUS_ANSWERED"),
-                ("reason", "REFUSAL_REASON_UNSPECIFIED")
-            ]
-        ),
+        fed.nodes[s]
+            .node
+            .metrics
+            .outbound_results
+            .get_or_create(&alpr_node::metrics::StatusReason {
+                status: "TARGET_STATUS_ANSWERED".into(),
+                reason: "REFUSAL_REASON_UNSPECIFIED".into(),
+            })
+            .get(),
         1
     );
     fed.stop().await.unwrap();
@@ -151,12 +157,12 @@ async fn prometheus_metrics_count_outcomes_and_latencies() {
 async fn node_health(fed: &Federation, ori: &str) -> Vec<i32> {
     let (c, k) = fed.pki.node(ori);
     let me = TlsIdentity::load(&c, &k).unwrap();
-    let ch = transport::channel(
+    let ch = alpr_runtime::client::channel(
         &Target {
             addr: fed.nodes[ori].addr.to_string(),
             server_name: "localhost".into(),
         },
-        transport::client_config(&fed.trust, &me).unwrap(),
+        alpr_runtime::tls::client_config(&fed.trust, &me).unwrap(),
         Duration::from_secs(5),
     )
     .unwrap();

@@ -14,7 +14,7 @@ use alpr_proto::pb::node_inbound_server::{NodeInbound, NodeInboundServer};
 use alpr_proto::pb::{
     Answer, Endorsement, Query, Read, Refusal, Signed, TargetResult, TargetStatus,
 };
-use alpr_proto::transport::{self, TlsIdentity};
+use alpr_runtime::tls::TlsIdentity;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -94,7 +94,7 @@ async fn compromise_ventura(fed: &mut Federation) -> Arc<Mutex<Lie>> {
     running.stop().await.unwrap();
     let (cert, key) = fed.pki.node(VENTURA);
     let tls = TlsIdentity::load(&cert, &key).unwrap();
-    let cfg = transport::server_config(&fed.trust, &tls).unwrap();
+    let cfg = alpr_runtime::tls::server_config(&fed.trust, &tls).unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_reuseaddr(true).unwrap();
     socket.bind(addr).unwrap();
@@ -104,10 +104,12 @@ async fn compromise_ventura(fed: &mut Federation) -> Arc<Mutex<Lie>> {
         signer: fed.node_signer(VENTURA).unwrap(),
         lie: lie.clone(),
     };
-    let router = transport::guarded_server(transport::RefuseUndecodable::warn_only())
-        .add_service(NodeInboundServer::new(svc));
+    let router = alpr_runtime::server::guarded_server(
+        alpr_runtime::undecodable::RefuseUndecodable::warn_only(),
+    )
+    .add_service(NodeInboundServer::new(svc));
     let shared = Arc::new(std::sync::RwLock::new(cfg));
-    tokio::spawn(transport::serve(
+    tokio::spawn(alpr_runtime::server::serve(
         router,
         listener,
         shared,

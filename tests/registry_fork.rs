@@ -10,7 +10,8 @@ use std::time::Duration;
 use alpr_broker::regulator::{self, SavedHead};
 use alpr_federation::{Federation, admin_of, demo_agencies, open_policy};
 use alpr_node::client;
-use alpr_proto::transport::{Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 
 const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";

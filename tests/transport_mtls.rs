@@ -8,7 +8,8 @@ use std::time::Duration;
 use alpr_federation::{Federation, demo_agencies, open_policy, params};
 use alpr_node::client;
 use alpr_proto::pb::SearchRequest;
-use alpr_proto::transport::{Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use prost::Message;
 
 const VENTURA: &str = "CA0560100";

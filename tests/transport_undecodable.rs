@@ -9,7 +9,8 @@ use std::time::Duration;
 use alpr_federation::{Federation, demo_agencies, open_policy};
 use alpr_proto::RefusalReason;
 use alpr_proto::pb::{Proof, Signed};
-use alpr_proto::transport::{self, Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use tonic::codegen::http::uri::PathAndQuery;
 
 const VENTURA: &str = "CA0560100";
@@ -23,12 +24,12 @@ async fn call<M: prost::Message + Default + Send + Sync + 'static>(
     method: &'static str,
     msg: M,
 ) -> tonic::Status {
-    let cfg = transport::client_config(&fed.trust, tls).unwrap();
+    let cfg = alpr_runtime::tls::client_config(&fed.trust, tls).unwrap();
     let target = Target {
         addr: addr.to_string(),
         server_name: "localhost".into(),
     };
-    let ch = transport::channel(&target, cfg, Duration::from_secs(20)).unwrap();
+    let ch = alpr_runtime::client::channel(&target, cfg, Duration::from_secs(20)).unwrap();
     let mut grpc = tonic::client::Grpc::new(ch);
     grpc.ready().await.unwrap();
     let codec = tonic_prost::ProstCodec::<M, Signed>::default();
@@ -84,7 +85,7 @@ async fn undecodable_and_huge_requests_are_refused_and_logged() {
     // Larger than the transport's limit: refused and logged the same way.
     let huge = Signed {
         payload_type: "alpr.v1.Endorsement".into(),
-        payload: vec![0u8; transport::TRANSPORT_MAX_MESSAGE + 1024],
+        payload: vec![0u8; alpr_proto::limits::TRANSPORT_MAX_MESSAGE + 1024],
         ..Default::default()
     };
     let before = fed.audit(VENTURA, Some("inbound_query")).unwrap().len();

@@ -17,7 +17,7 @@ use alpr_proto::pb::{
 use alpr_proto::replay::ReplayMemory;
 use alpr_proto::reply::VerifiedReply;
 use alpr_proto::rules::StateRules;
-use alpr_proto::transport::{self, TlsIdentity};
+use alpr_runtime::tls::TlsIdentity;
 use prost::Message;
 use rusqlite::Connection;
 use tonic::transport::Channel;
@@ -31,7 +31,7 @@ use crate::store::{self, LogEntry};
 /// The broker's shared state.
 pub struct Broker {
     /// Trust store and TLS server config, reloaded when CRLs change.
-    pub(crate) tls: transport::ReloadableTls,
+    pub(crate) tls: alpr_runtime::tls::ReloadableTls,
     signer: Signer,
     db: Mutex<Connection>,
     /// Group-commit writer of routing decisions and results.
@@ -43,7 +43,7 @@ pub struct Broker {
     deadline: Duration,
     max_term_days: u32,
     /// Counters and latency histograms.
-    pub metrics: Arc<alpr_proto::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::BrokerMetrics>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -119,19 +119,17 @@ impl Broker {
         }
         let log_writer = store::LogWriter::open(&cfg.db_path())?;
         let deadline = Duration::from_millis(cfg.deadline_ms);
-        let client_cfg = transport::client_config(&trust, &tls).map_err(Error::Transport)?;
+        let client_cfg = alpr_runtime::tls::client_config(&trust, &tls)?;
         let mut nodes = HashMap::new();
         for n in &cfg.nodes {
-            let target = transport::Target {
+            let target = alpr_runtime::client::Target {
                 addr: n.addr.clone(),
                 server_name: n.server_name.clone(),
             };
-            let ch = transport::channel(&target, client_cfg.clone(), deadline)
-                .map_err(Error::Transport)?;
+            let ch = alpr_runtime::client::channel(&target, client_cfg.clone(), deadline)?;
             nodes.insert(n.ori.clone(), NodeInboundClient::new(ch));
         }
-        let tls = transport::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())
-            .map_err(Error::Transport)?;
+        let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
         Ok(Arc::new(Self {
             tls,
             signer,
@@ -153,7 +151,7 @@ impl Broker {
 
     /// Re-read the CRL files and enforce them at once if they changed.
     pub fn reload_crls(&self) -> Result<bool, Error> {
-        self.tls.reload().map_err(Error::Transport)
+        Ok(self.tls.reload()?)
     }
 
     /// Lock the database (a poisoned lock still holds a consistent SQLite connection).
@@ -428,11 +426,10 @@ impl Broker {
             let me = self.clone();
             let endorsed = endorsed.clone();
             tokio::task::spawn_blocking(move || admission::open(&me.trust(), &endorsed, now))
-                .await
-                .map_err(|e| Error::Transport(e.to_string()))?
+                .await?
         };
         let facts = opened.facts().clone();
-        let size = transport::check_size("the endorsed query", endorsed.encoded_len());
+        let size = alpr_proto::limits::check_size("the endorsed query", endorsed.encoded_len());
         let checked = peer.and_then(|p| match size.err().or_else(|| opened.refusal()) {
             Some(e) => Err(e.into()),
             None => Ok(p),
@@ -494,9 +491,8 @@ impl Broker {
 
         // Admission per target, logged before anything is forwarded.
         let me = self.clone();
-        let (plans, entries) = tokio::task::spawn_blocking(move || me.plan(&opened, &targets, now))
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))??;
+        let (plans, entries) =
+            tokio::task::spawn_blocking(move || me.plan(&opened, &targets, now)).await??;
         // Nothing is forwarded before the routing decisions are durable.
         self.log_writer.append(entries).await?;
 
@@ -513,7 +509,7 @@ impl Broker {
                         let span = tracing::info_span!("forward", otel.name = "broker.forward", target = %ori);
                         let started = std::time::Instant::now();
                         let r = me.forward(&ori, endorsed, &query, deadline).instrument(span).await;
-                        me.metrics.observe("alpr_forward_seconds", "Round trip to a target node", &[], started.elapsed());
+                        me.metrics.forward_seconds.observe(started.elapsed().as_secs_f64());
                         (r, Some(agreement_id))
                     }
                 }
@@ -698,15 +694,13 @@ impl Broker {
             entries.push(entry);
         }
         for e in &entries {
-            self.metrics.add(
-                "alpr_routing_decisions_total",
-                "Routing decisions per target by decision and reason",
-                &[
-                    ("decision", &e.decision),
-                    ("reason", e.reason_code.as_deref().unwrap_or("")),
-                ],
-                1,
-            );
+            self.metrics
+                .routing_decisions
+                .get_or_create(&crate::metrics::DecisionReason {
+                    decision: e.decision.clone(),
+                    reason: e.reason_code.clone().unwrap_or_default(),
+                })
+                .inc();
         }
         Ok((plans, entries))
     }
@@ -731,7 +725,7 @@ impl Broker {
         };
         let mut req = tonic::Request::new(endorsed);
         req.set_timeout(deadline);
-        alpr_proto::telemetry::inject_current(req.metadata_mut());
+        alpr_runtime::telemetry::inject_current(req.metadata_mut());
         let mut client = client.clone();
         let reply = match tokio::time::timeout(deadline, client.answer_query(req)).await {
             Ok(Ok(r)) => r.into_inner(),
@@ -770,7 +764,7 @@ impl Broker {
     }
 
     /// Log a request the transport could not decode (refused with `INVALID_INPUT`).
-    pub async fn log_undecodable(&self, u: transport::Undecodable) {
+    pub async fn log_undecodable(&self, u: alpr_runtime::undecodable::Undecodable) {
         let now = alpr_pki::now_unix();
         let requester = match &u.peer_certs {
             Some(c) => self

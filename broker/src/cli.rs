@@ -181,15 +181,14 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
 async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
     use crate::regulator::{self, ListFilter, SavedHead};
     let trust = alpr_pki::TrustStore::load(&conn.root, &[] as &[PathBuf])?;
-    let me = alpr_proto::transport::TlsIdentity::load(&conn.cert, &conn.key)?;
+    let me = alpr_runtime::tls::TlsIdentity::load(&conn.cert, &conn.key)?;
     let signer = alpr_pki::Signer::load(&conn.cert, &conn.key)?;
-    let cfg = alpr_proto::transport::client_config(&trust, &me).map_err(Error::Transport)?;
-    let target = alpr_proto::transport::Target {
+    let cfg = alpr_runtime::tls::client_config(&trust, &me)?;
+    let target = alpr_runtime::client::Target {
         addr: conn.broker,
         server_name: conn.server_name,
     };
-    let ch = alpr_proto::transport::channel(&target, cfg, std::time::Duration::from_secs(30))
-        .map_err(Error::Transport)?;
+    let ch = alpr_runtime::client::channel(&target, cfg, std::time::Duration::from_secs(30))?;
     let mut client = alpr_proto::pb::broker_client::BrokerClient::new(ch);
     let now = alpr_pki::now_unix();
     match cmd {
@@ -363,8 +362,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve { config } => BrokerConfig::load(config)?.telemetry.otlp_endpoint,
         _ => None,
     };
-    let _telemetry =
-        alpr_proto::telemetry::init("alpr-broker", otlp.as_deref()).map_err(Error::Transport)?;
+    let _telemetry = alpr_runtime::telemetry::init("alpr-broker", otlp.as_deref())?;
     match cli.command {
         Command::Registry { conn, cmd } => registry(conn, cmd).await,
         Command::CheckConfig { config } => {
@@ -379,7 +377,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let cfg = BrokerConfig::load(&config)?;
             let running = crate::start(&cfg).await?;
             println!("alpr-broker serving on {}", running.addr);
-            alpr_proto::transport::shutdown_signal().await;
+            alpr_runtime::server::shutdown_signal().await;
             eprintln!("alpr-broker: shutting down");
             running.stop().await
         }

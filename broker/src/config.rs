@@ -59,7 +59,7 @@ fn default_deadline() -> u64 {
 }
 
 /// Certificate files (shared with the other daemon).
-pub use alpr_proto::transport::TlsConfig;
+pub use alpr_runtime::config::TlsConfig;
 
 /// How to reach one agency's node.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -84,10 +84,10 @@ impl BrokerConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg: Self = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.into(),
-            reason: alpr_proto::transport::describe_toml_error(&text, &e),
+            reason: alpr_runtime::config::describe_toml_error(&text, &e),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        alpr_proto::transport::resolve_path(&mut cfg.data_dir, base);
+        alpr_runtime::config::resolve_path(&mut cfg.data_dir, base);
         cfg.tls.resolve_paths(base);
         cfg.validate().map_err(|reason| Error::Config {
             path: path.into(),

@@ -32,9 +32,12 @@ pub enum Error {
     /// The routing-log writer failed or stopped; nothing is routed without its log entry.
     #[error("routing log: {0}")]
     Log(String),
-    /// TLS or connection setup failed.
-    #[error("transport: {0}")]
-    Transport(String),
+    /// TLS, serving or connection setup failed.
+    #[error(transparent)]
+    Runtime(#[from] alpr_runtime::Error),
+    /// Work handed to a blocking or background task panicked or was cancelled.
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// Bad input.
     #[error("{0}")]
     Usage(String),

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod metrics;
 pub mod page;
 pub mod registry;
 pub mod regulator;

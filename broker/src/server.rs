@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use alpr_proto::pb::broker_server::BrokerServer;
-use alpr_proto::transport;
+use alpr_runtime::tasks;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -39,8 +39,8 @@ impl RunningBroker {
             let _ = tx.send(());
         }
         let served = match self.task.await {
-            Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
-            Err(e) => Err(Error::Transport(e.to_string())),
+            Ok(r) => r.map_err(|e| alpr_runtime::Error::Serve(e.to_string()).into()),
+            Err(e) => Err(alpr_runtime::Error::Serve(e.to_string()).into()),
         };
         // Outcome rows queued by the last queries reach the disk before the broker stops.
         self.broker.flush_log().await?;
@@ -63,36 +63,24 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     // Requests the transport cannot decode are refused with INVALID_INPUT and logged.
     let logger = broker.clone();
-    let mut builder = transport::guarded_server(std::sync::Arc::new(move |u| {
+    let mut builder = alpr_runtime::server::guarded_server(std::sync::Arc::new(move |u| {
         let b = logger.clone();
         Box::pin(async move { b.log_undecodable(u).await })
     }));
-    let (router, _health) = transport::with_standard_services(&mut builder, &["alpr.v1.Broker"])
-        .await
-        .map_err(Error::Transport)?;
+    let (router, _health) =
+        alpr_runtime::server::with_standard_services(&mut builder, &["alpr.v1.Broker"]).await?;
     let router = router.add_service(
         BrokerServer::new(BrokerService::new(broker.clone()))
-            .max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+            .max_decoding_message_size(alpr_proto::limits::TRANSPORT_MAX_MESSAGE),
     );
     // CRL reload without restart.
     let reloader = broker.clone();
-    let every = std::time::Duration::from_secs(cfg.tls.crl_reload_secs.max(1));
-    let crl_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let r = reloader.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.reload_crls()).await {
-                tracing::error!(error = %e, "CRL reload failed; keeping the CRLs in force");
-            }
-        }
-    });
+    let crl_task = tasks::reload_crls(cfg.tls.crl_reload_secs, move || reloader.reload_crls());
     if let Some(a) = cfg.metrics_listen {
         let l = TcpListener::bind(a)
             .await
             .map_err(|e| Error::io(format!("metrics {a}"), e))?;
-        alpr_proto::metrics::serve(l, broker.metrics.clone());
+        alpr_runtime::metrics::serve(l, broker.metrics.registry.clone());
     }
     let (tx, rx) = oneshot::channel();
     let (page_tx, page_rx) = oneshot::channel::<()>();
@@ -116,7 +104,7 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
         }
         None => None,
     };
-    let task = tokio::spawn(transport::serve(router, listener, tls, async {
+    let task = tokio::spawn(alpr_runtime::server::serve(router, listener, tls, async {
         let _ = rx.await;
     }));
     tracing::info!(%addr, "broker serving");

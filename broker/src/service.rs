@@ -9,7 +9,6 @@ use alpr_proto::pb::{
     RoutingStatsRequest, Signed, SignedAgreement, SignedTreeHead, SubmitAgreementResponse,
     TreeHeadRequest,
 };
-use alpr_proto::transport;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -35,9 +34,13 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<Signed>,
     ) -> Result<Response<RouteResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
-            .map_err(Error::from);
-        let span = alpr_proto::telemetry::server_span("broker.route", request.metadata());
+        let peer = alpr_runtime::server::peer_identity(
+            &request,
+            &self.broker.trust(),
+            alpr_pki::now_unix(),
+        )
+        .map_err(Error::from);
+        let span = alpr_runtime::telemetry::server_span("broker.route", request.metadata());
         let endorsed = request.into_inner();
         self.broker
             .route(peer, endorsed)
@@ -51,8 +54,12 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<SignedAgreement>,
     ) -> Result<Response<SubmitAgreementResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let peer = alpr_runtime::server::peer_identity(
+            &request,
+            &self.broker.trust(),
+            alpr_pki::now_unix(),
+        )
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let sa = request.into_inner();
         let broker = self.broker.clone();
         let (id, index, head) = tokio::task::spawn_blocking(move || broker.register(&peer, &sa))
@@ -70,7 +77,7 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<ListAgreementsRequest>,
     ) -> Result<Response<AgreementList>, Status> {
-        transport::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
+        alpr_runtime::server::peer_identity(&request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let ori = request.into_inner().ori;
         let list = self
@@ -202,7 +209,7 @@ impl BrokerService {
     }
 
     fn peer<T>(&self, request: &Request<T>) -> Result<alpr_pki::VerifiedIdentity, Status> {
-        transport::peer_identity(request, &self.broker.trust(), alpr_pki::now_unix())
+        alpr_runtime::server::peer_identity(request, &self.broker.trust(), alpr_pki::now_unix())
             .map_err(|e| Status::unauthenticated(e.to_string()))
     }
 }

@@ -35,7 +35,7 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn = alpr_proto::sqlite::open(path, std::time::Duration::from_secs(10))?;
+    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -149,7 +149,7 @@ pub fn routed_ids_since(
     conn: &Connection,
     since: i64,
 ) -> Result<Vec<(Vec<u8>, String, i64)>, Error> {
-    Ok(alpr_proto::sqlite::newest_since(
+    Ok(alpr_runtime::sqlite::newest_since(
         conn,
         "SELECT at, event, query_id, target FROM log ORDER BY seq DESC",
         since,
@@ -184,10 +184,10 @@ impl LogWriter {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let conn = open(path)?;
         // WAL checkpoints run beside the writer, not inside a commit someone waits on.
-        let checkpointer = alpr_proto::sqlite::Checkpointer::start(
+        let checkpointer = alpr_runtime::sqlite::Checkpointer::start(
             &conn,
             path,
-            alpr_proto::sqlite::CHECKPOINT_INTERVAL,
+            alpr_runtime::sqlite::CHECKPOINT_INTERVAL,
         )?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -229,7 +229,7 @@ impl LogWriter {
 }
 
 fn log_writer(mut conn: Connection, rx: std::sync::mpsc::Receiver<(Vec<LogEntry>, LogAck)>) {
-    while let Some(jobs) = alpr_proto::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
+    while let Some(jobs) = alpr_runtime::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
         let result = (|| -> Result<(), Error> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for (entries, _) in &jobs {

@@ -53,7 +53,7 @@ pub fn open_db(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn = alpr_proto::sqlite::open(path, std::time::Duration::from_secs(30))
+    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(30))
         .map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
@@ -72,10 +72,10 @@ impl AuditLog {
     pub fn open(path: &Path, signer: Option<Arc<Signer>>) -> Result<Self, Error> {
         let conn = open_db(path)?;
         // WAL checkpoints run beside the writer, not inside a commit someone waits on.
-        let checkpointer = alpr_proto::sqlite::Checkpointer::start(
+        let checkpointer = alpr_runtime::sqlite::Checkpointer::start(
             &conn,
             path,
-            alpr_proto::sqlite::CHECKPOINT_INTERVAL,
+            alpr_runtime::sqlite::CHECKPOINT_INTERVAL,
         )?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -102,7 +102,7 @@ impl AuditLog {
 }
 
 fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<Arc<Signer>>) {
-    while let Some(jobs) = alpr_proto::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
+    while let Some(jobs) = alpr_runtime::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
         let result = write_group(&mut conn, &jobs, signer.as_deref());
         match result {
             Ok(seqs) => {
@@ -204,7 +204,7 @@ fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> 
 /// take one group commit).
 pub fn inbound_ids_since(conn: &Connection, since: i64) -> Result<Vec<(Vec<u8>, i64)>, Error> {
     let mut unreadable = None;
-    let ids = alpr_proto::sqlite::newest_since(
+    let ids = alpr_runtime::sqlite::newest_since(
         conn,
         "SELECT at, event, entry FROM audit ORDER BY seq DESC",
         since,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use alpr_pki::{Signer, TrustStore};
 use alpr_proto::pb::{Agreement, SignedAgreement, TargetStatus};
-use alpr_proto::transport::{Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use clap::{Args, Parser, Subcommand};
 use prost::Message;
 use time::OffsetDateTime;
@@ -599,8 +600,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve { config } => NodeConfig::load(config)?.telemetry.otlp_endpoint,
         _ => None,
     };
-    let _telemetry =
-        alpr_proto::telemetry::init("alpr-node", otlp.as_deref()).map_err(Error::Transport)?;
+    let _telemetry = alpr_runtime::telemetry::init("alpr-node", otlp.as_deref())?;
     match cli.command {
         Command::Purposes { state } => {
             let rules = match &state {
@@ -672,7 +672,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 running.node.ori(),
                 running.addr
             );
-            alpr_proto::transport::shutdown_signal().await;
+            alpr_runtime::server::shutdown_signal().await;
             eprintln!("alpr-node: shutting down");
             running.stop().await
         }
@@ -690,7 +690,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let watcher = {
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    alpr_proto::transport::shutdown_signal().await;
+                    alpr_runtime::server::shutdown_signal().await;
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 })
             };

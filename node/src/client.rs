@@ -10,7 +10,8 @@ use alpr_proto::pb::node_local_client::NodeLocalClient;
 use alpr_proto::pb::{
     Agreement, Query, RouteResponse, SearchRequest, Signed, SignedAgreement, TargetResult,
 };
-use alpr_proto::transport::{self, Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use prost::Message;
 use ring::rand::SecureRandom;
 
@@ -84,10 +85,10 @@ pub fn node_client(
     me: &TlsIdentity,
     timeout: Duration,
 ) -> Result<NodeLocalClient<tonic::transport::Channel>, Error> {
-    let cfg = transport::client_config(trust, me).map_err(Error::Transport)?;
-    Ok(NodeLocalClient::new(
-        transport::channel(node, cfg, timeout).map_err(Error::Transport)?,
-    ))
+    let cfg = alpr_runtime::tls::client_config(trust, me)?;
+    Ok(NodeLocalClient::new(alpr_runtime::client::channel(
+        node, cfg, timeout,
+    )?))
 }
 
 /// Connect to the broker.
@@ -97,10 +98,10 @@ pub fn broker_client(
     me: &TlsIdentity,
     timeout: Duration,
 ) -> Result<BrokerClient<tonic::transport::Channel>, Error> {
-    let cfg = transport::client_config(trust, me).map_err(Error::Transport)?;
-    Ok(BrokerClient::new(
-        transport::channel(broker, cfg, timeout).map_err(Error::Transport)?,
-    ))
+    let cfg = alpr_runtime::tls::client_config(trust, me)?;
+    Ok(BrokerClient::new(alpr_runtime::client::channel(
+        broker, cfg, timeout,
+    )?))
 }
 
 /// Send a signed query through the investigator's own node.
@@ -291,9 +292,9 @@ pub fn admin_client(
     me: &TlsIdentity,
     timeout: Duration,
 ) -> Result<alpr_proto::pb::node_admin_client::NodeAdminClient<tonic::transport::Channel>, Error> {
-    let cfg = transport::client_config(trust, me).map_err(Error::Transport)?;
+    let cfg = alpr_runtime::tls::client_config(trust, me)?;
     Ok(alpr_proto::pb::node_admin_client::NodeAdminClient::new(
-        transport::channel(node, cfg, timeout).map_err(Error::Transport)?,
+        alpr_runtime::client::channel(node, cfg, timeout)?,
     ))
 }
 

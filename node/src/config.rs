@@ -155,7 +155,7 @@ impl Default for AccountsConfig {
 }
 
 /// Certificate files (shared with the other daemon).
-pub use alpr_proto::transport::TlsConfig;
+pub use alpr_runtime::config::TlsConfig;
 
 /// How to reach a peer over mTLS.
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -253,7 +253,7 @@ impl NodeConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg: Self = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.into(),
-            reason: alpr_proto::transport::describe_toml_error(&text, &e),
+            reason: alpr_runtime::config::describe_toml_error(&text, &e),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve(base);
@@ -265,7 +265,7 @@ impl NodeConfig {
     }
 
     fn resolve(&mut self, base: &Path) {
-        alpr_proto::transport::resolve_path(&mut self.data_dir, base);
+        alpr_runtime::config::resolve_path(&mut self.data_dir, base);
         self.tls.resolve_paths(base);
     }
 

@@ -29,9 +29,12 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// TLS or connection setup failed.
-    #[error("transport: {0}")]
-    Transport(String),
+    /// TLS, serving or connection setup failed.
+    #[error(transparent)]
+    Runtime(#[from] alpr_runtime::Error),
+    /// Work handed to a blocking or background task panicked or was cancelled.
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// A remote call failed or was refused.
     #[error("{}", rpc_message(.0))]
     Rpc(tonic::Status),
@@ -60,7 +63,7 @@ fn rpc_message(s: &tonic::Status) -> String {
         tonic::Code::PermissionDenied => format!("refused: {}", s.message()),
         code => format!(
             "remote call failed ({code:?}): {}",
-            alpr_proto::transport::explain_connect_error(s.message())
+            alpr_runtime::client::explain_connect_error(s.message())
         ),
     }
 }

@@ -290,15 +290,9 @@ impl Node {
             let stored = store::insert_reads(&mut conn, reads)?;
             (stored, hits(&active_hotlist(&conn, now)?, reads, now))
         };
-        self.metrics
-            .add("alpr_ingested_reads_total", "Reads stored", &[], stored);
+        self.metrics.ingested_reads.inc_by(stored);
         if !alerts.is_empty() {
-            self.metrics.add(
-                "alpr_hotlist_hits_total",
-                "Ingested reads matching an active hot list",
-                &[],
-                alerts.len() as u64,
-            );
+            self.metrics.hotlist_hits.inc_by(alerts.len() as u64);
             tracing::warn!(hits = alerts.len(), "hot-list hits");
             self.audit(&alerts)?;
         }

@@ -16,6 +16,7 @@ pub mod config;
 mod error;
 pub mod holds;
 pub mod ingest;
+pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod reports;

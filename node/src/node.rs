@@ -12,7 +12,7 @@ use alpr_proto::pb::SignedAgreement;
 use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::replay::ReplayMemory;
 use alpr_proto::rules::StateRules;
-use alpr_proto::transport::{self, TlsIdentity};
+use alpr_runtime::tls::TlsIdentity;
 use rusqlite::Connection;
 use tonic::transport::Channel;
 
@@ -25,7 +25,7 @@ pub struct Node {
     /// This agency's claims (from its verified node certificate).
     pub agency: AgencyClaims,
     /// Trust store and TLS server config, reloaded when CRLs change.
-    pub(crate) tls: transport::ReloadableTls,
+    pub(crate) tls: alpr_runtime::tls::ReloadableTls,
     pub(crate) signer: Arc<Signer>,
     /// The group-commit audit log.
     pub audit_log: AuditLog,
@@ -40,9 +40,9 @@ pub struct Node {
     pub(crate) replay: ReplayMemory,
     pub(crate) broker: Option<(BrokerClient<Channel>, Duration)>,
     /// Counters and latency histograms.
-    pub metrics: Arc<alpr_proto::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
     /// gRPC health of the running server (set once it serves).
-    health: std::sync::OnceLock<transport::Health>,
+    health: std::sync::OnceLock<alpr_runtime::server::Health>,
     /// The last CRL reload refusal alerted (each distinct one is alerted once).
     crl_refusal: Mutex<Option<String>>,
 }
@@ -161,21 +161,18 @@ impl Node {
         let agreements = store::registered_agreements(&conn)?;
         let broker = match &cfg.broker {
             Some(b) => {
-                let client_cfg =
-                    transport::client_config(&trust, &tls).map_err(Error::Transport)?;
-                let target = transport::Target {
+                let client_cfg = alpr_runtime::tls::client_config(&trust, &tls)?;
+                let target = alpr_runtime::client::Target {
                     addr: b.addr.clone(),
                     server_name: b.server_name.clone(),
                 };
                 let timeout = Duration::from_millis(b.timeout_ms);
-                let ch =
-                    transport::channel(&target, client_cfg, timeout).map_err(Error::Transport)?;
+                let ch = alpr_runtime::client::channel(&target, client_cfg, timeout)?;
                 Some((BrokerClient::new(ch), timeout))
             }
             None => None,
         };
-        let tls = transport::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())
-            .map_err(Error::Transport)?;
+        let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
         Ok(Arc::new(Self {
             agency,
             tls,
@@ -197,7 +194,7 @@ impl Node {
 
     /// Report through `health` (the server's gRPC health): NOT_SERVING while audit entries
     /// cannot be written, SERVING again after the next durable append.
-    pub fn set_health(&self, health: transport::Health) {
+    pub fn set_health(&self, health: alpr_runtime::server::Health) {
         let _ = self.health.set(health);
     }
 
@@ -260,7 +257,7 @@ impl Node {
             return Err(alpr_proto::Error::refused(RefusalReason::NotAuthorized, detail).into());
         }
         if let Err(e) =
-            transport::check_size("the admin command", prost::Message::encoded_len(&req))
+            alpr_proto::limits::check_size("the admin command", prost::Message::encoded_len(&req))
                 .and_then(|()| check_admin_text(&req))
         {
             self.audit(&[refused_entry(e.detail(), e.reason())])?;
@@ -418,7 +415,7 @@ impl Node {
 
     /// Log a request the transport could not decode (refused with `INVALID_INPUT`) as the
     /// kind of entry its method would have made. Blocking.
-    pub fn log_undecodable(&self, u: transport::Undecodable) {
+    pub fn log_undecodable(&self, u: alpr_runtime::undecodable::Undecodable) {
         let now = alpr_pki::now_unix();
         let peer = match &u.peer_certs {
             Some(c) => self.trust().verify(c, now).ok(),
@@ -478,10 +475,11 @@ impl Node {
                 // (once per distinct problem, not at every reload).
                 tracing::error!(error = %e, "ALERT: CRL reload refused; keeping the CRLs in force");
                 let mut last = self.crl_refusal.lock().unwrap_or_else(|p| p.into_inner());
-                if last.as_deref() == Some(e.as_str()) {
-                    return Err(Error::Transport(e));
+                let said = e.to_string();
+                if last.as_deref() == Some(said.as_str()) {
+                    return Err(e.into());
                 }
-                *last = Some(e.clone());
+                *last = Some(said);
                 drop(last);
                 self.audit(&[AuditEntry {
                     at: alpr_pki::now_unix(),
@@ -492,7 +490,7 @@ impl Node {
                     )),
                     ..Default::default()
                 }])?;
-                return Err(Error::Transport(e));
+                return Err(e.into());
             }
         };
         *self.crl_refusal.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -542,18 +540,10 @@ impl Node {
             }
             h.set_serving(r.is_ok());
         }
-        self.metrics.observe(
-            "alpr_audit_commit_seconds",
-            "Time until audit entries are durable (audit lag)",
-            &[],
-            started.elapsed(),
-        );
-        self.metrics.add(
-            "alpr_audit_entries_total",
-            "Audit entries written",
-            &[],
-            entries.len() as u64,
-        );
+        self.metrics
+            .audit_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.audit_entries.inc_by(entries.len() as u64);
         r
     }
 

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alpr_proto::pb::node_admin_server::NodeAdminServer;
 use alpr_proto::pb::node_inbound_server::NodeInboundServer;
 use alpr_proto::pb::node_local_server::NodeLocalServer;
-use alpr_proto::transport;
+use alpr_runtime::tasks::{self, First};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -73,8 +74,8 @@ impl RunningNode {
         self.purge_task.abort();
         self.sync_task.abort();
         let served = match self.task.await {
-            Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
-            Err(e) => Err(Error::Transport(e.to_string())),
+            Ok(r) => r.map_err(|e| alpr_runtime::Error::Serve(e.to_string()).into()),
+            Err(e) => Err(alpr_runtime::Error::Serve(e.to_string()).into()),
         };
         // In-flight requests have finished and their entries are durable; seal the log
         // with a signed checkpoint of its final head.
@@ -85,8 +86,8 @@ impl RunningNode {
     /// Wait until the server ends by itself (or forever).
     pub async fn wait(self) -> Result<(), Error> {
         match self.task.await {
-            Ok(r) => r.map_err(|e| Error::Transport(e.to_string())),
-            Err(e) => Err(Error::Transport(e.to_string())),
+            Ok(r) => r.map_err(|e| alpr_runtime::Error::Serve(e.to_string()).into()),
+            Err(e) => Err(alpr_runtime::Error::Serve(e.to_string()).into()),
         }
     }
 }
@@ -108,13 +109,13 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     let svc = NodeService::new(node.clone());
     // Requests the transport cannot decode are refused with INVALID_INPUT and logged.
     let logger = node.clone();
-    let mut builder = transport::guarded_server(std::sync::Arc::new(move |u| {
+    let mut builder = alpr_runtime::server::guarded_server(std::sync::Arc::new(move |u| {
         let n = logger.clone();
         Box::pin(async move {
             let _ = tokio::task::spawn_blocking(move || n.log_undecodable(u)).await;
         })
     }));
-    let (router, health) = transport::with_standard_services(
+    let (router, health) = alpr_runtime::server::with_standard_services(
         &mut builder,
         &[
             "alpr.v1.NodeInbound",
@@ -122,30 +123,28 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
             "alpr.v1.NodeAdmin",
         ],
     )
-    .await
-    .map_err(Error::Transport)?;
+    .await?;
     // A node that cannot write its audit log refuses everything; health says so.
     node.set_health(health);
     let router = router
         .add_service(
             NodeInboundServer::new(svc.clone())
-                .max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+                .max_decoding_message_size(alpr_proto::limits::TRANSPORT_MAX_MESSAGE),
         )
         .add_service(
             NodeLocalServer::new(svc.clone())
-                .max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+                .max_decoding_message_size(alpr_proto::limits::TRANSPORT_MAX_MESSAGE),
         )
         .add_service(
-            NodeAdminServer::new(svc).max_decoding_message_size(transport::TRANSPORT_MAX_MESSAGE),
+            NodeAdminServer::new(svc)
+                .max_decoding_message_size(alpr_proto::limits::TRANSPORT_MAX_MESSAGE),
         );
     // Scheduled retention purge: at start, then every interval, until the node stops.
     let purger = node.clone();
-    let interval = std::time::Duration::from_secs(cfg.policy.purge_interval_secs.max(1));
-    let purge_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        loop {
-            tick.tick().await;
-            let n = purger.clone();
+    let interval = Duration::from_secs(cfg.policy.purge_interval_secs);
+    let purge_task = tasks::every(interval, First::Now, move || {
+        let n = purger.clone();
+        async move {
             match tokio::task::spawn_blocking(move || n.purge()).await {
                 Ok(Ok((days, reads))) if !days.is_empty() => {
                     tracing::info!(days = days.len(), reads, "retention purge")
@@ -157,51 +156,38 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     });
     // Registry sync: at start, then every interval (only with a broker configured).
     let syncer = node.clone();
-    let sync_every = std::time::Duration::from_secs(cfg.registry.sync_interval_secs.max(1));
-    let has_broker = cfg.broker.is_some();
-    let sync_task = tokio::spawn(async move {
-        if !has_broker {
-            return;
-        }
-        let mut tick = tokio::time::interval(sync_every);
-        loop {
-            tick.tick().await;
-            match syncer.sync_registry().await {
-                Ok(r) if !r.applied.is_empty() => {
-                    tracing::info!(to = r.to, applied = r.applied.len(), "registry synced")
+    let sync_every = Duration::from_secs(cfg.registry.sync_interval_secs);
+    let sync_task = match cfg.broker {
+        Some(_) => tasks::every(sync_every, First::Now, move || {
+            let n = syncer.clone();
+            async move {
+                match n.sync_registry().await {
+                    Ok(r) if !r.applied.is_empty() => {
+                        tracing::info!(to = r.to, applied = r.applied.len(), "registry synced")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "registry sync failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "registry sync failed"),
             }
-        }
-    });
+        }),
+        None => tokio::spawn(async {}),
+    };
     // CRL reload without restart.
     let reloader = node.clone();
-    let every = std::time::Duration::from_secs(cfg.tls.crl_reload_secs.max(1));
-    let crl_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let r = reloader.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.reload_crls()).await {
-                tracing::error!(error = %e, "CRL reload failed; keeping the CRLs in force");
-            }
-        }
-    });
+    let crl_task = tasks::reload_crls(cfg.tls.crl_reload_secs, move || reloader.reload_crls());
     let metrics_addr = match cfg.metrics_listen {
         Some(a) => {
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| Error::io(format!("metrics {a}"), e))?;
             let addr = l.local_addr().map_err(|e| Error::io("metrics", e))?;
-            alpr_proto::metrics::serve(l, node.metrics.clone());
+            alpr_runtime::metrics::serve(l, node.metrics.registry.clone());
             Some(addr)
         }
         None => None,
     };
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(transport::serve(router, listener, tls, async {
+    let task = tokio::spawn(alpr_runtime::server::serve(router, listener, tls, async {
         let _ = rx.await;
     }));
     tracing::info!(ori = %node.ori(), %addr, "node serving");

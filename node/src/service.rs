@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use alpr_pki::{Role, VerifiedIdentity};
+use alpr_proto::RefusalReason;
 use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
 use alpr_proto::envelope::{self, ANSWER, QUERY, REFUSAL};
 use alpr_proto::pb::node_admin_server::NodeAdmin;
@@ -12,7 +13,6 @@ use alpr_proto::pb::{
     AdminRequest, AdminResponse, Answer, IngestSummary, Query, Read, Refusal, RouteResponse,
     SearchRequest, Signed, TargetResult, TargetStatus,
 };
-use alpr_proto::{RefusalReason, transport};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -84,7 +84,7 @@ impl Node {
         let trust = self.trust();
         // Size first (the transport lets up to 16 MiB through so that this refusal is
         // logged), then signatures and chains, without holding the database.
-        let size = transport::check_size("the endorsed query", endorsed.encoded_len());
+        let size = alpr_proto::limits::check_size("the endorsed query", endorsed.encoded_len());
         let opened = admission::open(&trust, endorsed, now);
         let policy = self.policy(&self.db())?;
         let decision = admission::admit_opened(
@@ -239,18 +239,19 @@ impl Node {
             Ok(answer) => envelope::seal(&self.signer, ANSWER, &answer)?,
             Err(refusal) => envelope::seal(&self.signer, REFUSAL, &refusal)?,
         };
-        self.metrics.add(
-            "alpr_inbound_queries_total",
-            "Inbound queries by decision and reason",
-            &[("decision", decision), ("reason", &reason)],
-            1,
-        );
-        self.metrics.observe(
-            "alpr_inbound_answer_seconds",
-            "Time to decide, log and sign an inbound query",
-            &[("decision", decision)],
-            started.elapsed(),
-        );
+        self.metrics
+            .inbound_queries
+            .get_or_create(&crate::metrics::DecisionReason {
+                decision: decision.into(),
+                reason,
+            })
+            .inc();
+        self.metrics
+            .inbound_answer_seconds
+            .get_or_create(&crate::metrics::Decision {
+                decision: decision.into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
         Ok(signed)
     }
 
@@ -268,12 +269,11 @@ impl Node {
         let node = self.clone();
         let (query, facts, endorsed) =
             tokio::task::spawn_blocking(move || node.endorse_outbound(peer, signed_query))
-                .await
-                .map_err(|e| Error::Audit(e.to_string()))??;
+                .await??;
 
         let mut req = Request::new(endorsed);
         req.set_timeout(timeout);
-        alpr_proto::telemetry::inject_current(req.metadata_mut());
+        alpr_runtime::telemetry::inject_current(req.metadata_mut());
         let response = match broker.clone().route_query(req).await {
             Ok(r) => r.into_inner(),
             Err(status) => RouteResponse {
@@ -293,9 +293,7 @@ impl Node {
             },
         };
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.deliver_outbound(&query, &facts, response))
-            .await
-            .map_err(|e| Error::Audit(e.to_string()))?
+        tokio::task::spawn_blocking(move || node.deliver_outbound(&query, &facts, response)).await?
     }
 
     /// Check an investigator's signed query, log it and endorse it (or log the refusal).
@@ -388,12 +386,13 @@ impl Node {
             let reason = RefusalReason::try_from(r.reason)
                 .map(|x| x.as_str_name())
                 .unwrap_or("?");
-            self.metrics.add(
-                "alpr_outbound_results_total",
-                "Outbound query results by target status and reason",
-                &[("status", status), ("reason", reason)],
-                1,
-            );
+            self.metrics
+                .outbound_results
+                .get_or_create(&crate::metrics::StatusReason {
+                    status: status.into(),
+                    reason: reason.into(),
+                })
+                .inc();
         }
         let entries: Vec<AuditEntry> = response
             .results
@@ -439,7 +438,7 @@ impl Node {
         let refuse = |r: RefusalReason, m: String, f: &QueryFacts| {
             (alpr_proto::Error::refused(r, m), f.clone())
         };
-        transport::check_size("the search request", signed_query.len())
+        alpr_proto::limits::check_size("the search request", signed_query.len())
             .map_err(|e| (e, facts.clone()))?;
         let peer = match peer {
             Ok(p) => p,
@@ -613,9 +612,10 @@ pub fn check_result(
 #[tonic::async_trait]
 impl NodeInbound for NodeService {
     async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
-        let span = alpr_proto::telemetry::server_span("node.answer", request.metadata());
-        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
-            .map_err(Error::from);
+        let span = alpr_runtime::telemetry::server_span("node.answer", request.metadata());
+        let peer =
+            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
+                .map_err(Error::from);
         let node = self.node.clone();
         let endorsed = request.into_inner();
         let reply = tokio::task::spawn_blocking(move || {
@@ -634,9 +634,10 @@ impl NodeLocal for NodeService {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
-            .map_err(Error::from);
-        let span = alpr_proto::telemetry::server_span("node.search", request.metadata());
+        let peer =
+            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
+                .map_err(Error::from);
+        let span = alpr_runtime::telemetry::server_span("node.search", request.metadata());
         let bytes = request.into_inner().signed_query;
         self.node
             .search(peer, bytes)
@@ -650,8 +651,9 @@ impl NodeLocal for NodeService {
         &self,
         request: Request<Streaming<Read>>,
     ) -> Result<Response<IngestSummary>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let peer =
+            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
         if !matches!(peer.role, Role::Admin | Role::Node) || peer.ori() != Some(self.node.ori()) {
             return Err(Status::permission_denied(format!(
                 "only this agency's admin or node may ingest; peer is {}",
@@ -684,8 +686,9 @@ impl NodeAdmin for NodeService {
         &self,
         request: Request<AdminRequest>,
     ) -> Result<Response<AdminResponse>, Status> {
-        let peer = transport::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let peer =
+            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
         let node = self.node.clone();
         let req = request.into_inner();
         let message = tokio::task::spawn_blocking(move || node.admin(&peer, req))

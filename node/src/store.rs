@@ -46,7 +46,7 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn = alpr_proto::sqlite::open(path, std::time::Duration::from_secs(10))?;
+    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
     // One cached statement per day partition a lookup touches (rusqlite's default of 16
     // thrashes on 30-day windows and re-prepares every statement).
     conn.set_prepared_statement_cache_capacity(512);
@@ -374,7 +374,7 @@ impl Readers {
         match idle {
             Some(c) => Ok(c),
             None => {
-                let c = alpr_proto::sqlite::open(&self.path, std::time::Duration::from_secs(10))?;
+                let c = alpr_runtime::sqlite::open(&self.path, std::time::Duration::from_secs(10))?;
                 c.pragma_update(None, "query_only", true)?;
                 c.set_prepared_statement_cache_capacity(512);
                 Ok(c)

@@ -17,7 +17,8 @@ use alpr_node::config::{NodeConfig, PolicyConfig, TlsConfig, UsagePolicy};
 use alpr_pki::{PkiLayout, Signer, TrustStore};
 use alpr_proto::pb::Agreement;
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
-use alpr_proto::transport::{self, Target, TlsIdentity};
+use alpr_runtime::client::Target;
+use alpr_runtime::tls::TlsIdentity;
 use clap::Parser;
 use prost::Message;
 
@@ -168,7 +169,7 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
         let (c, k) = l.broker();
         TlsIdentity::load(&c, &k).unwrap()
     };
-    let client_cfg = transport::client_config(&trust, &broker_tls).unwrap();
+    let client_cfg = alpr_runtime::tls::client_config(&trust, &broker_tls).unwrap();
     let inv = Arc::new(inv);
     let req_node = Arc::new(req_node);
     let acknowledged: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -191,7 +192,8 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
                 trust.clone(),
             );
             let ch =
-                transport::channel(&target, client_cfg.clone(), Duration::from_secs(5)).unwrap();
+                alpr_runtime::client::channel(&target, client_cfg.clone(), Duration::from_secs(5))
+                    .unwrap();
             tasks.push(tokio::spawn(async move {
                 let mut c = NodeInboundClient::new(ch);
                 for _ in 0..200 {
@@ -277,12 +279,12 @@ async fn sigterm_finishes_in_flight_work_and_seals_the_log() {
         TlsIdentity::load(&c, &k).unwrap()
     };
     let (mut child, addr) = spawn(dir);
-    let ch = transport::channel(
+    let ch = alpr_runtime::client::channel(
         &Target {
             addr,
             server_name: "localhost".into(),
         },
-        transport::client_config(&trust, &broker_tls).unwrap(),
+        alpr_runtime::tls::client_config(&trust, &broker_tls).unwrap(),
         Duration::from_secs(5),
     )
     .unwrap();

@@ -9,7 +9,11 @@
 //! * [`admission`]: the one rule set that both the broker and every node evaluate.
 //! * [`reply`]: the one verification of a target's signed answer or refusal.
 //! * [`replay`]: in-memory replay memory, rebuilt from each party's own log at start.
-//! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
+//! * [`limits`]: message-size limits of the wire contract.
+//! * [`merkle`], [`registry`]: the agreement registry as an RFC 6962 log.
+//!
+//! This is the crate an outside client depends on: no database, server runtime or
+//! telemetry crate. What the node and the broker run on is `alpr-runtime`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -19,18 +23,15 @@ pub mod agreement;
 pub mod envelope;
 mod error;
 pub mod input;
+pub mod limits;
 pub mod merkle;
-pub mod metrics;
 pub mod purpose;
 pub mod registry;
 pub mod replay;
 pub mod reply;
 pub mod rules;
-pub mod sqlite;
-pub mod telemetry;
 #[cfg(test)]
 mod testkit;
-pub mod transport;
 
 pub use error::{Error, REASON_METADATA, reason_of, refusal_status};
 pub use pb::RefusalReason;

@@ -73,7 +73,7 @@ impl Drop for TelemetryGuard {
 
 /// Install logging to stderr (`RUST_LOG`, default `info`) and, when `otlp_endpoint` (or
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`) is set, OTLP span export as `service`.
-pub fn init(service: &str, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard, String> {
+pub fn init(service: &str, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard, crate::Error> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // Colour codes only on a terminal: log files and journald get plain text.
@@ -97,7 +97,7 @@ pub fn init(service: &str, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard
         .with_tonic()
         .with_endpoint(endpoint.clone())
         .build()
-        .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+        .map_err(|e| crate::Error::Telemetry(format!("OTLP exporter for {endpoint}: {e}")))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
@@ -112,6 +112,6 @@ pub fn init(service: &str, otlp_endpoint: Option<&str>) -> Result<TelemetryGuard
         .with(fmt)
         .with(layer)
         .try_init()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::Error::Telemetry(e.to_string()))?;
     Ok(TelemetryGuard(Some(provider)))
 }

@@ -1,0 +1,28 @@
+//! The runtime a party runs on: what the node and the broker share and an outside client
+//! of the wire contract does not need.
+//!
+//! * [`tls`]: mutual TLS (rustls, ring, TLS 1.3), CRL reload without restart.
+//! * [`client`]: mTLS channels to a party, connection errors in an operator's words.
+//! * [`server`]: serving gRPC over mTLS with health checking and reflection.
+//! * [`undecodable`]: requests the transport cannot decode are refused and logged.
+//! * [`tasks`]: periodic background work (CRL reload, purges, syncs).
+//! * [`config`]: the `[tls]` section, relative paths, TOML errors in one line.
+//! * [`metrics`]: Prometheus metrics (the `prometheus-client` crate) served at `/metrics`.
+//! * [`telemetry`]: logging and OpenTelemetry span export and propagation.
+//! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod client;
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod server;
+pub mod sqlite;
+pub mod tasks;
+pub mod telemetry;
+pub mod tls;
+pub mod undecodable;
+
+pub use error::Error;
