@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alpr_node::audit::{AuditEntry, AuditLog, GENESIS};
+use alpr_node::audit::{AuditEntry, AuditLog, Decision, Event, GENESIS};
 use alpr_pki::{PkiLayout, Signer, TrustStore};
 use anyhow::{Context, Result, bail};
 use common::{env_list, env_or};
@@ -41,9 +41,6 @@ const ORI: &str = "CA0560100";
 
 fn entry(i: u64) -> AuditEntry {
     AuditEntry {
-        at: alpr_pki::now_unix(),
-        event: "inbound_query".into(),
-        decision: "answered".into(),
         query_id: Some(format!("{i:032x}")),
         requester_ori: Some("CA0340000".into()),
         requester_agency: Some("Sacramento County Sheriff (US-CA, local)".into()),
@@ -62,7 +59,11 @@ fn entry(i: u64) -> AuditEntry {
         agreement_id: Some("a1b2c3d4e5f60718293a4b5c6d7e8f90".into()),
         rule_version: Some("US-CA/2026.1".into()),
         count: Some(5),
-        ..Default::default()
+        ..AuditEntry::new(
+            alpr_pki::now_unix(),
+            Event::InboundQuery,
+            Decision::Answered,
+        )
     }
 }
 
@@ -160,7 +161,7 @@ fn per_entry_append(conn: &Mutex<Connection>, e: &AuditEntry) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit (seq, at, event, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![seq + 1, e.at, e.event, json, prev, hash])?;
+    .execute(params![seq + 1, e.at, e.event.as_str(), json, prev, hash])?;
     tx.commit()?;
     Ok(())
 }

@@ -263,7 +263,7 @@ impl Federation {
                 fed.admin(
                     a.ori,
                     &admin_of(a.ori),
-                    client::switch("sharing", true, "", ""),
+                    client::switch(alpr_node::settings::Switch::Sharing, true, "", ""),
                 )
                 .await?;
             }
@@ -485,9 +485,14 @@ impl Federation {
         )?)
     }
 
-    /// A node's audit log.
+    /// A node's audit log, or its entries of one event (by its string form; an unknown
+    /// event is an error, not an empty list).
     pub fn audit(&self, ori: &str, event: Option<&str>) -> Result<Vec<StoredEntry>> {
         let cfg = self.node_configs.get(ori).context("no such node")?;
+        let event = event
+            .map(str::parse::<alpr_node::audit::Event>)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let conn = alpr_node::audit::open_db(&cfg.audit_path())?;
         Ok(alpr_node::audit::list(&conn, event)?)
     }

@@ -24,7 +24,12 @@ async fn status_check_config_and_a_verified_backup_that_restores() {
     fed.admin(
         VENTURA,
         &admin_of(VENTURA),
-        client::switch("refuse_requester", true, "NV0020100", "pending review"),
+        client::switch(
+            alpr_node::settings::Switch::RefuseRequester,
+            true,
+            "NV0020100",
+            "pending review",
+        ),
     )
     .await
     .unwrap();

@@ -16,7 +16,7 @@ const FRESNO: &str = "CA0100500";
 fn last_inbound(fed: &Federation, ori: &str) -> (String, Option<String>) {
     let rows = fed.audit(ori, Some("inbound_query")).unwrap();
     let e = &rows.last().unwrap().entry;
-    (e.decision.clone(), e.reason_code.clone())
+    (e.decision.to_string(), e.reason_code.clone())
 }
 
 #[tokio::test]
@@ -35,7 +35,12 @@ async fn refuse_all_and_refuse_one_requester() {
     fed.admin(
         VENTURA,
         &admin_of(VENTURA),
-        switch("refuse_requester", true, SACRAMENTO, "pending audit"),
+        switch(
+            alpr_node::settings::Switch::RefuseRequester,
+            true,
+            SACRAMENTO,
+            "pending audit",
+        ),
     )
     .await
     .unwrap();
@@ -58,7 +63,7 @@ async fn refuse_all_and_refuse_one_requester() {
     fed.admin(
         VENTURA,
         &admin_of(VENTURA),
-        switch("refuse_all", true, "", ""),
+        switch(alpr_node::settings::Switch::RefuseAll, true, "", ""),
     )
     .await
     .unwrap();
@@ -67,7 +72,7 @@ async fn refuse_all_and_refuse_one_requester() {
     fed.admin(
         VENTURA,
         &admin_of(VENTURA),
-        switch("refuse_all", false, "", ""),
+        switch(alpr_node::settings::Switch::RefuseAll, false, "", ""),
     )
     .await
     .unwrap();
@@ -107,7 +112,11 @@ async fn sharing_cannot_be_turned_on_without_the_usage_and_privacy_policy() {
         alpr_node::start_on(&cfg, listener).await.unwrap(),
     );
     let err = fed
-        .admin(VENTURA, &admin_of(VENTURA), switch("sharing", true, "", ""))
+        .admin(
+            VENTURA,
+            &admin_of(VENTURA),
+            switch(alpr_node::settings::Switch::Sharing, true, "", ""),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -120,7 +129,7 @@ async fn sharing_cannot_be_turned_on_without_the_usage_and_privacy_policy() {
         .admin(
             VENTURA,
             &alpr_federation::supervisor_of(VENTURA),
-            switch("sharing", true, "", ""),
+            switch(alpr_node::settings::Switch::Sharing, true, "", ""),
         )
         .await
         .unwrap_err()

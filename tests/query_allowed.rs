@@ -149,7 +149,7 @@ async fn a_dead_target_is_unavailable_without_failing_the_query() {
     let outcome = |ori: &str| {
         log.iter()
             .find(|l| l.event == "route_result" && l.target.as_deref() == Some(ori))
-            .map(|l| l.decision.clone())
+            .map(|l| l.decision.to_string())
     };
     assert_eq!(outcome(VENTURA).as_deref(), Some("answered"));
     assert_eq!(outcome(FRESNO).as_deref(), Some("unavailable"));

@@ -27,6 +27,7 @@ use crate::Error;
 use crate::config::BrokerConfig;
 use crate::registry::{self as reg, Registry};
 use crate::store::{self, LogEntry};
+use crate::vocabulary::{Decision, Event};
 
 /// The broker's shared state.
 pub struct Broker {
@@ -181,14 +182,7 @@ impl Broker {
         let result = self.register_inner(sa, now);
         let mut conn = self.db();
         let entry = LogEntry {
-            at: now,
-            event: "register".into(),
             requester: Some(peer.describe()),
-            decision: if result.is_ok() {
-                "registered".into()
-            } else {
-                "refused".into()
-            },
             reason_code: result.as_ref().err().map(|e| match e {
                 Error::Refused(r) => r.reason().as_str_name().to_owned(),
                 _ => "INVALID_INPUT".to_owned(),
@@ -196,7 +190,15 @@ impl Broker {
             detail: result.as_ref().err().map(ToString::to_string),
             agreement_id: result.as_ref().ok().map(|(id, _)| id.clone()),
             rule_version: result.as_ref().ok().map(|(_, v)| v.clone()),
-            ..Default::default()
+            ..LogEntry::new(
+                now,
+                Event::Register,
+                if result.is_ok() {
+                    Decision::Registered
+                } else {
+                    Decision::Refused
+                },
+            )
         };
         store::log(&mut conn, &[entry])?;
         let (id, _) = result?;
@@ -252,14 +254,7 @@ impl Broker {
         store::log(
             &mut conn,
             &[LogEntry {
-                at: now,
-                event: a.action.clone(),
                 requester: Some(peer.describe()),
-                decision: if result.is_ok() {
-                    "logged".into()
-                } else {
-                    "refused".into()
-                },
                 reason_code: result.as_ref().err().map(|e| match e {
                     Error::Refused(r) => r.reason().as_str_name().to_owned(),
                     _ => "INVALID_INPUT".to_owned(),
@@ -269,7 +264,15 @@ impl Broker {
                     Err(e) => e.to_string(),
                 }),
                 agreement_id: Some(a.agreement_id.clone()),
-                ..Default::default()
+                ..LogEntry::new(
+                    now,
+                    Event::of_action(&a.action),
+                    if result.is_ok() {
+                        Decision::Logged
+                    } else {
+                        Decision::Refused
+                    },
+                )
             }],
         )?;
         let terms = result?;
@@ -444,18 +447,15 @@ impl Broker {
                 };
                 self.log_writer
                     .append(vec![LogEntry {
-                        at: now,
-                        event: "route".into(),
                         query_id: facts.query.as_ref().map(|q| hex::encode(&q.query_id)),
                         requester: facts
                             .investigator
                             .as_ref()
                             .or(facts.endorser.as_ref())
                             .map(VerifiedIdentity::describe),
-                        decision: "refused".into(),
                         reason_code: Some(reason),
                         detail: Some(detail),
-                        ..Default::default()
+                        ..LogEntry::new(now, Event::Route, Decision::Refused)
                     }])
                     .await?;
                 return Err(e);
@@ -521,12 +521,9 @@ impl Broker {
             .iter()
             .filter(|(_, a)| a.is_some())
             .map(|(r, a)| LogEntry {
-                at: done,
-                event: "route_result".into(),
                 query_id: Some(hex::encode(&query.query_id)),
                 requester: requester.clone(),
                 target: Some(r.ori.clone()),
-                decision: alpr_proto::reply::outcome(r.status).into(),
                 reason_code: (r.status != TargetStatus::Answered as i32).then(|| {
                     RefusalReason::try_from(r.reason)
                         .map(|x| x.as_str_name().to_owned())
@@ -534,7 +531,11 @@ impl Broker {
                 }),
                 detail: (!r.detail.is_empty()).then(|| r.detail.clone()),
                 agreement_id: a.clone(),
-                ..Default::default()
+                ..LogEntry::new(
+                    done,
+                    Event::RouteResult,
+                    Decision::of_target_status(r.status),
+                )
             })
             .collect();
         // Outcomes are recorded after the fact: the decision to forward was durable before
@@ -560,14 +561,11 @@ impl Broker {
         let logged = self
             .log_writer
             .append(vec![LogEntry {
-                at: now,
-                event: "route".into(),
                 query_id: Some(hex::encode(&query.query_id)),
                 requester: Some(peer.describe()),
-                decision: "refused".into(),
                 reason_code: Some(e.reason().as_str_name().into()),
                 detail: Some(e.detail()),
-                ..Default::default()
+                ..LogEntry::new(now, Event::Route, Decision::Refused)
             }])
             .await;
         match logged {
@@ -595,8 +593,6 @@ impl Broker {
                     "no agency {t} is known to this broker (no route to it and no agreement with it registered); check the ORI"
                 );
                 entries.push(LogEntry {
-                    at: now,
-                    event: "route".into(),
                     target: Some(t.clone()),
                     query_id: opened
                         .facts()
@@ -608,10 +604,9 @@ impl Broker {
                         .investigator
                         .as_ref()
                         .map(VerifiedIdentity::describe),
-                    decision: "refused".into(),
                     reason_code: Some(RefusalReason::UnknownAgency.as_str_name().into()),
                     detail: Some(detail.clone()),
-                    ..Default::default()
+                    ..LogEntry::new(now, Event::Route, Decision::Refused)
                 });
                 plans.push(Plan::Done(TargetResult {
                     ori: t.clone(),
@@ -640,20 +635,18 @@ impl Broker {
             };
             let decision = admission::admit_opened(&ctx, opened);
             let mut entry = LogEntry {
-                at: now,
-                event: "route".into(),
                 target: Some(t.clone()),
-                ..Default::default()
+                ..LogEntry::new(now, Event::Route, Decision::Refused)
             };
             match decision {
                 AdmissionDecision::Admitted(a) => {
                     entry.query_id = Some(hex::encode(&a.query.query_id));
                     entry.requester = Some(a.investigator.describe());
-                    entry.decision = "forwarded".into();
+                    entry.decision = Decision::Forwarded;
                     entry.agreement_id = Some(a.agreement_id.clone());
                     entry.rule_version = Some(a.rule_version.clone());
                     if !self.nodes.contains_key(t) {
-                        entry.decision = "unavailable".into();
+                        entry.decision = Decision::Unavailable;
                         entry.detail = Some("no route to this agency's node".into());
                         plans.push(Plan::Done(TargetResult {
                             ori: t.clone(),
@@ -677,7 +670,7 @@ impl Broker {
                         .investigator
                         .as_ref()
                         .map(VerifiedIdentity::describe);
-                    entry.decision = "refused".into();
+                    entry.decision = Decision::Refused;
                     entry.reason_code = Some(r.reason.as_str_name().into());
                     entry.detail = Some(r.detail.clone());
                     entry.rule_version = Some(r.rule_version.clone());
@@ -697,7 +690,7 @@ impl Broker {
             self.metrics
                 .routing_decisions
                 .get_or_create(&crate::metrics::DecisionReason {
-                    decision: e.decision.clone(),
+                    decision: e.decision.to_string(),
                     reason: e.reason_code.clone().unwrap_or_default(),
                 })
                 .inc();
@@ -775,17 +768,18 @@ impl Broker {
             None => "unauthenticated peer".into(),
         };
         let entry = LogEntry {
-            at: now,
-            event: if u.method.ends_with("/RouteQuery") {
-                "route".into()
-            } else {
-                "request".into()
-            },
             requester: Some(requester),
-            decision: "refused".into(),
             reason_code: Some(RefusalReason::InvalidInput.as_str_name().into()),
             detail: Some(u.detail),
-            ..Default::default()
+            ..LogEntry::new(
+                now,
+                if u.method.ends_with("/RouteQuery") {
+                    Event::Route
+                } else {
+                    Event::Request
+                },
+                Decision::Refused,
+            )
         };
         if let Err(e) = self.log_writer.append(vec![entry]).await {
             tracing::error!(error = %e, "ALERT: could not log an undecodable request");

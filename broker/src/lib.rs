@@ -16,6 +16,7 @@ pub mod regulator;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod vocabulary;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::Error;
+use crate::vocabulary::{Decision, Event};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS agencies (
@@ -41,22 +42,22 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
 }
 
 /// One routing-log row.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct LogEntry {
     /// Sequence number (0 before insertion).
     pub seq: i64,
     /// Unix seconds.
     pub at: i64,
-    /// `route`, `register`, ...
-    pub event: String,
+    /// What the row records.
+    pub event: Event,
     /// Query id, hex.
     pub query_id: Option<String>,
     /// `user@ORI` of the requester.
     pub requester: Option<String>,
     /// Target agency.
     pub target: Option<String>,
-    /// `forwarded`, `refused`, `answered`, `unavailable`, `registered`.
-    pub decision: String,
+    /// What was decided.
+    pub decision: Decision,
     /// Refusal reason code.
     pub reason_code: Option<String>,
     /// Detail.
@@ -65,6 +66,37 @@ pub struct LogEntry {
     pub agreement_id: Option<String>,
     /// State rule version.
     pub rule_version: Option<String>,
+}
+
+impl LogEntry {
+    /// A row of `event` with `decision` at `at` (Unix seconds), every other field empty.
+    pub fn new(at: i64, event: Event, decision: Decision) -> Self {
+        Self {
+            seq: 0,
+            at,
+            event,
+            query_id: None,
+            requester: None,
+            target: None,
+            decision,
+            reason_code: None,
+            detail: None,
+            agreement_id: None,
+            rule_version: None,
+        }
+    }
+}
+
+/// Column `i` of `r` as a vocabulary value (an unknown name is a conversion error that
+/// names the column and the value).
+fn vocab<T: std::str::FromStr<Err = String>>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 /// Append log rows in one transaction.
@@ -85,11 +117,11 @@ pub fn log_in(tx: &Connection, entries: &[LogEntry]) -> Result<(), Error> {
         for e in entries {
             st.execute(params![
                 e.at,
-                e.event,
+                e.event.as_str(),
                 e.query_id,
                 e.requester,
                 e.target,
-                e.decision,
+                e.decision.as_str(),
                 e.reason_code,
                 e.detail,
                 e.agreement_id,
@@ -109,11 +141,11 @@ pub fn read_log(conn: &Connection) -> Result<Vec<LogEntry>, Error> {
         Ok(LogEntry {
             seq: r.get(0)?,
             at: r.get(1)?,
-            event: r.get(2)?,
+            event: vocab(r, 2)?,
             query_id: r.get(3)?,
             requester: r.get(4)?,
             target: r.get(5)?,
-            decision: r.get(6)?,
+            decision: vocab(r, 6)?,
             reason_code: r.get(7)?,
             detail: r.get(8)?,
             agreement_id: r.get(9)?,

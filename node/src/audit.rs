@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+mod vocabulary;
+pub use vocabulary::{Decision, Event};
+
 /// Entries between signed checkpoints.
 pub const CHECKPOINT_EVERY: i64 = 256;
 /// Most seconds between checkpoints while entries arrive.
@@ -140,7 +143,7 @@ fn write_group(
                 let json = serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?;
                 let hash = chain_hash(&prev, &json);
                 last_seq += 1;
-                st.execute(params![last_seq, e.at, e.event, json, prev, hash])?;
+                st.execute(params![last_seq, e.at, e.event.as_str(), json, prev, hash])?;
                 seqs.push(last_seq);
                 prev = hash;
             }
@@ -259,15 +262,15 @@ pub fn checkpoint_now(conn: &mut Connection, signer: &Signer) -> Result<Option<i
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit entry. Fields not relevant to an event are omitted.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditEntry {
     /// Unix seconds.
     pub at: i64,
-    /// `inbound_query`, `outbound_query`, `outbound_result`, `ingest`, `agreement_import`, ...
-    pub event: String,
-    /// `answered`, `refused`, `endorsed`, `unavailable`, `ok`.
-    pub decision: String,
+    /// What the entry records.
+    pub event: Event,
+    /// What was decided.
+    pub decision: Decision,
     /// Query id, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_id: Option<String>,
@@ -333,6 +336,38 @@ pub struct AuditEntry {
     pub decided_by: Option<String>,
 }
 
+impl AuditEntry {
+    /// An entry of `event` with `decision` at `at` (Unix seconds), every other field empty.
+    pub fn new(at: i64, event: Event, decision: Decision) -> Self {
+        Self {
+            at,
+            event,
+            decision,
+            query_id: None,
+            requester_ori: None,
+            requester_agency: None,
+            requester_user: None,
+            peer: None,
+            plate: None,
+            plate_state: None,
+            purpose: None,
+            case_number: None,
+            reason: None,
+            warrant_ref: None,
+            on_behalf_of: None,
+            window_start: None,
+            window_end: None,
+            target: None,
+            reason_code: None,
+            detail: None,
+            agreement_id: None,
+            rule_version: None,
+            count: None,
+            decided_by: None,
+        }
+    }
+}
+
 /// A stored entry with its chain fields.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredEntry {
@@ -364,11 +399,11 @@ fn chain_hash(prev: &str, entry_json: &str) -> String {
 }
 
 /// Read entries, optionally only one event kind, in order.
-pub fn list(conn: &Connection, event: Option<&str>) -> Result<Vec<StoredEntry>, Error> {
+pub fn list(conn: &Connection, event: Option<Event>) -> Result<Vec<StoredEntry>, Error> {
     let mut st = conn.prepare(
         "SELECT seq, entry, prev_hash, hash FROM audit WHERE (?1 IS NULL OR event = ?1) ORDER BY seq",
     )?;
-    let rows = st.query_map([event], |r| {
+    let rows = st.query_map([event.map(Event::as_str)], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -395,7 +430,7 @@ pub fn list(conn: &Connection, event: Option<&str>) -> Result<Vec<StoredEntry>, 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Event kind.
-    pub event: Option<String>,
+    pub event: Option<Event>,
     /// At or after (Unix seconds).
     pub since: Option<i64>,
     /// Before (Unix seconds).
@@ -407,29 +442,6 @@ pub struct Filter {
     /// Purpose code.
     pub purpose: Option<String>,
 }
-
-/// Every event name the node writes (the `event` of an [`AuditEntry`]).
-pub const EVENTS: &[&str] = &[
-    "account_change",
-    "admin_command",
-    "agreement_import",
-    "alert",
-    "backup",
-    "config_change",
-    "evidence_hold",
-    "export",
-    "hotlist_hit",
-    "hotlist_load",
-    "inbound_query",
-    "ingest",
-    "outbound_query",
-    "outbound_result",
-    "purge",
-    "registry_event",
-    "registry_fork",
-    "request",
-    "search_review",
-];
 
 impl std::fmt::Display for Filter {
     /// The filter as an operator would type it (`event=inbound_query since=… user=…`).
@@ -463,7 +475,7 @@ impl std::fmt::Display for Filter {
 
 impl Filter {
     fn matches(&self, e: &AuditEntry) -> bool {
-        self.event.as_ref().is_none_or(|v| &e.event == v)
+        self.event.is_none_or(|v| e.event == v)
             && self.since.is_none_or(|t| e.at >= t)
             && self.until.is_none_or(|t| e.at < t)
             && self
@@ -483,7 +495,7 @@ impl Filter {
 
 /// Entries matching `f`, in order.
 pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<StoredEntry>, Error> {
-    Ok(list(conn, f.event.as_deref())?
+    Ok(list(conn, f.event)?
         .into_iter()
         .filter(|e| f.matches(&e.entry))
         .collect())
@@ -554,8 +566,8 @@ pub fn to_csv(entries: &[StoredEntry]) -> String {
         let row = [
             s.seq.to_string(),
             alpr_pki::fmt_time(e.at),
-            q(&e.event),
-            q(&e.decision),
+            q(e.event.as_str()),
+            q(e.decision.as_str()),
             o(&e.query_id),
             o(&e.requester_ori),
             o(&e.requester_agency),

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::audit::{Decision, Event};
 use crate::node::Node;
 use crate::{Error, audit};
 
@@ -76,16 +77,13 @@ impl Node {
         let manifest_path = out.join("MANIFEST.txt");
         std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
         self.audit(&[audit::AuditEntry {
-            at: alpr_pki::now_unix(),
-            event: "backup".into(),
-            decision: "ok".into(),
             count: Some(report.entries),
             detail: Some(format!(
                 "backup to {}: {reads} reads, {} audit entries verified",
                 out.display(),
                 report.entries
             )),
-            ..Default::default()
+            ..audit::AuditEntry::new(alpr_pki::now_unix(), Event::Backup, Decision::Ok)
         }])?;
         Ok(Backup {
             dir: out.to_owned(),

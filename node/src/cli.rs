@@ -12,7 +12,9 @@ use prost::Message;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::{Decision, Event};
 use crate::client::{self, Reply, SearchParams};
+use crate::settings::Switch;
 use crate::{Error, Node, NodeConfig, audit, ingest, store};
 
 /// An agency's ALPR node: serve it, load reads, search other agencies, manage agreements,
@@ -501,16 +503,21 @@ pub struct AuditFilterArgs {
 
 impl AuditFilterArgs {
     fn to_filter(&self) -> Result<audit::Filter, Error> {
-        if let Some(e) = &self.event
-            && !audit::EVENTS.contains(&e.as_str())
-        {
-            return Err(Error::Usage(format!(
-                "--event {e:?} is not an audit event; events are: {}",
-                audit::EVENTS.join(", ")
-            )));
-        }
+        let event = match &self.event {
+            Some(e) => Some(e.parse::<audit::Event>().map_err(|_| {
+                Error::Usage(format!(
+                    "--event {e:?} is not an audit event; events are: {}",
+                    audit::Event::ALL
+                        .iter()
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?),
+            None => None,
+        };
         Ok(audit::Filter {
-            event: self.event.clone(),
+            event,
             since: self.since.as_deref().map(parse_time).transpose()?,
             until: self.until.as_deref().map(parse_time).transpose()?,
             requester_ori: self.requester.clone(),
@@ -724,24 +731,25 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 Ok(r) => r,
                 Err(e) => {
                     node.audit(&[audit::AuditEntry {
-                        at: alpr_pki::now_unix(),
-                        event: "ingest".into(),
-                        decision: "error".into(),
                         detail: Some(format!("{}: {e}", file.display())),
-                        ..Default::default()
+                        ..audit::AuditEntry::new(
+                            alpr_pki::now_unix(),
+                            Event::Ingest,
+                            Decision::Error,
+                        )
                     }])?;
                     return Err(e);
                 }
             };
             let rejected = report.rejects.len() as u64;
             let decision = if report.interrupted {
-                "interrupted"
+                Decision::Interrupted
             } else if report.accepted == 0 {
-                "nothing_accepted"
+                Decision::NothingAccepted
             } else if rejected > 0 {
-                "partial"
+                Decision::Partial
             } else {
-                "ok"
+                Decision::Ok
             };
             let summary = format!(
                 "{}: {} lines read; {} reads stored, {} already stored (skipped), {rejected} rows rejected, {} hot-list hit(s){}",
@@ -760,12 +768,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             );
             node.audit(&[audit::AuditEntry {
-                at: alpr_pki::now_unix(),
-                event: "ingest".into(),
-                decision: decision.into(),
                 count: Some(report.stored),
                 detail: Some(summary.clone()),
-                ..Default::default()
+                ..audit::AuditEntry::new(alpr_pki::now_unix(), Event::Ingest, decision)
             }])?;
             for h in &hits {
                 println!("HOT-LIST HIT: {h}");
@@ -789,9 +794,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             println!("{summary} in {:.2}s", started.elapsed().as_secs_f64());
             let exit = match decision {
-                "ok" => return Ok(()),
-                "partial" => EXIT_SOME_REJECTED,
-                "nothing_accepted" => EXIT_NOTHING_ACCEPTED,
+                Decision::Ok => return Ok(()),
+                Decision::Partial => EXIT_SOME_REJECTED,
+                Decision::NothingAccepted => EXIT_NOTHING_ACCEPTED,
                 _ => EXIT_INTERRUPTED,
             };
             Err(Error::Incomplete {
@@ -862,15 +867,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let mut c = client::admin_client(&target, &trust, &me, Duration::from_secs(30))?;
             let req = match cmd {
                 AdminCmd::Sharing { state } => {
-                    client::switch("sharing", matches!(state, OnOff::On), "", "")
+                    client::switch(Switch::Sharing, matches!(state, OnOff::On), "", "")
                 }
                 AdminCmd::RefuseAll { state } => {
-                    client::switch("refuse_all", matches!(state, OnOff::On), "", "")
+                    client::switch(Switch::RefuseAll, matches!(state, OnOff::On), "", "")
                 }
                 AdminCmd::Refuse { ori, note } => {
-                    client::switch("refuse_requester", true, &ori, &note)
+                    client::switch(Switch::RefuseRequester, true, &ori, &note)
                 }
-                AdminCmd::Allow { ori } => client::switch("refuse_requester", false, &ori, ""),
+                AdminCmd::Allow { ori } => client::switch(Switch::RefuseRequester, false, &ori, ""),
                 AdminCmd::AddUser { user, role } => client::user_cmd("add", &user, &role, 0, ""),
                 AdminCmd::Approve { user } => client::user_cmd("approve", &user, "", 0, ""),
                 AdminCmd::Training { user, date } => {
@@ -1081,16 +1086,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
             };
             std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
             audit::AuditLog::open(&cfg.audit_path(), None)?.append(vec![audit::AuditEntry {
-                at: alpr_pki::now_unix(),
-                event: "export".into(),
-                decision: "ok".into(),
                 requester_user: Some(by),
                 count: Some(entries.len() as u64),
                 detail: Some(format!(
                     "{format} export to {} with filter {f}",
                     out.display()
                 )),
-                ..Default::default()
+                ..audit::AuditEntry::new(alpr_pki::now_unix(), Event::Export, Decision::Ok)
             }])?;
             println!("exported {} entries to {}", entries.len(), out.display());
             Ok(())

@@ -299,11 +299,16 @@ pub fn admin_client(
 }
 
 /// Build a switch command.
-pub fn switch(name: &str, on: bool, ori: &str, note: &str) -> alpr_proto::pb::AdminRequest {
+pub fn switch(
+    name: crate::settings::Switch,
+    on: bool,
+    ori: &str,
+    note: &str,
+) -> alpr_proto::pb::AdminRequest {
     alpr_proto::pb::AdminRequest {
         command: Some(alpr_proto::pb::admin_request::Command::SetSwitch(
             alpr_proto::pb::SetSwitch {
-                name: name.into(),
+                name: name.as_str().into(),
                 on,
                 ori: ori.into(),
                 note: note.into(),

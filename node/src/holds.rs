@@ -16,6 +16,7 @@ use alpr_proto::pb::Read;
 use rusqlite::{Connection, params};
 
 use crate::audit::AuditEntry;
+use crate::audit::{Decision, Event};
 use crate::node::Node;
 use crate::{Error, store};
 
@@ -117,9 +118,6 @@ pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) 
         .iter()
         .filter_map(|r| {
             list.get(&r.plate).map(|(name, note)| AuditEntry {
-                at: now,
-                event: "hotlist_hit".into(),
-                decision: "alert".into(),
                 plate: Some(r.plate.clone()),
                 detail: Some(format!(
                     "{} seen by camera {} at {} ({:.5}, {:.5}); on hot list {name:?}: {note}",
@@ -129,7 +127,7 @@ pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) 
                     r.latitude,
                     r.longitude
                 )),
-                ..Default::default()
+                ..AuditEntry::new(now, Event::HotlistHit, Decision::Alert)
             })
         })
         .collect()
@@ -188,14 +186,11 @@ impl Node {
             by.describe()
         );
         self.audit(&[AuditEntry {
-            at: now,
-            event: "evidence_hold".into(),
-            decision: "ok".into(),
             plate: Some(plate),
             case_number: Some(h.case_number.clone()),
             requester_user: by.user.clone(),
             detail: Some(format!("{msg}: {}", h.note)),
-            ..Default::default()
+            ..AuditEntry::new(now, Event::EvidenceHold, Decision::Ok)
         }])?;
         Ok(msg)
     }
@@ -228,12 +223,9 @@ impl Node {
                 "a hot list must carry a future expiry".into()
             };
             self.audit(&[AuditEntry {
-                at: now,
-                event: "hotlist_load".into(),
-                decision: "refused".into(),
                 requester_user: Some(by.into()),
                 detail: Some(format!("{label}: {why}")),
-                ..Default::default()
+                ..AuditEntry::new(now, Event::HotlistLoad, Decision::Refused)
             }])?;
             return Err(Error::Usage(why));
         }
@@ -267,9 +259,6 @@ impl Node {
         tx.commit()?;
         drop(conn);
         self.audit(&[AuditEntry {
-            at: now,
-            event: "hotlist_load".into(),
-            decision: "ok".into(),
             count: Some(entries.len() as u64),
             requester_user: Some(by.into()),
             detail: Some(format!(
@@ -277,7 +266,7 @@ impl Node {
                 entries.len(),
                 crate::cli::fmt_time(expires_at)
             )),
-            ..Default::default()
+            ..AuditEntry::new(now, Event::HotlistLoad, Decision::Ok)
         }])?;
         Ok(entries.len() as u64)
     }

@@ -18,7 +18,7 @@ pub struct DecisionReason {
 
 /// A decision alone.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Decision {
+pub struct DecisionLabel {
     /// `answered` or `refused`.
     pub decision: String,
 }
@@ -38,7 +38,7 @@ pub struct NodeMetrics {
     /// `alpr_inbound_queries_total`: inbound queries by decision and reason.
     pub inbound_queries: Family<DecisionReason, Counter>,
     /// `alpr_inbound_answer_seconds`: time to decide, log and sign an inbound query.
-    pub inbound_answer_seconds: LatencyFamily<Decision>,
+    pub inbound_answer_seconds: LatencyFamily<DecisionLabel>,
     /// `alpr_outbound_results_total`: outbound results by target status and reason.
     pub outbound_results: Family<StatusReason, Counter>,
     /// `alpr_audit_commit_seconds`: time until audit entries are durable.
@@ -57,7 +57,7 @@ impl Default for NodeMetrics {
     fn default() -> Self {
         let m = (
             Family::<DecisionReason, Counter>::default(),
-            latency_family::<Decision>(),
+            latency_family::<DecisionLabel>(),
             Family::<StatusReason, Counter>::default(),
             latency(),
             Counter::default(),

@@ -17,7 +17,9 @@ use rusqlite::Connection;
 use tonic::transport::Channel;
 
 use crate::audit::{AuditEntry, AuditLog};
+use crate::audit::{Decision, Event};
 use crate::config::NodeConfig;
+use crate::settings::{Flag, Switch};
 use crate::{Error, store};
 
 /// A running agency node's state, shared by its services.
@@ -227,16 +229,13 @@ impl Node {
         use alpr_proto::pb::admin_request::Command;
         let now = alpr_pki::now_unix();
         let event = match &req.command {
-            Some(Command::SetSwitch(_)) => "config_change",
-            Some(Command::User(_)) => "account_change",
-            Some(Command::Review(_)) => "search_review",
-            Some(Command::Hold(_)) => "evidence_hold",
-            None => "admin_command",
+            Some(Command::SetSwitch(_)) => Event::ConfigChange,
+            Some(Command::User(_)) => Event::AccountChange,
+            Some(Command::Review(_)) => Event::SearchReview,
+            Some(Command::Hold(_)) => Event::EvidenceHold,
+            None => Event::AdminCommand,
         };
         let refused_entry = |detail: String, reason: RefusalReason| AuditEntry {
-            at: now,
-            event: event.into(),
-            decision: "refused".into(),
             requester_user: by.user.clone(),
             requester_ori: by.ori().map(str::to_owned),
             requester_agency: by
@@ -245,7 +244,7 @@ impl Node {
                 .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind)),
             reason_code: Some(reason.as_str_name().into()),
             detail: Some(detail),
-            ..Default::default()
+            ..AuditEntry::new(now, event, Decision::Refused)
         };
         // Every attempt is an entry, from any role or agency: the refusal too.
         if by.ori() != Some(self.ori()) || !matches!(by.role, Role::Admin | Role::Supervisor) {
@@ -299,13 +298,6 @@ impl Node {
             }
         };
         self.audit(&[AuditEntry {
-            at: now,
-            event: event.into(),
-            decision: if result.is_ok() {
-                "ok".into()
-            } else {
-                "refused".into()
-            },
             requester_user: by.user.clone(),
             requester_ori: by.ori().map(str::to_owned),
             reason_code: match &result {
@@ -316,7 +308,15 @@ impl Node {
                 Ok(m) => m.clone(),
                 Err(e) => e.to_string(),
             }),
-            ..Default::default()
+            ..AuditEntry::new(
+                now,
+                event,
+                if result.is_ok() {
+                    Decision::Ok
+                } else {
+                    Decision::Refused
+                },
+            )
         }])?;
         result
     }
@@ -339,8 +339,9 @@ impl Node {
             .into());
         }
         let who = by.describe();
-        match s.name.as_str() {
-            "sharing" => {
+        let switch = s.name.parse::<Switch>().map_err(Error::Usage)?;
+        match switch {
+            Switch::Sharing => {
                 if s.on {
                     let missing = self.cfg.usage_policy.missing();
                     if !missing.is_empty() {
@@ -350,20 +351,20 @@ impl Node {
                         )));
                     }
                 }
-                crate::settings::set_flag(conn, "sharing_enabled", s.on)?;
+                crate::settings::set_flag(conn, Flag::SharingEnabled, s.on)?;
                 Ok(format!(
                     "sharing {} by {who}",
                     if s.on { "turned ON" } else { "turned OFF" }
                 ))
             }
-            "refuse_all" => {
-                crate::settings::set_flag(conn, "refuse_all", s.on)?;
+            Switch::RefuseAll => {
+                crate::settings::set_flag(conn, Flag::RefuseAll, s.on)?;
                 Ok(format!(
                     "refuse-all {} by {who}",
                     if s.on { "ON" } else { "OFF" }
                 ))
             }
-            "refuse_requester" => {
+            Switch::RefuseRequester => {
                 alpr_pki::claims::validate_ori(&s.ori).map_err(|e| Error::Usage(e.to_string()))?;
                 crate::settings::set_refused(conn, &s.ori, s.on, &who, &s.note, now)?;
                 Ok(format!(
@@ -376,9 +377,6 @@ impl Node {
                     s.ori
                 ))
             }
-            other => Err(Error::Usage(format!(
-                "unknown switch {other:?} (sharing, refuse_all, refuse_requester)"
-            ))),
         }
     }
 
@@ -396,9 +394,6 @@ impl Node {
         self.replay.sweep(now);
         if !dropped.is_empty() {
             self.audit(&[AuditEntry {
-                at: now,
-                event: "purge".into(),
-                decision: "ok".into(),
                 count: Some(reads as u64),
                 rule_version: Some(self.rules.version.clone()),
                 detail: Some(format!(
@@ -407,7 +402,7 @@ impl Node {
                     crate::cli::fmt_time(dropped[0] * 86_400),
                     crate::cli::fmt_time(dropped[dropped.len() - 1] * 86_400)
                 )),
-                ..Default::default()
+                ..AuditEntry::new(now, Event::Purge, Decision::Ok)
             }])?;
         }
         Ok((dropped, reads))
@@ -422,16 +417,13 @@ impl Node {
             None => None,
         };
         let event = match u.method.rsplit('/').next().unwrap_or_default() {
-            "AnswerQuery" => "inbound_query",
-            "Search" => "outbound_query",
-            "Admin" => "admin_command",
-            "Ingest" => "ingest",
-            _ => "request",
+            "AnswerQuery" => Event::InboundQuery,
+            "Search" => Event::OutboundQuery,
+            "Admin" => Event::AdminCommand,
+            "Ingest" => Event::Ingest,
+            _ => Event::Request,
         };
         let entry = AuditEntry {
-            at: now,
-            event: event.into(),
-            decision: "refused".into(),
             requester_user: peer.as_ref().and_then(|p| p.user.clone()),
             requester_ori: peer.as_ref().and_then(|p| p.ori().map(str::to_owned)),
             reason_code: Some(RefusalReason::InvalidInput.as_str_name().into()),
@@ -442,7 +434,7 @@ impl Node {
                 (None, None) => "unverified peer".into(),
             }),
             detail: Some(u.detail),
-            ..Default::default()
+            ..AuditEntry::new(now, event, Decision::Refused)
         };
         if let Err(e) = self.audit(&[entry]) {
             tracing::error!(error = %e, "ALERT: could not log an undecodable request");
@@ -482,13 +474,14 @@ impl Node {
                 *last = Some(said);
                 drop(last);
                 self.audit(&[AuditEntry {
-                    at: alpr_pki::now_unix(),
-                    event: "alert".into(),
-                    decision: "crl_reload_refused".into(),
                     detail: Some(format!(
                         "a CRL file could not be used; the previous CRLs stay in force: {e}"
                     )),
-                    ..Default::default()
+                    ..AuditEntry::new(
+                        alpr_pki::now_unix(),
+                        Event::Alert,
+                        Decision::CrlReloadRefused,
+                    )
                 }])?;
                 return Err(e.into());
             }
@@ -498,11 +491,8 @@ impl Node {
             return Ok(false);
         }
         self.audit(&[AuditEntry {
-            at: alpr_pki::now_unix(),
-            event: "config_change".into(),
-            decision: "ok".into(),
             detail: Some("certificate revocation lists reloaded".into()),
-            ..Default::default()
+            ..AuditEntry::new(alpr_pki::now_unix(), Event::ConfigChange, Decision::Ok)
         }])?;
         Ok(true)
     }
@@ -562,13 +552,6 @@ impl Node {
         let new = store::put_agreement(&conn, &v.id, sa, &v.terms, now)?;
         self.audit(
             &[AuditEntry {
-                at: now,
-                event: "agreement_import".into(),
-                decision: if new {
-                    "ok".into()
-                } else {
-                    "already_present".into()
-                },
                 agreement_id: Some(v.id.clone()),
                 detail: Some(format!(
                     "{} shares with {}; purposes {}; look-back {} days; valid until {}; signed by {} and {}",
@@ -580,7 +563,11 @@ impl Node {
                     v.provider_admin.describe(),
                     v.requester_admin.describe()
                 )),
-                ..Default::default()
+                ..AuditEntry::new(now, Event::AgreementImport, if new {
+                    Decision::Ok
+                } else {
+                    Decision::AlreadyPresent
+                })
             }],
         )?;
         self.reload_agreements(&conn)?;

@@ -21,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tonic::transport::Channel;
 
 use crate::audit::AuditEntry;
+use crate::audit::{Decision, Event};
 use crate::node::Node;
 use crate::{Error, store};
 
@@ -175,11 +176,8 @@ impl Node {
     fn fork_alert(&self, detail: &str) -> Result<(), Error> {
         tracing::error!(detail, "ALERT: registry fork or rewrite detected");
         self.audit(&[AuditEntry {
-            at: alpr_pki::now_unix(),
-            event: "registry_fork".into(),
-            decision: "alert".into(),
             detail: Some(detail.to_owned()),
-            ..Default::default()
+            ..AuditEntry::new(alpr_pki::now_unix(), Event::RegistryFork, Decision::Alert)
         }])
     }
 
@@ -209,25 +207,19 @@ impl Node {
             match outcome {
                 Ok(Some(what)) => {
                     entries.push(AuditEntry {
-                        at: now,
-                        event: "registry_event".into(),
-                        decision: "applied".into(),
                         agreement_id: Some(ev.agreement_id.clone()),
                         detail: Some(format!("registry entry {index}: {what}")),
-                        ..Default::default()
+                        ..AuditEntry::new(now, Event::RegistryEvent, Decision::Applied)
                     });
                     applied.push(what);
                 }
                 Ok(None) => {}
                 Err(e) => entries.push(AuditEntry {
-                    at: now,
-                    event: "registry_event".into(),
-                    decision: "rejected".into(),
                     agreement_id: Some(ev.agreement_id.clone()),
                     detail: Some(format!(
                         "registry entry {index} concerns this agency but does not verify: {e}"
                     )),
-                    ..Default::default()
+                    ..AuditEntry::new(now, Event::RegistryEvent, Decision::Rejected)
                 }),
             }
         }

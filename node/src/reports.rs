@@ -17,6 +17,7 @@ use std::fmt::Write;
 use ring::rand::SecureRandom;
 
 use crate::audit::StoredEntry;
+use crate::audit::{Decision, Event};
 use crate::node::Node;
 use crate::{Error, store};
 
@@ -94,17 +95,17 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
     for (title, event) in [
         (
             "Inbound queries (other agencies searching our data)",
-            "inbound_query",
+            Event::InboundQuery,
         ),
         (
             "Outbound queries (our investigators searching others)",
-            "outbound_query",
+            Event::OutboundQuery,
         ),
     ] {
         let mut by: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         for e in entries.iter().filter(|e| e.entry.event == event) {
             let x = &e.entry;
-            let who = if event == "inbound_query" {
+            let who = if event == Event::InboundQuery {
                 x.requester_ori
                     .clone()
                     .unwrap_or_else(|| "unverified".into())
@@ -114,7 +115,7 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
             *by.entry((
                 who,
                 x.purpose.clone().unwrap_or_else(|| "-".into()),
-                x.decision.clone(),
+                x.decision.to_string(),
             ))
             .or_default() += 1;
         }
@@ -133,7 +134,7 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
     let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
     for e in entries
         .iter()
-        .filter(|e| e.entry.event == "inbound_query" && e.entry.decision == "refused")
+        .filter(|e| e.entry.event == Event::InboundQuery && e.entry.decision == Decision::Refused)
     {
         *refusals
             .entry(e.entry.reason_code.clone().unwrap_or_default())
@@ -149,7 +150,7 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
     }
     let purges: u64 = entries
         .iter()
-        .filter(|e| e.entry.event == "purge")
+        .filter(|e| e.entry.event == Event::Purge)
         .filter_map(|e| e.entry.count)
         .sum();
     w(
@@ -200,12 +201,12 @@ pub fn search_age(entries: &[StoredEntry]) -> String {
         &mut out,
         "How far back searches reached (age of the oldest read asked for, at search time):".into(),
     );
-    for event in ["inbound_query", "outbound_query"] {
+    for event in [Event::InboundQuery, Event::OutboundQuery] {
         let mut counts = [0u64; BUCKETS.len()];
         let mut total = 0u64;
         for e in entries
             .iter()
-            .filter(|e| e.entry.event == event && e.entry.decision != "refused")
+            .filter(|e| e.entry.event == event && e.entry.decision != Decision::Refused)
         {
             let Some(start) = e.entry.window_start else {
                 continue;
@@ -237,7 +238,10 @@ pub fn search_age(entries: &[StoredEntry]) -> String {
 /// Inbound queries by requester and purpose.
 pub fn inbound_summary(entries: &[StoredEntry]) -> String {
     let mut by: BTreeMap<(String, String), (u64, u64, u64)> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.entry.event == "inbound_query") {
+    for e in entries
+        .iter()
+        .filter(|e| e.entry.event == Event::InboundQuery)
+    {
         let x = &e.entry;
         let k = (
             format!(
@@ -249,7 +253,7 @@ pub fn inbound_summary(entries: &[StoredEntry]) -> String {
         );
         let v = by.entry(k).or_default();
         v.0 += 1;
-        if x.decision == "answered" {
+        if x.decision == Decision::Answered {
             v.1 += 1;
             v.2 += x.count.unwrap_or(0);
         }
@@ -272,7 +276,7 @@ pub fn anomalies(entries: &[StoredEntry], repeat_threshold: u64) -> String {
     let mut per_user_plate: BTreeMap<(String, String), u64> = BTreeMap::new();
     for e in entries
         .iter()
-        .filter(|e| e.entry.event == "inbound_query" || e.entry.event == "outbound_query")
+        .filter(|e| e.entry.event == Event::InboundQuery || e.entry.event == Event::OutboundQuery)
     {
         let x = &e.entry;
         if let (Some(u), Some(o), Some(p)) = (&x.requester_user, &x.requester_ori, &x.plate) {
@@ -331,8 +335,8 @@ pub fn review_sample(entries: &[StoredEntry], n: usize) -> Vec<&StoredEntry> {
     let mut pool: Vec<&StoredEntry> = entries
         .iter()
         .filter(|e| {
-            (e.entry.event == "inbound_query" && e.entry.decision == "answered")
-                || (e.entry.event == "outbound_query" && e.entry.decision == "endorsed")
+            (e.entry.event == Event::InboundQuery && e.entry.decision == Decision::Answered)
+                || (e.entry.event == Event::OutboundQuery && e.entry.decision == Decision::Endorsed)
         })
         .collect();
     let rng = ring::rand::SystemRandom::new();
@@ -371,16 +375,17 @@ impl Node {
             .into());
         }
         self.audit(&[crate::audit::AuditEntry {
-            at: alpr_pki::now_unix(),
-            event: "search_review".into(),
-            decision: if justified {
-                "justified".into()
-            } else {
-                "not_justified".into()
-            },
             requester_user: by.user.clone(),
             detail: Some(format!("review of audit entry #{seq}: {note}")),
-            ..Default::default()
+            ..crate::audit::AuditEntry::new(
+                alpr_pki::now_unix(),
+                Event::SearchReview,
+                if justified {
+                    Decision::Justified
+                } else {
+                    Decision::NotJustified
+                },
+            )
         }])
     }
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::Error;
 use crate::audit::AuditEntry;
+use crate::audit::{Decision, Event};
 use crate::node::Node;
 
 /// The gRPC services of one node.
@@ -34,11 +35,9 @@ impl NodeService {
     }
 }
 
-fn facts_entry(event: &str, now: i64, facts: &QueryFacts) -> AuditEntry {
+fn facts_entry(event: Event, decision: Decision, now: i64, facts: &QueryFacts) -> AuditEntry {
     let mut e = AuditEntry {
-        at: now,
-        event: event.into(),
-        ..Default::default()
+        ..AuditEntry::new(now, event, decision)
     };
     if let Some(inv) = &facts.investigator {
         e.requester_user = inv.user.clone();
@@ -175,8 +174,7 @@ impl Node {
                     investigator: Some(a.investigator.clone()),
                     query: Some(a.query.clone()),
                 };
-                let mut e = facts_entry("inbound_query", now, &facts);
-                e.decision = "answered".into();
+                let mut e = facts_entry(Event::InboundQuery, Decision::Answered, now, &facts);
                 e.count = Some(reads.len() as u64);
                 e.agreement_id = Some(a.agreement_id.clone());
                 e.rule_version = Some(a.rule_version.clone());
@@ -197,8 +195,7 @@ impl Node {
                 (e, Ok(answer))
             }
             AdmissionDecision::Refused(r) => {
-                let mut e = facts_entry("inbound_query", now, &r.facts);
-                e.decision = "refused".into();
+                let mut e = facts_entry(Event::InboundQuery, Decision::Refused, now, &r.facts);
                 e.reason_code = Some(r.reason.as_str_name().into());
                 e.detail = Some(r.detail.clone());
                 e.rule_version = Some(r.rule_version.clone());
@@ -248,7 +245,7 @@ impl Node {
             .inc();
         self.metrics
             .inbound_answer_seconds
-            .get_or_create(&crate::metrics::Decision {
+            .get_or_create(&crate::metrics::DecisionLabel {
                 decision: decision.into(),
             })
             .observe(started.elapsed().as_secs_f64());
@@ -306,8 +303,7 @@ impl Node {
         let (query, investigator) = match self.check_local(peer, &signed_query, now) {
             Ok(v) => v,
             Err((e, facts)) => {
-                let mut entry = facts_entry("outbound_query", now, &facts);
-                entry.decision = "refused".into();
+                let mut entry = facts_entry(Event::OutboundQuery, Decision::Refused, now, &facts);
                 entry.reason_code = Some(e.reason().as_str_name().into());
                 entry.detail = Some(e.detail());
                 entry.decided_by = Some(self.ori().to_owned());
@@ -321,8 +317,7 @@ impl Node {
             investigator: Some(investigator),
             query: Some(query.clone()),
         };
-        let mut sent = facts_entry("outbound_query", now, &facts);
-        sent.decision = "endorsed".into();
+        let sent = facts_entry(Event::OutboundQuery, Decision::Endorsed, now, &facts);
         // Nothing is sent before the outbound entry is durable.
         self.audit(&[sent])?;
         Ok((query, facts, endorsed))
@@ -348,8 +343,7 @@ impl Node {
             r
         };
         if let Err(e) = still_active {
-            let mut entry = facts_entry("outbound_result", done, facts);
-            entry.decision = "withheld".into();
+            let mut entry = facts_entry(Event::OutboundResult, Decision::Withheld, done, facts);
             entry.reason_code = Some(e.reason().as_str_name().into());
             entry.detail = Some(format!("results withheld: {}", e.detail()));
             self.audit(&[entry])?;
@@ -400,16 +394,17 @@ impl Node {
             .zip(&signers)
             .map(|(r, signer)| {
                 let mut e = AuditEntry {
-                    at: done,
-                    event: "outbound_result".into(),
                     query_id: Some(hex::encode(&query.query_id)),
                     requester_user: Some(query.requester_user.clone()),
                     target: Some(r.ori.clone()),
                     decided_by: Some(r.decided_by.clone()),
                     peer: signer.clone(),
-                    ..Default::default()
+                    ..AuditEntry::new(
+                        done,
+                        Event::OutboundResult,
+                        Decision::of_target_status(r.status),
+                    )
                 };
-                e.decision = alpr_proto::reply::outcome(r.status).into();
                 if r.status != TargetStatus::Answered as i32 {
                     e.reason_code = RefusalReason::try_from(r.reason)
                         .ok()
@@ -508,9 +503,6 @@ impl Node {
             stored += self.store_reads(chunk)?.stored;
         }
         self.audit(&[AuditEntry {
-            at: alpr_pki::now_unix(),
-            event: "ingest".into(),
-            decision: if rejected == 0 { "ok" } else { "partial" }.into(),
             count: Some(stored),
             requester_user: Some(by.into()),
             detail: Some(format!(
@@ -518,7 +510,15 @@ impl Node {
                 ok.len(),
                 ok.len() as u64 - stored
             )),
-            ..Default::default()
+            ..AuditEntry::new(
+                alpr_pki::now_unix(),
+                Event::Ingest,
+                if rejected == 0 {
+                    Decision::Ok
+                } else {
+                    Decision::Partial
+                },
+            )
         }])?;
         Ok(IngestSummary {
             accepted: ok.len() as u64,

@@ -3,9 +3,32 @@
 //! They live in the database (not the config file) so that only an admin's
 //! authenticated, logged command changes them, and a running node sees the change at once.
 
+use alpr_runtime::vocabulary;
 use rusqlite::{Connection, params};
 
 use crate::Error;
+
+vocabulary! {
+    /// A switch an admin sets (the `name` of a `SetSwitch` command).
+    Switch {
+        /// Refuse every inbound query while on.
+        RefuseAll = "refuse_all",
+        /// Refuse (on) or stop refusing (off) one requesting agency.
+        RefuseRequester = "refuse_requester",
+        /// Answer inbound queries at all.
+        Sharing = "sharing",
+    }
+}
+
+vocabulary! {
+    /// A boolean setting as stored in the `settings` table.
+    Flag {
+        /// Refuse every inbound query.
+        RefuseAll = "refuse_all",
+        /// Answer inbound queries at all.
+        SharingEnabled = "sharing_enabled",
+    }
+}
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,11 +52,11 @@ pub fn init(conn: &Connection) -> Result<(), Error> {
     Ok(())
 }
 
-fn flag(conn: &Connection, key: &str) -> Result<bool, Error> {
+fn flag(conn: &Connection, key: Flag) -> Result<bool, Error> {
     use rusqlite::OptionalExtension;
     let v: Option<String> = conn
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
+        .query_row([key.as_str()], |r| r.get(0))
         .optional()?;
     Ok(v.as_deref() == Some("1"))
 }
@@ -45,17 +68,17 @@ pub fn load(conn: &Connection) -> Result<Switches, Error> {
         .query_map([], |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     Ok(Switches {
-        sharing_enabled: flag(conn, "sharing_enabled")?,
-        refuse_all: flag(conn, "refuse_all")?,
+        sharing_enabled: flag(conn, Flag::SharingEnabled)?,
+        refuse_all: flag(conn, Flag::RefuseAll)?,
         refused_requesters: refused,
     })
 }
 
 /// Set a boolean switch.
-pub fn set_flag(conn: &Connection, key: &str, on: bool) -> Result<(), Error> {
+pub fn set_flag(conn: &Connection, key: Flag, on: bool) -> Result<(), Error> {
     conn.execute(
         "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, if on { "1" } else { "0" }],
+        params![key.as_str(), if on { "1" } else { "0" }],
     )?;
     Ok(())
 }

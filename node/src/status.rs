@@ -105,20 +105,24 @@ impl Node {
             )
             .optional()?
             .unwrap_or((0, 0));
-        let mut alerts: Vec<(i64, String, String)> = ["alert", "registry_fork", "hotlist_hit"]
-            .iter()
-            .map(|e| audit::list(&log, Some(e)))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                (
-                    e.entry.at,
-                    format!("{} {}", e.entry.event, e.entry.decision),
-                    e.entry.detail.unwrap_or_default(),
-                )
-            })
-            .collect();
+        let mut alerts: Vec<(i64, String, String)> = [
+            audit::Event::Alert,
+            audit::Event::RegistryFork,
+            audit::Event::HotlistHit,
+        ]
+        .iter()
+        .map(|e| audit::list(&log, Some(*e)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e.entry.at,
+                format!("{} {}", e.entry.event, e.entry.decision),
+                e.entry.detail.unwrap_or_default(),
+            )
+        })
+        .collect();
         alerts.sort_by_key(|a| std::cmp::Reverse(a.0));
         alerts.truncate(10);
         Ok(Status {

@@ -129,8 +129,11 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
         .verify(&alpr_pki::read_cert_chain(&c).unwrap(), now)
         .unwrap();
     let _ = k;
-    node.admin(&admin, client::switch("sharing", true, "", ""))
-        .unwrap();
+    node.admin(
+        &admin,
+        client::switch(alpr_node::settings::Switch::Sharing, true, "", ""),
+    )
+    .unwrap();
     drop(node);
     (cfg, trust, l)
 }
@@ -242,11 +245,12 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
         let (mut again, _) = spawn(dir);
         let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
         let report = alpr_node::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
-        let logged: HashSet<String> = alpr_node::audit::list(&conn, Some("inbound_query"))
-            .unwrap()
-            .into_iter()
-            .filter_map(|e| e.entry.query_id)
-            .collect();
+        let logged: HashSet<String> =
+            alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery))
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| e.entry.query_id)
+                .collect();
         let acked = acknowledged.lock().unwrap().clone();
         let missing: Vec<_> = acked.difference(&logged).collect();
         assert!(
@@ -321,7 +325,8 @@ async fn sigterm_finishes_in_flight_work_and_seals_the_log() {
     // Every reply is logged and the final head carries a signed checkpoint.
     let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
     let report = alpr_node::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
-    let inbound = alpr_node::audit::list(&conn, Some("inbound_query")).unwrap();
+    let inbound =
+        alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery)).unwrap();
     assert_eq!(inbound.len(), replied);
     let last_checkpoint: i64 = conn
         .query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))

@@ -9,6 +9,7 @@
 //! * [`config`]: the `[tls]` section, relative paths, TOML errors in one line.
 //! * [`metrics`]: Prometheus metrics (the `prometheus-client` crate) served at `/metrics`.
 //! * [`telemetry`]: logging and OpenTelemetry span export and propagation.
+//! * [`vocabulary`](mod@vocabulary): closed sets of log names as enums with one string form.
 //! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,5 +25,6 @@ pub mod tasks;
 pub mod telemetry;
 pub mod tls;
 pub mod undecodable;
+pub mod vocabulary;
 
 pub use error::Error;

@@ -1,0 +1,151 @@
+//! The audit log's vocabulary: every event a node writes and every decision it records,
+//! each with exactly one string form (the one stored in `audit.db` and exported), so a
+//! report counts what was written and a typo cannot create a new kind of entry.
+
+use alpr_runtime::vocabulary;
+
+vocabulary! {
+    /// What an audit entry records.
+    Event {
+        /// A user account was created, changed or refused a change.
+        AccountChange = "account_change",
+        /// An admin command that names no known command.
+        AdminCommand = "admin_command",
+        /// A sharing agreement was verified and stored.
+        AgreementImport = "agreement_import",
+        /// Something the admins must look at (a refused CRL reload, ...).
+        Alert = "alert",
+        /// A backup of the node's databases.
+        Backup = "backup",
+        /// A switch (sharing, refuse-all, refused requesters) changed.
+        ConfigChange = "config_change",
+        /// An evidence hold was placed or released.
+        EvidenceHold = "evidence_hold",
+        /// Audit entries were exported.
+        Export = "export",
+        /// An ingested read matched an active hot list.
+        HotlistHit = "hotlist_hit",
+        /// A hot list was loaded.
+        HotlistLoad = "hotlist_load",
+        /// A query from another agency, answered or refused.
+        InboundQuery = "inbound_query",
+        /// Reads were ingested.
+        Ingest = "ingest",
+        /// A query of this agency's investigator, endorsed or refused.
+        OutboundQuery = "outbound_query",
+        /// One target's result of an outbound query.
+        OutboundResult = "outbound_result",
+        /// Reads past retention were deleted.
+        Purge = "purge",
+        /// A registry event was applied or rejected.
+        RegistryEvent = "registry_event",
+        /// The broker showed a registry that forks from this node's copy.
+        RegistryFork = "registry_fork",
+        /// A request to a method the node does not know.
+        Request = "request",
+        /// A supervisor's review of a search.
+        SearchReview = "search_review",
+    }
+}
+
+vocabulary! {
+    /// What was decided about what an [`Event`] records.
+    Decision {
+        /// A counter-signed agreement that was stored already.
+        AlreadyPresent = "already_present",
+        /// The entry is an alert.
+        Alert = "alert",
+        /// An inbound query answered with reads (or none).
+        Answered = "answered",
+        /// A registry event applied to this node's copy.
+        Applied = "applied",
+        /// A target's reply that did not verify.
+        BadReply = "bad_reply",
+        /// A CRL file that could not be used; the previous CRLs stay in force.
+        CrlReloadRefused = "crl_reload_refused",
+        /// An outbound query endorsed and sent.
+        Endorsed = "endorsed",
+        /// A command that failed before doing anything.
+        Error = "error",
+        /// An ingest stopped by the operator before the end of its file.
+        Interrupted = "interrupted",
+        /// A reviewed search found justified.
+        Justified = "justified",
+        /// An ingest in which no row was accepted.
+        NothingAccepted = "nothing_accepted",
+        /// A reviewed search found not justified.
+        NotJustified = "not_justified",
+        /// Done.
+        Ok = "ok",
+        /// An ingest in which some rows were rejected.
+        Partial = "partial",
+        /// Refused, with a reason code.
+        Refused = "refused",
+        /// A registry event rejected by this node.
+        Rejected = "rejected",
+        /// A target that could not be reached in time.
+        Unavailable = "unavailable",
+        /// An answer withheld from the investigator (it did not verify, or the query was
+        /// refused after the fact).
+        Withheld = "withheld",
+    }
+}
+
+impl Decision {
+    /// The decision recorded for a target's status in an outbound result.
+    pub fn of_target_status(status: i32) -> Self {
+        match alpr_proto::reply::outcome(status) {
+            "answered" => Self::Answered,
+            "refused" => Self::Refused,
+            "bad_reply" => Self::BadReply,
+            _ => Self::Unavailable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_value_has_one_string_form_that_round_trips() {
+        for e in Event::ALL {
+            assert_eq!(e.as_str().parse::<Event>(), Ok(*e));
+            assert_eq!(
+                serde_json::to_string(e).unwrap(),
+                format!("\"{}\"", e.as_str())
+            );
+        }
+        for d in Decision::ALL {
+            assert_eq!(d.as_str().parse::<Decision>(), Ok(*d));
+            let back: Decision = serde_json::from_str(&format!("\"{d}\"")).unwrap();
+            assert_eq!(back, *d);
+        }
+        let mut names: Vec<_> = Event::ALL.iter().map(|e| e.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Event::ALL.len());
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_with_the_valid_ones() {
+        let e = "inbound_querry".parse::<Event>().unwrap_err();
+        assert!(e.contains("unknown event \"inbound_querry\""), "{e}");
+        assert!(e.contains("inbound_query"), "{e}");
+        assert!(serde_json::from_str::<Decision>("\"answerd\"").is_err());
+    }
+
+    #[test]
+    fn target_statuses_map_onto_decisions() {
+        use alpr_proto::pb::TargetStatus;
+        assert_eq!(
+            Decision::of_target_status(TargetStatus::Answered as i32),
+            Decision::Answered
+        );
+        assert_eq!(
+            Decision::of_target_status(TargetStatus::BadReply as i32),
+            Decision::BadReply
+        );
+        assert_eq!(Decision::of_target_status(99), Decision::Unavailable);
+    }
+}
