@@ -4,7 +4,7 @@
 //! N threads (query handlers) each append single `inbound_query` entries as fast as they
 //! can for a fixed time:
 //!
-//! * **group commit**: `alpr_node::audit::AuditLog` — one writer thread, one transaction
+//! * **group commit**: `alpr_node::store::AuditLog` — one writer thread, one transaction
 //!   (one fsync) for everything queued, signed checkpoints every 256 entries;
 //! * **per-entry transaction** (baseline): the same schema, hash chain and pragmas (WAL,
 //!   `synchronous=FULL`) through one shared connection, one `BEGIN IMMEDIATE ... COMMIT`
@@ -31,7 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alpr_node::audit::{AuditEntry, AuditLog, Decision, Event, GENESIS};
+use alpr_node::audit::{AuditEntry, Decision, Event, GENESIS};
+use alpr_node::store::{AuditDb, AuditLog};
 use alpr_pki::{PkiLayout, Signer, TrustStore};
 use anyhow::{Context, Result, bail};
 use common::{env_list, env_or};
@@ -199,7 +200,13 @@ fn main() -> Result<()> {
     for &n in &threads {
         // Each in its own database; slices alternate so drift in the disk hits both.
         let bpath = tmp.path().join(format!("per_entry_{n}.db"));
-        let bconn = Arc::new(Mutex::new(alpr_node::audit::open_db(&bpath)?));
+        // The baseline writes through its own connection, as a naive node would; the
+        // schema is the node's.
+        drop(AuditDb::open(&bpath)?);
+        let bconn = Arc::new(Mutex::new(alpr_runtime::sqlite::open(
+            &bpath,
+            Duration::from_secs(30),
+        )?));
         let gpath = tmp.path().join(format!("group_{n}.db"));
         let log = AuditLog::open(&gpath, Some(signer.clone()))?;
         let template = entry(0);
@@ -237,7 +244,7 @@ fn main() -> Result<()> {
             )?);
         }
         drop((base_fn, group_fn, log));
-        let bv = alpr_node::audit::verify(&bconn.lock().unwrap_or_else(|p| p.into_inner()), None)
+        let bv = alpr_node::store::audit::verify(&AuditDb::open(&bpath)?, None)
             .context("per-entry log does not verify")?;
         if bv.entries != base.entries {
             bail!(
@@ -246,8 +253,8 @@ fn main() -> Result<()> {
                 base.entries
             );
         }
-        let gconn = alpr_node::audit::open_db(&gpath)?;
-        let v = alpr_node::audit::verify(&gconn, Some((&trust, ORI)))
+        let gconn = alpr_node::store::AuditDb::open(&gpath)?;
+        let v = alpr_node::store::audit::verify(&gconn, Some((&trust, ORI)))
             .context("group-commit log does not verify")?;
         if v.entries != group.entries {
             bail!(

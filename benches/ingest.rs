@@ -178,7 +178,7 @@ fn operator_cli(csv: &str, expected: usize) -> Result<f64> {
     Ok(expected as f64 / el)
 }
 
-fn check_count(conn: &Connection, expected: usize) -> Result<()> {
+fn check_count(conn: &alpr_node::store::Db, expected: usize) -> Result<()> {
     let n = alpr_node::store::count_reads(conn)?;
     if n as usize != expected {
         bail!("node stored {n} of {expected} reads");

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use alpr_proto::pb::Read;
 use anyhow::{Context, Result, bail};
 use common::{Rng, env_or, ms, pct, plate};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 const DAYS: i64 = 90;
 const DAY: i64 = 86_400;
@@ -47,7 +47,7 @@ fn pick_plate(rng: &mut Rng, plates: u64) -> u64 {
     }
 }
 
-fn fill(conn: &mut Connection, n: u64, now: i64) -> Result<()> {
+fn fill(conn: &mut alpr_node::store::Db, n: u64, now: i64) -> Result<()> {
     let mut rng = Rng::new(0x5EED_0001);
     let plates = (n / 25).max(10_000);
     let start = now - DAYS * DAY;
@@ -83,7 +83,8 @@ fn fill(conn: &mut Connection, n: u64, now: i64) -> Result<()> {
             );
         }
     }
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    conn.connection()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     let el = t.elapsed().as_secs_f64();
     println!(
         "filled {n} reads in {el:.0} s ({:.0} reads/s), {plates} distinct plates",
@@ -94,10 +95,11 @@ fn fill(conn: &mut Connection, n: u64, now: i64) -> Result<()> {
 
 /// (plate, capture time) of about 500 random stored reads per day, to query plates that
 /// exist. Rows are appended, so each day's rowids run from 1 to its row count.
-fn samples(conn: &Connection) -> Result<Vec<(String, i64)>> {
+fn samples(db: &alpr_node::store::Db) -> Result<Vec<(String, i64)>> {
+    let conn = db.connection();
     let mut rng = Rng::new(0x05A3_F1E5);
     let mut out = Vec::new();
-    for (d, rows) in alpr_node::store::partitions(conn)? {
+    for (d, rows) in alpr_node::store::partitions(db)? {
         let mut st = conn.prepare(&format!(
             "SELECT plate, captured_at FROM reads_{d} WHERE rowid = ?1"
         ))?;
@@ -255,7 +257,7 @@ fn main() -> Result<()> {
             .last()
             .map(|(d, _)| *d)
             .unwrap_or(now / DAY);
-        let newest: i64 = conn.query_row(
+        let newest: i64 = conn.connection().query_row(
             &format!("SELECT MAX(captured_at) FROM reads_{last_day}"),
             [],
             |r| r.get(0),

@@ -493,15 +493,18 @@ impl Federation {
             .map(str::parse::<alpr_node::audit::Event>)
             .transpose()
             .map_err(anyhow::Error::msg)?;
-        let conn = alpr_node::audit::open_db(&cfg.audit_path())?;
-        Ok(alpr_node::audit::list(&conn, event)?)
+        let conn = alpr_node::store::AuditDb::open(&cfg.audit_path())?;
+        Ok(alpr_node::store::audit::list(&conn, event)?)
     }
 
     /// Verify a node's audit log (hash chain and signed checkpoints).
     pub fn verify_audit(&self, ori: &str) -> Result<alpr_node::audit::VerifyReport> {
         let cfg = self.node_configs.get(ori).context("no such node")?;
-        let conn = alpr_node::audit::open_db(&cfg.audit_path())?;
-        Ok(alpr_node::audit::verify(&conn, Some((&self.trust, ori)))?)
+        let conn = alpr_node::store::AuditDb::open(&cfg.audit_path())?;
+        Ok(alpr_node::store::audit::verify(
+            &conn,
+            Some((&self.trust, ori)),
+        )?)
     }
 
     /// The broker's routing log.

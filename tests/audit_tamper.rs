@@ -41,8 +41,8 @@ fn verify(
     path: &std::path::Path,
     trust: &alpr_pki::TrustStore,
 ) -> Result<alpr_node::audit::VerifyReport, String> {
-    let conn = Connection::open(path).unwrap();
-    alpr_node::audit::verify(&conn, Some((trust, SACRAMENTO))).map_err(|e| e.to_string())
+    let log = alpr_node::store::AuditDb::open(path).unwrap();
+    alpr_node::store::audit::verify(&log, Some((trust, SACRAMENTO))).map_err(|e| e.to_string())
 }
 
 fn fresh(src: &std::path::Path, name: &str) -> std::path::PathBuf {

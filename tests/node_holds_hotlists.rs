@@ -71,7 +71,7 @@ async fn evidence_holds_survive_the_purge_until_they_expire() {
     let (days, reads) = node.purge().unwrap();
     assert!(days.len() >= 14);
     assert!(reads >= 28);
-    let kept = alpr_node::holds::held_reads(&node.db(), 1).unwrap();
+    let kept = alpr_node::store::held_reads(&node.db(), 1).unwrap();
     assert!((9..=11).contains(&kept.len()), "held reads: {}", kept.len());
     assert!(kept.iter().all(|r| r.plate == "8ABC123"));
     let all = fed.audit(VENTURA, Some("evidence_hold")).unwrap();

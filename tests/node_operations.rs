@@ -92,7 +92,7 @@ async fn status_check_config_and_a_verified_backup_that_restores() {
     }
     let again = alpr_node::Node::open(&restored).unwrap();
     assert_eq!(again.status().unwrap().reads, s.reads);
-    let conn = alpr_node::audit::open_db(&restored.audit_path()).unwrap();
-    alpr_node::audit::verify(&conn, Some((&fed.trust, VENTURA))).unwrap();
+    let conn = alpr_node::store::AuditDb::open(&restored.audit_path()).unwrap();
+    alpr_node::store::audit::verify(&conn, Some((&fed.trust, VENTURA))).unwrap();
     fed.stop().await.unwrap();
 }

@@ -205,8 +205,9 @@ async fn a_node_that_cannot_write_its_audit_log_answers_nothing_and_reports_not_
     let before = fed.audit(v, None).unwrap().len();
 
     // The audit store breaks under the running node (here: its table is moved away).
-    let conn = alpr_node::audit::open_db(&fed.node_configs[v].audit_path()).unwrap();
-    conn.execute_batch("ALTER TABLE audit RENAME TO audit_moved")
+    let conn = alpr_node::store::AuditDb::open(&fed.node_configs[v].audit_path()).unwrap();
+    conn.connection()
+        .execute_batch("ALTER TABLE audit RENAME TO audit_moved")
         .unwrap();
     let p = alpr_federation::params("8ABC123", &[v], "240", 3);
     let (_, signed) = fed.sign_query(s, &p).unwrap();
@@ -218,7 +219,8 @@ async fn a_node_that_cannot_write_its_audit_log_answers_nothing_and_reports_not_
     wait_for_health(&fed, v, 2).await;
 
     // Repaired: the next query is logged and answered, and health recovers.
-    conn.execute_batch("ALTER TABLE audit_moved RENAME TO audit")
+    conn.connection()
+        .execute_batch("ALTER TABLE audit_moved RENAME TO audit")
         .unwrap();
     let (_, signed) = fed.sign_query(s, &p).unwrap();
     let reply = fed

@@ -6,85 +6,11 @@
 
 use alpr_pki::{Role, VerifiedIdentity};
 use alpr_proto::RefusalReason;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 use crate::config::AccountsConfig;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS accounts (
-    user TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    added_by TEXT NOT NULL,
-    added_at INTEGER NOT NULL,
-    approved_by TEXT,
-    approved_at INTEGER,
-    trained_at INTEGER,
-    disabled_at INTEGER,
-    disabled_reason TEXT,
-    last_active_at INTEGER
-);
-"#;
-
-/// Create the table.
-pub fn init(conn: &Connection) -> Result<(), Error> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
-}
-
-/// One account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Account {
-    /// User id (the certificate's user claim).
-    pub user: String,
-    /// investigator, supervisor or auditor.
-    pub role: String,
-    /// Who approved it.
-    pub approved_by: Option<String>,
-    /// When approved.
-    pub approved_at: Option<i64>,
-    /// Last training.
-    pub trained_at: Option<i64>,
-    /// When disabled.
-    pub disabled_at: Option<i64>,
-    /// Last search.
-    pub last_active_at: Option<i64>,
-}
-
-/// Read an account.
-pub fn get(conn: &Connection, user: &str) -> Result<Option<Account>, Error> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT user, role, approved_by, approved_at, trained_at, disabled_at, last_active_at FROM accounts WHERE user = ?1",
-        )?
-        .query_row(
-            [user],
-            |r| {
-                Ok(Account {
-                    user: r.get(0)?,
-                    role: r.get(1)?,
-                    approved_by: r.get(2)?,
-                    approved_at: r.get(3)?,
-                    trained_at: r.get(4)?,
-                    disabled_at: r.get(5)?,
-                    last_active_at: r.get(6)?,
-                })
-            },
-        )
-        .optional()?)
-}
-
-/// Every account.
-pub fn list(conn: &Connection) -> Result<Vec<Account>, Error> {
-    let mut st = conn.prepare("SELECT user FROM accounts ORDER BY user")?;
-    let users = st
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    users
-        .iter()
-        .filter_map(|u| get(conn, u).transpose())
-        .collect()
-}
+pub use crate::store::Account;
+use crate::store::{Db, accounts};
 
 /// A command that cannot be carried out as given (malformed, unknown account, ...).
 fn deny(m: impl Into<String>) -> Error {
@@ -98,7 +24,7 @@ fn forbid(m: impl Into<String>) -> Error {
 
 /// Apply an account command by `by` (verified, of this agency). Returns what was done.
 pub fn apply(
-    conn: &Connection,
+    db: &Db,
     by: &VerifiedIdentity,
     action: &str,
     user: &str,
@@ -108,7 +34,7 @@ pub fn apply(
 ) -> Result<String, Error> {
     alpr_pki::claims::validate_user(user).map_err(|e| deny(e.to_string()))?;
     let me = by.user.clone().unwrap_or_default();
-    let existing = get(conn, user)?;
+    let existing = accounts::get(db, user)?;
     match action {
         "add" => {
             if by.role != Role::Admin {
@@ -122,10 +48,7 @@ pub fn apply(
             if existing.is_some() {
                 return Err(deny(format!("account {user} already exists")));
             }
-            conn.execute(
-                "INSERT INTO accounts (user, role, added_by, added_at) VALUES (?1, ?2, ?3, ?4)",
-                params![user, role, me, now],
-            )?;
+            accounts::insert(db, user, role, &me, now)?;
             Ok(format!(
                 "added {role} account {user} (awaiting supervisor approval and training)"
             ))
@@ -143,10 +66,7 @@ pub fn apply(
                     "account {user} is disabled; a disabled account is never re-enabled, add a new one"
                 )));
             }
-            conn.execute(
-                "UPDATE accounts SET approved_by = ?2, approved_at = ?3, last_active_at = ?3 WHERE user = ?1",
-                params![user, me, now],
-            )?;
+            accounts::approve(db, user, &me, now)?;
             Ok(format!("approved {user}"))
         }
         "training" => {
@@ -157,10 +77,7 @@ pub fn apply(
             if trained_at <= 0 || trained_at > now + 86_400 {
                 return Err(deny("training date must be a past time"));
             }
-            conn.execute(
-                "UPDATE accounts SET trained_at = ?2 WHERE user = ?1",
-                params![user, trained_at],
-            )?;
+            accounts::set_trained(db, user, trained_at)?;
             Ok(format!("recorded training for {user}"))
         }
         "disable" => {
@@ -168,10 +85,7 @@ pub fn apply(
                 return Err(forbid("only a supervisor or admin disables accounts"));
             }
             existing.ok_or_else(|| deny(format!("no account {user}")))?;
-            conn.execute(
-                "UPDATE accounts SET disabled_at = ?2, disabled_reason = ?3 WHERE user = ?1 AND disabled_at IS NULL",
-                params![user, now, format!("disabled by {me}")],
-            )?;
+            accounts::disable(db, user, now, &format!("disabled by {me}"))?;
             Ok(format!("disabled {user}"))
         }
         other => Err(deny(format!(
@@ -182,13 +96,13 @@ pub fn apply(
 
 /// May `user` search now? The account if so, `ACCOUNT_INACTIVE` with the reason if not.
 pub fn check_can_search(
-    conn: &Connection,
+    db: &Db,
     user: &str,
     cfg: &AccountsConfig,
     now: i64,
 ) -> Result<Account, alpr_proto::Error> {
     let inactive = |m: String| alpr_proto::Error::refused(RefusalReason::AccountInactive, m);
-    let a = get(conn, user)
+    let a = accounts::get(db, user)
         .map_err(|e| inactive(format!("account lookup failed: {e}")))?
         .ok_or_else(|| inactive(format!("{user} has no account at this node")))?;
     if a.role != "investigator" {
@@ -231,14 +145,12 @@ pub fn check_can_search(
 pub const ACTIVITY_RESOLUTION_SECS: i64 = 3600;
 
 /// Record a search by `account` at `now` (at most once per [`ACTIVITY_RESOLUTION_SECS`]).
-pub fn touch(conn: &Connection, account: &Account, now: i64) -> Result<(), Error> {
+pub fn touch(db: &Db, account: &Account, now: i64) -> Result<(), Error> {
     if account
         .last_active_at
         .is_some_and(|t| t > now - ACTIVITY_RESOLUTION_SECS && t <= now)
     {
         return Ok(());
     }
-    conn.prepare_cached("UPDATE accounts SET last_active_at = ?2 WHERE user = ?1")?
-        .execute(params![account.user, now])?;
-    Ok(())
+    accounts::set_last_active(db, &account.user, now)
 }

@@ -5,18 +5,15 @@
 //! previous one: `hash = SHA-256(prev_hash || "\n" || entry)` where `entry` is the stored
 //! JSON text. The log is its own SQLite file (`audit.db`, WAL, `synchronous=FULL`).
 //!
-//! [`AuditLog`] is a group-commit writer: one thread owns the write connection; callers
+//! This module holds what an entry is and how the chain is computed; where entries are
+//! kept is the store's ([`crate::store::AuditLog`], [`crate::store::AuditDb`]).
+//!
+//! [`crate::store::AuditLog`] is a group-commit writer: one thread owns the write connection; callers
 //! hand it entries and block until the transaction holding them is durable, so concurrent
 //! queries share one fsync instead of each paying for their own. Every
 //! [`CHECKPOINT_EVERY`] entries (and at least once a minute while entries arrive) the node
 //! signs a checkpoint of the chain head.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-
-use alpr_pki::Signer;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -28,151 +25,8 @@ pub use vocabulary::{Decision, Event};
 pub const CHECKPOINT_EVERY: i64 = 256;
 /// Most seconds between checkpoints while entries arrive.
 pub const CHECKPOINT_SECS: i64 = 60;
-/// Most entries written in one group commit.
-const MAX_GROUP: usize = 4096;
 /// Payload type of a signed checkpoint.
 pub const CHECKPOINT_TYPE: &str = "alpr.v1.AuditCheckpoint";
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    entry TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    size INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    head_hash TEXT NOT NULL,
-    signature BLOB NOT NULL,
-    cert_chain BLOB NOT NULL
-);
-"#;
-
-/// Open the audit database (creating it if needed).
-pub fn open_db(path: &Path) -> Result<Connection, Error> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(30))
-        .map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
-    conn.execute_batch(SCHEMA)?;
-    Ok(conn)
-}
-
-type Ack = SyncSender<Result<Vec<i64>, String>>;
-
-/// The group-commit audit writer.
-#[derive(Clone, Debug)]
-pub struct AuditLog {
-    tx: Sender<(Vec<AuditEntry>, Ack)>,
-}
-
-impl AuditLog {
-    /// Open `path` and start the writer thread. With a signer, checkpoints are signed.
-    pub fn open(path: &Path, signer: Option<Arc<Signer>>) -> Result<Self, Error> {
-        let conn = open_db(path)?;
-        // WAL checkpoints run beside the writer, not inside a commit someone waits on.
-        let checkpointer = alpr_runtime::sqlite::Checkpointer::start(
-            &conn,
-            path,
-            alpr_runtime::sqlite::CHECKPOINT_INTERVAL,
-        )?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || {
-                writer(conn, rx, signer);
-                drop(checkpointer);
-            })
-            .map_err(|e| Error::Audit(format!("cannot start audit writer: {e}")))?;
-        Ok(Self { tx })
-    }
-
-    /// Append entries; returns once they are durable (or the error that kept them out).
-    pub fn append(&self, entries: Vec<AuditEntry>) -> Result<Vec<i64>, Error> {
-        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        self.tx
-            .send((entries, ack_tx))
-            .map_err(|_| Error::Audit("audit writer stopped".into()))?;
-        ack_rx
-            .recv()
-            .map_err(|_| Error::Audit("audit writer stopped".into()))?
-            .map_err(Error::Audit)
-    }
-}
-
-fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<Arc<Signer>>) {
-    while let Some(jobs) = alpr_runtime::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
-        let result = write_group(&mut conn, &jobs, signer.as_deref());
-        match result {
-            Ok(seqs) => {
-                for ((_, ack), s) in jobs.into_iter().zip(seqs) {
-                    let _ = ack.send(Ok(s));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "ALERT: audit log write failed");
-                for (_, ack) in jobs {
-                    let _ = ack.send(Err(e.to_string()));
-                }
-            }
-        }
-    }
-}
-
-fn write_group(
-    conn: &mut Connection,
-    jobs: &[(Vec<AuditEntry>, Ack)],
-    signer: Option<&Signer>,
-) -> Result<Vec<Vec<i64>>, Error> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut out = Vec::with_capacity(jobs.len());
-    let (mut prev, mut last_seq): (String, i64) = tx
-        .prepare_cached("SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .unwrap_or_else(|| (GENESIS.to_owned(), 0));
-    {
-        let mut st = tx.prepare_cached("INSERT INTO audit (seq, at, event, entry, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        for (entries, _) in jobs {
-            let mut seqs = Vec::with_capacity(entries.len());
-            for e in entries {
-                let json = serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?;
-                let hash = chain_hash(&prev, &json);
-                last_seq += 1;
-                st.execute(params![last_seq, e.at, e.event.as_str(), json, prev, hash])?;
-                seqs.push(last_seq);
-                prev = hash;
-            }
-            out.push(seqs);
-        }
-    }
-    if let Some(signer) = signer {
-        let (last_size, last_at): (i64, i64) = tx
-            .prepare_cached("SELECT size, at FROM checkpoints ORDER BY size DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-            .unwrap_or((0, 0));
-        let now = alpr_pki::now_unix();
-        if last_seq > last_size
-            && (last_seq - last_size >= CHECKPOINT_EVERY || now - last_at >= CHECKPOINT_SECS)
-        {
-            let sig = signer
-                .sign(&checkpoint_message(last_seq, &prev, now))
-                .map_err(|e| Error::Audit(format!("signing checkpoint: {e}")))?;
-            let chain: Vec<u8> = encode_chain(signer.chain());
-            tx.execute(
-                "INSERT INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![last_seq, now, prev, sig, chain],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(out)
-}
 
 /// The bytes a checkpoint signature covers (domain-separated like every envelope).
 pub fn checkpoint_message(size: i64, head_hash: &str, at: i64) -> Vec<u8> {
@@ -182,7 +36,8 @@ pub fn checkpoint_message(size: i64, head_hash: &str, at: i64) -> Vec<u8> {
     )
 }
 
-fn encode_chain(chain: &[alpr_pki::CertificateDer<'static>]) -> Vec<u8> {
+/// A certificate chain as stored beside a checkpoint (length-prefixed DER).
+pub fn encode_chain(chain: &[alpr_pki::CertificateDer<'static>]) -> Vec<u8> {
     let mut out = Vec::new();
     for c in chain {
         out.extend_from_slice(&(c.len() as u32).to_be_bytes());
@@ -191,7 +46,8 @@ fn encode_chain(chain: &[alpr_pki::CertificateDer<'static>]) -> Vec<u8> {
     out
 }
 
-fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> {
+/// The chain [`encode_chain`] wrote, or `None` if the bytes are malformed.
+pub fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> {
     let mut out = Vec::new();
     while !b.is_empty() {
         let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
@@ -199,63 +55,6 @@ fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static>>> 
         b = &b[4 + len..];
     }
     Some(out)
-}
-
-/// Query ids of the `inbound_query` entries logged at or after `since`, with the time each
-/// was logged: what a restarting node feeds its replay memory. Reads back from the newest
-/// entry and stops a minute before `since` (entries are appended in time order, give or
-/// take one group commit).
-pub fn inbound_ids_since(conn: &Connection, since: i64) -> Result<Vec<(Vec<u8>, i64)>, Error> {
-    let mut unreadable = None;
-    let ids = alpr_runtime::sqlite::newest_since(
-        conn,
-        "SELECT at, event, entry FROM audit ORDER BY seq DESC",
-        since,
-        |r| {
-            if r.get_ref(1)?.as_str().ok() != Some("inbound_query") {
-                return Ok(None);
-            }
-            match serde_json::from_str::<AuditEntry>(r.get_ref(2)?.as_str().unwrap_or("")) {
-                Ok(e) => Ok(e
-                    .query_id
-                    .and_then(|h| hex::decode(h).ok())
-                    .map(|id| (id, e.at))),
-                Err(e) => {
-                    unreadable.get_or_insert(e);
-                    Ok(None)
-                }
-            }
-        },
-    )?;
-    match unreadable {
-        Some(e) => Err(Error::Audit(format!("audit entry does not parse: {e}"))),
-        None => Ok(ids),
-    }
-}
-
-/// Force a signed checkpoint of the current head (e.g. at shutdown).
-pub fn checkpoint_now(conn: &mut Connection, signer: &Signer) -> Result<Option<i64>, Error> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let head: Option<(String, i64)> = tx
-        .query_row(
-            "SELECT hash, seq FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((hash, seq)) = head else {
-        return Ok(None);
-    };
-    let now = alpr_pki::now_unix();
-    let sig = signer
-        .sign(&checkpoint_message(seq, &hash, now))
-        .map_err(|e| Error::Audit(e.to_string()))?;
-    tx.execute(
-        "INSERT OR IGNORE INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![seq, now, hash, sig, encode_chain(signer.chain())],
-    )?;
-    tx.commit()?;
-    Ok(Some(seq))
 }
 
 /// Hash of the (empty) predecessor of the first entry.
@@ -390,40 +189,14 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
     out
 }
 
-fn chain_hash(prev: &str, entry_json: &str) -> String {
+/// The chain hash of an entry: SHA-256 of the previous hash, a newline and the stored
+/// entry text, hex.
+pub fn chain_hash(prev: &str, entry_json: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(prev.as_bytes());
     ctx.update(b"\n");
     ctx.update(entry_json.as_bytes());
     hex::encode(ctx.finish().as_ref())
-}
-
-/// Read entries, optionally only one event kind, in order.
-pub fn list(conn: &Connection, event: Option<Event>) -> Result<Vec<StoredEntry>, Error> {
-    let mut st = conn.prepare(
-        "SELECT seq, entry, prev_hash, hash FROM audit WHERE (?1 IS NULL OR event = ?1) ORDER BY seq",
-    )?;
-    let rows = st.query_map([event.map(Event::as_str)], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, json, prev_hash, hash) = row?;
-        let entry = serde_json::from_str(&json)
-            .map_err(|e| Error::Audit(format!("entry {seq} does not parse: {e}")))?;
-        out.push(StoredEntry {
-            seq,
-            entry,
-            prev_hash,
-            hash,
-        });
-    }
-    Ok(out)
 }
 
 /// Which entries to read.
@@ -474,7 +247,8 @@ impl std::fmt::Display for Filter {
 }
 
 impl Filter {
-    fn matches(&self, e: &AuditEntry) -> bool {
+    /// Whether `e` passes the filter.
+    pub fn matches(&self, e: &AuditEntry) -> bool {
         self.event.is_none_or(|v| e.event == v)
             && self.since.is_none_or(|t| e.at >= t)
             && self.until.is_none_or(|t| e.at < t)
@@ -491,14 +265,6 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|v| e.purpose.as_ref() == Some(v))
     }
-}
-
-/// Entries matching `f`, in order.
-pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<StoredEntry>, Error> {
-    Ok(list(conn, f.event)?
-        .into_iter()
-        .filter(|e| f.matches(&e.entry))
-        .collect())
 }
 
 /// JSON lines.
@@ -599,80 +365,4 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
-}
-
-/// Verify the whole chain: sequence without gaps, each `prev_hash` the previous `hash`,
-/// each `hash` recomputed; and every checkpoint's signature (by a node certificate of
-/// `ori` under `trust`) over the chain head it names. Errors name the first bad entry.
-pub fn verify(
-    conn: &Connection,
-    trust: Option<(&alpr_pki::TrustStore, &str)>,
-) -> Result<VerifyReport, Error> {
-    let mut heads = std::collections::HashMap::new();
-    let mut st = conn.prepare("SELECT seq, entry, prev_hash, hash FROM audit ORDER BY seq")?;
-    let mut rows = st.query([])?;
-    let mut prev = GENESIS.to_owned();
-    let mut expected_seq = 1i64;
-    let mut n = 0u64;
-    while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        let json: String = r.get(1)?;
-        let prev_hash: String = r.get(2)?;
-        let hash: String = r.get(3)?;
-        if seq != expected_seq {
-            return Err(Error::Audit(format!(
-                "entry {expected_seq} is missing (next is {seq})"
-            )));
-        }
-        if prev_hash != prev {
-            return Err(Error::Audit(format!(
-                "entry {seq}: previous-hash link broken"
-            )));
-        }
-        if chain_hash(&prev_hash, &json) != hash {
-            return Err(Error::Audit(format!(
-                "entry {seq}: content does not match its hash"
-            )));
-        }
-        heads.insert(seq, hash.clone());
-        prev = hash;
-        expected_seq += 1;
-        n += 1;
-    }
-    let mut st = conn.prepare(
-        "SELECT size, at, head_hash, signature, cert_chain FROM checkpoints ORDER BY size",
-    )?;
-    let mut rows = st.query([])?;
-    let mut c = 0u64;
-    while let Some(r) = rows.next()? {
-        let size: i64 = r.get(0)?;
-        let at: i64 = r.get(1)?;
-        let head: String = r.get(2)?;
-        let sig: Vec<u8> = r.get(3)?;
-        let chain: Vec<u8> = r.get(4)?;
-        if heads.get(&size) != Some(&head) {
-            return Err(Error::Audit(format!(
-                "checkpoint at entry {size}: the chain head differs from the signed one (entries rewritten or truncated)"
-            )));
-        }
-        if let Some((trust, ori)) = trust {
-            let chain = decode_chain(&chain).ok_or_else(|| {
-                Error::Audit(format!("checkpoint at entry {size}: bad certificate chain"))
-            })?;
-            let id = trust
-                .verify_signature(&chain, &checkpoint_message(size, &head, at), &sig, at)
-                .map_err(|e| Error::Audit(format!("checkpoint at entry {size}: {e}")))?;
-            if id.role != alpr_pki::Role::Node || id.ori() != Some(ori) {
-                return Err(Error::Audit(format!(
-                    "checkpoint at entry {size} signed by {}",
-                    id.describe()
-                )));
-            }
-        }
-        c += 1;
-    }
-    Ok(VerifyReport {
-        entries: n,
-        checkpoints: c,
-    })
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::audit::{Decision, Event};
 use crate::node::Node;
-use crate::{Error, audit};
+use crate::{Error, audit, store};
 
 /// What a backup wrote.
 #[derive(Clone, Debug)]
@@ -44,24 +44,22 @@ impl Node {
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let node_copy = out.join("node.db");
         let audit_copy = out.join("audit.db");
-        let quoted = |p: &Path| p.to_string_lossy().replace('\'', "''");
-        self.db()
-            .execute_batch(&format!("VACUUM INTO '{}'", quoted(&node_copy)))?;
-        audit::open_db(&self.cfg.audit_path())?
-            .execute_batch(&format!("VACUUM INTO '{}'", quoted(&audit_copy)))?;
+        store::maintenance::copy_node_db(&self.db(), &node_copy)?;
+        store::maintenance::copy_audit_db(
+            &store::AuditDb::open(&self.cfg.audit_path())?,
+            &audit_copy,
+        )?;
         // Verify what was written, not what was meant.
-        let copy = rusqlite::Connection::open(&node_copy)?;
-        let ok: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let ok = store::maintenance::integrity_check(&node_copy)?;
         if ok != "ok" {
             return Err(Error::Audit(format!(
                 "the copy {} fails its integrity check: {ok}",
                 node_copy.display()
             )));
         }
-        let reads = crate::store::count_reads(&copy)?;
-        drop(copy);
-        let report = audit::verify(
-            &rusqlite::Connection::open(&audit_copy)?,
+        let reads = store::maintenance::count_reads_in(&node_copy)?;
+        let report = store::audit::verify(
+            &store::AuditDb::open(&audit_copy)?,
             Some((&self.trust(), self.ori())),
         )?;
         let mut manifest = format!(

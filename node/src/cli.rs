@@ -958,7 +958,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Report { config, kind, size } => {
             let cfg = load_existing(&config)?;
-            let entries = audit::list(&audit::open_db(&cfg.audit_path())?, None)?;
+            let entries = store::audit::list(&store::AuditDb::open(&cfg.audit_path())?, None)?;
             let text = match kind {
                 ReportKind::Transparency => crate::reports::transparency(
                     &*Node::open(&cfg)?,
@@ -1007,26 +1007,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Holds { config } => {
             let cfg = load_existing(&config)?;
-            let conn = store::open(&cfg.db_path())?;
-            let mut st = conn.prepare(
-                "SELECT h.id, h.case_number, h.plate, h.window_start, h.window_end, h.expires_at, h.approved_by,
-                        (SELECT COUNT(*) FROM held_reads r WHERE r.hold_id = h.id) FROM holds h ORDER BY h.id",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(format!(
+            let db = store::open(&cfg.db_path())?;
+            for h in store::holds::list(&db)? {
+                println!(
                     "hold {} case {} plate {} window {} .. {} until {} approved by {}; {} reads kept past retention",
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    fmt_time(r.get(3)?),
-                    fmt_time(r.get(4)?),
-                    fmt_time(r.get(5)?),
-                    r.get::<_, String>(6)?,
-                    r.get::<_, i64>(7)?
-                ))
-            })?;
-            for r in rows {
-                println!("{}", r?);
+                    h.id,
+                    h.case_number,
+                    h.plate,
+                    fmt_time(h.window_start),
+                    fmt_time(h.window_end),
+                    fmt_time(h.expires_at),
+                    h.approved_by,
+                    h.kept_reads
+                );
             }
             Ok(())
         }
@@ -1043,7 +1036,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Users { config } => {
             let cfg = load_existing(&config)?;
             let conn = store::open(&cfg.db_path())?;
-            for a in crate::accounts::list(&conn)? {
+            for a in crate::store::accounts::list(&conn)? {
                 println!(
                     "{} role={} approved_by={} trained={} disabled={} last_active={}",
                     a.user,
@@ -1058,8 +1051,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Audit(AuditCmd::List { config, filter }) => {
             let cfg = load_existing(&config)?;
-            let conn = audit::open_db(&cfg.audit_path())?;
-            for e in audit::query(&conn, &filter.to_filter()?)? {
+            let conn = store::AuditDb::open(&cfg.audit_path())?;
+            for e in store::audit::query(&conn, &filter.to_filter()?)? {
                 println!("{}", audit::to_json_line(&e)?);
             }
             Ok(())
@@ -1072,9 +1065,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             by,
         }) => {
             let cfg = load_existing(&config)?;
-            let conn = audit::open_db(&cfg.audit_path())?;
+            let conn = store::AuditDb::open(&cfg.audit_path())?;
             let f = filter.to_filter()?;
-            let entries = audit::query(&conn, &f)?;
+            let entries = store::audit::query(&conn, &f)?;
             let text = match format.as_str() {
                 "jsonl" => audit::to_jsonl(&entries)?,
                 "csv" => audit::to_csv(&entries),
@@ -1085,7 +1078,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             };
             std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
-            audit::AuditLog::open(&cfg.audit_path(), None)?.append(vec![audit::AuditEntry {
+            store::AuditLog::open(&cfg.audit_path(), None)?.append(vec![audit::AuditEntry {
                 requester_user: Some(by),
                 count: Some(entries.len() as u64),
                 detail: Some(format!(
@@ -1100,8 +1093,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Audit(AuditCmd::Verify { config }) => {
             let cfg = load_existing(&config)?;
             let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
-            let conn = audit::open_db(&cfg.audit_path())?;
-            let r = audit::verify(&conn, Some((&trust, &cfg.ori)))?;
+            let conn = store::AuditDb::open(&cfg.audit_path())?;
+            let r = store::audit::verify(&conn, Some((&trust, &cfg.ori)))?;
             println!(
                 "audit log intact: {} entries, {} signed checkpoints",
                 r.entries, r.checkpoints

@@ -13,104 +13,11 @@ use std::collections::HashMap;
 
 use alpr_pki::{Role, VerifiedIdentity};
 use alpr_proto::pb::Read;
-use rusqlite::{Connection, params};
 
 use crate::audit::AuditEntry;
 use crate::audit::{Decision, Event};
 use crate::node::Node;
 use crate::{Error, store};
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS holds (
-    id INTEGER PRIMARY KEY,
-    case_number TEXT NOT NULL,
-    plate TEXT NOT NULL,
-    window_start INTEGER NOT NULL,
-    window_end INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    approved_by TEXT NOT NULL,
-    placed_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS held_reads (
-    hold_id INTEGER NOT NULL,
-    plate TEXT NOT NULL,
-    captured_at INTEGER NOT NULL,
-    camera_id TEXT NOT NULL,
-    latitude REAL NOT NULL,
-    longitude REAL NOT NULL,
-    plate_state TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS hotlists (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    source TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    loaded_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hotlist_entries (list_id INTEGER NOT NULL, plate TEXT NOT NULL, note TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS hotlist_plate ON hotlist_entries (plate);
-"#;
-
-/// Create the tables.
-pub fn init(conn: &Connection) -> Result<(), Error> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
-}
-
-/// Copy reads covered by active holds out of the partitions about to be dropped.
-pub fn preserve_held(conn: &Connection, partition_days: &[i64], now: i64) -> Result<u64, Error> {
-    let mut st = conn
-        .prepare("SELECT id, plate, window_start, window_end FROM holds WHERE expires_at > ?1")?;
-    let holds: Vec<(i64, String, i64, i64)> = st
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut kept = 0u64;
-    for day in partition_days {
-        for (id, plate, start, end) in &holds {
-            kept += conn.execute(
-                &format!(
-                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
-                     SELECT ?1, plate, captured_at, camera_id, latitude, longitude, plate_state FROM reads_{day}
-                     WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
-                ),
-                params![id, plate, start, end],
-            )? as u64;
-        }
-    }
-    Ok(kept)
-}
-
-/// Release the reads of expired holds.
-pub fn release_expired(conn: &Connection, now: i64) -> Result<u64, Error> {
-    let n = conn.execute(
-        "DELETE FROM held_reads WHERE hold_id IN (SELECT id FROM holds WHERE expires_at <= ?1)",
-        [now],
-    )?;
-    conn.execute("DELETE FROM hotlist_entries WHERE list_id IN (SELECT id FROM hotlists WHERE expires_at <= ?1)", [now])?;
-    Ok(n as u64)
-}
-
-/// Reads kept under a hold.
-pub fn held_reads(conn: &Connection, hold_id: i64) -> Result<Vec<Read>, Error> {
-    let mut st = conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
-    let rows = st.query_map([hold_id], crate::store::read_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The plates of every active hot list: plate -> (list name, note).
-pub fn active_hotlist(
-    conn: &Connection,
-    now: i64,
-) -> Result<HashMap<String, (String, String)>, Error> {
-    let mut st = conn.prepare(
-        "SELECT e.plate, l.name, e.note FROM hotlist_entries e JOIN hotlists l ON l.id = e.list_id WHERE l.expires_at > ?1",
-    )?;
-    let rows = st.query_map([now], |r| {
-        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
 
 /// Alert entries for ingested reads that match an active hot list.
 pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) -> Vec<AuditEntry> {
@@ -123,7 +30,7 @@ pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) 
                     "{} seen by camera {} at {} ({:.5}, {:.5}); on hot list {name:?}: {note}",
                     r.plate,
                     r.camera_id,
-                    crate::cli::fmt_time(r.captured_at),
+                    alpr_pki::fmt_time(r.captured_at),
                     r.latitude,
                     r.longitude
                 )),
@@ -169,20 +76,21 @@ impl Node {
                 "a hold needs a window and an expiry in the future".into(),
             ));
         }
-        let id = {
-            let conn = self.db();
-            conn.execute(
-                "INSERT INTO holds (case_number, plate, window_start, window_end, expires_at, approved_by, placed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![h.case_number, plate, h.window_start, h.window_end, h.expires_at, by.describe(), now],
-            )?;
-            conn.last_insert_rowid()
-        };
+        let id = store::holds::place(
+            &self.db(),
+            &h.case_number,
+            &plate,
+            (h.window_start, h.window_end),
+            h.expires_at,
+            &by.describe(),
+            now,
+        )?;
         let msg = format!(
             "evidence hold {id} on {plate} for case {} ({} .. {}) until {}, approved by {}",
             h.case_number,
-            crate::cli::fmt_time(h.window_start),
-            crate::cli::fmt_time(h.window_end),
-            crate::cli::fmt_time(h.expires_at),
+            alpr_pki::fmt_time(h.window_start),
+            alpr_pki::fmt_time(h.window_end),
+            alpr_pki::fmt_time(h.expires_at),
             by.describe()
         );
         self.audit(&[AuditEntry {
@@ -243,28 +151,20 @@ impl Node {
                 .map_err(|e| Error::Usage(format!("hot list line {}: {}", i + 1, e.detail())))?;
             entries.push((plate, note.trim().to_owned()));
         }
-        let mut conn = self.db();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO hotlists (name, source, topic, expires_at, loaded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, source, topic, expires_at, now],
+        store::holds::load_hotlist(
+            &mut self.db(),
+            (name, source, topic),
+            expires_at,
+            &entries,
+            now,
         )?;
-        let id = tx.last_insert_rowid();
-        for (p, n) in &entries {
-            tx.execute(
-                "INSERT INTO hotlist_entries (list_id, plate, note) VALUES (?1, ?2, ?3)",
-                params![id, p, n],
-            )?;
-        }
-        tx.commit()?;
-        drop(conn);
         self.audit(&[AuditEntry {
             count: Some(entries.len() as u64),
             requester_user: Some(by.into()),
             detail: Some(format!(
                 "{label}: {} plates, until {}",
                 entries.len(),
-                crate::cli::fmt_time(expires_at)
+                alpr_pki::fmt_time(expires_at)
             )),
             ..AuditEntry::new(now, Event::HotlistLoad, Decision::Ok)
         }])?;
@@ -275,9 +175,12 @@ impl Node {
     pub fn store_reads(&self, reads: &[Read]) -> Result<Stored, Error> {
         let now = alpr_pki::now_unix();
         let (stored, alerts) = {
-            let mut conn = self.db();
-            let stored = store::insert_reads(&mut conn, reads)?;
-            (stored, hits(&active_hotlist(&conn, now)?, reads, now))
+            let mut db = self.db();
+            let stored = store::insert_reads(&mut db, reads)?;
+            (
+                stored,
+                hits(&store::holds::active_hotlist(&db, now)?, reads, now),
+            )
         };
         self.metrics.ingested_reads.inc_by(stored);
         if !alerts.is_empty() {

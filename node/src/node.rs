@@ -13,13 +13,13 @@ use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::replay::ReplayMemory;
 use alpr_proto::rules::StateRules;
 use alpr_runtime::tls::TlsIdentity;
-use rusqlite::Connection;
 use tonic::transport::Channel;
 
-use crate::audit::{AuditEntry, AuditLog};
+use crate::audit::AuditEntry;
 use crate::audit::{Decision, Event};
 use crate::config::NodeConfig;
 use crate::settings::{Flag, Switch};
+use crate::store::AuditLog;
 use crate::{Error, store};
 
 /// A running agency node's state, shared by its services.
@@ -31,7 +31,7 @@ pub struct Node {
     pub(crate) signer: Arc<Signer>,
     /// The group-commit audit log.
     pub audit_log: AuditLog,
-    db: Mutex<Connection>,
+    db: Mutex<store::Db>,
     /// Read-only connections for lookups (parallel per-day reads, no write lock).
     pub(crate) readers: store::Readers,
     agreements: RwLock<Arc<Vec<AgreementView>>>,
@@ -155,9 +155,10 @@ impl Node {
         // Replay memory: every inbound query id in the audit log young enough to matter.
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
-        for (id, at) in
-            crate::audit::inbound_ids_since(&crate::audit::open_db(&cfg.audit_path())?, since)?
-        {
+        for (id, at) in crate::store::audit::inbound_ids_since(
+            &crate::store::AuditDb::open(&cfg.audit_path())?,
+            since,
+        )? {
             replay.remember(&id, &agency.ori, at);
         }
         let agreements = store::registered_agreements(&conn)?;
@@ -201,11 +202,11 @@ impl Node {
     }
 
     /// The policy in force: the config's rules plus the current runtime switches.
-    pub fn policy(&self, conn: &Connection) -> Result<NodePolicy, Error> {
+    pub fn policy(&self, conn: &store::Db) -> Result<NodePolicy, Error> {
         Ok(self
             .cfg
             .policy
-            .to_node_policy(&crate::settings::load(conn)?))
+            .to_node_policy(&store::settings::load(conn)?))
     }
 
     /// Count one query from `requester`; false once it exceeds the per-minute limit.
@@ -323,7 +324,7 @@ impl Node {
 
     fn set_switch(
         &self,
-        conn: &Connection,
+        conn: &store::Db,
         by: &alpr_pki::VerifiedIdentity,
         s: &alpr_proto::pb::SetSwitch,
         now: i64,
@@ -351,14 +352,14 @@ impl Node {
                         )));
                     }
                 }
-                crate::settings::set_flag(conn, Flag::SharingEnabled, s.on)?;
+                store::settings::set_flag(conn, Flag::SharingEnabled, s.on)?;
                 Ok(format!(
                     "sharing {} by {who}",
                     if s.on { "turned ON" } else { "turned OFF" }
                 ))
             }
             Switch::RefuseAll => {
-                crate::settings::set_flag(conn, Flag::RefuseAll, s.on)?;
+                store::settings::set_flag(conn, Flag::RefuseAll, s.on)?;
                 Ok(format!(
                     "refuse-all {} by {who}",
                     if s.on { "ON" } else { "OFF" }
@@ -366,7 +367,7 @@ impl Node {
             }
             Switch::RefuseRequester => {
                 alpr_pki::claims::validate_ori(&s.ori).map_err(|e| Error::Usage(e.to_string()))?;
-                crate::settings::set_refused(conn, &s.ori, s.on, &who, &s.note, now)?;
+                store::settings::set_refused(conn, &s.ori, s.on, &who, &s.note, now)?;
                 Ok(format!(
                     "{} {} by {who}",
                     if s.on {
@@ -443,8 +444,8 @@ impl Node {
 
     /// Sign a checkpoint of the audit log's current head.
     pub fn checkpoint(&self) -> Result<Option<i64>, Error> {
-        let mut conn = crate::audit::open_db(&self.cfg.audit_path())?;
-        crate::audit::checkpoint_now(&mut conn, &self.signer)
+        let mut log = store::AuditDb::open(&self.cfg.audit_path())?;
+        store::audit::checkpoint_now(&mut log, &self.signer)
     }
 
     /// This agency's ORI.
@@ -499,7 +500,7 @@ impl Node {
 
     /// Lock the database. A poisoned lock means a thread panicked mid-write; SQLite's
     /// transaction rolled back, so the connection itself is still consistent.
-    pub fn db(&self) -> MutexGuard<'_, Connection> {
+    pub fn db(&self) -> MutexGuard<'_, store::Db> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -511,7 +512,7 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    pub(crate) fn reload_agreements(&self, conn: &Connection) -> Result<(), Error> {
+    pub(crate) fn reload_agreements(&self, conn: &store::Db) -> Result<(), Error> {
         let fresh = Arc::new(store::registered_agreements(conn)?);
         match self.agreements.write() {
             Ok(mut a) => *a = fresh,

@@ -17,7 +17,6 @@ use alpr_proto::pb::{
 };
 use alpr_proto::registry::{self, AgreementRecord, HistoryItem};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
 use tonic::transport::Channel;
 
 use crate::audit::AuditEntry;
@@ -34,36 +33,6 @@ pub struct SyncReport {
     pub to: u64,
     /// Events that concerned this agency and were applied.
     pub applied: Vec<String>,
-}
-
-fn stored_hashes(conn: &Connection) -> Result<Vec<Hash>, Error> {
-    let mut st = conn.prepare("SELECT hash FROM registry_leaves ORDER BY idx")?;
-    let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(
-            merkle::hash_from_slice(&r?)
-                .map_err(|e| Error::Audit(format!("stored registry hash: {e}")))?,
-        );
-    }
-    Ok(out)
-}
-
-fn last_head(conn: &Connection) -> Result<Option<(u64, Hash)>, Error> {
-    let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT size, root FROM registry_heads ORDER BY size DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    row.map(|(s, r)| {
-        Ok((
-            s as u64,
-            merkle::hash_from_slice(&r).map_err(|e| Error::Audit(e.to_string()))?,
-        ))
-    })
-    .transpose()
 }
 
 impl Node {
@@ -93,8 +62,11 @@ impl Node {
             )));
         }
         let (last, known) = {
-            let conn = self.db();
-            (last_head(&conn)?, stored_hashes(&conn)?)
+            let db = self.db();
+            (
+                store::registry::last_head(&db)?,
+                store::registry::stored_hashes(&db)?,
+            )
         };
         let from = known.len() as u64;
         if let Some((size, root)) = &last
@@ -190,46 +162,40 @@ impl Node {
         root: &Hash,
         now: i64,
     ) -> Result<SyncReport, Error> {
-        let mut conn = self.db();
+        let mut db = self.db();
         let mut applied = Vec::new();
         let mut entries = Vec::new();
-        let tx = conn.transaction()?;
-        for (i, leaf) in leaves.iter().enumerate() {
-            let index = from + i as u64;
-            tx.execute(
-                "INSERT INTO registry_leaves (idx, hash) VALUES (?1, ?2)",
-                params![index as i64, merkle::leaf_hash(leaf).to_vec()],
-            )?;
-            let Ok(ev) = RegistryEvent::decode(leaf.as_slice()) else {
-                continue;
-            };
-            let outcome = self.apply_event(&tx, index, &ev);
-            match outcome {
-                Ok(Some(what)) => {
-                    entries.push(AuditEntry {
+        db.transaction(|tx| {
+            for (i, leaf) in leaves.iter().enumerate() {
+                let index = from + i as u64;
+                store::registry::append_leaf(tx, index, &merkle::leaf_hash(leaf))?;
+                let Ok(ev) = RegistryEvent::decode(leaf.as_slice()) else {
+                    continue;
+                };
+                let outcome = self.apply_event(tx, index, &ev);
+                match outcome {
+                    Ok(Some(what)) => {
+                        entries.push(AuditEntry {
+                            agreement_id: Some(ev.agreement_id.clone()),
+                            detail: Some(format!("registry entry {index}: {what}")),
+                            ..AuditEntry::new(now, Event::RegistryEvent, Decision::Applied)
+                        });
+                        applied.push(what);
+                    }
+                    Ok(None) => {}
+                    Err(e) => entries.push(AuditEntry {
                         agreement_id: Some(ev.agreement_id.clone()),
-                        detail: Some(format!("registry entry {index}: {what}")),
-                        ..AuditEntry::new(now, Event::RegistryEvent, Decision::Applied)
-                    });
-                    applied.push(what);
+                        detail: Some(format!(
+                            "registry entry {index} concerns this agency but does not verify: {e}"
+                        )),
+                        ..AuditEntry::new(now, Event::RegistryEvent, Decision::Rejected)
+                    }),
                 }
-                Ok(None) => {}
-                Err(e) => entries.push(AuditEntry {
-                    agreement_id: Some(ev.agreement_id.clone()),
-                    detail: Some(format!(
-                        "registry entry {index} concerns this agency but does not verify: {e}"
-                    )),
-                    ..AuditEntry::new(now, Event::RegistryEvent, Decision::Rejected)
-                }),
             }
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO registry_heads (size, root, sth, seen_at) VALUES (?1, ?2, ?3, ?4)",
-            params![size as i64, root.to_vec(), sth.encode_to_vec(), now],
-        )?;
-        tx.commit()?;
-        self.reload_agreements(&conn)?;
-        drop(conn);
+            store::registry::put_head(tx, size, root, &sth.encode_to_vec(), now)
+        })?;
+        self.reload_agreements(&db)?;
+        drop(db);
         if !entries.is_empty() {
             self.audit(&entries)?;
         }
@@ -243,7 +209,7 @@ impl Node {
     /// Apply one event if its signed contents concern this agency.
     fn apply_event(
         &self,
-        conn: &Connection,
+        conn: &store::Db,
         index: u64,
         ev: &RegistryEvent,
     ) -> Result<Option<String>, Error> {
@@ -308,10 +274,7 @@ impl Node {
                 };
                 let (a, who, next) =
                     registry::verify_action(&self.trust(), action, &record, ev.logged_at)?;
-                conn.execute(
-                    "UPDATE agreements SET status = ?2 WHERE id = ?1",
-                    params![ev.agreement_id, next.as_str()],
-                )?;
+                store::set_agreement_status(conn, &ev.agreement_id, next)?;
                 Ok(Some(format!(
                     "{} {} by {}: {}",
                     ev.agreement_id,

@@ -5,7 +5,6 @@ use std::fmt;
 use alpr_pki::fmt_time;
 use alpr_proto::pb::SignedTreeHead;
 use prost::Message;
-use rusqlite::OptionalExtension;
 
 use crate::node::Node;
 use crate::{Error, audit, settings, store};
@@ -46,15 +45,9 @@ impl Node {
     pub fn status(&self) -> Result<Status, Error> {
         let now = alpr_pki::now_unix();
         let conn = self.db();
-        let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let switches = settings::load(&conn)?;
-        let head: Option<(i64, i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT size, seen_at, sth FROM registry_heads ORDER BY size DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        let schema_version = store::maintenance::schema_version(&conn)?;
+        let switches = store::settings::load(&conn)?;
+        let head = store::maintenance::newest_registry_head(&conn)?;
         let registry_head = head.map(|(size, seen, sth)| {
             let cosigned = SignedTreeHead::decode(sth.as_slice())
                 .ok()
@@ -88,30 +81,16 @@ impl Node {
             _ => None,
         };
         drop(conn);
-        let log = audit::open_db(&self.cfg.audit_path())?;
-        let (entries, hash): (i64, String) = log
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .unwrap_or((0, String::new()));
-        let (covered, signed_at): (i64, i64) = log
-            .query_row(
-                "SELECT size, at FROM checkpoints ORDER BY size DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .unwrap_or((0, 0));
+        let log = store::AuditDb::open(&self.cfg.audit_path())?;
+        let (entries, hash) = store::maintenance::audit_head(&log)?;
+        let (covered, signed_at) = store::maintenance::newest_checkpoint(&log)?;
         let mut alerts: Vec<(i64, String, String)> = [
             audit::Event::Alert,
             audit::Event::RegistryFork,
             audit::Event::HotlistHit,
         ]
         .iter()
-        .map(|e| audit::list(&log, Some(*e)))
+        .map(|e| store::audit::list(&log, Some(*e)))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()

@@ -243,10 +243,10 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
 
         // Restart: the daemon comes back on the same data, and the log is whole.
         let (mut again, _) = spawn(dir);
-        let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
-        let report = alpr_node::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
+        let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
+        let report = alpr_node::store::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
         let logged: HashSet<String> =
-            alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery))
+            alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery))
                 .unwrap()
                 .into_iter()
                 .filter_map(|e| e.entry.query_id)
@@ -323,12 +323,13 @@ async fn sigterm_finishes_in_flight_work_and_seals_the_log() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful exit, got {exit:?}");
     // Every reply is logged and the final head carries a signed checkpoint.
-    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
-    let report = alpr_node::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
+    let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
+    let report = alpr_node::store::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
     let inbound =
-        alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery)).unwrap();
+        alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery)).unwrap();
     assert_eq!(inbound.len(), replied);
     let last_checkpoint: i64 = conn
+        .connection()
         .query_row("SELECT MAX(size) FROM checkpoints", [], |r| r.get(0))
         .unwrap();
     assert_eq!(

@@ -174,9 +174,9 @@ fn ingest_is_idempotent_audited_and_says_how_it_ended() {
     );
 
     // Every ingest is an audit entry with its counts and outcome.
-    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
+    let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
     let decisions: Vec<String> =
-        alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::Ingest))
+        alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::Ingest))
             .unwrap()
             .into_iter()
             .map(|e| e.entry.decision.to_string())
@@ -231,8 +231,8 @@ fn a_stopped_ingest_is_logged_and_resumes_where_it_stopped() {
         stdout.contains("run the same command again to resume"),
         "{stdout}"
     );
-    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
-    let last = alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::Ingest)).unwrap();
+    let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
+    let last = alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::Ingest)).unwrap();
     let e = &last.last().unwrap().entry;
     assert_eq!(e.decision, "interrupted");
     let first_part = e.count.unwrap();
@@ -282,8 +282,9 @@ fn a_misspelled_event_is_an_error_and_exports_log_a_readable_filter() {
         &toml_path,
     );
     assert_eq!(code, Some(0), "{err}");
-    let conn = alpr_node::audit::open_db(&cfg.audit_path()).unwrap();
-    let export = alpr_node::audit::list(&conn, Some(alpr_node::audit::Event::Export)).unwrap();
+    let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
+    let export =
+        alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::Export)).unwrap();
     let detail = export.last().unwrap().entry.detail.clone().unwrap();
     assert!(detail.contains("with filter event=ingest"), "{detail}");
     assert!(!detail.contains("Filter {"), "no Rust Debug dump: {detail}");

@@ -1,0 +1,185 @@
+//! The SQLite implementation of the node's store: `node.db` (WAL, `synchronous=FULL`)
+//! holds reads, agreements and the registry copy, accounts, switches, holds and hot lists;
+//! `audit.db` holds the audit log. This module and its children are the only place that
+//! knows SQL or `rusqlite`.
+//!
+//! The schema is versioned (`PRAGMA user_version`, [`SCHEMA_VERSION`]); [`open`] migrates
+//! an older database in one transaction.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use crate::Error;
+
+pub mod accounts;
+pub mod agreements;
+pub mod audit;
+pub mod holds;
+pub mod maintenance;
+pub mod reads;
+pub mod registry;
+pub mod settings;
+
+/// An open `node.db`: one connection. Callers share it behind the node's mutex; every
+/// function of the store takes it as `&Db` (reads, single statements) or `&mut Db`
+/// (transactions).
+pub struct Db {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Db")
+    }
+}
+
+impl Db {
+    /// Run `f` in one transaction: committed when it returns `Ok`, rolled back when it
+    /// returns an error (or panics). Store functions called inside with the `&Db` it gets
+    /// take part in the transaction.
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&Db) -> Result<T, Error>) -> Result<T, Error> {
+        let tx = self.conn.unchecked_transaction()?;
+        let value = f(self)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// The SQLite connection itself, for tools and tests that inspect or alter the file
+    /// as an outsider would (nothing in the node goes around the store functions).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// A database error (SQLite's own message).
+#[derive(Debug)]
+pub struct DbError(rusqlite::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(DbError(e))
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS partitions (
+    day INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS agreements (
+    id TEXT PRIMARY KEY,
+    provider_ori TEXT NOT NULL,
+    requester_ori TEXT NOT NULL,
+    status TEXT NOT NULL,
+    signed BLOB NOT NULL,
+    imported_at INTEGER NOT NULL,
+    registered_index INTEGER,
+    registered_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS registry_leaves (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, sth BLOB NOT NULL, seen_at INTEGER NOT NULL);
+"#;
+
+/// The schema version this code writes. 1: reads carry their plate's issuing state, and
+/// an exact duplicate read is stored once.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Open (creating if needed) the node database in WAL mode with full durability.
+pub fn open(path: &Path) -> Result<Db, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
+    // One cached statement per day partition a lookup touches (rusqlite's default of 16
+    // thrashes on 30-day windows and re-prepares every statement).
+    conn.set_prepared_statement_cache_capacity(512);
+    conn.execute_batch(SCHEMA)?;
+    settings::init(&conn)?;
+    accounts::init(&conn)?;
+    holds::init(&conn)?;
+    migrate(&conn)?;
+    Ok(Db { conn })
+}
+
+/// Bring a database written by older code up to [`SCHEMA_VERSION`]; refuse one written by
+/// newer code.
+fn migrate(conn: &Connection) -> Result<(), Error> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Usage(format!(
+            "the node database has schema version {version}, newer than this alpr-node ({SCHEMA_VERSION}); upgrade alpr-node"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    if version < 1 {
+        // Reads stored before plates carried their issuing state keep an unknown state
+        // (''): only "any state" queries find them. Exact duplicates (a file ingested
+        // twice) are removed, so that the identity index can be unique.
+        let days: Vec<i64> = tx
+            .prepare("SELECT day FROM partitions")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for day in days {
+            let t = reads::table(day);
+            if !has_column(&tx, &t, "plate_state")? {
+                tx.execute_batch(&format!(
+                    "ALTER TABLE {t} ADD COLUMN plate_state TEXT NOT NULL DEFAULT '';
+                     DROP INDEX IF EXISTS {t}_plate_cover;
+                     DROP INDEX IF EXISTS {t}_plate_time;"
+                ))?;
+            }
+            let removed = tx.execute(
+                &format!(
+                    "DELETE FROM {t} WHERE rowid NOT IN (SELECT MIN(rowid) FROM {t} GROUP BY plate, plate_state, captured_at, camera_id, latitude, longitude)"
+                ),
+                [],
+            )?;
+            tx.execute(
+                "UPDATE partitions SET rows = rows - ?2 WHERE day = ?1",
+                params![day, removed as i64],
+            )?;
+            tx.execute_batch(&reads::partition_index(&t))?;
+        }
+        if !has_column(&tx, "held_reads", "plate_state")? {
+            tx.execute_batch(
+                "ALTER TABLE held_reads ADD COLUMN plate_state TEXT NOT NULL DEFAULT ''",
+            )?;
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, Error> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st.query_map([], |r| r.get::<_, String>(1))?;
+    for n in names {
+        if n? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

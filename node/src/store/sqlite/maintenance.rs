@@ -1,0 +1,87 @@
+//! What operators' commands read or copy whole: schema version, heads, online copies.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::Db;
+use super::audit::AuditDb;
+use crate::Error;
+
+/// The schema version of an open `node.db`.
+pub fn schema_version(db: &Db) -> Result<i64, Error> {
+    Ok(db.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// The newest registry tree head kept: size, when it was seen, the signed head (encoded).
+pub fn newest_registry_head(db: &Db) -> Result<Option<(i64, i64, Vec<u8>)>, Error> {
+    Ok(db
+        .conn
+        .query_row(
+            "SELECT size, seen_at, sth FROM registry_heads ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?)
+}
+
+/// The audit log's head: entries and the last hash (`(0, "")` when empty).
+pub fn audit_head(log: &AuditDb) -> Result<(i64, String), Error> {
+    Ok(log
+        .connection()
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, String::new())))
+}
+
+/// The newest signed checkpoint: entries covered and when it was signed (`(0, 0)` if none).
+pub fn newest_checkpoint(log: &AuditDb) -> Result<(i64, i64), Error> {
+    Ok(log
+        .connection()
+        .query_row(
+            "SELECT size, at FROM checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, 0)))
+}
+
+/// Write a consistent copy of an open database to the new file `to` (SQLite's
+/// `VACUUM INTO`, one snapshot, while others keep writing).
+pub fn copy_into(conn: &Connection, to: &Path) -> Result<(), Error> {
+    let quoted = to.to_string_lossy().replace('\'', "''");
+    conn.execute_batch(&format!("VACUUM INTO '{quoted}'"))?;
+    Ok(())
+}
+
+/// Copy `node.db` to `to`.
+pub fn copy_node_db(db: &Db, to: &Path) -> Result<(), Error> {
+    copy_into(&db.conn, to)
+}
+
+/// Copy `audit.db` to `to`.
+pub fn copy_audit_db(log: &AuditDb, to: &Path) -> Result<(), Error> {
+    copy_into(log.connection(), to)
+}
+
+/// SQLite's own integrity check of the database file at `path`: `"ok"`, or what is wrong.
+pub fn integrity_check(path: &Path) -> Result<String, Error> {
+    let conn = Connection::open(path)?;
+    Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+}
+
+/// Reads stored in the `node.db` file at `path` (a copy), opened as it is: no schema
+/// changes, no journal-mode change.
+pub fn count_reads_in(path: &Path) -> Result<i64, Error> {
+    let conn = Connection::open(path)?;
+    Ok(
+        conn.query_row("SELECT COALESCE(SUM(rows), 0) FROM partitions", [], |r| {
+            r.get(0)
+        })?,
+    )
+}

@@ -1,0 +1,539 @@
+//! Reads, partitioned by UTC capture day: one table `reads_<day>` per day, each with
+//! its own unique covering index on the read's identity. B-trees stay small, a lookup
+//! touches only the days its window covers, and retention drops whole tables instead of
+//! deleting rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use alpr_proto::pb::Read;
+use rusqlite::{Connection, params};
+
+use super::Db;
+use crate::Error;
+use crate::store::PlateKey;
+
+/// The covering index of a day partition: one plate's reads of a day, by issuing state,
+/// sit together in one or two index pages and a lookup never visits the table. It is
+/// unique: it is also a read's identity (plate, issuing state, capture time, camera and
+/// position), so an exact duplicate read — the same file ingested twice, or an ingest
+/// run again after it was stopped — is stored once.
+pub(super) fn partition_index(t: &str) -> String {
+    format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {t}_read_identity ON {t} (plate, plate_state, captured_at, camera_id, latitude, longitude);"
+    )
+}
+
+/// Seconds per day.
+const DAY: i64 = 86_400;
+
+pub(super) fn table(day: i64) -> String {
+    format!("reads_{day}")
+}
+
+/// Create a day's partition if needed, with its covering index ([`partition_index`]).
+fn ensure_partition(tx: &rusqlite::Transaction<'_>, day: i64) -> Result<(), Error> {
+    let t = table(day);
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {t} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, plate_state TEXT NOT NULL DEFAULT '');
+         {}",
+        partition_index(&t)
+    ))?;
+    tx.execute("INSERT OR IGNORE INTO partitions (day) VALUES (?1)", [day])?;
+    Ok(())
+}
+
+/// Insert reads in one transaction, each into its capture day's partition; a read already
+/// stored (same identity, see [`partition_index`]) is skipped. Reads must already be
+/// validated. Returns how many were new.
+pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
+    let tx = db.conn.transaction()?;
+    let mut by_day: std::collections::BTreeMap<i64, Vec<&Read>> = std::collections::BTreeMap::new();
+    for r in reads {
+        by_day
+            .entry(r.captured_at.div_euclid(DAY))
+            .or_default()
+            .push(r);
+    }
+    let mut stored = 0u64;
+    for (day, rows) in by_day {
+        ensure_partition(&tx, day)?;
+        let mut new = 0i64;
+        {
+            let mut st = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO {} (plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                table(day)
+            ))?;
+            for r in &rows {
+                new += st.execute(params![
+                    r.plate,
+                    r.captured_at,
+                    r.camera_id,
+                    r.latitude,
+                    r.longitude,
+                    r.plate_state
+                ])? as i64;
+            }
+        }
+        tx.execute(
+            "UPDATE partitions SET rows = rows + ?2 WHERE day = ?1",
+            params![day, new],
+        )?;
+        stored += new as u64;
+    }
+    tx.commit()?;
+    Ok(stored)
+}
+
+/// Most reads returned for one plate lookup.
+pub const MAX_RESULTS: usize = 1000;
+
+/// Day partitions that exist, oldest first.
+pub fn partitions(db: &Db) -> Result<Vec<(i64, i64)>, Error> {
+    let conn = &db.conn;
+    let mut st = conn.prepare_cached("SELECT day, rows FROM partitions ORDER BY day")?;
+    Ok(st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
+pub fn lookup(db: &Db, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+    lookup_days(&db.conn, window_days(start, end), key, start, end)
+}
+
+/// The calendar days (UTC day numbers) that `[start, end]` touches.
+fn window_days(start: i64, end: i64) -> std::ops::RangeInclusive<i64> {
+    start.div_euclid(DAY)..=end.div_euclid(DAY)
+}
+
+/// Reads of one plate in `[start, end]` from the partitions of `days`, oldest first, at
+/// most [`MAX_RESULTS`]. Lists the partitions and reads them in one snapshot, so a day
+/// purged meanwhile is either wholly there or not listed.
+fn lookup_days(
+    conn: &Connection,
+    days: std::ops::RangeInclusive<i64>,
+    key: PlateKey<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Read>, Error> {
+    let snapshot = conn.unchecked_transaction()?;
+    let present: Vec<i64> = snapshot
+        .prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?
+        .query_map([days.start(), days.end()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for day in &present {
+        // The limit is a literal: SQLite re-prepares a statement whenever a bound LIMIT
+        // value changes, which would re-parse it on nearly every lookup.
+        let state = if key.any_state() {
+            "?4 = ?4"
+        } else {
+            "plate_state = ?4"
+        };
+        let mut q = snapshot.prepare_cached(&format!(
+            "SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM {}
+             WHERE plate = ?1 AND {state} AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
+            table(*day)
+        ))?;
+        let rows = q.query_map(params![key.plate, start, end, key.state], read_from_row)?;
+        for r in rows {
+            if out.len() >= MAX_RESULTS {
+                break;
+            }
+            out.push(r?);
+        }
+        if out.len() >= MAX_RESULTS {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A read from a row of `plate, captured_at, camera_id, latitude, longitude, plate_state`.
+pub(super) fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Read> {
+    Ok(Read {
+        plate: r.get(0)?,
+        captured_at: r.get(1)?,
+        camera_id: r.get(2)?,
+        latitude: r.get(3)?,
+        longitude: r.get(4)?,
+        plate_state: r.get(5)?,
+    })
+}
+
+/// Days one connection reads before a lookup splits its window across threads.
+const DAYS_PER_READER: usize = 8;
+/// Most connections (and threads) one lookup reads with.
+const MAX_READERS_PER_LOOKUP: usize = 4;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 16;
+
+/// Read-only connections to the node database, for lookups. A long window's days are read
+/// in parallel: a day whose index page is not cached costs one random disk read, and 30 of
+/// those in a row were what made cold 30-day lookups slow. Lookups also stop waiting on the
+/// node's write lock. Each connection reads its days from one snapshot; days purged
+/// meanwhile are skipped.
+#[derive(Debug)]
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Readers of the database at `path` (opened on first use).
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads of one plate in `[start, end]`, oldest first, at most [`MAX_RESULTS`].
+    pub fn lookup(&self, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+        let conn = self.take()?;
+        let result = self.lookup_with(&conn, key, start, end);
+        self.give(conn);
+        result
+    }
+
+    fn lookup_with(
+        &self,
+        conn: &Connection,
+        key: PlateKey<'_>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Read>, Error> {
+        let days = window_days(start, end);
+        let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
+        if n <= DAYS_PER_READER {
+            return lookup_days(conn, days, key, start, end);
+        }
+        let readers = n.div_ceil(DAYS_PER_READER).min(MAX_READERS_PER_LOOKUP);
+        // Split the window into `readers` runs of consecutive days, oldest first.
+        let per = n.div_ceil(readers) as i64;
+        let mut chunks = (*days.start()..=*days.end())
+            .step_by(per as usize)
+            .map(|first| first..=(first + per - 1).min(*days.end()));
+        let mine = chunks.next().unwrap_or(days.clone());
+        std::thread::scope(|s| {
+            let others: Vec<_> = chunks
+                .map(|chunk| {
+                    s.spawn(move || {
+                        let c = self.take()?;
+                        let r = lookup_days(&c, chunk, key, start, end);
+                        self.give(c);
+                        r
+                    })
+                })
+                .collect();
+            let mut out = lookup_days(conn, mine, key, start, end)?;
+            for h in others {
+                let part = h
+                    .join()
+                    .map_err(|_| Error::Usage("a lookup thread panicked".into()))??;
+                out.extend(part);
+            }
+            out.truncate(MAX_RESULTS);
+            Ok(out)
+        })
+    }
+
+    fn take(&self) -> Result<Connection, Error> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => {
+                let c = alpr_runtime::sqlite::open(&self.path, std::time::Duration::from_secs(10))?;
+                c.pragma_update(None, "query_only", true)?;
+                c.set_prepared_statement_cache_capacity(512);
+                Ok(c)
+            }
+        }
+    }
+
+    fn give(&self, c: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(c);
+        }
+    }
+}
+
+/// Count stored reads.
+pub fn count_reads(db: &Db) -> Result<i64, Error> {
+    let conn = &db.conn;
+    Ok(
+        conn.query_row("SELECT COALESCE(SUM(rows), 0) FROM partitions", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Drop every day partition entirely older than `cutoff` (Unix seconds), first copying aside
+/// the reads under evidence holds active at `now`. Returns the days dropped and the reads
+/// they held.
+pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64), Error> {
+    // A day is dropped only when all of it lies before the cutoff.
+    let last_whole_day = cutoff.div_euclid(DAY) - 1;
+    let tx = db.conn.transaction()?;
+    let doomed: Vec<(i64, i64)> = {
+        let mut st = tx.prepare("SELECT day, rows FROM partitions WHERE day <= ?1 ORDER BY day")?;
+        st.query_map([last_whole_day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
+    super::holds::preserve_held(&tx, &days, now)?;
+    super::holds::release_expired(&tx, now)?;
+    let mut reads = 0;
+    for (day, rows) in &doomed {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(*day)))?;
+        tx.execute("DELETE FROM partitions WHERE day = ?1", [day])?;
+        reads += rows;
+    }
+    tx.commit()?;
+    Ok((doomed.into_iter().map(|(d, _)| d).collect(), reads))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{SCHEMA, SCHEMA_VERSION, has_column, open};
+
+    fn read(plate: &str, at: i64) -> Read {
+        Read {
+            plate: plate.into(),
+            captured_at: at,
+            camera_id: "cam-1".into(),
+            latitude: 34.1,
+            longitude: -118.2,
+            plate_state: "CA".into(),
+        }
+    }
+
+    fn ca(plate: &str) -> PlateKey<'_> {
+        PlateKey { plate, state: "CA" }
+    }
+
+    #[test]
+    fn lookup_returns_the_oldest_reads_in_window_capped_across_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("node.db")).unwrap();
+        let day0 = 20_000 * DAY;
+        // 500 reads of the plate on each of 3 days, plus another plate.
+        let mut reads = Vec::new();
+        for d in 0..3 {
+            for i in 0..500 {
+                reads.push(read("7ABC123", day0 + d * DAY + i * 60));
+            }
+            reads.push(read("8XYZ999", day0 + d * DAY + 30));
+        }
+        insert_reads(&mut conn, &reads).unwrap();
+        let all = lookup(&conn, ca("7ABC123"), day0, day0 + 3 * DAY).unwrap();
+        assert_eq!(all.len(), MAX_RESULTS);
+        assert!(all.windows(2).all(|w| w[0].captured_at < w[1].captured_at));
+        assert_eq!(all[0].captured_at, day0);
+        assert!(all.iter().all(|r| r.plate == "7ABC123"));
+        // The window bounds are inclusive and respected; repeated lookups with different
+        // remaining counts give the same answers.
+        for _ in 0..3 {
+            let part = lookup(&conn, ca("7ABC123"), day0 + DAY + 60, day0 + 2 * DAY + 120).unwrap();
+            assert_eq!(part.len(), 499 + 3);
+            assert_eq!(part[0].captured_at, day0 + DAY + 60);
+            assert_eq!(part.last().unwrap().captured_at, day0 + 2 * DAY + 120);
+        }
+        assert_eq!(
+            lookup(&conn, ca("8XYZ999"), day0, day0 + 3 * DAY)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            lookup(&conn, ca("0NONE00"), day0, day0 + 3 * DAY)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn readers_split_a_long_window_across_days_and_agree_with_one_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let mut conn = open(&path).unwrap();
+        let day0 = 20_100 * DAY;
+        // 40 days, 30 reads of the plate a day (1,200 in all: past the cap), plus noise.
+        let mut reads = Vec::new();
+        for d in 0..40 {
+            for i in 0..30 {
+                reads.push(read("7ABC123", day0 + d * DAY + 3600 + i * 60));
+            }
+            reads.push(read("8XYZ999", day0 + d * DAY + 7200));
+        }
+        insert_reads(&mut conn, &reads).unwrap();
+        let readers = Readers::new(&path);
+        for (start, end) in [
+            (day0, day0 + 40 * DAY),
+            (day0 + 5 * DAY + 3900, day0 + 29 * DAY + 3700),
+            (day0 + 2 * DAY, day0 + 4 * DAY),
+            (day0 - 10 * DAY, day0 - DAY),
+        ] {
+            let one = lookup(&conn, ca("7ABC123"), start, end).unwrap();
+            let many = readers.lookup(ca("7ABC123"), start, end).unwrap();
+            assert_eq!(one, many, "window {start}..{end}");
+            assert!(many.windows(2).all(|w| w[0].captured_at < w[1].captured_at));
+            assert!(many.len() <= MAX_RESULTS);
+        }
+        let all = readers
+            .lookup(ca("7ABC123"), day0, day0 + 40 * DAY)
+            .unwrap();
+        assert_eq!(all.len(), MAX_RESULTS);
+        assert_eq!(all[0].captured_at, day0 + 3600);
+        assert_eq!(
+            readers
+                .lookup(ca("8XYZ999"), day0, day0 + 40 * DAY)
+                .unwrap()
+                .len(),
+            40
+        );
+        // Connections are reused, not opened per lookup.
+        assert!(readers.idle.lock().unwrap().len() <= MAX_READERS_PER_LOOKUP);
+    }
+
+    #[test]
+    fn a_purged_day_is_skipped_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let mut conn = open(&path).unwrap();
+        let day0 = 20_200 * DAY;
+        let reads: Vec<Read> = (0..3)
+            .map(|d| read("7ABC123", day0 + d * DAY + 60))
+            .collect();
+        insert_reads(&mut conn, &reads).unwrap();
+        let days = window_days(day0, day0 + 3 * DAY);
+        assert_eq!(partitions(&conn).unwrap().len(), 3);
+        // Purge the first day, as the retention task may while a lookup is under way.
+        purge_before(&mut conn, day0 + DAY, day0 + DAY).unwrap();
+        let got = lookup_days(&conn.conn, days, ca("7ABC123"), day0, day0 + 3 * DAY).unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.captured_at).collect::<Vec<_>>(),
+            vec![day0 + DAY + 60, day0 + 2 * DAY + 60]
+        );
+    }
+
+    #[test]
+    fn the_same_characters_in_two_states_are_two_vehicles() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("node.db")).unwrap();
+        let day0 = 20_300 * DAY;
+        let nv = Read {
+            plate_state: "NV".into(),
+            ..read("8ABC123", day0 + 120)
+        };
+        let unknown = Read {
+            plate_state: String::new(),
+            ..read("8ABC123", day0 + 180)
+        };
+        insert_reads(&mut conn, &[read("8ABC123", day0 + 60), nv, unknown]).unwrap();
+        let states = |key| {
+            lookup(&conn, key, day0, day0 + DAY)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.plate_state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(states(ca("8ABC123")), vec!["CA"]);
+        assert_eq!(
+            states(PlateKey {
+                plate: "8ABC123",
+                state: "NV"
+            }),
+            vec!["NV"]
+        );
+        // "Any state" is the only way to reach reads whose state is unknown.
+        assert_eq!(
+            states(PlateKey {
+                plate: "8ABC123",
+                state: alpr_proto::input::ANY_STATE
+            }),
+            vec!["CA", "NV", ""]
+        );
+    }
+
+    #[test]
+    fn a_database_from_before_plate_states_migrates_with_the_state_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let day = 20_400;
+        {
+            // The version-0 layout: no plate_state, the old covering index.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "{SCHEMA}
+                 CREATE TABLE reads_{day} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);
+                 CREATE INDEX reads_{day}_plate_cover ON reads_{day} (plate, captured_at, camera_id, latitude, longitude);
+                 INSERT INTO reads_{day} VALUES ('8ABC123', {t}, 'cam-9', 34.0, -119.0);
+                 INSERT INTO reads_{day} VALUES ('8ABC123', {t}, 'cam-9', 34.0, -119.0);
+                 INSERT INTO partitions (day, rows) VALUES ({day}, 2);
+                 CREATE TABLE held_reads (hold_id INTEGER NOT NULL, plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL);",
+                t = day * DAY + 60
+            ))
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(has_column(&conn.conn, "held_reads", "plate_state").unwrap());
+        let any = PlateKey {
+            plate: "8ABC123",
+            state: alpr_proto::input::ANY_STATE,
+        };
+        let got = lookup(&conn, any, day * DAY, (day + 1) * DAY).unwrap();
+        assert_eq!(got.len(), 1, "the exact duplicate was removed");
+        assert_eq!(count_reads(&conn).unwrap(), 1);
+        assert_eq!(got[0].plate_state, "");
+        assert!(
+            lookup(&conn, ca("8ABC123"), day * DAY, (day + 1) * DAY)
+                .unwrap()
+                .is_empty()
+        );
+        drop(conn);
+        // Opening again is a no-op; a database from newer code is refused.
+        open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        let e = open(&path).unwrap_err().to_string();
+        assert!(e.contains("newer than this alpr-node"), "{e}");
+    }
+
+    #[test]
+    fn an_exact_duplicate_read_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("node.db")).unwrap();
+        let day0 = 20_500 * DAY;
+        let reads = vec![read("8ABC123", day0 + 60), read("8ABC123", day0 + 120)];
+        assert_eq!(insert_reads(&mut conn, &reads).unwrap(), 2);
+        assert_eq!(
+            insert_reads(&mut conn, &reads).unwrap(),
+            0,
+            "the same reads again"
+        );
+        // Differing in any part of its identity, it is another read.
+        let other = Read {
+            camera_id: "cam-2".into(),
+            ..read("8ABC123", day0 + 60)
+        };
+        assert_eq!(insert_reads(&mut conn, &[other]).unwrap(), 1);
+        assert_eq!(count_reads(&conn).unwrap(), 3);
+        assert_eq!(
+            lookup(&conn, ca("8ABC123"), day0, day0 + DAY)
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+}

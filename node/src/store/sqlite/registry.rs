@@ -1,0 +1,60 @@
+//! This node's verified copy of the registry log: leaf hashes and the tree heads seen.
+
+use alpr_proto::merkle::{self, Hash};
+use rusqlite::{OptionalExtension, params};
+
+use super::Db;
+use crate::Error;
+
+/// The leaf hashes of this node's copy of the registry log, in order.
+pub fn stored_hashes(db: &Db) -> Result<Vec<Hash>, Error> {
+    let mut st = db
+        .conn
+        .prepare("SELECT hash FROM registry_leaves ORDER BY idx")?;
+    let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(
+            merkle::hash_from_slice(&r?)
+                .map_err(|e| Error::Audit(format!("stored registry hash: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The size and root of the newest verified tree head this node kept.
+pub fn last_head(db: &Db) -> Result<Option<(u64, Hash)>, Error> {
+    let row: Option<(i64, Vec<u8>)> = db
+        .conn
+        .query_row(
+            "SELECT size, root FROM registry_heads ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(s, r)| {
+        Ok((
+            s as u64,
+            merkle::hash_from_slice(&r).map_err(|e| Error::Audit(e.to_string()))?,
+        ))
+    })
+    .transpose()
+}
+
+/// Keep the hash of registry leaf `index`.
+pub fn append_leaf(db: &Db, index: u64, hash: &Hash) -> Result<(), Error> {
+    db.conn.execute(
+        "INSERT INTO registry_leaves (idx, hash) VALUES (?1, ?2)",
+        params![index as i64, hash.to_vec()],
+    )?;
+    Ok(())
+}
+
+/// Keep a verified tree head (`sth`: the signed head, encoded).
+pub fn put_head(db: &Db, size: u64, root: &Hash, sth: &[u8], now: i64) -> Result<(), Error> {
+    db.conn.execute(
+        "INSERT OR REPLACE INTO registry_heads (size, root, sth, seen_at) VALUES (?1, ?2, ?3, ?4)",
+        params![size as i64, root.to_vec(), sth, now],
+    )?;
+    Ok(())
+}
