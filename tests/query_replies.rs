@@ -246,7 +246,7 @@ async fn the_requesting_node_rechecks_whatever_the_broker_relays() {
         decided_by: VENTURA.into(),
         ..Default::default()
     };
-    let check = |r| alpr_node::service::check_result(&fed.trust, &q, r, now);
+    let check = |r| alpr_node::outbound::check_result(&fed.trust, &q, r, now);
 
     let good = envelope::seal(&ventura, ANSWER, &answer(&q.requester_user)).unwrap();
     let (r, signer) = check(relayed(TargetStatus::Answered, Some(good.clone())));

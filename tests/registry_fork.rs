@@ -36,6 +36,7 @@ fn snapshot(fed: &Federation, to: &std::path::Path) {
     fed.broker
         .broker
         .db()
+        .connection()
         .execute("VACUUM INTO ?1", [to.to_str().unwrap()])
         .unwrap();
 }

@@ -19,14 +19,13 @@ use alpr_proto::reply::VerifiedReply;
 use alpr_proto::rules::StateRules;
 use alpr_runtime::tls::TlsIdentity;
 use prost::Message;
-use rusqlite::Connection;
 use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::Error;
 use crate::config::BrokerConfig;
 use crate::registry::{self as reg, Registry};
-use crate::store::{self, LogEntry};
+use crate::store::{self, Db, LogEntry};
 use crate::vocabulary::{Decision, Event};
 
 /// The broker's shared state.
@@ -34,7 +33,7 @@ pub struct Broker {
     /// Trust store and TLS server config, reloaded when CRLs change.
     pub(crate) tls: alpr_runtime::tls::ReloadableTls,
     signer: Signer,
-    db: Mutex<Connection>,
+    db: Mutex<Db>,
     /// Group-commit writer of routing decisions and results.
     log_writer: store::LogWriter,
     /// Query ids already routed to each target, made durable by the routing log.
@@ -111,11 +110,11 @@ impl Broker {
     /// Open the broker from its config.
     pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
         let (trust, tls, signer, _) = Self::identity(cfg)?;
-        let conn = store::open(&cfg.db_path())?;
-        let registry = Registry::load(&conn, &trust)?;
+        let db = store::open(&cfg.db_path())?;
+        let registry = Registry::load(&db, &trust)?;
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
-        for (id, target, at) in store::routed_ids_since(&conn, since)? {
+        for (id, target, at) in store::routed_ids_since(&db, since)? {
             replay.remember(&id, &target, at);
         }
         let log_writer = store::LogWriter::open(&cfg.db_path())?;
@@ -134,7 +133,7 @@ impl Broker {
         Ok(Arc::new(Self {
             tls,
             signer,
-            db: Mutex::new(conn),
+            db: Mutex::new(db),
             log_writer,
             replay,
             registry: RwLock::new(registry),
@@ -155,8 +154,9 @@ impl Broker {
         Ok(self.tls.reload()?)
     }
 
-    /// Lock the database (a poisoned lock still holds a consistent SQLite connection).
-    pub fn db(&self) -> MutexGuard<'_, Connection> {
+    /// Lock the database (a poisoned lock still holds a consistent database handle: every
+    /// write is one transaction).
+    pub fn db(&self) -> MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -180,7 +180,7 @@ impl Broker {
     ) -> Result<(String, u64, SignedTreeHead), Error> {
         let now = alpr_pki::now_unix();
         let result = self.register_inner(sa, now);
-        let mut conn = self.db();
+        let mut db = self.db();
         let entry = LogEntry {
             requester: Some(peer.describe()),
             reason_code: result.as_ref().err().map(|e| match e {
@@ -200,7 +200,7 @@ impl Broker {
                 },
             )
         };
-        store::log(&mut conn, &[entry])?;
+        store::log(&mut db, &[entry])?;
         let (id, _) = result?;
         let v = agreement::verify(&self.trust(), sa, now)?;
         let leaf = RegistryEvent {
@@ -215,10 +215,10 @@ impl Broker {
         .encode_to_vec();
         let (index, head) =
             self.reg_mut()
-                .append(&mut conn, &self.trust(), &self.signer, leaf, now)?;
+                .append(&mut db, &self.trust(), &self.signer, leaf, now)?;
         for admin in [&v.provider_admin, &v.requester_admin] {
             if let Some(a) = &admin.agency {
-                store::put_agency(&conn, a)?;
+                store::put_agency(&db, a)?;
             }
         }
         Ok((id, index, head))
@@ -238,7 +238,7 @@ impl Broker {
             alpr_proto::registry::ACTION,
             now,
         )?;
-        let mut conn = self.db();
+        let mut db = self.db();
         let result = {
             let reg = self.reg();
             match reg.records().get(&a.agreement_id) {
@@ -252,7 +252,7 @@ impl Broker {
             }
         };
         store::log(
-            &mut conn,
+            &mut db,
             &[LogEntry {
                 requester: Some(peer.describe()),
                 reason_code: result.as_ref().err().map(|e| match e {
@@ -287,7 +287,7 @@ impl Broker {
         }
         .encode_to_vec();
         self.reg_mut()
-            .append(&mut conn, &self.trust(), &self.signer, leaf, now)
+            .append(&mut db, &self.trust(), &self.signer, leaf, now)
     }
 
     /// The latest signed tree head (a signed empty head if nothing is registered yet).
@@ -358,8 +358,8 @@ impl Broker {
         }
         let th = alpr_proto::pb::TreeHead::decode(cs.tree_head.as_slice())
             .map_err(|e| Error::Usage(format!("cosigned tree head does not decode: {e}")))?;
-        let conn = self.db();
-        let mut sth = reg::head_of_size(&conn, th.size)?
+        let db = self.db();
+        let mut sth = reg::head_of_size(&db, th.size)?
             .ok_or_else(|| Error::Usage(format!("no tree head of size {}", th.size)))?;
         if sth.head.as_ref().map(|h| &h.payload) != Some(&cs.tree_head) {
             return Err(Error::Usage(
@@ -372,7 +372,7 @@ impl Broker {
                 .unwrap_or(false)
         });
         sth.cosignatures.push(cosig.clone());
-        reg::put_head(&conn, th.size, &sth)?;
+        reg::put_head(&db, th.size, &sth)?;
         Ok(sth)
     }
 
@@ -583,11 +583,11 @@ impl Broker {
     ) -> Result<(Vec<Plan>, Vec<LogEntry>), Error> {
         let agreements = self.agreements();
         let trust = self.trust();
-        let conn = self.db();
+        let db = self.db();
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
         for t in targets {
-            let known = store::agency_jurisdiction(&conn, t)?;
+            let known = store::agency_jurisdiction(&db, t)?;
             if known.is_none() && !self.nodes.contains_key(t) {
                 let detail = format!(
                     "no agency {t} is known to this broker (no route to it and no agreement with it registered); check the ORI"

@@ -342,10 +342,7 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
 }
 
 /// The broker database of a broker that exists: host commands never create it.
-fn open_existing(
-    cfg: &BrokerConfig,
-    config: &std::path::Path,
-) -> Result<rusqlite::Connection, Error> {
+fn open_existing(cfg: &BrokerConfig, config: &std::path::Path) -> Result<store::Db, Error> {
     let path = cfg.db_path();
     if !path.exists() {
         return Err(Error::Usage(format!(
@@ -383,9 +380,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Agreements { config } => {
             let cfg = BrokerConfig::load(&config)?;
-            let conn = open_existing(&cfg, &config)?;
+            let db = open_existing(&cfg, &config)?;
             let trust = alpr_pki::TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
-            let reg = crate::registry::Registry::load(&conn, &trust)?;
+            let reg = crate::registry::Registry::load(&db, &trust)?;
             let now = alpr_pki::now_unix();
             for a in reg.views() {
                 let status = if a.status == alpr_proto::agreement::AgreementStatus::Active
@@ -412,8 +409,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Log { config } => {
             let cfg = BrokerConfig::load(&config)?;
-            let conn = open_existing(&cfg, &config)?;
-            for e in store::read_log(&conn)? {
+            let db = open_existing(&cfg, &config)?;
+            for e in store::read_log(&db)? {
                 let mut v = serde_json::to_value(&e).map_err(|e| Error::Usage(e.to_string()))?;
                 if let Some(t) = v.get("at").and_then(serde_json::Value::as_i64) {
                     v["at"] = alpr_pki::fmt_time(t).into();

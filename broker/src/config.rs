@@ -119,3 +119,6 @@ impl BrokerConfig {
         self.data_dir.join("broker.db")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,7 @@ pub enum Error {
     Refused(#[from] alpr_proto::Error),
     /// The database failed.
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] crate::store::DbError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -18,6 +18,9 @@ pub mod service;
 pub mod store;
 pub mod vocabulary;
 
+#[cfg(test)]
+mod testkit;
+
 pub use broker::Broker;
 pub use config::BrokerConfig;
 pub use error::Error;

@@ -165,3 +165,6 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
         .route("/", axum::routing::get(index))
         .with_state(broker)
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,14 +11,9 @@ use alpr_proto::merkle::{self, Hash};
 use alpr_proto::pb::{SignedAgreement, SignedTreeHead, TreeHead};
 use alpr_proto::registry::{self, AgreementRecord, TREE_HEAD};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS registry (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS tree_heads (size INTEGER PRIMARY KEY, sth BLOB NOT NULL);
-"#;
+use crate::store::{self, Db};
 
 /// The registry as the broker holds it.
 #[derive(Default)]
@@ -30,15 +25,11 @@ pub struct Registry {
 
 impl Registry {
     /// Load and verify the whole log.
-    pub fn load(conn: &Connection, trust: &TrustStore) -> Result<Self, Error> {
-        conn.execute_batch(SCHEMA)?;
-        let mut st = conn.prepare("SELECT idx, leaf FROM registry ORDER BY idx")?;
-        let rows: Vec<(i64, Vec<u8>)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+    pub fn load(db: &Db, trust: &TrustStore) -> Result<Self, Error> {
+        let rows = store::registry_leaves(db)?;
         let mut reg = Self::default();
         for (i, (idx, leaf)) in rows.into_iter().enumerate() {
-            if idx != i as i64 {
+            if idx != i as u64 {
                 return Err(Error::Usage(format!(
                     "registry database: entry {i} is missing"
                 )));
@@ -96,7 +87,7 @@ impl Registry {
     /// Verify and append a leaf durably, sign the new tree head; returns (index, head).
     pub fn append(
         &mut self,
-        conn: &mut Connection,
+        db: &mut Db,
         trust: &TrustStore,
         signer: &Signer,
         leaf: Vec<u8>,
@@ -116,16 +107,7 @@ impl Registry {
             head: Some(envelope::seal(signer, TREE_HEAD, &th)?),
             cosignatures: vec![],
         };
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO registry (idx, leaf) VALUES (?1, ?2)",
-            params![index as i64, leaf],
-        )?;
-        tx.execute(
-            "INSERT INTO tree_heads (size, sth) VALUES (?1, ?2)",
-            params![(index + 1) as i64, sth.encode_to_vec()],
-        )?;
-        tx.commit()?;
+        store::append_registry_leaf(db, index, &leaf, &sth.encode_to_vec())?;
         self.records = records;
         self.hashes = hashes;
         self.leaves.push(leaf);
@@ -170,42 +152,26 @@ impl Registry {
 }
 
 /// The latest stored signed tree head (with cosignatures), if any.
-pub fn latest_head(conn: &Connection) -> Result<Option<SignedTreeHead>, Error> {
-    let blob: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT sth FROM tree_heads ORDER BY size DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    blob.map(|b| {
-        SignedTreeHead::decode(b.as_slice())
-            .map_err(|e| Error::Usage(format!("stored tree head: {e}")))
-    })
-    .transpose()
+pub fn latest_head(db: &Db) -> Result<Option<SignedTreeHead>, Error> {
+    store::latest_tree_head(db)?.map(decode_head).transpose()
 }
 
 /// The stored signed tree head of one size.
-pub fn head_of_size(conn: &Connection, size: u64) -> Result<Option<SignedTreeHead>, Error> {
-    let blob: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT sth FROM tree_heads WHERE size = ?1",
-            [size as i64],
-            |r| r.get(0),
-        )
-        .optional()?;
-    blob.map(|b| {
-        SignedTreeHead::decode(b.as_slice())
-            .map_err(|e| Error::Usage(format!("stored tree head: {e}")))
-    })
-    .transpose()
+pub fn head_of_size(db: &Db, size: u64) -> Result<Option<SignedTreeHead>, Error> {
+    store::tree_head_of_size(db, size)?
+        .map(decode_head)
+        .transpose()
 }
 
 /// Replace a stored head (to add cosignatures).
-pub fn put_head(conn: &Connection, size: u64, sth: &SignedTreeHead) -> Result<(), Error> {
-    conn.execute(
-        "INSERT OR REPLACE INTO tree_heads (size, sth) VALUES (?1, ?2)",
-        params![size as i64, sth.encode_to_vec()],
-    )?;
-    Ok(())
+pub fn put_head(db: &Db, size: u64, sth: &SignedTreeHead) -> Result<(), Error> {
+    store::put_tree_head(db, size, &sth.encode_to_vec())
 }
+
+fn decode_head(bytes: Vec<u8>) -> Result<SignedTreeHead, Error> {
+    SignedTreeHead::decode(bytes.as_slice())
+        .map_err(|e| Error::Usage(format!("stored tree head: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

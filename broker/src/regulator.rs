@@ -392,3 +392,6 @@ pub fn report(view: &RegistryView, now: i64, refusals: &[(String, String, u64)])
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@
 //! [`CHECKPOINT_EVERY`] entries (and at least once a minute while entries arrive) the node
 //! signs a checkpoint of the chain head.
 
+use alpr_proto::admission::QueryFacts;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -164,6 +165,43 @@ impl AuditEntry {
             count: None,
             decided_by: None,
         }
+    }
+}
+
+impl AuditEntry {
+    /// An entry of `event` with `decision` at `now` that records a query's facts: who asked
+    /// (investigator, or the endorsing node), and the query's plate, purpose, case, reason,
+    /// window and targets.
+    pub fn for_query(event: Event, decision: Decision, now: i64, facts: &QueryFacts) -> Self {
+        let mut e = AuditEntry::new(now, event, decision);
+        if let Some(inv) = &facts.investigator {
+            e.requester_user = inv.user.clone();
+            e.requester_ori = inv.ori().map(str::to_owned);
+            e.requester_agency = inv
+                .agency
+                .as_ref()
+                .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
+        } else if let Some(end) = &facts.endorser {
+            e.requester_ori = end.ori().map(str::to_owned);
+            e.requester_agency = end
+                .agency
+                .as_ref()
+                .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind));
+        }
+        if let Some(q) = &facts.query {
+            e.query_id = Some(hex::encode(&q.query_id));
+            e.plate = Some(q.plate.clone());
+            e.plate_state = (!q.plate_state.is_empty()).then(|| q.plate_state.clone());
+            e.purpose = Some(q.purpose_code.clone());
+            e.case_number = Some(q.case_number.clone());
+            e.reason = Some(q.reason.clone());
+            e.warrant_ref = (!q.warrant_ref.is_empty()).then(|| q.warrant_ref.clone());
+            e.on_behalf_of = (!q.on_behalf_of_ori.is_empty()).then(|| q.on_behalf_of_ori.clone());
+            e.window_start = Some(q.window_start);
+            e.window_end = Some(q.window_end);
+            e.target = Some(q.targets.join(","));
+        }
+        e
     }
 }
 

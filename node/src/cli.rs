@@ -12,7 +12,7 @@ use prost::Message;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::audit::{Decision, Event};
+use crate::audit::Decision;
 use crate::client::{self, Reply, SearchParams};
 use crate::settings::Switch;
 use crate::{Error, Node, NodeConfig, audit, ingest, store};
@@ -702,15 +702,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 })
             };
             let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let (n, flag) = (node.clone(), stop.clone());
-            let (result, hits) = tokio::task::spawn_blocking(move || {
-                let mut hits: Vec<String> = Vec::new();
-                let r = ingest::ingest_csv(
-                    &mut |b| {
-                        let s = n.store_reads(b)?;
-                        hits.extend(s.hits);
-                        Ok(s.stored)
-                    },
+            let (n, flag, source) = (node.clone(), stop.clone(), file.display().to_string());
+            let done = tokio::task::spawn_blocking(move || {
+                n.ingest_file(
+                    &source,
                     std::io::BufReader::new(f),
                     |lines| {
                         if tty {
@@ -718,60 +713,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         }
                     },
                     Some(&flag),
-                );
-                (r, hits)
+                )
             })
             .await
-            .map_err(|e| Error::Usage(format!("ingest stopped: {e}")))?;
+            .map_err(|e| Error::Usage(format!("ingest stopped: {e}")));
             watcher.abort();
             if tty {
                 eprintln!();
             }
-            let report = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    node.audit(&[audit::AuditEntry {
-                        detail: Some(format!("{}: {e}", file.display())),
-                        ..audit::AuditEntry::new(
-                            alpr_pki::now_unix(),
-                            Event::Ingest,
-                            Decision::Error,
-                        )
-                    }])?;
-                    return Err(e);
-                }
-            };
+            let ingest::FileIngest {
+                report,
+                hits,
+                decision,
+                summary,
+            } = done??;
             let rejected = report.rejects.len() as u64;
-            let decision = if report.interrupted {
-                Decision::Interrupted
-            } else if report.accepted == 0 {
-                Decision::NothingAccepted
-            } else if rejected > 0 {
-                Decision::Partial
-            } else {
-                Decision::Ok
-            };
-            let summary = format!(
-                "{}: {} lines read; {} reads stored, {} already stored (skipped), {rejected} rows rejected, {} hot-list hit(s){}",
-                file.display(),
-                report.lines,
-                report.stored,
-                report.duplicates,
-                hits.len(),
-                if report.interrupted {
-                    format!(
-                        "; stopped after line {} — run the same command again to resume (stored reads are skipped)",
-                        report.lines
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            node.audit(&[audit::AuditEntry {
-                count: Some(report.stored),
-                detail: Some(summary.clone()),
-                ..audit::AuditEntry::new(alpr_pki::now_unix(), Event::Ingest, decision)
-            }])?;
             for h in &hits {
                 println!("HOT-LIST HIT: {h}");
             }
@@ -1065,29 +1021,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
             by,
         }) => {
             let cfg = load_existing(&config)?;
-            let conn = store::AuditDb::open(&cfg.audit_path())?;
-            let f = filter.to_filter()?;
-            let entries = store::audit::query(&conn, &f)?;
-            let text = match format.as_str() {
-                "jsonl" => audit::to_jsonl(&entries)?,
-                "csv" => audit::to_csv(&entries),
-                other => {
-                    return Err(Error::Usage(format!(
-                        "format {other:?} must be jsonl or csv"
-                    )));
-                }
-            };
-            std::fs::write(&out, text).map_err(|e| Error::io(&out, e))?;
-            store::AuditLog::open(&cfg.audit_path(), None)?.append(vec![audit::AuditEntry {
-                requester_user: Some(by),
-                count: Some(entries.len() as u64),
-                detail: Some(format!(
-                    "{format} export to {} with filter {f}",
-                    out.display()
-                )),
-                ..audit::AuditEntry::new(alpr_pki::now_unix(), Event::Export, Decision::Ok)
-            }])?;
-            println!("exported {} entries to {}", entries.len(), out.display());
+            let format: crate::export::Format = format.parse()?;
+            let n = crate::export::export_audit(
+                &cfg.audit_path(),
+                &filter.to_filter()?,
+                format,
+                &out,
+                &by,
+            )?;
+            println!("exported {n} entries to {}", out.display());
             Ok(())
         }
         Command::Audit(AuditCmd::Verify { config }) => {

@@ -40,17 +40,6 @@ pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) 
         .collect()
 }
 
-/// What storing a batch of reads did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stored {
-    /// Reads newly stored.
-    pub stored: u64,
-    /// Reads already stored (exact duplicates), skipped.
-    pub duplicates: u64,
-    /// Hot-list hits among the reads (each also an `alert` audit entry), as text.
-    pub hits: Vec<String>,
-}
-
 impl Node {
     /// Place an evidence hold (a supervisor of this agency), logged.
     pub fn place_hold(
@@ -169,29 +158,5 @@ impl Node {
             ..AuditEntry::new(now, Event::HotlistLoad, Decision::Ok)
         }])?;
         Ok(entries.len() as u64)
-    }
-
-    /// Store validated reads and raise hot-list alerts for matches (used by every ingest path).
-    pub fn store_reads(&self, reads: &[Read]) -> Result<Stored, Error> {
-        let now = alpr_pki::now_unix();
-        let (stored, alerts) = {
-            let mut db = self.db();
-            let stored = store::insert_reads(&mut db, reads)?;
-            (
-                stored,
-                hits(&store::holds::active_hotlist(&db, now)?, reads, now),
-            )
-        };
-        self.metrics.ingested_reads.inc_by(stored);
-        if !alerts.is_empty() {
-            self.metrics.hotlist_hits.inc_by(alerts.len() as u64);
-            tracing::warn!(hits = alerts.len(), "hot-list hits");
-            self.audit(&alerts)?;
-        }
-        Ok(Stored {
-            stored,
-            duplicates: reads.len() as u64 - stored,
-            hits: alerts.into_iter().filter_map(|a| a.detail).collect(),
-        })
     }
 }

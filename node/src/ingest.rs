@@ -13,9 +13,11 @@ use alpr_proto::pb::Read;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::Error;
-#[cfg(test)]
-use crate::store;
+use alpr_proto::pb::IngestSummary;
+
+use crate::audit::{AuditEntry, Decision, Event};
+use crate::node::Node;
+use crate::{Error, store};
 
 /// Rows per transaction.
 pub const BATCH: usize = 10_000;
@@ -261,6 +263,176 @@ pub fn ingest_csv(
     report.lines = line_no;
     progress(line_no);
     Ok(report)
+}
+
+/// What ingesting one file did, as logged.
+#[derive(Clone, Debug)]
+pub struct FileIngest {
+    /// Rows read, stored, skipped and rejected.
+    pub report: IngestReport,
+    /// Hot-list hits among the stored reads, as text.
+    pub hits: Vec<String>,
+    /// The outcome logged: ok, partial, nothing_accepted or interrupted.
+    pub decision: Decision,
+    /// The one-line summary logged with it.
+    pub summary: String,
+}
+
+/// The outcome of an ingest.
+pub fn outcome(report: &IngestReport) -> Decision {
+    if report.interrupted {
+        Decision::Interrupted
+    } else if report.accepted == 0 {
+        Decision::NothingAccepted
+    } else if !report.rejects.is_empty() {
+        Decision::Partial
+    } else {
+        Decision::Ok
+    }
+}
+
+impl Node {
+    /// Ingest a CSV file's reads (`source` names it in the log), raising hot-list alerts,
+    /// and log the outcome — or the error that stopped it. Blocking.
+    pub fn ingest_file<R: std::io::BufRead>(
+        &self,
+        source: &str,
+        input: R,
+        progress: impl FnMut(u64),
+        stop: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<FileIngest, Error> {
+        let mut hits: Vec<String> = Vec::new();
+        let result = ingest_csv(
+            &mut |b| {
+                let s = self.store_reads(b)?;
+                hits.extend(s.hits);
+                Ok(s.stored)
+            },
+            input,
+            progress,
+            stop,
+        );
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.audit(&[AuditEntry {
+                    detail: Some(format!("{source}: {e}")),
+                    ..AuditEntry::new(alpr_pki::now_unix(), Event::Ingest, Decision::Error)
+                }])?;
+                return Err(e);
+            }
+        };
+        let decision = outcome(&report);
+        let summary = format!(
+            "{source}: {} lines read; {} reads stored, {} already stored (skipped), {} rows rejected, {} hot-list hit(s){}",
+            report.lines,
+            report.stored,
+            report.duplicates,
+            report.rejects.len(),
+            hits.len(),
+            if report.interrupted {
+                format!(
+                    "; stopped after line {} — run the same command again to resume (stored reads are skipped)",
+                    report.lines
+                )
+            } else {
+                String::new()
+            }
+        );
+        self.audit(&[AuditEntry {
+            count: Some(report.stored),
+            detail: Some(summary.clone()),
+            ..AuditEntry::new(alpr_pki::now_unix(), Event::Ingest, decision)
+        }])?;
+        Ok(FileIngest {
+            report,
+            hits,
+            decision,
+            summary,
+        })
+    }
+}
+
+/// What storing a batch of reads did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Reads newly stored.
+    pub stored: u64,
+    /// Reads already stored (exact duplicates), skipped.
+    pub duplicates: u64,
+    /// Hot-list hits among the reads (each also an `alert` audit entry), as text.
+    pub hits: Vec<String>,
+}
+
+impl Node {
+    /// Store validated reads and raise hot-list alerts for matches (used by every ingest path).
+    pub fn store_reads(&self, reads: &[Read]) -> Result<Stored, Error> {
+        let now = alpr_pki::now_unix();
+        let (stored, alerts) = {
+            let mut db = self.db();
+            let stored = store::insert_reads(&mut db, reads)?;
+            (
+                stored,
+                crate::holds::hits(&store::holds::active_hotlist(&db, now)?, reads, now),
+            )
+        };
+        self.metrics.ingested_reads.inc_by(stored);
+        if !alerts.is_empty() {
+            self.metrics.hotlist_hits.inc_by(alerts.len() as u64);
+            tracing::warn!(hits = alerts.len(), "hot-list hits");
+            self.audit(&alerts)?;
+        }
+        Ok(Stored {
+            stored,
+            duplicates: reads.len() as u64 - stored,
+            hits: alerts.into_iter().filter_map(|a| a.detail).collect(),
+        })
+    }
+
+    /// Validate and store streamed reads; returns the summary.
+    pub fn ingest_reads(&self, reads: Vec<Read>, by: &str) -> Result<IngestSummary, Error> {
+        let mut ok = Vec::with_capacity(reads.len());
+        let mut errors = Vec::new();
+        let mut rejected = 0u64;
+        for (i, r) in reads.into_iter().enumerate() {
+            match crate::ingest::validate_read(r) {
+                Ok(r) => ok.push(r),
+                Err(e) => {
+                    rejected += 1;
+                    if errors.len() < 100 {
+                        errors.push(format!("read {}: {e}", i + 1));
+                    }
+                }
+            }
+        }
+        let mut stored = 0;
+        for chunk in ok.chunks(crate::ingest::BATCH) {
+            stored += self.store_reads(chunk)?.stored;
+        }
+        self.audit(&[AuditEntry {
+            count: Some(stored),
+            requester_user: Some(by.into()),
+            detail: Some(format!(
+                "stream ingest: {} accepted ({stored} new, {} already stored), {rejected} rejected",
+                ok.len(),
+                ok.len() as u64 - stored
+            )),
+            ..AuditEntry::new(
+                alpr_pki::now_unix(),
+                Event::Ingest,
+                if rejected == 0 {
+                    Decision::Ok
+                } else {
+                    Decision::Partial
+                },
+            )
+        }])?;
+        Ok(IngestSummary {
+            accepted: ok.len() as u64,
+            rejected,
+            errors,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -8,16 +8,20 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
 mod error;
+pub mod export;
 pub mod holds;
+pub mod inbound;
 pub mod ingest;
 pub mod metrics;
 pub mod node;
+pub mod outbound;
 pub mod registry;
 pub mod reports;
 pub mod server;

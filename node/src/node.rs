@@ -18,7 +18,6 @@ use tonic::transport::Channel;
 use crate::audit::AuditEntry;
 use crate::audit::{Decision, Event};
 use crate::config::NodeConfig;
-use crate::settings::{Flag, Switch};
 use crate::store::AuditLog;
 use crate::{Error, store};
 
@@ -221,166 +220,6 @@ impl Node {
         e.1 <= self.cfg.policy.max_queries_per_minute
     }
 
-    /// Run an administrative command from `by` (a verified person of this agency) and log it.
-    pub fn admin(
-        &self,
-        by: &alpr_pki::VerifiedIdentity,
-        req: alpr_proto::pb::AdminRequest,
-    ) -> Result<String, Error> {
-        use alpr_proto::pb::admin_request::Command;
-        let now = alpr_pki::now_unix();
-        let event = match &req.command {
-            Some(Command::SetSwitch(_)) => Event::ConfigChange,
-            Some(Command::User(_)) => Event::AccountChange,
-            Some(Command::Review(_)) => Event::SearchReview,
-            Some(Command::Hold(_)) => Event::EvidenceHold,
-            None => Event::AdminCommand,
-        };
-        let refused_entry = |detail: String, reason: RefusalReason| AuditEntry {
-            requester_user: by.user.clone(),
-            requester_ori: by.ori().map(str::to_owned),
-            requester_agency: by
-                .agency
-                .as_ref()
-                .map(|a| format!("{} ({}, {})", a.name, a.jurisdiction, a.kind)),
-            reason_code: Some(reason.as_str_name().into()),
-            detail: Some(detail),
-            ..AuditEntry::new(now, event, Decision::Refused)
-        };
-        // Every attempt is an entry, from any role or agency: the refusal too.
-        if by.ori() != Some(self.ori()) || !matches!(by.role, Role::Admin | Role::Supervisor) {
-            let detail = format!(
-                "only this agency's admins and supervisors administer this node; you are {}",
-                by.describe()
-            );
-            self.audit(&[refused_entry(detail.clone(), RefusalReason::NotAuthorized)])?;
-            return Err(alpr_proto::Error::refused(RefusalReason::NotAuthorized, detail).into());
-        }
-        if let Err(e) =
-            alpr_proto::limits::check_size("the admin command", prost::Message::encoded_len(&req))
-                .and_then(|()| check_admin_text(&req))
-        {
-            self.audit(&[refused_entry(e.detail(), e.reason())])?;
-            return Err(e.into());
-        }
-        let conn = self.db();
-        let result = match req.command {
-            Some(Command::SetSwitch(s)) => self.set_switch(&conn, by, &s, now),
-            Some(Command::User(u)) => {
-                crate::accounts::apply(&conn, by, &u.action, &u.user, &u.role, u.trained_at, now)
-                    .map(|m| {
-                        if u.note.is_empty() {
-                            m
-                        } else {
-                            format!("{m}: {}", u.note)
-                        }
-                    })
-            }
-            // Holds and reviews log their own entry when they succeed; a refusal is logged here.
-            Some(Command::Hold(h)) => {
-                drop(conn);
-                return self.place_hold(by, &h).or_else(|e| {
-                    self.audit(&[refused_entry(e.to_string(), refusal_reason(&e))])?;
-                    Err(e)
-                });
-            }
-            Some(Command::Review(r)) => {
-                drop(conn);
-                return match self.record_review(by, r.seq, r.justified, &r.note) {
-                    Ok(()) => Ok(format!("recorded review of entry #{}", r.seq)),
-                    Err(e) => {
-                        self.audit(&[refused_entry(e.to_string(), refusal_reason(&e))])?;
-                        Err(e)
-                    }
-                };
-            }
-            None => {
-                Err(alpr_proto::Error::refused(RefusalReason::InvalidInput, "empty command").into())
-            }
-        };
-        self.audit(&[AuditEntry {
-            requester_user: by.user.clone(),
-            requester_ori: by.ori().map(str::to_owned),
-            reason_code: match &result {
-                Err(Error::Refused(e)) => Some(e.reason().as_str_name().into()),
-                _ => None,
-            },
-            detail: Some(match &result {
-                Ok(m) => m.clone(),
-                Err(e) => e.to_string(),
-            }),
-            ..AuditEntry::new(
-                now,
-                event,
-                if result.is_ok() {
-                    Decision::Ok
-                } else {
-                    Decision::Refused
-                },
-            )
-        }])?;
-        result
-    }
-
-    fn set_switch(
-        &self,
-        conn: &store::Db,
-        by: &alpr_pki::VerifiedIdentity,
-        s: &alpr_proto::pb::SetSwitch,
-        now: i64,
-    ) -> Result<String, Error> {
-        if by.role != Role::Admin {
-            return Err(alpr_proto::Error::refused(
-                RefusalReason::NotAuthorized,
-                format!(
-                    "only an admin changes sharing switches; you are {}",
-                    by.describe()
-                ),
-            )
-            .into());
-        }
-        let who = by.describe();
-        let switch = s.name.parse::<Switch>().map_err(Error::Usage)?;
-        match switch {
-            Switch::Sharing => {
-                if s.on {
-                    let missing = self.cfg.usage_policy.missing();
-                    if !missing.is_empty() {
-                        return Err(Error::Usage(format!(
-                            "sharing stays off: the usage and privacy policy (SB 34) is missing: {}",
-                            missing.join(", ")
-                        )));
-                    }
-                }
-                store::settings::set_flag(conn, Flag::SharingEnabled, s.on)?;
-                Ok(format!(
-                    "sharing {} by {who}",
-                    if s.on { "turned ON" } else { "turned OFF" }
-                ))
-            }
-            Switch::RefuseAll => {
-                store::settings::set_flag(conn, Flag::RefuseAll, s.on)?;
-                Ok(format!(
-                    "refuse-all {} by {who}",
-                    if s.on { "ON" } else { "OFF" }
-                ))
-            }
-            Switch::RefuseRequester => {
-                alpr_pki::claims::validate_ori(&s.ori).map_err(|e| Error::Usage(e.to_string()))?;
-                store::settings::set_refused(conn, &s.ori, s.on, &who, &s.note, now)?;
-                Ok(format!(
-                    "{} {} by {who}",
-                    if s.on {
-                        "refusing"
-                    } else {
-                        "no longer refusing"
-                    },
-                    s.ori
-                ))
-            }
-        }
-    }
-
     /// Retention in force, days: the node's policy capped by its state's rules.
     pub fn retention_days(&self) -> u32 {
         retention_in_force(self.cfg.policy.retention_days, self.rules)
@@ -400,8 +239,8 @@ impl Node {
                 detail: Some(format!(
                     "retention {days} days: dropped {} day partition(s) ({} .. {}) holding {reads} reads",
                     dropped.len(),
-                    crate::cli::fmt_time(dropped[0] * 86_400),
-                    crate::cli::fmt_time(dropped[dropped.len() - 1] * 86_400)
+                    alpr_pki::fmt_time(dropped[0] * 86_400),
+                    alpr_pki::fmt_time(dropped[dropped.len() - 1] * 86_400)
                 )),
                 ..AuditEntry::new(now, Event::Purge, Decision::Ok)
             }])?;
@@ -573,41 +412,6 @@ impl Node {
         )?;
         self.reload_agreements(&conn)?;
         Ok(v.id)
-    }
-}
-
-/// Every free-text field of an admin command follows the wire's text rule
-/// ([`alpr_proto::input::check_text`]).
-fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto::Error> {
-    use alpr_proto::input::check_text;
-    use alpr_proto::pb::admin_request::Command;
-    match &req.command {
-        Some(Command::SetSwitch(s)) => {
-            check_text("switch name", &s.name)?;
-            check_text("ORI", &s.ori)?;
-            check_text("note", &s.note)
-        }
-        Some(Command::User(u)) => {
-            check_text("action", &u.action)?;
-            check_text("user", &u.user)?;
-            check_text("role", &u.role)?;
-            check_text("note", &u.note)
-        }
-        Some(Command::Review(r)) => check_text("note", &r.note),
-        Some(Command::Hold(h)) => {
-            check_text("case number", &h.case_number)?;
-            check_text("plate", &h.plate)?;
-            check_text("note", &h.note)
-        }
-        None => Ok(()),
-    }
-}
-
-/// The reason code of a refused admin command (`INVALID_INPUT` when it was not a rule).
-fn refusal_reason(e: &Error) -> RefusalReason {
-    match e {
-        Error::Refused(r) => r.reason(),
-        _ => RefusalReason::InvalidInput,
     }
 }
 

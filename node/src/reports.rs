@@ -42,7 +42,7 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
         &mut out,
         format!(
             "Generated {} from the node's hash-chained audit log ({} entries).",
-            crate::cli::fmt_time(now),
+            alpr_pki::fmt_time(now),
             entries.len()
         ),
     );
@@ -83,7 +83,7 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
                 "  {dir} {other}: purposes {}; look-back {} days; until {}; {}",
                 t.purposes.join(","),
                 t.max_lookback_days,
-                crate::cli::fmt_time(t.valid_until),
+                alpr_pki::fmt_time(t.valid_until),
                 if t.valid_until <= now && g.status.as_str() == "active" {
                     "expired"
                 } else {

@@ -52,6 +52,18 @@ impl Db {
     }
 }
 
+/// A read from a row of `plate, captured_at, camera_id, latitude, longitude, plate_state`.
+fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<alpr_proto::pb::Read> {
+    Ok(alpr_proto::pb::Read {
+        plate: r.get(0)?,
+        captured_at: r.get(1)?,
+        camera_id: r.get(2)?,
+        latitude: r.get(3)?,
+        longitude: r.get(4)?,
+        plate_state: r.get(5)?,
+    })
+}
+
 /// A database error (SQLite's own message).
 #[derive(Debug)]
 pub struct DbError(rusqlite::Error);

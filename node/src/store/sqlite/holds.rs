@@ -87,7 +87,7 @@ pub(super) fn release_expired(conn: &Connection, now: i64) -> Result<u64, Error>
 /// Reads kept under a hold.
 pub fn held_reads(db: &Db, hold_id: i64) -> Result<Vec<Read>, Error> {
     let mut st = db.conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
-    let rows = st.query_map([hold_id], super::reads::read_from_row)?;
+    let rows = st.query_map([hold_id], super::read_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -136,7 +136,10 @@ fn lookup_days(
              WHERE plate = ?1 AND {state} AND captured_at BETWEEN ?2 AND ?3 ORDER BY captured_at LIMIT {MAX_RESULTS}",
             table(*day)
         ))?;
-        let rows = q.query_map(params![key.plate, start, end, key.state], read_from_row)?;
+        let rows = q.query_map(
+            params![key.plate, start, end, key.state],
+            super::read_from_row,
+        )?;
         for r in rows {
             if out.len() >= MAX_RESULTS {
                 break;
@@ -148,18 +151,6 @@ fn lookup_days(
         }
     }
     Ok(out)
-}
-
-/// A read from a row of `plate, captured_at, camera_id, latitude, longitude, plate_state`.
-pub(super) fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Read> {
-    Ok(Read {
-        plate: r.get(0)?,
-        captured_at: r.get(1)?,
-        camera_id: r.get(2)?,
-        latitude: r.get(3)?,
-        longitude: r.get(4)?,
-        plate_state: r.get(5)?,
-    })
 }
 
 /// Days one connection reads before a lookup splits its window across threads.

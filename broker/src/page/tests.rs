@@ -1,0 +1,90 @@
+use axum::http::StatusCode;
+
+use super::*;
+use crate::testkit::{Kit, PROVIDER};
+
+#[test]
+fn a_regulator_sign_in_link_admits_its_regulator_until_it_expires() {
+    let kit = Kit::new();
+    let now = alpr_pki::now_unix();
+    let token = sign_in_token(&kit.regulator(), 600, now).unwrap();
+    let id = check_token(&kit.trust, &token, now).unwrap();
+    assert_eq!(id.role, Role::Regulator);
+    assert_eq!(id.user.as_deref(), Some("reg-ca"));
+    assert!(check_token(&kit.trust, &token, now + 599).is_ok());
+    let (code, m) = check_token(&kit.trust, &token, now + 600).unwrap_err();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(m, "sign-in link expired; make a new one");
+}
+
+#[test]
+fn a_link_lives_at_most_fifteen_minutes_and_at_least_one_second() {
+    let kit = Kit::new();
+    let now = alpr_pki::now_unix();
+    let long = sign_in_token(&kit.regulator(), 86_400, now).unwrap();
+    assert!(check_token(&kit.trust, &long, now + MAX_TOKEN_SECS - 1).is_ok());
+    assert!(check_token(&kit.trust, &long, now + MAX_TOKEN_SECS).is_err());
+    let none = sign_in_token(&kit.regulator(), -5, now).unwrap();
+    assert!(check_token(&kit.trust, &none, now).is_ok());
+    assert!(check_token(&kit.trust, &none, now + 1).is_err());
+}
+
+#[test]
+fn a_link_from_the_future_is_refused() {
+    let kit = Kit::new();
+    let now = alpr_pki::now_unix();
+    let token = sign_in_token(&kit.regulator(), 600, now).unwrap();
+    // Two minutes of clock skew are tolerated, not more.
+    assert!(check_token(&kit.trust, &token, now - 120).is_ok());
+    let (code, _) = check_token(&kit.trust, &token, now - 121).unwrap_err();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_link_signed_by_someone_else_than_a_regulator_is_forbidden() {
+    let kit = Kit::new();
+    let now = alpr_pki::now_unix();
+    let token = sign_in_token(&kit.admin(PROVIDER), 600, now).unwrap();
+    let (code, m) = check_token(&kit.trust, &token, now).unwrap_err();
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    assert_eq!(m, format!("adm@{PROVIDER} (admin) is not a regulator"));
+}
+
+#[test]
+fn malformed_or_tampered_links_are_unauthorized() {
+    let kit = Kit::new();
+    let now = alpr_pki::now_unix();
+    for bad in ["zz", "00ff"] {
+        let (code, m) = check_token(&kit.trust, bad, now).unwrap_err();
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert_eq!(m, "malformed sign-in link", "{bad:?}");
+    }
+    // No token at all decodes to an empty envelope, which no signature check passes.
+    let (code, m) = check_token(&kit.trust, "", now).unwrap_err();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(m.starts_with("sign-in link refused: "), "{m}");
+    let token = sign_in_token(&kit.regulator(), 600, now).unwrap();
+    let mut signed = Signed::decode(hex::decode(&token).unwrap().as_slice()).unwrap();
+    signed.payload = format!("regulator-page\n{now}\n{}", now + 10_000).into_bytes();
+    let forged = hex::encode(signed.encode_to_vec());
+    let (code, m) = check_token(&kit.trust, &forged, now).unwrap_err();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(m.starts_with("sign-in link refused: "), "{m}");
+    // A correctly signed payload of another shape.
+    let other = envelope::seal_bytes(&kit.regulator(), SIGNIN, b"something else".to_vec()).unwrap();
+    let (code, m) = check_token(&kit.trust, &hex::encode(other.encode_to_vec()), now).unwrap_err();
+    assert_eq!(
+        (code, m.as_str()),
+        (StatusCode::UNAUTHORIZED, "malformed sign-in link")
+    );
+}
+
+#[test]
+fn html_escaping_covers_markup_and_attribute_quotes() {
+    assert_eq!(
+        esc(r#"<a href="x">Tom & Jerry</a>"#),
+        "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&lt;/a&gt;"
+    );
+    assert_eq!(esc("&lt;"), "&amp;lt;");
+    assert_eq!(esc("plain"), "plain");
+}

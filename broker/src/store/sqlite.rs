@@ -1,0 +1,99 @@
+//! The SQLite backend of the store: the one place the broker speaks SQL or names a
+//! `rusqlite` type. `broker.db` holds the agencies seen at registration, the routing log
+//! ([`routing_log`]) and the agreement registry's leaves and tree heads ([`registry_log`]).
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::Error;
+
+mod registry_log;
+mod routing_log;
+
+pub use registry_log::{
+    append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
+};
+pub use routing_log::{
+    LogWriter, agency_jurisdiction, log, put_agency, read_log, routed_ids_since, routing_stats,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS agencies (
+    ori TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    jurisdiction TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    query_id TEXT,
+    requester TEXT,
+    target TEXT,
+    decision TEXT NOT NULL,
+    reason_code TEXT,
+    detail TEXT,
+    agreement_id TEXT,
+    rule_version TEXT
+);
+"#;
+
+/// An open broker database.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+}
+
+impl Db {
+    /// Open (creating if needed) the broker database at `path`; the same as [`open`].
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// The SQLite connection underneath, for tests and tools that inspect the file (or
+    /// tamper with it, as an attacker would). The broker itself goes through the store's
+    /// functions.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Open (creating if needed) the broker database.
+pub fn open(path: &Path) -> Result<Db, Error> {
+    Db::open(path)
+}
+
+/// A database failure (opaque: which backend failed and how is in its message).
+#[derive(Debug)]
+pub struct DbError(rusqlite::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(DbError(e))
+    }
+}

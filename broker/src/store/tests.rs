@@ -1,0 +1,331 @@
+use super::*;
+use crate::Error;
+
+fn fresh() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    // The directory is created as needed.
+    let db = open(&dir.path().join("data").join("broker.db")).unwrap();
+    (dir, db)
+}
+
+fn route(at: i64, id: &str, target: Option<&str>, decision: Decision) -> LogEntry {
+    LogEntry {
+        query_id: Some(id.into()),
+        target: target.map(Into::into),
+        ..LogEntry::new(at, Event::Route, decision)
+    }
+}
+
+fn refused(event: Event, reason: &str, target: Option<&str>) -> LogEntry {
+    LogEntry {
+        reason_code: Some(reason.into()),
+        target: target.map(Into::into),
+        ..LogEntry::new(100, event, Decision::Refused)
+    }
+}
+
+#[test]
+fn the_routing_log_reads_back_every_field_in_order() {
+    let (_dir, mut db) = fresh();
+    assert!(read_log(&db).unwrap().is_empty());
+    let full = LogEntry {
+        query_id: Some("00ff".into()),
+        requester: Some("inv@CA0340000 (investigator)".into()),
+        target: Some("CA0560100".into()),
+        reason_code: Some("NO_AGREEMENT".into()),
+        detail: Some("no agreement; \"quoted\" and\nnewline".into()),
+        agreement_id: Some("agr-1".into()),
+        rule_version: Some("US-CA/2026.1".into()),
+        ..LogEntry::new(1_700_000_000, Event::Route, Decision::Refused)
+    };
+    let bare = LogEntry::new(1_700_000_001, Event::Register, Decision::Registered);
+    log(&mut db, &[full.clone(), bare.clone()]).unwrap();
+    log(&mut db, &[]).unwrap();
+    let third = LogEntry::new(1_700_000_002, Event::RouteResult, Decision::Answered);
+    log(&mut db, std::slice::from_ref(&third)).unwrap();
+    let got = read_log(&db).unwrap();
+    let want: Vec<LogEntry> = [full, bare, third]
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| LogEntry {
+            seq: i as i64 + 1,
+            ..e
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_routing_log_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    let mut db = open(&path).unwrap();
+    log(&mut db, &[LogEntry::new(5, Event::Lift, Decision::Logged)]).unwrap();
+    drop(db);
+    let db = Db::open(&path).unwrap();
+    let got = read_log(&db).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].event, got[0].decision),
+        (Event::Lift, Decision::Logged)
+    );
+}
+
+#[test]
+fn an_unknown_word_in_the_log_is_a_read_error_that_names_it() {
+    let (_dir, db) = fresh();
+    db.connection()
+        .execute(
+            "INSERT INTO log (at, event, decision) VALUES (1, 'route', 'routed')",
+            [],
+        )
+        .unwrap();
+    let e = read_log(&db).unwrap_err();
+    assert!(matches!(e, Error::Db(_)), "{e}");
+    let m = e.to_string();
+    assert!(m.starts_with("database: "), "{m}");
+    assert!(m.contains("unknown decision \"routed\""), "{m}");
+}
+
+#[test]
+fn a_database_failure_is_a_db_error_with_the_backend_message() {
+    let (_dir, db) = fresh();
+    db.connection()
+        .execute_batch("ALTER TABLE log RENAME TO moved")
+        .unwrap();
+    let e = read_log(&db).unwrap_err();
+    let Error::Db(inner) = &e else {
+        panic!("not a database error: {e}");
+    };
+    assert_eq!(e.to_string(), format!("database: {inner}"));
+    assert!(inner.to_string().contains("no such table: log"), "{inner}");
+    // The crate error's source is the opaque database error.
+    let source = std::error::Error::source(&e).unwrap();
+    assert_eq!(source.to_string(), inner.to_string());
+}
+
+#[test]
+fn routing_stats_count_route_refusals_by_reason_and_target_and_forwarded_rows() {
+    let (_dir, mut db) = fresh();
+    assert_eq!(routing_stats(&db).unwrap(), (vec![], 0));
+    let mut rows = vec![
+        refused(Event::Route, "NO_AGREEMENT", Some("CA0560100")),
+        refused(Event::Route, "NO_AGREEMENT", Some("CA0560100")),
+        refused(Event::Route, "NO_AGREEMENT", Some("CA0340000")),
+        refused(Event::Route, "UNKNOWN_AGENCY", None),
+        // A refusal reported by the target counts as a route refusal too.
+        refused(Event::RouteResult, "PURPOSE_NOT_ALLOWED", Some("CA0560100")),
+        // Refusals of registrations and requests are not routing refusals.
+        refused(Event::Register, "INVALID_INPUT", None),
+        refused(Event::Request, "INVALID_INPUT", None),
+        // A refusal without a reason code counts under the empty reason.
+        LogEntry::new(100, Event::Route, Decision::Refused),
+    ];
+    for _ in 0..3 {
+        rows.push(route(100, "aa", Some("CA0560100"), Decision::Forwarded));
+    }
+    rows.push(route(100, "bb", Some("CA0560100"), Decision::Unavailable));
+    log(&mut db, &rows).unwrap();
+    let (refusals, forwarded) = routing_stats(&db).unwrap();
+    assert_eq!(forwarded, 3);
+    let s = |r: &str, t: &str, n: u64| (r.to_owned(), t.to_owned(), n);
+    assert_eq!(
+        refusals,
+        vec![
+            s("NO_AGREEMENT", "CA0560100", 2),
+            s("", "-", 1),
+            s("NO_AGREEMENT", "CA0340000", 1),
+            s("PURPOSE_NOT_ALLOWED", "CA0560100", 1),
+            s("UNKNOWN_AGENCY", "-", 1),
+        ]
+    );
+}
+
+#[test]
+fn agencies_keep_the_latest_claims_per_ori() {
+    let (_dir, db) = fresh();
+    assert_eq!(agency_jurisdiction(&db, "CA0560100").unwrap(), None);
+    let claims = |j: &str| {
+        alpr_pki::AgencyClaims::new(
+            "CA0560100",
+            "Ventura County",
+            j.parse().unwrap(),
+            alpr_pki::AgencyKind::Local,
+        )
+        .unwrap()
+    };
+    put_agency(&db, &claims("US-NV")).unwrap();
+    put_agency(&db, &claims("US-CA")).unwrap();
+    assert_eq!(
+        agency_jurisdiction(&db, "CA0560100").unwrap().as_deref(),
+        Some("US-CA")
+    );
+    assert_eq!(agency_jurisdiction(&db, "CA0340000").unwrap(), None);
+}
+
+#[test]
+fn the_replay_rebuild_returns_routed_ids_and_targets_since_newest_first() {
+    let (_dir, mut db) = fresh();
+    let since = 10_000;
+    log(
+        &mut db,
+        &[
+            // Too old.
+            route(since - 1, "01", Some("CA0560100"), Decision::Forwarded),
+            // Routed (forwarded or refused: both were decided for this id and target).
+            route(since, "02", Some("CA0560100"), Decision::Forwarded),
+            route(since + 5, "03", Some("CA0340000"), Decision::Refused),
+            // No target, no id, an id that is not hex, or not a routing decision.
+            route(since + 6, "04", None, Decision::Refused),
+            LogEntry::new(since + 7, Event::Route, Decision::Refused),
+            route(since + 8, "zz", Some("CA0560100"), Decision::Forwarded),
+            LogEntry {
+                event: Event::RouteResult,
+                ..route(since + 9, "05", Some("CA0560100"), Decision::Answered)
+            },
+            route(since + 10, "06", Some("CA0560100"), Decision::Unavailable),
+        ],
+    )
+    .unwrap();
+    let got = routed_ids_since(&db, since).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (vec![0x06], "CA0560100".to_owned(), since + 10),
+            (vec![0x03], "CA0340000".to_owned(), since + 5),
+            (vec![0x02], "CA0560100".to_owned(), since),
+        ]
+    );
+}
+
+#[test]
+fn the_replay_rebuild_stops_at_a_row_a_minute_older_than_since() {
+    let (_dir, mut db) = fresh();
+    let since = 10_000;
+    log(
+        &mut db,
+        &[
+            // Hidden behind the older row below: never reached.
+            route(since + 1, "01", Some("CA0560100"), Decision::Forwarded),
+            // More than a minute before `since`: the scan stops here.
+            route(since - 61, "02", Some("CA0560100"), Decision::Forwarded),
+            route(since + 2, "03", Some("CA0560100"), Decision::Forwarded),
+            // Out of order by a minute at most: skipped, the scan goes on.
+            route(since - 60, "04", Some("CA0560100"), Decision::Forwarded),
+            route(since + 3, "05", Some("CA0560100"), Decision::Forwarded),
+        ],
+    )
+    .unwrap();
+    let ids: Vec<Vec<u8>> = routed_ids_since(&db, since)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(ids, vec![vec![0x05], vec![0x03]]);
+}
+
+#[test]
+fn registry_leaves_and_heads_are_stored_together_or_not_at_all() {
+    let (_dir, mut db) = fresh();
+    assert!(registry_leaves(&db).unwrap().is_empty());
+    assert_eq!(latest_tree_head(&db).unwrap(), None);
+    append_registry_leaf(&mut db, 0, b"leaf 0", b"head 1").unwrap();
+    append_registry_leaf(&mut db, 1, b"leaf 1", b"head 2").unwrap();
+    assert_eq!(
+        registry_leaves(&db).unwrap(),
+        vec![(0, b"leaf 0".to_vec()), (1, b"leaf 1".to_vec())]
+    );
+    assert_eq!(
+        latest_tree_head(&db).unwrap().as_deref(),
+        Some(&b"head 2"[..])
+    );
+    assert_eq!(
+        tree_head_of_size(&db, 1).unwrap().as_deref(),
+        Some(&b"head 1"[..])
+    );
+    assert_eq!(tree_head_of_size(&db, 3).unwrap(), None);
+    // A leaf index already taken is refused.
+    assert!(matches!(
+        append_registry_leaf(&mut db, 1, b"again", b"head 2'"),
+        Err(Error::Db(_))
+    ));
+    // A head already stored for the new size makes the leaf roll back with it.
+    put_tree_head(&db, 3, b"head 3").unwrap();
+    assert!(append_registry_leaf(&mut db, 2, b"leaf 2", b"head 3'").is_err());
+    assert_eq!(registry_leaves(&db).unwrap().len(), 2);
+    assert_eq!(
+        tree_head_of_size(&db, 3).unwrap().as_deref(),
+        Some(&b"head 3"[..])
+    );
+    // Replacing a head keeps one per size.
+    put_tree_head(&db, 1, b"head 1 cosigned").unwrap();
+    assert_eq!(
+        tree_head_of_size(&db, 1).unwrap().as_deref(),
+        Some(&b"head 1 cosigned"[..])
+    );
+    let heads: i64 = db
+        .connection()
+        .query_row("SELECT COUNT(*) FROM tree_heads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(heads, 3);
+}
+
+#[tokio::test]
+async fn the_log_writer_makes_rows_durable_before_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    let writer = LogWriter::open(&path).unwrap();
+    let reader = open(&path).unwrap();
+    let rows: Vec<LogEntry> = (0..3)
+        .map(|i| route(i, &format!("0{i}"), Some("CA0560100"), Decision::Forwarded))
+        .collect();
+    // Concurrent appends share the writer; each resolves once its rows are committed.
+    let (a, b) = tokio::join!(
+        writer.append(rows[..2].to_vec()),
+        writer.append(rows[2..].to_vec())
+    );
+    a.unwrap();
+    b.unwrap();
+    let mut got = read_log(&reader).unwrap();
+    got.sort_by_key(|e| e.at);
+    assert_eq!(got.len(), 3);
+    for (g, w) in got.iter().zip(&rows) {
+        assert_eq!(
+            LogEntry {
+                seq: 0,
+                ..g.clone()
+            },
+            *w
+        );
+    }
+    // Unawaited rows are in once a later flush resolves.
+    writer.append_unawaited(vec![LogEntry::new(
+        9,
+        Event::RouteResult,
+        Decision::Answered,
+    )]);
+    writer.flush().await.unwrap();
+    let got = read_log(&reader).unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].event, Event::RouteResult);
+}
+
+#[tokio::test]
+async fn a_failed_group_commit_is_reported_to_the_waiting_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    let writer = LogWriter::open(&path).unwrap();
+    open(&path)
+        .unwrap()
+        .connection()
+        .execute_batch("ALTER TABLE log RENAME TO moved")
+        .unwrap();
+    let e = writer
+        .append(vec![LogEntry::new(1, Event::Route, Decision::Refused)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Log(m) if m.contains("no such table: log")),
+        "{e}"
+    );
+}
