@@ -64,18 +64,9 @@ pub struct ClientArgs {
     /// The broker's address (host:port).
     #[arg(long)]
     pub broker: String,
-    /// Name on the broker's certificate.
-    #[arg(long, default_value = "localhost")]
-    pub server_name: String,
-    /// State root certificate.
-    #[arg(long)]
-    pub root: PathBuf,
-    /// Your certificate chain (regulator, or admin for revoke).
-    #[arg(long)]
-    pub cert: PathBuf,
-    /// Your private key.
-    #[arg(long)]
-    pub key: PathBuf,
+    /// Certificates (a regulator's, or an admin's for revoke).
+    #[command(flatten)]
+    pub tls: alpr_runtime::client::PersonTls,
 }
 
 /// Registry commands.
@@ -180,14 +171,13 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
 
 async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
     use crate::regulator::{self, ListFilter, SavedHead};
-    let trust = alpr_pki::TrustStore::load(&conn.root, &[] as &[PathBuf])?;
-    let me = alpr_runtime::tls::TlsIdentity::load(&conn.cert, &conn.key)?;
-    let signer = alpr_pki::Signer::load(&conn.cert, &conn.key)?;
+    let alpr_runtime::client::Person {
+        trust,
+        signer,
+        tls: me,
+    } = conn.tls.load()?;
     let cfg = alpr_runtime::tls::client_config(&trust, &me)?;
-    let target = alpr_runtime::client::Target {
-        addr: conn.broker,
-        server_name: conn.server_name,
-    };
+    let target = conn.tls.target(&conn.broker);
     let ch = alpr_runtime::client::channel(&target, cfg, std::time::Duration::from_secs(30))?;
     let mut client = alpr_proto::pb::broker_client::BrokerClient::new(ch);
     let now = alpr_pki::now_unix();

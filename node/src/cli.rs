@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alpr_pki::{Signer, TrustStore};
 use alpr_proto::pb::{Agreement, SignedAgreement, TargetStatus};
-use alpr_runtime::client::Target;
+use alpr_runtime::client::{Person, PersonTls, Target};
 use alpr_runtime::tls::TlsIdentity;
 use clap::{Args, Parser, Subcommand};
 use prost::Message;
@@ -159,18 +159,9 @@ pub struct PersonArgs {
     /// Your node's address (host:port).
     #[arg(long)]
     pub node: String,
-    /// Name on your node's certificate.
-    #[arg(long, default_value = "localhost")]
-    pub server_name: String,
-    /// State root certificate.
-    #[arg(long)]
-    pub root: PathBuf,
-    /// Your certificate chain.
-    #[arg(long)]
-    pub cert: PathBuf,
-    /// Your private key.
-    #[arg(long)]
-    pub key: PathBuf,
+    /// Certificates.
+    #[command(flatten)]
+    pub tls: PersonTls,
 }
 
 /// Administrative commands.
@@ -305,18 +296,9 @@ pub struct QueryArgs {
     /// Your node's address (host:port).
     #[arg(long)]
     pub node: String,
-    /// Name on your node's certificate.
-    #[arg(long, default_value = "localhost")]
-    pub server_name: String,
-    /// State root certificate.
-    #[arg(long)]
-    pub root: PathBuf,
-    /// Your person certificate chain.
-    #[arg(long)]
-    pub cert: PathBuf,
-    /// Your private key.
-    #[arg(long)]
-    pub key: PathBuf,
+    /// Certificates.
+    #[command(flatten)]
+    pub tls: PersonTls,
     /// Plate (spaces and dashes are removed; no wildcards).
     #[arg(long)]
     pub plate: String,
@@ -761,9 +743,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Command::Query(q) => {
-            let trust = TrustStore::load(&q.root, &[] as &[PathBuf])?;
-            let signer = Signer::load(&q.cert, &q.key)?;
-            let me = TlsIdentity::load(&q.cert, &q.key)?;
+            let Person {
+                trust,
+                signer,
+                tls: me,
+            } = q.tls.load()?;
             let now = alpr_pki::now_unix();
             let params = SearchParams {
                 plate: q.plate,
@@ -779,10 +763,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 ttl_secs: 300,
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
-            let target = Target {
-                addr: q.node,
-                server_name: q.server_name,
-            };
+            let target = q.tls.target(&q.node);
             let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
             let resp = match client::search(&mut c, &signed).await {
                 Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
@@ -814,12 +795,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Agreement(cmd) => agreement(cmd).await,
         Command::Admin { person, cmd } => {
-            let trust = TrustStore::load(&person.root, &[] as &[PathBuf])?;
-            let me = TlsIdentity::load(&person.cert, &person.key)?;
-            let target = Target {
-                addr: person.node,
-                server_name: person.server_name,
-            };
+            let Person { trust, tls: me, .. } = person.tls.load()?;
+            let target = person.tls.target(&person.node);
             let mut c = client::admin_client(&target, &trust, &me, Duration::from_secs(30))?;
             let req = match cmd {
                 AdminCmd::Sharing { state } => {

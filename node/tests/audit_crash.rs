@@ -14,61 +14,33 @@ use std::time::Duration;
 
 use alpr_node::client::{self, SearchParams};
 use alpr_node::config::{NodeConfig, PolicyConfig, TlsConfig, UsagePolicy};
-use alpr_pki::{PkiLayout, Signer, TrustStore};
+use alpr_pki::issue::Overwrite;
+use alpr_pki::{AgencyClaims, AgencyKind, PkiLayout, Role, Signer, TrustStore};
 use alpr_proto::pb::Agreement;
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
 use alpr_runtime::client::Target;
 use alpr_runtime::tls::TlsIdentity;
-use clap::Parser;
 use prost::Message;
 
 const PROVIDER: &str = "CA0560100";
 const REQUESTER: &str = "CA0340000";
 
-fn pki(dir: &Path, args: &[&str]) {
-    let mut argv = vec!["alpr-pki", "--dir", dir.to_str().unwrap()];
-    argv.extend_from_slice(args);
-    alpr_pki::cli::run(alpr_pki::cli::Cli::try_parse_from(argv).unwrap()).unwrap();
-}
-
 fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
     let p = dir.join("pki");
-    pki(&p, &["root", "--name", "Crash Test Root"]);
-    pki(&p, &["broker"]);
-    for (ori, name) in [(PROVIDER, "Ventura PD"), (REQUESTER, "Sacramento SO")] {
-        pki(
-            &p,
-            &[
-                "agency",
-                "--ori",
-                ori,
-                "--name",
-                name,
-                "--jurisdiction",
-                "US-CA",
-                "--kind",
-                "local",
-            ],
-        );
-        pki(&p, &["node", "--ori", ori]);
-        pki(
-            &p,
-            &["person", "--ori", ori, "--role", "admin", "--user", "adm"],
-        );
-    }
-    pki(
-        &p,
-        &[
-            "person",
-            "--ori",
-            REQUESTER,
-            "--role",
-            "investigator",
-            "--user",
-            "inv",
-        ],
-    );
     let l = PkiLayout::new(&p);
+    let ow = Overwrite::Refuse;
+    let hosts = || vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    l.create_root("Crash Test Root", 3650, ow).unwrap();
+    l.issue_broker(hosts(), 365, ow).unwrap();
+    for (ori, name) in [(PROVIDER, "Ventura PD"), (REQUESTER, "Sacramento SO")] {
+        let claims =
+            AgencyClaims::new(ori, name, "US-CA".parse().unwrap(), AgencyKind::Local).unwrap();
+        l.create_agency(&claims, 1825, ow).unwrap();
+        l.issue_node(ori, hosts(), 365, ow).unwrap();
+        l.issue_person(ori, Role::Admin, "adm", 365, ow).unwrap();
+    }
+    l.issue_person(REQUESTER, Role::Investigator, "inv", 365, ow)
+        .unwrap();
     let (cert, key) = l.node(PROVIDER);
     let cfg = NodeConfig {
         ori: PROVIDER.into(),

@@ -91,6 +91,60 @@ pub fn explain_connect_error(message: &str) -> String {
     message.to_owned()
 }
 
+/// The command-line flags with which a person (investigator, admin, regulator) connects
+/// to a party: the server's certificate name, the state root, and their own certificate
+/// and key. Flattened into each tool's commands next to the flag naming the address.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PersonTls {
+    /// Name on the server's certificate.
+    #[arg(long, default_value = "localhost")]
+    pub server_name: String,
+    /// State root certificate.
+    #[arg(long)]
+    pub root: std::path::PathBuf,
+    /// Your certificate chain.
+    #[arg(long)]
+    pub cert: std::path::PathBuf,
+    /// Your private key.
+    #[arg(long)]
+    pub key: std::path::PathBuf,
+}
+
+/// What [`PersonTls::load`] read: the trust anchor, the person's signer and TLS identity.
+pub struct Person {
+    /// The state root (no CRLs: the server's CRLs are the server's business).
+    pub trust: alpr_pki::TrustStore,
+    /// Signs the person's queries and commands.
+    pub signer: alpr_pki::Signer,
+    /// Presented in the TLS handshake.
+    pub tls: crate::tls::TlsIdentity,
+}
+
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Person")
+    }
+}
+
+impl PersonTls {
+    /// Load the root, certificate and key (the key must belong to the certificate).
+    pub fn load(&self) -> Result<Person, Error> {
+        Ok(Person {
+            trust: alpr_pki::TrustStore::load(&self.root, &[] as &[std::path::PathBuf])?,
+            signer: alpr_pki::Signer::load(&self.cert, &self.key)?,
+            tls: crate::tls::TlsIdentity::load(&self.cert, &self.key)?,
+        })
+    }
+
+    /// Where to reach `addr` under the name these flags give.
+    pub fn target(&self, addr: &str) -> Target {
+        Target {
+            addr: addr.to_owned(),
+            server_name: self.server_name.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
