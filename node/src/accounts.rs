@@ -19,7 +19,7 @@ fn deny(m: impl Into<String>) -> Error {
 
 /// A command this person's role may not give.
 fn forbid(m: impl Into<String>) -> Error {
-    alpr_proto::Error::refused(alpr_proto::RefusalReason::NotAuthorized, m).into()
+    Error::NotPermitted(m.into())
 }
 
 /// Apply an account command by `by` (verified, of this agency). Returns what was done.

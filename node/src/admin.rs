@@ -45,7 +45,7 @@ impl Node {
                 by.describe()
             );
             self.audit(&[refused_entry(detail.clone(), RefusalReason::NotAuthorized)])?;
-            return Err(alpr_proto::Error::refused(RefusalReason::NotAuthorized, detail).into());
+            return Err(Error::NotPermitted(detail));
         }
         if let Err(e) =
             alpr_proto::limits::check_size("the admin command", prost::Message::encoded_len(&req))
@@ -92,10 +92,11 @@ impl Node {
         self.audit(&[AuditEntry {
             requester_user: by.user.clone(),
             requester_ori: by.ori().map(str::to_owned),
-            reason_code: match &result {
-                Err(Error::Refused(e)) => Some(e.reason().as_str_name().into()),
-                _ => None,
-            },
+            reason_code: result
+                .as_ref()
+                .err()
+                .and_then(Error::reason)
+                .map(|r| r.as_str_name().into()),
             detail: Some(match &result {
                 Ok(m) => m.clone(),
                 Err(e) => e.to_string(),
@@ -121,14 +122,10 @@ impl Node {
         now: i64,
     ) -> Result<String, Error> {
         if by.role != Role::Admin {
-            return Err(alpr_proto::Error::refused(
-                RefusalReason::NotAuthorized,
-                format!(
-                    "only an admin changes sharing switches; you are {}",
-                    by.describe()
-                ),
-            )
-            .into());
+            return Err(Error::NotPermitted(format!(
+                "only an admin changes sharing switches; you are {}",
+                by.describe()
+            )));
         }
         let who = by.describe();
         let switch = s.name.parse::<Switch>().map_err(Error::Usage)?;
@@ -137,10 +134,9 @@ impl Node {
                 if s.on {
                     let missing = self.cfg.usage_policy.missing();
                     if !missing.is_empty() {
-                        return Err(Error::Usage(format!(
-                            "sharing stays off: the usage and privacy policy (SB 34) is missing: {}",
-                            missing.join(", ")
-                        )));
+                        return Err(Error::PolicyIncomplete(
+                            missing.into_iter().map(str::to_owned).collect(),
+                        ));
                     }
                 }
                 store::settings::set_flag(conn, Flag::SharingEnabled, s.on)?;
@@ -202,8 +198,5 @@ fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto
 
 /// The reason code of a refused admin command (`INVALID_INPUT` when it was not a rule).
 fn refusal_reason(e: &Error) -> RefusalReason {
-    match e {
-        Error::Refused(r) => r.reason(),
-        _ => RefusalReason::InvalidInput,
-    }
+    e.reason().unwrap_or(RefusalReason::InvalidInput)
 }

@@ -319,7 +319,7 @@ pub fn to_jsonl(entries: &[StoredEntry]) -> Result<String, Error> {
 /// `window_end`) in RFC 3339. The stored entry, which the hash chain covers, keeps Unix
 /// seconds.
 pub fn to_json_line(e: &StoredEntry) -> Result<String, Error> {
-    let mut v = serde_json::to_value(e).map_err(|e| Error::Audit(e.to_string()))?;
+    let mut v = serde_json::to_value(e).map_err(|e| Error::corrupt("audit entry", e))?;
     if let Some(obj) = v.as_object_mut() {
         for key in ["at", "window_start", "window_end"] {
             if let Some(t) = obj.get(key).and_then(serde_json::Value::as_i64) {
@@ -327,7 +327,7 @@ pub fn to_json_line(e: &StoredEntry) -> Result<String, Error> {
             }
         }
     }
-    serde_json::to_string(&v).map_err(|e| Error::Audit(e.to_string()))
+    serde_json::to_string(&v).map_err(|e| Error::corrupt("audit entry", e))
 }
 
 /// CSV with a fixed header.
@@ -403,4 +403,49 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
+}
+
+/// Where and how an audit log fails to verify: the first bad entry or checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Break {
+    /// A sequence number is missing (an entry was deleted).
+    #[error("entry {expected} is missing (next is {next})")]
+    Missing {
+        /// The sequence number expected.
+        expected: i64,
+        /// The one found instead.
+        next: i64,
+    },
+    /// An entry's previous-hash is not its predecessor's hash (entries reordered or
+    /// replaced).
+    #[error("entry {0}: previous-hash link broken")]
+    LinkBroken(i64),
+    /// An entry's content does not hash to its stored hash (the entry was edited).
+    #[error("entry {0}: content does not match its hash")]
+    ContentChanged(i64),
+    /// A signed checkpoint names a chain head the log no longer has.
+    #[error(
+        "checkpoint at entry {0}: the chain head differs from the signed one (entries rewritten or truncated)"
+    )]
+    HeadChanged(i64),
+    /// A checkpoint's certificate chain does not decode.
+    #[error("checkpoint at entry {0}: bad certificate chain")]
+    BadChain(i64),
+    /// A checkpoint's signature does not verify.
+    #[error("checkpoint at entry {size}: {detail}")]
+    BadSignature {
+        /// The checkpoint's size.
+        size: i64,
+        /// Why.
+        detail: String,
+    },
+    /// A checkpoint is signed by someone else than this node.
+    #[error("checkpoint at entry {size} signed by {signer}")]
+    WrongSigner {
+        /// The checkpoint's size.
+        size: i64,
+        /// Who signed it.
+        signer: String,
+    },
 }

@@ -52,10 +52,10 @@ impl Node {
         // Verify what was written, not what was meant.
         let ok = store::maintenance::integrity_check(&node_copy)?;
         if ok != "ok" {
-            return Err(Error::Audit(format!(
-                "the copy {} fails its integrity check: {ok}",
-                node_copy.display()
-            )));
+            return Err(Error::Corrupt {
+                what: format!("backup copy {}", node_copy.display()),
+                detail: format!("fails its integrity check: {ok}"),
+            });
         }
         let reads = store::maintenance::count_reads_in(&node_copy)?;
         let report = store::audit::verify(

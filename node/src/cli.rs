@@ -1107,10 +1107,7 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
         }
         AgreementCmd::Submit { config, file } => {
             let cfg = NodeConfig::load(&config)?;
-            let b = cfg
-                .broker
-                .clone()
-                .ok_or_else(|| Error::Usage("config has no [broker] section".into()))?;
+            let b = cfg.broker.clone().ok_or(Error::NoBroker)?;
             let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
             let me = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
             let target = Target {

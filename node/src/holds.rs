@@ -49,14 +49,10 @@ impl Node {
     ) -> Result<String, Error> {
         let now = alpr_pki::now_unix();
         if by.role != Role::Supervisor {
-            return Err(alpr_proto::Error::refused(
-                alpr_proto::RefusalReason::NotAuthorized,
-                format!(
-                    "evidence holds need a supervisor's approval; you are {}",
-                    by.describe()
-                ),
-            )
-            .into());
+            return Err(Error::NotPermitted(format!(
+                "evidence holds need a supervisor's approval; you are {}",
+                by.describe()
+            )));
         }
         alpr_proto::input::check_case_number(&h.case_number)?;
         let plate = alpr_proto::input::normalize_plate(&h.plate)?;

@@ -126,7 +126,7 @@ impl Node {
         let tls = TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
         let id = trust.verify(signer.chain(), alpr_pki::now_unix())?;
         if id.role != Role::Node {
-            return Err(Error::Usage(format!(
+            return Err(Error::Identity(format!(
                 "{} is {} certificate, not a node certificate",
                 cfg.tls.cert.display(),
                 id.role.with_article()
@@ -134,9 +134,9 @@ impl Node {
         }
         let agency = id
             .agency
-            .ok_or_else(|| Error::Usage("node certificate has no agency claims".into()))?;
+            .ok_or_else(|| Error::Identity("node certificate has no agency claims".into()))?;
         if agency.ori != cfg.ori {
-            return Err(Error::Usage(format!(
+            return Err(Error::Identity(format!(
                 "node certificate is for {} but the config says ori = {}",
                 agency.ori, cfg.ori
             )));

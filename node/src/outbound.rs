@@ -26,9 +26,7 @@ impl Node {
         peer: Result<VerifiedIdentity, Error>,
         signed_query: Vec<u8>,
     ) -> Result<RouteResponse, Error> {
-        let (broker, timeout) = self.broker.clone().ok_or_else(|| {
-            Error::Usage("this node has no [broker] configured; it cannot send queries".into())
-        })?;
+        let (broker, timeout) = self.broker.clone().ok_or(Error::NoBroker)?;
         let node = self.clone();
         let (query, facts, endorsed) =
             tokio::task::spawn_blocking(move || node.endorse_outbound(peer, signed_query))

@@ -38,10 +38,7 @@ pub struct SyncReport {
 impl Node {
     /// Sync the registry from this node's configured broker.
     pub async fn sync_registry(self: &Arc<Self>) -> Result<SyncReport, Error> {
-        let (client, _) = self
-            .broker
-            .clone()
-            .ok_or_else(|| Error::Usage("no [broker] configured".into()))?;
+        let (client, _) = self.broker.clone().ok_or(Error::NoBroker)?;
         self.sync_registry_with(client).await
     }
 
@@ -56,7 +53,7 @@ impl Node {
         if self.cfg.registry.require_cosignature
             && !head.cosigned_by(self.agency.jurisdiction.as_str())
         {
-            return Err(Error::Usage(format!(
+            return Err(Error::RegistryUntrusted(format!(
                 "registry tree head of size {} carries no {} regulator cosignature; not trusted",
                 head.size, self.agency.jurisdiction
             )));
@@ -99,7 +96,7 @@ impl Node {
                 registry::check_consistency((size, &root), (head.size, &head.root), &proof)
             {
                 self.fork_alert(&e.detail())?;
-                return Err(Error::Usage(format!(
+                return Err(Error::RegistryUntrusted(format!(
                     "registry fork detected: {}",
                     e.detail()
                 )));
@@ -118,7 +115,7 @@ impl Node {
                 .into_inner()
                 .leaves;
             if got.is_empty() {
-                return Err(Error::Usage(format!(
+                return Err(Error::RegistryUntrusted(format!(
                     "broker returned no registry entries from {start}"
                 )));
             }
@@ -132,7 +129,7 @@ impl Node {
                 "entries {from}..{} do not hash to the signed root",
                 head.size
             ))?;
-            return Err(Error::Usage(
+            return Err(Error::RegistryUntrusted(
                 "registry entries do not match the signed tree head".into(),
             ));
         }

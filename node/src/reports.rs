@@ -365,14 +365,10 @@ impl Node {
         note: &str,
     ) -> Result<(), Error> {
         if by.role != alpr_pki::Role::Supervisor || by.ori() != Some(self.ori()) {
-            return Err(alpr_proto::Error::refused(
-                alpr_proto::RefusalReason::NotAuthorized,
-                format!(
-                    "only this agency's supervisors review searches; you are {}",
-                    by.describe()
-                ),
-            )
-            .into());
+            return Err(Error::NotPermitted(format!(
+                "only this agency's supervisors review searches; you are {}",
+                by.describe()
+            )));
         }
         self.audit(&[crate::audit::AuditEntry {
             requester_user: by.user.clone(),

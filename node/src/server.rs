@@ -54,11 +54,10 @@ impl DataDirLock {
             .map_err(|e| Error::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
-                "data_dir {} is already served by another alpr-node (it holds {}); stop that one first",
-                data_dir.display(),
-                path.display()
-            ))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::DataDirBusy {
+                dir: data_dir.to_owned(),
+                lock: path,
+            }),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
         }
     }

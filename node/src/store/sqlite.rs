@@ -137,9 +137,10 @@ pub fn open(path: &Path) -> Result<Db, Error> {
 fn migrate(conn: &Connection) -> Result<(), Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(Error::Usage(format!(
-            "the node database has schema version {version}, newer than this alpr-node ({SCHEMA_VERSION}); upgrade alpr-node"
-        )));
+        return Err(Error::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     if version == SCHEMA_VERSION {
         return Ok(());

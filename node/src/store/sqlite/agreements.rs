@@ -59,7 +59,7 @@ pub fn signed_agreement(
     row.map(|(b, at)| {
         pb::SignedAgreement::decode(b.as_slice())
             .map(|sa| (sa, at))
-            .map_err(|e| Error::Audit(format!("stored agreement {id}: {e}")))
+            .map_err(|e| Error::corrupt(format!("agreement {id}"), e))
     })
     .transpose()
 }
@@ -79,14 +79,14 @@ fn agreements_where(conn: &Connection, filter: &str) -> Result<Vec<AgreementView
     for row in rows {
         let (id, status, blob) = row?;
         let sa = pb::SignedAgreement::decode(blob.as_slice())
-            .map_err(|e| Error::Audit(format!("stored agreement {id} does not decode: {e}")))?;
+            .map_err(|e| Error::corrupt(format!("agreement {id}"), e))?;
         let payload = sa
             .provider
             .as_ref()
             .map(|s| s.payload.as_slice())
             .unwrap_or_default();
         let terms = pb::Agreement::decode(payload)
-            .map_err(|e| Error::Audit(format!("stored agreement {id}: {e}")))?;
+            .map_err(|e| Error::corrupt(format!("agreement {id}"), e))?;
         // An unknown status is treated as revoked: fail closed.
         let status = AgreementStatus::parse(&status).unwrap_or(AgreementStatus::Revoked);
         out.push(AgreementView { id, terms, status });

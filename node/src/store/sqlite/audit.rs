@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 use crate::audit::{
-    AuditEntry, CHECKPOINT_EVERY, CHECKPOINT_SECS, Event, Filter, GENESIS, StoredEntry,
+    AuditEntry, Break, CHECKPOINT_EVERY, CHECKPOINT_SECS, Event, Filter, GENESIS, StoredEntry,
     VerifyReport, chain_hash, checkpoint_message, decode_chain, encode_chain,
 };
 
@@ -70,7 +70,7 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(30))
-        .map_err(|e| Error::Audit(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::AuditUnavailable(format!("{}: {e}", path.display())))?;
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
 }
@@ -100,7 +100,7 @@ impl AuditLog {
                 writer(conn, rx, signer);
                 drop(checkpointer);
             })
-            .map_err(|e| Error::Audit(format!("cannot start audit writer: {e}")))?;
+            .map_err(|e| Error::AuditUnavailable(format!("cannot start audit writer: {e}")))?;
         Ok(Self { tx })
     }
 
@@ -109,11 +109,11 @@ impl AuditLog {
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
         self.tx
             .send((entries, ack_tx))
-            .map_err(|_| Error::Audit("audit writer stopped".into()))?;
+            .map_err(|_| Error::AuditUnavailable("audit writer stopped".into()))?;
         ack_rx
             .recv()
-            .map_err(|_| Error::Audit("audit writer stopped".into()))?
-            .map_err(Error::Audit)
+            .map_err(|_| Error::AuditUnavailable("audit writer stopped".into()))?
+            .map_err(Error::AuditUnavailable)
     }
 }
 
@@ -153,7 +153,8 @@ fn write_group(
         for (entries, _) in jobs {
             let mut seqs = Vec::with_capacity(entries.len());
             for e in entries {
-                let json = serde_json::to_string(e).map_err(|e| Error::Audit(e.to_string()))?;
+                let json =
+                    serde_json::to_string(e).map_err(|e| Error::corrupt("audit entry", e))?;
                 let hash = chain_hash(&prev, &json);
                 last_seq += 1;
                 st.execute(params![last_seq, e.at, e.event.as_str(), json, prev, hash])?;
@@ -175,7 +176,7 @@ fn write_group(
         {
             let sig = signer
                 .sign(&checkpoint_message(last_seq, &prev, now))
-                .map_err(|e| Error::Audit(format!("signing checkpoint: {e}")))?;
+                .map_err(|e| Error::AuditUnavailable(format!("signing checkpoint: {e}")))?;
             let chain: Vec<u8> = encode_chain(signer.chain());
             tx.execute(
                 "INSERT INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -215,7 +216,7 @@ pub fn inbound_ids_since(db: &AuditDb, since: i64) -> Result<Vec<(Vec<u8>, i64)>
         },
     )?;
     match unreadable {
-        Some(e) => Err(Error::Audit(format!("audit entry does not parse: {e}"))),
+        Some(e) => Err(Error::corrupt("audit entry", e)),
         None => Ok(ids),
     }
 }
@@ -238,7 +239,7 @@ pub fn checkpoint_now(db: &mut AuditDb, signer: &Signer) -> Result<Option<i64>, 
     let now = alpr_pki::now_unix();
     let sig = signer
         .sign(&checkpoint_message(seq, &hash, now))
-        .map_err(|e| Error::Audit(e.to_string()))?;
+        .map_err(|e| Error::AuditUnavailable(format!("signing checkpoint: {e}")))?;
     tx.execute(
         "INSERT OR IGNORE INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![seq, now, hash, sig, encode_chain(signer.chain())],
@@ -264,7 +265,7 @@ pub fn list(db: &AuditDb, event: Option<Event>) -> Result<Vec<StoredEntry>, Erro
     for row in rows {
         let (seq, json, prev_hash, hash) = row?;
         let entry = serde_json::from_str(&json)
-            .map_err(|e| Error::Audit(format!("entry {seq} does not parse: {e}")))?;
+            .map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))?;
         out.push(StoredEntry {
             seq,
             entry,
@@ -303,19 +304,17 @@ pub fn verify(
         let prev_hash: String = r.get(2)?;
         let hash: String = r.get(3)?;
         if seq != expected_seq {
-            return Err(Error::Audit(format!(
-                "entry {expected_seq} is missing (next is {seq})"
-            )));
+            return Err(Break::Missing {
+                expected: expected_seq,
+                next: seq,
+            }
+            .into());
         }
         if prev_hash != prev {
-            return Err(Error::Audit(format!(
-                "entry {seq}: previous-hash link broken"
-            )));
+            return Err(Break::LinkBroken(seq).into());
         }
         if chain_hash(&prev_hash, &json) != hash {
-            return Err(Error::Audit(format!(
-                "entry {seq}: content does not match its hash"
-            )));
+            return Err(Break::ContentChanged(seq).into());
         }
         heads.insert(seq, hash.clone());
         prev = hash;
@@ -334,22 +333,22 @@ pub fn verify(
         let sig: Vec<u8> = r.get(3)?;
         let chain: Vec<u8> = r.get(4)?;
         if heads.get(&size) != Some(&head) {
-            return Err(Error::Audit(format!(
-                "checkpoint at entry {size}: the chain head differs from the signed one (entries rewritten or truncated)"
-            )));
+            return Err(Break::HeadChanged(size).into());
         }
         if let Some((trust, ori)) = trust {
-            let chain = decode_chain(&chain).ok_or_else(|| {
-                Error::Audit(format!("checkpoint at entry {size}: bad certificate chain"))
-            })?;
+            let chain = decode_chain(&chain).ok_or(Break::BadChain(size))?;
             let id = trust
                 .verify_signature(&chain, &checkpoint_message(size, &head, at), &sig, at)
-                .map_err(|e| Error::Audit(format!("checkpoint at entry {size}: {e}")))?;
+                .map_err(|e| Break::BadSignature {
+                    size,
+                    detail: e.to_string(),
+                })?;
             if id.role != alpr_pki::Role::Node || id.ori() != Some(ori) {
-                return Err(Error::Audit(format!(
-                    "checkpoint at entry {size} signed by {}",
-                    id.describe()
-                )));
+                return Err(Break::WrongSigner {
+                    size,
+                    signer: id.describe(),
+                }
+                .into());
             }
         }
         c += 1;

@@ -15,8 +15,7 @@ pub fn stored_hashes(db: &Db) -> Result<Vec<Hash>, Error> {
     let mut out = Vec::new();
     for r in rows {
         out.push(
-            merkle::hash_from_slice(&r?)
-                .map_err(|e| Error::Audit(format!("stored registry hash: {e}")))?,
+            merkle::hash_from_slice(&r?).map_err(|e| Error::corrupt("registry leaf hash", e))?,
         );
     }
     Ok(out)
@@ -35,7 +34,7 @@ pub fn last_head(db: &Db) -> Result<Option<(u64, Hash)>, Error> {
     row.map(|(s, r)| {
         Ok((
             s as u64,
-            merkle::hash_from_slice(&r).map_err(|e| Error::Audit(e.to_string()))?,
+            merkle::hash_from_slice(&r).map_err(|e| Error::corrupt("registry root", e))?,
         ))
     })
     .transpose()
