@@ -38,9 +38,17 @@ pub enum Error {
     /// Work handed to a blocking or background task panicked or was cancelled.
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),
-    /// Bad input.
+    /// Bad input from a caller or operator.
     #[error("{0}")]
     Usage(String),
+    /// Stored data does not decode or verify (damaged, or written by something else).
+    #[error("{what}: {detail}")]
+    Corrupt {
+        /// What was read.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl Error {

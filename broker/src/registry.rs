@@ -30,12 +30,16 @@ impl Registry {
         let mut reg = Self::default();
         for (i, (idx, leaf)) in rows.into_iter().enumerate() {
             if idx != i as u64 {
-                return Err(Error::Usage(format!(
-                    "registry database: entry {i} is missing"
-                )));
+                return Err(Error::Corrupt {
+                    what: "registry database".into(),
+                    detail: format!("entry {i} is missing"),
+                });
             }
             registry::apply_leaf(trust, &mut reg.records, i as u64, &leaf).map_err(|e| {
-                Error::Usage(format!("registry database: entry {i} does not verify: {e}"))
+                Error::Corrupt {
+                    what: "registry database".into(),
+                    detail: format!("entry {i} does not verify: {e}"),
+                }
             })?;
             reg.hashes.push(merkle::leaf_hash(&leaf));
             reg.leaves.push(leaf);
@@ -170,7 +174,10 @@ pub fn put_head(db: &Db, size: u64, sth: &SignedTreeHead) -> Result<(), Error> {
 
 fn decode_head(bytes: Vec<u8>) -> Result<SignedTreeHead, Error> {
     SignedTreeHead::decode(bytes.as_slice())
-        .map_err(|e| Error::Usage(format!("stored tree head: {e}")))
+        .map_err(|e| Error::Corrupt {
+            what: "stored tree head".into(),
+            detail: e.to_string(),
+        })
 }
 
 #[cfg(test)]
