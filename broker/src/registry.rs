@@ -173,11 +173,10 @@ pub fn put_head(db: &Db, size: u64, sth: &SignedTreeHead) -> Result<(), Error> {
 }
 
 fn decode_head(bytes: Vec<u8>) -> Result<SignedTreeHead, Error> {
-    SignedTreeHead::decode(bytes.as_slice())
-        .map_err(|e| Error::Corrupt {
-            what: "stored tree head".into(),
-            detail: e.to_string(),
-        })
+    SignedTreeHead::decode(bytes.as_slice()).map_err(|e| Error::Corrupt {
+        what: "stored tree head".into(),
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -154,3 +154,6 @@ pub fn touch(db: &Db, account: &Account, now: i64) -> Result<(), Error> {
     }
     accounts::set_last_active(db, &account.user, now)
 }
+
+#[cfg(test)]
+mod tests;

@@ -449,3 +449,6 @@ pub enum Break {
         signer: String,
     },
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,3 +66,6 @@ pub fn export_audit(
     }])?;
     Ok(entries.len())
 }
+
+#[cfg(test)]
+mod tests;

@@ -530,4 +530,22 @@ mod tests {
         );
         assert_eq!(stored, 0);
     }
+
+    #[test]
+    fn an_ingest_is_named_by_how_it_ended() {
+        let mut r = IngestReport {
+            accepted: 10,
+            ..IngestReport::default()
+        };
+        assert_eq!(outcome(&r), Decision::Ok);
+        r.rejects.push(Reject {
+            line: 3,
+            reason: "bad plate".into(),
+        });
+        assert_eq!(outcome(&r), Decision::Partial);
+        r.accepted = 0;
+        assert_eq!(outcome(&r), Decision::NothingAccepted);
+        r.interrupted = true;
+        assert_eq!(outcome(&r), Decision::Interrupted);
+    }
 }

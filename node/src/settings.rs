@@ -37,3 +37,18 @@ pub struct Switches {
     /// ORIs whose queries are refused.
     pub refused_requesters: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_names_are_the_wire_names_and_unknown_ones_are_refused() {
+        assert_eq!("sharing".parse::<Switch>(), Ok(Switch::Sharing));
+        assert_eq!(Switch::RefuseRequester.as_str(), "refuse_requester");
+        let e = "share_all".parse::<Switch>().unwrap_err();
+        assert!(e.contains("unknown switch \"share_all\""), "{e}");
+        assert!(e.contains("refuse_all, refuse_requester, sharing"), "{e}");
+        assert_eq!(Flag::SharingEnabled.as_str(), "sharing_enabled");
+    }
+}

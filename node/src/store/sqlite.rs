@@ -196,3 +196,6 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, Erro
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests;

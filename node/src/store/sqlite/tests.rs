@@ -1,0 +1,101 @@
+use alpr_proto::pb::Read;
+
+use super::*;
+use crate::settings::Flag;
+use crate::store::{HoldRow, count_reads, insert_reads};
+
+fn read(plate: &str, at: i64) -> Read {
+    Read {
+        plate: plate.into(),
+        captured_at: at,
+        camera_id: "cam-1".into(),
+        latitude: 34.0,
+        longitude: -119.0,
+        plate_state: "CA".into(),
+    }
+}
+
+fn db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("node.db")).unwrap();
+    (dir, db)
+}
+
+#[test]
+fn a_transaction_commits_what_succeeded_and_rolls_back_what_failed() {
+    let (_d, mut db) = db();
+    let day = 20_000 * 86_400;
+    db.transaction(|tx| {
+        settings::set_flag(tx, Flag::SharingEnabled, true)?;
+        holds::place(
+            tx,
+            "24-1",
+            "8ABC123",
+            (day, day + 60),
+            day + 86_400,
+            "sup",
+            day,
+        )
+    })
+    .unwrap();
+    let failed: Result<(), Error> = db.transaction(|tx| {
+        settings::set_flag(tx, Flag::RefuseAll, true)?;
+        holds::place(
+            tx,
+            "24-2",
+            "7XYZ000",
+            (day, day + 60),
+            day + 86_400,
+            "sup",
+            day,
+        )?;
+        Err(Error::Usage("stop".into()))
+    });
+    assert!(failed.is_err());
+    let s = settings::load(&db).unwrap();
+    assert!(s.sharing_enabled, "the first transaction committed");
+    assert!(!s.refuse_all, "the second rolled back");
+    let held: Vec<HoldRow> = holds::list(&db).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].case_number, "24-1");
+}
+
+#[test]
+fn reopening_keeps_everything_and_a_newer_schema_is_refused_by_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    let mut db = open(&path).unwrap();
+    assert_eq!(
+        insert_reads(&mut db, &[read("8ABC123", 20_000 * 86_400)]).unwrap(),
+        1
+    );
+    drop(db);
+    let db = open(&path).unwrap();
+    assert_eq!(count_reads(&db).unwrap(), 1);
+    assert_eq!(maintenance::schema_version(&db).unwrap(), SCHEMA_VERSION);
+    db.connection()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(db);
+    match open(&path) {
+        Err(Error::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_database_error_keeps_sqlites_message() {
+    let (_d, db) = db();
+    let e: Error = db
+        .connection()
+        .execute("INSERT INTO no_such_table VALUES (1)", [])
+        .unwrap_err()
+        .into();
+    assert!(matches!(e, Error::Db(_)));
+    assert!(
+        e.to_string().contains("no such table: no_such_table"),
+        "{e}"
+    );
+}
