@@ -16,6 +16,29 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+/// A database failure, opaque to the callers' public APIs (which never name a `rusqlite`
+/// type): it displays SQLite's own message and keeps it as its source.
+#[derive(Debug)]
+pub struct DbError(rusqlite::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e)
+    }
+}
+
 /// WAL pages after which a writer checkpoints by itself, should its checkpointer fall
 /// behind (SQLite's default is 1,000; the checkpointer normally keeps the WAL far smaller).
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;

@@ -70,30 +70,11 @@ pub fn open(path: &Path) -> Result<Db, Error> {
     Db::open(path)
 }
 
-/// A database failure (opaque: which backend failed and how is in its message).
-#[derive(Debug)]
-pub struct DbError(rusqlite::Error);
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for DbError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-impl From<rusqlite::Error> for DbError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e)
-    }
-}
+/// A database failure (opaque; SQLite's own message).
+pub use alpr_runtime::sqlite::DbError;
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Db(DbError(e))
+        Self::Db(DbError::from(e))
     }
 }

@@ -94,12 +94,10 @@ vocabulary! {
 impl Decision {
     /// The decision recorded for a target's status in an outbound result.
     pub fn of_target_status(status: i32) -> Self {
-        match alpr_proto::reply::outcome(status) {
-            "answered" => Self::Answered,
-            "refused" => Self::Refused,
-            "bad_reply" => Self::BadReply,
-            _ => Self::Unavailable,
-        }
+        // The outcome's name is the decision's string form.
+        alpr_proto::reply::outcome(status)
+            .parse()
+            .unwrap_or(Self::Unavailable)
     }
 }
 

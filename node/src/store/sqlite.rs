@@ -64,31 +64,12 @@ fn read_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<alpr_proto::pb::Read
     })
 }
 
-/// A database error (SQLite's own message).
-#[derive(Debug)]
-pub struct DbError(rusqlite::Error);
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for DbError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-impl From<rusqlite::Error> for DbError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self(e)
-    }
-}
+/// A database failure (opaque; SQLite's own message).
+pub use alpr_runtime::sqlite::DbError;
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Db(DbError(e))
+        Error::Db(DbError::from(e))
     }
 }
 
