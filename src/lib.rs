@@ -172,6 +172,7 @@ impl Federation {
             },
             deadline_ms: 3000,
             max_agreement_days: 365,
+            head_interval_secs: 60,
             regulator_page: Some("127.0.0.1:0".parse()?),
             telemetry: Default::default(),
             metrics_listen: None,

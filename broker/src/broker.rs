@@ -290,6 +290,44 @@ impl Broker {
             .append(&mut db, &self.trust(), &self.signer, leaf, now)
     }
 
+    /// Sign the current tree head again at `now` (same size and root, its cosignatures
+    /// kept), so that nodes can tell a current view from a frozen one. Returns the new
+    /// head's timestamp, or `None` while nothing is registered (the empty head is signed
+    /// fresh on every request).
+    pub fn refresh_head(&self, now: i64) -> Result<Option<i64>, Error> {
+        let db = self.db();
+        let Some(mut sth) = reg::latest_head(&db)? else {
+            return Ok(None);
+        };
+        let th = sth
+            .head
+            .as_ref()
+            .map(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()))
+            .transpose()
+            .map_err(|e| Error::Corrupt {
+                what: "stored tree head".into(),
+                detail: e.to_string(),
+            })?
+            .ok_or_else(|| Error::Corrupt {
+                what: "stored tree head".into(),
+                detail: "no signed head".into(),
+            })?;
+        if th.timestamp >= now {
+            return Ok(Some(th.timestamp));
+        }
+        let fresh = alpr_proto::pb::TreeHead {
+            timestamp: now,
+            ..th
+        };
+        sth.head = Some(alpr_proto::envelope::seal(
+            &self.signer,
+            alpr_proto::registry::TREE_HEAD,
+            &fresh,
+        )?);
+        reg::put_head(&db, fresh.size, &sth)?;
+        Ok(Some(now))
+    }
+
     /// The latest signed tree head (a signed empty head if nothing is registered yet).
     pub fn head(&self) -> Result<SignedTreeHead, Error> {
         if let Some(h) = reg::latest_head(&self.db())? {
@@ -361,7 +399,13 @@ impl Broker {
         let db = self.db();
         let mut sth = reg::head_of_size(&db, th.size)?
             .ok_or_else(|| Error::Usage(format!("no tree head of size {}", th.size)))?;
-        if sth.head.as_ref().map(|h| &h.payload) != Some(&cs.tree_head) {
+        // The stored head of that size may have been signed again since (a fresher
+        // timestamp); the cosignature vouches for the tree: the same size and root.
+        let stored = sth
+            .head
+            .as_ref()
+            .and_then(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()).ok());
+        if stored.is_none_or(|s| s.root != th.root) {
             return Err(Error::Usage(
                 "cosignature is over a tree head this broker did not sign".into(),
             ));

@@ -28,6 +28,11 @@ pub struct BrokerConfig {
     /// Longest agreement term accepted at registration, days (a change is a new agreement).
     #[serde(default = "default_max_term")]
     pub max_agreement_days: u32,
+    /// How often to sign the registry's current tree head again, seconds, even when
+    /// nothing changed: nodes refuse to answer once their newest head is older than their
+    /// own bound (`max_head_age_secs`, default 600), so keep this well below it.
+    #[serde(default = "default_head_interval")]
+    pub head_interval_secs: u64,
     /// Where each agency's node is reached.
     #[serde(default)]
     pub nodes: Vec<NodeRoute>,
@@ -48,6 +53,10 @@ pub struct TelemetryConfig {
     /// (`OTEL_EXPORTER_OTLP_ENDPOINT` is honoured too).
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+}
+
+fn default_head_interval() -> u64 {
+    60
 }
 
 fn default_max_term() -> u32 {
@@ -110,6 +119,9 @@ impl BrokerConfig {
         }
         if self.deadline_ms == 0 {
             return Err("deadline_ms must be positive".into());
+        }
+        if self.head_interval_secs == 0 || self.head_interval_secs > 3600 {
+            return Err("head_interval_secs must be 1..3600".into());
         }
         Ok(())
     }

@@ -26,12 +26,14 @@ pub struct RunningBroker {
     page_stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     crl_task: JoinHandle<()>,
+    head_task: JoinHandle<()>,
 }
 
 impl RunningBroker {
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) -> Result<(), Error> {
         self.crl_task.abort();
+        self.head_task.abort();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -76,6 +78,24 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
     // CRL reload without restart.
     let reloader = broker.clone();
     let crl_task = tasks::reload_crls(cfg.tls.crl_reload_secs, move || reloader.reload_crls());
+    // A fresh signed tree head at a fixed interval, even when nothing changed.
+    let signer = broker.clone();
+    let head_task = tasks::every(
+        std::time::Duration::from_secs(cfg.head_interval_secs),
+        tasks::First::AfterInterval,
+        move || {
+            let b = signer.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || b.refresh_head(alpr_pki::now_unix()))
+                    .await
+                {
+                    Ok(Err(e)) => tracing::error!(error = %e, "tree head refresh failed"),
+                    Err(e) => tracing::error!(error = %e, "tree head refresh task failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        },
+    );
     if let Some(a) = cfg.metrics_listen {
         let l = TcpListener::bind(a)
             .await
@@ -116,5 +136,6 @@ pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<Runni
         page_stop: Some(page_tx),
         task,
         crl_task,
+        head_task,
     })
 }

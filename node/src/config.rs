@@ -65,10 +65,20 @@ pub struct RegistryConfig {
     /// How often to sync the registry, seconds (also at start).
     #[serde(default = "default_sync")]
     pub sync_interval_secs: u64,
+    /// Refuse to answer (`REGISTRY_STALE`, logged and alerted) while the newest verified
+    /// registry head is older than this, seconds: a broker that freezes this node's view
+    /// — withholding a revocation or a regulator's suspension — stops every answer within
+    /// this bound. Answering resumes by itself with the next fresh, consistent head.
+    #[serde(default = "default_max_head_age")]
+    pub max_head_age_secs: u64,
 }
 
 fn default_sync() -> u64 {
     30
+}
+
+fn default_max_head_age() -> u64 {
+    600
 }
 
 impl Default for RegistryConfig {
@@ -76,6 +86,7 @@ impl Default for RegistryConfig {
         Self {
             require_cosignature: false,
             sync_interval_secs: default_sync(),
+            max_head_age_secs: default_max_head_age(),
         }
     }
 }
@@ -280,6 +291,12 @@ impl NodeConfig {
         }
         if self.policy.retention_days == 0 {
             return Err("policy.retention_days must be at least 1".into());
+        }
+        if self.registry.max_head_age_secs <= self.registry.sync_interval_secs {
+            return Err(format!(
+                "registry.max_head_age_secs ({}) must exceed registry.sync_interval_secs ({}), or the view goes stale between syncs",
+                self.registry.max_head_age_secs, self.registry.sync_interval_secs
+            ));
         }
         Ok(())
     }

@@ -46,6 +46,10 @@ pub struct Node {
     health: std::sync::OnceLock<alpr_runtime::server::Health>,
     /// The last CRL reload refusal alerted (each distinct one is alerted once).
     crl_refusal: Mutex<Option<String>>,
+    /// Signing time of the newest verified registry head (0: none yet).
+    pub(crate) head_time: std::sync::atomic::AtomicI64,
+    /// Whether the current stale-registry episode has been alerted.
+    pub(crate) stale_alerted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -161,6 +165,7 @@ impl Node {
             replay.remember(&id, &agency.ori, at);
         }
         let agreements = store::registered_agreements(&conn)?;
+        let head_time = crate::registry::stored_head_time(&conn)?;
         let broker = match &cfg.broker {
             Some(b) => {
                 let client_cfg = alpr_runtime::tls::client_config(&trust, &tls)?;
@@ -191,6 +196,8 @@ impl Node {
             broker,
             health: std::sync::OnceLock::new(),
             crl_refusal: Mutex::new(None),
+            head_time: std::sync::atomic::AtomicI64::new(head_time),
+            stale_alerted: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -35,6 +35,21 @@ pub struct SyncReport {
     pub applied: Vec<String>,
 }
 
+/// The signing time of the newest registry head `db` keeps (0 if none).
+pub fn stored_head_time(db: &store::Db) -> Result<i64, Error> {
+    let Some((_, _, sth)) = store::maintenance::newest_registry_head(db)? else {
+        return Ok(0);
+    };
+    let head = alpr_proto::pb::SignedTreeHead::decode(sth.as_slice())
+        .map_err(|e| Error::corrupt("registry tree head", e))?;
+    let th = head
+        .head
+        .map(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()))
+        .transpose()
+        .map_err(|e| Error::corrupt("registry tree head", e))?;
+    Ok(th.map_or(0, |t| t.timestamp))
+}
+
 impl Node {
     /// Sync the registry from this node's configured broker.
     pub async fn sync_registry(self: &Arc<Self>) -> Result<SyncReport, Error> {
@@ -71,7 +86,9 @@ impl Node {
             && *root == head.root
             && from == head.size
         {
-            // Nothing new: no write, no reload (this runs every sync interval on every node).
+            // Nothing new: no write, no reload (this runs every sync interval on every node);
+            // only the view is current again.
+            self.note_head_time(head.timestamp);
             return Ok(SyncReport {
                 from,
                 to: head.size,
@@ -135,11 +152,55 @@ impl Node {
         }
         // Database writes and signature checks: on the blocking pool, not the async workers.
         let node = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let timestamp = head.timestamp;
+        let report = tokio::task::spawn_blocking(move || {
             node.apply_events(from, &leaves, &head.signed, head.size, &head.root, now)
         })
-        .await
-        .map_err(|e| Error::Usage(format!("registry sync task: {e}")))?
+        .await??;
+        self.note_head_time(timestamp);
+        Ok(report)
+    }
+
+    /// Record that a verified, consistent head signed at `timestamp` was seen.
+    fn note_head_time(&self, timestamp: i64) {
+        use std::sync::atomic::Ordering;
+        let before = self.head_time.fetch_max(timestamp, Ordering::SeqCst);
+        if timestamp > before && self.stale_alerted.swap(false, Ordering::SeqCst) {
+            tracing::info!("registry view is current again; answering resumes");
+        }
+    }
+
+    /// How old this node's view of the registry is at `now`, seconds, when that is past
+    /// the bound (`[registry] max_head_age_secs`): the detail of a `REGISTRY_STALE`
+    /// refusal. The first refusal of a stale episode is also an alert.
+    pub(crate) fn stale_view(&self, now: i64) -> Option<String> {
+        use std::sync::atomic::Ordering;
+        let at = self.head_time.load(Ordering::SeqCst);
+        let bound = self.cfg.registry.max_head_age_secs as i64;
+        let age = now - at;
+        if at > 0 && age <= bound {
+            return None;
+        }
+        let detail = if at == 0 {
+            "this node has no verified registry head yet; it answers once it has synced".to_owned()
+        } else {
+            format!(
+                "this node's newest verified registry head was signed {age} s ago ({}), past its {bound} s bound; it answers again once a fresh, consistent head arrives",
+                alpr_pki::fmt_time(at)
+            )
+        };
+        // A node that never synced has nothing to lose track of: refused, not alerted.
+        if at > 0 && !self.stale_alerted.swap(true, Ordering::SeqCst) {
+            tracing::error!(%detail, "ALERT: registry view stale; refusing every inbound query");
+            let alert = AuditEntry {
+                detail: Some(detail.clone()),
+                ..AuditEntry::new(now, Event::Alert, Decision::RegistryStale)
+            };
+            if let Err(e) = self.audit(&[alert]) {
+                tracing::error!(error = %e, "could not log the stale-registry alert");
+            }
+        }
+        Some(detail)
     }
 
     fn fork_alert(&self, detail: &str) -> Result<(), Error> {

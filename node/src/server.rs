@@ -167,6 +167,8 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "registry sync failed"),
                 }
+                // A view past its bound is alerted even while no query arrives.
+                let _ = n.stale_view(alpr_pki::now_unix());
             }
         }),
         None => tokio::spawn(async {}),

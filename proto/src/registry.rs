@@ -71,10 +71,18 @@ pub fn verify_head(
     let root =
         merkle::hash_from_slice(&th.root).map_err(|e| invalid(format!("tree head root: {e}")))?;
     let mut cosigners = Vec::new();
+    if th.timestamp > now + crate::admission::CLOCK_SKEW_SECS {
+        // A head dated ahead would stay "fresh" for as long as the broker liked.
+        return Err(invalid(format!(
+            "tree head of size {} is dated {} s ahead of this clock",
+            th.size,
+            th.timestamp - now
+        )));
+    }
     for c in &sth.cosignatures {
         if let Ok((id, cs)) = envelope::open_as::<Cosignature>(trust, c, COSIGNATURE, now)
             && id.role == Role::Regulator
-            && cs.tree_head == head.payload
+            && same_tree(&cs.tree_head, &th)
         {
             cosigners.push(id);
         }
@@ -86,6 +94,12 @@ pub fn verify_head(
         cosigners,
         signed: sth.clone(),
     })
+}
+
+/// Whether `cosigned` (an encoded tree head) names the same size and root as `head`: a
+/// cosignature vouches for a tree, whichever time the broker signed it at.
+fn same_tree(cosigned: &[u8], head: &TreeHead) -> bool {
+    TreeHead::decode(cosigned).is_ok_and(|c| c.size == head.size && c.root == head.root)
 }
 
 /// Decode proof hashes.

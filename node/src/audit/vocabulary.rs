@@ -75,6 +75,9 @@ vocabulary! {
         NothingAccepted = "nothing_accepted",
         /// A reviewed search found not justified.
         NotJustified = "not_justified",
+        /// This node's registry view is older than its bound; inbound queries are refused
+        /// until a fresh head arrives.
+        RegistryStale = "registry_stale",
         /// Done.
         Ok = "ok",
         /// An ingest in which some rows were rejected.
