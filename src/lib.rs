@@ -106,6 +106,18 @@ impl Federation {
         policy: impl Fn(&str) -> PolicyConfig,
         closed: &[&str],
     ) -> Result<Self> {
+        Self::start_tuned(keep, agencies, policy, closed, &|_| {}).await
+    }
+
+    /// Like [`Federation::start_with`], letting `tune` change each node's config (after
+    /// the harness has filled it in, before the node starts).
+    pub async fn start_tuned(
+        keep: Option<PathBuf>,
+        agencies: &[AgencySpec],
+        policy: impl Fn(&str) -> PolicyConfig,
+        closed: &[&str],
+        tune: &dyn Fn(&mut NodeConfig),
+    ) -> Result<Self> {
         let (dir, tmp) = match keep {
             Some(d) => {
                 if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
@@ -224,7 +236,10 @@ impl Federation {
                 registry: alpr_node::config::RegistryConfig::default(),
                 telemetry: Default::default(),
                 metrics_listen: Some("127.0.0.1:0".parse()?),
+                alerts: Default::default(),
             };
+            let mut cfg = cfg;
+            tune(&mut cfg);
             std::fs::create_dir_all(&cfg.data_dir)?;
             std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;
             let running = alpr_node::start_on(&cfg, listener).await?;

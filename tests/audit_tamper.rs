@@ -37,6 +37,16 @@ async fn sealed_log(dir: &std::path::Path) -> (std::path::PathBuf, alpr_pki::Tru
     (copy, trust)
 }
 
+/// The first entry that names the searched plate (the one an insider would want to edit).
+fn plate_entry(c: &Connection) -> i64 {
+    c.query_row(
+        "SELECT MIN(seq) FROM audit WHERE entry LIKE '%8ABC123%'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 fn verify(
     path: &std::path::Path,
     trust: &alpr_pki::TrustStore,
@@ -62,15 +72,16 @@ async fn any_change_delete_or_reorder_is_detected() {
     // Change one entry's content.
     let p = fresh(&db, "changed.db");
     let c = Connection::open(&p).unwrap();
+    let seq = plate_entry(&c);
     let n = c
         .execute(
-            "UPDATE audit SET entry = replace(entry, '8ABC123', '8ABC124') WHERE seq = 8",
-            [],
+            "UPDATE audit SET entry = replace(entry, '8ABC123', '8ABC124') WHERE seq = ?1",
+            [seq],
         )
         .unwrap();
     assert_eq!(n, 1);
     let err = verify(&p, &trust).unwrap_err();
-    assert!(err.contains("entry 8"), "{err}");
+    assert!(err.contains(&format!("entry {seq}")), "{err}");
 
     // Delete one entry.
     let p = fresh(&db, "deleted.db");
@@ -124,12 +135,16 @@ async fn a_consistent_rewrite_is_caught_by_the_signed_checkpoint() {
     let (db, trust) = sealed_log(dir.path()).await;
     let p = fresh(&db, "rewritten.db");
     let c = Connection::open(&p).unwrap();
-    // Rewrite entry 8 and recompute every hash after it, as an insider with database access could.
-    c.execute(
-        "UPDATE audit SET entry = replace(entry, '8ABC123', '8ABC124') WHERE seq = 8",
-        [],
-    )
-    .unwrap();
+    // Rewrite the first entry naming the plate and recompute every hash after it, as an
+    // insider with database access could.
+    let seq = plate_entry(&c);
+    let n = c
+        .execute(
+            "UPDATE audit SET entry = replace(entry, '8ABC123', '8ABC124') WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
     let rows: Vec<(i64, String)> = {
         let mut st = c
             .prepare("SELECT seq, entry FROM audit ORDER BY seq")

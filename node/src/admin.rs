@@ -89,7 +89,7 @@ impl Node {
                 Err(alpr_proto::Error::refused(RefusalReason::InvalidInput, "empty command").into())
             }
         };
-        self.audit(&[AuditEntry {
+        let mut entries = vec![AuditEntry {
             requester_user: by.user.clone(),
             requester_ori: by.ori().map(str::to_owned),
             reason_code: result
@@ -110,7 +110,16 @@ impl Node {
                     Decision::Refused
                 },
             )
-        }])?;
+        }];
+        if let (Event::ConfigChange, Ok(what)) = (event, &result) {
+            // A switch decides who may query this node: the admins hear of every flip.
+            entries.push(AuditEntry {
+                requester_user: by.user.clone(),
+                detail: Some(format!("who may query this node changed: {what}")),
+                ..AuditEntry::new(now, Event::ScopeChange, Decision::Alert)
+            });
+        }
+        self.audit(&entries)?;
         result
     }
 

@@ -42,6 +42,58 @@ pub struct NodeConfig {
     /// monitoring network). Off when absent.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the admins' alerts go, and the scheduled self-audit.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// The admins' alerts (every `alert`, `registry_fork` and `hot-list hit` entry, each change
+/// of who can query this node, and a failing audit log) and the scheduled self-audit.
+/// Alerts always go to the node's log; these sinks are added.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// POST each alert as JSON to this URL (plain `http://`; put a relay in front for
+    /// anything else).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Run this command (program and arguments) for each alert, the JSON on its stdin.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// How long one delivery may take, milliseconds.
+    #[serde(default = "default_alert_timeout")]
+    pub timeout_ms: u64,
+    /// How often the node audits itself (chain, checkpoints, agreements about to expire),
+    /// seconds; daily by default.
+    #[serde(default = "default_audit_interval")]
+    pub audit_interval_secs: u64,
+    /// Alert this many days before an agreement this node shares under expires.
+    #[serde(default = "default_expiry_warning")]
+    pub expiry_warning_days: u32,
+}
+
+fn default_alert_timeout() -> u64 {
+    5_000
+}
+
+fn default_audit_interval() -> u64 {
+    86_400
+}
+
+fn default_expiry_warning() -> u32 {
+    7
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook: None,
+            command: None,
+            timeout_ms: default_alert_timeout(),
+            audit_interval_secs: default_audit_interval(),
+            expiry_warning_days: default_expiry_warning(),
+        }
+    }
 }
 
 /// Tracing export. Spans leave the machine only when an endpoint is set.
@@ -291,6 +343,16 @@ impl NodeConfig {
         }
         if self.policy.retention_days == 0 {
             return Err("policy.retention_days must be at least 1".into());
+        }
+        if let Some(w) = &self.alerts.webhook
+            && !w.starts_with("http://")
+        {
+            return Err(format!(
+                "alerts.webhook {w:?} must be an http:// URL (put a relay in front for https)"
+            ));
+        }
+        if self.alerts.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err("alerts.command must name a program".into());
         }
         if self.registry.max_head_age_secs <= self.registry.sync_interval_secs {
             return Err(format!(

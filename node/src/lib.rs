@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod cli;

@@ -50,6 +50,10 @@ pub struct Node {
     pub(crate) head_time: std::sync::atomic::AtomicI64,
     /// Whether the current stale-registry episode has been alerted.
     pub(crate) stale_alerted: std::sync::atomic::AtomicBool,
+    /// The admins' alert sinks.
+    pub(crate) alerts: crate::alerts::Alerts,
+    /// Whether the current audit-failure episode has been alerted.
+    audit_failing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -198,6 +202,8 @@ impl Node {
             crl_refusal: Mutex::new(None),
             head_time: std::sync::atomic::AtomicI64::new(head_time),
             stale_alerted: std::sync::atomic::AtomicBool::new(false),
+            alerts: crate::alerts::Alerts::start(&cfg.alerts),
+            audit_failing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -371,6 +377,33 @@ impl Node {
     pub fn audit(&self, entries: &[AuditEntry]) -> Result<(), Error> {
         let started = std::time::Instant::now();
         let r = self.audit_log.append(entries.to_vec()).map(|_| ());
+        {
+            use std::sync::atomic::Ordering;
+            match &r {
+                Ok(()) => {
+                    self.audit_failing.store(false, Ordering::SeqCst);
+                    for a in entries
+                        .iter()
+                        .filter_map(|e| crate::alerts::Alert::of(self.ori(), e))
+                    {
+                        self.alerts.raise(a);
+                    }
+                }
+                // Once per failure episode, straight to the sinks: it cannot be logged.
+                Err(e) if !self.audit_failing.swap(true, Ordering::SeqCst) => {
+                    self.alerts.raise(crate::alerts::Alert {
+                        ori: self.ori().to_owned(),
+                        at: alpr_pki::fmt_time(alpr_pki::now_unix()),
+                        event: Event::Alert.to_string(),
+                        decision: Decision::AuditUnavailable.to_string(),
+                        detail: format!(
+                            "the audit log cannot be written; every request is refused until it can: {e}"
+                        ),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
         if let Some(h) = self.health.get() {
             if r.is_err() && h.is_serving() {
                 tracing::error!("ALERT: the audit log cannot be written; reporting NOT_SERVING");

@@ -232,12 +232,20 @@ impl Node {
                 };
                 let outcome = self.apply_event(tx, index, &ev);
                 match outcome {
-                    Ok(Some(what)) => {
+                    Ok(Some((what, provider_side))) => {
                         entries.push(AuditEntry {
                             agreement_id: Some(ev.agreement_id.clone()),
                             detail: Some(format!("registry entry {index}: {what}")),
                             ..AuditEntry::new(now, Event::RegistryEvent, Decision::Applied)
                         });
+                        if provider_side {
+                            // Who may query this node changed: the admins hear of it.
+                            entries.push(AuditEntry {
+                                agreement_id: Some(ev.agreement_id.clone()),
+                                detail: Some(format!("who may query this node changed: {what}")),
+                                ..AuditEntry::new(now, Event::ScopeChange, Decision::Alert)
+                            });
+                        }
                         applied.push(what);
                     }
                     Ok(None) => {}
@@ -270,7 +278,7 @@ impl Node {
         conn: &store::Db,
         index: u64,
         ev: &RegistryEvent,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<(String, bool)>, Error> {
         let me = self.ori();
         match ev.kind.as_str() {
             "register" => {
@@ -306,9 +314,12 @@ impl Node {
                 }
                 store::put_agreement(conn, &v.id, sa, &v.terms, ev.logged_at)?;
                 store::set_registered(conn, &v.id, index, ev.logged_at)?;
-                Ok(Some(format!(
-                    "{} registered: {} shares with {}",
-                    v.id, v.terms.provider_ori, v.terms.requester_ori
+                Ok(Some((
+                    format!(
+                        "{} registered: {} shares with {}",
+                        v.id, v.terms.provider_ori, v.terms.requester_ori
+                    ),
+                    v.terms.provider_ori == me,
                 )))
             }
             _ => {
@@ -321,6 +332,7 @@ impl Node {
                 };
                 let at = registered_at.unwrap_or(ev.logged_at);
                 let v = agreement::verify(&self.trust(), &sa, at)?;
+                let provider_side = v.terms.provider_ori == me;
                 let status = store::agreement_status(conn, &v.id)?
                     .and_then(|s| AgreementStatus::parse(&s))
                     .unwrap_or(AgreementStatus::Revoked);
@@ -333,12 +345,15 @@ impl Node {
                 let (a, who, next) =
                     registry::verify_action(&self.trust(), action, &record, ev.logged_at)?;
                 store::set_agreement_status(conn, &ev.agreement_id, next)?;
-                Ok(Some(format!(
-                    "{} {} by {}: {}",
-                    ev.agreement_id,
-                    a.action,
-                    who.describe(),
-                    a.reason
+                Ok(Some((
+                    format!(
+                        "{} {} by {}: {}",
+                        ev.agreement_id,
+                        a.action,
+                        who.describe(),
+                        a.reason
+                    ),
+                    provider_side,
                 )))
             }
         }

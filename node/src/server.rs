@@ -28,6 +28,7 @@ pub struct RunningNode {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     crl_task: JoinHandle<()>,
+    audit_task: JoinHandle<()>,
     purge_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
     /// Held while serving: one daemon per data directory.
@@ -67,6 +68,7 @@ impl RunningNode {
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) -> Result<(), Error> {
         self.crl_task.abort();
+        self.audit_task.abort();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -173,6 +175,25 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         }),
         None => tokio::spawn(async {}),
     };
+    // The scheduled self-audit (daily by default).
+    let auditor = node.clone();
+    let audit_task = tasks::every(
+        Duration::from_secs(cfg.alerts.audit_interval_secs),
+        First::AfterInterval,
+        move || {
+            let n = auditor.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || n.self_audit()).await {
+                    Ok(Ok(r)) if r.broken.is_none() => {
+                        tracing::info!(entries = r.entries, "self-audit: audit log verified")
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "self-audit failed"),
+                    Err(e) => tracing::error!(error = %e, "self-audit task failed"),
+                }
+            }
+        },
+    );
     // CRL reload without restart.
     let reloader = node.clone();
     let crl_task = tasks::reload_crls(cfg.tls.crl_reload_secs, move || reloader.reload_crls());
@@ -201,6 +222,7 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         purge_task,
         sync_task,
         crl_task,
+        audit_task,
         _lock: lock,
     })
 }

@@ -88,6 +88,7 @@ impl Node {
             audit::Event::Alert,
             audit::Event::RegistryFork,
             audit::Event::HotlistHit,
+            audit::Event::ScopeChange,
         ]
         .iter()
         .map(|e| store::audit::list(&log, Some(*e)))

@@ -46,6 +46,7 @@ fn config(dir: &Path) -> NodeConfig {
         registry: Default::default(),
         telemetry: Default::default(),
         metrics_listen: None,
+        alerts: Default::default(),
     }
 }
 

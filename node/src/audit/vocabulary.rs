@@ -17,6 +17,8 @@ vocabulary! {
         Alert = "alert",
         /// A backup of the node's databases.
         Backup = "backup",
+        /// The node's scheduled self-audit: chain, checkpoints, agreements about to expire.
+        DailyAudit = "daily_audit",
         /// A switch (sharing, refuse-all, refused requesters) changed.
         ConfigChange = "config_change",
         /// An evidence hold was placed or released.
@@ -43,6 +45,9 @@ vocabulary! {
         RegistryFork = "registry_fork",
         /// A request to a method the node does not know.
         Request = "request",
+        /// Who may query this node changed (an agreement registered, revoked, suspended,
+        /// lifted or about to expire; a switch flipped): an alert to the admins.
+        ScopeChange = "scope_change",
         /// A supervisor's review of a search.
         SearchReview = "search_review",
     }
@@ -57,6 +62,9 @@ vocabulary! {
         Alert = "alert",
         /// An inbound query answered with reads (or none).
         Answered = "answered",
+        /// The audit log cannot be written (raised to the alert sinks only: it cannot be
+        /// logged).
+        AuditUnavailable = "audit_unavailable",
         /// A registry event applied to this node's copy.
         Applied = "applied",
         /// A target's reply that did not verify.
