@@ -25,6 +25,7 @@ impl Node {
             Some(Command::User(_)) => Event::AccountChange,
             Some(Command::Review(_)) => Event::SearchReview,
             Some(Command::Hold(_)) => Event::EvidenceHold,
+            Some(Command::AcknowledgeState(_)) => Event::ConfigChange,
             None => Event::AdminCommand,
         };
         let refused_entry = |detail: String, reason: RefusalReason| AuditEntry {
@@ -54,9 +55,13 @@ impl Node {
             self.audit(&[refused_entry(e.detail(), e.reason())])?;
             return Err(e.into());
         }
+        // The change and its entry (with the state digest after it) go together: a state
+        // check never sees one without the other.
+        let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
         let conn = self.db();
         let result = match req.command {
             Some(Command::SetSwitch(s)) => self.set_switch(&conn, by, &s, now),
+            Some(Command::AcknowledgeState(a)) => self.acknowledge_state(by, &a.note),
             Some(Command::User(u)) => {
                 crate::accounts::apply(&conn, by, &u.action, &u.user, &u.role, u.trained_at, now)
                     .map(|m| {
@@ -89,7 +94,13 @@ impl Node {
                 Err(alpr_proto::Error::refused(RefusalReason::InvalidInput, "empty command").into())
             }
         };
+        let state_digest = match &result {
+            Ok(_) => Some(crate::state::digest(&conn)?),
+            Err(_) => None,
+        };
+        drop(conn);
         let mut entries = vec![AuditEntry {
+            state_digest,
             requester_user: by.user.clone(),
             requester_ori: by.ori().map(str::to_owned),
             reason_code: result
@@ -196,6 +207,7 @@ fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto
             check_text("note", &u.note)
         }
         Some(Command::Review(r)) => check_text("note", &r.note),
+        Some(Command::AcknowledgeState(a)) => check_text("note", &a.note),
         Some(Command::Hold(h)) => {
             check_text("case number", &h.case_number)?;
             check_text("plate", &h.plate)?;

@@ -174,6 +174,8 @@ impl crate::node::Node {
     pub fn self_audit(&self) -> Result<SelfAudit, crate::Error> {
         use crate::audit::Decision;
         let now = alpr_pki::now_unix();
+        // State edited around the log is alerted (once) by the check itself.
+        let state_intact = self.check_state()?;
         let log = crate::store::AuditDb::open(&self.cfg.audit_path())?;
         let verified = crate::store::audit::verify(&log, Some((&self.trust(), self.ori())));
         let warn_until = now + i64::from(self.cfg.alerts.expiry_warning_days) * 86_400;
@@ -220,9 +222,14 @@ impl crate::node::Node {
             count: Some(report.entries),
             detail: Some(match &report.broken {
                 None => format!(
-                    "audit log verified: {} entries, {} signed checkpoints; {} agreement(s) expiring within {} days",
+                    "audit log verified: {} entries, {} signed checkpoints; state {}; {} agreement(s) expiring within {} days",
                     report.entries,
                     report.checkpoints,
+                    if state_intact {
+                        "as logged"
+                    } else {
+                        "EDITED outside the log (alerted)"
+                    },
                     expiring.len(),
                     self.cfg.alerts.expiry_warning_days
                 ),

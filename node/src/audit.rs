@@ -134,6 +134,10 @@ pub struct AuditEntry {
     /// Who decided (`broker` or an ORI) for outbound results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// The digest of the node's switches, accounts and agreement states after the change
+    /// this entry records (see `Node::check_state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_digest: Option<String>,
 }
 
 impl AuditEntry {
@@ -164,6 +168,7 @@ impl AuditEntry {
             rule_version: None,
             count: None,
             decided_by: None,
+            state_digest: None,
         }
     }
 }

@@ -190,6 +190,14 @@ pub enum AdminCmd {
         /// The requester ORI.
         ori: String,
     },
+    /// Accept the node's current switches, accounts and agreement states after the node
+    /// found them changed outside its logged admin path (admin). Check them first
+    /// (`alpr-node status`, `alpr-node users`, `alpr-node agreement list`); sharing resumes.
+    AcknowledgeState {
+        /// What was checked, and why the state is right.
+        #[arg(long)]
+        note: String,
+    },
     /// Add an account (admin): investigator, supervisor or auditor.
     AddUser {
         /// User id (the user claim of their certificate).
@@ -809,6 +817,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     client::switch(Switch::RefuseRequester, true, &ori, &note)
                 }
                 AdminCmd::Allow { ori } => client::switch(Switch::RefuseRequester, false, &ori, ""),
+                AdminCmd::AcknowledgeState { note } => client::acknowledge_state(&note),
                 AdminCmd::AddUser { user, role } => client::user_cmd("add", &user, &role, 0, ""),
                 AdminCmd::Approve { user } => client::user_cmd("approve", &user, "", 0, ""),
                 AdminCmd::Training { user, date } => {

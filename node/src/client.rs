@@ -298,6 +298,16 @@ pub fn admin_client(
     ))
 }
 
+/// Build the acknowledgement of the node's current state (after it was found edited
+/// outside the logged admin path).
+pub fn acknowledge_state(note: &str) -> alpr_proto::pb::AdminRequest {
+    alpr_proto::pb::AdminRequest {
+        command: Some(alpr_proto::pb::admin_request::Command::AcknowledgeState(
+            alpr_proto::pb::AcknowledgeState { note: note.into() },
+        )),
+    }
+}
+
 /// Build a switch command.
 pub fn switch(
     name: crate::settings::Switch,

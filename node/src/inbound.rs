@@ -101,6 +101,24 @@ impl Node {
             }
             d => d,
         };
+        // State edited around the logged admin path: nothing is answered until an admin
+        // has looked at it and acknowledged.
+        let decision = match decision {
+            AdmissionDecision::Admitted(a) => match self.state_refusal() {
+                Some(detail) => AdmissionDecision::Refused(Box::new(admission::Refused {
+                    reason: RefusalReason::NodeRefusing,
+                    detail,
+                    facts: QueryFacts {
+                        endorser: Some(a.endorser),
+                        investigator: Some(a.investigator),
+                        query: Some(a.query),
+                    },
+                    rule_version: a.rule_version,
+                })),
+                None => AdmissionDecision::Admitted(a),
+            },
+            d => d,
+        };
         // A view of the registry older than the bound may hide a revocation or suspension
         // the broker withholds: answer nothing until a fresh, consistent head arrives.
         let decision = match decision {

@@ -28,6 +28,7 @@ pub mod reports;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod state;
 pub mod status;
 pub mod store;
 

@@ -54,6 +54,10 @@ pub struct Node {
     pub(crate) alerts: crate::alerts::Alerts,
     /// Whether the current audit-failure episode has been alerted.
     audit_failing: std::sync::atomic::AtomicBool,
+    /// Held while a state change and its entry are written, and while the state is checked.
+    pub(crate) state_lock: Mutex<()>,
+    /// The digest of a state found edited outside the log, until an admin acknowledges.
+    pub(crate) state_edited: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -184,7 +188,7 @@ impl Node {
             None => None,
         };
         let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
-        Ok(Arc::new(Self {
+        let node = Arc::new(Self {
             agency,
             tls,
             signer,
@@ -204,7 +208,12 @@ impl Node {
             stale_alerted: std::sync::atomic::AtomicBool::new(false),
             alerts: crate::alerts::Alerts::start(&cfg.alerts),
             audit_failing: std::sync::atomic::AtomicBool::new(false),
-        }))
+            state_lock: Mutex::new(()),
+            state_edited: Mutex::new(None),
+        });
+        // An edit made while the node was down is found before it serves.
+        node.check_state()?;
+        Ok(node)
     }
 
     /// Report through `health` (the server's gRPC health): NOT_SERVING while audit entries
@@ -428,10 +437,13 @@ impl Node {
                 self.ori()
             )));
         }
+        let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
         let conn = self.db();
         let new = store::put_agreement(&conn, &v.id, sa, &v.terms, now)?;
+        let state_digest = Some(crate::state::digest(&conn)?);
         self.audit(
             &[AuditEntry {
+                state_digest,
                 agreement_id: Some(v.id.clone()),
                 detail: Some(format!(
                     "{} shares with {}; purposes {}; look-back {} days; valid until {}; signed by {} and {}",

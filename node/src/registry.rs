@@ -220,9 +220,10 @@ impl Node {
         root: &Hash,
         now: i64,
     ) -> Result<SyncReport, Error> {
+        let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut db = self.db();
         let mut applied = Vec::new();
-        let mut entries = Vec::new();
+        let mut entries: Vec<AuditEntry> = Vec::new();
         db.transaction(|tx| {
             for (i, leaf) in leaves.iter().enumerate() {
                 let index = from + i as u64;
@@ -261,6 +262,9 @@ impl Node {
             store::registry::put_head(tx, size, root, &sth.encode_to_vec(), now)
         })?;
         self.reload_agreements(&db)?;
+        if let Some(last) = entries.last_mut() {
+            last.state_digest = Some(crate::state::digest(&db)?);
+        }
         drop(db);
         if !entries.is_empty() {
             self.audit(&entries)?;

@@ -169,8 +169,15 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "registry sync failed"),
                 }
-                // A view past its bound is alerted even while no query arrives.
+                // A view past its bound is alerted even while no query arrives; so is state
+                // edited around the log.
                 let _ = n.stale_view(alpr_pki::now_unix());
+                let c = n.clone();
+                match tokio::task::spawn_blocking(move || c.check_state()).await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "state check failed"),
+                    Err(e) => tracing::error!(error = %e, "state check task failed"),
+                    Ok(Ok(_)) => {}
+                }
             }
         }),
         None => tokio::spawn(async {}),

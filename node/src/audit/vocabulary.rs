@@ -71,6 +71,10 @@ vocabulary! {
         BadReply = "bad_reply",
         /// A CRL file that could not be used; the previous CRLs stay in force.
         CrlReloadRefused = "crl_reload_refused",
+        /// Switches, accounts or agreement states differ from what the audit log last
+        /// recorded: changed outside the logged admin path. Sharing stops until an admin
+        /// acknowledges.
+        StateEdited = "state_edited",
         /// An outbound query endorsed and sent.
         Endorsed = "endorsed",
         /// A command that failed before doing anything.

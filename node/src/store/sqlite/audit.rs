@@ -358,3 +358,22 @@ pub fn verify(
         checkpoints: c,
     })
 }
+
+/// The state digest the newest entry that carries one recorded, if any entry does.
+pub fn latest_state_digest(db: &AuditDb) -> Result<Option<String>, Error> {
+    let row: Option<(i64, String)> = db
+        .conn
+        .query_row(
+            "SELECT seq, entry FROM audit WHERE entry LIKE '%\"state_digest\"%' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(seq, json)| {
+        serde_json::from_str::<AuditEntry>(&json)
+            .map(|e| e.state_digest)
+            .map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))
+    })
+    .transpose()
+    .map(Option::flatten)
+}

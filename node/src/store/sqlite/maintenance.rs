@@ -85,3 +85,69 @@ pub fn count_reads_in(path: &Path) -> Result<i64, Error> {
         })?,
     )
 }
+
+/// The node's access-deciding state as canonical text lines, sorted: every setting, every
+/// refused requester, every account (without its last-activity time, which searches
+/// update), every agreement's status and registration. What `Node::check_state` digests.
+pub fn state_lines(db: &Db) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut st = db
+        .conn
+        .prepare("SELECT key, value FROM settings ORDER BY key")?;
+    for r in st.query_map([], |r| {
+        Ok(format!(
+            "setting\t{}\t{}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?
+        ))
+    })? {
+        out.push(r?);
+    }
+    let mut st = db
+        .conn
+        .prepare("SELECT ori, since, by, note FROM refused_requesters ORDER BY ori")?;
+    for r in st.query_map([], |r| {
+        Ok(format!(
+            "refused\t{}\t{}\t{}\t{}",
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?
+        ))
+    })? {
+        out.push(r?);
+    }
+    let mut st = db.conn.prepare(
+        "SELECT user, role, added_by, added_at, approved_by, approved_at, trained_at, disabled_at, disabled_reason FROM accounts ORDER BY user",
+    )?;
+    for r in st.query_map([], |r| {
+        Ok(format!(
+            "account\t{}\t{}\t{}\t{}\t{:?}\t{:?}\t{:?}\t{:?}\t{:?}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+            r.get::<_, Option<i64>>(7)?,
+            r.get::<_, Option<String>>(8)?
+        ))
+    })? {
+        out.push(r?);
+    }
+    let mut st = db
+        .conn
+        .prepare("SELECT id, status, registered_index FROM agreements ORDER BY id")?;
+    for r in st.query_map([], |r| {
+        Ok(format!(
+            "agreement\t{}\t{}\t{:?}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<i64>>(2)?
+        ))
+    })? {
+        out.push(r?);
+    }
+    Ok(out)
+}

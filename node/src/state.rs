@@ -1,0 +1,107 @@
+//! State that cannot be edited around the log. Switches, refused requesters, accounts and
+//! agreement states decide who may query this node; each logged change records their
+//! digest ([`digest`]) in its audit entry, and the node compares the stored state with the
+//! newest recorded digest at start and on every sync tick ([`Node::check_state`]). An edit
+//! made with `sqlite3` around the logged admin path is then detected, alerted
+//! (`alert` / `state_edited`), and the node refuses every inbound query (`NODE_REFUSING`)
+//! until an admin acknowledges the state through the logged admin command.
+
+use crate::Error;
+use crate::audit::{AuditEntry, Decision, Event};
+use crate::node::Node;
+use crate::store;
+
+/// SHA-256 (hex) of the node's access-deciding state, in canonical order.
+pub fn digest(db: &store::Db) -> Result<String, Error> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"alpr.v1.NodeState\n");
+    for line in store::maintenance::state_lines(db)? {
+        ctx.update(line.as_bytes());
+        ctx.update(b"\n");
+    }
+    Ok(hex::encode(ctx.finish().as_ref()))
+}
+
+/// The digest of a node that has never changed its state (no entry records one yet).
+fn empty_digest() -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"alpr.v1.NodeState\n");
+    hex::encode(ctx.finish().as_ref())
+}
+
+impl Node {
+    /// Compare the stored state with the digest the audit log last recorded. Returns
+    /// whether they agree; the first disagreement of an episode is an alert, and the node
+    /// refuses inbound queries until an admin acknowledges. Blocking.
+    pub fn check_state(&self) -> Result<bool, Error> {
+        let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = alpr_pki::now_unix();
+        let current = digest(&self.db())?;
+        let log = store::AuditDb::open(&self.cfg.audit_path())?;
+        let recorded = store::audit::latest_state_digest(&log)?.unwrap_or_else(empty_digest);
+        if current == recorded {
+            return Ok(true);
+        }
+        let mut edited = self.state_edited.lock().unwrap_or_else(|p| p.into_inner());
+        if edited.as_deref() != Some(current.as_str()) {
+            let detail = format!(
+                "switches, accounts or agreement states were changed outside the logged admin path (state {current}, the log last recorded {recorded}); sharing stops until an admin acknowledges (`alpr-node admin acknowledge-state`)"
+            );
+            *edited = Some(current);
+            drop(edited);
+            self.audit(&[AuditEntry {
+                detail: Some(detail),
+                ..AuditEntry::new(now, Event::Alert, Decision::StateEdited)
+            }])?;
+        }
+        Ok(false)
+    }
+
+    /// Whether a state edit found outside the log awaits an admin's acknowledgement.
+    pub fn state_edited(&self) -> bool {
+        self.state_refusal().is_some()
+    }
+
+    /// Why inbound queries are refused because of an unacknowledged state edit, if they are.
+    pub(crate) fn state_refusal(&self) -> Option<String> {
+        self.state_edited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|_| {
+                "this node's switches, accounts or agreement states were changed outside its logged admin path; it answers nothing until an admin acknowledges".to_owned()
+            })
+    }
+
+    /// An admin accepts the current state (after checking it); sharing resumes. The
+    /// caller logs the entry that records the digest.
+    pub(crate) fn acknowledge_state(
+        &self,
+        by: &alpr_pki::VerifiedIdentity,
+        note: &str,
+    ) -> Result<String, Error> {
+        if by.role != alpr_pki::Role::Admin {
+            return Err(Error::NotPermitted(format!(
+                "only an admin acknowledges the node's state; you are {}",
+                by.describe()
+            )));
+        }
+        if note.trim().len() < 10 {
+            return Err(Error::Usage(
+                "say what was checked (a note of at least 10 characters)".into(),
+            ));
+        }
+        let was = self
+            .state_edited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(match was {
+            Some(d) => format!("state {d} acknowledged by {}: {note}", by.describe()),
+            None => format!(
+                "state acknowledged by {} (no edit was pending): {note}",
+                by.describe()
+            ),
+        })
+    }
+}
