@@ -58,6 +58,9 @@ pub struct Node {
     pub(crate) state_lock: Mutex<()>,
     /// The digest of a state found edited outside the log, until an admin acknowledges.
     pub(crate) state_edited: Mutex<Option<String>>,
+    /// The state digest the audit log last recorded (kept as entries are written, read
+    /// from the log once at start).
+    pub(crate) recorded_state: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -210,6 +213,9 @@ impl Node {
             audit_failing: std::sync::atomic::AtomicBool::new(false),
             state_lock: Mutex::new(()),
             state_edited: Mutex::new(None),
+            recorded_state: Mutex::new(crate::store::audit::latest_state_digest(
+                &crate::store::AuditDb::open(&cfg.audit_path())?,
+            )?),
         });
         // An edit made while the node was down is found before it serves.
         node.check_state()?;
@@ -391,6 +397,12 @@ impl Node {
             match &r {
                 Ok(()) => {
                     self.audit_failing.store(false, Ordering::SeqCst);
+                    if let Some(d) = entries.iter().rev().find_map(|e| e.state_digest.clone()) {
+                        *self
+                            .recorded_state
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(d);
+                    }
                     for a in entries
                         .iter()
                         .filter_map(|e| crate::alerts::Alert::of(self.ori(), e))

@@ -37,8 +37,12 @@ impl Node {
         let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
         let now = alpr_pki::now_unix();
         let current = digest(&self.db())?;
-        let log = store::AuditDb::open(&self.cfg.audit_path())?;
-        let recorded = store::audit::latest_state_digest(&log)?.unwrap_or_else(empty_digest);
+        let recorded = self
+            .recorded_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(empty_digest);
         if current == recorded {
             return Ok(true);
         }
