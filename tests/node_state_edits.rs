@@ -141,3 +141,51 @@ async fn an_account_or_agreement_edited_while_the_node_was_down_is_found_at_star
     fed.stop().await.unwrap();
     fed2.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_start_is_logged_with_what_changed_in_the_config_since_the_last_one() {
+    let fed = federation().await;
+    let starts = fed.audit(VENTURA, Some("node_start")).unwrap();
+    assert_eq!(starts.len(), 1);
+    let first = starts[0].entry.detail.as_deref().unwrap();
+    assert!(first.starts_with("first start\nconfig:\n"), "{first}");
+    assert!(first.contains("\nrules.version = \"US-CA/"), "{first}");
+    assert!(first.contains("policy.retention_days = "), "{first}");
+
+    // The same config again: unchanged. Then an operator edits node.toml.
+    let cfg = fed.node_configs[VENTURA].clone();
+    let same = alpr_node::Node::open(&cfg).unwrap();
+    assert!(same.log_start().unwrap().is_empty());
+    let mut edited = cfg.clone();
+    edited.policy.retention_days = cfg.policy.retention_days - 1;
+    edited.registry.max_head_age_secs = 900;
+    let restarted = alpr_node::Node::open(&edited).unwrap();
+    let changed = restarted.log_start().unwrap();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(
+        changed.iter().any(|c| c
+            == &format!(
+                "policy.retention_days = {} (was {})",
+                edited.policy.retention_days, cfg.policy.retention_days
+            )),
+        "{changed:?}"
+    );
+    assert!(
+        changed
+            .iter()
+            .any(|c| c.starts_with("registry.max_head_age_secs = 900 (was 600)")),
+        "{changed:?}"
+    );
+    let last = fed.audit(VENTURA, Some("node_start")).unwrap();
+    assert_eq!(last.len(), 3);
+    let detail = last[2].entry.detail.as_deref().unwrap();
+    assert!(
+        detail.starts_with("changed since the last start: "),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("max_head_age_secs = 900 (was 600)"),
+        "{detail}"
+    );
+    fed.stop().await.unwrap();
+}

@@ -105,6 +105,10 @@ pub async fn start(cfg: &NodeConfig) -> Result<RunningNode, Error> {
 pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<RunningNode, Error> {
     let lock = DataDirLock::acquire(&cfg.data_dir)?;
     let node = Node::open(cfg)?;
+    let changed = node.log_start()?;
+    if !changed.is_empty() {
+        tracing::warn!(changes = ?changed, "configuration changed since the last start");
+    }
     let tls = node.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     let svc = NodeService::new(node.clone());

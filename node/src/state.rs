@@ -109,3 +109,91 @@ impl Node {
         })
     }
 }
+
+/// The node's configuration and the rules compiled in, as sorted `key = value` lines
+/// (paths as written after resolution; no secrets live in `node.toml`).
+pub fn config_lines(node: &Node) -> Vec<String> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push(format!("{prefix} = {other}")),
+        }
+    }
+    let mut out = Vec::new();
+    match toml::Value::try_from(&node.cfg) {
+        Ok(v) => walk("", &v, &mut out),
+        Err(e) => out.push(format!("config = <not encodable: {e}>")),
+    }
+    out.push(format!("rules.version = {:?}", node.rules.version));
+    out.push(format!("binary.version = {:?}", env!("CARGO_PKG_VERSION")));
+    out.sort();
+    out
+}
+
+impl Node {
+    /// Log the daemon's start with its configuration and rules, naming every key that
+    /// changed since the last start; a new rules version is also a `scope_change` alert.
+    /// Returns the changed keys. Blocking.
+    pub fn log_start(&self) -> Result<Vec<String>, Error> {
+        let now = alpr_pki::now_unix();
+        let lines = config_lines(self);
+        let log = store::AuditDb::open(&self.cfg.audit_path())?;
+        let last = store::audit::list(&log, Some(Event::NodeStart))?
+            .pop()
+            .and_then(|e| e.entry.detail);
+        let before: Vec<String> = last
+            .as_deref()
+            .and_then(|d| d.split_once("\nconfig:\n"))
+            .map(|(_, c)| c.lines().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let key = |l: &str| l.split(" = ").next().unwrap_or(l).to_owned();
+        let mut changed: Vec<String> = Vec::new();
+        if last.is_some() {
+            for l in &lines {
+                if !before.contains(l) {
+                    let was = before
+                        .iter()
+                        .find(|b| key(b) == key(l))
+                        .map(|b| b.split_once(" = ").map_or("", |x| x.1).to_owned());
+                    changed.push(match was {
+                        Some(w) => format!("{l} (was {w})"),
+                        None => format!("{l} (new)"),
+                    });
+                }
+            }
+            for b in &before {
+                if !lines.iter().any(|l| key(l) == key(b)) {
+                    changed.push(format!("{} removed", key(b)));
+                }
+            }
+        }
+        let summary = match (&last, changed.is_empty()) {
+            (None, _) => "first start".to_owned(),
+            (Some(_), true) => "configuration unchanged since the last start".to_owned(),
+            (Some(_), false) => format!("changed since the last start: {}", changed.join("; ")),
+        };
+        let mut entries = vec![AuditEntry {
+            rule_version: Some(self.rules.version.clone()),
+            detail: Some(format!("{summary}\nconfig:\n{}", lines.join("\n"))),
+            ..AuditEntry::new(now, Event::NodeStart, Decision::Ok)
+        }];
+        if let Some(c) = changed.iter().find(|c| c.starts_with("rules.version")) {
+            entries.push(AuditEntry {
+                rule_version: Some(self.rules.version.clone()),
+                detail: Some(format!("who may query this node may have changed: {c}")),
+                ..AuditEntry::new(now, Event::ScopeChange, Decision::Alert)
+            });
+        }
+        self.audit(&entries)?;
+        Ok(changed)
+    }
+}

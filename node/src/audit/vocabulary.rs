@@ -25,6 +25,9 @@ vocabulary! {
         EvidenceHold = "evidence_hold",
         /// Audit entries were exported.
         Export = "export",
+        /// The daemon started: its configuration and rules, and what changed since the
+        /// last start.
+        NodeStart = "node_start",
         /// An ingested read matched an active hot list.
         HotlistHit = "hotlist_hit",
         /// A hot list was loaded.
