@@ -30,6 +30,7 @@ pub mod registry;
 pub mod replay;
 pub mod reply;
 pub mod rules;
+pub mod seal;
 #[cfg(test)]
 mod testkit;
 

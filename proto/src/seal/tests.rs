@@ -1,0 +1,166 @@
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+/// RFC 9180, Appendix A.2.1 (base setup) and A.2.1.1 (sequence number 0):
+/// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305.
+mod rfc9180_a2 {
+    pub const INFO: &str = "4f6465206f6e2061204772656369616e2055726e";
+    pub const SK_R: &str = "8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb";
+    pub const PK_R: &str = "4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a";
+    pub const ENC: &str = "1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a";
+    pub const AAD: &str = "436f756e742d30";
+    pub const PT: &str = "4265617574792069732074727574682c20747275746820626561757479";
+    pub const CT: &str = concat!(
+        "1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db",
+        "21993c62ce81883d2dd1b51a28"
+    );
+}
+
+#[test]
+fn the_x25519_suite_opens_the_rfc_9180_vector() {
+    use rfc9180_a2::*;
+    let key = KeyPair::from_secret(Suite::X25519ChaCha20, &hex(SK_R)).unwrap();
+    assert_eq!(
+        key.public,
+        hex(PK_R),
+        "the public key derives from the secret"
+    );
+    let pt = open_raw(
+        Suite::X25519ChaCha20,
+        &hex(SK_R),
+        &hex(ENC),
+        &hex(INFO),
+        &hex(AAD),
+        &hex(CT),
+    )
+    .unwrap();
+    assert_eq!(pt, hex(PT));
+    // One bit off anywhere and it does not open.
+    let mut ct = hex(CT);
+    ct[0] ^= 1;
+    assert_eq!(
+        open_raw(
+            Suite::X25519ChaCha20,
+            &hex(SK_R),
+            &hex(ENC),
+            &hex(INFO),
+            &hex(AAD),
+            &ct
+        ),
+        Err(SealError::DoesNotOpen)
+    );
+    assert_eq!(
+        open_raw(
+            Suite::X25519ChaCha20,
+            &hex(SK_R),
+            &hex(ENC),
+            b"other info",
+            &hex(AAD),
+            &hex(CT)
+        ),
+        Err(SealError::DoesNotOpen)
+    );
+}
+
+fn ctx<'a>(target: &'a str, query_id: &'a [u8], requester: &'a str) -> Context<'a> {
+    Context {
+        purpose: "query",
+        target_ori: target,
+        query_id,
+        requester,
+    }
+}
+
+const Q: &[u8] = &[7u8; 16];
+
+#[test]
+fn each_suite_seals_and_opens_for_its_own_context_only() {
+    for suite in [Suite::X25519ChaCha20, Suite::XWingChaCha20] {
+        let key = KeyPair::generate(suite);
+        let here = ctx("CA0560100", Q, "inv-1@CA0340000");
+        let sealed = seal(suite, &key.public, &here, b"plate 8ABC123").unwrap();
+        assert_eq!(sealed.key_id, key.key_id());
+        assert!(!sealed.ciphertext.windows(7).any(|w| w == b"8ABC123"));
+        assert_eq!(open(&key, &here, &sealed).unwrap(), b"plate 8ABC123");
+        // Moved to another target, query, requester or purpose: it does not open.
+        let other_q = [8u8; 16];
+        for moved in [
+            ctx("CA0100500", Q, "inv-1@CA0340000"),
+            ctx("CA0560100", &other_q, "inv-1@CA0340000"),
+            ctx("CA0560100", Q, "inv-2@CA0340000"),
+            Context {
+                purpose: "answer",
+                ..here
+            },
+        ] {
+            assert_eq!(
+                open(&key, &moved, &sealed),
+                Err(SealError::DoesNotOpen),
+                "{moved:?}"
+            );
+        }
+        // Tampered, re-labelled, or for another key: it does not open.
+        let mut t = sealed.clone();
+        let last = t.ciphertext.len() - 1;
+        t.ciphertext[last] ^= 0x80;
+        assert_eq!(open(&key, &here, &t), Err(SealError::DoesNotOpen));
+        let other = KeyPair::generate(suite);
+        assert_eq!(open(&other, &here, &sealed), Err(SealError::DoesNotOpen));
+        let mut relabelled = sealed.clone();
+        relabelled.key_id = other.key_id();
+        assert_eq!(
+            open(&other, &here, &relabelled),
+            Err(SealError::DoesNotOpen)
+        );
+        // A key restored from its secret opens what the original could.
+        let restored = KeyPair::from_secret(suite, key.secret_bytes()).unwrap();
+        assert_eq!(restored.public, key.public);
+        assert_eq!(open(&restored, &here, &sealed).unwrap(), b"plate 8ABC123");
+    }
+}
+
+#[test]
+fn the_suites_do_not_mix_and_bad_input_is_an_error_not_a_panic() {
+    let x = KeyPair::generate(Suite::X25519ChaCha20);
+    let pq = KeyPair::generate(Suite::XWingChaCha20);
+    assert_eq!(x.public.len(), 32);
+    assert_eq!(pq.public.len(), 1216, "X-Wing public keys are 1216 bytes");
+    let here = ctx("CA0560100", Q, "inv-1@CA0340000");
+    // An X25519 key given as an X-Wing key, and the reverse.
+    assert!(matches!(
+        seal(Suite::XWingChaCha20, &x.public, &here, b"x"),
+        Err(SealError::Malformed {
+            what: "public key",
+            ..
+        })
+    ));
+    assert!(matches!(
+        seal(Suite::X25519ChaCha20, &pq.public, &here, b"x"),
+        Err(SealError::Malformed { .. })
+    ));
+    let sealed = seal(Suite::XWingChaCha20, &pq.public, &here, b"x").unwrap();
+    assert_eq!(sealed.enc.len(), 1120, "X-Wing ciphertexts are 1120 bytes");
+    assert_eq!(open(&x, &here, &sealed), Err(SealError::DoesNotOpen));
+    // A truncated encapsulation is malformed.
+    let mut short = sealed.clone();
+    short.enc.truncate(100);
+    assert!(matches!(
+        open(&pq, &here, &short),
+        Err(SealError::Malformed {
+            what: "encapsulated key",
+            len: 100,
+            ..
+        })
+    ));
+    assert_eq!(Suite::from_id(9), Err(SealError::UnknownSuite(9)));
+    assert_eq!(
+        Suite::from_id(Suite::XWingChaCha20.id()),
+        Ok(Suite::XWingChaCha20)
+    );
+    assert!(KeyPair::from_secret(Suite::X25519ChaCha20, &[1, 2, 3]).is_err());
+    let dbg = format!("{pq:?}");
+    assert!(dbg.contains("key_id") && !dbg.contains("secret"), "{dbg}");
+}
