@@ -28,9 +28,9 @@ mod sqlite;
 mod tests;
 
 pub use sqlite::{
-    Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf, latest_tree_head, log, open,
-    put_agency, put_tree_head, read_log, registry_leaves, routed_ids_since, routing_stats,
-    tree_head_of_size,
+    ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf,
+    latest_tree_head, log, open, put_agency, put_tree_head, read_log, registry_leaves,
+    routed_ids_since, routing_stats, tree_head_of_size, verify_log,
 };
 
 /// One routing-log row.

@@ -15,7 +15,8 @@ pub use registry_log::{
     append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
 };
 pub use routing_log::{
-    LogWriter, agency_jurisdiction, log, put_agency, read_log, routed_ids_since, routing_stats,
+    ChainReport, LogWriter, agency_jurisdiction, log, put_agency, read_log, routed_ids_since,
+    routing_stats, verify_log,
 };
 
 const SCHEMA: &str = r#"
@@ -36,7 +37,9 @@ CREATE TABLE IF NOT EXISTS log (
     reason_code TEXT,
     detail TEXT,
     agreement_id TEXT,
-    rule_version TEXT
+    rule_version TEXT,
+    prev_hash TEXT,
+    hash TEXT
 );
 "#;
 
@@ -54,6 +57,7 @@ impl Db {
         }
         let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        routing_log::add_chain_columns(&conn)?;
         Ok(Self { conn })
     }
 

@@ -329,3 +329,86 @@ async fn a_failed_group_commit_is_reported_to_the_waiting_caller() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn the_routing_log_is_a_hash_chain_whoever_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    let mut db = open(&path).unwrap();
+    log(
+        &mut db,
+        &[route(1, "aa", Some("CA0560100"), Decision::Forwarded)],
+    )
+    .unwrap();
+    let writer = LogWriter::open(&path).unwrap();
+    writer
+        .append(vec![
+            route(2, "bb", Some("CA0560100"), Decision::Refused),
+            route(3, "cc", None, Decision::Forwarded),
+        ])
+        .await
+        .unwrap();
+    log(
+        &mut db,
+        &[route(4, "dd", Some("CA0100500"), Decision::Answered)],
+    )
+    .unwrap();
+    let r = verify_log(&db).unwrap();
+    assert_eq!(
+        r,
+        ChainReport {
+            chained: 4,
+            unchained_before: 0
+        }
+    );
+    assert_eq!(read_log(&db).unwrap().len(), 4);
+}
+
+#[test]
+fn an_edited_deleted_or_unchained_row_is_named() {
+    let edit = |sql: &str| {
+        let (_dir, mut db) = fresh();
+        for i in 1..=4 {
+            log(
+                &mut db,
+                &[route(i, &format!("{i:02x}"), None, Decision::Forwarded)],
+            )
+            .unwrap();
+        }
+        db.connection().execute_batch(sql).unwrap();
+        verify_log(&db).unwrap_err().to_string()
+    };
+    let e = edit("UPDATE log SET decision = 'refused' WHERE seq = 2");
+    assert!(e.contains("row 2: content does not match its hash"), "{e}");
+    let e = edit("DELETE FROM log WHERE seq = 3");
+    assert!(e.contains("row 3 is missing (next is 4)"), "{e}");
+    let e = edit("UPDATE log SET hash = NULL, prev_hash = NULL WHERE seq = 4");
+    assert!(e.contains("row 4 is not chained"), "{e}");
+    let e = edit("UPDATE log SET prev_hash = hash WHERE seq = 3");
+    assert!(e.contains("row 3: previous-hash link broken"), "{e}");
+}
+
+#[test]
+fn a_log_from_before_the_chain_keeps_its_rows_and_chains_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE log (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, event TEXT NOT NULL, query_id TEXT, requester TEXT, target TEXT, decision TEXT NOT NULL, reason_code TEXT, detail TEXT, agreement_id TEXT, rule_version TEXT);
+             INSERT INTO log (at, event, decision) VALUES (1, 'route', 'forwarded');
+             INSERT INTO log (at, event, decision) VALUES (2, 'route', 'refused');",
+        )
+        .unwrap();
+    }
+    let mut db = open(&path).unwrap();
+    log(&mut db, &[route(3, "ee", None, Decision::Forwarded)]).unwrap();
+    assert_eq!(
+        verify_log(&db).unwrap(),
+        ChainReport {
+            chained: 1,
+            unchained_before: 2
+        }
+    );
+    assert_eq!(read_log(&db).unwrap().len(), 3);
+}

@@ -21,37 +21,159 @@ fn vocab<T: std::str::FromStr<Err = String>>(
     })
 }
 
+/// Hash of the (empty) predecessor of the first chained row.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A database from before the routing log was chained gets the chain columns; its old
+/// rows stay unchained, and the chain starts with the next row.
+pub(super) fn add_chain_columns(conn: &Connection) -> Result<(), Error> {
+    let mut st = conn.prepare("PRAGMA table_info(log)")?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !names.iter().any(|n| n == "hash") {
+        conn.execute_batch(
+            "ALTER TABLE log ADD COLUMN prev_hash TEXT; ALTER TABLE log ADD COLUMN hash TEXT;",
+        )?;
+    }
+    Ok(())
+}
+
+/// The chain hash of a row: SHA-256 of the previous row's hash, a newline and the row as
+/// JSON (with its sequence number), hex.
+fn row_hash(prev: &str, e: &LogEntry) -> Result<String, Error> {
+    let json = serde_json::to_string(e).map_err(|e| Error::Corrupt {
+        what: "routing log row".into(),
+        detail: e.to_string(),
+    })?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(prev.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(json.as_bytes());
+    Ok(hex::encode(ctx.finish().as_ref()))
+}
+
 /// Append log rows in one transaction.
 pub fn log(db: &mut Db, entries: &[LogEntry]) -> Result<(), Error> {
-    let tx = db.conn.transaction()?;
+    let tx = db
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     log_in(&tx, entries)?;
     tx.commit()?;
     Ok(())
 }
 
-/// Insert log rows inside a caller's transaction.
+/// Insert log rows inside a caller's (immediate) transaction, each chained to the one
+/// before it.
 fn log_in(tx: &Connection, entries: &[LogEntry]) -> Result<(), Error> {
-    {
-        let mut st = tx.prepare_cached(
-            "INSERT INTO log (at, event, query_id, requester, target, decision, reason_code, detail, agreement_id, rule_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        for e in entries {
-            st.execute(params![
-                e.at,
-                e.event.as_str(),
-                e.query_id,
-                e.requester,
-                e.target,
-                e.decision.as_str(),
-                e.reason_code,
-                e.detail,
-                e.agreement_id,
-                e.rule_version
-            ])?;
-        }
+    use rusqlite::OptionalExtension;
+    let (mut seq, mut prev): (i64, String) = tx
+        .prepare_cached("SELECT seq, COALESCE(hash, ?1) FROM log ORDER BY seq DESC LIMIT 1")?
+        .query_row([GENESIS], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, GENESIS.to_owned()));
+    let mut st = tx.prepare_cached(
+        "INSERT INTO log (seq, at, event, query_id, requester, target, decision, reason_code, detail, agreement_id, rule_version, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for e in entries {
+        seq += 1;
+        let row = LogEntry { seq, ..e.clone() };
+        let hash = row_hash(&prev, &row)?;
+        st.execute(params![
+            seq,
+            e.at,
+            e.event.as_str(),
+            e.query_id,
+            e.requester,
+            e.target,
+            e.decision.as_str(),
+            e.reason_code,
+            e.detail,
+            e.agreement_id,
+            e.rule_version,
+            prev,
+            hash
+        ])?;
+        prev = hash;
     }
     Ok(())
+}
+
+/// What [`verify_log`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Rows whose chain verified.
+    pub chained: u64,
+    /// Rows written before the log was chained (a database from an older broker).
+    pub unchained_before: u64,
+}
+
+/// Verify the routing log's chain: no row missing, each row's previous hash its
+/// predecessor's hash, each hash recomputed over the row. Errors name the first bad row.
+pub fn verify_log(db: &Db) -> Result<ChainReport, Error> {
+    let corrupt = |detail: String| Error::Corrupt {
+        what: "routing log".into(),
+        detail,
+    };
+    let mut st = db.conn.prepare(
+        "SELECT seq, at, event, query_id, requester, target, decision, reason_code, detail, agreement_id, rule_version, prev_hash, hash FROM log ORDER BY seq",
+    )?;
+    let mut rows = st.query([])?;
+    let mut report = ChainReport {
+        chained: 0,
+        unchained_before: 0,
+    };
+    let mut prev: Option<String> = None;
+    let mut expected = 1i64;
+    while let Some(r) = rows.next()? {
+        let e = LogEntry {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            event: vocab(r, 2)?,
+            query_id: r.get(3)?,
+            requester: r.get(4)?,
+            target: r.get(5)?,
+            decision: vocab(r, 6)?,
+            reason_code: r.get(7)?,
+            detail: r.get(8)?,
+            agreement_id: r.get(9)?,
+            rule_version: r.get(10)?,
+        };
+        let (row_prev, hash): (Option<String>, Option<String>) = (r.get(11)?, r.get(12)?);
+        if e.seq != expected {
+            return Err(corrupt(format!(
+                "row {expected} is missing (next is {})",
+                e.seq
+            )));
+        }
+        expected += 1;
+        match (hash, &prev) {
+            (None, None) => report.unchained_before += 1,
+            (None, Some(_)) => return Err(corrupt(format!("row {} is not chained", e.seq))),
+            (Some(h), _) => {
+                let want_prev = prev.clone().unwrap_or_else(|| {
+                    if report.unchained_before == 0 {
+                        GENESIS.to_owned()
+                    } else {
+                        row_prev.clone().unwrap_or_default()
+                    }
+                });
+                if row_prev.as_deref() != Some(want_prev.as_str()) {
+                    return Err(corrupt(format!("row {}: previous-hash link broken", e.seq)));
+                }
+                if row_hash(&want_prev, &e)? != h {
+                    return Err(corrupt(format!(
+                        "row {}: content does not match its hash",
+                        e.seq
+                    )));
+                }
+                report.chained += 1;
+                prev = Some(h);
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Read the log in order.
