@@ -39,6 +39,14 @@ pub enum Error {
     /// A certificate or key file already exists; nothing was overwritten.
     #[error("{} already exists; refusing to overwrite it (pass --force to replace it, keeping the old file as <name>.old-<time>)", .0.display())]
     Exists(PathBuf),
+    /// A private key file other users can read: refused until its mode is 0600.
+    #[error("{}: the private key can be read by other users (mode {mode:04o}); run `chmod 600 {}` (and check who copied it)", .path.display(), .path.display())]
+    KeyExposed {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A certificate cannot be revoked from this PKI directory.
     #[error("cannot revoke: {0}")]
     CannotRevoke(String),

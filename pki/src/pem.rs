@@ -27,11 +27,36 @@ pub fn read_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Erro
 
 /// Read a PKCS#8 private key from a PEM file.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    refuse_exposed_key(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| Error::Pem {
         path: path.into(),
         reason: format!("no usable private key: {e}"),
     })
+}
+
+/// A private key that other users may read is refused before it is used: whoever else
+/// can read it can sign as its holder.
+#[cfg(unix)]
+fn refuse_exposed_key(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::KeyExposed {
+            path: path.into(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_exposed_key(_path: &Path) -> Result<(), Error> {
+    Ok(())
 }
 
 /// Read every CRL in a PEM file.

@@ -389,6 +389,48 @@ mod directory {
     }
 
     #[test]
+    fn a_key_other_users_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let l = pki(d.path());
+        l.create_agency(
+            &claims("IL0000100", "Springfield PD"),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        l.issue_person(
+            "IL0000100",
+            Role::Investigator,
+            "inv-1",
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        let (cert, key) = l.person("IL0000100", "inv-1");
+        assert!(crate::Signer::load(&cert, &key).is_ok());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = crate::Signer::load(&cert, &key).err().unwrap();
+        assert!(
+            matches!(e, crate::Error::KeyExposed { mode: 0o644, .. }),
+            "{e}"
+        );
+        let m = e.to_string();
+        assert!(m.contains("mode 0644") && m.contains("chmod 600"), "{m}");
+        assert!(crate::read_private_key(&key).is_err());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(
+            crate::Signer::load(&cert, &key).is_err(),
+            "group-readable too"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(
+            crate::Signer::load(&cert, &key).is_ok(),
+            "owner-only is fine"
+        );
+    }
+
+    #[test]
     fn revoke_finds_the_issuer_itself_is_idempotent_and_refuses_what_it_cannot_revoke() {
         let d = tempfile::tempdir().unwrap();
         let l = pki(d.path());
