@@ -59,6 +59,25 @@ fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     (url, got)
 }
 
+/// A federation of three agencies whose Ventura node sends its alerts to `url` (and to
+/// `command`, if given).
+async fn with_sinks(url: &str, command: Option<Vec<String>>) -> Federation {
+    Federation::start_tuned(
+        None,
+        &demo_agencies()[..3],
+        |_| open_policy(),
+        &[],
+        &|cfg| {
+            if cfg.ori == VENTURA {
+                cfg.alerts.webhook = Some(url.to_owned());
+                cfg.alerts.command = command.clone();
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Wait (at most 10 s) until `got` holds an alert of `kind` whose detail contains `text`.
 fn wait_for(got: &Mutex<Vec<serde_json::Value>>, event: &str, text: &str) -> serde_json::Value {
     let until = Instant::now() + Duration::from_secs(10);
@@ -84,20 +103,7 @@ async fn scope_changes_reach_the_webhook_and_the_command_and_are_logged() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("alerts.jsonl");
     let script = format!("cat >> '{}'; echo >> '{}'", file.display(), file.display());
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies()[..3],
-        |_| open_policy(),
-        &[],
-        &|cfg| {
-            if cfg.ori == VENTURA {
-                cfg.alerts.webhook = Some(url.clone());
-                cfg.alerts.command = Some(vec!["sh".into(), "-c".into(), script.clone()]);
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let fed = with_sinks(&url, Some(vec!["sh".into(), "-c".into(), script])).await;
     // The harness turned sharing on: the first change of scope.
     let on = wait_for(&got, "scope_change", "sharing turned ON");
     assert_eq!(on["ori"], VENTURA);
@@ -149,19 +155,7 @@ async fn scope_changes_reach_the_webhook_and_the_command_and_are_logged() {
 #[tokio::test]
 async fn the_self_audit_verifies_the_log_warns_of_expiry_and_alerts_when_the_log_is_broken() {
     let (url, got) = receiver();
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies()[..3],
-        |_| open_policy(),
-        &[],
-        &|cfg| {
-            if cfg.ori == VENTURA {
-                cfg.alerts.webhook = Some(url.clone());
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let fed = with_sinks(&url, None).await;
     // An agreement that ends in 3 days: inside the 7-day warning window.
     let id = fed
         .agree(Federation::terms(
@@ -222,19 +216,7 @@ async fn the_self_audit_verifies_the_log_warns_of_expiry_and_alerts_when_the_log
 #[tokio::test]
 async fn a_failing_audit_log_is_alerted_at_once_though_it_cannot_be_logged() {
     let (url, got) = receiver();
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies()[..3],
-        |_| open_policy(),
-        &[],
-        &|cfg| {
-            if cfg.ori == VENTURA {
-                cfg.alerts.webhook = Some(url.clone());
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let fed = with_sinks(&url, None).await;
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
         .await
         .unwrap();

@@ -121,14 +121,8 @@ impl KeyPair {
     /// A fresh key pair from the system's randomness.
     pub fn generate(suite: Suite) -> Self {
         let (secret, public) = match suite {
-            Suite::X25519ChaCha20 => {
-                let (sk, pk) = X25519HkdfSha256::gen_keypair();
-                (sk.to_bytes().to_vec(), pk.to_bytes().to_vec())
-            }
-            Suite::XWingChaCha20 => {
-                let (sk, pk) = XWing::gen_keypair();
-                (sk.to_bytes().to_vec(), pk.to_bytes().to_vec())
-            }
+            Suite::X25519ChaCha20 => generate_with::<X25519HkdfSha256>(),
+            Suite::XWingChaCha20 => generate_with::<XWing>(),
         };
         Self {
             suite,
@@ -145,16 +139,10 @@ impl KeyPair {
             len: secret.len(),
         };
         let public = match suite {
-            Suite::X25519ChaCha20 => {
-                let sk =
-                    <X25519HkdfSha256 as Kem>::PrivateKey::from_bytes(secret).map_err(|_| bad())?;
-                X25519HkdfSha256::sk_to_pk(&sk).to_bytes().to_vec()
-            }
-            Suite::XWingChaCha20 => {
-                let sk = <XWing as Kem>::PrivateKey::from_bytes(secret).map_err(|_| bad())?;
-                XWing::sk_to_pk(&sk).to_bytes().to_vec()
-            }
-        };
+            Suite::X25519ChaCha20 => public_of::<X25519HkdfSha256>(secret),
+            Suite::XWingChaCha20 => public_of::<XWing>(secret),
+        }
+        .ok_or_else(bad)?;
         Ok(Self {
             suite,
             public,
@@ -214,37 +202,12 @@ pub fn seal(
     let key_id = key_id(public);
     let aad = SealedBox::aad(suite, &key_id);
     let info = ctx.info();
-    let bad = || SealError::Malformed {
-        what: "public key",
-        suite,
-        len: public.len(),
-    };
-    let (enc, ciphertext) =
-        match suite {
-            Suite::X25519ChaCha20 => {
-                let pk =
-                    <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(public).map_err(|_| bad())?;
-                let (enc, ct) = hpke::single_shot_seal::<
-                    ChaCha20Poly1305,
-                    HkdfSha256,
-                    X25519HkdfSha256,
-                >(&OpModeS::Base, &pk, &info, plaintext, &aad)
-                .map_err(|e| SealError::Seal(e.to_string()))?;
-                (enc.to_bytes().to_vec(), ct)
-            }
-            Suite::XWingChaCha20 => {
-                let pk = <XWing as Kem>::PublicKey::from_bytes(public).map_err(|_| bad())?;
-                let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, XWing>(
-                    &OpModeS::Base,
-                    &pk,
-                    &info,
-                    plaintext,
-                    &aad,
-                )
-                .map_err(|e| SealError::Seal(e.to_string()))?;
-                (enc.to_bytes().to_vec(), ct)
-            }
-        };
+    let (enc, ciphertext) = match suite {
+        Suite::X25519ChaCha20 => {
+            seal_with::<X25519HkdfSha256>(suite, public, &info, plaintext, &aad)
+        }
+        Suite::XWingChaCha20 => seal_with::<XWing>(suite, public, &info, plaintext, &aad),
+    }?;
     Ok(SealedBox {
         suite,
         key_id,
@@ -278,39 +241,69 @@ pub fn open_raw(
     aad: &[u8],
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let malformed = |what, len| SealError::Malformed { what, suite, len };
     match suite {
         Suite::X25519ChaCha20 => {
-            let sk = <X25519HkdfSha256 as Kem>::PrivateKey::from_bytes(secret)
-                .map_err(|_| malformed("secret key", secret.len()))?;
-            let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(enc)
-                .map_err(|_| malformed("encapsulated key", enc.len()))?;
-            hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
-                &OpModeR::Base,
-                &sk,
-                &enc,
-                info,
-                ciphertext,
-                aad,
-            )
-            .map_err(|_| SealError::DoesNotOpen)
+            open_with::<X25519HkdfSha256>(suite, secret, enc, info, aad, ciphertext)
         }
-        Suite::XWingChaCha20 => {
-            let sk = <XWing as Kem>::PrivateKey::from_bytes(secret)
-                .map_err(|_| malformed("secret key", secret.len()))?;
-            let enc = <XWing as Kem>::EncappedKey::from_bytes(enc)
-                .map_err(|_| malformed("encapsulated key", enc.len()))?;
-            hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, XWing>(
-                &OpModeR::Base,
-                &sk,
-                &enc,
-                info,
-                ciphertext,
-                aad,
-            )
-            .map_err(|_| SealError::DoesNotOpen)
-        }
+        Suite::XWingChaCha20 => open_with::<XWing>(suite, secret, enc, info, aad, ciphertext),
     }
+}
+
+fn generate_with<K: Kem>() -> (Vec<u8>, Vec<u8>) {
+    let (sk, pk) = K::gen_keypair();
+    (sk.to_bytes().to_vec(), pk.to_bytes().to_vec())
+}
+
+fn public_of<K: Kem>(secret: &[u8]) -> Option<Vec<u8>> {
+    let sk = K::PrivateKey::from_bytes(secret).ok()?;
+    Some(K::sk_to_pk(&sk).to_bytes().to_vec())
+}
+
+fn seal_with<K: Kem>(
+    suite: Suite,
+    public: &[u8],
+    info: &[u8],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), SealError> {
+    let pk = K::PublicKey::from_bytes(public).map_err(|_| SealError::Malformed {
+        what: "public key",
+        suite,
+        len: public.len(),
+    })?;
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, K>(
+        &OpModeS::Base,
+        &pk,
+        info,
+        plaintext,
+        aad,
+    )
+    .map_err(|e| SealError::Seal(e.to_string()))?;
+    Ok((enc.to_bytes().to_vec(), ct))
+}
+
+fn open_with<K: Kem>(
+    suite: Suite,
+    secret: &[u8],
+    enc: &[u8],
+    info: &[u8],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let malformed = |what, len| SealError::Malformed { what, suite, len };
+    let sk =
+        K::PrivateKey::from_bytes(secret).map_err(|_| malformed("secret key", secret.len()))?;
+    let enc =
+        K::EncappedKey::from_bytes(enc).map_err(|_| malformed("encapsulated key", enc.len()))?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, K>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        info,
+        ciphertext,
+        aad,
+    )
+    .map_err(|_| SealError::DoesNotOpen)
 }
 
 #[cfg(test)]

@@ -127,19 +127,7 @@ pub fn verify_log(db: &Db) -> Result<ChainReport, Error> {
     let mut prev: Option<String> = None;
     let mut expected = 1i64;
     while let Some(r) = rows.next()? {
-        let e = LogEntry {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            event: vocab(r, 2)?,
-            query_id: r.get(3)?,
-            requester: r.get(4)?,
-            target: r.get(5)?,
-            decision: vocab(r, 6)?,
-            reason_code: r.get(7)?,
-            detail: r.get(8)?,
-            agreement_id: r.get(9)?,
-            rule_version: r.get(10)?,
-        };
+        let e = entry_of(r)?;
         let (row_prev, hash): (Option<String>, Option<String>) = (r.get(11)?, r.get(12)?);
         if e.seq != expected {
             return Err(corrupt(format!(
@@ -176,26 +164,30 @@ pub fn verify_log(db: &Db) -> Result<ChainReport, Error> {
     Ok(report)
 }
 
+/// A row of `seq, at, event, query_id, requester, target, decision, reason_code, detail,
+/// agreement_id, rule_version` (and anything after).
+fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        event: vocab(r, 2)?,
+        query_id: r.get(3)?,
+        requester: r.get(4)?,
+        target: r.get(5)?,
+        decision: vocab(r, 6)?,
+        reason_code: r.get(7)?,
+        detail: r.get(8)?,
+        agreement_id: r.get(9)?,
+        rule_version: r.get(10)?,
+    })
+}
+
 /// Read the log in order.
 pub fn read_log(db: &Db) -> Result<Vec<LogEntry>, Error> {
     let mut st = db.conn.prepare(
         "SELECT seq, at, event, query_id, requester, target, decision, reason_code, detail, agreement_id, rule_version FROM log ORDER BY seq",
     )?;
-    let rows = st.query_map([], |r| {
-        Ok(LogEntry {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            event: vocab(r, 2)?,
-            query_id: r.get(3)?,
-            requester: r.get(4)?,
-            target: r.get(5)?,
-            decision: vocab(r, 6)?,
-            reason_code: r.get(7)?,
-            detail: r.get(8)?,
-            agreement_id: r.get(9)?,
-            rule_version: r.get(10)?,
-        })
-    })?;
+    let rows = st.query_map([], entry_of)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
