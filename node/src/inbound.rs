@@ -49,18 +49,11 @@ impl Node {
             .unwrap_or_else(|e| format!("unverified peer ({e})"));
         let decision = match (&peer, decision) {
             (Ok(p), d) if p.role == Role::Broker => d,
-            (_, AdmissionDecision::Admitted(a)) => {
-                AdmissionDecision::Refused(Box::new(admission::Refused {
-                    reason: RefusalReason::CertInvalid,
-                    detail: format!("only the broker may forward queries; peer is {peer_desc}"),
-                    facts: QueryFacts {
-                        endorser: Some(a.endorser),
-                        investigator: Some(a.investigator),
-                        query: Some(a.query),
-                    },
-                    rule_version: a.rule_version,
-                }))
-            }
+            (_, AdmissionDecision::Admitted(a)) => refuse(
+                *a,
+                RefusalReason::CertInvalid,
+                format!("only the broker may forward queries; peer is {peer_desc}"),
+            ),
             (_, refused) => refused,
         };
         let decision = match (size, decision) {
@@ -82,57 +75,13 @@ impl Node {
             }
             (Ok(()), d) => d,
         };
-        // Per-requester rate limit, counted on every authenticated request.
+        // The node's own last word on an admitted query: the per-requester rate limit,
+        // state edited around the logged admin path (nothing is answered until an admin
+        // acknowledges), and a registry view older than its bound (it may hide a revocation
+        // the broker withholds).
         let decision = match decision {
-            AdmissionDecision::Admitted(a) if !self.rate_ok(&a.query.requester_ori, now) => {
-                AdmissionDecision::Refused(Box::new(admission::Refused {
-                    reason: RefusalReason::RateLimited,
-                    detail: format!(
-                        "more than {} queries per minute from {}",
-                        self.cfg.policy.max_queries_per_minute, a.query.requester_ori
-                    ),
-                    facts: QueryFacts {
-                        endorser: Some(a.endorser),
-                        investigator: Some(a.investigator),
-                        query: Some(a.query),
-                    },
-                    rule_version: a.rule_version,
-                }))
-            }
-            d => d,
-        };
-        // State edited around the logged admin path: nothing is answered until an admin
-        // has looked at it and acknowledged.
-        let decision = match decision {
-            AdmissionDecision::Admitted(a) => match self.state_refusal() {
-                Some(detail) => AdmissionDecision::Refused(Box::new(admission::Refused {
-                    reason: RefusalReason::NodeRefusing,
-                    detail,
-                    facts: QueryFacts {
-                        endorser: Some(a.endorser),
-                        investigator: Some(a.investigator),
-                        query: Some(a.query),
-                    },
-                    rule_version: a.rule_version,
-                })),
-                None => AdmissionDecision::Admitted(a),
-            },
-            d => d,
-        };
-        // A view of the registry older than the bound may hide a revocation or suspension
-        // the broker withholds: answer nothing until a fresh, consistent head arrives.
-        let decision = match decision {
-            AdmissionDecision::Admitted(a) => match self.stale_view(now) {
-                Some(detail) => AdmissionDecision::Refused(Box::new(admission::Refused {
-                    reason: RefusalReason::RegistryStale,
-                    detail,
-                    facts: QueryFacts {
-                        endorser: Some(a.endorser),
-                        investigator: Some(a.investigator),
-                        query: Some(a.query),
-                    },
-                    rule_version: a.rule_version,
-                })),
+            AdmissionDecision::Admitted(a) => match self.own_refusal(&a, now) {
+                Some((reason, detail)) => refuse(*a, reason, detail),
                 None => AdmissionDecision::Admitted(a),
             },
             d => d,
@@ -233,4 +182,39 @@ impl Node {
             .observe(started.elapsed().as_secs_f64());
         Ok(signed)
     }
+}
+
+impl Node {
+    /// Why this node refuses a query admission let through, if it does (in this order:
+    /// rate limit, unacknowledged state edit, stale registry view).
+    fn own_refusal(&self, a: &admission::Admitted, now: i64) -> Option<(RefusalReason, String)> {
+        if !self.rate_ok(&a.query.requester_ori, now) {
+            return Some((
+                RefusalReason::RateLimited,
+                format!(
+                    "more than {} queries per minute from {}",
+                    self.cfg.policy.max_queries_per_minute, a.query.requester_ori
+                ),
+            ));
+        }
+        if let Some(detail) = self.state_refusal() {
+            return Some((RefusalReason::NodeRefusing, detail));
+        }
+        self.stale_view(now)
+            .map(|detail| (RefusalReason::RegistryStale, detail))
+    }
+}
+
+/// Refuse an admitted query with `reason`, keeping its facts for the log.
+fn refuse(a: admission::Admitted, reason: RefusalReason, detail: String) -> AdmissionDecision {
+    AdmissionDecision::Refused(Box::new(admission::Refused {
+        reason,
+        detail,
+        facts: QueryFacts {
+            endorser: Some(a.endorser),
+            investigator: Some(a.investigator),
+            query: Some(a.query),
+        },
+        rule_version: a.rule_version,
+    }))
 }
