@@ -281,6 +281,14 @@ pub fn apply_leaf(
             if v.id != ev.agreement_id || records.contains_key(&v.id) {
                 return Err(invalid("registration id mismatch or duplicate"));
             }
+            // The leaf's parties are read by whoever filters the log: they must be the
+            // signed agreement's.
+            if ev.provider_ori != v.terms.provider_ori || ev.requester_ori != v.terms.requester_ori
+            {
+                return Err(invalid(
+                    "the event's provider or requester differs from the signed agreement's",
+                ));
+            }
             let by = format!(
                 "{} and {}",
                 v.provider_admin.describe(),
@@ -314,6 +322,13 @@ pub fn apply_leaf(
             let (a, who, next) = verify_action(trust, action, rec, ev.logged_at)?;
             if a.action != ev.kind {
                 return Err(invalid("event kind differs from the signed action"));
+            }
+            if ev.provider_ori != rec.agreement.terms.provider_ori
+                || ev.requester_ori != rec.agreement.terms.requester_ori
+            {
+                return Err(invalid(
+                    "the event's provider or requester differs from the signed agreement's",
+                ));
             }
             rec.status = next;
             rec.history.push(HistoryItem {

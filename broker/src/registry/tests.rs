@@ -215,6 +215,23 @@ fn a_tampered_leaf_in_the_database_is_refused_at_load() {
 }
 
 #[test]
+fn a_leaf_naming_other_parties_than_its_signed_agreement_is_refused() {
+    let kit = Kit::new();
+    let (mut reg, mut db, _) = registry_of(&kit, 1);
+    let now = alpr_pki::now_unix();
+    let sa = kit.agreement(PROVIDER, REQUESTER, "other parties", now, now + 86_400);
+    let (leaf, _) = kit.registration(&sa, now);
+    let mut ev = alpr_proto::pb::RegistryEvent::decode(leaf.as_slice()).unwrap();
+    ev.requester_ori = NEVADA.into();
+    let e = reg
+        .append(&mut db, &kit.trust, &kit.broker, ev.encode_to_vec(), now)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("differs from the signed agreement's"), "{e}");
+    assert_eq!(reg.size(), 1);
+}
+
+#[test]
 fn a_missing_leaf_in_the_database_is_refused_at_load() {
     let kit = Kit::new();
     let (_, db, _) = registry_of(&kit, 3);
