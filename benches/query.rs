@@ -271,6 +271,34 @@ async fn clean_floor(
     best.context("no floor measured")
 }
 
+/// Microseconds to seal and to open one 1 KiB box with `suite` (median of 5 rounds of 50).
+fn seal_costs(suite: alpr_proto::seal::Suite) -> (f64, f64) {
+    use alpr_proto::seal::{Context, KeyPair, open, seal};
+    let key = KeyPair::generate(suite);
+    let ctx = Context {
+        purpose: "query",
+        target_ori: "CA0560100",
+        query_id: &[7u8; 16],
+        requester: "inv-1@CA0340000",
+    };
+    let pt = vec![0x42u8; 1024];
+    let mut seals = Vec::new();
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let boxes: Vec<_> = (0..50)
+            .filter_map(|_| seal(suite, &key.public, &ctx, &pt).ok())
+            .collect();
+        seals.push(t.elapsed().as_secs_f64() * 1e6 / 50.0);
+        let t = Instant::now();
+        let opened = boxes.iter().filter(|b| open(&key, &ctx, b).is_ok()).count();
+        opens.push(t.elapsed().as_secs_f64() * 1e6 / opened.max(1) as f64);
+    }
+    seals.sort_by(f64::total_cmp);
+    opens.sort_by(f64::total_cmp);
+    (seals[2], opens[2])
+}
+
 /// Single-thread cost of one sign and one verify, microseconds.
 fn op_costs() -> Result<(f64, f64)> {
     let rng = ring::rand::SystemRandom::new();
@@ -507,6 +535,18 @@ async fn run() -> Result<()> {
     println!(
         "crypto: one ECDSA P-256 sign {sign_us:.1} us, one verify {verify_us:.1} us (1 thread)"
     );
+    // What sealing will add (issue 14): one box sealed and opened per target, and one
+    // answer box per target back, for a 1 KiB query and a 14-read answer.
+    for (name, suite) in [
+        ("X25519", alpr_proto::seal::Suite::X25519ChaCha20),
+        ("X-Wing", alpr_proto::seal::Suite::XWingChaCha20),
+    ] {
+        let (seal_us, open_us) = tokio::task::spawn_blocking(move || seal_costs(suite)).await?;
+        println!(
+            "sealing ({name} HPKE, ChaCha20-Poly1305, 1 KiB): seal {seal_us:.1} us, open {open_us:.1} us (1 thread); a query to 3 targets would add about {:.0} us of CPU (3 boxes out, 3 back)",
+            6.0 * (seal_us + open_us)
+        );
+    }
     println!(
         "crypto floor ({signs} signs + {verifies} verifies per query): {floor_1:.1} q/s on 1 thread, {floor_before:.1} q/s on {cores} threads (others' CPU {:.0}%)",
         noise_before * 100.0
