@@ -166,15 +166,16 @@ impl Node {
         let conn = store::open(&cfg.db_path())?;
         let signer = Arc::new(signer);
         let audit_log = AuditLog::open(&cfg.audit_path(), Some(signer.clone()))?;
-        // Replay memory: every inbound query id in the audit log young enough to matter.
+        // What the node rebuilds from its own log at start: replay memory (every inbound
+        // query id young enough to matter) and the state digest it last recorded.
+        let log = store::AuditDb::open(&cfg.audit_path())?;
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
-        for (id, at) in crate::store::audit::inbound_ids_since(
-            &crate::store::AuditDb::open(&cfg.audit_path())?,
-            since,
-        )? {
+        for (id, at) in store::audit::inbound_ids_since(&log, since)? {
             replay.remember(&id, &agency.ori, at);
         }
+        let recorded_state = store::audit::latest_state_digest(&log)?;
+        drop(log);
         let agreements = store::registered_agreements(&conn)?;
         let head_time = crate::registry::stored_head_time(&conn)?;
         let broker = match &cfg.broker {
@@ -213,9 +214,7 @@ impl Node {
             audit_failing: std::sync::atomic::AtomicBool::new(false),
             state_lock: Mutex::new(()),
             state_edited: Mutex::new(None),
-            recorded_state: Mutex::new(crate::store::audit::latest_state_digest(
-                &crate::store::AuditDb::open(&cfg.audit_path())?,
-            )?),
+            recorded_state: Mutex::new(recorded_state),
         });
         // An edit made while the node was down is found before it serves.
         node.check_state()?;

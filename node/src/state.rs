@@ -13,19 +13,18 @@ use crate::store;
 
 /// SHA-256 (hex) of the node's access-deciding state, in canonical order.
 pub fn digest(db: &store::Db) -> Result<String, Error> {
+    Ok(digest_of(&store::maintenance::state_lines(db)?))
+}
+
+/// The digest of state `lines` (none: a node that has never changed its state, which is
+/// what a log with no recorded digest stands for).
+fn digest_of(lines: &[String]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"alpr.v1.NodeState\n");
-    for line in store::maintenance::state_lines(db)? {
+    for line in lines {
         ctx.update(line.as_bytes());
         ctx.update(b"\n");
     }
-    Ok(hex::encode(ctx.finish().as_ref()))
-}
-
-/// The digest of a node that has never changed its state (no entry records one yet).
-fn empty_digest() -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"alpr.v1.NodeState\n");
     hex::encode(ctx.finish().as_ref())
 }
 
@@ -42,7 +41,7 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .unwrap_or_else(empty_digest);
+            .unwrap_or_else(|| digest_of(&[]));
         if current == recorded {
             return Ok(true);
         }

@@ -359,9 +359,8 @@ mod directory {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn every_key_is_written_0600() {
-        use std::os::unix::fs::PermissionsExt;
+    /// A PKI with one agency (IL0000100) and its investigator `inv-1`.
+    fn springfield() -> (tempfile::TempDir, PkiLayout) {
         let d = tempfile::tempdir().unwrap();
         let l = pki(d.path());
         l.create_agency(
@@ -378,6 +377,13 @@ mod directory {
             Overwrite::Refuse,
         )
         .unwrap();
+        (d, l)
+    }
+
+    #[test]
+    fn every_key_is_written_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, l) = springfield();
         for key in [
             l.root_key(),
             l.agency_ca_key("IL0000100"),
@@ -391,22 +397,7 @@ mod directory {
     #[test]
     fn a_key_other_users_can_read_is_refused_with_the_fix() {
         use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        let l = pki(d.path());
-        l.create_agency(
-            &claims("IL0000100", "Springfield PD"),
-            30,
-            Overwrite::Refuse,
-        )
-        .unwrap();
-        l.issue_person(
-            "IL0000100",
-            Role::Investigator,
-            "inv-1",
-            30,
-            Overwrite::Refuse,
-        )
-        .unwrap();
+        let (_d, l) = springfield();
         let (cert, key) = l.person("IL0000100", "inv-1");
         assert!(crate::Signer::load(&cert, &key).is_ok());
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
