@@ -118,6 +118,19 @@ impl Federation {
         closed: &[&str],
         tune: &dyn Fn(&mut NodeConfig),
     ) -> Result<Self> {
+        Self::start_recorded(keep, agencies, policy, closed, tune, None).await
+    }
+
+    /// Like [`Federation::start_tuned`], with every byte the broker receives and sends
+    /// recorded through `tap` (its server and its calls to the nodes).
+    pub async fn start_recorded(
+        keep: Option<PathBuf>,
+        agencies: &[AgencySpec],
+        policy: impl Fn(&str) -> PolicyConfig,
+        closed: &[&str],
+        tune: &dyn Fn(&mut NodeConfig),
+        tap: Option<alpr_runtime::wiretap::Wiretap>,
+    ) -> Result<Self> {
         let (dir, tmp) = match keep {
             Some(d) => {
                 if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
@@ -202,7 +215,7 @@ impl Federation {
             dir.join("broker").join("broker.toml"),
             toml::to_string(&broker_cfg)?,
         )?;
-        let broker = alpr_broker::start_on(&broker_cfg, broker_listener).await?;
+        let broker = alpr_broker::start_tapped(&broker_cfg, broker_listener, tap).await?;
 
         let mut nodes = BTreeMap::new();
         let mut node_configs = BTreeMap::new();
@@ -237,6 +250,13 @@ impl Federation {
                 telemetry: Default::default(),
                 metrics_listen: Some("127.0.0.1:0".parse()?),
                 alerts: Default::default(),
+                // Clear by default here, so that the tests of what each party decides from
+                // a query's content can hand-craft clear queries; the sealed federation is
+                // `sealed()` (the node's own default is sealed).
+                sealing: alpr_node::config::SealingConfig {
+                    require: false,
+                    ..Default::default()
+                },
             };
             let mut cfg = cfg;
             tune(&mut cfg);
@@ -255,6 +275,12 @@ impl Federation {
             node_configs,
             _tmp: tmp,
         };
+        // Every node's sealing key in the registry, and every node's view showing them all.
+        for n in fed.nodes.values() {
+            n.node.sync_registry_and_key().await?;
+        }
+        let all: Vec<&str> = fed.nodes.keys().map(String::as_str).collect();
+        fed.sync(&all).await?;
         for a in agencies {
             let inv = investigator_of(a.ori);
             fed.admin(
@@ -285,6 +311,12 @@ impl Federation {
             }
         }
         Ok(fed)
+    }
+
+    /// The tuning of a sealed federation: every node seals what it sends and answers
+    /// only sealed queries (the node's default; [`Federation::start_tuned`] with it).
+    pub fn sealed(cfg: &mut NodeConfig) {
+        cfg.sealing.require = true;
     }
 
     /// Send an administrative command to an agency's node as one of its people.
@@ -469,6 +501,72 @@ impl Federation {
         let (c, k) = self.pki.broker();
         let tls = TlsIdentity::load(&c, &k)?;
         self.forward_as(&tls, target_ori, endorsed).await
+    }
+
+    /// [`Federation::rogue_forward`] for a sealed endorsement (`AnswerSealed`).
+    pub async fn rogue_forward_sealed(
+        &self,
+        target_ori: &str,
+        endorsed: Signed,
+    ) -> Result<alpr_proto::pb::SealedReply> {
+        let (c, k) = self.pki.broker();
+        let tls = TlsIdentity::load(&c, &k)?;
+        let node = self.nodes.get(target_ori).context("no such node")?;
+        let target = Target {
+            addr: node.addr.to_string(),
+            server_name: "localhost".into(),
+        };
+        let cfg =
+            alpr_runtime::tls::client_config(&self.trust, &tls).map_err(anyhow::Error::msg)?;
+        let mut c = NodeInboundClient::new(
+            alpr_runtime::client::channel(&target, cfg, Duration::from_secs(10))
+                .map_err(anyhow::Error::msg)?,
+        );
+        Ok(c.answer_sealed(endorsed).await?.into_inner())
+    }
+
+    /// Seal `signed` (an investigator's signed `query`) to `target_ori`'s published key as
+    /// `via_ori`'s node knows it, for the box's context `(context_target, query,
+    /// requester)`: the raw material of the box tests. Returns the wire box (addressed to
+    /// `target_ori`) and the reply key.
+    pub fn seal_box(
+        &self,
+        via_ori: &str,
+        target_ori: &str,
+        context_target: &str,
+        query: &Query,
+        requester: &str,
+        signed: &Signed,
+    ) -> Result<(alpr_proto::pb::SealedBox, alpr_proto::seal::ReplyKey)> {
+        let node = &self.nodes.get(via_ori).context("no such node")?.node;
+        let k = node
+            .published_key(target_ori)
+            .context("no published key for the target")?;
+        let ctx = alpr_proto::seal::Context {
+            purpose: "query",
+            target_ori: context_target,
+            query_id: &query.query_id,
+            requester,
+        };
+        let (b, key) =
+            alpr_proto::seal::seal_with_reply(k.suite, &k.public, &ctx, &signed.encode_to_vec())?;
+        Ok((b.to_wire(target_ori), key))
+    }
+
+    /// Endorse a sealed query as `ori`'s node would: its routing copy and `boxes`.
+    pub fn endorse_sealed(
+        &self,
+        ori: &str,
+        query: &Query,
+        boxes: Vec<alpr_proto::pb::SealedBox>,
+    ) -> Result<Signed> {
+        Ok(alpr_proto::envelope::endorse_sealed(
+            &self.node_signer(ori)?,
+            ori,
+            alpr_proto::admission::routing_copy(query),
+            boxes,
+            alpr_pki::now_unix(),
+        )?)
     }
 
     /// Send an endorsed query to a node's inbound side with any TLS identity.

@@ -85,6 +85,14 @@ impl NodeInbound for Compromised {
             envelope::seal(&self.signer, ANSWER, &a).unwrap(),
         ))
     }
+
+    async fn answer_sealed(
+        &self,
+        _request: Request<Signed>,
+    ) -> Result<Response<alpr_proto::pb::SealedReply>, Status> {
+        // This federation sends in the clear (the harness default).
+        Err(Status::unimplemented("clear queries only"))
+    }
 }
 
 /// Replace Ventura's real node with the compromised one on the same address.

@@ -18,6 +18,7 @@ use alpr_proto::replay::ReplayMemory;
 use alpr_proto::reply::VerifiedReply;
 use alpr_proto::rules::StateRules;
 use alpr_runtime::tls::TlsIdentity;
+use alpr_runtime::wiretap::Tapped;
 use prost::Message;
 use tonic::transport::Channel;
 use tracing::Instrument;
@@ -39,7 +40,7 @@ pub struct Broker {
     /// Query ids already routed to each target, made durable by the routing log.
     replay: ReplayMemory,
     registry: RwLock<Registry>,
-    nodes: HashMap<String, NodeInboundClient<Channel>>,
+    nodes: HashMap<String, NodeInboundClient<Tapped<Channel>>>,
     deadline: Duration,
     max_term_days: u32,
     /// Counters and latency histograms.
@@ -109,6 +110,15 @@ impl Broker {
 
     /// Open the broker from its config.
     pub fn open(cfg: &BrokerConfig) -> Result<Arc<Self>, Error> {
+        Self::open_tapped(cfg, None)
+    }
+
+    /// [`Broker::open`] with its channels to the nodes recorded through `tap` (tests that
+    /// show what the broker can see; [`alpr_runtime::wiretap`]).
+    pub fn open_tapped(
+        cfg: &BrokerConfig,
+        tap: Option<alpr_runtime::wiretap::Wiretap>,
+    ) -> Result<Arc<Self>, Error> {
         let (trust, tls, signer, _) = Self::identity(cfg)?;
         let db = store::open(&cfg.db_path())?;
         let registry = Registry::load(&db, &trust)?;
@@ -127,7 +137,10 @@ impl Broker {
                 server_name: n.server_name.clone(),
             };
             let ch = alpr_runtime::client::channel(&target, client_cfg.clone(), deadline)?;
-            nodes.insert(n.ori.clone(), NodeInboundClient::new(ch));
+            nodes.insert(
+                n.ori.clone(),
+                NodeInboundClient::new(Tapped::new(ch, tap.clone())),
+            );
         }
         let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
         Ok(Arc::new(Self {
@@ -208,6 +221,7 @@ impl Broker {
             agreement_id: id.clone(),
             agreement: Some(sa.clone()),
             action: None,
+            sealing_key: None,
             logged_at: now,
             provider_ori: v.terms.provider_ori.clone(),
             requester_ori: v.terms.requester_ori.clone(),
@@ -281,6 +295,7 @@ impl Broker {
             agreement_id: a.agreement_id.clone(),
             agreement: None,
             action: Some(action.clone()),
+            sealing_key: None,
             logged_at: now,
             provider_ori: terms.provider_ori,
             requester_ori: terms.requester_ori,
@@ -288,6 +303,77 @@ impl Broker {
         .encode_to_vec();
         self.reg_mut()
             .append(&mut db, &self.trust(), &self.signer, leaf, now)
+    }
+
+    /// Append a node's signed sealing key to the registry: signed by a node certificate of
+    /// the key's own agency (the connected node), suite known, key well formed, dated now.
+    pub fn publish_sealing_key(
+        &self,
+        peer: &VerifiedIdentity,
+        signed: &Signed,
+    ) -> Result<(u64, SignedTreeHead), Error> {
+        let now = alpr_pki::now_unix();
+        let trust = self.trust();
+        let result = alpr_proto::registry::verify_sealing_key(&trust, signed, 0, now)
+            .map_err(Error::from)
+            .and_then(|k| {
+                if peer.role != Role::Node || peer.ori() != Some(k.ori.as_str()) {
+                    return Err(alpr_proto::Error::refused(
+                        RefusalReason::ClaimMismatch,
+                        format!(
+                            "a sealing key of {} is published by that agency's node; connection from {}",
+                            k.ori,
+                            peer.describe()
+                        ),
+                    )
+                    .into());
+                }
+                if (k.published_at - now).abs() > alpr_proto::admission::CLOCK_SKEW_SECS {
+                    return Err(alpr_proto::Error::refused(
+                        RefusalReason::InvalidInput,
+                        "a sealing key must be published as it is signed (published_at is not now)",
+                    )
+                    .into());
+                }
+                Ok(k)
+            });
+        let mut db = self.db();
+        store::log(
+            &mut db,
+            &[LogEntry {
+                requester: Some(peer.describe()),
+                reason_code: result.as_ref().err().map(|e| match e {
+                    Error::Refused(r) => r.reason().as_str_name().to_owned(),
+                    _ => "INVALID_INPUT".to_owned(),
+                }),
+                detail: Some(match &result {
+                    Ok(k) => format!("sealing key {} ({:?})", hex::encode(k.key_id), k.suite),
+                    Err(e) => e.to_string(),
+                }),
+                ..LogEntry::new(
+                    now,
+                    Event::SealingKey,
+                    if result.is_ok() {
+                        Decision::Logged
+                    } else {
+                        Decision::Refused
+                    },
+                )
+            }],
+        )?;
+        let k = result?;
+        let leaf = RegistryEvent {
+            kind: alpr_proto::registry::SEALING_KEY_KIND.into(),
+            agreement_id: String::new(),
+            agreement: None,
+            action: None,
+            sealing_key: Some(signed.clone()),
+            logged_at: now,
+            provider_ori: k.ori.clone(),
+            requester_ori: String::new(),
+        }
+        .encode_to_vec();
+        self.reg_mut().append(&mut db, &trust, &self.signer, leaf, now)
     }
 
     /// Sign the current tree head again at `now` (same size and root, its cosignatures
@@ -352,9 +438,11 @@ impl Broker {
     pub fn regulator_view(&self) -> Result<crate::regulator::RegistryView, Error> {
         let head =
             alpr_proto::registry::verify_head(&self.trust(), &self.head()?, alpr_pki::now_unix())?;
+        let reg = self.reg();
         Ok(crate::regulator::RegistryView {
             head,
-            records: self.reg().records().clone(),
+            records: reg.records().clone(),
+            sealing_keys: reg.state().sealing_keys.clone(),
         })
     }
 
@@ -492,11 +580,7 @@ impl Broker {
                 self.log_writer
                     .append(vec![LogEntry {
                         query_id: facts.query.as_ref().map(|q| hex::encode(&q.query_id)),
-                        requester: facts
-                            .investigator
-                            .as_ref()
-                            .or(facts.endorser.as_ref())
-                            .map(VerifiedIdentity::describe),
+                        requester: facts.requester(),
                         reason_code: Some(reason),
                         detail: Some(detail),
                         ..LogEntry::new(now, Event::Route, Decision::Refused)
@@ -531,7 +615,7 @@ impl Broker {
                 alpr_proto::Error::refused(RefusalReason::InvalidInput, "a target is named twice");
             return Err(self.refuse_whole(now, &query, &peer, e).await);
         }
-        let requester = facts.investigator.as_ref().map(VerifiedIdentity::describe);
+        let requester = facts.requester();
 
         // Admission per target, logged before anything is forwarded.
         let me = self.clone();
@@ -540,6 +624,7 @@ impl Broker {
         // Nothing is forwarded before the routing decisions are durable.
         self.log_writer.append(entries).await?;
 
+        let sealed = facts.sealed;
         let remaining = (query.expires_at - now).max(0) as u64;
         let deadline = self.deadline.min(Duration::from_secs(remaining));
         let futures = plans.into_iter().map(|plan| {
@@ -552,7 +637,7 @@ impl Broker {
                     Plan::Forward { ori, agreement_id } => {
                         let span = tracing::info_span!("forward", otel.name = "broker.forward", target = %ori);
                         let started = std::time::Instant::now();
-                        let r = me.forward(&ori, endorsed, &query, deadline).instrument(span).await;
+                        let r = me.forward(&ori, endorsed, &query, sealed, deadline).instrument(span).await;
                         me.metrics.forward_seconds.observe(started.elapsed().as_secs_f64());
                         (r, Some(agreement_id))
                     }
@@ -643,11 +728,7 @@ impl Broker {
                         .query
                         .as_ref()
                         .map(|q| hex::encode(&q.query_id)),
-                    requester: opened
-                        .facts()
-                        .investigator
-                        .as_ref()
-                        .map(VerifiedIdentity::describe),
+                    requester: opened.facts().requester(),
                     reason_code: Some(RefusalReason::UnknownAgency.as_str_name().into()),
                     detail: Some(detail.clone()),
                     ..LogEntry::new(now, Event::Route, Decision::Refused)
@@ -659,6 +740,7 @@ impl Broker {
                     detail,
                     reply: None,
                     decided_by: "broker".into(),
+                    sealed_reply: None,
                 }));
                 continue;
             }
@@ -685,11 +767,27 @@ impl Broker {
             match decision {
                 AdmissionDecision::Admitted(a) => {
                     entry.query_id = Some(hex::encode(&a.query.query_id));
-                    entry.requester = Some(a.investigator.describe());
+                    entry.requester = a.facts.requester();
                     entry.decision = Decision::Forwarded;
                     entry.agreement_id = Some(a.agreement_id.clone());
                     entry.rule_version = Some(a.rule_version.clone());
-                    if !self.nodes.contains_key(t) {
+                    if opened.is_sealed() && opened.box_for(t).is_none() {
+                        let detail = format!(
+                            "the requesting node sealed no box (or more than one) for {t}"
+                        );
+                        entry.decision = Decision::Refused;
+                        entry.reason_code = Some(RefusalReason::SealRequired.as_str_name().into());
+                        entry.detail = Some(detail.clone());
+                        plans.push(Plan::Done(TargetResult {
+                            ori: t.clone(),
+                            status: TargetStatus::Refused as i32,
+                            reason: RefusalReason::SealRequired as i32,
+                            detail,
+                            reply: None,
+                            decided_by: "broker".into(),
+                            sealed_reply: None,
+                        }));
+                    } else if !self.nodes.contains_key(t) {
                         entry.decision = Decision::Unavailable;
                         entry.detail = Some("no route to this agency's node".into());
                         plans.push(Plan::Done(TargetResult {
@@ -699,6 +797,7 @@ impl Broker {
                             detail: "no route to this agency's node".into(),
                             reply: None,
                             decided_by: "broker".into(),
+                            sealed_reply: None,
                         }));
                     } else {
                         plans.push(Plan::Forward {
@@ -709,11 +808,7 @@ impl Broker {
                 }
                 AdmissionDecision::Refused(r) => {
                     entry.query_id = r.facts.query.as_ref().map(|q| hex::encode(&q.query_id));
-                    entry.requester = r
-                        .facts
-                        .investigator
-                        .as_ref()
-                        .map(VerifiedIdentity::describe);
+                    entry.requester = r.facts.requester();
                     entry.decision = Decision::Refused;
                     entry.reason_code = Some(r.reason.as_str_name().into());
                     entry.detail = Some(r.detail.clone());
@@ -725,6 +820,7 @@ impl Broker {
                         detail: r.detail.clone(),
                         reply: None,
                         decided_by: "broker".into(),
+                        sealed_reply: None,
                     }));
                 }
             }
@@ -747,6 +843,7 @@ impl Broker {
         ori: &str,
         endorsed: Signed,
         query: &alpr_proto::pb::Query,
+        sealed: bool,
         deadline: Duration,
     ) -> TargetResult {
         let unavailable = |detail: String| TargetResult {
@@ -756,6 +853,7 @@ impl Broker {
             detail,
             reply: None,
             decided_by: "broker".into(),
+            sealed_reply: None,
         };
         let Some(client) = self.nodes.get(ori) else {
             return unavailable("no route".into());
@@ -764,6 +862,16 @@ impl Broker {
         req.set_timeout(deadline);
         alpr_runtime::telemetry::inject_current(req.metadata_mut());
         let mut client = client.clone();
+        if sealed {
+            let reply = match tokio::time::timeout(deadline, client.answer_sealed(req)).await {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(status)) => return unavailable(format!("node error: {}", status.message())),
+                Err(_) => {
+                    return unavailable(format!("no answer within {} ms", deadline.as_millis()));
+                }
+            };
+            return self.check_sealed_reply(ori, reply, query);
+        }
         let reply = match tokio::time::timeout(deadline, client.answer_query(req)).await {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(status)) => return unavailable(format!("node error: {}", status.message())),
@@ -780,6 +888,7 @@ impl Broker {
                 detail: String::new(),
                 reply: Some(reply),
                 decided_by: ori.to_owned(),
+                sealed_reply: None,
             },
             Ok(VerifiedReply::Refusal { refusal, .. }) => TargetResult {
                 ori: ori.to_owned(),
@@ -788,6 +897,7 @@ impl Broker {
                 detail: refusal.detail,
                 reply: Some(reply),
                 decided_by: ori.to_owned(),
+                sealed_reply: None,
             },
             Err(e) => TargetResult {
                 ori: ori.to_owned(),
@@ -796,7 +906,77 @@ impl Broker {
                 detail: e.detail(),
                 reply: None,
                 decided_by: "broker".into(),
+                sealed_reply: None,
             },
+        }
+    }
+
+    /// A target's reply to a sealed query, as far as the broker can judge it: it came from
+    /// the target's node over mTLS, names this query and that target, and says answered or
+    /// refused (with a reason). What it holds the broker cannot read; the requesting node
+    /// opens and verifies it. A clear refusal (the target could not open its box) is
+    /// verified like any refusal.
+    fn check_sealed_reply(
+        &self,
+        ori: &str,
+        reply: alpr_proto::pb::SealedReply,
+        query: &alpr_proto::pb::Query,
+    ) -> TargetResult {
+        let bad = |detail: String| TargetResult {
+            ori: ori.to_owned(),
+            status: TargetStatus::BadReply as i32,
+            reason: RefusalReason::BadReply as i32,
+            detail,
+            reply: None,
+            decided_by: "broker".into(),
+            sealed_reply: None,
+        };
+        if reply.provider_ori != ori || reply.query_id != query.query_id {
+            return bad(format!(
+                "sealed reply from {ori}'s node names provider {:?} or another query",
+                reply.provider_ori
+            ));
+        }
+        let status = TargetStatus::try_from(reply.status).unwrap_or(TargetStatus::Unspecified);
+        if let Some(clear) = &reply.clear_refusal {
+            let now = alpr_pki::now_unix();
+            return match alpr_proto::reply::verify(&self.trust(), ori, clear, query, now) {
+                Ok(VerifiedReply::Refusal { refusal, .. }) => TargetResult {
+                    ori: ori.to_owned(),
+                    status: TargetStatus::Refused as i32,
+                    reason: refusal.reason,
+                    detail: refusal.detail,
+                    reply: Some(clear.clone()),
+                    decided_by: ori.to_owned(),
+                    sealed_reply: None,
+                },
+                Ok(VerifiedReply::Answer { .. }) => {
+                    bad(format!("{ori} sent an answer in the clear to a sealed query"))
+                }
+                Err(e) => bad(e.detail()),
+            };
+        }
+        match status {
+            TargetStatus::Answered | TargetStatus::Refused if !reply.ciphertext.is_empty() => {
+                TargetResult {
+                    ori: ori.to_owned(),
+                    status: status as i32,
+                    reason: if status == TargetStatus::Refused {
+                        reply.reason
+                    } else {
+                        0
+                    },
+                    detail: String::new(),
+                    reply: None,
+                    decided_by: ori.to_owned(),
+                    sealed_reply: Some(reply),
+                }
+            }
+            _ => bad(format!(
+                "sealed reply from {ori} says {} and carries {} bytes",
+                status.as_str_name(),
+                reply.ciphertext.len()
+            )),
         }
     }
 

@@ -24,4 +24,4 @@ mod testkit;
 pub use broker::Broker;
 pub use config::BrokerConfig;
 pub use error::Error;
-pub use server::{RunningBroker, start, start_on};
+pub use server::{RunningBroker, start, start_on, start_tapped};

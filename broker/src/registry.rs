@@ -9,7 +9,7 @@ use alpr_proto::agreement::{AgreementStatus, AgreementView};
 use alpr_proto::envelope;
 use alpr_proto::merkle::{self, Hash};
 use alpr_proto::pb::{SignedAgreement, SignedTreeHead, TreeHead};
-use alpr_proto::registry::{self, AgreementRecord, TREE_HEAD};
+use alpr_proto::registry::{self, AgreementRecord, PublishedKey, RegistryState, TREE_HEAD};
 use prost::Message;
 
 use crate::Error;
@@ -20,7 +20,7 @@ use crate::store::{self, Db};
 pub struct Registry {
     leaves: Vec<Vec<u8>>,
     hashes: Vec<Hash>,
-    records: BTreeMap<String, AgreementRecord>,
+    state: RegistryState,
 }
 
 impl Registry {
@@ -35,7 +35,7 @@ impl Registry {
                     detail: format!("entry {i} is missing"),
                 });
             }
-            registry::apply_leaf(trust, &mut reg.records, i as u64, &leaf).map_err(|e| {
+            registry::apply_leaf(trust, &mut reg.state, i as u64, &leaf).map_err(|e| {
                 Error::Corrupt {
                     what: "registry database".into(),
                     detail: format!("entry {i} does not verify: {e}"),
@@ -59,12 +59,23 @@ impl Registry {
 
     /// Agreement records.
     pub fn records(&self) -> &BTreeMap<String, AgreementRecord> {
-        &self.records
+        &self.state.agreements
+    }
+
+    /// The newest published sealing key of `ori`, if any.
+    pub fn sealing_key(&self, ori: &str) -> Option<&PublishedKey> {
+        self.state.sealing_keys.get(ori).and_then(|k| k.last())
+    }
+
+    /// Everything the log establishes.
+    pub fn state(&self) -> &RegistryState {
+        &self.state
     }
 
     /// The agreements as admission sees them.
     pub fn views(&self) -> Vec<AgreementView> {
-        self.records
+        self.state
+            .agreements
             .values()
             .map(|r| AgreementView {
                 id: r.agreement.id.clone(),
@@ -76,7 +87,7 @@ impl Registry {
 
     /// The doubly signed form of an agreement.
     pub fn signed(&self, id: &str) -> Option<SignedAgreement> {
-        let rec = self.records.get(id)?;
+        let rec = self.state.agreements.get(id)?;
         let leaf = self.leaves.get(rec.registered_index as usize)?;
         alpr_proto::pb::RegistryEvent::decode(leaf.as_slice())
             .ok()?
@@ -85,7 +96,7 @@ impl Registry {
 
     /// Status of an agreement.
     pub fn status(&self, id: &str) -> Option<AgreementStatus> {
-        self.records.get(id).map(|r| r.status)
+        self.state.agreements.get(id).map(|r| r.status)
     }
 
     /// Verify and append a leaf durably, sign the new tree head; returns (index, head).
@@ -98,8 +109,8 @@ impl Registry {
         now: i64,
     ) -> Result<(u64, SignedTreeHead), Error> {
         let index = self.size();
-        let mut records = self.records.clone();
-        registry::apply_leaf(trust, &mut records, index, &leaf)?;
+        let mut state = self.state.clone();
+        registry::apply_leaf(trust, &mut state, index, &leaf)?;
         let mut hashes = self.hashes.clone();
         hashes.push(merkle::leaf_hash(&leaf));
         let th = TreeHead {
@@ -112,7 +123,7 @@ impl Registry {
             cosignatures: vec![],
         };
         store::append_registry_leaf(db, index, &leaf, &sth.encode_to_vec())?;
-        self.records = records;
+        self.state = state;
         self.hashes = hashes;
         self.leaves.push(leaf);
         Ok((index, sth))

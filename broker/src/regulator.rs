@@ -59,6 +59,8 @@ pub struct RegistryView {
     pub head: VerifiedHead,
     /// Every agreement's record, replayed and verified from the log.
     pub records: BTreeMap<String, AgreementRecord>,
+    /// Every node's published sealing keys, verified, oldest first.
+    pub sealing_keys: BTreeMap<String, Vec<registry::PublishedKey>>,
 }
 
 /// Fetch and verify everything. With `saved`, also prove the current log extends it.
@@ -123,8 +125,12 @@ pub async fn fetch_verified(
             )));
         }
     }
-    let records = registry::replay(trust, &leaves)?;
-    Ok(RegistryView { head, records })
+    let state = registry::replay(trust, &leaves)?;
+    Ok(RegistryView {
+        head,
+        records: state.agreements,
+        sealing_keys: state.sealing_keys,
+    })
 }
 
 fn status(s: tonic::Status) -> Error {

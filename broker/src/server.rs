@@ -60,15 +60,28 @@ pub async fn start(cfg: &BrokerConfig) -> Result<RunningBroker, Error> {
 
 /// Serve on an already bound listener (lets a caller learn every address before starting).
 pub async fn start_on(cfg: &BrokerConfig, listener: TcpListener) -> Result<RunningBroker, Error> {
-    let broker = Broker::open(cfg)?;
+    start_tapped(cfg, listener, None).await
+}
+
+/// [`start_on`] with every byte the broker's server receives and sends, and every byte of
+/// its calls to the nodes, recorded through `tap` ([`alpr_runtime::wiretap`]).
+pub async fn start_tapped(
+    cfg: &BrokerConfig,
+    listener: TcpListener,
+    tap: Option<alpr_runtime::wiretap::Wiretap>,
+) -> Result<RunningBroker, Error> {
+    let broker = Broker::open_tapped(cfg, tap.clone())?;
     let tls = broker.tls.server_config();
     let addr = listener.local_addr().map_err(|e| Error::io("listen", e))?;
     // Requests the transport cannot decode are refused with INVALID_INPUT and logged.
     let logger = broker.clone();
-    let mut builder = alpr_runtime::server::guarded_server(std::sync::Arc::new(move |u| {
-        let b = logger.clone();
-        Box::pin(async move { b.log_undecodable(u).await })
-    }));
+    let mut builder = alpr_runtime::server::tapped_server(
+        std::sync::Arc::new(move |u| {
+            let b = logger.clone();
+            Box::pin(async move { b.log_undecodable(u).await })
+        }),
+        tap,
+    );
     let (router, _health) =
         alpr_runtime::server::with_standard_services(&mut builder, &["alpr.v1.Broker"]).await?;
     let router = router.add_service(

@@ -180,6 +180,24 @@ impl BrokerRpc for BrokerService {
     ) -> Result<Response<RoutingStats>, Status> {
         self.routing_stats_inner(request).await
     }
+
+    async fn publish_sealing_key(
+        &self,
+        request: Request<Signed>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let peer = self.peer(&request)?;
+        let key = request.into_inner();
+        let broker = self.broker.clone();
+        let (index, head) =
+            tokio::task::spawn_blocking(move || broker.publish_sealing_key(&peer, &key))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| e.to_status())?;
+        Ok(Response::new(AppendResponse {
+            index,
+            head: Some(head),
+        }))
+    }
 }
 
 impl BrokerService {

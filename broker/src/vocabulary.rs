@@ -19,6 +19,8 @@ vocabulary! {
         Route = "route",
         /// What one target's reply turned out to be.
         RouteResult = "route_result",
+        /// A node's sealing key published to the registry.
+        SealingKey = "sealing_key",
         /// A suspension by the provider state's regulator.
         Suspend = "suspend",
         /// A lifecycle action whose name is none of revoke, suspend, lift (refused; the

@@ -134,6 +134,12 @@ pub struct AuditEntry {
     /// Who decided (`broker` or an ORI) for outbound results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// A sealed inbound query: the investigator's `Signed` query envelope as it came out
+    /// of this node's box, encoded, hex. With it anyone holding the state root can check
+    /// that the plate, case number and reason logged here are exactly what the
+    /// investigator signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_query: Option<String>,
     /// The digest of the node's switches, accounts and agreement states after the change
     /// this entry records (see `Node::check_state`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +174,7 @@ impl AuditEntry {
             rule_version: None,
             count: None,
             decided_by: None,
+            sealed_query: None,
             state_digest: None,
         }
     }

@@ -17,6 +17,8 @@ use crate::client::{self, Reply, SearchParams};
 use crate::settings::Switch;
 use crate::{Error, Node, NodeConfig, audit, ingest, store};
 
+mod seal_key;
+
 /// An agency's ALPR node: serve it, load reads, search other agencies, manage agreements,
 /// and read the audit log.
 #[derive(Parser, Debug)]
@@ -87,6 +89,10 @@ pub enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// This node's sealing key: queries reach it, and answers leave it, sealed so that the
+    /// broker cannot read them. Create, show, publish, rotate.
+    #[command(subcommand)]
+    SealKey(seal_key::SealKeyCmd),
     /// Administer a running node as an admin or supervisor (authenticated by your certificate; logged).
     Admin {
         /// Who you are and where the node is.
@@ -802,6 +808,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Agreement(cmd) => agreement(cmd).await,
+        Command::SealKey(cmd) => seal_key::run(cmd).await,
         Command::Admin { person, cmd } => {
             let Person { trust, tls: me, .. } = person.tls.load()?;
             let target = person.tls.target(&person.node);

@@ -45,6 +45,64 @@ pub struct NodeConfig {
     /// Where the admins' alerts go, and the scheduled self-audit.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Sealed queries and answers: the broker routes what it cannot read.
+    #[serde(default)]
+    pub sealing: SealingConfig,
+}
+
+/// Sealing (DESIGN §5): queries leave this node sealed to each target's published key and
+/// answers come back sealed to this node; inbound queries in the clear are refused.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealingConfig {
+    /// Send sealed and answer only sealed queries (`SEAL_REQUIRED` for a clear one). Off
+    /// only to measure what sealing costs, or while a federation moves to sealing: a clear
+    /// query shows its plate, case number and reason to the broker.
+    #[serde(default = "default_true")]
+    pub require: bool,
+    /// The suite of keys this node creates: `x25519` (DHKEM X25519, ChaCha20-Poly1305) or
+    /// `xwing` (X-Wing: X25519 + ML-KEM-768, post-quantum hybrid).
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    /// How long a rotated-out key still opens boxes, seconds (senders whose registry view
+    /// is older still seal to it); then it is deleted.
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_suite() -> String {
+    "x25519".into()
+}
+
+fn default_grace() -> u64 {
+    86_400
+}
+
+impl Default for SealingConfig {
+    fn default() -> Self {
+        Self {
+            require: true,
+            suite: default_suite(),
+            grace_secs: default_grace(),
+        }
+    }
+}
+
+impl SealingConfig {
+    /// The configured suite.
+    pub fn suite(&self) -> Result<alpr_proto::seal::Suite, String> {
+        match self.suite.as_str() {
+            "x25519" => Ok(alpr_proto::seal::Suite::X25519ChaCha20),
+            "xwing" => Ok(alpr_proto::seal::Suite::XWingChaCha20),
+            other => Err(format!(
+                "[sealing] suite {other:?} is not one of \"x25519\", \"xwing\""
+            )),
+        }
+    }
 }
 
 /// The admins' alerts (every `alert`, `registry_fork` and `hot-list hit` entry, each change
@@ -306,6 +364,7 @@ impl PolicyConfig {
             blocked_terms: self.blocked_terms.clone(),
             retention_days: self.retention_days,
             no_warrant_lookback_days: self.no_warrant_lookback_days,
+            require_sealed: false,
         }
     }
 }
@@ -360,6 +419,7 @@ impl NodeConfig {
                 self.registry.max_head_age_secs, self.registry.sync_interval_secs
             ));
         }
+        self.sealing.suite()?;
         Ok(())
     }
 

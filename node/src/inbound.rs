@@ -4,23 +4,99 @@
 
 use alpr_pki::{Role, VerifiedIdentity};
 use alpr_proto::RefusalReason;
-use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, QueryFacts};
+use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision};
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
-use alpr_proto::pb::{Answer, Refusal, Signed};
+use alpr_proto::pb::{Answer, Refusal, SealedReply, Signed, TargetStatus};
 use prost::Message;
 
 use crate::Error;
 use crate::audit::{AuditEntry, Decision, Event};
 use crate::node::Node;
 
+/// What the node decided about one forwarded query, before it is signed.
+struct Decided {
+    reply: Result<Answer, Refusal>,
+    /// The key a sealed query's reply is encrypted under (its box opened).
+    reply_key: Option<alpr_proto::seal::ReplyKey>,
+}
+
 impl Node {
-    /// Decide on a forwarded query, log it durably, and sign the answer or refusal.
-    /// Blocking (database and signing); call from `spawn_blocking`.
+    /// Decide on a forwarded clear query, log it durably, and sign the answer or refusal.
+    /// A sealed endorsement sent here is refused (`SEAL_REQUIRED`: it has to come through
+    /// `AnswerSealed`). Blocking (database and signing); call from `spawn_blocking`.
     pub fn answer_forwarded(
         &self,
         peer: Result<VerifiedIdentity, Error>,
         endorsed: &Signed,
     ) -> Result<Signed, Error> {
+        let d = self.decide(peer, endorsed, false)?;
+        Ok(match d.reply {
+            Ok(answer) => envelope::seal(&self.signer, ANSWER, &answer)?,
+            Err(refusal) => envelope::seal(&self.signer, REFUSAL, &refusal)?,
+        })
+    }
+
+    /// Decide on a forwarded sealed query: open this node's box, reveal and check the query
+    /// inside exactly as a clear one, log the decision durably, and return the signed
+    /// answer or refusal encrypted under the box's reply key — or, when the box could not
+    /// be opened, the signed refusal in the clear (it holds nothing the node did not see).
+    pub fn answer_sealed(
+        &self,
+        peer: Result<VerifiedIdentity, Error>,
+        endorsed: &Signed,
+    ) -> Result<SealedReply, Error> {
+        let d = self.decide(peer, endorsed, true)?;
+        let (status, reason, signed) = match &d.reply {
+            Ok(answer) => (
+                TargetStatus::Answered,
+                RefusalReason::Unspecified,
+                envelope::seal(&self.signer, ANSWER, answer)?,
+            ),
+            Err(refusal) => (
+                TargetStatus::Refused,
+                RefusalReason::try_from(refusal.reason).unwrap_or(RefusalReason::Unspecified),
+                envelope::seal(&self.signer, REFUSAL, refusal)?,
+            ),
+        };
+        let query_id = match &d.reply {
+            Ok(a) => a.query_id.clone(),
+            Err(r) => r.query_id.clone(),
+        };
+        let mut out = SealedReply {
+            query_id,
+            provider_ori: self.ori().to_owned(),
+            status: status as i32,
+            reason: reason as i32,
+            ..Default::default()
+        };
+        match &d.reply_key {
+            Some(key) => {
+                let aad = alpr_proto::seal::reply_aad(&out.query_id, &out.provider_ori);
+                let (nonce, ct) = key
+                    .seal(&aad, &signed.encode_to_vec())
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+                out.nonce = nonce.to_vec();
+                out.ciphertext = ct;
+            }
+            None => match d.reply {
+                // Without a reply key only a refusal can exist (the box never opened).
+                Err(_) => out.clear_refusal = Some(signed),
+                Ok(_) => {
+                    return Err(Error::Usage(
+                        "internal: an answer without a reply key".into(),
+                    ));
+                }
+            },
+        }
+        Ok(out)
+    }
+
+    fn decide(
+        &self,
+        peer: Result<VerifiedIdentity, Error>,
+        endorsed: &Signed,
+        sealed_call: bool,
+    ) -> Result<Decided, Error> {
         let now = alpr_pki::now_unix();
         let started = std::time::Instant::now();
         let agreements = self.agreements();
@@ -28,7 +104,28 @@ impl Node {
         // Size first (the transport lets up to 16 MiB through so that this refusal is
         // logged), then signatures and chains, without holding the database.
         let size = alpr_proto::limits::check_size("the endorsed query", endorsed.encoded_len());
-        let opened = admission::open(&trust, endorsed, now);
+        let mut opened = admission::open(&trust, endorsed, now);
+        // A sealed query: open this node's box and reveal the query inside (its
+        // investigator's signature, chain and claims, and that the routing copy the broker
+        // decided on is exactly it). Any failure is recorded in `opened` and refused below.
+        let mut reply_key = None;
+        let mut plaintext = None;
+        if sealed_call && !opened.is_sealed() && opened.refusal().is_none() {
+            opened.refuse(&alpr_proto::Error::refused(
+                RefusalReason::SealRequired,
+                "AnswerSealed takes a sealed endorsement; this one is in the clear",
+            ));
+        }
+        if opened.is_sealed() && sealed_call && opened.refusal().is_none() {
+            match self.open_box(&opened, now) {
+                Ok((pt, key)) => {
+                    admission::reveal(&trust, &mut opened, &pt);
+                    reply_key = Some(key);
+                    plaintext = Some(pt);
+                }
+                Err(e) => opened.refuse(&e),
+            }
+        }
         let policy = self.policy(&self.db())?;
         let decision = admission::admit_opened(
             &AdmissionContext {
@@ -59,11 +156,7 @@ impl Node {
         let decision = match (size, decision) {
             (Err(e), d) => {
                 let facts = match d {
-                    AdmissionDecision::Admitted(a) => QueryFacts {
-                        endorser: Some(a.endorser),
-                        investigator: Some(a.investigator),
-                        query: Some(a.query),
-                    },
+                    AdmissionDecision::Admitted(a) => a.facts,
                     AdmissionDecision::Refused(r) => r.facts,
                 };
                 AdmissionDecision::Refused(Box::new(admission::Refused {
@@ -98,13 +191,8 @@ impl Node {
                     q.window_start.max(floor),
                     q.window_end,
                 )?;
-                let facts = QueryFacts {
-                    endorser: Some(a.endorser.clone()),
-                    investigator: Some(a.investigator.clone()),
-                    query: Some(a.query.clone()),
-                };
                 let mut e =
-                    AuditEntry::for_query(Event::InboundQuery, Decision::Answered, now, &facts);
+                    AuditEntry::for_query(Event::InboundQuery, Decision::Answered, now, &a.facts);
                 e.count = Some(reads.len() as u64);
                 e.agreement_id = Some(a.agreement_id.clone());
                 e.rule_version = Some(a.rule_version.clone());
@@ -149,6 +237,9 @@ impl Node {
             }
         };
         entry.peer = Some(peer_desc);
+        if let Some(pt) = &plaintext {
+            entry.sealed_query = Some(hex::encode(pt));
+        }
         // Fail closed: nothing leaves unless the audit entry is durable.
         self.audit(&[entry]).map_err(|e| {
             tracing::error!(error = %e, "ALERT: audit append failed; refusing query");
@@ -163,10 +254,6 @@ impl Node {
                     .unwrap_or_default(),
             ),
         };
-        let signed = match reply {
-            Ok(answer) => envelope::seal(&self.signer, ANSWER, &answer)?,
-            Err(refusal) => envelope::seal(&self.signer, REFUSAL, &refusal)?,
-        };
         self.metrics
             .inbound_queries
             .get_or_create(&crate::metrics::DecisionReason {
@@ -180,7 +267,7 @@ impl Node {
                 decision: decision.into(),
             })
             .observe(started.elapsed().as_secs_f64());
-        Ok(signed)
+        Ok(Decided { reply, reply_key })
     }
 }
 
@@ -210,11 +297,7 @@ fn refuse(a: admission::Admitted, reason: RefusalReason, detail: String) -> Admi
     AdmissionDecision::Refused(Box::new(admission::Refused {
         reason,
         detail,
-        facts: QueryFacts {
-            endorser: Some(a.endorser),
-            investigator: Some(a.investigator),
-            query: Some(a.query),
-        },
+        facts: a.facts,
         rule_version: a.rule_version,
     }))
 }

@@ -25,6 +25,7 @@ pub mod node;
 pub mod outbound;
 pub mod registry;
 pub mod reports;
+pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -61,6 +61,11 @@ pub struct Node {
     /// The state digest the audit log last recorded (kept as entries are written, read
     /// from the log once at start).
     pub(crate) recorded_state: Mutex<Option<String>>,
+    /// This node's sealing keys and the published keys of the others.
+    pub(crate) sealing: crate::sealing::Keys,
+    /// Held for the whole of one registry sync: two syncs at once (the daemon's and an
+    /// operator's) would fetch and append the same leaves.
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -215,9 +220,12 @@ impl Node {
             state_lock: Mutex::new(()),
             state_edited: Mutex::new(None),
             recorded_state: Mutex::new(recorded_state),
+            sealing: Default::default(),
+            sync_lock: tokio::sync::Mutex::new(()),
         });
         // An edit made while the node was down is found before it serves.
         node.check_state()?;
+        node.ensure_sealing_key()?;
         Ok(node)
     }
 
@@ -229,10 +237,12 @@ impl Node {
 
     /// The policy in force: the config's rules plus the current runtime switches.
     pub fn policy(&self, conn: &store::Db) -> Result<NodePolicy, Error> {
-        Ok(self
+        let mut p = self
             .cfg
             .policy
-            .to_node_policy(&store::settings::load(conn)?))
+            .to_node_policy(&store::settings::load(conn)?);
+        p.require_sealed = self.cfg.sealing.require;
+        Ok(p)
     }
 
     /// Count one query from `requester`; false once it exceeds the per-minute limit.

@@ -3,6 +3,7 @@
 //! re-verifies every target's reply itself ([`check_result`]), logs each result and hands
 //! the checked results over.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use alpr_pki::{Role, VerifiedIdentity};
@@ -10,6 +11,7 @@ use alpr_proto::RefusalReason;
 use alpr_proto::admission::{self, QueryFacts};
 use alpr_proto::envelope::{self, QUERY};
 use alpr_proto::pb::{Answer, Query, RouteResponse, Signed, TargetResult, TargetStatus};
+use alpr_proto::seal::ReplyKey;
 use prost::Message;
 use tonic::Request;
 
@@ -28,41 +30,51 @@ impl Node {
     ) -> Result<RouteResponse, Error> {
         let (broker, timeout) = self.broker.clone().ok_or(Error::NoBroker)?;
         let node = self.clone();
-        let (query, facts, endorsed) =
-            tokio::task::spawn_blocking(move || node.endorse_outbound(peer, signed_query))
-                .await??;
-
-        let mut req = Request::new(endorsed);
-        req.set_timeout(timeout);
-        alpr_runtime::telemetry::inject_current(req.metadata_mut());
-        let response = match broker.clone().route_query(req).await {
-            Ok(r) => r.into_inner(),
-            Err(status) => RouteResponse {
+        let out = tokio::task::spawn_blocking(move || node.endorse_outbound(peer, signed_query))
+            .await??;
+        let query = &out.query;
+        let response = match &out.endorsed {
+            // Every target was refused here (no usable sealing key): nothing to send.
+            None => RouteResponse {
                 query_id: query.query_id.clone(),
-                results: query
-                    .targets
-                    .iter()
-                    .map(|t| TargetResult {
-                        ori: t.clone(),
-                        status: TargetStatus::Unavailable as i32,
-                        reason: RefusalReason::Unavailable as i32,
-                        detail: format!("broker unreachable: {}", status.message()),
-                        reply: None,
-                        decided_by: self.ori().to_owned(),
-                    })
-                    .collect(),
+                results: vec![],
             },
+            Some(endorsed) => {
+                let mut req = Request::new(endorsed.clone());
+                req.set_timeout(timeout);
+                alpr_runtime::telemetry::inject_current(req.metadata_mut());
+                match broker.clone().route_query(req).await {
+                    Ok(r) => r.into_inner(),
+                    Err(status) => RouteResponse {
+                        query_id: query.query_id.clone(),
+                        results: query
+                            .targets
+                            .iter()
+                            .map(|t| TargetResult {
+                                ori: t.clone(),
+                                status: TargetStatus::Unavailable as i32,
+                                reason: RefusalReason::Unavailable as i32,
+                                detail: format!("broker unreachable: {}", status.message()),
+                                reply: None,
+                                decided_by: self.ori().to_owned(),
+                                sealed_reply: None,
+                            })
+                            .collect(),
+                    },
+                }
+            }
         };
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.deliver_outbound(&query, &facts, response)).await?
+        tokio::task::spawn_blocking(move || node.deliver_outbound(out, response)).await?
     }
 
-    /// Check an investigator's signed query, log it and endorse it (or log the refusal).
+    /// Check an investigator's signed query, log it and endorse it — sealed to each
+    /// target's published key unless `[sealing] require` is off — or log the refusal.
     fn endorse_outbound(
         &self,
         peer: Result<VerifiedIdentity, Error>,
         signed_query: Vec<u8>,
-    ) -> Result<(Query, QueryFacts, Signed), Error> {
+    ) -> Result<Outbound, Error> {
         let now = alpr_pki::now_unix();
         let (query, investigator) = match self.check_local(peer, &signed_query, now) {
             Ok(v) => v,
@@ -76,26 +88,75 @@ impl Node {
                 return Err(Error::Refused(e));
             }
         };
-        let endorsed = envelope::endorse(&self.signer, self.ori(), signed_query, now)?;
+        let mut keys = HashMap::new();
+        let mut local = Vec::new();
+        let endorsed = if self.cfg.sealing.require {
+            // Each target's box holds the investigator's signed query, byte for byte; the
+            // broker gets the routing copy. A target without a usable published key is
+            // refused here and gets nothing.
+            let mut boxes = Vec::with_capacity(query.targets.len());
+            for t in &query.targets {
+                if keys.contains_key(t) {
+                    continue;
+                }
+                match self.seal_for(t, &query, &signed_query, now) {
+                    Ok((b, k)) => {
+                        boxes.push(b);
+                        keys.insert(t.clone(), k);
+                    }
+                    Err(e) => local.push(TargetResult {
+                        ori: t.clone(),
+                        status: TargetStatus::Refused as i32,
+                        reason: e.reason() as i32,
+                        detail: e.detail(),
+                        reply: None,
+                        decided_by: self.ori().to_owned(),
+                        sealed_reply: None,
+                    }),
+                }
+            }
+            (!boxes.is_empty())
+                .then(|| {
+                    envelope::endorse_sealed(
+                        &self.signer,
+                        self.ori(),
+                        admission::routing_copy(&query),
+                        boxes,
+                        now,
+                    )
+                })
+                .transpose()?
+        } else {
+            Some(envelope::endorse(&self.signer, self.ori(), signed_query, now)?)
+        };
         let facts = QueryFacts {
-            endorser: None,
             investigator: Some(investigator),
             query: Some(query.clone()),
+            sealed: self.cfg.sealing.require,
+            revealed: self.cfg.sealing.require,
+            ..QueryFacts::default()
         };
         let sent = AuditEntry::for_query(Event::OutboundQuery, Decision::Endorsed, now, &facts);
         // Nothing is sent before the outbound entry is durable.
         self.audit(&[sent])?;
-        Ok((query, facts, endorsed))
+        Ok(Outbound {
+            query,
+            facts,
+            endorsed,
+            local,
+            keys,
+        })
     }
 
     /// Log the per-target results and hand them over, unless the account was disabled
     /// while the query was in flight.
     fn deliver_outbound(
         &self,
-        query: &Query,
-        facts: &QueryFacts,
+        out: Outbound,
         mut response: RouteResponse,
     ) -> Result<RouteResponse, Error> {
+        let query = &out.query;
+        let facts = &out.facts;
         let done = alpr_pki::now_unix();
         // An account disabled while the query was in flight gets no results.
         let user = query.requester_user.clone();
@@ -124,6 +185,10 @@ impl Node {
             .drain(..)
             .map(|r| (r.ori.clone(), r))
             .collect();
+        // This node's own refusals (no usable sealing key) stand for their targets.
+        for r in out.local {
+            by_target.insert(r.ori.clone(), r);
+        }
         let mut signers: Vec<Option<String>> = Vec::with_capacity(query.targets.len());
         for t in &query.targets {
             let r = by_target.remove(t).unwrap_or_else(|| TargetResult {
@@ -133,7 +198,9 @@ impl Node {
                 detail: "the broker returned no result for this target".into(),
                 reply: None,
                 decided_by: "broker".into(),
+                sealed_reply: None,
             });
+            let r = unseal_result(r, out.keys.get(t), query);
             let (checked, signer) = check_result(&trust, query, r, done);
             signers.push(signer);
             response.results.push(checked);
@@ -249,6 +316,60 @@ impl Node {
     }
 }
 
+/// A query on its way out: what was checked and sent, this node's own per-target
+/// refusals, and the reply key of each target's box.
+struct Outbound {
+    query: Query,
+    facts: QueryFacts,
+    /// `None` when no target could be sealed to (nothing is sent).
+    endorsed: Option<Signed>,
+    local: Vec<TargetResult>,
+    keys: HashMap<String, ReplyKey>,
+}
+
+/// Open a sealed reply with the reply key of this node's box for that target, putting
+/// the signed reply inside into `reply` for [`check_result`]. A sealed reply this node
+/// has no key for, bound to another query or provider, or that does not open, is a bad
+/// reply.
+pub fn unseal_result(mut r: TargetResult, key: Option<&ReplyKey>, query: &Query) -> TargetResult {
+    let Some(sealed) = r.sealed_reply.take() else {
+        return r;
+    };
+    let bad = |r: TargetResult, detail: String| TargetResult {
+        status: TargetStatus::BadReply as i32,
+        reason: RefusalReason::BadReply as i32,
+        detail,
+        reply: None,
+        ..r
+    };
+    let Some(key) = key else {
+        let d = format!("a sealed reply for {}, which this node sealed no box to", r.ori);
+        return bad(r, d);
+    };
+    if sealed.provider_ori != r.ori || sealed.query_id != query.query_id {
+        let d = format!("the sealed reply for {} names another provider or query", r.ori);
+        return bad(r, d);
+    }
+    let aad = alpr_proto::seal::reply_aad(&sealed.query_id, &sealed.provider_ori);
+    match key
+        .open(&aad, &sealed.nonce, &sealed.ciphertext)
+        .ok()
+        .and_then(|b| Signed::decode(b.as_slice()).ok())
+    {
+        Some(signed) => TargetResult {
+            reply: Some(signed),
+            ..r
+        },
+        None => {
+            let d = format!(
+                "the sealed reply for {} does not open under this query's reply key (changed in transit, or not from the target)",
+                r.ori
+            );
+            bad(r, d)
+        }
+    }
+}
+
 /// Check one target's result as the broker relayed it: a reply must verify
 /// ([`alpr_proto::reply::verify`]) and agree with the status the broker claims; the status
 /// and reason then come from the signed reply, not from the broker. Returns the result as
@@ -267,6 +388,7 @@ pub fn check_result(
         detail,
         reply: None,
         decided_by: r.decided_by.clone(),
+        sealed_reply: None,
     };
     let claimed = TargetStatus::try_from(r.status).unwrap_or(TargetStatus::Unspecified);
     let Some(signed) = &r.reply else {

@@ -57,11 +57,26 @@ impl Node {
         self.sync_registry_with(client).await
     }
 
+    /// Sync the registry, then publish this node's current sealing key if its own verified
+    /// view does not show it (first start, rotation, renewed certificate) and sync again so
+    /// the publication is verified at once.
+    pub async fn sync_registry_and_key(self: &Arc<Self>) -> Result<SyncReport, Error> {
+        let mut report = self.sync_registry().await?;
+        if self.needs_publication() {
+            self.publish_sealing_key().await?;
+            let again = self.sync_registry().await?;
+            report.to = again.to;
+            report.applied.extend(again.applied);
+        }
+        Ok(report)
+    }
+
     /// Sync the registry from a given broker connection.
     pub async fn sync_registry_with(
         self: &Arc<Self>,
         mut client: BrokerClient<Channel>,
     ) -> Result<SyncReport, Error> {
+        let _one_at_a_time = self.sync_lock.lock().await;
         let now = alpr_pki::now_unix();
         let sth = client.get_tree_head(TreeHeadRequest {}).await?.into_inner();
         let head = registry::verify_head(&self.trust(), &sth, now)?;
@@ -235,7 +250,7 @@ impl Node {
                 match outcome {
                     Ok(Some((what, provider_side))) => {
                         entries.push(AuditEntry {
-                            agreement_id: Some(ev.agreement_id.clone()),
+                            agreement_id: (!ev.agreement_id.is_empty()).then(|| ev.agreement_id.clone()),
                             detail: Some(format!("registry entry {index}: {what}")),
                             ..AuditEntry::new(now, Event::RegistryEvent, Decision::Applied)
                         });
@@ -251,7 +266,7 @@ impl Node {
                     }
                     Ok(None) => {}
                     Err(e) => entries.push(AuditEntry {
-                        agreement_id: Some(ev.agreement_id.clone()),
+                        agreement_id: (!ev.agreement_id.is_empty()).then(|| ev.agreement_id.clone()),
                         detail: Some(format!(
                             "registry entry {index} concerns this agency but does not verify: {e}"
                         )),
@@ -266,6 +281,7 @@ impl Node {
             last.state_digest = Some(crate::state::digest(&db)?);
         }
         drop(db);
+        self.load_sealing()?;
         if !entries.is_empty() {
             self.audit(&entries)?;
         }
@@ -285,6 +301,10 @@ impl Node {
     ) -> Result<Option<(String, bool)>, Error> {
         let me = self.ori();
         match ev.kind.as_str() {
+            registry::SEALING_KEY_KIND => {
+                // Every node's key matters here: this node may seal to any of them.
+                self.apply_sealing_key(conn, index, ev).map(|what| Some((what, false)))
+            }
             "register" => {
                 let Some(sa) = &ev.agreement else {
                     return Ok(None);

@@ -150,6 +150,14 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
     let purge_task = tasks::every(interval, First::Now, move || {
         let n = purger.clone();
         async move {
+            let keys = n.clone();
+            match tokio::task::spawn_blocking(move || keys.drop_expired_sealing_keys(alpr_pki::now_unix()))
+                .await
+            {
+                Ok(Err(e)) => tracing::error!(error = %e, "sealing-key expiry failed"),
+                Err(e) => tracing::error!(error = %e, "sealing-key expiry task failed"),
+                Ok(Ok(_)) => {}
+            }
             match tokio::task::spawn_blocking(move || n.purge()).await {
                 Ok(Ok((days, reads))) if !days.is_empty() => {
                     tracing::info!(days = days.len(), reads, "retention purge")
@@ -166,7 +174,7 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         Some(_) => tasks::every(sync_every, First::Now, move || {
             let n = syncer.clone();
             async move {
-                match n.sync_registry().await {
+                match n.sync_registry_and_key().await {
                     Ok(r) if !r.applied.is_empty() => {
                         tracing::info!(to = r.to, applied = r.applied.len(), "registry synced")
                     }

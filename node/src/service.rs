@@ -7,7 +7,8 @@ use alpr_proto::pb::node_admin_server::NodeAdmin;
 use alpr_proto::pb::node_inbound_server::NodeInbound;
 use alpr_proto::pb::node_local_server::NodeLocal;
 use alpr_proto::pb::{
-    AdminRequest, AdminResponse, IngestSummary, Read, RouteResponse, SearchRequest, Signed,
+    AdminRequest, AdminResponse, IngestSummary, Read, RouteResponse, SealedReply, SearchRequest,
+    Signed,
 };
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -39,6 +40,25 @@ impl NodeInbound for NodeService {
         let endorsed = request.into_inner();
         let reply = tokio::task::spawn_blocking(move || {
             span.in_scope(|| node.answer_forwarded(peer, &endorsed))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| e.to_status())?;
+        Ok(Response::new(reply))
+    }
+
+    async fn answer_sealed(
+        &self,
+        request: Request<Signed>,
+    ) -> Result<Response<SealedReply>, Status> {
+        let span = alpr_runtime::telemetry::server_span("node.answer_sealed", request.metadata());
+        let peer =
+            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
+                .map_err(Error::from);
+        let node = self.node.clone();
+        let endorsed = request.into_inner();
+        let reply = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| node.answer_sealed(peer, &endorsed))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

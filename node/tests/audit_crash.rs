@@ -72,6 +72,7 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
         telemetry: Default::default(),
         metrics_listen: None,
         alerts: Default::default(),
+        sealing: Default::default(),
     };
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     std::fs::write(dir.join("node.toml"), toml::to_string(&cfg).unwrap()).unwrap();

@@ -47,6 +47,7 @@ fn config(dir: &Path) -> NodeConfig {
         telemetry: Default::default(),
         metrics_listen: None,
         alerts: Default::default(),
+        sealing: Default::default(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct NodePolicy {
     pub retention_days: u32,
     /// Windows reaching further back than this many days need a warrant (0: never).
     pub no_warrant_lookback_days: u32,
+    /// Refuse queries that come in the clear (`SEAL_REQUIRED`).
+    pub require_sealed: bool,
 }
 
 /// Records query ids; answers whether one is new.
@@ -81,8 +83,32 @@ pub struct QueryFacts {
     pub endorser: Option<VerifiedIdentity>,
     /// The investigator, if their signature verified.
     pub investigator: Option<VerifiedIdentity>,
-    /// The query, if it was authentic and decoded.
+    /// The query, if it was authentic and decoded. For a sealed query not yet revealed,
+    /// its routing copy (plate, plate state, case number, reason and warrant emptied).
     pub query: Option<Query>,
+    /// The endorsement came in the sealed form.
+    pub sealed: bool,
+    /// A sealed query whose box this party opened and whose investigator signature and
+    /// routing copy it checked ([`reveal`]): `investigator` and `query` are the real ones.
+    pub revealed: bool,
+    /// The sealed form's boxes, one per target.
+    pub boxes: Vec<crate::pb::SealedBox>,
+}
+
+impl QueryFacts {
+    /// Who asked: the investigator as their certificate says, or (a sealed query seen
+    /// from outside) as the endorsing node's routing copy says.
+    pub fn requester(&self) -> Option<String> {
+        match (&self.investigator, &self.query, &self.endorser) {
+            (Some(i), _, _) => Some(i.describe()),
+            (None, Some(q), Some(_)) if self.sealed => Some(format!(
+                "{}@{} (investigator, per its node's endorsement)",
+                q.requester_user, q.requester_ori
+            )),
+            (None, _, Some(e)) => Some(e.describe()),
+            _ => None,
+        }
+    }
 }
 
 /// An admitted query.
@@ -90,10 +116,13 @@ pub struct QueryFacts {
 pub struct Admitted {
     /// The endorsing node.
     pub endorser: VerifiedIdentity,
-    /// The investigator.
-    pub investigator: VerifiedIdentity,
-    /// The query.
+    /// The investigator (`None` only for a sealed query admitted from its routing copy,
+    /// at the broker).
+    pub investigator: Option<VerifiedIdentity>,
+    /// The query (for a sealed query at the broker, its routing copy).
     pub query: Query,
+    /// Everything known, as [`QueryFacts`].
+    pub facts: QueryFacts,
     /// The agreement it is admitted under.
     pub agreement_id: String,
     /// State rule version applied.
@@ -163,6 +192,93 @@ impl OpenedQuery {
             .as_ref()
             .map(|(reason, detail)| Error::refused(*reason, detail.clone()))
     }
+
+    /// Whether the endorsement came in the sealed form.
+    pub fn is_sealed(&self) -> bool {
+        self.facts.sealed
+    }
+
+    /// The box addressed to `ori`, if the sealed form holds exactly one.
+    pub fn box_for(&self, ori: &str) -> Option<&crate::pb::SealedBox> {
+        let mut boxes = self.facts.boxes.iter().filter(|b| b.recipient_ori == ori);
+        match (boxes.next(), boxes.next()) {
+            (Some(b), None) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Record a refusal found outside admission (a box that does not open): admission
+    /// then refuses with it, keeping what was learned.
+    pub fn refuse(&mut self, e: &Error) {
+        if self.refusal.is_none() {
+            self.refusal = Some((e.reason(), e.detail()));
+        }
+    }
+}
+
+/// The sealed fields of a query emptied: what its routing copy must be.
+pub fn routing_copy(query: &Query) -> Query {
+    Query {
+        plate: String::new(),
+        plate_state: String::new(),
+        case_number: String::new(),
+        reason: String::new(),
+        warrant_ref: String::new(),
+        ..query.clone()
+    }
+}
+
+/// The sealing context of `query`'s box for `target_ori`.
+pub fn box_context<'a>(query: &'a Query, target_ori: &'a str, requester: &'a str) -> crate::seal::Context<'a> {
+    crate::seal::Context {
+        purpose: "query",
+        target_ori,
+        query_id: &query.query_id,
+        requester,
+    }
+}
+
+/// `user@ORI` of a query's requester, as a box's context names it.
+pub fn requester_label(query: &Query) -> String {
+    format!("{}@{}", query.requester_user, query.requester_ori)
+}
+
+/// Reveal a sealed query from the plaintext of its box (the investigator's `Signed` query
+/// envelope, encoded): verify the investigator's signature, chain and claims exactly as
+/// for a clear query, and that the routing copy the broker decided on is this query with
+/// its sealed fields emptied. On success `opened`'s facts hold the real investigator and
+/// query; on failure the refusal is recorded in `opened` (see [`OpenedQuery::refuse`]).
+pub fn reveal(trust: &TrustStore, opened: &mut OpenedQuery, plaintext: &[u8]) {
+    if opened.refusal.is_some() || !opened.facts.sealed || opened.facts.revealed {
+        return;
+    }
+    let now = opened.opened_at;
+    let routing = opened.facts.query.clone();
+    let Some(endorser) = opened.facts.endorser.clone() else {
+        return;
+    };
+    let mut facts = opened.facts.clone();
+    let result = open_nested(trust, &endorser, plaintext, now, &mut facts).and_then(|()| {
+        match (&facts.query, &routing) {
+            (Some(q), Some(r)) if routing_copy(q) == *r => Ok(()),
+            _ => Err(Error::refused(
+                RefusalReason::SealInvalid,
+                "the sealed query differs from the routing copy its node endorsed",
+            )),
+        }
+    });
+    match result {
+        Ok(()) => {
+            facts.revealed = true;
+            opened.facts = facts;
+        }
+        Err(e) => {
+            // Keep the routing copy (what was endorsed) but name the investigator if their
+            // signature verified.
+            opened.facts.investigator = facts.investigator;
+            opened.refuse(&e);
+        }
+    }
 }
 
 /// Verify an endorsed query's signatures and chains at `now` (see [`open_endorsed`]).
@@ -196,25 +312,23 @@ pub fn admit_opened(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> Admissi
     match checked {
         Ok((agreement_id, flagged)) => {
             // admit_checked returns Ok only when every fact is present.
-            match (facts.endorser, facts.investigator, facts.query) {
-                (Some(endorser), Some(investigator), Some(query)) => {
+            let complete = facts.investigator.is_some() || (facts.sealed && !facts.revealed);
+            match (facts.endorser.clone(), facts.query.clone()) {
+                (Some(endorser), Some(query)) if complete => {
                     AdmissionDecision::Admitted(Box::new(Admitted {
                         endorser,
-                        investigator,
+                        investigator: facts.investigator.clone(),
                         query,
+                        facts,
                         agreement_id,
                         rule_version: ctx.rules.version.clone(),
                         flagged_for_review: flagged,
                     }))
                 }
-                (e, i, q) => AdmissionDecision::Refused(Box::new(Refused {
+                _ => AdmissionDecision::Refused(Box::new(Refused {
                     reason: RefusalReason::InvalidInput,
                     detail: "internal: incomplete facts".into(),
-                    facts: QueryFacts {
-                        endorser: e,
-                        investigator: i,
-                        query: q,
-                    },
+                    facts,
                     rule_version: ctx.rules.version.clone(),
                 })),
             }
@@ -270,7 +384,55 @@ pub fn open_endorsed(
             "endorsement names a different node than its signer",
         ));
     }
-    let inner = Signed::decode(endorsement.signed_query.as_slice()).map_err(|e| {
+    if let Some(routing) = endorsement.routing {
+        // The sealed form: decide from the routing copy; the query itself is in the boxes.
+        facts.sealed = true;
+        facts.boxes = endorsement.boxes;
+        if !endorsement.signed_query.is_empty() {
+            return Err(Error::refused(
+                RefusalReason::InvalidInput,
+                "a sealed endorsement carries the query only in its boxes",
+            ));
+        }
+        if routing_copy(&routing) != routing {
+            return Err(Error::refused(
+                RefusalReason::InvalidInput,
+                "a sealed query's routing copy must not carry the plate, plate state, case number, reason or warrant",
+            ));
+        }
+        facts.query = Some(routing.clone());
+        check_endorsed_at(endorsement.endorsed_at, &routing, now)?;
+        if Some(routing.requester_ori.as_str()) != endorser.ori() {
+            return Err(Error::refused(
+                RefusalReason::ClaimMismatch,
+                "a node may endorse only its own agency's investigators",
+            ));
+        }
+        return Ok(());
+    }
+    if !endorsement.boxes.is_empty() {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            "a clear endorsement carries no boxes",
+        ));
+    }
+    open_nested(trust, &endorser, &endorsement.signed_query, now, facts)?;
+    if let Some(q) = &facts.query {
+        check_endorsed_at(endorsement.endorsed_at, q, now)?;
+    }
+    Ok(())
+}
+
+/// Verify the investigator's nested `Signed` query (encoded) endorsed by `endorser`; fill
+/// `facts.investigator` and `facts.query` as they verify.
+fn open_nested(
+    trust: &TrustStore,
+    endorser: &VerifiedIdentity,
+    signed_query: &[u8],
+    now: i64,
+    facts: &mut QueryFacts,
+) -> Result<(), Error> {
+    let inner = Signed::decode(signed_query).map_err(|e| {
         Error::refused(
             RefusalReason::InvalidInput,
             format!("nested query envelope does not decode: {e}"),
@@ -300,33 +462,6 @@ pub fn open_endorsed(
         )
     })?;
     facts.query = Some(query.clone());
-    // The endorsement's own date: made now (within clock skew), and not before the query.
-    if (endorsement.endorsed_at - now).abs() > CLOCK_SKEW_SECS {
-        return Err(Error::refused(
-            RefusalReason::InvalidInput,
-            format!(
-                "endorsement dated {}s {} now, beyond the {CLOCK_SKEW_SECS}s clock-skew tolerance",
-                (endorsement.endorsed_at - now).abs(),
-                if endorsement.endorsed_at > now {
-                    "after"
-                } else {
-                    "before"
-                }
-            ),
-        ));
-    }
-    // (A query issued in the future is refused as such by `check_query`.)
-    if query.issued_at <= now + CLOCK_SKEW_SECS
-        && endorsement.endorsed_at < query.issued_at - CLOCK_SKEW_SECS
-    {
-        return Err(Error::refused(
-            RefusalReason::InvalidInput,
-            format!(
-                "endorsement dated {}s before the query was issued",
-                query.issued_at - endorsement.endorsed_at
-            ),
-        ));
-    }
     if Some(query.requester_ori.as_str()) != investigator.ori()
         || Some(&query.requester_user) != investigator.user.as_ref()
     {
@@ -338,9 +473,44 @@ pub fn open_endorsed(
     Ok(())
 }
 
+/// The endorsement's own date: made now (within clock skew), and not before the query.
+fn check_endorsed_at(endorsed_at: i64, query: &Query, now: i64) -> Result<(), Error> {
+    if (endorsed_at - now).abs() > CLOCK_SKEW_SECS {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            format!(
+                "endorsement dated {}s {} now, beyond the {CLOCK_SKEW_SECS}s clock-skew tolerance",
+                (endorsed_at - now).abs(),
+                if endorsed_at > now { "after" } else { "before" }
+            ),
+        ));
+    }
+    // (A query issued in the future is refused as such by `check_query`.)
+    if query.issued_at <= now + CLOCK_SKEW_SECS && endorsed_at < query.issued_at - CLOCK_SKEW_SECS {
+        return Err(Error::refused(
+            RefusalReason::InvalidInput,
+            format!(
+                "endorsement dated {}s before the query was issued",
+                query.issued_at - endorsed_at
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks on the query's own fields and times, independent of who evaluates it. The
 /// requesting node runs these before endorsing, so an investigator learns at once.
 pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
+    check_fields(query, now, true)
+}
+
+/// [`check_query`] on a sealed query's routing copy: every field but the sealed ones,
+/// which the routing copy must leave empty.
+pub fn check_routing(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
+    check_fields(query, now, false)
+}
+
+fn check_fields(query: &Query, now: i64, sealed_fields: bool) -> Result<&'static Purpose, Error> {
     let invalid = |m: String| Error::refused(RefusalReason::InvalidInput, m);
     for (field, text) in [
         ("requester_user", query.requester_user.as_str()),
@@ -392,13 +562,15 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
     for t in &query.targets {
         alpr_pki::claims::validate_ori(t).map_err(|e| invalid(e.to_string()))?;
     }
-    let plate = input::normalize_plate(&query.plate)?;
-    if plate != query.plate {
-        return Err(invalid("plate is not normalized".into()));
-    }
-    let state = input::normalize_query_state(&query.plate_state)?;
-    if state != query.plate_state {
-        return Err(invalid("plate_state is not normalized (upper-case)".into()));
+    if sealed_fields {
+        let plate = input::normalize_plate(&query.plate)?;
+        if plate != query.plate {
+            return Err(invalid("plate is not normalized".into()));
+        }
+        let state = input::normalize_query_state(&query.plate_state)?;
+        if state != query.plate_state {
+            return Err(invalid("plate_state is not normalized (upper-case)".into()));
+        }
     }
     if query.window_start < 0 {
         return Err(invalid(format!(
@@ -413,6 +585,9 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
         return Err(invalid("time window ends in the future".into()));
     }
     let purpose = purpose::lookup(&query.purpose_code)?;
+    if !sealed_fields {
+        return Ok(purpose);
+    }
     input::check_case_number(&query.case_number)?;
     input::check_reason(&query.reason, purpose.needs_justification)?;
     if query.warrant_ref.chars().count() > 128 {
@@ -422,14 +597,40 @@ pub fn check_query(query: &Query, now: i64) -> Result<&'static Purpose, Error> {
 }
 
 fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(String, bool), Error> {
-    let (Some(query), Some(investigator)) = (facts.query.as_ref(), facts.investigator.as_ref())
-    else {
+    // A sealed query not (yet) revealed: the broker decides from its routing copy; a node
+    // decides only after opening its box.
+    let routing_only = facts.sealed && !facts.revealed;
+    if routing_only && ctx.policy.is_some() {
+        return Err(Error::refused(
+            RefusalReason::SealRequired,
+            "a sealed query is decided only once its box for this agency is open",
+        ));
+    }
+    if !facts.sealed && ctx.policy.is_some_and(|p| p.require_sealed) {
+        return Err(Error::refused(
+            RefusalReason::SealRequired,
+            format!(
+                "{} answers only sealed queries; this one came in the clear",
+                ctx.provider_ori
+            ),
+        ));
+    }
+    let signer = if routing_only {
+        facts.endorser.as_ref()
+    } else {
+        facts.investigator.as_ref()
+    };
+    let (Some(query), Some(investigator)) = (facts.query.as_ref(), signer) else {
         return Err(Error::refused(
             RefusalReason::InvalidInput,
             "query not decoded",
         ));
     };
-    let purpose = check_query(query, ctx.now)?;
+    let purpose = if routing_only {
+        check_routing(query, ctx.now)?
+    } else {
+        check_query(query, ctx.now)?
+    };
     if !query.targets.iter().any(|t| t == ctx.provider_ori) {
         return Err(Error::refused(
             RefusalReason::InvalidInput,
@@ -448,7 +649,7 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
     let requester = investigator.agency.as_ref().ok_or_else(|| {
         Error::refused(
             RefusalReason::CertInvalid,
-            "investigator certificate has no agency",
+            "the requester's certificate has no agency",
         )
     })?;
 
@@ -488,8 +689,10 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
     if let Some(p) = ctx.policy {
         terms.extend(p.blocked_terms.iter().cloned());
     }
-    input::check_terms("reason", &query.reason, &terms)?;
-    input::check_terms("case number", &query.case_number, &terms)?;
+    if !routing_only {
+        input::check_terms("reason", &query.reason, &terms)?;
+        input::check_terms("case number", &query.case_number, &terms)?;
+    }
 
     let agreement_id = find_agreement(ctx, &requester.ori, purpose, query.window_start)?;
     if !query.on_behalf_of_ori.is_empty() {

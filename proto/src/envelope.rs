@@ -128,6 +128,26 @@ pub fn endorse(
         signed_query,
         node_ori: node_ori.to_owned(),
         endorsed_at: now,
+        routing: None,
+        boxes: vec![],
+    };
+    seal(node, ENDORSEMENT, &e)
+}
+
+/// Endorse a sealed query: its routing copy and one box per target, signed by the node.
+pub fn endorse_sealed(
+    node: &Signer,
+    node_ori: &str,
+    routing: crate::pb::Query,
+    boxes: Vec<crate::pb::SealedBox>,
+    now: i64,
+) -> Result<Signed, Error> {
+    let e = crate::pb::Endorsement {
+        signed_query: vec![],
+        node_ori: node_ori.to_owned(),
+        endorsed_at: now,
+        routing: Some(routing),
+        boxes,
     };
     seal(node, ENDORSEMENT, &e)
 }

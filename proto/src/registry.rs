@@ -21,6 +21,75 @@ pub const TREE_HEAD: &str = "alpr.v1.TreeHead";
 pub const COSIGNATURE: &str = "alpr.v1.Cosignature";
 /// Payload type of an agreement action.
 pub const ACTION: &str = "alpr.v1.AgreementAction";
+/// Payload type of a node's sealing key.
+pub const SEALING_KEY: &str = "alpr.v1.SealingKey";
+/// Registry event kind of a published sealing key.
+pub const SEALING_KEY_KIND: &str = "sealing_key";
+
+/// Everything the registry log establishes: each agreement's story and each node's
+/// published sealing keys.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryState {
+    /// Agreements by id.
+    pub agreements: BTreeMap<String, AgreementRecord>,
+    /// Published sealing keys by ORI, oldest first (the last is the one to seal to).
+    pub sealing_keys: BTreeMap<String, Vec<PublishedKey>>,
+}
+
+/// A sealing key as published in the registry and verified.
+#[derive(Clone, Debug)]
+pub struct PublishedKey {
+    /// The node's agency.
+    pub ori: String,
+    /// The suite.
+    pub suite: crate::seal::Suite,
+    /// The public key.
+    pub public: Vec<u8>,
+    /// Its id ([`crate::seal::key_id`]).
+    pub key_id: [u8; 16],
+    /// When the node published it.
+    pub published_at: i64,
+    /// Leaf index of its publication.
+    pub index: u64,
+    /// The node certificate that signed it.
+    pub signer: VerifiedIdentity,
+    /// The signed publication, as logged.
+    pub signed: Signed,
+}
+
+/// Verify a node's signed sealing key at `at`: a node certificate of the key's own agency
+/// signed it, the suite is known and the key well formed.
+pub fn verify_sealing_key(
+    trust: &TrustStore,
+    signed: &Signed,
+    index: u64,
+    at: i64,
+) -> Result<PublishedKey, Error> {
+    let (signer, k): (_, crate::pb::SealingKey) =
+        envelope::open_as(trust, signed, SEALING_KEY, at)?;
+    if signer.role != Role::Node || signer.ori() != Some(k.ori.as_str()) {
+        return Err(Error::refused(
+            RefusalReason::CertInvalid,
+            format!(
+                "sealing key of {:?} signed by {}; only that agency's node may publish it",
+                k.ori,
+                signer.describe()
+            ),
+        ));
+    }
+    let suite = crate::seal::Suite::from_id(k.suite).map_err(|e| invalid(e.to_string()))?;
+    crate::seal::check_public(suite, &k.public_key).map_err(|e| invalid(e.to_string()))?;
+    Ok(PublishedKey {
+        key_id: crate::seal::key_id(&k.public_key),
+        ori: k.ori,
+        suite,
+        public: k.public_key,
+        published_at: k.published_at,
+        index,
+        signer,
+        signed: signed.clone(),
+    })
+}
 
 fn invalid(m: impl Into<String>) -> Error {
     Error::refused(RefusalReason::InvalidInput, m)
@@ -242,11 +311,8 @@ pub fn verify_action(
 
 /// Replay leaves in order, verifying every event, and return each agreement's record.
 /// Signatures are checked as of each event's `logged_at`.
-pub fn replay(
-    trust: &TrustStore,
-    leaves: &[Vec<u8>],
-) -> Result<BTreeMap<String, AgreementRecord>, Error> {
-    let mut out: BTreeMap<String, AgreementRecord> = BTreeMap::new();
+pub fn replay(trust: &TrustStore, leaves: &[Vec<u8>]) -> Result<RegistryState, Error> {
+    let mut out = RegistryState::default();
     for (i, leaf) in leaves.iter().enumerate() {
         apply_leaf(trust, &mut out, i as u64, leaf)
             .map_err(|e| invalid(format!("registry entry {i}: {e}")))?;
@@ -254,15 +320,33 @@ pub fn replay(
     Ok(out)
 }
 
-/// Verify one leaf and apply it to `records`.
+/// Verify one leaf and apply it to `state`.
 pub fn apply_leaf(
     trust: &TrustStore,
-    records: &mut BTreeMap<String, AgreementRecord>,
+    state: &mut RegistryState,
     index: u64,
     leaf: &[u8],
 ) -> Result<(), Error> {
     let ev = RegistryEvent::decode(leaf).map_err(|e| invalid(format!("does not decode: {e}")))?;
+    let records = &mut state.agreements;
     match ev.kind.as_str() {
+        SEALING_KEY_KIND => {
+            let signed = ev
+                .sealing_key
+                .as_ref()
+                .ok_or_else(|| invalid("sealing-key event without its signed key"))?;
+            let k = verify_sealing_key(trust, signed, index, ev.logged_at)?;
+            if ev.provider_ori != k.ori || !ev.requester_ori.is_empty() || !ev.agreement_id.is_empty()
+            {
+                return Err(invalid(
+                    "the sealing-key event's ORI differs from the signed key's",
+                ));
+            }
+            if (k.published_at - ev.logged_at).abs() > crate::admission::CLOCK_SKEW_SECS {
+                return Err(invalid("sealing key published at a time far from when it was logged"));
+            }
+            state.sealing_keys.entry(k.ori.clone()).or_default().push(k);
+        }
         "register" => {
             let sa = ev
                 .agreement

@@ -8,7 +8,8 @@
 //! Suites ([`Suite`]): DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305, and
 //! the X-Wing hybrid KEM (X25519 + ML-KEM-768) with HKDF-SHA256 / ChaCha20-Poly1305, so that
 //! reads recorded today are not readable by a quantum computer later. This module is the
-//! building block of sealed queries and answers; no message uses it yet.
+//! building block of sealed queries ([`crate::pb::SealedBox`]) and sealed replies
+//! ([`ReplyKey`], [`crate::pb::SealedReply`]).
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
@@ -50,7 +51,7 @@ pub enum SealError {
     /// A key or encapsulation of the wrong size or shape for its suite.
     #[error("malformed {what} for {suite:?}: {len} bytes")]
     Malformed {
-        /// `public key`, `secret key` or `encapsulated key`.
+        /// `public key`, `secret key`, `encapsulated key` or `key id`.
         what: &'static str,
         /// The suite.
         suite: Suite,
@@ -192,6 +193,47 @@ impl SealedBox {
     }
 }
 
+impl SealedBox {
+    /// The wire form, addressed to `recipient_ori`.
+    pub fn to_wire(&self, recipient_ori: &str) -> crate::pb::SealedBox {
+        crate::pb::SealedBox {
+            recipient_ori: recipient_ori.to_owned(),
+            suite: self.suite.id(),
+            key_id: self.key_id.to_vec(),
+            enc: self.enc.clone(),
+            ciphertext: self.ciphertext.clone(),
+        }
+    }
+
+    /// A box from its wire form (suite known, key id 16 bytes).
+    pub fn from_wire(b: &crate::pb::SealedBox) -> Result<Self, SealError> {
+        let suite = Suite::from_id(b.suite)?;
+        let key_id: [u8; 16] = b
+            .key_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::Malformed {
+                what: "key id",
+                suite,
+                len: b.key_id.len(),
+            })?;
+        Ok(Self {
+            suite,
+            key_id,
+            enc: b.enc.clone(),
+            ciphertext: b.ciphertext.clone(),
+        })
+    }
+}
+
+/// The associated data of a sealed reply: it is bound to its query and its provider.
+pub fn reply_aad(query_id: &[u8], provider_ori: &str) -> Vec<u8> {
+    let mut out = b"alpr-fed/v1 sealed reply\n".to_vec();
+    out.extend_from_slice(query_id);
+    out.extend_from_slice(provider_ori.as_bytes());
+    out
+}
+
 /// Seal `plaintext` to the recipient's `public` key for `ctx`.
 pub fn seal(
     suite: Suite,
@@ -199,36 +241,130 @@ pub fn seal(
     ctx: &Context<'_>,
     plaintext: &[u8],
 ) -> Result<SealedBox, SealError> {
+    seal_with_reply(suite, public, ctx, plaintext).map(|(b, _)| b)
+}
+
+/// Seal `plaintext` to the recipient's `public` key for `ctx`, and return with the box the
+/// [`ReplyKey`] both ends export from its HPKE context: the recipient answers under it.
+pub fn seal_with_reply(
+    suite: Suite,
+    public: &[u8],
+    ctx: &Context<'_>,
+    plaintext: &[u8],
+) -> Result<(SealedBox, ReplyKey), SealError> {
     let key_id = key_id(public);
     let aad = SealedBox::aad(suite, &key_id);
     let info = ctx.info();
-    let (enc, ciphertext) = match suite {
+    let (enc, ciphertext, reply) = match suite {
         Suite::X25519ChaCha20 => {
             seal_with::<X25519HkdfSha256>(suite, public, &info, plaintext, &aad)
         }
         Suite::XWingChaCha20 => seal_with::<XWing>(suite, public, &info, plaintext, &aad),
     }?;
-    Ok(SealedBox {
-        suite,
-        key_id,
-        enc,
-        ciphertext,
-    })
+    Ok((
+        SealedBox {
+            suite,
+            key_id,
+            enc,
+            ciphertext,
+        },
+        reply,
+    ))
 }
 
 /// Open `sealed` with `key` for `ctx`.
 pub fn open(key: &KeyPair, ctx: &Context<'_>, sealed: &SealedBox) -> Result<Vec<u8>, SealError> {
+    open_with_reply(key, ctx, sealed).map(|(p, _)| p)
+}
+
+/// Open `sealed` with `key` for `ctx`, with the [`ReplyKey`] exported from its context.
+pub fn open_with_reply(
+    key: &KeyPair,
+    ctx: &Context<'_>,
+    sealed: &SealedBox,
+) -> Result<(Vec<u8>, ReplyKey), SealError> {
     if sealed.suite != key.suite || sealed.key_id != key.key_id() {
         return Err(SealError::DoesNotOpen);
     }
-    open_raw(
-        key.suite,
-        &key.secret,
-        &sealed.enc,
-        &ctx.info(),
-        &SealedBox::aad(sealed.suite, &sealed.key_id),
-        &sealed.ciphertext,
-    )
+    let info = ctx.info();
+    let aad = SealedBox::aad(sealed.suite, &sealed.key_id);
+    match key.suite {
+        Suite::X25519ChaCha20 => open_with::<X25519HkdfSha256>(
+            key.suite,
+            &key.secret,
+            &sealed.enc,
+            &info,
+            &aad,
+            &sealed.ciphertext,
+        ),
+        Suite::XWingChaCha20 => open_with::<XWing>(
+            key.suite,
+            &key.secret,
+            &sealed.enc,
+            &info,
+            &aad,
+            &sealed.ciphertext,
+        ),
+    }
+}
+
+/// HPKE exporter context of the reply key.
+pub const REPLY_KEY_CONTEXT: &[u8] = b"alpr-fed/v1 reply key";
+
+/// The key a target's reply to one box is encrypted under: 32 bytes exported from the
+/// box's HPKE context (RFC 9180 §5.3), so only the sealer and the opener know it. It is
+/// never stored; the requesting node drops it when the query is done.
+///
+/// Why not a fresh KEM per reply: the sealer already holds a secret shared with exactly
+/// this target for exactly this query, and the reply must reach exactly that sealer. A
+/// second KEM would cost another encapsulation per target and add nothing: whoever could
+/// open the query box (the target's sealing key) holds the answered reads anyway.
+/// Retired sealing keys are deleted after their grace period, which bounds how long a
+/// recorded box and its reply stay openable at all.
+#[derive(Clone)]
+pub struct ReplyKey([u8; 32]);
+
+impl std::fmt::Debug for ReplyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyKey(..)")
+    }
+}
+
+impl ReplyKey {
+    /// Encrypt `plaintext` bound to `aad` (ChaCha20-Poly1305, ring) under a fresh random
+    /// 12-byte nonce, returned with the ciphertext. A random nonce per reply matters: a
+    /// broker that replays a box gets a second reply (a refusal) under the same key, and
+    /// must not get it under the same nonce.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 12], Vec<u8>), SealError> {
+        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        use ring::rand::SecureRandom;
+        let mut nonce = [0u8; 12];
+        ring::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| SealError::Seal("no randomness for a nonce".into()))?;
+        let key = LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, &self.0)
+                .map_err(|_| SealError::Seal("reply key".into()))?,
+        );
+        let mut buf = plaintext.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .map_err(|_| SealError::Seal("reply encryption".into()))?;
+        Ok((nonce, buf))
+    }
+
+    /// Decrypt what [`ReplyKey::seal`] made.
+    pub fn open(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
+        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::DoesNotOpen)?;
+        let key = LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, &self.0).map_err(|_| SealError::DoesNotOpen)?,
+        );
+        let mut buf = ciphertext.to_vec();
+        let plain = key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| SealError::DoesNotOpen)?;
+        Ok(plain.to_vec())
+    }
 }
 
 /// HPKE base-mode open with explicit `info` and `aad` (what [`open`] does after building
@@ -247,6 +383,7 @@ pub fn open_raw(
         }
         Suite::XWingChaCha20 => open_with::<XWing>(suite, secret, enc, info, aad, ciphertext),
     }
+    .map(|(p, _)| p)
 }
 
 fn generate_with<K: Kem>() -> (Vec<u8>, Vec<u8>) {
@@ -265,21 +402,22 @@ fn seal_with<K: Kem>(
     info: &[u8],
     plaintext: &[u8],
     aad: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>), SealError> {
+) -> Result<(Vec<u8>, Vec<u8>, ReplyKey), SealError> {
     let pk = K::PublicKey::from_bytes(public).map_err(|_| SealError::Malformed {
         what: "public key",
         suite,
         len: public.len(),
     })?;
-    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, K>(
-        &OpModeS::Base,
-        &pk,
-        info,
-        plaintext,
-        aad,
-    )
-    .map_err(|e| SealError::Seal(e.to_string()))?;
-    Ok((enc.to_bytes().to_vec(), ct))
+    let (enc, mut ctx) =
+        hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, K>(&OpModeS::Base, &pk, info)
+            .map_err(|e| SealError::Seal(e.to_string()))?;
+    let ct = ctx
+        .seal(plaintext, aad)
+        .map_err(|e| SealError::Seal(e.to_string()))?;
+    let mut reply = [0u8; 32];
+    ctx.export(REPLY_KEY_CONTEXT, &mut reply)
+        .map_err(|e| SealError::Seal(e.to_string()))?;
+    Ok((enc.to_bytes().to_vec(), ct, ReplyKey(reply)))
 }
 
 fn open_with<K: Kem>(
@@ -289,21 +427,41 @@ fn open_with<K: Kem>(
     info: &[u8],
     aad: &[u8],
     ciphertext: &[u8],
-) -> Result<Vec<u8>, SealError> {
+) -> Result<(Vec<u8>, ReplyKey), SealError> {
     let malformed = |what, len| SealError::Malformed { what, suite, len };
     let sk =
         K::PrivateKey::from_bytes(secret).map_err(|_| malformed("secret key", secret.len()))?;
     let enc =
         K::EncappedKey::from_bytes(enc).map_err(|_| malformed("encapsulated key", enc.len()))?;
-    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, K>(
-        &OpModeR::Base,
-        &sk,
-        &enc,
-        info,
-        ciphertext,
-        aad,
-    )
-    .map_err(|_| SealError::DoesNotOpen)
+    let mut ctx =
+        hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, K>(&OpModeR::Base, &sk, &enc, info)
+            .map_err(|_| SealError::DoesNotOpen)?;
+    let plain = ctx
+        .open(ciphertext, aad)
+        .map_err(|_| SealError::DoesNotOpen)?;
+    let mut reply = [0u8; 32];
+    ctx.export(REPLY_KEY_CONTEXT, &mut reply)
+        .map_err(|_| SealError::DoesNotOpen)?;
+    Ok((plain, ReplyKey(reply)))
+}
+
+/// Check that `public` is a well-formed public key of `suite`.
+pub fn check_public(suite: Suite, public: &[u8]) -> Result<(), SealError> {
+    let ok = match suite {
+        Suite::X25519ChaCha20 => {
+            <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(public).is_ok()
+        }
+        Suite::XWingChaCha20 => <XWing as Kem>::PublicKey::from_bytes(public).is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SealError::Malformed {
+            what: "public key",
+            suite,
+            len: public.len(),
+        })
+    }
 }
 
 #[cfg(test)]

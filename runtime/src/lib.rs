@@ -26,5 +26,6 @@ pub mod telemetry;
 pub mod tls;
 pub mod undecodable;
 pub mod vocabulary;
+pub mod wiretap;
 
 pub use error::Error;

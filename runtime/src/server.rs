@@ -66,19 +66,31 @@ pub fn tls_incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// A server whose undecodable requests are refused and logged ([`RefuseUndecodable`]).
-pub type GuardedServer = tonic::transport::Server<
+type Layers = tower::layer::util::Stack<
+    crate::wiretap::Tap,
     tower::layer::util::Stack<RefuseUndecodable, tower::layer::util::Identity>,
 >;
 
+/// A server whose undecodable requests are refused and logged ([`RefuseUndecodable`]),
+/// optionally tapped ([`crate::wiretap`]).
+pub type GuardedServer = tonic::transport::Server<Layers>;
+
 /// The router of a [`GuardedServer`].
-pub type GuardedRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<RefuseUndecodable, tower::layer::util::Identity>,
->;
+pub type GuardedRouter = tonic::transport::server::Router<Layers>;
 
 /// A server builder whose undecodable requests go to `hook` before they are refused.
 pub fn guarded_server(hook: UndecodableHook) -> GuardedServer {
-    tonic::transport::Server::builder().layer(RefuseUndecodable::new(hook))
+    tapped_server(hook, None)
+}
+
+/// [`guarded_server`] whose every request and response is recorded through `tap`.
+pub fn tapped_server(
+    hook: UndecodableHook,
+    tap: Option<crate::wiretap::Wiretap>,
+) -> GuardedServer {
+    tonic::transport::Server::builder()
+        .layer(RefuseUndecodable::new(hook))
+        .layer(crate::wiretap::Tap(tap))
 }
 
 /// Serve `router` on `listener` over mTLS until `shutdown` resolves.

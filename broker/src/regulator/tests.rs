@@ -37,7 +37,14 @@ fn view(kit: &Kit, now: i64) -> (RegistryView, [String; 4]) {
     let head =
         registry::verify_head(&kit.trust, &reg::latest_head(&db).unwrap().unwrap(), now).unwrap();
     let records = r.records().clone();
-    (RegistryView { head, records }, ids.try_into().unwrap())
+    (
+        RegistryView {
+            head,
+            records,
+            sealing_keys: Default::default(),
+        },
+        ids.try_into().unwrap(),
+    )
 }
 
 fn ids(rows: &[Row]) -> Vec<&str> {

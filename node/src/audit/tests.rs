@@ -65,6 +65,7 @@ fn a_query_entry_records_who_asked_and_what() {
             targets: vec!["CA0560100".into(), "CA0340000".into()],
             ..Default::default()
         }),
+        ..QueryFacts::default()
     };
     let e = AuditEntry::for_query(Event::InboundQuery, Decision::Refused, 30, &facts);
     assert_eq!(

@@ -53,6 +53,8 @@ vocabulary! {
         ScopeChange = "scope_change",
         /// A supervisor's review of a search.
         SearchReview = "search_review",
+        /// This node's sealing key was created, rotated, published or deleted.
+        SealingKey = "sealing_key",
     }
 }
 
@@ -72,6 +74,12 @@ vocabulary! {
         Applied = "applied",
         /// A target's reply that did not verify.
         BadReply = "bad_reply",
+        /// A sealing key created (first key or rotation).
+        Created = "created",
+        /// A sealing key published to the registry.
+        Published = "published",
+        /// Retired sealing keys deleted after their grace period.
+        Deleted = "deleted",
         /// A CRL file that could not be used; the previous CRLs stay in force.
         CrlReloadRefused = "crl_reload_refused",
         /// Switches, accounts or agreement states differ from what the audit log last

@@ -19,6 +19,7 @@ pub mod holds;
 pub mod maintenance;
 pub mod reads;
 pub mod registry;
+pub mod sealing;
 pub mod settings;
 
 /// An open `node.db`: one connection. Callers share it behind the node's mutex; every
@@ -109,6 +110,7 @@ pub fn open(path: &Path) -> Result<Db, Error> {
     settings::init(&conn)?;
     accounts::init(&conn)?;
     holds::init(&conn)?;
+    sealing::init(&conn)?;
     migrate(&conn)?;
     Ok(Db { conn })
 }
