@@ -61,13 +61,17 @@ impl Node {
     /// view does not show it (first start, rotation, renewed certificate) and sync again so
     /// the publication is verified at once.
     pub async fn sync_registry_and_key(self: &Arc<Self>) -> Result<SyncReport, Error> {
-        let mut report = self.sync_registry().await?;
-        if self.needs_publication() {
-            self.publish_sealing_key().await?;
-            let again = self.sync_registry().await?;
-            report.to = again.to;
-            report.applied.extend(again.applied);
+        // Publication does not wait for a view that may not advance (a head awaiting the
+        // regulator's cosignature): the key is published by this node's own record.
+        let first = self.sync_registry().await;
+        if !self.needs_publication()? {
+            return first;
         }
+        self.publish_sealing_key().await?;
+        let mut report = first?;
+        let again = self.sync_registry().await?;
+        report.to = again.to;
+        report.applied.extend(again.applied);
         Ok(report)
     }
 

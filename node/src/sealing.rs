@@ -100,6 +100,8 @@ impl Node {
                 public: pair.public.clone(),
                 created_at: now,
                 retired_at: None,
+                published_index: None,
+                published_cert: None,
             },
             now,
         )?;
@@ -150,23 +152,29 @@ impl Node {
             .cloned()
     }
 
-    /// Whether this node's current key is missing from its own verified registry view, or
-    /// was published under a certificate that is no longer valid: then it must publish.
-    pub fn needs_publication(&self) -> bool {
-        let own = self.own_sealing_keys();
+    /// Whether this node must publish its current key: it never did, or did under a node
+    /// certificate other than the one it runs with now (renewed, or revoked and replaced).
+    /// Judged from this node's own record, not from its registry view, which cannot
+    /// advance while it waits for a regulator's cosignature.
+    pub fn needs_publication(&self) -> Result<bool, Error> {
+        let own = db::own_keys(&self.db())?;
         let Some(current) = own.first() else {
-            return false;
+            return Ok(false);
         };
-        match self.published_key(self.ori()) {
-            Some(p) => {
-                p.key_id != current.pair.key_id()
-                    || self
-                        .trust()
-                        .verify(&chain_of(&p.signed), alpr_pki::now_unix())
-                        .is_err()
-            }
-            None => true,
-        }
+        Ok(current.published_cert.as_deref() != Some(self.cert_fingerprint().as_str()))
+    }
+
+    /// SHA-256 (hex) of this node's certificate.
+    fn cert_fingerprint(&self) -> String {
+        let leaf = self.signer.chain().first().map(|c| c.to_vec()).unwrap_or_default();
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &leaf))
+    }
+
+    /// Where this node's current key was last published (registry index), if it was.
+    pub fn published_index(&self) -> Result<Option<u64>, Error> {
+        Ok(db::own_keys(&self.db())?
+            .first()
+            .and_then(|k| k.published_index))
     }
 
     /// Sign this node's current key and append it to the registry through the broker;
@@ -186,6 +194,12 @@ impl Node {
         };
         let signed = alpr_proto::envelope::seal(&self.signer, registry::SEALING_KEY, &key)?;
         let index = broker.publish_sealing_key(signed).await?.into_inner().index;
+        db::set_published(
+            &self.db(),
+            &current.pair.key_id(),
+            index,
+            &self.cert_fingerprint(),
+        )?;
         self.audit(&[AuditEntry {
             detail: Some(format!(
                 "sealing key {} published as registry entry {index}",

@@ -55,13 +55,11 @@ pub async fn run(cmd: SealKeyCmd) -> Result<(), Error> {
                 )));
             }
             let node = Node::open(&cfg)?;
-            show(&node);
-            Ok(())
+            show(&node)
         }
         SealKeyCmd::Show { config } => {
             let node = Node::open(&super::load_existing(&config)?)?;
-            show(&node);
-            Ok(())
+            show(&node)
         }
         SealKeyCmd::Publish { config } => {
             let node = Node::open(&super::load_existing(&config)?)?;
@@ -93,32 +91,35 @@ async fn publish(node: &std::sync::Arc<Node>) -> Result<(), Error> {
     Ok(())
 }
 
-fn show(node: &Node) {
-    let published = node.published_key(node.ori());
+fn show(node: &Node) -> Result<(), Error> {
+    let in_view = node.published_key(node.ori());
+    let published = node.published_index()?;
     for (i, h) in node.own_sealing_keys().iter().enumerate() {
         let id = h.pair.key_id();
-        let state = match (i, h.retired_at) {
-            (0, _) => "current".to_owned(),
-            (_, Some(r)) => format!(
-                "retired {}; opens boxes until {}",
+        let mut line = format!("{} {:?}", hex::encode(id), h.pair.suite);
+        match (i, h.retired_at) {
+            (0, _) => {
+                line.push_str(" current");
+                match published {
+                    Some(idx) => line.push_str(&format!(", published as registry entry {idx}")),
+                    None => line.push_str(", NOT published yet (`alpr-node seal-key publish`, or the daemon's next sync)"),
+                }
+                match &in_view {
+                    Some(p) if p.key_id == id => line.push_str(&format!(
+                        ", in this node's verified registry view since {}",
+                        alpr_pki::fmt_time(p.published_at)
+                    )),
+                    _ => line.push_str(", not yet in this node's verified registry view (next sync; with require_cosignature, once the regulator cosigns)"),
+                }
+            }
+            (_, Some(r)) => line.push_str(&format!(
+                " retired {}; opens boxes until {}",
                 alpr_pki::fmt_time(r),
                 alpr_pki::fmt_time(r + node.cfg.sealing.grace_secs as i64)
-            ),
-            (_, None) => "retired".to_owned(),
-        };
-        let shown = match &published {
-            Some(p) if p.key_id == id => format!(
-                "published (registry entry {}, {})",
-                p.index,
-                alpr_pki::fmt_time(p.published_at)
-            ),
-            _ if i == 0 => "NOT in this node's registry view yet: `alpr-node seal-key publish`, or wait for the daemon's next sync".to_owned(),
-            _ => String::new(),
-        };
-        println!(
-            "{} {:?} {state} {shown}",
-            hex::encode(id),
-            h.pair.suite
-        );
+            )),
+            (_, None) => line.push_str(" retired"),
+        }
+        println!("{line}");
     }
+    Ok(())
 }

@@ -13,7 +13,9 @@ CREATE TABLE IF NOT EXISTS own_sealing_keys (
     secret BLOB NOT NULL,
     public BLOB NOT NULL,
     created_at INTEGER NOT NULL,
-    retired_at INTEGER
+    retired_at INTEGER,
+    published_index INTEGER,
+    published_cert TEXT
 );
 CREATE TABLE IF NOT EXISTS sealing_keys (
     idx INTEGER PRIMARY KEY,
@@ -48,12 +50,16 @@ pub struct OwnKey {
     pub created_at: i64,
     /// When a newer key replaced it (it still opens boxes for the grace period).
     pub retired_at: Option<i64>,
+    /// The registry index of this node's last publication of it.
+    pub published_index: Option<u64>,
+    /// SHA-256 (hex) of the node certificate it was last published under.
+    pub published_cert: Option<String>,
 }
 
 /// This node's key pairs, newest first.
 pub fn own_keys(db: &Db) -> Result<Vec<OwnKey>, Error> {
     let mut st = db.conn.prepare_cached(
-        "SELECT key_id, suite, secret, public, created_at, retired_at FROM own_sealing_keys ORDER BY created_at DESC, rowid DESC",
+        "SELECT key_id, suite, secret, public, created_at, retired_at, published_index, published_cert FROM own_sealing_keys ORDER BY created_at DESC, rowid DESC",
     )?;
     let rows = st.query_map([], |r| {
         Ok(OwnKey {
@@ -63,6 +69,8 @@ pub fn own_keys(db: &Db) -> Result<Vec<OwnKey>, Error> {
             public: r.get(3)?,
             created_at: r.get(4)?,
             retired_at: r.get(5)?,
+            published_index: r.get::<_, Option<i64>>(6)?.map(|i| i as u64),
+            published_cert: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -77,6 +85,15 @@ pub fn add_own_key(db: &Db, key: &OwnKey, now: i64) -> Result<(), Error> {
     db.conn.execute(
         "INSERT INTO own_sealing_keys (key_id, suite, secret, public, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
         params![key.key_id, key.suite, key.secret, key.public, key.created_at],
+    )?;
+    Ok(())
+}
+
+/// Record that `key_id` was published at registry `index` under the certificate `cert`.
+pub fn set_published(db: &Db, key_id: &[u8], index: u64, cert: &str) -> Result<(), Error> {
+    db.conn.execute(
+        "UPDATE own_sealing_keys SET published_index = ?2, published_cert = ?3 WHERE key_id = ?1",
+        params![key_id, index as i64, cert],
     )?;
     Ok(())
 }
