@@ -76,7 +76,8 @@ async fn nodes_and_regulators_detect_a_forked_registry() {
         .await
         .unwrap();
     let saved = SavedHead::load(&saved_path).unwrap().unwrap();
-    assert_eq!(saved.size, 1);
+    // The log so far: each node's sealing key, then the registration.
+    assert_eq!(saved.size, fed.broker.broker.entries(0, 1000).len() as u64);
 
     // Snapshot the log at size 1, then the real history goes on: Ventura revokes.
     let snap = tmp.path().join("snap.db");
@@ -195,7 +196,7 @@ async fn a_node_requiring_cosignatures_trusts_only_witnessed_heads() {
         .await
         .unwrap();
     let report = strict.sync_registry().await.unwrap();
-    assert_eq!(report.to, 1);
+    assert_eq!(report.to, fed.broker.broker.entries(0, 1000).len() as u64);
     assert_eq!(strict.agreements().len(), 1);
     // A Nevada regulator's cosignature does not satisfy a California node.
     let (mut adm, a) = fed
@@ -226,12 +227,19 @@ async fn a_tampered_registry_database_is_refused_at_broker_start() {
     // Widen the agreement's purposes in place, as an insider with database access might.
     let c = rusqlite::Connection::open(&snap).unwrap();
     let leaf: Vec<u8> = c
-        .query_row("SELECT leaf FROM registry WHERE idx = 0", [], |r| r.get(0))
+        .query_row(
+            "SELECT leaf FROM registry WHERE idx = (SELECT MAX(idx) FROM registry)",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let pos = leaf.windows(3).position(|w| w == b"240").unwrap();
     let mut bad = leaf.clone();
     bad[pos..pos + 3].copy_from_slice(b"30A");
-    c.execute("UPDATE registry SET leaf = ?1 WHERE idx = 0", [bad])
+    c.execute(
+        "UPDATE registry SET leaf = ?1 WHERE idx = (SELECT MAX(idx) FROM registry)",
+        [bad],
+    )
         .unwrap();
     drop(c);
     let mut cfg =
@@ -245,6 +253,10 @@ async fn a_tampered_registry_database_is_refused_at_broker_start() {
         .err()
         .expect("tampered registry must be refused")
         .to_string();
-    assert!(err.contains("entry 0 does not verify"), "{err}");
+    let last = fed.broker.broker.entries(0, 1000).len() - 1;
+    assert!(
+        err.contains(&format!("entry {last} does not verify")),
+        "{err}"
+    );
     fed.stop().await.unwrap();
 }

@@ -66,6 +66,8 @@ pub struct Node {
     /// Held for the whole of one registry sync: two syncs at once (the daemon's and an
     /// operator's) would fetch and append the same leaves.
     pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    /// Held while this node checks whether to publish its sealing key and does.
+    pub(crate) publish_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -222,6 +224,7 @@ impl Node {
             recorded_state: Mutex::new(recorded_state),
             sealing: Default::default(),
             sync_lock: tokio::sync::Mutex::new(()),
+            publish_lock: tokio::sync::Mutex::new(()),
         });
         // An edit made while the node was down is found before it serves.
         node.check_state()?;

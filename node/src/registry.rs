@@ -64,10 +64,14 @@ impl Node {
         // Publication does not wait for a view that may not advance (a head awaiting the
         // regulator's cosignature): the key is published by this node's own record.
         let first = self.sync_registry().await;
-        if !self.needs_publication()? {
-            return first;
+        {
+            // One publication at a time (the daemon's start and an operator's command).
+            let _one = self.publish_lock.lock().await;
+            if !self.needs_publication()? {
+                return first;
+            }
+            self.publish_sealing_key().await?;
         }
-        self.publish_sealing_key().await?;
         let mut report = first?;
         let again = self.sync_registry().await?;
         report.to = again.to;
@@ -251,12 +255,20 @@ impl Node {
                     continue;
                 };
                 let outcome = self.apply_event(tx, index, &ev);
+                // Agreements are registry events; every node's key publications have
+                // their own event, so an agency's registry history stays its own.
+                let event = if ev.kind == registry::SEALING_KEY_KIND {
+                    Event::SealingKey
+                } else {
+                    Event::RegistryEvent
+                };
                 match outcome {
                     Ok(Some((what, provider_side))) => {
                         entries.push(AuditEntry {
-                            agreement_id: (!ev.agreement_id.is_empty()).then(|| ev.agreement_id.clone()),
+                            agreement_id: (!ev.agreement_id.is_empty())
+                                .then(|| ev.agreement_id.clone()),
                             detail: Some(format!("registry entry {index}: {what}")),
-                            ..AuditEntry::new(now, Event::RegistryEvent, Decision::Applied)
+                            ..AuditEntry::new(now, event, Decision::Applied)
                         });
                         if provider_side {
                             // Who may query this node changed: the admins hear of it.
@@ -270,11 +282,12 @@ impl Node {
                     }
                     Ok(None) => {}
                     Err(e) => entries.push(AuditEntry {
-                        agreement_id: (!ev.agreement_id.is_empty()).then(|| ev.agreement_id.clone()),
+                        agreement_id: (!ev.agreement_id.is_empty())
+                            .then(|| ev.agreement_id.clone()),
                         detail: Some(format!(
                             "registry entry {index} concerns this agency but does not verify: {e}"
                         )),
-                        ..AuditEntry::new(now, Event::RegistryEvent, Decision::Rejected)
+                        ..AuditEntry::new(now, event, Decision::Rejected)
                     }),
                 }
             }
