@@ -240,7 +240,7 @@ async fn a_tampered_registry_database_is_refused_at_broker_start() {
         "UPDATE registry SET leaf = ?1 WHERE idx = (SELECT MAX(idx) FROM registry)",
         [bad],
     )
-        .unwrap();
+    .unwrap();
     drop(c);
     let mut cfg =
         alpr_broker::BrokerConfig::load(&fed.dir.join("broker").join("broker.toml")).unwrap();

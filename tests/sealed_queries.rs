@@ -16,7 +16,9 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use alpr_federation::{Federation, demo_agencies, investigator_of, open_policy, params, synthetic_csv};
+use alpr_federation::{
+    Federation, demo_agencies, investigator_of, open_policy, params, synthetic_csv,
+};
 use alpr_proto::RefusalReason;
 use alpr_proto::pb::{Answer, Query, SealedReply, Signed, TargetStatus};
 use alpr_runtime::wiretap::Wiretap;
@@ -92,8 +94,7 @@ fn reason_of(r: &SealedReply) -> RefusalReason {
 }
 
 #[tokio::test]
-async fn the_broker_routes_sealed_queries_it_cannot_read_and_the_investigator_gets_every_read()
-{
+async fn the_broker_routes_sealed_queries_it_cannot_read_and_the_investigator_gets_every_read() {
     let logs = broker_logs();
     let tap = Wiretap::new();
     let fed = sealed_federation(Some(tap.clone())).await;
@@ -103,7 +104,10 @@ async fn the_broker_routes_sealed_queries_it_cannot_read_and_the_investigator_ge
     let (q, resp) = fed.search(SACRAMENTO, &allowed).await.unwrap();
     let r = &resp.results[0];
     assert_eq!(r.status, TargetStatus::Answered as i32, "{r:?}");
-    assert!(r.sealed_reply.is_none(), "the investigator gets the opened reply");
+    assert!(
+        r.sealed_reply.is_none(),
+        "the investigator gets the opened reply"
+    );
     let answer = Answer::decode(r.reply.as_ref().unwrap().payload.as_slice()).unwrap();
     assert!(!answer.reads.is_empty());
     assert!(answer.reads.iter().all(|x| x.plate == PLATE));
@@ -130,9 +134,15 @@ async fn the_broker_routes_sealed_queries_it_cannot_read_and_the_investigator_ge
         alpr_pki::now_unix(),
     )
     .unwrap();
-    assert_eq!(signer.user.as_deref(), Some(investigator_of(SACRAMENTO).as_str()));
+    assert_eq!(
+        signer.user.as_deref(),
+        Some(investigator_of(SACRAMENTO).as_str())
+    );
     assert_eq!(signed_q, q);
-    assert_eq!(answered.entry.case_number.as_deref(), Some(q.case_number.as_str()));
+    assert_eq!(
+        answered.entry.case_number.as_deref(),
+        Some(q.case_number.as_str())
+    );
     assert_eq!(answered.entry.reason.as_deref(), Some(q.reason.as_str()));
 
     // Refused by the target after opening its box: a term Ventura blocks, in the reason.
@@ -145,7 +155,10 @@ async fn the_broker_routes_sealed_queries_it_cannot_read_and_the_investigator_ge
     assert_eq!(r.status, TargetStatus::Refused as i32, "{r:?}");
     assert_eq!(r.reason, RefusalReason::ProhibitedTerm as i32);
     assert_eq!(r.decided_by, VENTURA);
-    assert!(r.detail.contains("protest"), "the investigator reads the detail: {r:?}");
+    assert!(
+        r.detail.contains("protest"),
+        "the investigator reads the detail: {r:?}"
+    );
     // Refused by the broker from metadata alone: no agreement with Fresno.
     let (_, resp) = fed
         .search(SACRAMENTO, &params(PLATE, &[FRESNO], "240", 3))
@@ -233,7 +246,10 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
         .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
         .unwrap();
     let reply = fed
-        .rogue_forward_sealed(VENTURA, fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap())
+        .rogue_forward_sealed(
+            VENTURA,
+            fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, TargetStatus::Answered as i32, "{reply:?}");
@@ -281,15 +297,28 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
         .seal_box(SACRAMENTO, VENTURA, FRESNO, &q, &requester(&q), &s)
         .unwrap();
     let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
-    assert_eq!(refusal_at_ventura(&fed, e, &q).await, RefusalReason::SealInvalid);
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::SealInvalid
+    );
 
     // Sealed for another requester.
     let (q, s) = signed_query(&fed);
     let (b, _) = fed
-        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, "someone-else@CA0340000", &s)
+        .seal_box(
+            SACRAMENTO,
+            VENTURA,
+            VENTURA,
+            &q,
+            "someone-else@CA0340000",
+            &s,
+        )
         .unwrap();
     let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
-    assert_eq!(refusal_at_ventura(&fed, e, &q).await, RefusalReason::SealInvalid);
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::SealInvalid
+    );
 
     // Moved to another target: Ventura's box relabelled for Fresno (Fresno holds no such key).
     let (q, s) = signed_query(&fed);
@@ -302,7 +331,10 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
         .await
         .unwrap();
     assert_eq!(reason_of(&reply), RefusalReason::SealKeyUnknown);
-    assert!(reply.clear_refusal.is_some(), "no reply key: refused in the clear");
+    assert!(
+        reply.clear_refusal.is_some(),
+        "no reply key: refused in the clear"
+    );
 
     // Changed in one bit.
     let (q, s) = signed_query(&fed);
@@ -312,7 +344,10 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
     let last = b.ciphertext.len() - 1;
     b.ciphertext[last] ^= 1;
     let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
-    assert_eq!(refusal_at_ventura(&fed, e, &q).await, RefusalReason::SealInvalid);
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::SealInvalid
+    );
 
     // Malformed: a key id of 3 bytes, an unknown suite, an encapsulated key cut short.
     for spoil in [
@@ -326,7 +361,10 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
             .unwrap();
         spoil(&mut b);
         let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
-        assert_eq!(refusal_at_ventura(&fed, e, &q).await, RefusalReason::SealInvalid);
+        assert_eq!(
+            refusal_at_ventura(&fed, e, &q).await,
+            RefusalReason::SealInvalid
+        );
     }
 
     // Naming a key Ventura does not hold.
@@ -344,7 +382,10 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
     // No box for Ventura at all.
     let (q, _) = signed_query(&fed);
     let e = fed.endorse_sealed(SACRAMENTO, &q, vec![]).unwrap();
-    assert_eq!(refusal_at_ventura(&fed, e, &q).await, RefusalReason::SealRequired);
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::SealRequired
+    );
 
     // The routing copy the broker decides on differs from the query in the box (a wider
     // window, endorsed by Sacramento's node): the target refuses.
@@ -355,7 +396,10 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
     let mut wider = q.clone();
     wider.window_start -= 86_400;
     let e = fed.endorse_sealed(SACRAMENTO, &wider, vec![b]).unwrap();
-    assert_eq!(refusal_at_ventura(&fed, e, &q).await, RefusalReason::SealInvalid);
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::SealInvalid
+    );
 
     // A clear query to a node that requires sealing.
     let (q, s) = signed_query(&fed);
@@ -390,7 +434,10 @@ async fn nothing_is_sealed_to_a_target_without_a_usable_published_key() {
 
     // An ORI that has published no key: refused by the requesting node, never sent.
     let (q, resp) = fed
-        .search(SACRAMENTO, &params(PLATE, &[VENTURA, "CA9999999"], "240", 3))
+        .search(
+            SACRAMENTO,
+            &params(PLATE, &[VENTURA, "CA9999999"], "240", 3),
+        )
         .await
         .unwrap();
     assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
@@ -521,7 +568,10 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
         },
     )
     .unwrap();
-    to_fork.publish_sealing_key(republish.clone()).await.unwrap();
+    to_fork
+        .publish_sealing_key(republish.clone())
+        .await
+        .unwrap();
     to_fork.publish_sealing_key(republish).await.unwrap();
     let (c, k) = fed.pki.node(SACRAMENTO);
     let sac_tls = alpr_runtime::tls::TlsIdentity::load(&c, &k).unwrap();
@@ -537,7 +587,11 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
     .unwrap();
     let err = sac.sync_registry_with(sac_to_fork).await.unwrap_err();
     assert!(err.to_string().contains("fork"), "{err}");
-    assert!(!fed.audit(SACRAMENTO, Some("registry_fork")).unwrap().is_empty());
+    assert!(
+        !fed.audit(SACRAMENTO, Some("registry_fork"))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(sac.published_key(VENTURA).unwrap().key_id, new);
     let (_, resp) = fed
         .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
@@ -573,7 +627,8 @@ async fn the_same_recording_of_a_clear_federation_holds_the_plate_and_the_reason
         .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
         .await
         .unwrap();
-    let answer = Answer::decode(resp.results[0].reply.as_ref().unwrap().payload.as_slice()).unwrap();
+    let answer =
+        Answer::decode(resp.results[0].reply.as_ref().unwrap().payload.as_slice()).unwrap();
     let seen = tap.contents();
     assert!(contains(&seen, PLATE.as_bytes()));
     assert!(contains(&seen, "Fair Oaks driveway".as_bytes()));

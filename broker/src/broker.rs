@@ -57,7 +57,7 @@ impl std::fmt::Debug for Broker {
 
 enum Plan {
     Forward { ori: String, agreement_id: String },
-    Done(TargetResult),
+    Done(Box<TargetResult>),
 }
 
 impl Broker {
@@ -373,7 +373,8 @@ impl Broker {
             requester_ori: String::new(),
         }
         .encode_to_vec();
-        self.reg_mut().append(&mut db, &trust, &self.signer, leaf, now)
+        self.reg_mut()
+            .append(&mut db, &trust, &self.signer, leaf, now)
     }
 
     /// Sign the current tree head again at `now` (same size and root, its cosignatures
@@ -633,7 +634,7 @@ impl Broker {
             let query = query.clone();
             async move {
                 match plan {
-                    Plan::Done(r) => (r, None),
+                    Plan::Done(r) => (*r, None),
                     Plan::Forward { ori, agreement_id } => {
                         let span = tracing::info_span!("forward", otel.name = "broker.forward", target = %ori);
                         let started = std::time::Instant::now();
@@ -733,7 +734,7 @@ impl Broker {
                     detail: Some(detail.clone()),
                     ..LogEntry::new(now, Event::Route, Decision::Refused)
                 });
-                plans.push(Plan::Done(TargetResult {
+                plans.push(Plan::Done(Box::new(TargetResult {
                     ori: t.clone(),
                     status: TargetStatus::Refused as i32,
                     reason: RefusalReason::UnknownAgency as i32,
@@ -741,7 +742,7 @@ impl Broker {
                     reply: None,
                     decided_by: "broker".into(),
                     sealed_reply: None,
-                }));
+                })));
                 continue;
             }
             let rules = match known.and_then(|j| j.parse().ok()) {
@@ -772,13 +773,12 @@ impl Broker {
                     entry.agreement_id = Some(a.agreement_id.clone());
                     entry.rule_version = Some(a.rule_version.clone());
                     if opened.is_sealed() && opened.box_for(t).is_none() {
-                        let detail = format!(
-                            "the requesting node sealed no box (or more than one) for {t}"
-                        );
+                        let detail =
+                            format!("the requesting node sealed no box (or more than one) for {t}");
                         entry.decision = Decision::Refused;
                         entry.reason_code = Some(RefusalReason::SealRequired.as_str_name().into());
                         entry.detail = Some(detail.clone());
-                        plans.push(Plan::Done(TargetResult {
+                        plans.push(Plan::Done(Box::new(TargetResult {
                             ori: t.clone(),
                             status: TargetStatus::Refused as i32,
                             reason: RefusalReason::SealRequired as i32,
@@ -786,11 +786,11 @@ impl Broker {
                             reply: None,
                             decided_by: "broker".into(),
                             sealed_reply: None,
-                        }));
+                        })));
                     } else if !self.nodes.contains_key(t) {
                         entry.decision = Decision::Unavailable;
                         entry.detail = Some("no route to this agency's node".into());
-                        plans.push(Plan::Done(TargetResult {
+                        plans.push(Plan::Done(Box::new(TargetResult {
                             ori: t.clone(),
                             status: TargetStatus::Unavailable as i32,
                             reason: RefusalReason::Unavailable as i32,
@@ -798,7 +798,7 @@ impl Broker {
                             reply: None,
                             decided_by: "broker".into(),
                             sealed_reply: None,
-                        }));
+                        })));
                     } else {
                         plans.push(Plan::Forward {
                             ori: t.clone(),
@@ -813,7 +813,7 @@ impl Broker {
                     entry.reason_code = Some(r.reason.as_str_name().into());
                     entry.detail = Some(r.detail.clone());
                     entry.rule_version = Some(r.rule_version.clone());
-                    plans.push(Plan::Done(TargetResult {
+                    plans.push(Plan::Done(Box::new(TargetResult {
                         ori: t.clone(),
                         status: TargetStatus::Refused as i32,
                         reason: r.reason as i32,
@@ -821,7 +821,7 @@ impl Broker {
                         reply: None,
                         decided_by: "broker".into(),
                         sealed_reply: None,
-                    }));
+                    })));
                 }
             }
             entries.push(entry);
@@ -950,9 +950,9 @@ impl Broker {
                     decided_by: ori.to_owned(),
                     sealed_reply: None,
                 },
-                Ok(VerifiedReply::Answer { .. }) => {
-                    bad(format!("{ori} sent an answer in the clear to a sealed query"))
-                }
+                Ok(VerifiedReply::Answer { .. }) => bad(format!(
+                    "{ori} sent an answer in the clear to a sealed query"
+                )),
                 Err(e) => bad(e.detail()),
             };
         }

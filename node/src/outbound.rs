@@ -127,7 +127,12 @@ impl Node {
                 })
                 .transpose()?
         } else {
-            Some(envelope::endorse(&self.signer, self.ori(), signed_query, now)?)
+            Some(envelope::endorse(
+                &self.signer,
+                self.ori(),
+                signed_query,
+                now,
+            )?)
         };
         let facts = QueryFacts {
             investigator: Some(investigator),
@@ -343,11 +348,17 @@ pub fn unseal_result(mut r: TargetResult, key: Option<&ReplyKey>, query: &Query)
         ..r
     };
     let Some(key) = key else {
-        let d = format!("a sealed reply for {}, which this node sealed no box to", r.ori);
+        let d = format!(
+            "a sealed reply for {}, which this node sealed no box to",
+            r.ori
+        );
         return bad(r, d);
     };
     if sealed.provider_ori != r.ori || sealed.query_id != query.query_id {
-        let d = format!("the sealed reply for {} names another provider or query", r.ori);
+        let d = format!(
+            "the sealed reply for {} names another provider or query",
+            r.ori
+        );
         return bad(r, d);
     }
     let aad = alpr_proto::seal::reply_aad(&sealed.query_id, &sealed.provider_ori);

@@ -320,7 +320,8 @@ impl Node {
         match ev.kind.as_str() {
             registry::SEALING_KEY_KIND => {
                 // Every node's key matters here: this node may seal to any of them.
-                self.apply_sealing_key(conn, index, ev).map(|what| Some((what, false)))
+                self.apply_sealing_key(conn, index, ev)
+                    .map(|what| Some((what, false)))
             }
             "register" => {
                 let Some(sa) = &ev.agreement else {

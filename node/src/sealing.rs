@@ -126,20 +126,29 @@ impl Node {
                 .map_err(|e| Error::corrupt("published sealing key", e))?;
             // Verified when applied from the registry; re-checked (certificate validity)
             // each time a box is sealed to it.
-            if let Ok(k) = registry::verify_sealing_key(&self.trust(), &signed, p.index, p.published_at)
+            if let Ok(k) =
+                registry::verify_sealing_key(&self.trust(), &signed, p.index, p.published_at)
             {
                 published.insert(p.ori, k);
             }
         }
         drop(conn);
         *self.sealing.own.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(own);
-        *self.sealing.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
+        *self
+            .sealing
+            .published
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
         Ok(())
     }
 
     /// This node's keys, newest first.
     pub fn own_sealing_keys(&self) -> Arc<Vec<Held>> {
-        self.sealing.own.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.sealing
+            .own
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The newest published key of `ori` in this node's verified registry copy.
@@ -166,7 +175,12 @@ impl Node {
 
     /// SHA-256 (hex) of this node's certificate.
     fn cert_fingerprint(&self) -> String {
-        let leaf = self.signer.chain().first().map(|c| c.to_vec()).unwrap_or_default();
+        let leaf = self
+            .signer
+            .chain()
+            .first()
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
         hex::encode(ring::digest::digest(&ring::digest::SHA256, &leaf))
     }
 
@@ -250,8 +264,6 @@ impl Node {
             index,
             &k.ori,
             &k.key_id,
-            k.suite.id(),
-            &k.public,
             &signed.encode_to_vec(),
             k.published_at,
         )?;

@@ -151,8 +151,10 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         let n = purger.clone();
         async move {
             let keys = n.clone();
-            match tokio::task::spawn_blocking(move || keys.drop_expired_sealing_keys(alpr_pki::now_unix()))
-                .await
+            match tokio::task::spawn_blocking(move || {
+                keys.drop_expired_sealing_keys(alpr_pki::now_unix())
+            })
+            .await
             {
                 Ok(Err(e)) => tracing::error!(error = %e, "sealing-key expiry failed"),
                 Err(e) => tracing::error!(error = %e, "sealing-key expiry task failed"),

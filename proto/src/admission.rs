@@ -229,7 +229,11 @@ pub fn routing_copy(query: &Query) -> Query {
 }
 
 /// The sealing context of `query`'s box for `target_ori`.
-pub fn box_context<'a>(query: &'a Query, target_ori: &'a str, requester: &'a str) -> crate::seal::Context<'a> {
+pub fn box_context<'a>(
+    query: &'a Query,
+    target_ori: &'a str,
+    requester: &'a str,
+) -> crate::seal::Context<'a> {
     crate::seal::Context {
         purpose: "query",
         target_ori,

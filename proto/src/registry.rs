@@ -336,14 +336,18 @@ pub fn apply_leaf(
                 .as_ref()
                 .ok_or_else(|| invalid("sealing-key event without its signed key"))?;
             let k = verify_sealing_key(trust, signed, index, ev.logged_at)?;
-            if ev.provider_ori != k.ori || !ev.requester_ori.is_empty() || !ev.agreement_id.is_empty()
+            if ev.provider_ori != k.ori
+                || !ev.requester_ori.is_empty()
+                || !ev.agreement_id.is_empty()
             {
                 return Err(invalid(
                     "the sealing-key event's ORI differs from the signed key's",
                 ));
             }
             if (k.published_at - ev.logged_at).abs() > crate::admission::CLOCK_SKEW_SECS {
-                return Err(invalid("sealing key published at a time far from when it was logged"));
+                return Err(invalid(
+                    "sealing key published at a time far from when it was logged",
+                ));
             }
             state.sealing_keys.entry(k.ori.clone()).or_default().push(k);
         }

@@ -208,15 +208,15 @@ impl SealedBox {
     /// A box from its wire form (suite known, key id 16 bytes).
     pub fn from_wire(b: &crate::pb::SealedBox) -> Result<Self, SealError> {
         let suite = Suite::from_id(b.suite)?;
-        let key_id: [u8; 16] = b
-            .key_id
-            .as_slice()
-            .try_into()
-            .map_err(|_| SealError::Malformed {
-                what: "key id",
-                suite,
-                len: b.key_id.len(),
-            })?;
+        let key_id: [u8; 16] =
+            b.key_id
+                .as_slice()
+                .try_into()
+                .map_err(|_| SealError::Malformed {
+                    what: "key id",
+                    suite,
+                    len: b.key_id.len(),
+                })?;
         Ok(Self {
             suite,
             key_id,
@@ -347,8 +347,12 @@ impl ReplyKey {
                 .map_err(|_| SealError::Seal("reply key".into()))?,
         );
         let mut buf = plaintext.to_vec();
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
-            .map_err(|_| SealError::Seal("reply encryption".into()))?;
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .map_err(|_| SealError::Seal("reply encryption".into()))?;
         Ok((nonce, buf))
     }
 
@@ -448,9 +452,7 @@ fn open_with<K: Kem>(
 /// Check that `public` is a well-formed public key of `suite`.
 pub fn check_public(suite: Suite, public: &[u8]) -> Result<(), SealError> {
     let ok = match suite {
-        Suite::X25519ChaCha20 => {
-            <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(public).is_ok()
-        }
+        Suite::X25519ChaCha20 => <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(public).is_ok(),
         Suite::XWingChaCha20 => <XWing as Kem>::PublicKey::from_bytes(public).is_ok(),
     };
     if ok {

@@ -84,10 +84,7 @@ pub fn guarded_server(hook: UndecodableHook) -> GuardedServer {
 }
 
 /// [`guarded_server`] whose every request and response is recorded through `tap`.
-pub fn tapped_server(
-    hook: UndecodableHook,
-    tap: Option<crate::wiretap::Wiretap>,
-) -> GuardedServer {
+pub fn tapped_server(hook: UndecodableHook, tap: Option<crate::wiretap::Wiretap>) -> GuardedServer {
     tonic::transport::Server::builder()
         .layer(RefuseUndecodable::new(hook))
         .layer(crate::wiretap::Tap(tap))

@@ -105,7 +105,9 @@ where
 }
 
 fn rebuild(data: tonic::codegen::Bytes, trailers: Option<HeaderMap>) -> Body {
-    let mut frames = vec![Ok::<_, std::convert::Infallible>(http_body::Frame::data(data))];
+    let mut frames = vec![Ok::<_, std::convert::Infallible>(http_body::Frame::data(
+        data,
+    ))];
     if let Some(t) = trailers {
         frames.push(Ok(http_body::Frame::trailers(t)));
     }

@@ -131,7 +131,10 @@ fn a_covered_query_is_admitted_under_its_agreement() {
         AdmissionDecision::Admitted(a) => {
             assert_eq!(a.agreement_id, "agr-CA0560100-CA0190000");
             assert_eq!(a.rule_version, "US-CA/2026.1");
-            assert_eq!(a.investigator.as_ref().and_then(|i| i.user.as_deref()), Some("b77"));
+            assert_eq!(
+                a.investigator.as_ref().and_then(|i| i.user.as_deref()),
+                Some("b77")
+            );
         }
         AdmissionDecision::Refused(r) => panic!("refused: {:?} {}", r.reason, r.detail),
     }

@@ -21,8 +21,6 @@ CREATE TABLE IF NOT EXISTS sealing_keys (
     idx INTEGER PRIMARY KEY,
     ori TEXT NOT NULL,
     key_id BLOB NOT NULL,
-    suite INTEGER NOT NULL,
-    public BLOB NOT NULL,
     signed BLOB NOT NULL,
     published_at INTEGER NOT NULL
 );
@@ -125,14 +123,12 @@ pub fn put_published(
     index: u64,
     ori: &str,
     key_id: &[u8],
-    suite: u32,
-    public: &[u8],
     signed: &[u8],
     published_at: i64,
 ) -> Result<(), Error> {
     db.conn.execute(
-        "INSERT OR REPLACE INTO sealing_keys (idx, ori, key_id, suite, public, signed, published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![index as i64, ori, key_id, suite, public, signed, published_at],
+        "INSERT OR REPLACE INTO sealing_keys (idx, ori, key_id, signed, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![index as i64, ori, key_id, signed, published_at],
     )?;
     Ok(())
 }
