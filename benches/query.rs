@@ -157,12 +157,19 @@ impl Setup {
     }
 }
 
-async fn setup() -> Result<Setup> {
-    let fed = Federation::start(None, &agencies(), |_| PolicyConfig {
-        // The benchmark is one requester flooding three owners: lift the per-minute limit.
-        max_queries_per_minute: 1_000_000_000,
-        ..open_policy()
-    })
+/// A federation whose nodes seal (the product's default) or send in the clear.
+async fn setup(sealed: bool) -> Result<Setup> {
+    let fed = Federation::start_tuned(
+        None,
+        &agencies(),
+        |_| PolicyConfig {
+            // The benchmark is one requester flooding three owners: lift the per-minute limit.
+            max_queries_per_minute: 1_000_000_000,
+            ..open_policy()
+        },
+        &[],
+        &|c| c.sealing.require = sealed,
+    )
     .await?;
     for t in TARGETS {
         fed.ingest_csv(t, &synthetic_csv(t, &PLATES, 30))?;
@@ -473,21 +480,21 @@ async fn run() -> Result<()> {
     let tries: usize = env_or("ALPR_BENCH_TRIES", 3);
 
     let t = Instant::now();
-    let s = setup().await?;
+    let s = setup(true).await?;
+    let clear = setup(false).await?;
     println!(
-        "federation: broker + requester {REQUESTER} + targets {} on 127.0.0.1 over mTLS (set up in {:.1} s)",
+        "federations: broker + requester {REQUESTER} + targets {} on 127.0.0.1 over mTLS, one sealed (the default) and one in the clear (set up in {:.1} s)",
         TARGETS.join(", "),
         t.elapsed().as_secs_f64()
     );
 
     // Sanity: a query answers, and the answers verify as the owners' signed reads.
-    {
-        let (q, resp) = s
-            .fed
+    for fed in [&s.fed, &clear.fed] {
+        let (q, resp) = fed
             .search(REQUESTER, &params(PLATES[0], &TARGETS, "240", 5))
             .await?;
         for r in &resp.results {
-            match client::verify_reply(&s.fed.trust, r, &q, alpr_pki::now_unix())? {
+            match client::verify_reply(&fed.trust, r, &q, alpr_pki::now_unix())? {
                 Some(client::Reply::Answer { answer: a, .. }) if !a.reads.is_empty() => {}
                 other => bail!("{}: expected an answer with reads, got {other:?}", r.ori),
             }
@@ -499,10 +506,16 @@ async fn run() -> Result<()> {
         .and_then(|v| v.parse::<u64>().ok())
     {
         let clients: u64 = env_or("ALPR_BENCH_PROFILE_CLIENTS", 1);
+        // ALPR_BENCH_PROFILE_CLEAR=1 profiles the clear federation instead of the sealed.
+        let profiled = if env_or("ALPR_BENCH_PROFILE_CLEAR", 0u8) == 1 {
+            &clear
+        } else {
+            &s
+        };
         let mut tasks = Vec::new();
         let mut invs = Vec::new();
         for _ in 0..clients {
-            let mut inv = s.investigator().await?;
+            let mut inv = profiled.investigator().await?;
             inv.query(0).await?;
             invs.push(inv);
         }
@@ -526,6 +539,7 @@ async fn run() -> Result<()> {
             n as f64 / t.elapsed().as_secs_f64()
         );
         s.fed.stop().await?;
+        clear.fed.stop().await?;
         return Ok(());
     }
 
@@ -535,16 +549,16 @@ async fn run() -> Result<()> {
     println!(
         "crypto: one ECDSA P-256 sign {sign_us:.1} us, one verify {verify_us:.1} us (1 thread)"
     );
-    // What sealing will add (issue 14): one box sealed and opened per target, and one
-    // answer box per target back, for a 1 KiB query and a 14-read answer.
+    // What sealing costs (issue 14): one box sealed (requesting node) and opened (target)
+    // per target; the reply travels under a key exported from that box, no second KEM.
     for (name, suite) in [
         ("X25519", alpr_proto::seal::Suite::X25519ChaCha20),
         ("X-Wing", alpr_proto::seal::Suite::XWingChaCha20),
     ] {
         let (seal_us, open_us) = tokio::task::spawn_blocking(move || seal_costs(suite)).await?;
         println!(
-            "sealing ({name} HPKE, ChaCha20-Poly1305, 1 KiB): seal {seal_us:.1} us, open {open_us:.1} us (1 thread); a query to 3 targets would add about {:.0} us of CPU (3 boxes out, 3 back)",
-            6.0 * (seal_us + open_us)
+            "sealing ({name} HPKE, ChaCha20-Poly1305, 1 KiB): seal {seal_us:.1} us, open {open_us:.1} us (1 thread); a query to 3 targets adds about {:.0} us of HPKE CPU (3 boxes sealed, 3 opened)",
+            3.0 * (seal_us + open_us)
         );
     }
     println!(
@@ -590,6 +604,22 @@ async fn run() -> Result<()> {
         }
     }
     let best = best.context("no load level ran")?;
+
+    // Sealed against clear at the peak's concurrency, alternating so that both see the
+    // same machine: the budget is sealed >= 90% of clear.
+    let rounds: usize = env_or("ALPR_BENCH_SEAL_ROUNDS", 5);
+    let (mut sealed_qps, mut clear_qps, mut sealed_cpu, mut clear_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let c = closed_loop(&clear, best.concurrency, secs).await?;
+        clear_cpu.push(c.cpu.own_secs * 1e3 / c.lat.len().max(1) as f64);
+        clear_qps.push(c.qps);
+        let l = closed_loop(&s, best.concurrency, secs).await?;
+        sealed_cpu.push(l.cpu.own_secs * 1e3 / l.lat.len().max(1) as f64);
+        sealed_qps.push(l.qps);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let seal_ratio = mean(&sealed_qps) / mean(&clear_qps);
     let (floor_after, noise_after) = clean_floor(cores, signs, verifies, tries).await?;
     let floor = floor_before.max(floor_after);
     println!(
@@ -623,6 +653,26 @@ async fn run() -> Result<()> {
     );
     println!(
         "crypto floor (baseline, same run): {floor:.1} q/s on {cores} threads ({signs} signs + {verifies} verifies per query)"
+    );
+    println!(
+        "sealed vs clear at {} clients, {rounds} alternating rounds: sealed {} q/s (mean {:.1}, {:.2} ms CPU/query), clear {} q/s (mean {:.1}, {:.2} ms CPU/query); ratio {:.1}%  budget >= 90%: {}",
+        best.concurrency,
+        sealed_qps
+            .iter()
+            .map(|q| format!("{q:.0}"))
+            .collect::<Vec<_>>()
+            .join("/"),
+        mean(&sealed_qps),
+        mean(&sealed_cpu),
+        clear_qps
+            .iter()
+            .map(|q| format!("{q:.0}"))
+            .collect::<Vec<_>>()
+            .join("/"),
+        mean(&clear_qps),
+        mean(&clear_cpu),
+        seal_ratio * 100.0,
+        if seal_ratio >= 0.9 { "PASS" } else { "FAIL" }
     );
     println!(
         "ratio peak / floor: {:.1}%  budget >= 50%: {}",
@@ -659,6 +709,7 @@ async fn run() -> Result<()> {
             .collect::<String>()
     );
     s.fed.stop().await?;
+    clear.fed.stop().await?;
     Ok(())
 }
 

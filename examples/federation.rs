@@ -17,6 +17,7 @@ use alpr_proto::RefusalReason;
 use alpr_proto::pb::{RouteResponse, TargetStatus};
 use anyhow::{Result, bail};
 use clap::Parser;
+use prost::Message;
 
 const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";
@@ -117,7 +118,17 @@ async fn main() {
 async fn run(args: Args) -> Result<()> {
     println!("Federated ALPR demo: no central pool — each agency keeps its own reads.");
     let agencies = demo_agencies();
-    let fed = Federation::start(args.keep.clone(), &agencies, |_| open_policy()).await?;
+    // Every byte the broker receives and sends is recorded, to show what it saw.
+    let tap = alpr_runtime::wiretap::Wiretap::new();
+    let fed = Federation::start_recorded(
+        args.keep.clone(),
+        &agencies,
+        |_| open_policy(),
+        &[],
+        &Federation::sealed,
+        Some(tap.clone()),
+    )
+    .await?;
     println!(
         "State PKI, broker and {} agency nodes started on loopback (mutual TLS everywhere):",
         agencies.len()
@@ -223,10 +234,12 @@ async fn run(args: Args) -> Result<()> {
     }
 
     d.title(&format!("ALLOWED: a Sacramento investigator searches {STOLEN} at Ventura and Fresno (stolen vehicle, 240)"));
+    let before = tap.contents().len();
     let (q, resp) = d
         .fed
         .search(SACRAMENTO, &params(STOLEN, &[VENTURA, FRESNO], "240", 14))
         .await?;
+    let seen = tap.contents()[before..].to_vec();
     d.show(&resp);
     d.expect(&resp, VENTURA, None, VENTURA);
     d.expect(&resp, FRESNO, None, FRESNO);
@@ -265,6 +278,66 @@ async fn run(args: Args) -> Result<()> {
             );
         }
     }
+
+    d.title("WHAT THE BROKER SAW of that query: metadata only (the query and the answers traveled sealed)");
+    d.fed.broker.broker.flush_log().await?;
+    for e in d
+        .fed
+        .broker_log()?
+        .iter()
+        .filter(|e| e.query_id.as_deref() == Some(hex::encode(&q.query_id).as_str()))
+    {
+        println!(
+            "   routing log: {} {} target={} requester={} agreement={} {}",
+            e.event,
+            e.decision,
+            e.target.as_deref().unwrap_or("-"),
+            e.requester.as_deref().unwrap_or("-"),
+            e.agreement_id.as_deref().unwrap_or("-"),
+            e.reason_code.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "   routing copy: purpose {}, window {} .. {}, targets {}; plate, state, case number and reason emptied",
+        q.purpose_code,
+        alpr_node::cli::fmt_time(q.window_start),
+        alpr_node::cli::fmt_time(q.window_end),
+        q.targets.join(",")
+    );
+    let mut secrets = vec![
+        ("plate", q.plate.clone()),
+        ("case number", q.case_number.clone()),
+        ("reason", q.reason.clone()),
+    ];
+    for r in &resp.results {
+        if let Ok(Some(Reply::Answer { answer: a, .. })) =
+            client::verify_reply(&d.fed.trust, r, &q, alpr_pki::now_unix())
+        {
+            for read in &a.reads {
+                secrets.push(("camera id", read.camera_id.clone()));
+            }
+        }
+    }
+    let found: Vec<&str> = secrets
+        .iter()
+        .filter(|(_, v)| !v.is_empty() && seen.windows(v.len()).any(|w| w == v.as_bytes()))
+        .map(|(what, _)| *what)
+        .collect();
+    println!(
+        "   the broker received and sent {} bytes for this query; in them: plate {}, case number, reason and {} camera id(s) looked for — found: {}",
+        seen.len(),
+        q.plate,
+        secrets.len() - 3,
+        if found.is_empty() {
+            "none".to_owned()
+        } else {
+            found.join(", ")
+        }
+    );
+    d.check(
+        found.is_empty() && seen.len() > 1000,
+        "the broker saw none of the plate, case number, reason or returned camera ids".into(),
+    );
 
     d.title("REFUSED: no agreement — Sacramento searches Las Vegas, which never agreed to share with it");
     let (_, resp) = d
@@ -342,11 +415,20 @@ async fn run(args: Args) -> Result<()> {
     );
 
     d.title("REFUSED BY THE NODE ITSELF: a misbehaving broker forwards Fresno's query to Sacramento, which has no agreement with Fresno");
-    let (_, signed) = d
+    let (fq, signed) = d
         .fed
         .sign_query(FRESNO, &params(STOLEN, &[SACRAMENTO], "240", 7))?;
-    let endorsed = d.fed.endorse(FRESNO, &signed)?;
-    let reply = d.fed.rogue_forward(SACRAMENTO, endorsed).await?;
+    let who = alpr_proto::admission::requester_label(&fq);
+    let (b, key) = d
+        .fed
+        .seal_box(FRESNO, SACRAMENTO, SACRAMENTO, &fq, &who, &signed)?;
+    let endorsed = d.fed.endorse_sealed(FRESNO, &fq, vec![b])?;
+    let sealed = d.fed.rogue_forward_sealed(SACRAMENTO, endorsed).await?;
+    let aad = alpr_proto::seal::reply_aad(&sealed.query_id, &sealed.provider_ori);
+    let reply = alpr_proto::pb::Signed::decode(
+        key.open(&aad, &sealed.nonce, &sealed.ciphertext)?
+            .as_slice(),
+    )?;
     let (signer, refusal): (_, alpr_proto::pb::Refusal) = alpr_proto::envelope::open_as(
         &d.fed.trust,
         &reply,

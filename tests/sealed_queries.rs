@@ -636,3 +636,183 @@ async fn the_same_recording_of_a_clear_federation_holds_the_plate_and_the_reason
     assert!(contains(&seen, &answer.reads[0].latitude.to_le_bytes()));
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_broker_still_refuses_from_the_routing_copy_alone() {
+    const LAS_VEGAS: &str = "NV0020100";
+    let fed = Federation::start_tuned(
+        None,
+        &demo_agencies()[..4],
+        |_| open_policy(),
+        &[],
+        &Federation::sealed,
+    )
+    .await
+    .unwrap();
+    let v2s = fed
+        .agree(Federation::terms(
+            VENTURA,
+            SACRAMENTO,
+            &["240", "30A"],
+            30,
+            86_400,
+        ))
+        .await
+        .unwrap();
+    let f2s = fed
+        .agree(Federation::terms(FRESNO, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed.sync(&[VENTURA, SACRAMENTO, FRESNO, LAS_VEGAS])
+        .await
+        .unwrap();
+    let by_broker = |resp: &alpr_proto::pb::RouteResponse, want: RefusalReason| {
+        let r = &resp.results[0];
+        assert_eq!(
+            (r.reason, r.decided_by.as_str()),
+            (want as i32, "broker"),
+            "{r:?}"
+        );
+    };
+    // An out-of-state requester.
+    let (_, resp) = fed
+        .search(LAS_VEGAS, &params(PLATE, &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    by_broker(&resp, RefusalReason::RequesterJurisdictionNotPermitted);
+    // A purpose California prohibits, though the agreement lists it.
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "30A", 3))
+        .await
+        .unwrap();
+    by_broker(&resp, RefusalReason::PurposeProhibited);
+    // A look-back past the agreement's 30 days.
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 45))
+        .await
+        .unwrap();
+    by_broker(&resp, RefusalReason::LookbackExceeded);
+    // A revoked and a suspended agreement.
+    let (mut adm, s) = fed
+        .broker_client_as(fed.pki.person(VENTURA, &alpr_federation::admin_of(VENTURA)))
+        .unwrap();
+    alpr_broker::regulator::act(&mut adm, &s, &v2s, "revoke", "task force ended")
+        .await
+        .unwrap();
+    let (mut reg, s) = fed.broker_client_as(fed.pki.regulator("reg-ca")).unwrap();
+    alpr_broker::regulator::act(&mut reg, &s, &f2s, "suspend", "complaint under review")
+        .await
+        .unwrap();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    by_broker(&resp, RefusalReason::AgreementRevoked);
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[FRESNO], "240", 3))
+        .await
+        .unwrap();
+    by_broker(&resp, RefusalReason::AgreementSuspended);
+    // Each logged by the broker with its reason.
+    let log = fed.broker_log().unwrap();
+    for want in [
+        "REQUESTER_JURISDICTION_NOT_PERMITTED",
+        "PURPOSE_PROHIBITED",
+        "LOOKBACK_EXCEEDED",
+        "AGREEMENT_REVOKED",
+        "AGREEMENT_SUSPENDED",
+    ] {
+        assert!(
+            log.iter().any(|e| e.reason_code.as_deref() == Some(want)),
+            "{want} logged"
+        );
+    }
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_federation_on_the_post_quantum_suite_answers_sealed() {
+    let fed = Federation::start_tuned(None, &demo_agencies()[..2], |_| open_policy(), &[], &|c| {
+        c.sealing.require = true;
+        c.sealing.suite = "xwing".into();
+    })
+    .await
+    .unwrap();
+    fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &[PLATE], 5))
+        .unwrap();
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed.sync(&[VENTURA, SACRAMENTO]).await.unwrap();
+    let k = fed.nodes[SACRAMENTO].node.published_key(VENTURA).unwrap();
+    assert_eq!(k.suite, alpr_proto::seal::Suite::XWingChaCha20);
+    assert_eq!(k.public.len(), 1216, "an X-Wing public key");
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_key_opens_boxes_for_its_grace_period_then_is_deleted() {
+    let fed = Federation::start_tuned(None, &demo_agencies()[..2], |_| open_policy(), &[], &|c| {
+        c.sealing.require = true;
+        c.sealing.grace_secs = 2;
+    })
+    .await
+    .unwrap();
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed.sync(&[VENTURA, SACRAMENTO]).await.unwrap();
+    let ventura = &fed.nodes[VENTURA].node;
+    let old = ventura.own_sealing_keys()[0].pair.key_id();
+    ventura.rotate_sealing_key().unwrap();
+    assert!(ventura.needs_publication().unwrap());
+    // Sacramento has not synced: it still seals to the old key, which still opens.
+    let sac = &fed.nodes[SACRAMENTO].node;
+    assert_eq!(sac.published_key(VENTURA).unwrap().key_id, old);
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.results[0].status,
+        TargetStatus::Answered as i32,
+        "{:?}",
+        resp.results[0]
+    );
+    // Past the grace period the old key opens nothing...
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    assert_eq!(resp.results[0].reason, RefusalReason::SealKeyUnknown as i32);
+    assert_eq!(resp.results[0].decided_by, VENTURA);
+    // ... and is deleted (logged); once published and synced the new key is used.
+    assert_eq!(
+        ventura
+            .drop_expired_sealing_keys(alpr_pki::now_unix())
+            .unwrap(),
+        1
+    );
+    assert_eq!(ventura.own_sealing_keys().len(), 1);
+    assert!(
+        fed.audit(VENTURA, Some("sealing_key"))
+            .unwrap()
+            .iter()
+            .any(|e| { e.entry.decision == alpr_node::audit::Decision::Deleted })
+    );
+    ventura.sync_registry_and_key().await.unwrap();
+    assert!(!ventura.needs_publication().unwrap());
+    fed.sync(&[SACRAMENTO]).await.unwrap();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
+        .await
+        .unwrap();
+    assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
+    fed.stop().await.unwrap();
+}

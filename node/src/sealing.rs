@@ -225,7 +225,7 @@ impl Node {
     }
 
     /// Delete own keys retired longer ago than the grace period (logged when any).
-    pub(crate) fn drop_expired_sealing_keys(&self, now: i64) -> Result<usize, Error> {
+    pub fn drop_expired_sealing_keys(&self, now: i64) -> Result<usize, Error> {
         let cutoff = now - self.cfg.sealing.grace_secs as i64;
         let n = db::drop_retired_before(&self.db(), cutoff)?;
         if n > 0 {

@@ -350,9 +350,14 @@ pub fn admit_opened(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> Admissi
 /// binding a refusal to the query it refuses when the query itself did not verify (empty
 /// when even that cannot be decoded).
 pub fn claimed_query_id(endorsed: &Signed) -> Vec<u8> {
-    Endorsement::decode(endorsed.payload.as_slice())
+    let Ok(e) = Endorsement::decode(endorsed.payload.as_slice()) else {
+        return vec![];
+    };
+    if let Some(routing) = e.routing {
+        return routing.query_id;
+    }
+    Signed::decode(e.signed_query.as_slice())
         .ok()
-        .and_then(|e| Signed::decode(e.signed_query.as_slice()).ok())
         .and_then(|q| Query::decode(q.payload.as_slice()).ok())
         .map(|q| q.query_id)
         .unwrap_or_default()

@@ -164,3 +164,63 @@ fn the_suites_do_not_mix_and_bad_input_is_an_error_not_a_panic() {
     let dbg = format!("{pq:?}");
     assert!(dbg.contains("key_id") && !dbg.contains("secret"), "{dbg}");
 }
+
+#[test]
+fn both_ends_export_one_reply_key_and_each_reply_has_its_own_nonce() {
+    for suite in [Suite::X25519ChaCha20, Suite::XWingChaCha20] {
+        let key = KeyPair::generate(suite);
+        let c = ctx("CA0560100", &[7; 16], "inv-1@CA0340000");
+        let (sealed, sender_key) = seal_with_reply(suite, &key.public, &c, b"the query").unwrap();
+        let (plain, opener_key) = open_with_reply(&key, &c, &sealed).unwrap();
+        assert_eq!(plain, b"the query");
+        // The target answers under its exported key; the sealer opens it with its own.
+        let aad = reply_aad(&[7; 16], "CA0560100");
+        let (n1, ct1) = opener_key.seal(&aad, b"the signed answer").unwrap();
+        let (n2, ct2) = opener_key.seal(&aad, b"the signed answer").unwrap();
+        assert_ne!(n1, n2, "a fresh nonce per reply");
+        assert_ne!(ct1, ct2);
+        assert_eq!(
+            sender_key.open(&aad, &n1, &ct1).unwrap(),
+            b"the signed answer"
+        );
+        // Bound to its query and provider, and to its nonce; changed bytes do not open.
+        for (a, n, c) in [
+            (reply_aad(&[8; 16], "CA0560100"), n1.to_vec(), ct1.clone()),
+            (reply_aad(&[7; 16], "CA0100500"), n1.to_vec(), ct1.clone()),
+            (aad.clone(), n2.to_vec(), ct1.clone()),
+            (aad.clone(), n1[..5].to_vec(), ct1.clone()),
+            (aad.clone(), n1.to_vec(), {
+                let mut x = ct1.clone();
+                x[0] ^= 1;
+                x
+            }),
+        ] {
+            assert_eq!(sender_key.open(&a, &n, &c), Err(SealError::DoesNotOpen));
+        }
+        // Another box's reply key opens nothing of this one.
+        let (_, other) = seal_with_reply(suite, &key.public, &c, b"another query").unwrap();
+        assert_eq!(other.open(&aad, &n1, &ct1), Err(SealError::DoesNotOpen));
+    }
+}
+
+#[test]
+fn a_wire_box_round_trips_and_malformed_headers_are_errors() {
+    let key = KeyPair::generate(Suite::X25519ChaCha20);
+    let c = ctx("CA0560100", &[7; 16], "inv-1@CA0340000");
+    let b = seal(Suite::X25519ChaCha20, &key.public, &c, b"q").unwrap();
+    let wire = b.to_wire("CA0560100");
+    assert_eq!(wire.recipient_ori, "CA0560100");
+    assert_eq!(SealedBox::from_wire(&wire).unwrap(), b);
+    let mut bad = wire.clone();
+    bad.key_id.truncate(15);
+    assert!(matches!(
+        SealedBox::from_wire(&bad),
+        Err(SealError::Malformed { what: "key id", .. })
+    ));
+    bad = wire;
+    bad.suite = 7;
+    assert_eq!(SealedBox::from_wire(&bad), Err(SealError::UnknownSuite(7)));
+    assert!(check_public(Suite::X25519ChaCha20, &key.public).is_ok());
+    assert!(check_public(Suite::X25519ChaCha20, &[1, 2, 3]).is_err());
+    assert!(check_public(Suite::XWingChaCha20, &key.public).is_err());
+}
