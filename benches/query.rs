@@ -641,6 +641,9 @@ async fn run() -> Result<()> {
         }
     }
     let p99 = pct(&lat, 99.0);
+    // The same offered rate on the clear federation: what half-load latency sealing costs.
+    let (clear_lat, clear_errors, _, clear_open_cpu, _) =
+        open_loop(&clear, half, open_secs).await?;
 
     let ratio = best.qps / floor;
     println!("\n== query results ==");
@@ -697,6 +700,15 @@ async fn run() -> Result<()> {
         } else {
             "FAIL"
         }
+    );
+    println!(
+        "latency at the same rate in the clear: p50 {}, p90 {}, p99 {}, max {}, {clear_errors} errors (CPU ours {:.0}%, others {:.0}%)",
+        ms(pct(&clear_lat, 50.0)),
+        ms(pct(&clear_lat, 90.0)),
+        ms(pct(&clear_lat, 99.0)),
+        ms(clear_lat.last().copied().unwrap_or_default()),
+        clear_open_cpu.own * 100.0,
+        clear_open_cpu.others * 100.0
     );
     println!(
         "slow queries at half of peak (> max(4 x p50, 20 ms)): {} in {} burst(s){}",

@@ -217,6 +217,25 @@ fn signed_query(fed: &Federation) -> (Query, Signed) {
         .unwrap()
 }
 
+/// A genuine box of a fresh query from Sacramento to Ventura.
+fn genuine_box(fed: &Federation) -> (Query, Signed, alpr_proto::pb::SealedBox) {
+    let (q, s) = signed_query(fed);
+    let (b, _) = fed
+        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
+        .unwrap();
+    (q, s, b)
+}
+
+/// Ventura's refusal of `q` endorsed by Sacramento with the one box `b`.
+async fn refusal_of_box(
+    fed: &Federation,
+    q: &Query,
+    b: alpr_proto::pb::SealedBox,
+) -> RefusalReason {
+    let e = fed.endorse_sealed(SACRAMENTO, q, vec![b]).unwrap();
+    refusal_at_ventura(fed, e, q).await
+}
+
 fn requester(q: &Query) -> String {
     alpr_proto::admission::requester_label(q)
 }
@@ -296,9 +315,8 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
     let (b, _) = fed
         .seal_box(SACRAMENTO, VENTURA, FRESNO, &q, &requester(&q), &s)
         .unwrap();
-    let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
     assert_eq!(
-        refusal_at_ventura(&fed, e, &q).await,
+        refusal_of_box(&fed, &q, b).await,
         RefusalReason::SealInvalid
     );
 
@@ -314,17 +332,13 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
             &s,
         )
         .unwrap();
-    let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
     assert_eq!(
-        refusal_at_ventura(&fed, e, &q).await,
+        refusal_of_box(&fed, &q, b).await,
         RefusalReason::SealInvalid
     );
 
     // Moved to another target: Ventura's box relabelled for Fresno (Fresno holds no such key).
-    let (q, s) = signed_query(&fed);
-    let (mut b, _) = fed
-        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
-        .unwrap();
+    let (q, _, mut b) = genuine_box(&fed);
     b.recipient_ori = FRESNO.into();
     let reply = fed
         .rogue_forward_sealed(FRESNO, fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap())
@@ -337,15 +351,11 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
     );
 
     // Changed in one bit.
-    let (q, s) = signed_query(&fed);
-    let (mut b, _) = fed
-        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
-        .unwrap();
+    let (q, _, mut b) = genuine_box(&fed);
     let last = b.ciphertext.len() - 1;
     b.ciphertext[last] ^= 1;
-    let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
     assert_eq!(
-        refusal_at_ventura(&fed, e, &q).await,
+        refusal_of_box(&fed, &q, b).await,
         RefusalReason::SealInvalid
     );
 
@@ -355,27 +365,19 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
         |b| b.suite = 9,
         |b| b.enc.truncate(5),
     ] {
-        let (q, s) = signed_query(&fed);
-        let (mut b, _) = fed
-            .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
-            .unwrap();
+        let (q, _, mut b) = genuine_box(&fed);
         spoil(&mut b);
-        let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
         assert_eq!(
-            refusal_at_ventura(&fed, e, &q).await,
+            refusal_of_box(&fed, &q, b).await,
             RefusalReason::SealInvalid
         );
     }
 
     // Naming a key Ventura does not hold.
-    let (q, s) = signed_query(&fed);
-    let (mut b, _) = fed
-        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
-        .unwrap();
+    let (q, _, mut b) = genuine_box(&fed);
     b.key_id = vec![0x5A; 16];
-    let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
     assert_eq!(
-        refusal_at_ventura(&fed, e, &q).await,
+        refusal_of_box(&fed, &q, b).await,
         RefusalReason::SealKeyUnknown
     );
 
@@ -389,10 +391,7 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
 
     // The routing copy the broker decides on differs from the query in the box (a wider
     // window, endorsed by Sacramento's node): the target refuses.
-    let (q, s) = signed_query(&fed);
-    let (b, _) = fed
-        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
-        .unwrap();
+    let (q, _, b) = genuine_box(&fed);
     let mut wider = q.clone();
     wider.window_start -= 86_400;
     let e = fed.endorse_sealed(SACRAMENTO, &wider, vec![b]).unwrap();
@@ -510,9 +509,8 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
     let b = alpr_proto::seal::seal(fake.suite, &fake.public, &ctx, &s.encode_to_vec())
         .unwrap()
         .to_wire(VENTURA);
-    let e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
     assert_eq!(
-        refusal_at_ventura(&fed, e, &q).await,
+        refusal_of_box(&fed, &q, b).await,
         RefusalReason::SealKeyUnknown
     );
 

@@ -47,6 +47,34 @@ pub struct Broker {
     pub metrics: Arc<crate::metrics::BrokerMetrics>,
 }
 
+/// The routing-log row of a registry request from `peer`: decided `ok` when `result` is,
+/// else refused with its reason code and the error as detail.
+fn request_entry<T>(
+    now: i64,
+    event: Event,
+    ok: Decision,
+    peer: &VerifiedIdentity,
+    result: &Result<T, Error>,
+) -> LogEntry {
+    LogEntry {
+        requester: Some(peer.describe()),
+        reason_code: result.as_ref().err().map(|e| match e {
+            Error::Refused(r) => r.reason().as_str_name().to_owned(),
+            _ => "INVALID_INPUT".to_owned(),
+        }),
+        detail: result.as_ref().err().map(ToString::to_string),
+        ..LogEntry::new(
+            now,
+            event,
+            if result.is_ok() {
+                ok
+            } else {
+                Decision::Refused
+            },
+        )
+    }
+}
+
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
@@ -195,23 +223,9 @@ impl Broker {
         let result = self.register_inner(sa, now);
         let mut db = self.db();
         let entry = LogEntry {
-            requester: Some(peer.describe()),
-            reason_code: result.as_ref().err().map(|e| match e {
-                Error::Refused(r) => r.reason().as_str_name().to_owned(),
-                _ => "INVALID_INPUT".to_owned(),
-            }),
-            detail: result.as_ref().err().map(ToString::to_string),
             agreement_id: result.as_ref().ok().map(|(id, _)| id.clone()),
             rule_version: result.as_ref().ok().map(|(_, v)| v.clone()),
-            ..LogEntry::new(
-                now,
-                Event::Register,
-                if result.is_ok() {
-                    Decision::Registered
-                } else {
-                    Decision::Refused
-                },
-            )
+            ..request_entry(now, Event::Register, Decision::Registered, peer, &result)
         };
         store::log(&mut db, &[entry])?;
         let (id, _) = result?;
@@ -268,24 +282,17 @@ impl Broker {
         store::log(
             &mut db,
             &[LogEntry {
-                requester: Some(peer.describe()),
-                reason_code: result.as_ref().err().map(|e| match e {
-                    Error::Refused(r) => r.reason().as_str_name().to_owned(),
-                    _ => "INVALID_INPUT".to_owned(),
-                }),
                 detail: Some(match &result {
                     Ok(_) => a.reason.clone(),
                     Err(e) => e.to_string(),
                 }),
                 agreement_id: Some(a.agreement_id.clone()),
-                ..LogEntry::new(
+                ..request_entry(
                     now,
                     Event::of_action(&a.action),
-                    if result.is_ok() {
-                        Decision::Logged
-                    } else {
-                        Decision::Refused
-                    },
+                    Decision::Logged,
+                    peer,
+                    &result,
                 )
             }],
         )?;
@@ -341,24 +348,11 @@ impl Broker {
         store::log(
             &mut db,
             &[LogEntry {
-                requester: Some(peer.describe()),
-                reason_code: result.as_ref().err().map(|e| match e {
-                    Error::Refused(r) => r.reason().as_str_name().to_owned(),
-                    _ => "INVALID_INPUT".to_owned(),
-                }),
                 detail: Some(match &result {
                     Ok(k) => format!("sealing key {} ({:?})", hex::encode(k.key_id), k.suite),
                     Err(e) => e.to_string(),
                 }),
-                ..LogEntry::new(
-                    now,
-                    Event::SealingKey,
-                    if result.is_ok() {
-                        Decision::Logged
-                    } else {
-                        Decision::Refused
-                    },
-                )
+                ..request_entry(now, Event::SealingKey, Decision::Logged, peer, &result)
             }],
         )?;
         let k = result?;

@@ -331,21 +331,26 @@ impl std::fmt::Debug for ReplyKey {
 }
 
 impl ReplyKey {
+    fn aead(&self) -> Option<ring::aead::LessSafeKey> {
+        ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &self.0)
+            .ok()
+            .map(ring::aead::LessSafeKey::new)
+    }
+
     /// Encrypt `plaintext` bound to `aad` (ChaCha20-Poly1305, ring) under a fresh random
     /// 12-byte nonce, returned with the ciphertext. A random nonce per reply matters: a
     /// broker that replays a box gets a second reply (a refusal) under the same key, and
     /// must not get it under the same nonce.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 12], Vec<u8>), SealError> {
-        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        use ring::aead::{Aad, Nonce};
         use ring::rand::SecureRandom;
         let mut nonce = [0u8; 12];
         ring::rand::SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| SealError::Seal("no randomness for a nonce".into()))?;
-        let key = LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, &self.0)
-                .map_err(|_| SealError::Seal("reply key".into()))?,
-        );
+        let key = self
+            .aead()
+            .ok_or_else(|| SealError::Seal("reply key".into()))?;
         let mut buf = plaintext.to_vec();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -358,11 +363,9 @@ impl ReplyKey {
 
     /// Decrypt what [`ReplyKey::seal`] made.
     pub fn open(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
-        use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+        use ring::aead::{Aad, Nonce};
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::DoesNotOpen)?;
-        let key = LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, &self.0).map_err(|_| SealError::DoesNotOpen)?,
-        );
+        let key = self.aead().ok_or(SealError::DoesNotOpen)?;
         let mut buf = ciphertext.to_vec();
         let plain = key
             .open_in_place(nonce, Aad::from(aad), &mut buf)
