@@ -69,6 +69,14 @@ pub enum Command {
         /// Validity in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// Issue for the key of this signing request (made on the node's host with
+        /// `alpr-pki request`) instead of generating a key here; the claims are the agency
+        /// CA's, never the request's.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// With --csr: where to write the certificate (default: its place under --dir).
+        #[arg(long, requires = "csr")]
+        out: Option<PathBuf>,
     },
     /// Issue a person certificate (investigator, supervisor, admin, auditor).
     Person {
@@ -84,6 +92,28 @@ pub enum Command {
         /// Validity in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// Issue for the key of this signing request (made by the person with
+        /// `alpr-pki request`) instead of generating a key here.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// With --csr: where to write the certificate (default: its place under --dir).
+        #[arg(long, requires = "csr")]
+        out: Option<PathBuf>,
+    },
+    /// Make a new private key (mode 0600; an existing file is never overwritten) and a
+    /// certificate signing request for it, on the machine where the key will be used; give
+    /// the request (never the key) to the issuer (`alpr-pki node|person --csr`).
+    Request {
+        /// Where to write the new private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+        /// A name for the issuer's eyes (the issued certificate's claims come from the
+        /// issuer's own records).
+        #[arg(long, default_value = "ALPR key")]
+        name: String,
     },
     /// Issue the broker certificate (signed by the root).
     Broker {
@@ -150,12 +180,37 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             )?;
             out.push(wrote(l.create_agency(&claims, days, ow)?));
         }
-        Command::Node { ori, hosts, days } => out.push(wrote(l.issue_node(&ori, hosts, days, ow)?)),
+        Command::Node {
+            ori,
+            hosts,
+            days,
+            csr: None,
+            ..
+        } => out.push(wrote(l.issue_node(&ori, hosts, days, ow)?)),
+        Command::Node {
+            ori,
+            hosts,
+            days,
+            csr: Some(csr),
+            out: to,
+        } => {
+            let request = crate::issue::Request::load(&csr)?;
+            out.push(wrote(l.issue_node_for(
+                &ori,
+                hosts,
+                days,
+                &request,
+                to.as_deref(),
+                ow,
+            )?));
+        }
         Command::Person {
             ori,
             role,
             user,
             days,
+            csr: None,
+            ..
         } => out.push(wrote(l.issue_person(
             &ori,
             role.parse()?,
@@ -163,6 +218,39 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             days,
             ow,
         )?)),
+        Command::Person {
+            ori,
+            role,
+            user,
+            days,
+            csr: Some(csr),
+            out: to,
+        } => {
+            let request = crate::issue::Request::load(&csr)?;
+            out.push(wrote(l.issue_person_for(
+                &ori,
+                role.parse()?,
+                &user,
+                days,
+                &request,
+                to.as_deref(),
+                ow,
+            )?));
+        }
+        Command::Request { key, out: to, name } => {
+            let (csr, key_pem) = crate::issue::new_request(&name)?;
+            // The key first: a request is useless without it, and neither is overwritten.
+            if ow == Overwrite::Refuse && to.exists() {
+                return Err(Error::Exists(to));
+            }
+            crate::issue::write_new(&key, key_pem.as_bytes(), true, ow)?;
+            crate::issue::write_new(&to, csr.as_bytes(), false, ow)?;
+            out.push(format!(
+                "wrote {} (private key, 0600: keep it here) and {} (give this to the issuer)",
+                key.display(),
+                to.display()
+            ));
+        }
         Command::Broker { hosts, days } => out.push(wrote(l.issue_broker(hosts, days, ow)?)),
         Command::Regulator {
             user,

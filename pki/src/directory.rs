@@ -88,6 +88,36 @@ impl PkiLayout {
         days: u32,
         overwrite: Overwrite,
     ) -> Result<PathBuf, Error> {
+        let (ca, spec) = self.node_spec(ori, hosts, days)?;
+        let (c, k) = self.node(ori);
+        issue::new_leaf(&ca, &spec)?.write(&c, &k, overwrite)?;
+        Ok(c)
+    }
+
+    /// Issue an agency's node certificate for the key of a signing request the node made
+    /// itself (`alpr-pki request`); writes the certificate to `out` (default: the node's
+    /// place in this directory). The claims are the agency CA's, never the request's.
+    pub fn issue_node_for(
+        &self,
+        ori: &str,
+        hosts: Vec<String>,
+        days: u32,
+        request: &issue::Request,
+        out: Option<&Path>,
+        overwrite: Overwrite,
+    ) -> Result<PathBuf, Error> {
+        let (ca, spec) = self.node_spec(ori, hosts, days)?;
+        let c = out.map_or_else(|| self.node(ori).0, Path::to_path_buf);
+        issue::new_leaf_for(&ca, &spec, request)?.write_cert(&c, overwrite)?;
+        Ok(c)
+    }
+
+    fn node_spec(
+        &self,
+        ori: &str,
+        hosts: Vec<String>,
+        days: u32,
+    ) -> Result<(Authority, LeafSpec), Error> {
         let ca = Authority::load(&self.agency_ca_cert(ori), &self.agency_ca_key(ori))?;
         let spec = LeafSpec {
             role: Role::Node,
@@ -97,9 +127,7 @@ impl PkiLayout {
             hosts,
             days,
         };
-        let (c, k) = self.node(ori);
-        issue::new_leaf(&ca, &spec)?.write(&c, &k, overwrite)?;
-        Ok(c)
+        Ok((ca, spec))
     }
 
     /// Issue a person certificate (investigator, supervisor, admin or auditor).
@@ -111,6 +139,37 @@ impl PkiLayout {
         days: u32,
         overwrite: Overwrite,
     ) -> Result<PathBuf, Error> {
+        let (ca, spec) = self.person_spec(ori, role, user, days)?;
+        let (c, k) = self.person(ori, user);
+        issue::new_leaf(&ca, &spec)?.write(&c, &k, overwrite)?;
+        Ok(c)
+    }
+
+    /// Issue a person certificate for the key of the person's own signing request; writes
+    /// the certificate to `out` (default: the person's place in this directory).
+    pub fn issue_person_for(
+        &self,
+        ori: &str,
+        role: Role,
+        user: &str,
+        days: u32,
+        request: &issue::Request,
+        out: Option<&Path>,
+        overwrite: Overwrite,
+    ) -> Result<PathBuf, Error> {
+        let (ca, spec) = self.person_spec(ori, role, user, days)?;
+        let c = out.map_or_else(|| self.person(ori, user).0, Path::to_path_buf);
+        issue::new_leaf_for(&ca, &spec, request)?.write_cert(&c, overwrite)?;
+        Ok(c)
+    }
+
+    fn person_spec(
+        &self,
+        ori: &str,
+        role: Role,
+        user: &str,
+        days: u32,
+    ) -> Result<(Authority, LeafSpec), Error> {
         if !role.is_person() || role == Role::Regulator {
             return Err(Error::InvalidClaim(format!(
                 "{role} is not an agency person role (investigator, supervisor, admin, auditor)"
@@ -126,9 +185,7 @@ impl PkiLayout {
             hosts: vec![],
             days,
         };
-        let (c, k) = self.person(ori, user);
-        issue::new_leaf(&ca, &spec)?.write(&c, &k, overwrite)?;
-        Ok(c)
+        Ok((ca, spec))
     }
 
     /// Issue the broker certificate (signed by the root).

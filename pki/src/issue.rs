@@ -46,6 +46,12 @@ impl Issued {
         write_new(key, self.key_pem.as_bytes(), true, overwrite)?;
         Ok(())
     }
+
+    /// Write only the certificate (chain): issued for a signing request, the key stays
+    /// with its holder.
+    pub fn write_cert(&self, cert: &Path, overwrite: Overwrite) -> Result<(), Error> {
+        write_new(cert, self.chain_pem.as_bytes(), false, overwrite).map(|_| ())
+    }
 }
 
 /// What to do when a certificate or key file already exists.
@@ -284,10 +290,33 @@ pub struct LeafSpec {
     pub days: u32,
 }
 
-/// Issue a leaf certificate under `issuer`. The returned chain is the leaf followed by
-/// the issuer's chain (the root is not included for agency leaves; the issuer's own PEM
-/// is appended unless the issuer is the root).
+/// Issue a leaf certificate under `issuer` with a key generated here. The returned chain
+/// is the leaf followed by the issuer's chain (the root is not included for agency leaves;
+/// the issuer's own PEM is appended unless the issuer is the root).
 pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
+    let key = KeyPair::generate()?;
+    let mut issued = sign_leaf(issuer, spec, &key)?;
+    issued.key_pem = key.serialize_pem();
+    Ok(issued)
+}
+
+/// Issue a leaf certificate under `issuer` for the key of a verified signing request: the
+/// key was born where it is used and never travels. Only the request's public key is
+/// taken; every claim comes from `spec` (the issuer's own records), never from the
+/// request. The returned [`Issued`] has no key (`key_pem` empty).
+pub fn new_leaf_for(
+    issuer: &Authority,
+    spec: &LeafSpec,
+    request: &Request,
+) -> Result<Issued, Error> {
+    sign_leaf(issuer, spec, &request.key)
+}
+
+fn sign_leaf(
+    issuer: &Authority,
+    spec: &LeafSpec,
+    key: &impl rcgen::PublicKeyData,
+) -> Result<Issued, Error> {
     let cn = match (&spec.user, &spec.agency) {
         (Some(u), _) => format!("{u} ({})", spec.role),
         (None, Some(a)) => format!("{} {}", a.name, spec.role),
@@ -335,17 +364,72 @@ pub fn new_leaf(issuer: &Authority, spec: &LeafSpec) -> Result<Issued, Error> {
         ))?);
     }
     p.subject_alt_names = sans;
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer.issuer()?)?;
+    let cert = p.signed_by(key, &issuer.issuer()?)?;
     let mut chain_pem = cert.pem();
     if !issuer.is_root() {
         chain_pem.push_str(&issuer.chain_pem);
     }
     Ok(Issued {
         chain_pem,
-        key_pem: key.serialize_pem(),
+        key_pem: String::new(),
         cert_der: cert.der().clone(),
     })
+}
+
+/// A certificate signing request (PKCS#10) whose self-signature verified, for an ECDSA
+/// P-256 key (the only kind this federation's verifiers accept). Only its public key is
+/// ever used: the subject and extensions it asks for are ignored.
+pub struct Request {
+    key: rcgen::PublicKey,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Request(ECDSA P-256)")
+    }
+}
+
+impl Request {
+    /// Parse a PEM request and verify its signature and key type.
+    pub fn from_pem(text: &str) -> Result<Self, Error> {
+        let bad = |m: String| Error::CertInvalid(format!("certificate signing request: {m}"));
+        let params = rcgen::CertificateSigningRequestParams::from_pem(text).map_err(|e| {
+            bad(match e {
+                rcgen::Error::InvalidCertificationRequestSignature => {
+                    "its signature does not verify (changed after it was signed?)".into()
+                }
+                other => format!("does not parse ({other})"),
+            })
+        })?;
+        if params.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return Err(bad(
+                "the key is not ECDSA P-256 (make it with `alpr-pki request`)".into(),
+            ));
+        }
+        Ok(Self {
+            key: params.public_key,
+        })
+    }
+
+    /// Read and check a PEM request file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_pem(&text).map_err(|e| Error::Pem {
+            path: path.into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A new ECDSA P-256 key and a signing request for it: `(request PEM, key PEM)`. The
+/// request names `common_name` for the issuer's eyes only (it issues from its own records).
+pub fn new_request(common_name: &str) -> Result<(String, String), Error> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    let csr = p.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
 }
 
 /// One revoked certificate.

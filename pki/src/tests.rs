@@ -693,3 +693,147 @@ fn a_crl_not_signed_by_its_ca_is_refused_at_load() {
         .to_string();
     assert!(e.contains("root.crl"), "{e}");
 }
+
+/// Keys born where they are used: a node and a person make their own key and request; the
+/// agency CA issues from its own records; the key never leaves its holder.
+mod requests {
+    use crate::claims::Role;
+    use crate::issue::{self, Overwrite, Request};
+    use crate::{CertificateDer, PkiLayout, Signer, TrustStore, now_unix};
+
+    fn layout(dir: &std::path::Path) -> PkiLayout {
+        let l = PkiLayout::new(dir);
+        l.create_root("Test Root", 30, Overwrite::Refuse).unwrap();
+        l.create_agency(
+            &super::agency("CA0560100", "US-CA", crate::claims::AgencyKind::Local),
+            30,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        l
+    }
+
+    #[test]
+    fn a_node_and_a_person_get_certificates_for_keys_they_made_themselves() {
+        let d = tempfile::tempdir().unwrap();
+        let l = layout(d.path());
+        let trust = TrustStore::load(&l.root_cert(), &l.all_crls()).unwrap();
+        // On the node's host: key and request; only the request travels.
+        let (csr, key) = issue::new_request("Ventura node").unwrap();
+        let key_path = d.path().join("holder").join("node.key");
+        issue::write_new(&key_path, key.as_bytes(), true, Overwrite::Refuse).unwrap();
+        let out = d.path().join("holder").join("node.crt");
+        let request = Request::from_pem(&csr).unwrap();
+        let c = l
+            .issue_node_for(
+                "CA0560100",
+                vec!["localhost".into()],
+                30,
+                &request,
+                Some(&out),
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        assert_eq!(c, out);
+        let signer = Signer::load(&out, &key_path).unwrap();
+        let id = trust.verify(signer.chain(), now_unix()).unwrap();
+        assert_eq!((id.role, id.ori()), (Role::Node, Some("CA0560100")));
+        // No key was written beside the layout's own node certificate.
+        assert!(!l.node("CA0560100").1.exists());
+        // A person, into the layout's place.
+        let (csr, key) = issue::new_request("inv-7").unwrap();
+        let key_path = d.path().join("inv-7.key");
+        issue::write_new(&key_path, key.as_bytes(), true, Overwrite::Refuse).unwrap();
+        let c = l
+            .issue_person_for(
+                "CA0560100",
+                Role::Investigator,
+                "inv-7",
+                30,
+                &Request::from_pem(&csr).unwrap(),
+                None,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        let signer = Signer::load(&c, &key_path).unwrap();
+        let id = trust.verify(signer.chain(), now_unix()).unwrap();
+        assert_eq!(
+            (id.role, id.user.as_deref()),
+            (Role::Investigator, Some("inv-7"))
+        );
+        // A repeated issue never overwrites.
+        let again = l.issue_person_for(
+            "CA0560100",
+            Role::Investigator,
+            "inv-7",
+            30,
+            &Request::from_pem(&csr).unwrap(),
+            None,
+            Overwrite::Refuse,
+        );
+        assert!(matches!(again, Err(crate::Error::Exists(_))), "{again:?}");
+    }
+
+    #[test]
+    fn the_claims_come_from_the_issuer_never_from_the_request() {
+        let d = tempfile::tempdir().unwrap();
+        let l = layout(d.path());
+        let trust = TrustStore::load(&l.root_cert(), &l.all_crls()).unwrap();
+        // A request asking to be another agency's admin.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            "urn:alpr:role:admin".to_string().try_into().unwrap(),
+        ));
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            "urn:alpr:ori:NV0020100".to_string().try_into().unwrap(),
+        ));
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let csr = p.serialize_request(&key).unwrap().pem().unwrap();
+        let c = l
+            .issue_person_for(
+                "CA0560100",
+                Role::Investigator,
+                "inv-8",
+                30,
+                &Request::from_pem(&csr).unwrap(),
+                None,
+                Overwrite::Refuse,
+            )
+            .unwrap();
+        let chain = crate::pem::certs_from_pem(std::fs::read(&c).unwrap().as_slice()).unwrap();
+        let id = trust.verify(&chain, now_unix()).unwrap();
+        assert_eq!(id.role, Role::Investigator);
+        assert_eq!(id.ori(), Some("CA0560100"));
+        let text = String::from_utf8_lossy(chain[0].as_ref()).to_string();
+        assert!(!text.contains("NV0020100") && !text.contains("evil.example"));
+        let _: &CertificateDer<'_> = &chain[0];
+    }
+
+    #[test]
+    fn a_changed_request_or_a_key_of_another_kind_is_refused_with_a_clear_error() {
+        let (csr, _) = issue::new_request("node").unwrap();
+        // Flip one byte inside the base64 body: the signature no longer verifies (or it
+        // no longer parses); either way a one-line error, never a certificate.
+        let mut lines: Vec<String> = csr.lines().map(str::to_owned).collect();
+        let body = &mut lines[2];
+        let flipped = if body.starts_with('A') { "B" } else { "A" };
+        body.replace_range(0..1, flipped);
+        let e = Request::from_pem(&lines.join("\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate signing request"), "{e}");
+        assert!(!e.contains('\n'));
+        // An Ed25519 key: refused, naming the kind this federation accepts.
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&ed)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let e = Request::from_pem(&csr).unwrap_err().to_string();
+        assert!(e.contains("ECDSA P-256"), "{e}");
+        // Not a request at all.
+        assert!(Request::from_pem("hello").is_err());
+    }
+}
