@@ -195,14 +195,10 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             out: to,
         } => {
             let request = crate::issue::Request::load(&csr)?;
-            out.push(wrote(l.issue_node_for(
-                &ori,
-                hosts,
-                days,
-                &request,
-                to.as_deref(),
-                ow,
-            )?));
+            let path = to.unwrap_or_else(|| l.node(&ori).0);
+            l.node_cert_for(&ori, hosts, days, &request)?
+                .write_cert(&path, ow)?;
+            out.push(wrote(path));
         }
         Command::Person {
             ori,
@@ -227,15 +223,10 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             out: to,
         } => {
             let request = crate::issue::Request::load(&csr)?;
-            out.push(wrote(l.issue_person_for(
-                &ori,
-                role.parse()?,
-                &user,
-                days,
-                &request,
-                to.as_deref(),
-                ow,
-            )?));
+            let path = to.unwrap_or_else(|| l.person(&ori, &user).0);
+            l.person_cert_for(&ori, role.parse()?, &user, days, &request)?
+                .write_cert(&path, ow)?;
+            out.push(wrote(path));
         }
         Command::Request { key, out: to, name } => {
             let (csr, key_pem) = crate::issue::new_request(&name)?;

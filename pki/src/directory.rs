@@ -94,22 +94,18 @@ impl PkiLayout {
         Ok(c)
     }
 
-    /// Issue an agency's node certificate for the key of a signing request the node made
-    /// itself (`alpr-pki request`); writes the certificate to `out` (default: the node's
-    /// place in this directory). The claims are the agency CA's, never the request's.
-    pub fn issue_node_for(
+    /// An agency's node certificate for the key of a signing request the node made itself
+    /// (`alpr-pki request`), not yet written (see [`issue::Issued::write_cert`]). The claims
+    /// are the agency CA's, never the request's.
+    pub fn node_cert_for(
         &self,
         ori: &str,
         hosts: Vec<String>,
         days: u32,
         request: &issue::Request,
-        out: Option<&Path>,
-        overwrite: Overwrite,
-    ) -> Result<PathBuf, Error> {
+    ) -> Result<issue::Issued, Error> {
         let (ca, spec) = self.node_spec(ori, hosts, days)?;
-        let c = out.map_or_else(|| self.node(ori).0, Path::to_path_buf);
-        issue::new_leaf_for(&ca, &spec, request)?.write_cert(&c, overwrite)?;
-        Ok(c)
+        issue::new_leaf_for(&ca, &spec, request)
     }
 
     fn node_spec(
@@ -145,22 +141,18 @@ impl PkiLayout {
         Ok(c)
     }
 
-    /// Issue a person certificate for the key of the person's own signing request; writes
-    /// the certificate to `out` (default: the person's place in this directory).
-    pub fn issue_person_for(
+    /// A person certificate for the key of the person's own signing request, not yet
+    /// written.
+    pub fn person_cert_for(
         &self,
         ori: &str,
         role: Role,
         user: &str,
         days: u32,
         request: &issue::Request,
-        out: Option<&Path>,
-        overwrite: Overwrite,
-    ) -> Result<PathBuf, Error> {
+    ) -> Result<issue::Issued, Error> {
         let (ca, spec) = self.person_spec(ori, role, user, days)?;
-        let c = out.map_or_else(|| self.person(ori, user).0, Path::to_path_buf);
-        issue::new_leaf_for(&ca, &spec, request)?.write_cert(&c, overwrite)?;
-        Ok(c)
+        issue::new_leaf_for(&ca, &spec, request)
     }
 
     fn person_spec(

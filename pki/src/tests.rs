@@ -724,17 +724,10 @@ mod requests {
         issue::write_new(&key_path, key.as_bytes(), true, Overwrite::Refuse).unwrap();
         let out = d.path().join("holder").join("node.crt");
         let request = Request::from_pem(&csr).unwrap();
-        let c = l
-            .issue_node_for(
-                "CA0560100",
-                vec!["localhost".into()],
-                30,
-                &request,
-                Some(&out),
-                Overwrite::Refuse,
-            )
+        l.node_cert_for("CA0560100", vec!["localhost".into()], 30, &request)
+            .unwrap()
+            .write_cert(&out, Overwrite::Refuse)
             .unwrap();
-        assert_eq!(c, out);
         let signer = Signer::load(&out, &key_path).unwrap();
         let id = trust.verify(signer.chain(), now_unix()).unwrap();
         assert_eq!((id.role, id.ori()), (Role::Node, Some("CA0560100")));
@@ -744,17 +737,19 @@ mod requests {
         let (csr, key) = issue::new_request("inv-7").unwrap();
         let key_path = d.path().join("inv-7.key");
         issue::write_new(&key_path, key.as_bytes(), true, Overwrite::Refuse).unwrap();
-        let c = l
-            .issue_person_for(
+        let c = l.person("CA0560100", "inv-7").0;
+        let issue = || {
+            l.person_cert_for(
                 "CA0560100",
                 Role::Investigator,
                 "inv-7",
                 30,
                 &Request::from_pem(&csr).unwrap(),
-                None,
-                Overwrite::Refuse,
             )
-            .unwrap();
+            .unwrap()
+            .write_cert(&c, Overwrite::Refuse)
+        };
+        issue().unwrap();
         let signer = Signer::load(&c, &key_path).unwrap();
         let id = trust.verify(signer.chain(), now_unix()).unwrap();
         assert_eq!(
@@ -762,15 +757,7 @@ mod requests {
             (Role::Investigator, Some("inv-7"))
         );
         // A repeated issue never overwrites.
-        let again = l.issue_person_for(
-            "CA0560100",
-            Role::Investigator,
-            "inv-7",
-            30,
-            &Request::from_pem(&csr).unwrap(),
-            None,
-            Overwrite::Refuse,
-        );
+        let again = issue();
         assert!(matches!(again, Err(crate::Error::Exists(_))), "{again:?}");
     }
 
@@ -790,17 +777,17 @@ mod requests {
         ));
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let csr = p.serialize_request(&key).unwrap().pem().unwrap();
-        let c = l
-            .issue_person_for(
-                "CA0560100",
-                Role::Investigator,
-                "inv-8",
-                30,
-                &Request::from_pem(&csr).unwrap(),
-                None,
-                Overwrite::Refuse,
-            )
-            .unwrap();
+        let c = d.path().join("inv-8.crt");
+        l.person_cert_for(
+            "CA0560100",
+            Role::Investigator,
+            "inv-8",
+            30,
+            &Request::from_pem(&csr).unwrap(),
+        )
+        .unwrap()
+        .write_cert(&c, Overwrite::Refuse)
+        .unwrap();
         let chain = crate::pem::certs_from_pem(std::fs::read(&c).unwrap().as_slice()).unwrap();
         let id = trust.verify(&chain, now_unix()).unwrap();
         assert_eq!(id.role, Role::Investigator);
