@@ -63,6 +63,9 @@ pub enum SealError {
         "the sealed box does not open for this key, target, query and requester (moved, changed, or sealed to another key)"
     )]
     DoesNotOpen,
+    /// The opened plaintext is not padded as this federation pads.
+    #[error("the sealed plaintext is not padded as alpr_proto::seal::pad pads")]
+    BadPadding,
     /// Sealing failed (the system's randomness, or a key the KEM refuses).
     #[error("sealing failed: {0}")]
     Seal(String),
@@ -255,11 +258,10 @@ pub fn seal_with_reply(
     let key_id = key_id(public);
     let aad = SealedBox::aad(suite, &key_id);
     let info = ctx.info();
+    let padded = pad(plaintext);
     let (enc, ciphertext, reply) = match suite {
-        Suite::X25519ChaCha20 => {
-            seal_with::<X25519HkdfSha256>(suite, public, &info, plaintext, &aad)
-        }
-        Suite::XWingChaCha20 => seal_with::<XWing>(suite, public, &info, plaintext, &aad),
+        Suite::X25519ChaCha20 => seal_with::<X25519HkdfSha256>(suite, public, &info, &padded, &aad),
+        Suite::XWingChaCha20 => seal_with::<XWing>(suite, public, &info, &padded, &aad),
     }?;
     Ok((
         SealedBox {
@@ -288,7 +290,7 @@ pub fn open_with_reply(
     }
     let info = ctx.info();
     let aad = SealedBox::aad(sealed.suite, &sealed.key_id);
-    match key.suite {
+    let (padded, reply) = match key.suite {
         Suite::X25519ChaCha20 => open_with::<X25519HkdfSha256>(
             key.suite,
             &key.secret,
@@ -305,7 +307,38 @@ pub fn open_with_reply(
             &aad,
             &sealed.ciphertext,
         ),
+    }?;
+    Ok((unpad(&padded)?, reply))
+}
+
+/// Smallest padded size: every box and sealed reply is at least this long.
+pub const PAD_MIN: usize = 1024;
+
+/// Pad what is sealed so that its length shows only a power of two: a 4-byte big-endian
+/// length, the bytes, then zeros up to the next power of two of at least [`PAD_MIN`]. A
+/// query's box then does not tell the length of its reason, nor a reply how many reads
+/// it holds, beyond that bucket.
+pub fn pad(plaintext: &[u8]) -> Vec<u8> {
+    let want = (plaintext.len() + 4).max(PAD_MIN).next_power_of_two();
+    let mut out = Vec::with_capacity(want);
+    out.extend_from_slice(&(plaintext.len() as u32).to_be_bytes());
+    out.extend_from_slice(plaintext);
+    out.resize(want, 0);
+    out
+}
+
+/// What [`pad`] padded; a length that does not fit, or padding that is not zeros, is an
+/// error (the box was made by something else).
+pub fn unpad(padded: &[u8]) -> Result<Vec<u8>, SealError> {
+    let len = padded
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or(SealError::BadPadding)?;
+    let body = padded.get(4..4 + len).ok_or(SealError::BadPadding)?;
+    if padded[4 + len..].iter().any(|&b| b != 0) {
+        return Err(SealError::BadPadding);
     }
+    Ok(body.to_vec())
 }
 
 /// HPKE exporter context of the reply key.
@@ -351,7 +384,7 @@ impl ReplyKey {
         let key = self
             .aead()
             .ok_or_else(|| SealError::Seal("reply key".into()))?;
-        let mut buf = plaintext.to_vec();
+        let mut buf = pad(plaintext);
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
@@ -370,7 +403,7 @@ impl ReplyKey {
         let plain = key
             .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| SealError::DoesNotOpen)?;
-        Ok(plain.to_vec())
+        unpad(plain)
     }
 }
 

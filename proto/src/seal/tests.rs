@@ -224,3 +224,32 @@ fn a_wire_box_round_trips_and_malformed_headers_are_errors() {
     assert!(check_public(Suite::X25519ChaCha20, &[1, 2, 3]).is_err());
     assert!(check_public(Suite::XWingChaCha20, &key.public).is_err());
 }
+
+#[test]
+fn sealed_lengths_show_only_a_power_of_two_bucket() {
+    let key = KeyPair::generate(Suite::X25519ChaCha20);
+    let c = ctx("CA0560100", &[7; 16], "inv-1@CA0340000");
+    let len = |n: usize| {
+        let (b, r) =
+            seal_with_reply(Suite::X25519ChaCha20, &key.public, &c, &vec![b'x'; n]).unwrap();
+        let (_, reply) = r.seal(b"aad", &vec![b'y'; n]).unwrap();
+        (b.ciphertext.len(), reply.len())
+    };
+    // A short and a long reason, a few reads or many: the same sizes within a bucket.
+    assert_eq!(len(10), len(900));
+    assert_eq!(len(1100), len(2000));
+    assert!(len(2000).0 < len(2100).0);
+    // Opened, the padding is gone.
+    let (b, _) = seal_with_reply(Suite::X25519ChaCha20, &key.public, &c, b"exact").unwrap();
+    assert_eq!(open(&key, &c, &b).unwrap(), b"exact");
+    assert_eq!(pad(b"abc").len(), PAD_MIN);
+    assert_eq!(unpad(&pad(b"abc")).unwrap(), b"abc");
+    // Malformed padding is an error, never a panic.
+    for bad in [vec![], vec![0, 0, 0], vec![0, 0, 0, 9, 1], {
+        let mut p = pad(b"abc");
+        p[10] = 1;
+        p
+    }] {
+        assert_eq!(unpad(&bad), Err(SealError::BadPadding));
+    }
+}
