@@ -57,6 +57,13 @@ pub enum Command {
         /// Validity in days.
         #[arg(long, default_value_t = 1825)]
         days: u32,
+        /// Issue for the key of the agency's own signing request (made on the agency CA's
+        /// machine with `alpr-pki request`); the agency then runs `alpr-pki crl`.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// With --csr: where to write the CA certificate (default: its place under --dir).
+        #[arg(long, requires = "csr")]
+        out: Option<PathBuf>,
     },
     /// Issue an agency's node certificate (server and client auth).
     Node {
@@ -99,6 +106,14 @@ pub enum Command {
         /// With --csr: where to write the certificate (default: its place under --dir).
         #[arg(long, requires = "csr")]
         out: Option<PathBuf>,
+    },
+    /// Write an agency CA's CRL (again) from its revocation list, signed with its own key
+    /// (agencies/<ORI>/ca.key under --dir): the first CRL of a CA whose key was made on
+    /// the agency's machine, or a refresh before the old one expires.
+    Crl {
+        /// The agency's ORI.
+        #[arg(long)]
+        ori: String,
     },
     /// Make a new private key (mode 0600; an existing file is never overwritten) and a
     /// certificate signing request for it, on the machine where the key will be used; give
@@ -171,6 +186,8 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
             jurisdiction,
             kind,
             days,
+            csr,
+            out: to,
         } => {
             let claims = AgencyClaims::new(
                 &ori,
@@ -178,8 +195,21 @@ pub fn run(cli: Cli) -> Result<Vec<String>, Error> {
                 jurisdiction.parse::<Jurisdiction>()?,
                 kind.parse::<AgencyKind>()?,
             )?;
-            out.push(wrote(l.create_agency(&claims, days, ow)?));
+            match csr {
+                None => out.push(wrote(l.create_agency(&claims, days, ow)?)),
+                Some(csr) => {
+                    let request = crate::issue::Request::load(&csr)?;
+                    let path = to.unwrap_or_else(|| l.agency_ca_cert(&ori));
+                    l.agency_cert_for(&claims, days, &request)?
+                        .write_cert(&path, ow)?;
+                    out.push(format!(
+                        "wrote {} (give it, with root.crt, to the agency; it writes its CRL with `alpr-pki crl --ori {ori}`)",
+                        path.display()
+                    ));
+                }
+            }
         }
+        Command::Crl { ori } => out.push(wrote(l.write_agency_crl(&ori)?)),
         Command::Node {
             ori,
             hosts,

@@ -80,6 +80,38 @@ impl PkiLayout {
         Ok(self.agency_ca_cert(ori))
     }
 
+    /// An agency CA certificate, from the root, for the key of the agency's own signing
+    /// request, not yet written. The agency then places it beside its key
+    /// (`agencies/<ORI>/ca.crt` and `ca.key` in its own directory) and writes its CRL with
+    /// [`PkiLayout::write_agency_crl`].
+    pub fn agency_cert_for(
+        &self,
+        claims: &AgencyClaims,
+        days: u32,
+        request: &issue::Request,
+    ) -> Result<issue::Issued, Error> {
+        let root = Authority::load(&self.root_cert(), &self.root_key())?;
+        issue::new_agency_ca_for(&root, claims, days, request)
+    }
+
+    /// Write (again) an agency CA's CRL from its revocation list, signed with its own key:
+    /// how an agency whose CA key was born on its own machine publishes its first CRL.
+    pub fn write_agency_crl(&self, ori: &str) -> Result<PathBuf, Error> {
+        let ca = Authority::load(&self.agency_ca_cert(ori), &self.agency_ca_key(ori))?;
+        let issuer = Issuer::Agency(ori.to_owned());
+        let list = self.revoked_list(&issuer);
+        let text = match std::fs::read_to_string(&list) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(&list, e)),
+        };
+        let revoked = parse_revoked(&text, &list)?;
+        let pem = issue::new_crl(&ca, &revoked, revoked.len() as u64 + 1, CRL_DAYS)?;
+        let crl = self.agency_crl(ori);
+        issue::replace_file(&crl, pem.as_bytes())?;
+        Ok(crl)
+    }
+
     /// Issue an agency's node certificate for `hosts` (DNS names or IP addresses).
     pub fn issue_node(
         &self,

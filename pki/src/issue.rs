@@ -245,6 +245,29 @@ pub fn new_root(common_name: &str, days: u32) -> Result<Issued, Error> {
 
 /// Make an agency CA under the state root, carrying the agency's claims.
 pub fn new_agency_ca(root: &Authority, agency: &AgencyClaims, days: u32) -> Result<Issued, Error> {
+    let key = KeyPair::generate()?;
+    let mut issued = sign_agency_ca(root, agency, days, &key)?;
+    issued.key_pem = key.serialize_pem();
+    Ok(issued)
+}
+
+/// Make an agency CA certificate for the key of the agency's own signing request (the CA
+/// key never leaves the agency); the claims are `agency`, from the root's records.
+pub fn new_agency_ca_for(
+    root: &Authority,
+    agency: &AgencyClaims,
+    days: u32,
+    request: &Request,
+) -> Result<Issued, Error> {
+    sign_agency_ca(root, agency, days, &request.key)
+}
+
+fn sign_agency_ca(
+    root: &Authority,
+    agency: &AgencyClaims,
+    days: u32,
+    key: &impl rcgen::PublicKeyData,
+) -> Result<Issued, Error> {
     // The ORI in the subject keeps two agencies of one name (there are Springfield Police
     // Departments in many states) apart wherever a CA is found by name, as CRLs are.
     let mut p = base_params(
@@ -263,11 +286,10 @@ pub fn new_agency_ca(root: &Authority, agency: &AgencyClaims, days: u32) -> Resu
         .into_iter()
         .map(uri)
         .collect::<Result<_, _>>()?;
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &root.issuer()?)?;
+    let cert = p.signed_by(key, &root.issuer()?)?;
     Ok(Issued {
         chain_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        key_pem: String::new(),
         cert_der: cert.der().clone(),
     })
 }

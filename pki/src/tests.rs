@@ -823,4 +823,53 @@ mod requests {
         // Not a request at all.
         assert!(Request::from_pem("hello").is_err());
     }
+
+    #[test]
+    fn an_agency_ca_key_born_at_the_agency_issues_and_revokes_there() {
+        // The root's machine and the agency's machine are two directories.
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = PkiLayout::new(root_dir.path());
+        root.create_root("Test Root", 30, Overwrite::Refuse)
+            .unwrap();
+        let agency_dir = tempfile::tempdir().unwrap();
+        let agency = PkiLayout::new(agency_dir.path());
+        let ori = "CA0560100";
+        let (csr, key) = issue::new_request("Ventura CA").unwrap();
+        issue::write_new(
+            &agency.agency_ca_key(ori),
+            key.as_bytes(),
+            true,
+            Overwrite::Refuse,
+        )
+        .unwrap();
+        // The root issues from its records; it never holds the agency's key.
+        let claims = super::agency(ori, "US-CA", crate::claims::AgencyKind::Local);
+        root.agency_cert_for(&claims, 30, &Request::from_pem(&csr).unwrap())
+            .unwrap()
+            .write_cert(&agency.agency_ca_cert(ori), Overwrite::Refuse)
+            .unwrap();
+        assert!(!root.agency_ca_key(ori).exists());
+        std::fs::copy(root.root_cert(), agency.root_cert()).unwrap();
+        std::fs::copy(root.root_crl(), agency.root_crl()).unwrap();
+        // The agency writes its first CRL and issues and revokes on its own machine.
+        agency.write_agency_crl(ori).unwrap();
+        agency
+            .issue_person(ori, Role::Investigator, "inv-1", 30, Overwrite::Refuse)
+            .unwrap();
+        let trust = TrustStore::load(&agency.root_cert(), &agency.all_crls()).unwrap();
+        let (c, k) = agency.person(ori, "inv-1");
+        let signer = Signer::load(&c, &k).unwrap();
+        let id = trust.verify(signer.chain(), now_unix()).unwrap();
+        assert_eq!((id.role, id.ori()), (Role::Investigator, Some(ori)));
+        agency.revoke(&c, Some(ori)).unwrap();
+        let trust = TrustStore::load(&agency.root_cert(), &agency.all_crls()).unwrap();
+        assert!(matches!(
+            trust.verify(signer.chain(), now_unix()),
+            Err(crate::Error::CertRevoked)
+        ));
+        // Writing the CRL again keeps the revocation.
+        agency.write_agency_crl(ori).unwrap();
+        let trust = TrustStore::load(&agency.root_cert(), &agency.all_crls()).unwrap();
+        assert!(trust.verify(signer.chain(), now_unix()).is_err());
+    }
 }
