@@ -82,6 +82,9 @@ pub struct Federation {
     pub nodes: BTreeMap<String, RunningNode>,
     /// Node configs by ORI (also written to `dir/<ORI>/node.toml`).
     pub node_configs: BTreeMap<String, NodeConfig>,
+    /// The reply keys of the boxes [`Federation::endorse`] sealed, by (query id, target),
+    /// so that [`Federation::rogue_forward`] can open a sealed reply.
+    reply_keys: std::sync::Mutex<BTreeMap<(Vec<u8>, String), alpr_proto::seal::ReplyKey>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -250,9 +253,11 @@ impl Federation {
                 telemetry: Default::default(),
                 metrics_listen: Some("127.0.0.1:0".parse()?),
                 alerts: Default::default(),
-                // Clear by default here, so that the tests of what each party decides from
-                // a query's content can hand-craft clear queries; the sealed federation is
-                // `sealed()` (the node's own default is sealed).
+                // Clear by default here: about a dozen tests check what the broker decides
+                // from a query's content (the investigator's certificate, the reason),
+                // which it cannot see in a sealed one. Sealed federations are tuned with
+                // `Federation::sealed` (every node's own default); `endorse` and
+                // `rogue_forward` follow whichever mode the node is in.
                 sealing: alpr_node::config::SealingConfig {
                     require: false,
                     ..Default::default()
@@ -273,6 +278,7 @@ impl Federation {
             broker,
             nodes,
             node_configs,
+            reply_keys: Default::default(),
             _tmp: tmp,
         };
         // Every node's sealing key in the registry, and every node's view showing them all.
@@ -317,6 +323,13 @@ impl Federation {
     /// only sealed queries (the node's default; [`Federation::start_tuned`] with it).
     pub fn sealed(cfg: &mut NodeConfig) {
         cfg.sealing.require = true;
+    }
+
+    /// The tuning of a clear federation: queries and answers travel in the clear, so the
+    /// broker reads and decides on their content too (measurement, and the tests of what
+    /// the broker decides from content).
+    pub fn clear(cfg: &mut NodeConfig) {
+        cfg.sealing.require = false;
     }
 
     /// Send an administrative command to an agency's node as one of its people.
@@ -496,11 +509,30 @@ impl Federation {
     }
 
     /// What a misbehaving broker can do: send an endorsed query straight to a node,
-    /// skipping the broker's admission. Uses the broker's real certificate.
+    /// skipping the broker's admission. Uses the broker's real certificate. A sealed
+    /// endorsement goes to `AnswerSealed`, and the reply is opened with the reply key
+    /// [`Federation::endorse`] kept (or taken in the clear when the target could not open
+    /// its box): either way the caller gets the target's signed reply.
     pub async fn rogue_forward(&self, target_ori: &str, endorsed: Signed) -> Result<Signed> {
-        let (c, k) = self.pki.broker();
-        let tls = TlsIdentity::load(&c, &k)?;
-        self.forward_as(&tls, target_ori, endorsed).await
+        let sealed = alpr_proto::pb::Endorsement::decode(endorsed.payload.as_slice())
+            .is_ok_and(|e| e.routing.is_some());
+        if !sealed {
+            let (c, k) = self.pki.broker();
+            let tls = TlsIdentity::load(&c, &k)?;
+            return self.forward_as(&tls, target_ori, endorsed).await;
+        }
+        let reply = self.rogue_forward_sealed(target_ori, endorsed).await?;
+        if let Some(clear) = reply.clear_refusal {
+            return Ok(clear);
+        }
+        let keys = self.reply_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let key = keys
+            .get(&(reply.query_id.clone(), target_ori.to_owned()))
+            .context("no reply key for this sealed reply (the box was not sealed by Federation::endorse)")?;
+        let aad = alpr_proto::seal::reply_aad(&reply.query_id, &reply.provider_ori);
+        Ok(Signed::decode(
+            key.open(&aad, &reply.nonce, &reply.ciphertext)?.as_slice(),
+        )?)
     }
 
     /// [`Federation::rogue_forward`] for a sealed endorsement (`AnswerSealed`).
@@ -589,14 +621,35 @@ impl Federation {
         Ok(c.answer_query(endorsed).await?.into_inner())
     }
 
-    /// Endorse a signed query as an agency's node would.
+    /// Endorse a signed query as an agency's node would: sealed to each target's published
+    /// key when that node seals (`[sealing] require`), in the clear otherwise.
     pub fn endorse(&self, ori: &str, signed: &Signed) -> Result<Signed> {
-        Ok(alpr_proto::envelope::endorse(
-            &self.node_signer(ori)?,
-            ori,
-            signed.encode_to_vec(),
-            alpr_pki::now_unix(),
-        )?)
+        let seals = self
+            .node_configs
+            .get(ori)
+            .is_some_and(|c| c.sealing.require);
+        if !seals {
+            return Ok(alpr_proto::envelope::endorse(
+                &self.node_signer(ori)?,
+                ori,
+                signed.encode_to_vec(),
+                alpr_pki::now_unix(),
+            )?);
+        }
+        // The signed query may be malformed on purpose; seal whatever it decodes to.
+        let query = Query::decode(signed.payload.as_slice()).unwrap_or_default();
+        let requester = alpr_proto::admission::requester_label(&query);
+        let mut boxes = Vec::new();
+        for t in &query.targets {
+            if let Ok((b, key)) = self.seal_box(ori, t, t, &query, &requester, signed) {
+                boxes.push(b);
+                self.reply_keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((query.query_id.clone(), t.clone()), key);
+            }
+        }
+        self.endorse_sealed(ori, &query, boxes)
     }
 
     /// A node's audit log, or its entries of one event (by its string form; an unknown

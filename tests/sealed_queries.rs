@@ -279,6 +279,17 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
         alpr_proto::reply::verify(&fed.trust, VENTURA, &inner, &q, alpr_pki::now_unix()),
         Ok(alpr_proto::reply::VerifiedReply::Answer { .. })
     ));
+    // The harness's endorse seals in a sealed federation, and rogue_forward opens the
+    // sealed reply: the same adversarial helpers serve both modes.
+    let (q2, s2) = signed_query(&fed);
+    let reply = fed
+        .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &s2).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        alpr_proto::reply::verify(&fed.trust, VENTURA, &reply, &q2, alpr_pki::now_unix()),
+        Ok(alpr_proto::reply::VerifiedReply::Answer { .. })
+    ));
     // Replayed by the broker: refused, under a fresh nonce (never the answer's).
     let again = fed
         .rogue_forward_sealed(
@@ -402,10 +413,14 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
 
     // A clear query to a node that requires sealing.
     let (q, s) = signed_query(&fed);
-    let refusal = fed
-        .rogue_forward(VENTURA, fed.endorse(SACRAMENTO, &s).unwrap())
-        .await
-        .unwrap();
+    let clear = alpr_proto::envelope::endorse(
+        &fed.node_signer(SACRAMENTO).unwrap(),
+        SACRAMENTO,
+        s.encode_to_vec(),
+        alpr_pki::now_unix(),
+    )
+    .unwrap();
+    let refusal = fed.rogue_forward(VENTURA, clear).await.unwrap();
     let refusal: alpr_proto::pb::Refusal =
         alpr_proto::pb::Refusal::decode(refusal.payload.as_slice()).unwrap();
     assert_eq!(refusal.reason, RefusalReason::SealRequired as i32);
