@@ -253,15 +253,10 @@ impl Federation {
                 telemetry: Default::default(),
                 metrics_listen: Some("127.0.0.1:0".parse()?),
                 alerts: Default::default(),
-                // Clear by default here: about a dozen tests check what the broker decides
-                // from a query's content (the investigator's certificate, the reason),
-                // which it cannot see in a sealed one. Sealed federations are tuned with
-                // `Federation::sealed` (every node's own default); `endorse` and
-                // `rogue_forward` follow whichever mode the node is in.
-                sealing: alpr_node::config::SealingConfig {
-                    require: false,
-                    ..Default::default()
-                },
+                // Sealed, every node's default. The tests of what the broker decides from a
+                // query's content (which it cannot see sealed) tune `Federation::clear`;
+                // `endorse`, `rogue_forward` and `forward_as` follow the node's mode.
+                sealing: alpr_node::config::SealingConfig::default(),
             };
             let mut cfg = cfg;
             tune(&mut cfg);
@@ -514,25 +509,9 @@ impl Federation {
     /// [`Federation::endorse`] kept (or taken in the clear when the target could not open
     /// its box): either way the caller gets the target's signed reply.
     pub async fn rogue_forward(&self, target_ori: &str, endorsed: Signed) -> Result<Signed> {
-        let sealed = alpr_proto::pb::Endorsement::decode(endorsed.payload.as_slice())
-            .is_ok_and(|e| e.routing.is_some());
-        if !sealed {
-            let (c, k) = self.pki.broker();
-            let tls = TlsIdentity::load(&c, &k)?;
-            return self.forward_as(&tls, target_ori, endorsed).await;
-        }
-        let reply = self.rogue_forward_sealed(target_ori, endorsed).await?;
-        if let Some(clear) = reply.clear_refusal {
-            return Ok(clear);
-        }
-        let keys = self.reply_keys.lock().unwrap_or_else(|p| p.into_inner());
-        let key = keys
-            .get(&(reply.query_id.clone(), target_ori.to_owned()))
-            .context("no reply key for this sealed reply (the box was not sealed by Federation::endorse)")?;
-        let aad = alpr_proto::seal::reply_aad(&reply.query_id, &reply.provider_ori);
-        Ok(Signed::decode(
-            key.open(&aad, &reply.nonce, &reply.ciphertext)?.as_slice(),
-        )?)
+        let (c, k) = self.pki.broker();
+        let tls = TlsIdentity::load(&c, &k)?;
+        self.forward_as(&tls, target_ori, endorsed).await
     }
 
     /// [`Federation::rogue_forward`] for a sealed endorsement (`AnswerSealed`).
@@ -601,7 +580,10 @@ impl Federation {
         )?)
     }
 
-    /// Send an endorsed query to a node's inbound side with any TLS identity.
+    /// Send an endorsed query to a node's inbound side with any TLS identity: a clear one
+    /// to `AnswerQuery`, a sealed one to `AnswerSealed`, its reply opened with the reply key
+    /// [`Federation::endorse`] kept (or taken in the clear when the target could not open
+    /// its box). Either way the caller gets the target's signed reply.
     pub async fn forward_as(
         &self,
         tls: &TlsIdentity,
@@ -618,7 +600,33 @@ impl Federation {
             alpr_runtime::client::channel(&target, cfg, Duration::from_secs(10))
                 .map_err(anyhow::Error::msg)?,
         );
-        Ok(c.answer_query(endorsed).await?.into_inner())
+        let sealed = alpr_proto::pb::Endorsement::decode(endorsed.payload.as_slice())
+            .is_ok_and(|e| e.routing.is_some());
+        if !sealed {
+            return Ok(c.answer_query(endorsed).await?.into_inner());
+        }
+        let reply = c.answer_sealed(endorsed).await?.into_inner();
+        self.open_sealed_reply(target_ori, reply)
+    }
+
+    /// The signed reply inside a target's sealed reply (opened with the reply key
+    /// [`Federation::endorse`] kept), or its clear refusal.
+    pub fn open_sealed_reply(
+        &self,
+        target_ori: &str,
+        reply: alpr_proto::pb::SealedReply,
+    ) -> Result<Signed> {
+        if let Some(clear) = reply.clear_refusal {
+            return Ok(clear);
+        }
+        let keys = self.reply_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let key = keys
+            .get(&(reply.query_id.clone(), target_ori.to_owned()))
+            .context("no reply key for this sealed reply (the box was not sealed by Federation::endorse)")?;
+        let aad = alpr_proto::seal::reply_aad(&reply.query_id, &reply.provider_ori);
+        Ok(Signed::decode(
+            key.open(&aad, &reply.nonce, &reply.ciphertext)?.as_slice(),
+        )?)
     }
 
     /// Endorse a signed query as an agency's node would: sealed to each target's published

@@ -20,7 +20,11 @@ const LAS_VEGAS: &str = "NV0020100";
 const FEDERAL: &str = "USDHS0100";
 
 async fn federation() -> Federation {
-    let fed = Federation::start(None, &demo_agencies(), |_| open_policy())
+    federation_tuned(&|_| {}).await
+}
+
+async fn federation_tuned(tune: &dyn Fn(&mut alpr_node::NodeConfig)) -> Federation {
+    let fed = Federation::start_tuned(None, &demo_agencies(), |_| open_policy(), &[], tune)
         .await
         .unwrap();
     for a in demo_agencies() {
@@ -376,7 +380,9 @@ async fn only_the_broker_may_forward_to_a_node() {
 
 #[tokio::test]
 async fn an_unknown_agency_is_named_as_such_not_as_no_agreement() {
-    let fed = federation().await;
+    // Clear: a sealing node refuses an agency with no published key itself
+    // (`SEAL_KEY_UNKNOWN`, tests/sealed_queries.rs); here the broker names it.
+    let fed = federation_tuned(&Federation::clear).await;
     // A mistyped ORI: no route, no registered agreement.
     let (q, resp) = fed
         .search(SACRAMENTO, &params("8ABC123", &["CA0560199"], "240", 3))

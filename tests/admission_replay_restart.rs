@@ -14,9 +14,16 @@ const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";
 
 async fn federation() -> Federation {
-    let fed = Federation::start(None, &demo_agencies(), |_| open_policy())
-        .await
-        .unwrap();
+    let fed = Federation::start_tuned(
+        None,
+        &demo_agencies(),
+        |_| open_policy(),
+        &[],
+        // Clear: this test checks what is decided from a clear query's content.
+        &Federation::clear,
+    )
+    .await
+    .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 10))
         .unwrap();
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))

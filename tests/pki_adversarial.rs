@@ -23,9 +23,16 @@ const SACRAMENTO: &str = "CA0340000";
 const LAS_VEGAS: &str = "NV0020100";
 
 async fn fed() -> Federation {
-    let fed = Federation::start(None, &demo_agencies(), |_| open_policy())
-        .await
-        .unwrap();
+    let fed = Federation::start_tuned(
+        None,
+        &demo_agencies(),
+        |_| open_policy(),
+        &[],
+        // Clear: this test checks what is decided from a clear query's content.
+        &Federation::clear,
+    )
+    .await
+    .unwrap();
     fed.ingest_csv(
         VENTURA,
         &alpr_federation::synthetic_csv(VENTURA, &["8ABC123"], 5),

@@ -21,9 +21,16 @@ const SACRAMENTO: &str = "CA0340000";
 const BOUND: u64 = 2;
 
 async fn federation() -> (Federation, String) {
-    let fed = Federation::start(None, &demo_agencies()[..3], |_| open_policy())
-        .await
-        .unwrap();
+    let fed = Federation::start_tuned(
+        None,
+        &demo_agencies()[..3],
+        |_| open_policy(),
+        &[],
+        // Clear: this test checks what is decided from a clear query's content.
+        &Federation::clear,
+    )
+    .await
+    .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 10))
         .unwrap();
     let id = fed

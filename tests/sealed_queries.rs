@@ -625,7 +625,7 @@ async fn the_same_recording_of_a_clear_federation_holds_the_plate_and_the_reason
         &demo_agencies()[..2],
         |_| open_policy(),
         &[],
-        &|_| {},
+        &Federation::clear,
         Some(tap.clone()),
     )
     .await

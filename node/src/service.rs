@@ -51,7 +51,7 @@ impl NodeInbound for NodeService {
         &self,
         request: Request<Signed>,
     ) -> Result<Response<SealedReply>, Status> {
-        let span = alpr_runtime::telemetry::server_span("node.answer_sealed", request.metadata());
+        let span = alpr_runtime::telemetry::server_span("node.answer", request.metadata());
         let peer =
             alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
                 .map_err(Error::from);
