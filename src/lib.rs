@@ -320,6 +320,13 @@ impl Federation {
         cfg.sealing.require = true;
     }
 
+    /// [`Federation::start`] with every node sending and answering in the clear
+    /// ([`Federation::clear`]): for the tests of what the broker decides from a query's
+    /// content, which a sealed query hides from it.
+    pub async fn start_clear(agencies: &[AgencySpec]) -> Result<Self> {
+        Self::start_tuned(None, agencies, |_| open_policy(), &[], &Self::clear).await
+    }
+
     /// The tuning of a clear federation: queries and answers travel in the clear, so the
     /// broker reads and decides on their content too (measurement, and the tests of what
     /// the broker decides from content).

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use alpr_federation::{Federation, demo_agencies, open_policy, params, synthetic_csv};
+use alpr_federation::{Federation, demo_agencies, params, synthetic_csv};
 use alpr_proto::RefusalReason;
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
 use alpr_proto::pb::{Refusal, TargetStatus};
@@ -14,16 +14,7 @@ const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";
 
 async fn federation() -> Federation {
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies(),
-        |_| open_policy(),
-        &[],
-        // Clear: this test checks what is decided from a clear query's content.
-        &Federation::clear,
-    )
-    .await
-    .unwrap();
+    let fed = Federation::start_clear(&demo_agencies()).await.unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 10))
         .unwrap();
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))

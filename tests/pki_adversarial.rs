@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use alpr_federation::{Federation, demo_agencies, investigator_of, open_policy, params};
+use alpr_federation::{Federation, demo_agencies, investigator_of, params};
 use alpr_node::client;
 use alpr_pki::issue::{self, Authority, LeafSpec};
 use alpr_pki::{AgencyClaims, Role, Signer};
@@ -23,16 +23,7 @@ const SACRAMENTO: &str = "CA0340000";
 const LAS_VEGAS: &str = "NV0020100";
 
 async fn fed() -> Federation {
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies(),
-        |_| open_policy(),
-        &[],
-        // Clear: this test checks what is decided from a clear query's content.
-        &Federation::clear,
-    )
-    .await
-    .unwrap();
+    let fed = Federation::start_clear(&demo_agencies()).await.unwrap();
     fed.ingest_csv(
         VENTURA,
         &alpr_federation::synthetic_csv(VENTURA, &["8ABC123"], 5),

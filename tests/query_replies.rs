@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use alpr_federation::{Federation, demo_agencies, open_policy, params, synthetic_csv};
+use alpr_federation::{Federation, demo_agencies, params, synthetic_csv};
 use alpr_pki::Signer;
 use alpr_proto::RefusalReason;
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
@@ -128,16 +128,9 @@ async fn compromise_ventura(fed: &mut Federation) -> Arc<Mutex<Lie>> {
 
 #[tokio::test]
 async fn misleading_answers_are_bad_replies_logged_with_their_signer() {
-    let mut fed = Federation::start_tuned(
-        None,
-        &demo_agencies()[..3],
-        |_| open_policy(),
-        &[],
-        // Clear: this test checks what is decided from a clear query's content.
-        &Federation::clear,
-    )
-    .await
-    .unwrap();
+    let mut fed = Federation::start_clear(&demo_agencies()[..3])
+        .await
+        .unwrap();
     fed.ingest_csv(FRESNO, &synthetic_csv(FRESNO, &["8ABC123"], 5))
         .unwrap();
     for provider in [VENTURA, FRESNO] {
@@ -238,16 +231,9 @@ async fn misleading_answers_are_bad_replies_logged_with_their_signer() {
 /// passes a signed answer off as a refusal, is caught there.
 #[tokio::test]
 async fn the_requesting_node_rechecks_whatever_the_broker_relays() {
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies()[..2],
-        |_| open_policy(),
-        &[],
-        // Clear: this test checks what is decided from a clear query's content.
-        &Federation::clear,
-    )
-    .await
-    .unwrap();
+    let fed = Federation::start_clear(&demo_agencies()[..2])
+        .await
+        .unwrap();
     let (q, _) = fed
         .sign_query(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
         .unwrap();

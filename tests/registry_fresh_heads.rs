@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alpr_broker::regulator;
-use alpr_federation::{Federation, admin_of, demo_agencies, open_policy, params, synthetic_csv};
+use alpr_federation::{Federation, admin_of, demo_agencies, params, synthetic_csv};
 use alpr_proto::RefusalReason;
 use alpr_proto::envelope::{self, ANSWER, REFUSAL};
 use alpr_proto::pb::{Refusal, Signed, TreeHeadRequest};
@@ -21,16 +21,9 @@ const SACRAMENTO: &str = "CA0340000";
 const BOUND: u64 = 2;
 
 async fn federation() -> (Federation, String) {
-    let fed = Federation::start_tuned(
-        None,
-        &demo_agencies()[..3],
-        |_| open_policy(),
-        &[],
-        // Clear: this test checks what is decided from a clear query's content.
-        &Federation::clear,
-    )
-    .await
-    .unwrap();
+    let fed = Federation::start_clear(&demo_agencies()[..3])
+        .await
+        .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 10))
         .unwrap();
     let id = fed

@@ -650,6 +650,22 @@ async fn the_same_recording_of_a_clear_federation_holds_the_plate_and_the_reason
     fed.stop().await.unwrap();
 }
 
+/// `from`'s search is refused by the broker itself with `want`.
+async fn refused_by_broker(
+    fed: &Federation,
+    from: &str,
+    p: &alpr_node::client::SearchParams,
+    want: RefusalReason,
+) {
+    let (_, resp) = fed.search(from, p).await.unwrap();
+    let r = &resp.results[0];
+    assert_eq!(
+        (r.reason, r.decided_by.as_str()),
+        (want as i32, "broker"),
+        "{r:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_broker_still_refuses_from_the_routing_copy_alone() {
     const LAS_VEGAS: &str = "NV0020100";
@@ -679,32 +695,30 @@ async fn the_broker_still_refuses_from_the_routing_copy_alone() {
     fed.sync(&[VENTURA, SACRAMENTO, FRESNO, LAS_VEGAS])
         .await
         .unwrap();
-    let by_broker = |resp: &alpr_proto::pb::RouteResponse, want: RefusalReason| {
-        let r = &resp.results[0];
-        assert_eq!(
-            (r.reason, r.decided_by.as_str()),
-            (want as i32, "broker"),
-            "{r:?}"
-        );
-    };
     // An out-of-state requester.
-    let (_, resp) = fed
-        .search(LAS_VEGAS, &params(PLATE, &[VENTURA], "240", 3))
-        .await
-        .unwrap();
-    by_broker(&resp, RefusalReason::RequesterJurisdictionNotPermitted);
+    refused_by_broker(
+        &fed,
+        LAS_VEGAS,
+        &params(PLATE, &[VENTURA], "240", 3),
+        RefusalReason::RequesterJurisdictionNotPermitted,
+    )
+    .await;
     // A purpose California prohibits, though the agreement lists it.
-    let (_, resp) = fed
-        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "30A", 3))
-        .await
-        .unwrap();
-    by_broker(&resp, RefusalReason::PurposeProhibited);
+    refused_by_broker(
+        &fed,
+        SACRAMENTO,
+        &params(PLATE, &[VENTURA], "30A", 3),
+        RefusalReason::PurposeProhibited,
+    )
+    .await;
     // A look-back past the agreement's 30 days.
-    let (_, resp) = fed
-        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 45))
-        .await
-        .unwrap();
-    by_broker(&resp, RefusalReason::LookbackExceeded);
+    refused_by_broker(
+        &fed,
+        SACRAMENTO,
+        &params(PLATE, &[VENTURA], "240", 45),
+        RefusalReason::LookbackExceeded,
+    )
+    .await;
     // A revoked and a suspended agreement.
     let (mut adm, s) = fed
         .broker_client_as(fed.pki.person(VENTURA, &alpr_federation::admin_of(VENTURA)))
@@ -716,16 +730,20 @@ async fn the_broker_still_refuses_from_the_routing_copy_alone() {
     alpr_broker::regulator::act(&mut reg, &s, &f2s, "suspend", "complaint under review")
         .await
         .unwrap();
-    let (_, resp) = fed
-        .search(SACRAMENTO, &params(PLATE, &[VENTURA], "240", 3))
-        .await
-        .unwrap();
-    by_broker(&resp, RefusalReason::AgreementRevoked);
-    let (_, resp) = fed
-        .search(SACRAMENTO, &params(PLATE, &[FRESNO], "240", 3))
-        .await
-        .unwrap();
-    by_broker(&resp, RefusalReason::AgreementSuspended);
+    refused_by_broker(
+        &fed,
+        SACRAMENTO,
+        &params(PLATE, &[VENTURA], "240", 3),
+        RefusalReason::AgreementRevoked,
+    )
+    .await;
+    refused_by_broker(
+        &fed,
+        SACRAMENTO,
+        &params(PLATE, &[FRESNO], "240", 3),
+        RefusalReason::AgreementSuspended,
+    )
+    .await;
     // Each logged by the broker with its reason.
     let log = fed.broker_log().unwrap();
     for want in [

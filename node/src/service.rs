@@ -29,41 +29,46 @@ impl NodeService {
     }
 }
 
-#[tonic::async_trait]
-impl NodeInbound for NodeService {
-    async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
+/// How the node answers one forwarded query ([`Node::answer_forwarded`],
+/// [`Node::answer_sealed`]).
+type Answerer<T> =
+    fn(&Node, Result<alpr_pki::VerifiedIdentity, Error>, &Signed) -> Result<T, Error>;
+
+impl NodeService {
+    /// One forwarded query, clear or sealed: the broker's identity from TLS, then `answer`
+    /// (blocking: signatures, database, signing) on the blocking pool inside the
+    /// `node.answer` span.
+    async fn answer<T: Send + 'static>(
+        &self,
+        request: Request<Signed>,
+        answer: Answerer<T>,
+    ) -> Result<Response<T>, Status> {
         let span = alpr_runtime::telemetry::server_span("node.answer", request.metadata());
         let peer =
             alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
                 .map_err(Error::from);
         let node = self.node.clone();
         let endorsed = request.into_inner();
-        let reply = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| node.answer_forwarded(peer, &endorsed))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| e.to_status())?;
+        let reply =
+            tokio::task::spawn_blocking(move || span.in_scope(|| answer(&node, peer, &endorsed)))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| e.to_status())?;
         Ok(Response::new(reply))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeInbound for NodeService {
+    async fn answer_query(&self, request: Request<Signed>) -> Result<Response<Signed>, Status> {
+        self.answer(request, Node::answer_forwarded).await
     }
 
     async fn answer_sealed(
         &self,
         request: Request<Signed>,
     ) -> Result<Response<SealedReply>, Status> {
-        let span = alpr_runtime::telemetry::server_span("node.answer", request.metadata());
-        let peer =
-            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
-                .map_err(Error::from);
-        let node = self.node.clone();
-        let endorsed = request.into_inner();
-        let reply = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| node.answer_sealed(peer, &endorsed))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| e.to_status())?;
-        Ok(Response::new(reply))
+        self.answer(request, Node::answer_sealed).await
     }
 }
 
