@@ -11,6 +11,7 @@
 //! * [`replay`]: in-memory replay memory, rebuilt from each party's own log at start.
 //! * [`limits`]: message-size limits of the wire contract.
 //! * [`merkle`], [`registry`]: the agreement registry as an RFC 6962 log.
+//! * [`auditlog`]: nodes' audit logs as anchored RFC 6962 logs, verified by outsiders.
 //!
 //! This is the crate an outside client depends on: no database, server runtime or
 //! telemetry crate. What the node and the broker run on is `alpr-runtime`.
@@ -20,6 +21,7 @@
 
 pub mod admission;
 pub mod agreement;
+pub mod auditlog;
 pub mod envelope;
 mod error;
 pub mod input;

@@ -184,6 +184,21 @@ fn len_u64(leaves: &[Hash]) -> u64 {
     u64::try_from(leaves.len()).unwrap_or(u64::MAX)
 }
 
+/// A tree given as a slice of leaf hashes, seen as the [`Nodes`] of its perfect subtrees.
+fn slice_nodes(leaves: &[Hash]) -> impl FnMut(u32, u64) -> Result<Hash, ProofError> + '_ {
+    let size = len_u64(leaves);
+    move |level, index| {
+        let range = index
+            .checked_shl(level)
+            .zip((index + 1).checked_shl(level))
+            .and_then(|(a, b)| Some(usize::try_from(a).ok()?..usize::try_from(b).ok()?));
+        range
+            .and_then(|r| leaves.get(r))
+            .map(root)
+            .ok_or(ProofError::IndexOutOfRange { index, size })
+    }
+}
+
 /// Audit path (RFC 6962 §2.1.1 `PATH`) proving that the leaf at `index` is
 /// included in the tree made of `leaves` (leaf hashes).
 ///
@@ -194,32 +209,7 @@ fn len_u64(leaves: &[Hash]) -> u64 {
 ///
 /// [`ProofError::IndexOutOfRange`] if `index >= leaves.len()`.
 pub fn inclusion_proof(leaves: &[Hash], index: u64) -> Result<Vec<Hash>, ProofError> {
-    let idx = usize::try_from(index)
-        .ok()
-        .filter(|&i| i < leaves.len())
-        .ok_or(ProofError::IndexOutOfRange {
-            index,
-            size: len_u64(leaves),
-        })?;
-    let mut proof = Vec::new();
-    path(idx, leaves, &mut proof);
-    Ok(proof)
-}
-
-/// RFC 6962 `PATH(m, D[n])`; requires `m < leaves.len()`.
-fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
-    if leaves.len() <= 1 {
-        return;
-    }
-    let k = split_point(leaves.len());
-    let (left, right) = leaves.split_at(k);
-    if m < k {
-        path(m, left, out);
-        out.push(root(right));
-    } else {
-        path(m - k, right, out);
-        out.push(root(left));
-    }
+    inclusion_proof_with(len_u64(leaves), index, &mut slice_nodes(leaves))
 }
 
 /// Consistency proof (RFC 6962 §2.1.2 `PROOF`) between the tree made of the
@@ -233,37 +223,214 @@ fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
 /// meaningless and [`verify_consistency`] rejects it) or
 /// `old_size > leaves.len()`.
 pub fn consistency_proof(leaves: &[Hash], old_size: u64) -> Result<Vec<Hash>, ProofError> {
-    let m = usize::try_from(old_size)
-        .ok()
-        .filter(|&m| m >= 1 && m <= leaves.len())
-        .ok_or(ProofError::InvalidSizes {
-            size1: old_size,
-            size2: len_u64(leaves),
-        })?;
+    consistency_proof_with(old_size, len_u64(leaves), &mut slice_nodes(leaves))
+}
+
+// ---------------------------------------------------------------------------------------
+// Trees kept as their perfect subtrees.
+//
+// A log too large to hold in memory (a node's audit log) keeps, for every perfect subtree
+// it has completed, the subtree's hash at (level, index): level 0 holds the leaf hashes,
+// level `l` index `i` covers leaves `[i << l, (i + 1) << l)`. Appending a leaf completes
+// at most one node per level ([`completed_nodes`]); the root of any size and every proof
+// need only O(log² n) of them, looked up through a `Nodes` function the store provides.
+
+/// Looks up the hash of the perfect subtree at `(level, index)`; an error aborts the
+/// computation (a missing or unreadable node in the store).
+pub trait Nodes<E>: FnMut(u32, u64) -> Result<Hash, E> {}
+impl<E, F: FnMut(u32, u64) -> Result<Hash, E>> Nodes<E> for F {}
+
+/// The perfect subtrees completed by appending the leaf with hash `leaf` at `index`,
+/// bottom up, starting with the leaf itself at level 0: what a store writes on append.
+/// `nodes` must answer for the subtrees completed before (the left siblings).
+///
+/// # Errors
+///
+/// Whatever `nodes` returns.
+pub fn completed_nodes<E>(
+    index: u64,
+    leaf: Hash,
+    nodes: &mut impl Nodes<E>,
+) -> Result<Vec<(u32, u64, Hash)>, E> {
+    let mut out = vec![(0, index, leaf)];
+    let (mut level, mut i, mut h) = (0u32, index, leaf);
+    while i % 2 == 1 {
+        h = node_hash(&nodes(level, i - 1)?, &h);
+        level += 1;
+        i /= 2;
+        out.push((level, i, h));
+    }
+    Ok(out)
+}
+
+/// Merkle Tree Hash of leaves `[start, end)` of a stored tree, where `start` is a multiple
+/// of the largest power of two not above `end - start` (true of every subtree the RFC 6962
+/// recursions visit, and of `start = 0`). The empty range hashes to [`empty_root`].
+///
+/// # Errors
+///
+/// Whatever `nodes` returns.
+pub fn subtree_root<E>(start: u64, end: u64, nodes: &mut impl Nodes<E>) -> Result<Hash, E> {
+    let n = end.saturating_sub(start);
+    if n == 0 {
+        return Ok(empty_root());
+    }
+    if n.is_power_of_two() {
+        let level = n.trailing_zeros();
+        return nodes(level, start >> level);
+    }
+    let k = split_point_u64(n);
+    let left = subtree_root(start, start + k, nodes)?;
+    let right = subtree_root(start + k, end, nodes)?;
+    Ok(node_hash(&left, &right))
+}
+
+/// Largest power of two strictly smaller than `n`. Requires `n >= 2`.
+fn split_point_u64(n: u64) -> u64 {
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The right edge of a tree being built leaf by leaf: its perfect subtrees, largest first,
+/// O(log n) hashes in all. What a verifier keeps while it reads a whole log in order, to
+/// know the root at every size without keeping the leaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    nodes: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// The empty tree.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append the leaf with hash `leaf`.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(level, left)) = self.nodes.last() {
+            if level != node.0 {
+                break;
+            }
+            self.nodes.pop();
+            node = (level + 1, node_hash(&left, &node.1));
+        }
+        self.nodes.push(node);
+        self.size += 1;
+    }
+
+    /// Leaves appended.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The Merkle Tree Hash of the leaves appended so far.
+    #[must_use]
+    pub fn root(&self) -> Hash {
+        let mut it = self.nodes.iter().rev();
+        let Some(&(_, mut acc)) = it.next() else {
+            return empty_root();
+        };
+        for (_, left) in it {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
+}
+
+/// [`inclusion_proof`] over a stored tree of `size` leaves.
+///
+/// # Errors
+///
+/// [`ProofError::IndexOutOfRange`] (converted) if `index >= size`; whatever `nodes`
+/// returns.
+pub fn inclusion_proof_with<E: From<ProofError>>(
+    size: u64,
+    index: u64,
+    nodes: &mut impl Nodes<E>,
+) -> Result<Vec<Hash>, E> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size }.into());
+    }
     let mut proof = Vec::new();
-    subproof(m, leaves, true, &mut proof);
+    path(index, 0, size, nodes, &mut proof)?;
     Ok(proof)
 }
 
-/// RFC 6962 `SUBPROOF(m, D[n], b)`; requires `1 <= m <= leaves.len()`.
-fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// RFC 6962 `PATH(m, D[start:end])`; requires `start + m < end`.
+fn path<E>(
+    m: u64,
+    start: u64,
+    end: u64,
+    nodes: &mut impl Nodes<E>,
+    out: &mut Vec<Hash>,
+) -> Result<(), E> {
+    let n = end - start;
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split_point_u64(n);
+    if m < k {
+        path(m, start, start + k, nodes, out)?;
+        out.push(subtree_root(start + k, end, nodes)?);
+    } else {
+        path(m - k, start + k, end, nodes, out)?;
+        out.push(subtree_root(start, start + k, nodes)?);
+    }
+    Ok(())
+}
+
+/// [`consistency_proof`] between sizes `old_size` and `size` of a stored tree.
+///
+/// # Errors
+///
+/// [`ProofError::InvalidSizes`] (converted) unless `1 <= old_size <= size`; whatever
+/// `nodes` returns.
+pub fn consistency_proof_with<E: From<ProofError>>(
+    old_size: u64,
+    size: u64,
+    nodes: &mut impl Nodes<E>,
+) -> Result<Vec<Hash>, E> {
+    if old_size == 0 || old_size > size {
+        return Err(ProofError::InvalidSizes {
+            size1: old_size,
+            size2: size,
+        }
+        .into());
+    }
+    let mut proof = Vec::new();
+    subproof(old_size, 0, size, true, nodes, &mut proof)?;
+    Ok(proof)
+}
+
+/// RFC 6962 `SUBPROOF(m, D[start:end], b)`; requires `1 <= m <= end - start`.
+fn subproof<E>(
+    m: u64,
+    start: u64,
+    end: u64,
+    complete: bool,
+    nodes: &mut impl Nodes<E>,
+    out: &mut Vec<Hash>,
+) -> Result<(), E> {
+    let n = end - start;
     if m == n {
         if !complete {
-            out.push(root(leaves));
+            out.push(subtree_root(start, end, nodes)?);
         }
-        return;
+        return Ok(());
     }
     // 1 <= m < n, so n >= 2.
-    let k = split_point(n);
-    let (left, right) = leaves.split_at(k);
+    let k = split_point_u64(n);
     if m <= k {
-        subproof(m, left, complete, out);
-        out.push(root(right));
+        subproof(m, start, start + k, complete, nodes, out)?;
+        out.push(subtree_root(start + k, end, nodes)?);
     } else {
-        subproof(m - k, right, false, out);
-        out.push(root(left));
+        subproof(m - k, start + k, end, false, nodes, out)?;
+        out.push(subtree_root(start, start + k, nodes)?);
     }
+    Ok(())
 }
 
 /// Verifies that `leaf_hash` is the leaf at `index` in the tree of `size`

@@ -1041,3 +1041,70 @@ fn base64_decoder() {
         hx(SOME_HASH)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Stored trees: perfect subtrees kept by (level, index), as a database keeps them.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn stored_tree_matches_in_memory_tree() {
+    let leaves: Vec<Hash> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut store: BTreeMap<(u32, u64), Hash> = BTreeMap::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let mut get = |l: u32, x: u64| -> Result<Hash, ProofError> {
+            store
+                .get(&(l, x))
+                .copied()
+                .ok_or(ProofError::IndexOutOfRange { index: x, size: 0 })
+        };
+        let done = completed_nodes(i as u64, *leaf, &mut get).unwrap();
+        // Appending leaf i completes one node per trailing one bit of i, plus the leaf.
+        assert_eq!(done.len() as u32, 1 + (i as u64).trailing_ones());
+        store.extend(done.into_iter().map(|(l, x, h)| ((l, x), h)));
+    }
+    // Every perfect subtree of 70 leaves: 70 leaves, 35 pairs, 17 quads, and so on.
+    assert_eq!(store.len(), 70 + 35 + 17 + 8 + 4 + 2 + 1);
+    let mut get = |l: u32, x: u64| -> Result<Hash, ProofError> {
+        store
+            .get(&(l, x))
+            .copied()
+            .ok_or(ProofError::IndexOutOfRange { index: x, size: 0 })
+    };
+    for n in 1..=70u64 {
+        let r = subtree_root(0, n, &mut get).unwrap();
+        assert_eq!(r, root(&leaves[..n as usize]), "root of {n}");
+        for i in [0, n / 2, n - 1] {
+            let p = inclusion_proof_with(n, i, &mut get).unwrap();
+            assert_eq!(p, inclusion_proof(&leaves[..n as usize], i).unwrap());
+            verify_inclusion(&leaves[i as usize], i, n, &p, &r).unwrap();
+        }
+        for m in [1, n / 2 + 1, n] {
+            let p = consistency_proof_with(m, n, &mut get).unwrap();
+            let old = root(&leaves[..m as usize]);
+            verify_consistency(m, n, &p, &old, &r).unwrap();
+        }
+    }
+    assert_eq!(subtree_root(0, 0, &mut get).unwrap(), empty_root());
+    assert!(matches!(
+        inclusion_proof_with(5, 5, &mut get),
+        Err(ProofError::IndexOutOfRange { index: 5, size: 5 })
+    ));
+    assert!(matches!(
+        consistency_proof_with(0, 5, &mut get),
+        Err(ProofError::InvalidSizes { .. })
+    ));
+    // A tree larger than the store: the missing node is the store's error, not a panic.
+    assert!(subtree_root(0, 71, &mut get).is_err());
+}
+
+#[test]
+fn the_frontier_knows_the_root_at_every_size() {
+    let leaves: Vec<Hash> = (0u32..100).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut f = Frontier::new();
+    assert_eq!(f.root(), empty_root());
+    for (i, l) in leaves.iter().enumerate() {
+        f.push(*l);
+        assert_eq!(f.size(), i as u64 + 1);
+        assert_eq!(f.root(), root(&leaves[..=i]), "size {}", i + 1);
+    }
+}
