@@ -208,7 +208,13 @@ fn main() -> Result<()> {
             Duration::from_secs(30),
         )?));
         let gpath = tmp.path().join(format!("group_{n}.db"));
-        let log = AuditLog::open(&gpath, Some(signer.clone()))?;
+        let log = AuditLog::open(
+            &gpath,
+            Some(alpr_node::audit::HeadSigner {
+                signer: signer.clone(),
+                ori: ORI.into(),
+            }),
+        )?;
         let template = entry(0);
         let bc = bconn.clone();
         let base_fn: Appender = Arc::new(move |i| {

@@ -257,6 +257,7 @@ impl Federation {
                 // query's content (which it cannot see sealed) tune `Federation::clear`;
                 // `endorse`, `rogue_forward` and `forward_as` follow the node's mode.
                 sealing: alpr_node::config::SealingConfig::default(),
+                audit: alpr_node::config::AuditConfig::default(),
             };
             let mut cfg = cfg;
             tune(&mut cfg);

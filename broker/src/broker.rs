@@ -33,7 +33,7 @@ use crate::vocabulary::{Decision, Event};
 pub struct Broker {
     /// Trust store and TLS server config, reloaded when CRLs change.
     pub(crate) tls: alpr_runtime::tls::ReloadableTls,
-    signer: Signer,
+    pub(crate) signer: Signer,
     db: Mutex<Db>,
     /// Group-commit writer of routing decisions and results.
     log_writer: store::LogWriter,

@@ -146,6 +146,22 @@ pub enum RegistryCmd {
         #[arg(long, default_value_t = 600)]
         ttl: i64,
     },
+    /// Check an agency's exported audit log (`alpr-node audit export --format log`) against
+    /// the newest anchor the broker holds for it.
+    VerifyAudit {
+        /// The agency whose log it is.
+        #[arg(long)]
+        ori: String,
+        /// The exported log.
+        #[arg(long)]
+        log: PathBuf,
+    },
+    /// Verify a proof bundle from `alpr-node audit prove`: the entries, byte for byte, are
+    /// in the agency's anchored audit log.
+    VerifyProof {
+        /// The bundle.
+        file: PathBuf,
+    },
     /// Witness: check the current head is consistent with the last one you cosigned
     /// (kept in --state), then cosign it.
     Cosign {
@@ -321,6 +337,15 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
                 "{}?token={token}",
                 page.trim_end_matches('/').to_owned() + "/"
             );
+        }
+        RegistryCmd::VerifyAudit { ori, log } => {
+            println!(
+                "{}",
+                regulator::verify_audit_log(&mut client, &trust, &ori, &log).await?
+            );
+        }
+        RegistryCmd::VerifyProof { file } => {
+            println!("{}", regulator::verify_proof_file(&trust, &file)?);
         }
         RegistryCmd::Cosign { state } => {
             let sth = regulator::cosign(&mut client, &trust, &signer, &state).await?;

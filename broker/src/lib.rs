@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod anchors;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -167,6 +167,83 @@ pub async fn cosign(
     Ok(sth)
 }
 
+/// Check an agency's exported audit log (`alpr-node audit export --format log`) against the
+/// newest anchor the broker holds for it: the chain holds from the first entry, and the
+/// first entries are exactly the anchored ones (same tree root), so none was rewritten —
+/// even re-signed with the node's key —, none deleted up to the anchor, and the file is
+/// the log the broker saw and not a second one. Returns the verdict.
+pub async fn verify_audit_log(
+    client: &mut BrokerClient<Channel>,
+    trust: &TrustStore,
+    ori: &str,
+    log: &Path,
+) -> Result<String, Error> {
+    let latest = client
+        .get_audit_anchor(alpr_proto::pb::AuditAnchorRequest {
+            ori: ori.to_owned(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .latest
+        .ok_or_else(|| Error::Usage(format!("the broker holds no anchor of {ori}'s audit log")))?;
+    let anchor = alpr_proto::auditlog::verify_anchor(trust, &latest, ori)?;
+    let text = std::fs::read_to_string(log).map_err(|e| Error::io(log, e))?;
+    let mut checker = alpr_proto::auditlog::LogChecker::new();
+    let at = |line: usize, e: &dyn std::fmt::Display| {
+        Error::Usage(format!("{}:{line}: {e}", log.display()))
+    };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let e: alpr_proto::auditlog::LoggedEntry = serde_json::from_str(line).map_err(|e| {
+            at(
+                i + 1,
+                &format!("not an entry of an exported log (--format log): {e}"),
+            )
+        })?;
+        checker.push(&e).map_err(|e| at(i + 1, &e))?;
+        if checker.size() == anchor.head.size {
+            checker.matches(&anchor.head).map_err(|e| at(i + 1, &e))?;
+        }
+    }
+    checker
+        .finish(&anchor.head)
+        .map_err(|e| Error::Usage(format!("{}: {e}", log.display())))?;
+    Ok(format!(
+        "{ori}'s audit log verified: {} entries; the first {} are the ones its node signed on {} and the broker anchored on {}{}",
+        checker.size(),
+        anchor.head.size,
+        alpr_pki::fmt_time(anchor.head.timestamp),
+        alpr_pki::fmt_time(anchor.anchored_at),
+        if checker.size() > anchor.head.size {
+            format!(
+                "; the {} after them are chained but not anchored yet",
+                checker.size() - anchor.head.size
+            )
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// Verify a proof bundle file from `alpr-node audit prove`; the verdict, or an error naming
+/// what failed and in which file.
+pub fn verify_proof_file(trust: &TrustStore, file: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let bundle: alpr_proto::auditlog::ProofBundle = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{}: not a proof bundle: {e}", file.display())))?;
+    let p = alpr_proto::auditlog::verify_proof(trust, &bundle).map_err(|e| {
+        Error::Usage(format!(
+            "{}: the proof does not verify: {e}",
+            file.display()
+        ))
+    })?;
+    Ok(p.verdict(&bundle))
+}
+
 /// Sign and submit an action (suspend / lift as a regulator; revoke as a party's admin).
 pub async fn act(
     client: &mut BrokerClient<Channel>,

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use alpr_proto::pb::broker_server::Broker as BrokerRpc;
 use alpr_proto::pb::{
-    AgreementEntry, AgreementList, AppendResponse, ConsistencyRequest, Entries, EntriesRequest,
-    InclusionRequest, ListAgreementsRequest, Proof, RefusalCount, RouteResponse, RoutingStats,
-    RoutingStatsRequest, Signed, SignedAgreement, SignedTreeHead, SubmitAgreementResponse,
-    TreeHeadRequest,
+    AgreementEntry, AgreementList, AnchorRequest, AppendResponse, AuditAnchor, AuditAnchorRequest,
+    AuditAnchorState, ConsistencyRequest, Entries, EntriesRequest, InclusionRequest,
+    ListAgreementsRequest, Proof, RefusalCount, RouteResponse, RoutingStats, RoutingStatsRequest,
+    Signed, SignedAgreement, SignedTreeHead, SubmitAgreementResponse, TreeHeadRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -197,6 +197,34 @@ impl BrokerRpc for BrokerService {
             index,
             head: Some(head),
         }))
+    }
+
+    async fn anchor_audit(
+        &self,
+        request: Request<AnchorRequest>,
+    ) -> Result<Response<AuditAnchor>, Status> {
+        let peer = self.peer(&request)?;
+        let req = request.into_inner();
+        let broker = self.broker.clone();
+        let anchor = tokio::task::spawn_blocking(move || broker.anchor_audit(&peer, &req))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(anchor))
+    }
+
+    async fn get_audit_anchor(
+        &self,
+        request: Request<AuditAnchorRequest>,
+    ) -> Result<Response<AuditAnchorState>, Status> {
+        self.peer(&request)?;
+        let ori = request.into_inner().ori;
+        let broker = self.broker.clone();
+        let latest = tokio::task::spawn_blocking(move || broker.audit_anchor(&ori))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(AuditAnchorState { latest }))
     }
 }
 

@@ -10,6 +10,9 @@
 //!   them, stored as opaque encoded bytes ([`registry_leaves`], [`append_registry_leaf`],
 //!   [`latest_tree_head`], [`tree_head_of_size`], [`put_tree_head`]); the Merkle tree and
 //!   the verification of every leaf stay in [`crate::registry`];
+//! - the **audit anchors**: each node's accepted audit tree heads and the ones refused as
+//!   forks ([`latest_audit_anchor`], [`put_audit_anchor`], [`put_audit_fork`],
+//!   [`audit_forks`]); their verification is [`crate::anchors`]';
 //! - the **replay rebuild**: the routing decisions logged since a time, which a restarting
 //!   broker feeds its replay memory ([`routed_ids_since`]).
 //!
@@ -28,9 +31,10 @@ mod sqlite;
 mod tests;
 
 pub use sqlite::{
-    ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf,
-    latest_tree_head, log, open, put_agency, put_tree_head, read_log, registry_leaves,
-    routed_ids_since, routing_stats, tree_head_of_size, verify_log,
+    ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf, audit_forks,
+    latest_audit_anchor, latest_tree_head, log, open, put_agency, put_audit_anchor, put_audit_fork,
+    put_tree_head, read_log, registry_leaves, routed_ids_since, routing_stats, tree_head_of_size,
+    verify_log,
 };
 
 /// One routing-log row.

@@ -7,6 +7,8 @@ use alpr_runtime::vocabulary;
 vocabulary! {
     /// What a routing-log row records.
     Event {
+        /// A node's audit tree head offered for anchoring and refused.
+        AuditAnchor = "audit_anchor",
         /// A lift of a regulator's suspension.
         Lift = "lift",
         /// An agreement registration.

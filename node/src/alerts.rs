@@ -34,6 +34,7 @@ impl Alert {
         matches!(
             e.event,
             Event::Alert
+                | Event::AuditAnchor
                 | Event::RegistryFork
                 | Event::HotlistHit
                 | Event::ScopeChange

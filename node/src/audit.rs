@@ -58,8 +58,39 @@ pub fn decode_chain(mut b: &[u8]) -> Option<Vec<alpr_pki::CertificateDer<'static
     Some(out)
 }
 
-/// Hash of the (empty) predecessor of the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use alpr_proto::auditlog::{GENESIS, chain_hash};
+
+/// What signs the audit log's checkpoints: the node's certificate, for its agency.
+#[derive(Clone, Debug)]
+pub struct HeadSigner {
+    /// The node's signer.
+    pub signer: std::sync::Arc<alpr_pki::Signer>,
+    /// The node's agency.
+    pub ori: String,
+}
+
+impl HeadSigner {
+    /// Sign the tree head of `size` entries with root `root` and chain head `chain_head`
+    /// (hex) at `at`.
+    pub fn sign(
+        &self,
+        size: u64,
+        root: &alpr_proto::merkle::Hash,
+        chain_head: &str,
+        at: i64,
+    ) -> Result<alpr_proto::pb::Signed, Error> {
+        let th = alpr_proto::pb::AuditTreeHead {
+            ori: self.ori.clone(),
+            size,
+            root: root.to_vec(),
+            chain_head: hex::decode(chain_head)
+                .map_err(|e| Error::corrupt("audit chain head", e))?,
+            timestamp: at,
+        };
+        alpr_proto::envelope::seal(&self.signer, alpr_proto::auditlog::AUDIT_TREE_HEAD, &th)
+            .map_err(|e| Error::AuditUnavailable(format!("signing checkpoint: {e}")))
+    }
+}
 
 /// One audit entry. Fields not relevant to an event are omitted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -239,16 +270,6 @@ pub fn sha256(b: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The chain hash of an entry: SHA-256 of the previous hash, a newline and the stored
-/// entry text, hex.
-pub fn chain_hash(prev: &str, entry_json: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(prev.as_bytes());
-    ctx.update(b"\n");
-    ctx.update(entry_json.as_bytes());
-    hex::encode(ctx.finish().as_ref())
-}
-
 /// Which entries to read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -415,6 +436,8 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
+    /// Anchors (heads the broker accepted) checked.
+    pub anchors: u64,
 }
 
 /// Where and how an audit log fails to verify: the first bad entry or checkpoint.
@@ -448,6 +471,30 @@ pub enum Break {
     #[error("checkpoint at entry {size}: {detail}")]
     BadSignature {
         /// The checkpoint's size.
+        size: i64,
+        /// Why.
+        detail: String,
+    },
+    /// The stored Merkle tree does not match the entries (the `merkle` table was edited).
+    #[error("the stored audit tree does not match the entries")]
+    TreeDiffers,
+    /// An anchored size is beyond the log's end: entries the broker anchored are gone.
+    #[error(
+        "{anchored} entries were anchored at the broker but the log has {entries} (entries deleted)"
+    )]
+    AnchorLost {
+        /// The anchored size.
+        anchored: i64,
+        /// Entries in the log.
+        entries: i64,
+    },
+    /// The log's first entries differ from the ones anchored.
+    #[error("the log's first {0} entries are not the ones anchored at the broker (rewritten)")]
+    AnchorDiffers(i64),
+    /// A kept anchor does not verify.
+    #[error("anchor at entry {size}: {detail}")]
+    BadAnchor {
+        /// The anchored size.
         size: i64,
         /// Why.
         detail: String,

@@ -17,6 +17,7 @@ use crate::client::{self, Reply, SearchParams};
 use crate::settings::Switch;
 use crate::{Error, Node, NodeConfig, audit, ingest, store};
 
+mod audit_log;
 mod seal_key;
 
 /// An agency's ALPR node: serve it, load reads, search other agencies, manage agreements,
@@ -456,7 +457,8 @@ pub enum AuditCmd {
         /// Filters.
         #[command(flatten)]
         filter: AuditFilterArgs,
-        /// jsonl or csv.
+        /// jsonl, csv, or log (the whole log exactly as stored, for verification against
+        /// the anchors).
         #[arg(long, default_value = "jsonl")]
         format: String,
         /// Output file.
@@ -466,11 +468,45 @@ pub enum AuditCmd {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
-    /// Verify the hash chain and signed checkpoints; exits non-zero naming the first bad entry.
+    /// Verify the hash chain, the tree, the signed checkpoints and the anchors kept, then
+    /// compare the log with the newest anchor the broker holds for it; exits non-zero
+    /// naming the first bad entry, checkpoint or anchor.
     Verify {
         /// Node config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Skip the comparison with the broker's anchor (the local checks still run).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Anchor the audit log at the broker now (the daemon does so every
+    /// `[audit] anchor_interval_secs`).
+    Anchor {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Prove that this node logged a query: its entries, each with an inclusion proof
+    /// against an anchored tree head, as a JSON bundle that anyone holding the state root
+    /// verifies (`alpr-node audit verify-proof`, `alpr-broker registry verify-proof`).
+    Prove {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The query id (hex, as the audit log and the search output show it).
+        query_id: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a proof bundle from `alpr-node audit prove` (any agency's) against this
+    /// node's trust store.
+    VerifyProof {
+        /// Node config file (for the trust store).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The bundle.
+        file: PathBuf,
     },
 }
 
@@ -998,44 +1034,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Audit(AuditCmd::List { config, filter }) => {
-            let cfg = load_existing(&config)?;
-            let conn = store::AuditDb::open(&cfg.audit_path())?;
-            for e in store::audit::query(&conn, &filter.to_filter()?)? {
-                println!("{}", audit::to_json_line(&e)?);
-            }
-            Ok(())
-        }
-        Command::Audit(AuditCmd::Export {
-            config,
-            filter,
-            format,
-            out,
-            by,
-        }) => {
-            let cfg = load_existing(&config)?;
-            let format: crate::export::Format = format.parse()?;
-            let n = crate::export::export_audit(
-                &cfg.audit_path(),
-                &filter.to_filter()?,
-                format,
-                &out,
-                &by,
-            )?;
-            println!("exported {n} entries to {}", out.display());
-            Ok(())
-        }
-        Command::Audit(AuditCmd::Verify { config }) => {
-            let cfg = load_existing(&config)?;
-            let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
-            let conn = store::AuditDb::open(&cfg.audit_path())?;
-            let r = store::audit::verify(&conn, Some((&trust, &cfg.ori)))?;
-            println!(
-                "audit log intact: {} entries, {} signed checkpoints",
-                r.entries, r.checkpoints
-            );
-            Ok(())
-        }
+        Command::Audit(cmd) => audit_log::run(cmd).await,
     }
 }
 

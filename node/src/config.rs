@@ -48,6 +48,34 @@ pub struct NodeConfig {
     /// Sealed queries and answers: the broker routes what it cannot read.
     #[serde(default)]
     pub sealing: SealingConfig,
+    /// Anchoring the audit log outside this node.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The audit log's anchoring (DESIGN §7): signed tree heads of the log are anchored at the
+/// broker, which accepts only a head that extends the one anchored before, so a rewritten
+/// log, a deleted tail or a second log shown to someone else is detected by anyone who
+/// compares the log with the anchor.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often to anchor while the log grows, seconds (also at start and at shutdown).
+    /// Entries younger than the last anchor are the only ones whose deletion goes unseen.
+    #[serde(default = "default_anchor_interval")]
+    pub anchor_interval_secs: u64,
+}
+
+fn default_anchor_interval() -> u64 {
+    300
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            anchor_interval_secs: default_anchor_interval(),
+        }
+    }
 }
 
 /// Sealing (DESIGN §5): queries leave this node sealed to each target's published key and
@@ -418,6 +446,9 @@ impl NodeConfig {
                 "registry.max_head_age_secs ({}) must exceed registry.sync_interval_secs ({}), or the view goes stale between syncs",
                 self.registry.max_head_age_secs, self.registry.sync_interval_secs
             ));
+        }
+        if self.audit.anchor_interval_secs == 0 {
+            return Err("audit.anchor_interval_secs must be at least 1".into());
         }
         self.sealing.suite()?;
         Ok(())

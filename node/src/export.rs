@@ -14,6 +14,10 @@ pub enum Format {
     Jsonl,
     /// CSV with a fixed header.
     Csv,
+    /// The whole log exactly as stored, one entry per line (`seq`, `entry` — the stored
+    /// text —, `prev_hash`, `hash`): what a regulator checks against the anchors
+    /// (`alpr-broker registry verify-audit`). Takes no filter.
+    Log,
 }
 
 impl std::str::FromStr for Format {
@@ -23,8 +27,9 @@ impl std::str::FromStr for Format {
         match s {
             "jsonl" => Ok(Self::Jsonl),
             "csv" => Ok(Self::Csv),
+            "log" => Ok(Self::Log),
             other => Err(Error::Usage(format!(
-                "format {other:?} must be jsonl or csv"
+                "format {other:?} must be jsonl, csv or log"
             ))),
         }
     }
@@ -35,6 +40,7 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Self::Jsonl => "jsonl",
             Self::Csv => "csv",
+            Self::Log => "log",
         })
     }
 }
@@ -49,22 +55,43 @@ pub fn export_audit(
     by: &str,
 ) -> Result<usize, Error> {
     let log = store::AuditDb::open(audit_path)?;
-    let entries = store::audit::query(&log, filter)?;
-    let text = match format {
-        Format::Jsonl => audit::to_jsonl(&entries)?,
-        Format::Csv => audit::to_csv(&entries),
+    let (text, n) = match format {
+        Format::Log => {
+            if *filter != Filter::default() {
+                return Err(Error::Usage(format!(
+                    "--format log exports the whole log (a filtered log cannot be verified); drop the filter {filter}"
+                )));
+            }
+            let size = store::audit::size(&log)?;
+            let mut text = String::new();
+            for e in store::audit::logged_entries(&log, 1, size as i64)? {
+                text.push_str(
+                    &serde_json::to_string(&e).map_err(|e| Error::corrupt("audit entry", e))?,
+                );
+                text.push('\n');
+            }
+            (text, size as usize)
+        }
+        _ => {
+            let entries = store::audit::query(&log, filter)?;
+            let text = match format {
+                Format::Csv => audit::to_csv(&entries),
+                _ => audit::to_jsonl(&entries)?,
+            };
+            (text, entries.len())
+        }
     };
     std::fs::write(out, text).map_err(|e| Error::io(out, e))?;
     store::AuditLog::open(audit_path, None)?.append(vec![AuditEntry {
         requester_user: Some(by.to_owned()),
-        count: Some(entries.len() as u64),
+        count: Some(n as u64),
         detail: Some(format!(
             "{format} export to {} with filter {filter}",
             out.display()
         )),
         ..AuditEntry::new(alpr_pki::now_unix(), Event::Export, Decision::Ok)
     }])?;
-    Ok(entries.len())
+    Ok(n)
 }
 
 #[cfg(test)]

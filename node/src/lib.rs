@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod alerts;
+pub mod anchoring;
 pub mod audit;
 pub mod backup;
 pub mod cli;

@@ -68,6 +68,8 @@ pub struct Node {
     pub(crate) sync_lock: tokio::sync::Mutex<()>,
     /// Held while this node checks whether to publish its sealing key and does.
     pub(crate) publish_lock: tokio::sync::Mutex<()>,
+    /// One audit anchoring at a time (the daemon's round, shutdown, an operator's command).
+    pub(crate) anchor_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -172,7 +174,13 @@ impl Node {
         let (trust, signer, tls, agency, rules) = Self::identity(cfg)?;
         let conn = store::open(&cfg.db_path())?;
         let signer = Arc::new(signer);
-        let audit_log = AuditLog::open(&cfg.audit_path(), Some(signer.clone()))?;
+        let audit_log = AuditLog::open(
+            &cfg.audit_path(),
+            Some(crate::audit::HeadSigner {
+                signer: signer.clone(),
+                ori: agency.ori.clone(),
+            }),
+        )?;
         // What the node rebuilds from its own log at start: replay memory (every inbound
         // query id young enough to matter) and the state digest it last recorded.
         let log = store::AuditDb::open(&cfg.audit_path())?;
@@ -225,6 +233,7 @@ impl Node {
             sealing: Default::default(),
             sync_lock: tokio::sync::Mutex::new(()),
             publish_lock: tokio::sync::Mutex::new(()),
+            anchor_lock: tokio::sync::Mutex::new(()),
         });
         // An edit made while the node was down is found before it serves.
         node.check_state()?;
@@ -324,7 +333,15 @@ impl Node {
     /// Sign a checkpoint of the audit log's current head.
     pub fn checkpoint(&self) -> Result<Option<i64>, Error> {
         let mut log = store::AuditDb::open(&self.cfg.audit_path())?;
-        store::audit::checkpoint_now(&mut log, &self.signer)
+        store::audit::checkpoint_now(&mut log, &self.head_signer())
+    }
+
+    /// What signs this node's audit tree heads.
+    pub fn head_signer(&self) -> crate::audit::HeadSigner {
+        crate::audit::HeadSigner {
+            signer: self.signer.clone(),
+            ori: self.agency.ori.clone(),
+        }
     }
 
     /// This agency's ORI.

@@ -31,6 +31,7 @@ pub struct RunningNode {
     audit_task: JoinHandle<()>,
     purge_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
+    anchor_task: JoinHandle<()>,
     /// Held while serving: one daemon per data directory.
     _lock: DataDirLock,
 }
@@ -74,13 +75,24 @@ impl RunningNode {
         }
         self.purge_task.abort();
         self.sync_task.abort();
+        self.anchor_task.abort();
         let served = match self.task.await {
             Ok(r) => r.map_err(|e| alpr_runtime::Error::Serve(e.to_string()).into()),
             Err(e) => Err(alpr_runtime::Error::Serve(e.to_string()).into()),
         };
         // In-flight requests have finished and their entries are durable; seal the log
-        // with a signed checkpoint of its final head.
+        // with a signed checkpoint of its final head, and anchor it (bounded: a broker that
+        // does not answer does not hold the shutdown).
         self.node.checkpoint()?;
+        if self.node.cfg.broker.is_some() {
+            let anchor = self.node.anchor_audit_logged();
+            if tokio::time::timeout(Duration::from_secs(5), anchor)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the final audit anchor did not complete within 5 s");
+            }
+        }
         served
     }
 
@@ -196,6 +208,21 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         }),
         None => tokio::spawn(async {}),
     };
+    // Audit anchoring: at start, then every interval (only with a broker configured).
+    let anchorer = node.clone();
+    let anchor_task = match cfg.broker {
+        Some(_) => tasks::every(
+            Duration::from_secs(cfg.audit.anchor_interval_secs),
+            First::Now,
+            move || {
+                let n = anchorer.clone();
+                async move {
+                    n.anchor_audit_logged().await;
+                }
+            },
+        ),
+        None => tokio::spawn(async {}),
+    };
     // The scheduled self-audit (daily by default).
     let auditor = node.clone();
     let audit_task = tasks::every(
@@ -242,6 +269,7 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         task,
         purge_task,
         sync_task,
+        anchor_task,
         crl_task,
         audit_task,
         _lock: lock,

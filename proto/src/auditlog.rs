@@ -52,7 +52,11 @@ pub fn leaf(chain_hash_hex: &str) -> Result<Hash, Error> {
     let raw = hex::decode(chain_hash_hex)
         .ok()
         .and_then(|b| merkle::hash_from_slice(&b).ok())
-        .ok_or_else(|| bad(format!("{chain_hash_hex:?} is not a 32-byte hex chain hash")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "{chain_hash_hex:?} is not a 32-byte hex chain hash"
+            ))
+        })?;
     Ok(merkle::leaf_hash(&raw))
 }
 
@@ -83,7 +87,11 @@ pub struct VerifiedAuditHead {
 
 /// Verify a node's signed audit tree head: signed by a node certificate of `ori` valid when
 /// the head was signed, not dated in the future, hashes of the right length.
-pub fn verify_head(trust: &TrustStore, signed: &Signed, ori: &str) -> Result<VerifiedAuditHead, Error> {
+pub fn verify_head(
+    trust: &TrustStore,
+    signed: &Signed,
+    ori: &str,
+) -> Result<VerifiedAuditHead, Error> {
     let th = AuditTreeHead::decode(signed.payload.as_slice())
         .map_err(|e| bad(format!("audit tree head does not decode: {e}")))?;
     if th.timestamp > alpr_pki::now_unix() + SKEW_SECS {
@@ -96,13 +104,21 @@ pub fn verify_head(trust: &TrustStore, signed: &Signed, ori: &str) -> Result<Ver
     let (id, _) = envelope::open(trust, signed, AUDIT_TREE_HEAD, th.timestamp).map_err(|e| {
         Error::refused(
             e.reason(),
-            format!("audit tree head of {} (size {}): {}", th.ori, th.size, e.detail()),
+            format!(
+                "audit tree head of {} (size {}): {}",
+                th.ori,
+                th.size,
+                e.detail()
+            ),
         )
     })?;
     if th.ori != ori {
         return Err(Error::refused(
             RefusalReason::ClaimMismatch,
-            format!("an audit tree head of {} where one of {ori} was expected", th.ori),
+            format!(
+                "an audit tree head of {} where one of {ori} was expected",
+                th.ori
+            ),
         ));
     }
     if id.role != Role::Node || id.ori() != Some(ori) {
@@ -142,19 +158,35 @@ pub struct VerifiedAnchor {
 
 /// Verify an anchor of `ori`'s audit log: the node's head ([`verify_head`]) and the
 /// broker's receipt of exactly those bytes, signed by a broker certificate.
-pub fn verify_anchor(trust: &TrustStore, anchor: &AuditAnchor, ori: &str) -> Result<VerifiedAnchor, Error> {
-    let signed = anchor.head.as_ref().ok_or_else(|| bad("anchor without a tree head"))?;
+pub fn verify_anchor(
+    trust: &TrustStore,
+    anchor: &AuditAnchor,
+    ori: &str,
+) -> Result<VerifiedAnchor, Error> {
+    let signed = anchor
+        .head
+        .as_ref()
+        .ok_or_else(|| bad("anchor without a tree head"))?;
     let head = verify_head(trust, signed, ori)?;
-    let receipt = anchor.receipt.as_ref().ok_or_else(|| bad("anchor without a receipt"))?;
+    let receipt = anchor
+        .receipt
+        .as_ref()
+        .ok_or_else(|| bad("anchor without a receipt"))?;
     let r = AnchorReceipt::decode(receipt.payload.as_slice())
         .map_err(|e| bad(format!("anchor receipt does not decode: {e}")))?;
     let (id, _) = envelope::open(trust, receipt, ANCHOR_RECEIPT, r.anchored_at).map_err(|e| {
-        Error::refused(e.reason(), format!("anchor receipt of {ori}: {}", e.detail()))
+        Error::refused(
+            e.reason(),
+            format!("anchor receipt of {ori}: {}", e.detail()),
+        )
     })?;
     if id.role != Role::Broker {
         return Err(Error::refused(
             RefusalReason::ClaimMismatch,
-            format!("the anchor receipt is signed by {}, not by a broker", id.describe()),
+            format!(
+                "the anchor receipt is signed by {}, not by a broker",
+                id.describe()
+            ),
         ));
     }
     if r.audit_tree_head != signed.payload {
@@ -246,6 +278,34 @@ pub struct ProvenBundle {
     pub seqs: Vec<u64>,
 }
 
+impl ProvenBundle {
+    /// The verdict in one paragraph, for people.
+    pub fn verdict(&self, bundle: &ProofBundle) -> String {
+        let what = bundle
+            .query_id
+            .as_deref()
+            .map(|q| format!(" about query {q}"))
+            .unwrap_or_default();
+        let one = self.seqs.len() == 1;
+        format!(
+            "proof verified: entr{} {} of {}'s audit log{what} {} in the log of {} entries that {} signed on {} and {} anchored on {}",
+            if one { "y" } else { "ies" },
+            self.seqs
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            bundle.ori,
+            if one { "is" } else { "are" },
+            self.anchor.head.size,
+            self.anchor.head.signer,
+            alpr_pki::fmt_time(self.anchor.head.timestamp),
+            self.anchor.broker,
+            alpr_pki::fmt_time(self.anchor.anchored_at)
+        )
+    }
+}
+
 /// Verify a proof bundle: the anchor is `bundle.ori`'s, each entry's text matches its
 /// chain hash, and each entry's inclusion proof leads to the anchored root.
 pub fn verify_proof(trust: &TrustStore, bundle: &ProofBundle) -> Result<ProvenBundle, Error> {
@@ -270,7 +330,11 @@ pub fn verify_proof(trust: &TrustStore, bundle: &ProofBundle) -> Result<ProvenBu
                 hex::decode(h)
                     .ok()
                     .and_then(|b| merkle::hash_from_slice(&b).ok())
-                    .ok_or_else(|| bad(format!("entry {seq}: proof hash {h:?} is not 32 bytes of hex")))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "entry {seq}: proof hash {h:?} is not 32 bytes of hex"
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if seq == 0 {
@@ -326,7 +390,10 @@ impl LogChecker {
     pub fn push(&mut self, e: &LoggedEntry) -> Result<(), Error> {
         let expected = self.size() + 1;
         if e.seq != expected {
-            return Err(fork(format!("entry {expected} is missing (next is {})", e.seq)));
+            return Err(fork(format!(
+                "entry {expected} is missing (next is {})",
+                e.seq
+            )));
         }
         if e.prev_hash != self.prev {
             return Err(fork(format!("entry {}: previous-hash link broken", e.seq)));

@@ -8,9 +8,11 @@ use rusqlite::Connection;
 
 use crate::Error;
 
+mod audit_anchors;
 mod registry_log;
 mod routing_log;
 
+pub use audit_anchors::{audit_forks, latest_audit_anchor, put_audit_anchor, put_audit_fork};
 pub use registry_log::{
     append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
 };
@@ -57,6 +59,7 @@ impl Db {
         }
         let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(audit_anchors::SCHEMA)?;
         routing_log::add_chain_columns(&conn)?;
         Ok(Self { conn })
     }

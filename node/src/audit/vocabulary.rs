@@ -15,6 +15,9 @@ vocabulary! {
         AgreementImport = "agreement_import",
         /// Something the admins must look at (a refused CRL reload, ...).
         Alert = "alert",
+        /// Anchoring the audit log at the broker failed its checks: the log differs from
+        /// its anchor (`diverged`) or the broker refused a head as a fork (`refused`).
+        AuditAnchor = "audit_anchor",
         /// A backup of the node's databases.
         Backup = "backup",
         /// The node's scheduled self-audit: chain, checkpoints, agreements about to expire.
@@ -80,6 +83,8 @@ vocabulary! {
         Published = "published",
         /// Retired sealing keys deleted after their grace period.
         Deleted = "deleted",
+        /// The audit log differs from the head anchored for it at the broker.
+        Diverged = "diverged",
         /// A CRL file that could not be used; the previous CRLs stay in force.
         CrlReloadRefused = "crl_reload_refused",
         /// Switches, accounts or agreement states differ from what the audit log last

@@ -106,7 +106,10 @@ fn an_anchored_entry_proves_and_every_forgery_names_what_failed() {
     let mut b = good.clone();
     b.entries[1].proof[0] = "00".repeat(32);
     let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
-    assert!(e.contains("entry 20 is not in the log anchored at size 37"), "{e}");
+    assert!(
+        e.contains("entry 20 is not in the log anchored at size 37"),
+        "{e}"
+    );
     // A proof hash that is not a hash.
     let mut b = good.clone();
     b.entries[0].proof[0] = "xyz".into();
@@ -118,18 +121,33 @@ fn an_anchored_entry_proves_and_every_forgery_names_what_failed() {
     let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
     assert!(e.contains("entry 37: its content does not match"), "{e}");
     // A tree head signed by the wrong key: another agency's node signs CA0000001's head.
-    let b = bundle(&entries, &[5], &anchor(&broker, head(&other, "CA0000001", &entries)));
+    let b = bundle(
+        &entries,
+        &[5],
+        &anchor(&broker, head(&other, "CA0000001", &entries)),
+    );
     let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
-    assert!(e.contains("signed by") && e.contains("not by a node of CA0000001"), "{e}");
+    assert!(
+        e.contains("signed by") && e.contains("not by a node of CA0000001"),
+        "{e}"
+    );
     // An anchor from another node, offered as CA0000001's.
-    let b = bundle(&entries, &[5], &anchor(&broker, head(&other, "CA0000002", &entries)));
+    let b = bundle(
+        &entries,
+        &[5],
+        &anchor(&broker, head(&other, "CA0000002", &entries)),
+    );
     let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
     assert!(
         e.contains("an audit tree head of CA0000002 where one of CA0000001 was expected"),
         "{e}"
     );
     // A receipt signed by the node itself instead of the broker.
-    let b = bundle(&entries, &[5], &anchor(&node, head(&node, "CA0000001", &entries)));
+    let b = bundle(
+        &entries,
+        &[5],
+        &anchor(&node, head(&node, "CA0000001", &entries)),
+    );
     let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
     assert!(e.contains("not by a broker"), "{e}");
     // A receipt for another head.
@@ -194,7 +212,12 @@ fn a_whole_log_matches_its_anchor_and_a_rewritten_deleted_or_second_log_does_not
     // A gap and a broken link.
     let mut gap = entries.clone();
     gap.remove(4);
-    assert!(check(&gap).unwrap_err().to_string().contains("entry 5 is missing"));
+    assert!(
+        check(&gap)
+            .unwrap_err()
+            .to_string()
+            .contains("entry 5 is missing")
+    );
     let mut swapped = entries.clone();
     swapped[6].prev_hash = swapped[4].hash.clone();
     assert!(check(&swapped).is_err());

@@ -6,16 +6,18 @@
 //! queries share one fsync instead of each paying for their own.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
-use alpr_pki::Signer;
+use alpr_proto::auditlog::{self, LoggedEntry};
+use alpr_proto::merkle::{self, Frontier, Hash};
+use alpr_proto::pb::{AuditAnchor, Signed};
+use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 use crate::audit::{
-    AuditEntry, Break, CHECKPOINT_EVERY, CHECKPOINT_SECS, Event, Filter, GENESIS, StoredEntry,
-    VerifyReport, chain_hash, checkpoint_message, decode_chain, encode_chain,
+    AuditEntry, Break, CHECKPOINT_EVERY, CHECKPOINT_SECS, Event, Filter, GENESIS, HeadSigner,
+    StoredEntry, VerifyReport, chain_hash, checkpoint_message, decode_chain, encode_chain,
 };
 
 /// Most entries written in one group commit.
@@ -36,7 +38,22 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signature BLOB NOT NULL,
     cert_chain BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS merkle (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS anchors (
+    size INTEGER PRIMARY KEY,
+    anchored_at INTEGER NOT NULL,
+    anchor BLOB NOT NULL
+);
 "#;
+
+/// Columns added to `checkpoints` when checkpoints became signed tree heads: the root and
+/// the signed `AuditTreeHead` payload (both NULL in checkpoints written before).
+const CHECKPOINT_COLUMNS: [(&str, &str); 2] = [("root", "BLOB"), ("payload", "BLOB")];
 
 /// An open `audit.db`, for reading, verifying and exporting (writes go through
 /// [`AuditLog`]).
@@ -69,10 +86,88 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(30))
+    let mut conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(30))
         .map_err(|e| Error::AuditUnavailable(format!("{}: {e}", path.display())))?;
     conn.execute_batch(SCHEMA)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (col, ty) in CHECKPOINT_COLUMNS {
+        let present: bool = tx.query_row(
+            "SELECT count(*) FROM pragma_table_info('checkpoints') WHERE name = ?1",
+            [col],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            tx.execute_batch(&format!("ALTER TABLE checkpoints ADD COLUMN {col} {ty}"))?;
+        }
+    }
+    catch_up_tree(&tx)?;
+    tx.commit()?;
     Ok(conn)
+}
+
+/// The stored perfect subtree at (level, index) of the audit tree.
+fn tree_nodes(conn: &Connection) -> impl FnMut(u32, u64) -> Result<Hash, Error> + '_ {
+    move |level, idx| {
+        let b: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2")?
+            .query_row(params![level, idx as i64], |r| r.get(0))
+            .optional()?;
+        b.and_then(|b| merkle::hash_from_slice(&b).ok())
+            .ok_or_else(|| {
+                Error::corrupt("audit tree", format!("node ({level}, {idx}) is missing"))
+            })
+    }
+}
+
+/// Add entry `seq`'s leaf (and the subtrees it completes) to the stored tree.
+fn add_leaf(conn: &Connection, seq: i64, hash: &str) -> Result<(), Error> {
+    let leaf = auditlog::leaf(hash).map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))?;
+    let done = merkle::completed_nodes(seq as u64 - 1, leaf, &mut tree_nodes(conn))?;
+    let mut st = conn
+        .prepare_cached("INSERT OR REPLACE INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (level, idx, h) in done {
+        st.execute(params![level, idx as i64, h.as_slice()])?;
+    }
+    Ok(())
+}
+
+/// Build the tree over entries written before it existed (a log from an older alpr-node),
+/// up to the first gap. A no-op when the tree is current.
+fn catch_up_tree(conn: &Connection) -> Result<(), Error> {
+    let built: i64 = conn.query_row(
+        "SELECT coalesce(max(idx) + 1, 0) FROM merkle WHERE level = 0",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut st = conn.prepare("SELECT seq, hash FROM audit WHERE seq > ?1 ORDER BY seq")?;
+    let rows = st.query_map([built], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut next = built + 1;
+    for row in rows {
+        let (seq, hash) = row?;
+        if seq != next {
+            break;
+        }
+        add_leaf(conn, seq, &hash)?;
+        next += 1;
+    }
+    Ok(())
+}
+
+/// The stored tree's root over the first `size` entries.
+pub fn root_at(db: &AuditDb, size: u64) -> Result<Hash, Error> {
+    merkle::subtree_root(0, size, &mut tree_nodes(&db.conn))
+}
+
+/// Inclusion proof of entry `seq` in the tree of `size` entries.
+pub fn inclusion_proof(db: &AuditDb, seq: u64, size: u64) -> Result<Vec<Hash>, Error> {
+    merkle::inclusion_proof_with(size, seq.saturating_sub(1), &mut tree_nodes(&db.conn))
+}
+
+/// Consistency proof between the trees of `old` and `new` entries.
+pub fn consistency_proof(db: &AuditDb, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+    merkle::consistency_proof_with(old, new, &mut tree_nodes(&db.conn))
 }
 
 type Ack = SyncSender<Result<Vec<i64>, String>>;
@@ -85,7 +180,7 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Open `path` and start the writer thread. With a signer, checkpoints are signed.
-    pub fn open(path: &Path, signer: Option<Arc<Signer>>) -> Result<Self, Error> {
+    pub fn open(path: &Path, signer: Option<HeadSigner>) -> Result<Self, Error> {
         let conn = open_connection(path)?;
         // WAL checkpoints run beside the writer, not inside a commit someone waits on.
         let checkpointer = alpr_runtime::sqlite::Checkpointer::start(
@@ -117,9 +212,9 @@ impl AuditLog {
     }
 }
 
-fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<Arc<Signer>>) {
+fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<HeadSigner>) {
     while let Some(jobs) = alpr_runtime::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
-        let result = write_group(&mut conn, &jobs, signer.as_deref());
+        let result = write_group(&mut conn, &jobs, signer.as_ref());
         match result {
             Ok(seqs) => {
                 for ((_, ack), s) in jobs.into_iter().zip(seqs) {
@@ -139,7 +234,7 @@ fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Op
 fn write_group(
     conn: &mut Connection,
     jobs: &[(Vec<AuditEntry>, Ack)],
-    signer: Option<&Signer>,
+    signer: Option<&HeadSigner>,
 ) -> Result<Vec<Vec<i64>>, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(jobs.len());
@@ -158,6 +253,7 @@ fn write_group(
                 let hash = chain_hash(&prev, &json);
                 last_seq += 1;
                 st.execute(params![last_seq, e.at, e.event.as_str(), json, prev, hash])?;
+                add_leaf(&tx, last_seq, &hash)?;
                 seqs.push(last_seq);
                 prev = hash;
             }
@@ -174,14 +270,7 @@ fn write_group(
         if last_seq > last_size
             && (last_seq - last_size >= CHECKPOINT_EVERY || now - last_at >= CHECKPOINT_SECS)
         {
-            let sig = signer
-                .sign(&checkpoint_message(last_seq, &prev, now))
-                .map_err(|e| Error::AuditUnavailable(format!("signing checkpoint: {e}")))?;
-            let chain: Vec<u8> = encode_chain(signer.chain());
-            tx.execute(
-                "INSERT INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![last_seq, now, prev, sig, chain],
-            )?;
+            put_checkpoint(&tx, signer, last_seq, &prev, now)?;
         }
     }
     tx.commit()?;
@@ -221,8 +310,128 @@ pub fn inbound_ids_since(db: &AuditDb, since: i64) -> Result<Vec<(Vec<u8>, i64)>
     }
 }
 
-/// Force a signed checkpoint of the current head (e.g. at shutdown).
-pub fn checkpoint_now(db: &mut AuditDb, signer: &Signer) -> Result<Option<i64>, Error> {
+/// Sign the tree head of the first `size` entries (chain head `head`) and keep it as the
+/// checkpoint of that size, replacing one in the older format (a chain head only).
+fn put_checkpoint(
+    conn: &Connection,
+    signer: &HeadSigner,
+    size: i64,
+    head: &str,
+    now: i64,
+) -> Result<(), Error> {
+    let root = merkle::subtree_root(0, size as u64, &mut tree_nodes(conn))?;
+    let signed = signer.sign(size as u64, &root, head, now)?;
+    conn.execute(
+        "INSERT INTO checkpoints (size, at, head_hash, signature, cert_chain, root, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (size) DO UPDATE SET at = ?2, head_hash = ?3, signature = ?4, cert_chain = ?5, root = ?6, payload = ?7
+         WHERE payload IS NULL",
+        params![
+            size,
+            now,
+            head,
+            signed.signature,
+            encode_chain(signer.signer.chain()),
+            root.as_slice(),
+            signed.payload
+        ],
+    )?;
+    Ok(())
+}
+
+/// The signed tree head kept as the checkpoint of `size`, if that checkpoint is one.
+pub fn signed_head(db: &AuditDb, size: u64) -> Result<Option<Signed>, Error> {
+    let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = db
+        .conn
+        .query_row(
+            "SELECT payload, signature, cert_chain FROM checkpoints WHERE size = ?1 AND payload IS NOT NULL",
+            [size as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    row.map(|(payload, signature, chain)| {
+        let chain = decode_chain(&chain).ok_or_else(|| {
+            Error::corrupt(format!("audit checkpoint {size}"), "bad certificate chain")
+        })?;
+        Ok(Signed {
+            payload_type: auditlog::AUDIT_TREE_HEAD.into(),
+            payload,
+            signature,
+            cert_chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+        })
+    })
+    .transpose()
+}
+
+/// Keep an anchor the broker returned.
+pub fn put_anchor(db: &AuditDb, size: u64, anchored_at: i64, a: &AuditAnchor) -> Result<(), Error> {
+    db.conn.execute(
+        "INSERT OR REPLACE INTO anchors (size, anchored_at, anchor) VALUES (?1, ?2, ?3)",
+        params![size as i64, anchored_at, a.encode_to_vec()],
+    )?;
+    Ok(())
+}
+
+/// Every anchor kept, oldest first.
+pub fn anchors(db: &AuditDb) -> Result<Vec<AuditAnchor>, Error> {
+    let mut st = db
+        .conn
+        .prepare("SELECT size, anchor FROM anchors ORDER BY size")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    rows.map(|row| {
+        let (size, b) = row?;
+        AuditAnchor::decode(b.as_slice())
+            .map_err(|e| Error::corrupt(format!("audit anchor {size}"), e))
+    })
+    .collect()
+}
+
+/// Entries `[from, to]` exactly as stored.
+pub fn logged_entries(db: &AuditDb, from: i64, to: i64) -> Result<Vec<LoggedEntry>, Error> {
+    let mut st = db.conn.prepare_cached(
+        "SELECT seq, entry, prev_hash, hash FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )?;
+    let rows = st.query_map([from, to], |r| {
+        Ok(LoggedEntry {
+            seq: r.get::<_, i64>(0)? as u64,
+            entry: r.get(1)?,
+            prev_hash: r.get(2)?,
+            hash: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Sequence numbers of the entries about query `query_id` (hex).
+pub fn seqs_of_query(db: &AuditDb, query_id: &str) -> Result<Vec<i64>, Error> {
+    let mut st = db
+        .conn
+        .prepare("SELECT seq, entry FROM audit WHERE entry LIKE '%' || ?1 || '%' ORDER BY seq")?;
+    let rows = st.query_map([query_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json) = row?;
+        let e: AuditEntry = serde_json::from_str(&json)
+            .map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))?;
+        if e.query_id.as_deref() == Some(query_id) {
+            out.push(seq);
+        }
+    }
+    Ok(out)
+}
+
+/// The number of entries.
+pub fn size(db: &AuditDb) -> Result<u64, Error> {
+    Ok(db
+        .conn
+        .query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64)
+}
+
+/// Force a signed checkpoint of the current head (e.g. at shutdown); returns its size.
+pub fn checkpoint_now(db: &mut AuditDb, signer: &HeadSigner) -> Result<Option<i64>, Error> {
     let tx = db
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -236,14 +445,7 @@ pub fn checkpoint_now(db: &mut AuditDb, signer: &Signer) -> Result<Option<i64>, 
     let Some((hash, seq)) = head else {
         return Ok(None);
     };
-    let now = alpr_pki::now_unix();
-    let sig = signer
-        .sign(&checkpoint_message(seq, &hash, now))
-        .map_err(|e| Error::AuditUnavailable(format!("signing checkpoint: {e}")))?;
-    tx.execute(
-        "INSERT OR IGNORE INTO checkpoints (size, at, head_hash, signature, cert_chain) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![seq, now, hash, sig, encode_chain(signer.chain())],
-    )?;
+    put_checkpoint(&tx, signer, seq, &hash, alpr_pki::now_unix())?;
     tx.commit()?;
     Ok(Some(seq))
 }
@@ -284,20 +486,66 @@ pub fn query(db: &AuditDb, f: &Filter) -> Result<Vec<StoredEntry>, Error> {
         .collect())
 }
 
-/// Verify the whole chain: sequence without gaps, each `prev_hash` the previous `hash`,
-/// each `hash` recomputed; and every checkpoint's signature (by a node certificate of
-/// `ori` under `trust`) over the chain head it names. Errors name the first bad entry.
+/// One stored checkpoint.
+struct Checkpoint {
+    size: i64,
+    at: i64,
+    head: String,
+    signature: Vec<u8>,
+    chain: Vec<u8>,
+    root: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+/// Verify the whole log: sequence without gaps, each `prev_hash` the previous `hash`, each
+/// `hash` recomputed; the stored tree's root equal to the one the entries give; every
+/// checkpoint's chain head and root equal to the entries' at its size and its signature (by
+/// a node certificate of `ori` under `trust`) valid; and every anchor kept (a head the
+/// broker accepted) verified and matching the entries. Errors name the first bad entry,
+/// checkpoint or anchor.
 pub fn verify(
     db: &AuditDb,
     trust: Option<(&alpr_pki::TrustStore, &str)>,
 ) -> Result<VerifyReport, Error> {
-    let mut heads = std::collections::HashMap::new();
     let conn = &db.conn;
+    let checkpoints: Vec<Checkpoint> = conn
+        .prepare(
+            "SELECT size, at, head_hash, signature, cert_chain, root, payload FROM checkpoints ORDER BY size",
+        )?
+        .query_map([], |r| {
+            Ok(Checkpoint {
+                size: r.get(0)?,
+                at: r.get(1)?,
+                head: r.get(2)?,
+                signature: r.get(3)?,
+                chain: r.get(4)?,
+                root: r.get(5)?,
+                payload: r.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let anchors: Vec<(i64, AuditAnchor)> = conn
+        .prepare("SELECT size, anchor FROM anchors ORDER BY size")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .map(|row| {
+            let (size, b) = row?;
+            AuditAnchor::decode(b.as_slice())
+                .map(|a| (size, a))
+                .map_err(|e| Error::corrupt(format!("audit anchor {size}"), e))
+        })
+        .collect::<Result<_, Error>>()?;
+    // The chain head and root at every size a checkpoint or an anchor names.
+    let wanted: std::collections::BTreeSet<i64> = checkpoints
+        .iter()
+        .map(|c| c.size)
+        .chain(anchors.iter().map(|a| a.0))
+        .collect();
+    let mut at_size = std::collections::HashMap::new();
     let mut st = conn.prepare("SELECT seq, entry, prev_hash, hash FROM audit ORDER BY seq")?;
     let mut rows = st.query([])?;
     let mut prev = GENESIS.to_owned();
     let mut expected_seq = 1i64;
-    let mut n = 0u64;
+    let mut tree = Frontier::new();
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
         let json: String = r.get(1)?;
@@ -316,46 +564,101 @@ pub fn verify(
         if chain_hash(&prev_hash, &json) != hash {
             return Err(Break::ContentChanged(seq).into());
         }
-        heads.insert(seq, hash.clone());
+        tree.push(auditlog::leaf(&hash).map_err(|_| Break::ContentChanged(seq))?);
+        if wanted.contains(&seq) {
+            at_size.insert(seq, (hash.clone(), tree.root()));
+        }
         prev = hash;
         expected_seq += 1;
-        n += 1;
     }
-    let mut st = conn.prepare(
-        "SELECT size, at, head_hash, signature, cert_chain FROM checkpoints ORDER BY size",
-    )?;
-    let mut rows = st.query([])?;
-    let mut c = 0u64;
-    while let Some(r) = rows.next()? {
-        let size: i64 = r.get(0)?;
-        let at: i64 = r.get(1)?;
-        let head: String = r.get(2)?;
-        let sig: Vec<u8> = r.get(3)?;
-        let chain: Vec<u8> = r.get(4)?;
-        if heads.get(&size) != Some(&head) {
+    let n = tree.size();
+    if n > 0 && root_at(db, n).ok() != Some(tree.root()) {
+        return Err(Break::TreeDiffers.into());
+    }
+    for c in &checkpoints {
+        let size = c.size;
+        let Some((head, root)) = at_size.get(&size) else {
+            return Err(Break::HeadChanged(size).into());
+        };
+        if *head != c.head || c.root.as_deref().is_some_and(|r| r != root.as_slice()) {
             return Err(Break::HeadChanged(size).into());
         }
-        if let Some((trust, ori)) = trust {
-            let chain = decode_chain(&chain).ok_or(Break::BadChain(size))?;
-            let id = trust
-                .verify_signature(&chain, &checkpoint_message(size, &head, at), &sig, at)
-                .map_err(|e| Break::BadSignature {
-                    size,
-                    detail: e.to_string(),
+        let Some((trust, ori)) = trust else {
+            continue;
+        };
+        match &c.payload {
+            Some(payload) => {
+                let chain = decode_chain(&c.chain).ok_or(Break::BadChain(size))?;
+                let signed = Signed {
+                    payload_type: auditlog::AUDIT_TREE_HEAD.into(),
+                    payload: payload.clone(),
+                    signature: c.signature.clone(),
+                    cert_chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+                };
+                let h = auditlog::verify_head(trust, &signed, ori).map_err(|e| {
+                    Break::BadSignature {
+                        size,
+                        detail: e.detail(),
+                    }
                 })?;
-            if id.role != alpr_pki::Role::Node || id.ori() != Some(ori) {
-                return Err(Break::WrongSigner {
+                if h.size != size as u64 || h.root != *root || hex::encode(h.chain_head) != *head {
+                    return Err(Break::HeadChanged(size).into());
+                }
+            }
+            None => {
+                // A checkpoint from before tree heads: a signature over the chain head.
+                let chain = decode_chain(&c.chain).ok_or(Break::BadChain(size))?;
+                let id = trust
+                    .verify_signature(
+                        &chain,
+                        &checkpoint_message(size, head, c.at),
+                        &c.signature,
+                        c.at,
+                    )
+                    .map_err(|e| Break::BadSignature {
+                        size,
+                        detail: e.to_string(),
+                    })?;
+                if id.role != alpr_pki::Role::Node || id.ori() != Some(ori) {
+                    return Err(Break::WrongSigner {
+                        size,
+                        signer: id.describe(),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+    for (size, a) in &anchors {
+        let size = *size;
+        let Some((_, root)) = at_size.get(&size) else {
+            return Err(Break::AnchorLost {
+                anchored: size,
+                entries: n as i64,
+            }
+            .into());
+        };
+        if let Some((trust, ori)) = trust {
+            let v = auditlog::verify_anchor(trust, a, ori).map_err(|e| Break::BadAnchor {
+                size,
+                detail: e.detail(),
+            })?;
+            if v.head.size != size as u64 {
+                return Err(Break::BadAnchor {
                     size,
-                    signer: id.describe(),
+                    detail: format!("it anchors size {}", v.head.size),
                 }
                 .into());
             }
+            if v.head.root != *root {
+                return Err(Break::AnchorDiffers(size).into());
+            }
         }
-        c += 1;
     }
     Ok(VerifyReport {
         entries: n,
-        checkpoints: c,
+        checkpoints: checkpoints.len() as u64,
+        anchors: anchors.len() as u64,
     })
 }
 

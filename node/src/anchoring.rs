@@ -1,0 +1,143 @@
+//! Anchoring this node's audit log at the broker (DESIGN §7).
+//!
+//! Every `[audit] anchor_interval_secs` (and at start and shutdown) the node signs a tree
+//! head of its log and offers it to the broker with a consistency proof from the newest
+//! head anchored before. Before offering, it checks the broker's newest anchor against its
+//! own log: a log shorter than what was anchored (entries deleted) or different from it
+//! (entries rewritten, even re-signed with `node.key`) is an `audit_anchor` / `diverged`
+//! entry and an alert, and nothing new is anchored. A head the broker refuses as a fork is
+//! an `audit_anchor` / `refused` entry and an alert. Successful anchors are kept in
+//! `audit.db` (`anchors`), not logged as entries: an entry per anchor would make the log
+//! grow by itself.
+
+use std::sync::Arc;
+
+use alpr_proto::auditlog::{self, VerifiedAnchor};
+use alpr_proto::pb::{AnchorRequest, AuditAnchorRequest};
+
+use crate::audit::{AuditEntry, Break, Decision, Event};
+use crate::store::{self, AuditDb};
+use crate::{Error, Node};
+
+impl Node {
+    /// Anchor the audit log now: check the broker's newest anchor against the log, then
+    /// offer a signed head of the current log if it grew. Returns the anchor in force
+    /// (`None` while the log is empty).
+    pub async fn anchor_audit(self: &Arc<Self>) -> Result<Option<VerifiedAnchor>, Error> {
+        let (mut broker, _) = self.broker.clone().ok_or(Error::NoBroker)?;
+        let _one = self.anchor_lock.lock().await;
+        let trust = self.trust();
+        let ori = self.ori().to_owned();
+        let latest = broker
+            .get_audit_anchor(AuditAnchorRequest { ori: ori.clone() })
+            .await?
+            .into_inner()
+            .latest;
+        let prior = latest
+            .map(|a| auditlog::verify_anchor(&trust, &a, &ori).map(|v| (a, v)))
+            .transpose()?;
+        let me = self.clone();
+        let prior_head = prior.as_ref().map(|(_, v)| v.head.clone());
+        let offer = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let mut db = AuditDb::open(&me.cfg.audit_path())?;
+            let Some(size) = store::audit::checkpoint_now(&mut db, &me.head_signer())? else {
+                return Ok(None);
+            };
+            let size = size as u64;
+            let from = match &prior_head {
+                Some(h) => {
+                    if h.size > size {
+                        return Err(Break::AnchorLost {
+                            anchored: h.size as i64,
+                            entries: size as i64,
+                        }
+                        .into());
+                    }
+                    if store::audit::root_at(&db, h.size)? != h.root {
+                        return Err(Break::AnchorDiffers(h.size as i64).into());
+                    }
+                    h.size
+                }
+                None => 0,
+            };
+            let head = store::audit::signed_head(&db, size)?.ok_or_else(|| {
+                Error::corrupt(format!("audit checkpoint {size}"), "not a signed tree head")
+            })?;
+            let proof = if from > 0 && from < size {
+                store::audit::consistency_proof(&db, from, size)?
+            } else {
+                vec![]
+            };
+            Ok(Some((size, from, head, proof)))
+        })
+        .await??;
+        let Some((size, from, head, proof)) = offer else {
+            return Ok(None);
+        };
+        if let Some((a, v)) = prior.filter(|(_, v)| v.head.size == size) {
+            self.keep_anchor(size, v.anchored_at, a).await?;
+            return Ok(Some(v));
+        }
+        let anchor = broker
+            .anchor_audit(AnchorRequest {
+                head: Some(head),
+                consistency: proof.iter().map(|h| h.to_vec()).collect(),
+                from_size: from,
+            })
+            .await?
+            .into_inner();
+        let v = auditlog::verify_anchor(&trust, &anchor, &ori)?;
+        if v.head.size != size {
+            return Err(Error::Usage(format!(
+                "the broker returned an anchor of size {} for a head of size {size}",
+                v.head.size
+            )));
+        }
+        self.keep_anchor(size, v.anchored_at, anchor).await?;
+        Ok(Some(v))
+    }
+
+    async fn keep_anchor(
+        self: &Arc<Self>,
+        size: u64,
+        at: i64,
+        a: alpr_proto::pb::AuditAnchor,
+    ) -> Result<(), Error> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store::audit::put_anchor(&AuditDb::open(&me.cfg.audit_path())?, size, at, &a)
+        })
+        .await?
+    }
+
+    /// [`Node::anchor_audit`] as the daemon runs it: a log that differs from its anchor, or
+    /// a head the broker refuses as a fork, is an entry and an alert; an unreachable
+    /// broker is a warning (the next round tries again).
+    pub async fn anchor_audit_logged(self: &Arc<Self>) -> Option<VerifiedAnchor> {
+        let e = match self.anchor_audit().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        let decision = match &e {
+            Error::AuditBroken(_) => Decision::Diverged,
+            Error::Rpc(s)
+                if alpr_proto::reason_of(s) == Some(alpr_proto::RefusalReason::AuditFork) =>
+            {
+                Decision::Refused
+            }
+            _ => {
+                tracing::warn!(error = %e, "audit anchoring failed; retrying next round");
+                return None;
+            }
+        };
+        tracing::error!(error = %e, "ALERT: the audit log and its anchor at the broker disagree");
+        let entry = AuditEntry {
+            detail: Some(format!("audit anchoring: {e}")),
+            ..AuditEntry::new(alpr_pki::now_unix(), Event::AuditAnchor, decision)
+        };
+        if let Err(e) = self.audit(&[entry]) {
+            tracing::error!(error = %e, "ALERT: could not log an audit anchoring failure");
+        }
+        None
+    }
+}
