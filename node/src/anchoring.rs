@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use alpr_proto::auditlog::{self, VerifiedAnchor};
+use alpr_proto::auditlog::{
+    self, PROOF_FORMAT, ProofBundle, ProvenEntry, VerifiedAnchor, VerifiedAuditHead,
+};
 use alpr_proto::pb::{AnchorRequest, AuditAnchorRequest};
 
 use crate::audit::{AuditEntry, Break, Decision, Event};
@@ -46,16 +48,7 @@ impl Node {
             let size = size as u64;
             let from = match &prior_head {
                 Some(h) => {
-                    if h.size > size {
-                        return Err(Break::AnchorLost {
-                            anchored: h.size as i64,
-                            entries: size as i64,
-                        }
-                        .into());
-                    }
-                    if store::audit::root_at(&db, h.size)? != h.root {
-                        return Err(Break::AnchorDiffers(h.size as i64).into());
-                    }
+                    compare(&db, h)?;
                     h.size
                 }
                 None => 0,
@@ -140,4 +133,78 @@ impl Node {
         }
         None
     }
+}
+
+/// Compare the log with an anchored head: the log reaches its size and has its root there.
+pub fn compare(db: &AuditDb, head: &VerifiedAuditHead) -> Result<(), Error> {
+    let entries = store::audit::size(db)?;
+    if head.size > entries {
+        return Err(Break::AnchorLost {
+            anchored: head.size as i64,
+            entries: entries as i64,
+        }
+        .into());
+    }
+    if head.size > 0 && store::audit::root_at(db, head.size)? != head.root {
+        return Err(Break::AnchorDiffers(head.size as i64).into());
+    }
+    Ok(())
+}
+
+/// The proof bundle of the entries about `query_id`, against the newest anchor kept that
+/// covers them all.
+pub fn prove(cfg: &crate::NodeConfig, query_id: &str) -> Result<ProofBundle, Error> {
+    let query_id = query_id.trim().to_ascii_lowercase();
+    if query_id.len() != 32 || hex::decode(&query_id).is_err() {
+        return Err(Error::Usage(format!(
+            "query id {query_id:?} must be 32 hex digits (16 bytes), as the audit log shows it"
+        )));
+    }
+    let db = store::AuditDb::open(&cfg.audit_path())?;
+    let seqs = store::audit::seqs_of_query(&db, &query_id)?;
+    let Some(&last) = seqs.last() else {
+        return Err(Error::Usage(format!(
+            "no entry of this node's audit log is about query {query_id}"
+        )));
+    };
+    let anchors = store::audit::anchors(&db)?;
+    let trust = alpr_pki::TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+    let mut newest = 0;
+    let mut chosen = None;
+    for a in anchors.iter().rev() {
+        let v = auditlog::verify_anchor(&trust, a, &cfg.ori)?;
+        newest = newest.max(v.head.size);
+        if v.head.size >= last as u64 {
+            chosen = Some((a, v));
+            break;
+        }
+    }
+    let Some((anchor, v)) = chosen else {
+        return Err(Error::Usage(format!(
+            "entry {last} is not anchored yet (the newest anchor covers {newest} entries); \
+             run `alpr-node audit anchor` or wait for the daemon's next round (every {} s)",
+            cfg.audit.anchor_interval_secs
+        )));
+    };
+    let mut entries = Vec::new();
+    for seq in seqs {
+        let entry = store::audit::logged_entries(&db, seq, seq)?
+            .pop()
+            .ok_or_else(|| Error::corrupt(format!("audit entry {seq}"), "missing"))?;
+        let proof = store::audit::inclusion_proof(&db, seq as u64, v.head.size)?;
+        entries.push(ProvenEntry {
+            entry,
+            proof: proof.iter().map(hex::encode).collect(),
+        });
+    }
+    let bundle = ProofBundle {
+        format: PROOF_FORMAT.into(),
+        ori: cfg.ori.clone(),
+        query_id: Some(query_id),
+        entries,
+        anchor: auditlog::anchor_to_hex(anchor),
+    };
+    // What this node hands out must verify.
+    auditlog::verify_proof(&trust, &bundle)?;
+    Ok(bundle)
 }

@@ -73,6 +73,7 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
         metrics_listen: None,
         alerts: Default::default(),
         sealing: Default::default(),
+        audit: Default::default(),
     };
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     std::fs::write(dir.join("node.toml"), toml::to_string(&cfg).unwrap()).unwrap();

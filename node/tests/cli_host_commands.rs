@@ -48,6 +48,7 @@ fn config(dir: &Path) -> NodeConfig {
         metrics_listen: None,
         alerts: Default::default(),
         sealing: Default::default(),
+        audit: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! holds to people who do not trust this node.
 
 use alpr_pki::TrustStore;
-use alpr_proto::auditlog::{self, PROOF_FORMAT, ProofBundle, ProvenEntry};
+use alpr_proto::auditlog::{self, ProofBundle};
 use alpr_proto::pb::AuditAnchorRequest;
 
 use super::{AuditCmd, load_existing};
@@ -63,16 +63,7 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
                         None => ", the broker holds no anchor of it yet".to_owned(),
                         Some(a) => {
                             let v = auditlog::verify_anchor(&trust, &a, &cfg.ori)?;
-                            if v.head.size > r.entries {
-                                return Err(audit::Break::AnchorLost {
-                                    anchored: v.head.size as i64,
-                                    entries: r.entries as i64,
-                                }
-                                .into());
-                            }
-                            if store::audit::root_at(&db, v.head.size)? != v.head.root {
-                                return Err(audit::Break::AnchorDiffers(v.head.size as i64).into());
-                            }
+                            crate::anchoring::compare(&db, &v.head)?;
                             format!(
                                 ", its first {} entries match the broker's newest anchor ({})",
                                 v.head.size,
@@ -110,7 +101,7 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
             out,
         } => {
             let cfg = load_existing(&config)?;
-            let bundle = prove(&cfg, &query_id)?;
+            let bundle = crate::anchoring::prove(&cfg, &query_id)?;
             let text = serde_json::to_string_pretty(&bundle)
                 .map_err(|e| Error::Usage(format!("proof bundle: {e}")))?;
             match &out {
@@ -142,64 +133,6 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
             Ok(())
         }
     }
-}
-
-/// The proof bundle of the entries about `query_id`, against the newest anchor kept that
-/// covers them all.
-pub fn prove(cfg: &crate::NodeConfig, query_id: &str) -> Result<ProofBundle, Error> {
-    let query_id = query_id.trim().to_ascii_lowercase();
-    if query_id.len() != 32 || hex::decode(&query_id).is_err() {
-        return Err(Error::Usage(format!(
-            "query id {query_id:?} must be 32 hex digits (16 bytes), as the audit log shows it"
-        )));
-    }
-    let db = store::AuditDb::open(&cfg.audit_path())?;
-    let seqs = store::audit::seqs_of_query(&db, &query_id)?;
-    let Some(&last) = seqs.last() else {
-        return Err(Error::Usage(format!(
-            "no entry of this node's audit log is about query {query_id}"
-        )));
-    };
-    let anchors = store::audit::anchors(&db)?;
-    let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
-    let mut newest = 0;
-    let mut chosen = None;
-    for a in anchors.iter().rev() {
-        let v = auditlog::verify_anchor(&trust, a, &cfg.ori)?;
-        newest = newest.max(v.head.size);
-        if v.head.size >= last as u64 {
-            chosen = Some((a, v));
-            break;
-        }
-    }
-    let Some((anchor, v)) = chosen else {
-        return Err(Error::Usage(format!(
-            "entry {last} is not anchored yet (the newest anchor covers {newest} entries); \
-             run `alpr-node audit anchor` or wait for the daemon's next round (every {} s)",
-            cfg.audit.anchor_interval_secs
-        )));
-    };
-    let mut entries = Vec::new();
-    for seq in seqs {
-        let entry = store::audit::logged_entries(&db, seq, seq)?
-            .pop()
-            .ok_or_else(|| Error::corrupt(format!("audit entry {seq}"), "missing"))?;
-        let proof = store::audit::inclusion_proof(&db, seq as u64, v.head.size)?;
-        entries.push(ProvenEntry {
-            entry,
-            proof: proof.iter().map(hex::encode).collect(),
-        });
-    }
-    let bundle = ProofBundle {
-        format: PROOF_FORMAT.into(),
-        ori: cfg.ori.clone(),
-        query_id: Some(query_id),
-        entries,
-        anchor: auditlog::anchor_to_hex(anchor),
-    };
-    // What this node hands out must verify.
-    auditlog::verify_proof(&trust, &bundle)?;
-    Ok(bundle)
 }
 
 /// Verify a proof bundle's text; the one-paragraph verdict, or an error naming what failed
