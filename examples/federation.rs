@@ -502,6 +502,82 @@ async fn run(args: Args) -> Result<()> {
     }
     let _ = investigator_of;
 
+    d.title(
+        "ANCHORED EVIDENCE: each node anchors its audit log at the broker; the regulator checks Ventura's exported log and Sacramento's proof of what it asked, from its own desk",
+    );
+    for a in &agencies {
+        match d.fed.nodes[a.ori].node.anchor_audit().await? {
+            Some(v) => println!(
+                "   {} anchored {} entries (root {}…), receipt signed by {}",
+                a.ori,
+                v.head.size,
+                &hex::encode(v.head.root)[..16],
+                v.broker
+            ),
+            None => println!("   {} has nothing to anchor", a.ori),
+        }
+    }
+    let exported = d.fed.dir.join("ventura-audit.log");
+    alpr_node::export::export_audit(
+        &d.fed.node_configs[VENTURA].audit_path(),
+        &Default::default(),
+        alpr_node::export::Format::Log,
+        &exported,
+        "demo",
+    )?;
+    let (mut reg, _) = d.fed.broker_client_as(d.fed.pki.regulator("reg-ca"))?;
+    let verdict =
+        alpr_broker::regulator::verify_audit_log(&mut reg, &d.fed.trust, VENTURA, &exported).await;
+    d.check(
+        verdict.is_ok(),
+        verdict.unwrap_or_else(|e| format!("Ventura's exported log: {e}")),
+    );
+    // The same export with one entry reworded (re-chained, as an insider with node.key
+    // would) no longer matches the anchor.
+    let text = std::fs::read_to_string(&exported)?;
+    let mut forged = String::new();
+    let mut prev = alpr_node::audit::GENESIS.to_owned();
+    for (i, line) in text.lines().enumerate() {
+        let mut e: alpr_proto::auditlog::LoggedEntry = serde_json::from_str(line)?;
+        if i == 2 {
+            e.entry = e.entry.replacen("\"at\":", "\"at\": ", 1);
+        }
+        e.prev_hash = prev;
+        e.hash = alpr_node::audit::chain_hash(&e.prev_hash, &e.entry);
+        prev = e.hash.clone();
+        forged.push_str(&serde_json::to_string(&e)?);
+        forged.push('\n');
+    }
+    let forged_path = d.fed.dir.join("ventura-audit-rewritten.log");
+    std::fs::write(&forged_path, forged)?;
+    let refused =
+        alpr_broker::regulator::verify_audit_log(&mut reg, &d.fed.trust, VENTURA, &forged_path)
+            .await;
+    d.check(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("not the ones anchored")),
+        match &refused {
+            Err(e) => format!("a rewritten, re-chained copy is refused: {e}"),
+            Ok(v) => format!("a rewritten copy verified: {v}"),
+        },
+    );
+    let asked = d
+        .fed
+        .audit(SACRAMENTO, Some("outbound_query"))?
+        .into_iter()
+        .find_map(|e| e.entry.query_id);
+    if let Some(qid) = asked {
+        let bundle = alpr_node::anchoring::prove(&d.fed.node_configs[SACRAMENTO], &qid)?;
+        let file = d.fed.dir.join("sacramento-asked.json");
+        std::fs::write(&file, serde_json::to_string_pretty(&bundle)?)?;
+        let verdict = alpr_broker::regulator::verify_proof_file(&d.fed.trust, &file);
+        d.check(
+            verdict.is_ok(),
+            verdict.unwrap_or_else(|e| format!("Sacramento's proof: {e}")),
+        );
+    }
+
     let dir = d.fed.dir.clone();
     let failures = std::mem::take(&mut d.failures);
     if args.serve && failures.is_empty() {

@@ -279,7 +279,7 @@ async fn a_log_rewritten_and_resigned_with_the_node_key_is_caught_by_its_anchor(
     assert_eq!(row.target.as_deref(), Some(VENTURA));
     let forks = alpr_broker::store::audit_forks(&fed.broker.broker.db()).unwrap();
     assert_eq!(forks.len(), 1);
-    assert_eq!(forks[0].0, VENTURA);
+    assert_eq!(forks[0].ori, VENTURA);
     // The anchor in force is still the honest one.
     assert_eq!(broker_anchor(&fed, VENTURA).head, anchor.head);
 

@@ -98,6 +98,10 @@ fn the_readme_walkthrough_works_as_written() {
         "3 reads stored",
         "ANSWERED, 2 read(s), verified, signed by CA0560100 (node)",
         "audit log intact",
+        "match the broker's newest anchor",
+        "proof verified: entr",
+        "about query",
+        "CA0560100's audit log verified",
         "cosigned by this state's regulator",
         "Agreement registry:",
     ] {

@@ -29,16 +29,16 @@ impl Broker {
         let mut db = self.db();
         let result = self.check_anchor(&db, peer, req);
         if let Err(e) = &result {
-            if let (Error::Refused(p), Some(head)) = (e, &req.head) {
-                if p.reason() == RefusalReason::AuditFork {
-                    store::put_audit_fork(
-                        &db,
-                        peer.ori().unwrap_or(""),
-                        now,
-                        &head.encode_to_vec(),
-                        &p.detail(),
-                    )?;
-                }
+            if let (Error::Refused(p), Some(head)) = (e, &req.head)
+                && p.reason() == RefusalReason::AuditFork
+            {
+                store::put_audit_fork(
+                    &db,
+                    peer.ori().unwrap_or(""),
+                    now,
+                    &head.encode_to_vec(),
+                    &p.detail(),
+                )?;
             }
             let mut entry = LogEntry {
                 requester: Some(peer.describe()),
@@ -103,7 +103,12 @@ impl Broker {
             ProtoError::refused(RefusalReason::InvalidInput, "no audit tree head offered")
         })?;
         let head = auditlog::verify_head(&self.trust(), signed, ori)?;
-        let Some((size, root, bytes)) = store::latest_audit_anchor(db, ori)? else {
+        let Some(store::StoredAnchor {
+            size,
+            root,
+            anchor: bytes,
+        }) = store::latest_audit_anchor(db, ori)?
+        else {
             return Ok((head, None));
         };
         let fork = |detail: String| -> Error {
@@ -154,9 +159,9 @@ impl Broker {
     /// The newest anchor of `ori`'s audit log, if it ever anchored.
     pub fn audit_anchor(&self, ori: &str) -> Result<Option<AuditAnchor>, Error> {
         store::latest_audit_anchor(&self.db(), ori)?
-            .map(|(size, _, b)| {
-                AuditAnchor::decode(b.as_slice()).map_err(|e| Error::Corrupt {
-                    what: format!("audit anchor of {ori} at {size}"),
+            .map(|a| {
+                AuditAnchor::decode(a.anchor.as_slice()).map_err(|e| Error::Corrupt {
+                    what: format!("audit anchor of {ori} at {}", a.size),
                     detail: e.to_string(),
                 })
             })

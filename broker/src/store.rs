@@ -83,5 +83,29 @@ impl LogEntry {
     }
 }
 
+/// An anchored audit tree head as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnchor {
+    /// Entries the head covers.
+    pub size: u64,
+    /// The head's root.
+    pub root: Vec<u8>,
+    /// The encoded `AuditAnchor` (the node's signed head and the broker's receipt).
+    pub anchor: Vec<u8>,
+}
+
+/// An audit tree head refused as a fork, kept as evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditFork {
+    /// The agency whose node offered it.
+    pub ori: String,
+    /// When, Unix seconds.
+    pub at: i64,
+    /// The encoded `Signed` head offered.
+    pub offered: Vec<u8>,
+    /// Why it was refused.
+    pub detail: String,
+}
+
 /// Refusals counted by (reason, target).
 pub type RefusalCounts = Vec<(String, String, u64)>;

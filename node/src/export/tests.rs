@@ -4,9 +4,11 @@ use super::*;
 fn formats_parse_from_their_names_and_nothing_else() {
     assert_eq!("jsonl".parse::<Format>().unwrap(), Format::Jsonl);
     assert_eq!("csv".parse::<Format>().unwrap(), Format::Csv);
+    assert_eq!("log".parse::<Format>().unwrap(), Format::Log);
     assert_eq!(Format::Csv.to_string(), "csv");
+    assert_eq!(Format::Log.to_string(), "log");
     let e = "xml".parse::<Format>().unwrap_err();
-    assert_eq!(e.to_string(), "format \"xml\" must be jsonl or csv");
+    assert_eq!(e.to_string(), "format \"xml\" must be jsonl, csv or log");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Db;
 use crate::Error;
+use crate::store::{AuditFork, StoredAnchor};
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS audit_anchors (
@@ -25,14 +26,20 @@ CREATE TABLE IF NOT EXISTS audit_forks (
 );
 "#;
 
-/// The newest anchor of `ori`'s audit log as `(size, root, encoded AuditAnchor)`.
-pub fn latest_audit_anchor(db: &Db, ori: &str) -> Result<Option<(u64, Vec<u8>, Vec<u8>)>, Error> {
+/// The newest anchor of `ori`'s audit log.
+pub fn latest_audit_anchor(db: &Db, ori: &str) -> Result<Option<StoredAnchor>, Error> {
     Ok(db
         .conn
         .query_row(
             "SELECT size, root, anchor FROM audit_anchors WHERE ori = ?1 ORDER BY size DESC LIMIT 1",
             [ori],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)),
+            |r| {
+                Ok(StoredAnchor {
+                    size: r.get::<_, i64>(0)? as u64,
+                    root: r.get(1)?,
+                    anchor: r.get(2)?,
+                })
+            },
         )
         .optional()?)
 }
@@ -68,13 +75,20 @@ pub fn put_audit_fork(
     Ok(())
 }
 
-/// Heads refused as forks, as `(ori, at, encoded Signed head, detail)`, oldest first.
-pub fn audit_forks(db: &Db) -> Result<Vec<(String, i64, Vec<u8>, String)>, Error> {
+/// Heads refused as forks, oldest first.
+pub fn audit_forks(db: &Db) -> Result<Vec<AuditFork>, Error> {
     let mut st = db
         .conn
         .prepare("SELECT ori, at, offered, detail FROM audit_forks ORDER BY seq")?;
     let rows = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([], |r| {
+            Ok(AuditFork {
+                ori: r.get(0)?,
+                at: r.get(1)?,
+                offered: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }

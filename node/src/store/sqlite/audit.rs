@@ -143,14 +143,12 @@ fn catch_up_tree(conn: &Connection) -> Result<(), Error> {
     let rows = st.query_map([built], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
-    let mut next = built + 1;
-    for row in rows {
+    for (next, row) in (built + 1..).zip(rows) {
         let (seq, hash) = row?;
         if seq != next {
             break;
         }
         add_leaf(conn, seq, &hash)?;
-        next += 1;
     }
     Ok(())
 }
