@@ -92,7 +92,7 @@ fn reseal(fed: &Federation, ori: &str, path: &Path) {
             .unwrap();
             prev = h;
         }
-        c.execute_batch("DELETE FROM merkle; DELETE FROM checkpoints; DELETE FROM anchors;")
+        c.execute_batch("DELETE FROM audit_tree; DELETE FROM checkpoints; DELETE FROM anchors;")
             .unwrap();
     }
     // Reopening rebuilds the tree from the entries; the node's key signs the new head.

@@ -95,6 +95,7 @@ fn the_readme_walkthrough_works_as_written() {
         "OK, the broker would start",
         "OK, the node would start",
         "cosigned tree head",
+        "cosigned the broker's routing log at",
         "3 reads stored",
         "ANSWERED, 2 read(s), verified, signed by CA0560100 (node)",
         "audit log intact",

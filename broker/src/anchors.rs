@@ -6,11 +6,20 @@
 //!
 //! Accepted anchors are the record of themselves (`audit_anchors`); refusals also go to
 //! the routing log, like every refused request.
+//!
+//! The broker's own routing log is anchored the same way, with the regulators as its
+//! witnesses: it is an RFC 6962 tree too, the broker signs heads of it on request
+//! ([`Broker::routing_head`], with a consistency proof from the size the caller saw
+//! last), and a regulator that checked a head extends the one it cosigned before cosigns
+//! it ([`Broker::cosign_routing`], `alpr-broker registry cosign-routing`). A broker that
+//! rewrites its routing log, even re-signing every head, cannot show it to that regulator.
 
 use alpr_pki::{Role, VerifiedIdentity};
-use alpr_proto::auditlog::{self, ANCHOR_RECEIPT};
+use alpr_proto::auditlog::{self, ANCHOR_RECEIPT, ROUTING_COSIGNATURE, ROUTING_TREE_HEAD};
 use alpr_proto::merkle;
-use alpr_proto::pb::{AnchorReceipt, AnchorRequest, AuditAnchor};
+use alpr_proto::pb::{
+    AnchorReceipt, AnchorRequest, AuditAnchor, Cosignature, RoutingHead, RoutingTreeHead, Signed,
+};
 use alpr_proto::{Error as ProtoError, RefusalReason};
 use prost::Message;
 
@@ -166,5 +175,102 @@ impl Broker {
                 })
             })
             .transpose()
+    }
+}
+
+/// A routing-log head is signed again when asked for if the newest one kept is older than
+/// this, seconds, or covers fewer rows than the log has.
+const ROUTING_HEAD_REFRESH_SECS: i64 = 60;
+
+impl Broker {
+    /// A signed head of the routing log as it is now (reusing the newest kept when it
+    /// covers every row and is fresh), with a consistency proof from `from_size` and the
+    /// regulators' cosignatures of its size.
+    pub fn routing_head(&self, from_size: u64) -> Result<RoutingHead, Error> {
+        let now = alpr_pki::now_unix();
+        let db = self.db();
+        let (size, root) = store::routing_tree_head(&db)?;
+        let kept = store::latest_routing_head(&db)?
+            .map(|(s, b)| Signed::decode(b.as_slice()).map(|h| (s, h)))
+            .transpose()
+            .map_err(|e| Error::Corrupt {
+                what: "routing head".into(),
+                detail: e.to_string(),
+            })?;
+        let fresh = kept.and_then(|(s, h)| {
+            let th = RoutingTreeHead::decode(h.payload.as_slice()).ok()?;
+            (s == size && th.root == root && now - th.timestamp < ROUTING_HEAD_REFRESH_SECS)
+                .then_some(h)
+        });
+        let head = match fresh {
+            Some(h) => h,
+            None => {
+                let th = RoutingTreeHead {
+                    size,
+                    root: root.to_vec(),
+                    timestamp: now,
+                };
+                let h = alpr_proto::envelope::seal(&self.signer, ROUTING_TREE_HEAD, &th)?;
+                store::put_routing_head(&db, size, &h.encode_to_vec())?;
+                h
+            }
+        };
+        let consistency = if from_size > 0 && from_size < size {
+            store::routing_consistency(&db, from_size, size)?
+                .iter()
+                .map(|h| h.to_vec())
+                .collect()
+        } else if from_size > size {
+            return Err(ProtoError::refused(
+                RefusalReason::AuditFork,
+                format!(
+                    "the routing log has {size} rows; a head of {from_size} was seen before (rows deleted)"
+                ),
+            )
+            .into());
+        } else {
+            vec![]
+        };
+        let cosignatures = store::routing_cosignatures(&db, size)?
+            .iter()
+            .filter_map(|b| Signed::decode(b.as_slice()).ok())
+            .collect();
+        Ok(RoutingHead {
+            head: Some(head),
+            consistency,
+            cosignatures,
+        })
+    }
+
+    /// Keep a regulator's cosignature of a routing-log head this broker signed.
+    pub fn cosign_routing(
+        &self,
+        peer: &VerifiedIdentity,
+        cosig: &Signed,
+    ) -> Result<RoutingHead, Error> {
+        let now = alpr_pki::now_unix();
+        let (id, cs): (_, Cosignature) =
+            alpr_proto::envelope::open_as(&self.trust(), cosig, ROUTING_COSIGNATURE, now)?;
+        if id.role != Role::Regulator || id.serial != peer.serial {
+            return Err(ProtoError::refused(
+                RefusalReason::CertInvalid,
+                "cosignatures come from the connected regulator",
+            )
+            .into());
+        }
+        let th = RoutingTreeHead::decode(cs.tree_head.as_slice())
+            .map_err(|e| Error::Usage(format!("cosigned routing head does not decode: {e}")))?;
+        let db = self.db();
+        let kept = store::routing_head_of_size(&db, th.size)?
+            .and_then(|b| Signed::decode(b.as_slice()).ok())
+            .and_then(|h| RoutingTreeHead::decode(h.payload.as_slice()).ok());
+        if kept.is_none_or(|k| k.root != th.root) {
+            return Err(Error::Usage(
+                "cosignature is over a routing head this broker did not sign".into(),
+            ));
+        }
+        store::put_routing_cosignature(&db, th.size, &id.describe(), &cosig.encode_to_vec())?;
+        drop(db);
+        self.routing_head(0)
     }
 }

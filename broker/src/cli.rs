@@ -162,6 +162,13 @@ pub enum RegistryCmd {
         /// The bundle.
         file: PathBuf,
     },
+    /// Witness the broker's routing log: check its current head extends the one you
+    /// cosigned last (kept in --state), then cosign it. Run on a schedule, like `cosign`.
+    CosignRouting {
+        /// File keeping the last cosigned routing-log head.
+        #[arg(long)]
+        state: PathBuf,
+    },
     /// Witness: check the current head is consistent with the last one you cosigned
     /// (kept in --state), then cosign it.
     Cosign {
@@ -347,6 +354,19 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
         RegistryCmd::VerifyProof { file } => {
             println!("{}", regulator::verify_proof_file(&trust, &file)?);
         }
+        RegistryCmd::CosignRouting { state } => {
+            let c = regulator::cosign_routing(&mut client, &trust, &signer, &state).await?;
+            println!(
+                "cosigned the broker's routing log at {} rows ({}; now {} cosignature(s))",
+                c.size,
+                if c.from == 0 {
+                    "the first head you cosign".to_owned()
+                } else {
+                    format!("consistent with the {} rows you cosigned before", c.from)
+                },
+                c.cosignatures
+            );
+        }
         RegistryCmd::Cosign { state } => {
             let sth = regulator::cosign(&mut client, &trust, &signer, &state).await?;
             let head = alpr_proto::registry::verify_head(&trust, &sth, now)?;
@@ -432,8 +452,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if verify {
                 let r = store::verify_log(&db)?;
                 println!(
-                    "routing log intact: {} rows chained{}",
+                    "routing log intact: {} rows chained, the tree matching {} signed head(s){}",
                     r.chained,
+                    r.heads,
                     if r.unchained_before > 0 {
                         format!(
                             " ({} older rows from before the log was chained)",

@@ -244,6 +244,74 @@ pub fn verify_proof_file(trust: &TrustStore, file: &Path) -> Result<String, Erro
     Ok(p.verdict(&bundle))
 }
 
+/// What a routing-log cosignature covered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingCosigned {
+    /// Rows of the routing log.
+    pub size: u64,
+    /// The size cosigned before (0: the first time).
+    pub from: u64,
+    /// Cosignatures the head now carries.
+    pub cosignatures: usize,
+}
+
+/// Witness the broker's routing log: fetch a signed head of it with a consistency proof
+/// from the last head this regulator cosigned (`state_file`), check the proof, cosign the
+/// head, submit the cosignature and save the new head. A routing log that does not extend
+/// the saved head (rewritten, truncated or forked) is refused, and the state kept.
+pub async fn cosign_routing(
+    client: &mut BrokerClient<Channel>,
+    trust: &TrustStore,
+    me: &Signer,
+    state_file: &Path,
+) -> Result<RoutingCosigned, Error> {
+    let saved = SavedHead::load(state_file)?;
+    let from = saved.as_ref().map_or(0, |s| s.size);
+    let resp = client
+        .get_routing_head(alpr_proto::pb::RoutingHeadRequest { from_size: from })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let signed = resp
+        .head
+        .ok_or_else(|| Error::Usage("the broker sent no routing head".into()))?;
+    let head = alpr_proto::auditlog::verify_routing_head(trust, &signed)?;
+    if let Some(s) = &saved {
+        alpr_proto::auditlog::check_extends(
+            "the broker's routing log",
+            (s.size, &s.root_hash()?),
+            (head.size, &head.root),
+            &resp.consistency,
+        )
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{e}; the head you cosigned last is kept in {}",
+                state_file.display()
+            ))
+        })?;
+    }
+    let cs = Cosignature {
+        tree_head: signed.payload.clone(),
+        cosigned_at: alpr_pki::now_unix(),
+    };
+    let cosig = envelope::seal(me, alpr_proto::auditlog::ROUTING_COSIGNATURE, &cs)?;
+    let after = client
+        .cosign_routing(cosig)
+        .await
+        .map_err(status)?
+        .into_inner();
+    SavedHead {
+        size: head.size,
+        root: hex::encode(head.root),
+    }
+    .save(state_file)?;
+    Ok(RoutingCosigned {
+        size: head.size,
+        from,
+        cosignatures: after.cosignatures.len(),
+    })
+}
+
 /// Sign and submit an action (suspend / lift as a regulator; revoke as a party's admin).
 pub async fn act(
     client: &mut BrokerClient<Channel>,

@@ -6,8 +6,9 @@ use alpr_proto::pb::broker_server::Broker as BrokerRpc;
 use alpr_proto::pb::{
     AgreementEntry, AgreementList, AnchorRequest, AppendResponse, AuditAnchor, AuditAnchorRequest,
     AuditAnchorState, ConsistencyRequest, Entries, EntriesRequest, InclusionRequest,
-    ListAgreementsRequest, Proof, RefusalCount, RouteResponse, RoutingStats, RoutingStatsRequest,
-    Signed, SignedAgreement, SignedTreeHead, SubmitAgreementResponse, TreeHeadRequest,
+    ListAgreementsRequest, Proof, RefusalCount, RouteResponse, RoutingHead, RoutingHeadRequest,
+    RoutingStats, RoutingStatsRequest, Signed, SignedAgreement, SignedTreeHead,
+    SubmitAgreementResponse, TreeHeadRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -211,6 +212,34 @@ impl BrokerRpc for BrokerService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| e.to_status())?;
         Ok(Response::new(anchor))
+    }
+
+    async fn get_routing_head(
+        &self,
+        request: Request<RoutingHeadRequest>,
+    ) -> Result<Response<RoutingHead>, Status> {
+        self.peer(&request)?;
+        let from = request.into_inner().from_size;
+        let broker = self.broker.clone();
+        let head = tokio::task::spawn_blocking(move || broker.routing_head(from))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(head))
+    }
+
+    async fn cosign_routing(
+        &self,
+        request: Request<Signed>,
+    ) -> Result<Response<RoutingHead>, Status> {
+        let peer = self.peer(&request)?;
+        let cosig = request.into_inner();
+        let broker = self.broker.clone();
+        let head = tokio::task::spawn_blocking(move || broker.cosign_routing(&peer, &cosig))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(head))
     }
 
     async fn get_audit_anchor(

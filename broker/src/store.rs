@@ -5,6 +5,10 @@
 //!   action and undecodable request, appended in a transaction ([`log`]) or through the
 //!   group-commit [`LogWriter`], read back in order ([`read_log`]) and counted for
 //!   regulators ([`routing_stats`]);
+//!   The routing log is also an RFC 6962 tree (leaf `seq - 1`), whose signed heads the
+//!   broker keeps with the regulators' cosignatures ([`routing_tree_head`],
+//!   [`routing_consistency`], [`put_routing_head`], [`latest_routing_head`],
+//!   [`routing_head_of_size`], [`put_routing_cosignature`], [`routing_cosignatures`]);
 //! - the **agencies** seen at registration ([`put_agency`], [`agency_jurisdiction`]);
 //! - the **registry log**: the agreement registry's leaves and the signed tree heads over
 //!   them, stored as opaque encoded bytes ([`registry_leaves`], [`append_registry_leaf`],
@@ -32,9 +36,10 @@ mod tests;
 
 pub use sqlite::{
     ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf, audit_forks,
-    latest_audit_anchor, latest_tree_head, log, open, put_agency, put_audit_anchor, put_audit_fork,
-    put_tree_head, read_log, registry_leaves, routed_ids_since, routing_stats, tree_head_of_size,
-    verify_log,
+    latest_audit_anchor, latest_routing_head, latest_tree_head, log, open, put_agency,
+    put_audit_anchor, put_audit_fork, put_routing_cosignature, put_routing_head, put_tree_head,
+    read_log, registry_leaves, routed_ids_since, routing_consistency, routing_cosignatures,
+    routing_head_of_size, routing_stats, routing_tree_head, tree_head_of_size, verify_log,
 };
 
 /// One routing-log row.

@@ -116,12 +116,6 @@ fn rpc_message(s: &tonic::Status) -> String {
     }
 }
 
-impl From<alpr_proto::merkle::ProofError> for Error {
-    fn from(e: alpr_proto::merkle::ProofError) -> Self {
-        Self::Usage(format!("audit proof: {e}"))
-    }
-}
-
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
         Self::Rpc(s)

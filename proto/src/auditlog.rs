@@ -23,13 +23,19 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::{self, Frontier, Hash};
-use crate::pb::{AnchorReceipt, AuditAnchor, AuditTreeHead, Signed};
+use crate::pb::{AnchorReceipt, AuditAnchor, AuditTreeHead, RoutingTreeHead, Signed};
 use crate::{Error, RefusalReason, envelope};
 
 /// Payload type of a node's signed audit tree head.
 pub const AUDIT_TREE_HEAD: &str = "alpr.v1.AuditTreeHead";
 /// Payload type of the broker's signed anchor receipt.
 pub const ANCHOR_RECEIPT: &str = "alpr.v1.AnchorReceipt";
+/// Payload type of the broker's signed routing-log head.
+pub const ROUTING_TREE_HEAD: &str = "alpr.v1.RoutingTreeHead";
+/// Payload type of a regulator's cosignature of a routing-log head (a `Cosignature` whose
+/// `tree_head` is an encoded `RoutingTreeHead`; its own type, so that it can never be taken
+/// for a cosignature of a registry head).
+pub const ROUTING_COSIGNATURE: &str = "alpr.v1.RoutingCosignature";
 /// Format name of a [`ProofBundle`].
 pub const PROOF_FORMAT: &str = "alpr-audit-proof/1";
 /// Hash of the (empty) predecessor of the first entry.
@@ -199,6 +205,74 @@ pub fn verify_anchor(
         head,
         anchored_at: r.anchored_at,
         broker: id.describe(),
+    })
+}
+
+/// A routing-log head whose signature checked out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedRoutingHead {
+    /// Rows.
+    pub size: u64,
+    /// Root.
+    pub root: Hash,
+    /// When signed.
+    pub timestamp: i64,
+}
+
+/// Verify the broker's signed routing-log head: signed by a broker certificate, not dated in
+/// the future, a 32-byte root.
+pub fn verify_routing_head(
+    trust: &TrustStore,
+    signed: &Signed,
+) -> Result<VerifiedRoutingHead, Error> {
+    let th = RoutingTreeHead::decode(signed.payload.as_slice())
+        .map_err(|e| bad(format!("routing tree head does not decode: {e}")))?;
+    if th.timestamp > alpr_pki::now_unix() + SKEW_SECS {
+        return Err(bad(format!(
+            "routing tree head dated in the future ({})",
+            alpr_pki::fmt_time(th.timestamp)
+        )));
+    }
+    let (id, _) = envelope::open(trust, signed, ROUTING_TREE_HEAD, th.timestamp)?;
+    if id.role != Role::Broker {
+        return Err(Error::refused(
+            RefusalReason::ClaimMismatch,
+            format!(
+                "the routing tree head is signed by {}, not by a broker",
+                id.describe()
+            ),
+        ));
+    }
+    Ok(VerifiedRoutingHead {
+        size: th.size,
+        root: merkle::hash_from_slice(&th.root).map_err(|e| bad(format!("routing root: {e}")))?,
+        timestamp: th.timestamp,
+    })
+}
+
+/// Check that a log of `new_size` entries with root `new_root` extends the one of
+/// `old_size` with `old_root` (an RFC 6962 consistency proof of raw 32-byte hashes); a
+/// log that does not is a fork (`AUDIT_FORK`), named with `what`.
+pub fn check_extends(
+    what: &str,
+    (old_size, old_root): (u64, &Hash),
+    (new_size, new_root): (u64, &Hash),
+    proof: &[Vec<u8>],
+) -> Result<(), Error> {
+    if new_size < old_size {
+        return Err(fork(format!(
+            "{what} has {new_size} entries; {old_size} were seen before (entries deleted)"
+        )));
+    }
+    if old_size == 0 {
+        return Ok(());
+    }
+    let proof = crate::registry::proof_hashes(proof)?;
+    merkle::verify_consistency(old_size, new_size, &proof, old_root, new_root).map_err(|e| {
+        fork(format!(
+            "{what} of {new_size} entries does not extend the {old_size} seen before \
+             (rewritten or forked): {e}"
+        ))
     })
 }
 

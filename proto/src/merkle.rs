@@ -240,20 +240,21 @@ pub fn consistency_proof(leaves: &[Hash], old_size: u64) -> Result<Vec<Hash>, Pr
 pub trait Nodes<E>: FnMut(u32, u64) -> Result<Hash, E> {}
 impl<E, F: FnMut(u32, u64) -> Result<Hash, E>> Nodes<E> for F {}
 
-/// The perfect subtrees completed by appending the leaf with hash `leaf` at `index`,
-/// bottom up, starting with the leaf itself at level 0: what a store writes on append.
-/// `nodes` must answer for the subtrees completed before (the left siblings).
+/// The perfect subtree at `(level, index)`, with hash `hash`, was just completed (at
+/// level 0: a leaf appended): it and every ancestor it completes, bottom up — what a store
+/// writes. `nodes` must answer for the subtrees completed before (the left siblings).
 ///
 /// # Errors
 ///
 /// Whatever `nodes` returns.
 pub fn completed_nodes<E>(
+    level: u32,
     index: u64,
-    leaf: Hash,
+    hash: Hash,
     nodes: &mut impl Nodes<E>,
 ) -> Result<Vec<(u32, u64, Hash)>, E> {
-    let mut out = vec![(0, index, leaf)];
-    let (mut level, mut i, mut h) = (0u32, index, leaf);
+    let mut out = vec![(level, index, hash)];
+    let (mut level, mut i, mut h) = (level, index, hash);
     while i % 2 == 1 {
         h = node_hash(&nodes(level, i - 1)?, &h);
         level += 1;

@@ -48,4 +48,13 @@ pub enum Error {
     /// Logging or span export could not be installed.
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// A Merkle tree kept in a table cannot be read or written, or a proof is asked for
+    /// sizes it cannot give.
+    #[error("merkle tree {table}: {detail}")]
+    Tree {
+        /// The table (or `proof`).
+        table: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
 }

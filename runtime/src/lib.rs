@@ -11,6 +11,7 @@
 //! * [`telemetry`]: logging and OpenTelemetry span export and propagation.
 //! * [`vocabulary`](mod@vocabulary): closed sets of log names as enums with one string form.
 //! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
+//! * [`tree`]: an RFC 6962 tree kept in a SQLite table beside the log it covers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -24,6 +25,7 @@ pub mod sqlite;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod tree;
 pub mod undecodable;
 pub mod vocabulary;
 pub mod wiretap;

@@ -17,8 +17,9 @@ pub use registry_log::{
     append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
 };
 pub use routing_log::{
-    ChainReport, LogWriter, agency_jurisdiction, log, put_agency, read_log, routed_ids_since,
-    routing_stats, verify_log,
+    ChainReport, LogWriter, agency_jurisdiction, latest_routing_head, log, put_agency,
+    put_routing_cosignature, put_routing_head, read_log, routed_ids_since, routing_consistency,
+    routing_cosignatures, routing_head_of_size, routing_stats, routing_tree_head, verify_log,
 };
 
 const SCHEMA: &str = r#"
@@ -61,6 +62,7 @@ impl Db {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(audit_anchors::SCHEMA)?;
         routing_log::add_chain_columns(&conn)?;
+        routing_log::add_tree(&conn)?;
         Ok(Self { conn })
     }
 

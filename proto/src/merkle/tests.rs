@@ -1057,7 +1057,7 @@ fn stored_tree_matches_in_memory_tree() {
                 .copied()
                 .ok_or(ProofError::IndexOutOfRange { index: x, size: 0 })
         };
-        let done = completed_nodes(i as u64, *leaf, &mut get).unwrap();
+        let done = completed_nodes(0, i as u64, *leaf, &mut get).unwrap();
         // Appending leaf i completes one node per trailing one bit of i, plus the leaf.
         assert_eq!(done.len() as u32, 1 + (i as u64).trailing_ones());
         store.extend(done.into_iter().map(|(l, x, h)| ((l, x), h)));

@@ -3,11 +3,163 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use alpr_proto::merkle::{self, Frontier, Hash};
+use alpr_runtime::tree::{LeafSource, StoredTree};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Db;
 use crate::Error;
 use crate::store::{LogEntry, RefusalCounts};
+
+/// The RFC 6962 tree over the routing log (leaf `seq - 1`, see [`row_leaf`]).
+const TREE: StoredTree<RoutingLeaves> = StoredTree::new("routing_tree", RoutingLeaves);
+
+/// The routing tree's leaves: each row's [`row_leaf`].
+#[derive(Clone, Copy, Debug)]
+struct RoutingLeaves;
+
+impl LeafSource for RoutingLeaves {
+    fn leaves(
+        &self,
+        conn: &Connection,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Hash>, alpr_runtime::Error> {
+        let tree_err = |detail: String| alpr_runtime::Error::Tree {
+            table: "routing_tree",
+            detail,
+        };
+        let mut st = conn
+            .prepare_cached(
+                "SELECT seq, at, event, query_id, requester, target, decision, reason_code, detail, agreement_id, rule_version, hash FROM log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+            )
+            .map_err(|e| tree_err(e.to_string()))?;
+        let mut rows = st
+            .query([start as i64, end as i64])
+            .map_err(|e| tree_err(e.to_string()))?;
+        let mut out = Vec::new();
+        let mut expected = start as i64 + 1;
+        while let Some(r) = rows.next().map_err(|e| tree_err(e.to_string()))? {
+            let e = entry_of(r).map_err(|e| tree_err(e.to_string()))?;
+            if e.seq != expected {
+                break;
+            }
+            let hash: Option<String> = r.get(11).map_err(|e| tree_err(e.to_string()))?;
+            out.push(row_leaf(&e, hash.as_deref()).map_err(|e| tree_err(e.to_string()))?);
+            expected += 1;
+        }
+        Ok(out)
+    }
+}
+
+const HEADS: &str = r#"
+CREATE TABLE IF NOT EXISTS routing_heads (size INTEGER PRIMARY KEY, head BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS routing_cosignatures (
+    size INTEGER NOT NULL,
+    cosigner TEXT NOT NULL,
+    cosignature BLOB NOT NULL,
+    PRIMARY KEY (size, cosigner)
+);
+"#;
+
+/// A row's tree leaf: the leaf hash of its raw 32-byte chain hash, or, for a row from
+/// before the log was chained, of the SHA-256 of its JSON.
+fn row_leaf(e: &LogEntry, hash: Option<&str>) -> Result<Hash, Error> {
+    let raw = match hash {
+        Some(h) => hex::decode(h)
+            .ok()
+            .and_then(|b| merkle::hash_from_slice(&b).ok()),
+        None => hex::decode(row_hash("", e)?)
+            .ok()
+            .and_then(|b| merkle::hash_from_slice(&b).ok()),
+    };
+    raw.map(|r| merkle::leaf_hash(&r))
+        .ok_or_else(|| Error::Corrupt {
+            what: format!("routing log row {}", e.seq),
+            detail: "its hash is not 32 bytes of hex".into(),
+        })
+}
+
+/// Create the tree and head tables, and build the tree over rows written before it
+/// existed (a database from an older broker), up to the first gap.
+pub(super) fn add_tree(conn: &Connection) -> Result<(), Error> {
+    TREE.create(conn)?;
+    conn.execute_batch(HEADS)?;
+    let size: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM log", [], |r| r.get(0))?;
+    Ok(TREE.catch_up(conn, size as u64)?)
+}
+
+/// The routing log's size and tree root, read in one snapshot.
+pub fn routing_tree_head(db: &Db) -> Result<(u64, Hash), Error> {
+    let tx = db.conn.unchecked_transaction()?;
+    let size: i64 = tx.query_row("SELECT coalesce(max(seq), 0) FROM log", [], |r| r.get(0))?;
+    let root = TREE.root(&tx, size as u64)?;
+    tx.commit()?;
+    Ok((size as u64, root))
+}
+
+/// Consistency proof between the routing log's trees of `old` and `new` rows.
+pub fn routing_consistency(db: &Db, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+    Ok(TREE.consistency_proof(&db.conn, old, new)?)
+}
+
+/// The newest signed routing-log head kept, as `(size, encoded Signed)`.
+pub fn latest_routing_head(db: &Db) -> Result<Option<(u64, Vec<u8>)>, Error> {
+    Ok(db
+        .conn
+        .query_row(
+            "SELECT size, head FROM routing_heads ORDER BY size DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Keep a signed routing-log head (replacing one of the same size: a fresher signature).
+pub fn put_routing_head(db: &Db, size: u64, head: &[u8]) -> Result<(), Error> {
+    db.conn.execute(
+        "INSERT OR REPLACE INTO routing_heads (size, head) VALUES (?1, ?2)",
+        params![size as i64, head],
+    )?;
+    Ok(())
+}
+
+/// The signed routing-log head kept for `size`.
+pub fn routing_head_of_size(db: &Db, size: u64) -> Result<Option<Vec<u8>>, Error> {
+    Ok(db
+        .conn
+        .query_row(
+            "SELECT head FROM routing_heads WHERE size = ?1",
+            [size as i64],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Keep a regulator's cosignature of the routing-log head of `size`.
+pub fn put_routing_cosignature(
+    db: &Db,
+    size: u64,
+    cosigner: &str,
+    cosig: &[u8],
+) -> Result<(), Error> {
+    db.conn.execute(
+        "INSERT OR REPLACE INTO routing_cosignatures (size, cosigner, cosignature) VALUES (?1, ?2, ?3)",
+        params![size as i64, cosigner, cosig],
+    )?;
+    Ok(())
+}
+
+/// The cosignatures kept for the routing-log head of `size` (encoded `Signed`s).
+pub fn routing_cosignatures(db: &Db, size: u64) -> Result<Vec<Vec<u8>>, Error> {
+    let mut st = db.conn.prepare(
+        "SELECT cosignature FROM routing_cosignatures WHERE size = ?1 ORDER BY cosigner",
+    )?;
+    let rows = st
+        .query_map([size as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
 
 /// Column `i` of `r` as a vocabulary value (an unknown name is a conversion error that
 /// names the column and the value).
@@ -66,7 +218,6 @@ pub fn log(db: &mut Db, entries: &[LogEntry]) -> Result<(), Error> {
 /// Insert log rows inside a caller's (immediate) transaction, each chained to the one
 /// before it.
 fn log_in(tx: &Connection, entries: &[LogEntry]) -> Result<(), Error> {
-    use rusqlite::OptionalExtension;
     let (mut seq, mut prev): (i64, String) = tx
         .prepare_cached("SELECT seq, COALESCE(hash, ?1) FROM log ORDER BY seq DESC LIMIT 1")?
         .query_row([GENESIS], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -96,6 +247,7 @@ fn log_in(tx: &Connection, entries: &[LogEntry]) -> Result<(), Error> {
             hash
         ])?;
         prev = hash;
+        TREE.append(tx, seq as u64 - 1)?;
     }
     Ok(())
 }
@@ -107,6 +259,8 @@ pub struct ChainReport {
     pub chained: u64,
     /// Rows written before the log was chained (a database from an older broker).
     pub unchained_before: u64,
+    /// Signed routing-log heads kept whose root the rows reproduce.
+    pub heads: u64,
 }
 
 /// Verify the routing log's chain: no row missing, each row's previous hash its
@@ -123,6 +277,30 @@ pub fn verify_log(db: &Db) -> Result<ChainReport, Error> {
     let mut report = ChainReport {
         chained: 0,
         unchained_before: 0,
+        heads: 0,
+    };
+    let heads: std::collections::BTreeMap<u64, Vec<u8>> = db
+        .conn
+        .prepare("SELECT size, head FROM routing_heads ORDER BY size")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut tree = Frontier::new();
+    let check_head = |size: u64, root: &Hash, report: &mut ChainReport| -> Result<(), Error> {
+        if let Some(b) = heads.get(&size) {
+            let signed = <alpr_proto::pb::Signed as prost::Message>::decode(b.as_slice())
+                .map_err(|e| corrupt(format!("signed head {size}: {e}")))?;
+            let th = <alpr_proto::pb::RoutingTreeHead as prost::Message>::decode(
+                signed.payload.as_slice(),
+            )
+            .map_err(|e| corrupt(format!("signed head {size}: {e}")))?;
+            if th.root != root.as_slice() {
+                return Err(corrupt(format!(
+                    "the rows up to {size} are not the ones the broker signed a head of (rewritten)"
+                )));
+            }
+            report.heads += 1;
+        }
+        Ok(())
     };
     let mut prev: Option<String> = None;
     let mut expected = 1i64;
@@ -160,6 +338,22 @@ pub fn verify_log(db: &Db) -> Result<ChainReport, Error> {
                 prev = Some(h);
             }
         }
+        let hash: Option<String> = r.get(12)?;
+        tree.push(row_leaf(&e, hash.as_deref())?);
+        check_head(tree.size(), &tree.root(), &mut report)?;
+    }
+    if let Some((&size, _)) = heads.iter().next_back()
+        && size > tree.size()
+    {
+        return Err(corrupt(format!(
+            "the broker signed a head of {size} rows but the log has {} (rows deleted)",
+            tree.size()
+        )));
+    }
+    if tree.size() > 0 && TREE.root(&db.conn, tree.size()).ok() != Some(tree.root()) {
+        return Err(corrupt(
+            "the stored routing tree does not match the rows".into(),
+        ));
     }
     Ok(report)
 }
@@ -202,7 +396,6 @@ pub fn put_agency(db: &Db, a: &alpr_pki::AgencyClaims) -> Result<(), Error> {
 
 /// An agency's jurisdiction, if known from a registration.
 pub fn agency_jurisdiction(db: &Db, ori: &str) -> Result<Option<String>, Error> {
-    use rusqlite::OptionalExtension;
     Ok(db
         .conn
         .prepare_cached("SELECT jurisdiction FROM agencies WHERE ori = ?1")?

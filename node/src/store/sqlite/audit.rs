@@ -9,8 +9,9 @@ use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use alpr_proto::auditlog::{self, LoggedEntry};
-use alpr_proto::merkle::{self, Frontier, Hash};
+use alpr_proto::merkle::{Frontier, Hash};
 use alpr_proto::pb::{AuditAnchor, Signed};
+use alpr_runtime::tree::{LeafSource, StoredTree};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -38,18 +39,50 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signature BLOB NOT NULL,
     cert_chain BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS merkle (
-    level INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS anchors (
     size INTEGER PRIMARY KEY,
     anchored_at INTEGER NOT NULL,
     anchor BLOB NOT NULL
 );
 "#;
+
+/// The RFC 6962 tree over the entries' chain hashes (leaf `seq - 1`).
+const TREE: StoredTree<AuditLeaves> = StoredTree::new("audit_tree", AuditLeaves);
+
+/// The audit tree's leaves: each entry's chain hash.
+#[derive(Clone, Copy, Debug)]
+struct AuditLeaves;
+
+impl LeafSource for AuditLeaves {
+    fn leaves(
+        &self,
+        conn: &Connection,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Hash>, alpr_runtime::Error> {
+        let tree_err = |detail: String| alpr_runtime::Error::Tree {
+            table: "audit_tree",
+            detail,
+        };
+        let mut st = conn
+            .prepare_cached("SELECT seq, hash FROM audit WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")
+            .map_err(|e| tree_err(e.to_string()))?;
+        let rows = st
+            .query_map([start as i64, end as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| tree_err(e.to_string()))?;
+        let mut out = Vec::new();
+        for (expected, row) in (start as i64 + 1..).zip(rows) {
+            let (seq, hash) = row.map_err(|e| tree_err(e.to_string()))?;
+            if seq != expected {
+                break;
+            }
+            out.push(auditlog::leaf(&hash).map_err(|e| tree_err(format!("entry {seq}: {e}")))?);
+        }
+        Ok(out)
+    }
+}
 
 /// Columns added to `checkpoints` when checkpoints became signed tree heads: the root and
 /// the signed `AuditTreeHead` payload (both NULL in checkpoints written before).
@@ -89,6 +122,7 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
     let mut conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(30))
         .map_err(|e| Error::AuditUnavailable(format!("{}: {e}", path.display())))?;
     conn.execute_batch(SCHEMA)?;
+    TREE.create(&conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (col, ty) in CHECKPOINT_COLUMNS {
         let present: bool = tx.query_row(
@@ -105,67 +139,31 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
     Ok(conn)
 }
 
-/// The stored perfect subtree at (level, index) of the audit tree.
-fn tree_nodes(conn: &Connection) -> impl FnMut(u32, u64) -> Result<Hash, Error> + '_ {
-    move |level, idx| {
-        let b: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2")?
-            .query_row(params![level, idx as i64], |r| r.get(0))
-            .optional()?;
-        b.and_then(|b| merkle::hash_from_slice(&b).ok())
-            .ok_or_else(|| {
-                Error::corrupt("audit tree", format!("node ({level}, {idx}) is missing"))
-            })
-    }
-}
-
-/// Add entry `seq`'s leaf (and the subtrees it completes) to the stored tree.
-fn add_leaf(conn: &Connection, seq: i64, hash: &str) -> Result<(), Error> {
-    let leaf = auditlog::leaf(hash).map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))?;
-    let done = merkle::completed_nodes(seq as u64 - 1, leaf, &mut tree_nodes(conn))?;
-    let mut st = conn
-        .prepare_cached("INSERT OR REPLACE INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
-    for (level, idx, h) in done {
-        st.execute(params![level, idx as i64, h.as_slice()])?;
-    }
-    Ok(())
+/// Entry `seq` was just written: store the subtrees it completes.
+fn add_leaf(conn: &Connection, seq: i64) -> Result<(), Error> {
+    Ok(TREE.append(conn, seq as u64 - 1)?)
 }
 
 /// Build the tree over entries written before it existed (a log from an older alpr-node),
 /// up to the first gap. A no-op when the tree is current.
 fn catch_up_tree(conn: &Connection) -> Result<(), Error> {
-    let built: i64 = conn.query_row(
-        "SELECT coalesce(max(idx) + 1, 0) FROM merkle WHERE level = 0",
-        [],
-        |r| r.get(0),
-    )?;
-    let mut st = conn.prepare("SELECT seq, hash FROM audit WHERE seq > ?1 ORDER BY seq")?;
-    let rows = st.query_map([built], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for (next, row) in (built + 1..).zip(rows) {
-        let (seq, hash) = row?;
-        if seq != next {
-            break;
-        }
-        add_leaf(conn, seq, &hash)?;
-    }
-    Ok(())
+    let size: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?;
+    Ok(TREE.catch_up(conn, size as u64)?)
 }
 
 /// The stored tree's root over the first `size` entries.
 pub fn root_at(db: &AuditDb, size: u64) -> Result<Hash, Error> {
-    merkle::subtree_root(0, size, &mut tree_nodes(&db.conn))
+    Ok(TREE.root(&db.conn, size)?)
 }
 
 /// Inclusion proof of entry `seq` in the tree of `size` entries.
 pub fn inclusion_proof(db: &AuditDb, seq: u64, size: u64) -> Result<Vec<Hash>, Error> {
-    merkle::inclusion_proof_with(size, seq.saturating_sub(1), &mut tree_nodes(&db.conn))
+    Ok(TREE.inclusion_proof(&db.conn, seq.saturating_sub(1), size)?)
 }
 
 /// Consistency proof between the trees of `old` and `new` entries.
 pub fn consistency_proof(db: &AuditDb, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
-    merkle::consistency_proof_with(old, new, &mut tree_nodes(&db.conn))
+    Ok(TREE.consistency_proof(&db.conn, old, new)?)
 }
 
 type Ack = SyncSender<Result<Vec<i64>, String>>;
@@ -251,7 +249,7 @@ fn write_group(
                 let hash = chain_hash(&prev, &json);
                 last_seq += 1;
                 st.execute(params![last_seq, e.at, e.event.as_str(), json, prev, hash])?;
-                add_leaf(&tx, last_seq, &hash)?;
+                add_leaf(&tx, last_seq)?;
                 seqs.push(last_seq);
                 prev = hash;
             }
@@ -317,7 +315,7 @@ fn put_checkpoint(
     head: &str,
     now: i64,
 ) -> Result<(), Error> {
-    let root = merkle::subtree_root(0, size as u64, &mut tree_nodes(conn))?;
+    let root = TREE.root(conn, size as u64)?;
     let signed = signer.sign(size as u64, &root, head, now)?;
     conn.execute(
         "INSERT INTO checkpoints (size, at, head_hash, signature, cert_chain, root, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
