@@ -493,3 +493,141 @@ async fn a_stopping_node_anchors_its_final_head() {
     assert!(v.anchors >= 2, "{v:?}");
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one() {
+    use alpr_broker::regulator::AuditWitnessed;
+    let (fed, qid) = federation().await;
+    let (mut reg, signer) = fed.broker_client_as(fed.pki.regulator("reg-ca")).unwrap();
+    let dir = fed.dir.join("reg-audit");
+    let first = regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, VENTURA)
+        .await
+        .unwrap();
+    // (The daemon anchored at start too: one or two links.)
+    let AuditWitnessed::Cosigned {
+        size,
+        from: 0,
+        links,
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    assert!(links >= 1);
+    assert_eq!(
+        regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, VENTURA)
+            .await
+            .unwrap(),
+        AuditWitnessed::Unchanged { size }
+    );
+    // The log grows and is anchored twice; the regulator checks both links.
+    let node = &fed.nodes[VENTURA].node;
+    for _ in 0..2 {
+        let note = alpr_node::audit::AuditEntry::new(
+            alpr_pki::now_unix(),
+            alpr_node::audit::Event::Alert,
+            alpr_node::audit::Decision::Ok,
+        );
+        node.audit(&[note]).unwrap();
+        node.anchor_audit().await.unwrap();
+    }
+    let again = regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, VENTURA)
+        .await
+        .unwrap();
+    let AuditWitnessed::Cosigned {
+        size: now,
+        from,
+        links: 2,
+    } = again
+    else {
+        panic!("{again:?}")
+    };
+    assert_eq!(from, size);
+    assert_eq!(now, broker_anchor(&fed, VENTURA).head.size);
+    assert_eq!(broker_anchor(&fed, VENTURA).cosigned_by.len(), 1);
+    // The node keeps the cosigned anchor; its proofs name the witness.
+    node.anchor_audit().await.unwrap();
+    let bundle = anchoring::prove(&fed.node_configs[VENTURA], &qid).unwrap();
+    let p = auditlog::verify_proof(&fed.trust, &bundle).unwrap();
+    assert!(
+        p.verdict(&bundle).contains("cosigned by"),
+        "{}",
+        p.verdict(&bundle)
+    );
+    // An agency that never anchored.
+    assert_eq!(
+        regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, "CA9999999")
+            .await
+            .unwrap(),
+        AuditWitnessed::NoAnchor
+    );
+
+    // A broker colluding with Ventura's insider swaps the newest anchor for one of a
+    // rewritten log: a head signed with Ventura's node key, a receipt with the broker's.
+    let path = copy_log(&fed, VENTURA, "swapped");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE audit SET entry = replace(entry, '8ABC123', '8ABC999') WHERE event = 'inbound_query'",
+            [],
+        )
+        .unwrap();
+    reseal(&fed, VENTURA, &path);
+    let db = AuditDb::open(&path).unwrap();
+    assert_eq!(store::audit::size(&db).unwrap(), now);
+    let head = store::audit::signed_head(&db, now).unwrap().unwrap();
+    let (bc, bk) = fed.pki.broker();
+    let broker_key = alpr_pki::Signer::load(&bc, &bk).unwrap();
+    let receipt = alpr_proto::envelope::seal(
+        &broker_key,
+        auditlog::ANCHOR_RECEIPT,
+        &alpr_proto::pb::AnchorReceipt {
+            audit_tree_head: head.payload.clone(),
+            anchored_at: alpr_pki::now_unix(),
+        },
+    )
+    .unwrap();
+    let forged = alpr_proto::pb::AuditAnchor {
+        head: Some(head),
+        receipt: Some(receipt),
+        cosignatures: vec![],
+    };
+    let root = store::audit::root_at(&db, now).unwrap();
+    fed.broker
+        .broker
+        .db()
+        .connection()
+        .execute(
+            "UPDATE audit_anchors SET anchor = ?1, root = ?2 WHERE ori = ?3 AND size = ?4",
+            rusqlite::params![
+                prost::Message::encode_to_vec(&forged),
+                root.to_vec(),
+                VENTURA,
+                now as i64
+            ],
+        )
+        .unwrap();
+    // The swapped anchor verifies on its own (both signatures are real) …
+    auditlog::verify_anchor(&fed.trust, &forged, VENTURA).unwrap();
+    // … but it is not the head the regulator cosigned.
+    let e = regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, VENTURA)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not the head of"), "{e}");
+    // And a swapped anchor offered as a new, larger one does not extend it.
+    fed.broker
+        .broker
+        .db()
+        .connection()
+        .execute(
+            "UPDATE audit_anchors SET size = size + 1000, from_size = ?2 WHERE ori = ?1 AND size = ?2",
+            rusqlite::params![VENTURA, now as i64],
+        )
+        .unwrap();
+    let e = regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, VENTURA)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not extend"), "{e}");
+    fed.stop().await.unwrap();
+}

@@ -96,6 +96,7 @@ fn the_readme_walkthrough_works_as_written() {
         "OK, the node would start",
         "cosigned tree head",
         "cosigned the broker's routing log at",
+        "CA0560100: cosigned the audit anchor at",
         "3 reads stored",
         "ANSWERED, 2 read(s), verified, signed by CA0560100 (node)",
         "audit log intact",

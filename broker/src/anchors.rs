@@ -15,10 +15,13 @@
 //! rewrites its routing log, even re-signing every head, cannot show it to that regulator.
 
 use alpr_pki::{Role, VerifiedIdentity};
-use alpr_proto::auditlog::{self, ANCHOR_RECEIPT, ROUTING_COSIGNATURE, ROUTING_TREE_HEAD};
+use alpr_proto::auditlog::{
+    self, ANCHOR_RECEIPT, AUDIT_COSIGNATURE, ROUTING_COSIGNATURE, ROUTING_TREE_HEAD,
+};
 use alpr_proto::merkle;
 use alpr_proto::pb::{
-    AnchorReceipt, AnchorRequest, AuditAnchor, Cosignature, RoutingHead, RoutingTreeHead, Signed,
+    AnchorLink, AnchorReceipt, AnchorRequest, AuditAnchor, Cosignature, RoutingHead,
+    RoutingTreeHead, Signed,
 };
 use alpr_proto::{Error as ProtoError, RefusalReason};
 use prost::Message;
@@ -78,14 +81,19 @@ impl Broker {
                 &receipt,
             )?),
             head: Some(signed),
+            cosignatures: vec![],
         };
         store::put_audit_anchor(
             &db,
+            &store::StoredAnchor {
+                size: head.size,
+                root: head.root.to_vec(),
+                anchor: anchor.encode_to_vec(),
+                from_size: req.from_size,
+                consistency: req.consistency.clone(),
+            },
             &head.ori,
-            head.size,
-            &head.root,
             now,
-            &anchor.encode_to_vec(),
         )?;
         Ok(anchor)
     }
@@ -116,6 +124,7 @@ impl Broker {
             size,
             root,
             anchor: bytes,
+            ..
         }) = store::latest_audit_anchor(db, ori)?
         else {
             return Ok((head, None));
@@ -165,17 +174,91 @@ impl Broker {
         Ok((head, None))
     }
 
-    /// The newest anchor of `ori`'s audit log, if it ever anchored.
+    /// The newest anchor of `ori`'s audit log, if it ever anchored, with the regulators'
+    /// cosignatures of it.
     pub fn audit_anchor(&self, ori: &str) -> Result<Option<AuditAnchor>, Error> {
-        store::latest_audit_anchor(&self.db(), ori)?
-            .map(|a| {
-                AuditAnchor::decode(a.anchor.as_slice()).map_err(|e| Error::Corrupt {
-                    what: format!("audit anchor of {ori} at {}", a.size),
-                    detail: e.to_string(),
-                })
-            })
+        let db = self.db();
+        store::latest_audit_anchor(&db, ori)?
+            .map(|a| with_cosignatures(&db, ori, &a))
             .transpose()
     }
+
+    /// `ori`'s anchors after `after` (at most 1000), each with the node's consistency proof
+    /// from the one before.
+    pub fn audit_anchor_chain(&self, ori: &str, after: u64) -> Result<Vec<AnchorLink>, Error> {
+        let db = self.db();
+        store::audit_anchor_chain(&db, ori, after, 1000)?
+            .iter()
+            .map(|a| {
+                Ok(AnchorLink {
+                    anchor: Some(with_cosignatures(&db, ori, a)?),
+                    from_size: a.from_size,
+                    consistency: a.consistency.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Keep a regulator's cosignature of an agency's anchored audit head.
+    pub fn cosign_audit(
+        &self,
+        peer: &VerifiedIdentity,
+        cosig: &Signed,
+    ) -> Result<AuditAnchor, Error> {
+        let now = alpr_pki::now_unix();
+        let (id, cs): (_, Cosignature) =
+            alpr_proto::envelope::open_as(&self.trust(), cosig, AUDIT_COSIGNATURE, now)?;
+        if id.role != Role::Regulator || id.serial != peer.serial {
+            return Err(ProtoError::refused(
+                RefusalReason::CertInvalid,
+                "cosignatures come from the connected regulator",
+            )
+            .into());
+        }
+        let th = alpr_proto::pb::AuditTreeHead::decode(cs.tree_head.as_slice())
+            .map_err(|e| Error::Usage(format!("cosigned audit head does not decode: {e}")))?;
+        let db = self.db();
+        let kept = store::audit_anchor_chain(&db, &th.ori, th.size.saturating_sub(1), 1)?
+            .into_iter()
+            .find(|a| a.size == th.size)
+            .ok_or_else(|| {
+                Error::Usage(format!("no anchor of {} at {} entries", th.ori, th.size))
+            })?;
+        let anchor = AuditAnchor::decode(kept.anchor.as_slice()).map_err(|e| Error::Corrupt {
+            what: format!("audit anchor of {} at {}", th.ori, th.size),
+            detail: e.to_string(),
+        })?;
+        if anchor.head.as_ref().map(|h| &h.payload) != Some(&cs.tree_head) {
+            return Err(Error::Usage(
+                "cosignature is over an audit head this broker did not anchor".into(),
+            ));
+        }
+        store::put_audit_cosignature(
+            &db,
+            &th.ori,
+            th.size,
+            &id.describe(),
+            &cosig.encode_to_vec(),
+        )?;
+        with_cosignatures(&db, &th.ori, &kept)
+    }
+}
+
+/// A stored anchor, decoded, with the cosignatures kept for it.
+fn with_cosignatures(
+    db: &store::Db,
+    ori: &str,
+    a: &store::StoredAnchor,
+) -> Result<AuditAnchor, Error> {
+    let mut anchor = AuditAnchor::decode(a.anchor.as_slice()).map_err(|e| Error::Corrupt {
+        what: format!("audit anchor of {ori} at {}", a.size),
+        detail: e.to_string(),
+    })?;
+    anchor.cosignatures = store::audit_cosignatures(db, ori, a.size)?
+        .iter()
+        .filter_map(|b| Signed::decode(b.as_slice()).ok())
+        .collect();
+    Ok(anchor)
 }
 
 /// A routing-log head is signed again when asked for if the newest one kept is older than

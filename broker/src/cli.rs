@@ -169,6 +169,17 @@ pub enum RegistryCmd {
         #[arg(long)]
         state: PathBuf,
     },
+    /// Witness agencies' audit anchors: for each agency, check every anchor since the one
+    /// you cosigned last (kept in --state-dir) extends it, then cosign the newest. Without
+    /// --ori, every agency that published a sealing key in the registry. Run on a schedule.
+    CosignAudit {
+        /// Directory keeping the last cosigned head of each agency (`<ORI>.json`).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Only these agencies.
+        #[arg(long)]
+        ori: Vec<String>,
+    },
     /// Witness: check the current head is consistent with the last one you cosigned
     /// (kept in --state), then cosign it.
     Cosign {
@@ -353,6 +364,43 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
         }
         RegistryCmd::VerifyProof { file } => {
             println!("{}", regulator::verify_proof_file(&trust, &file)?);
+        }
+        RegistryCmd::CosignAudit { state_dir, ori } => {
+            let oris = if ori.is_empty() {
+                let view = regulator::fetch_verified(&mut client, &trust, None).await?;
+                view.sealing_keys.keys().cloned().collect()
+            } else {
+                ori
+            };
+            let mut failed = 0;
+            for o in &oris {
+                match regulator::cosign_audit(&mut client, &trust, &signer, &state_dir, o).await {
+                    Ok(regulator::AuditWitnessed::NoAnchor) => {
+                        println!("{o}: no audit anchor yet")
+                    }
+                    Ok(regulator::AuditWitnessed::Unchanged { size }) => {
+                        println!("{o}: unchanged since the {size} entries you cosigned")
+                    }
+                    Ok(regulator::AuditWitnessed::Cosigned { size, from, links }) => println!(
+                        "{o}: cosigned the audit anchor at {size} entries ({links} anchor(s) checked{})",
+                        if from == 0 {
+                            String::new()
+                        } else {
+                            format!(", consistent with the {from} you cosigned before")
+                        }
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{o}: REFUSED: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(Error::Usage(format!(
+                    "{failed} of {} agencies' audit anchors did not check out (see above)",
+                    oris.len()
+                )));
+            }
         }
         RegistryCmd::CosignRouting { state } => {
             let c = regulator::cosign_routing(&mut client, &trust, &signer, &state).await?;

@@ -312,6 +312,146 @@ pub async fn cosign_routing(
     })
 }
 
+/// What cosigning one agency's audit anchors did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditWitnessed {
+    /// The agency has not anchored its log yet.
+    NoAnchor,
+    /// Nothing anchored since the head cosigned last.
+    Unchanged {
+        /// Entries.
+        size: u64,
+    },
+    /// The newest anchor, checked link by link from the head cosigned last, now cosigned.
+    Cosigned {
+        /// Entries.
+        size: u64,
+        /// The size cosigned before (0: the first time).
+        from: u64,
+        /// Anchors checked on the way.
+        links: usize,
+    },
+}
+
+/// Witness one agency's audit anchors: fetch its anchors after the head this regulator
+/// cosigned last (`state_dir/<ORI>.json`), check each is signed by the agency's node and
+/// receipted by the broker and extends the one before (the node's consistency proof), then
+/// cosign the newest and save it. An anchor that does not extend the saved head — a broker
+/// that replaced an agency's anchor, alone or with the agency's insider — is refused and
+/// the saved head kept.
+pub async fn cosign_audit(
+    client: &mut BrokerClient<Channel>,
+    trust: &TrustStore,
+    me: &Signer,
+    state_dir: &Path,
+    ori: &str,
+) -> Result<AuditWitnessed, Error> {
+    std::fs::create_dir_all(state_dir).map_err(|e| Error::io(state_dir, e))?;
+    let state_file = state_dir.join(format!("{ori}.json"));
+    let saved = SavedHead::load(&state_file)?;
+    let mut prev: Option<(u64, Hash)> = match &saved {
+        Some(s) => Some((s.size, s.root_hash()?)),
+        None => None,
+    };
+    let mut last = None;
+    let mut links = 0;
+    loop {
+        let after = prev.map_or(0, |p| p.0);
+        let chain = client
+            .get_audit_anchor_chain(alpr_proto::pb::AuditAnchorChainRequest {
+                ori: ori.to_owned(),
+                after_size: after,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        if chain.links.is_empty() {
+            break;
+        }
+        for link in chain.links {
+            let anchor = link
+                .anchor
+                .ok_or_else(|| Error::Usage(format!("{ori}: an anchor link without an anchor")))?;
+            let v = alpr_proto::auditlog::verify_anchor(trust, &anchor, ori)?;
+            if let Some((size, root)) = prev {
+                if link.from_size != size {
+                    return Err(Error::Usage(format!(
+                        "{ori}: the anchor of {} entries extends {} entries, not the {size} you cosigned or checked before (an anchor is missing or was replaced)",
+                        v.head.size, link.from_size
+                    )));
+                }
+                alpr_proto::auditlog::check_extends(
+                    &format!("{ori}'s anchored audit log"),
+                    (size, &root),
+                    (v.head.size, &v.head.root),
+                    &link.consistency,
+                )
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "{e}; the head you cosigned last is kept in {}",
+                        state_file.display()
+                    ))
+                })?;
+            }
+            prev = Some((v.head.size, v.head.root));
+            last = Some(anchor);
+            links += 1;
+        }
+    }
+    let Some(anchor) = last else {
+        // Nothing new: the newest anchor must still be the one saved.
+        let latest = client
+            .get_audit_anchor(alpr_proto::pb::AuditAnchorRequest {
+                ori: ori.to_owned(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .latest;
+        return match (&saved, latest) {
+            (None, None) => Ok(AuditWitnessed::NoAnchor),
+            (Some(s), Some(a)) => {
+                let v = alpr_proto::auditlog::verify_anchor(trust, &a, ori)?;
+                if v.head.size != s.size || v.head.root != s.root_hash()? {
+                    return Err(Error::Usage(format!(
+                        "{ori}: the broker's newest anchor ({} entries) is not the head of {} entries you cosigned last",
+                        v.head.size, s.size
+                    )));
+                }
+                Ok(AuditWitnessed::Unchanged { size: s.size })
+            }
+            (Some(s), None) => Err(Error::Usage(format!(
+                "{ori}: the broker no longer holds the anchor of {} entries you cosigned",
+                s.size
+            ))),
+            (None, Some(_)) => Err(Error::Usage(format!(
+                "{ori}: the broker lists no anchors but holds one"
+            ))),
+        };
+    };
+    let head = anchor
+        .head
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("{ori}: anchor without a head")))?;
+    let cs = Cosignature {
+        tree_head: head.payload.clone(),
+        cosigned_at: alpr_pki::now_unix(),
+    };
+    let cosig = envelope::seal(me, alpr_proto::auditlog::AUDIT_COSIGNATURE, &cs)?;
+    client.cosign_audit(cosig).await.map_err(status)?;
+    let (size, root) = prev.unwrap_or((0, merkle::empty_root()));
+    SavedHead {
+        size,
+        root: hex::encode(root),
+    }
+    .save(&state_file)?;
+    Ok(AuditWitnessed::Cosigned {
+        size,
+        from: saved.map_or(0, |s| s.size),
+        links,
+    })
+}
+
 /// Sign and submit an action (suspend / lift as a regulator; revoke as a party's admin).
 pub async fn act(
     client: &mut BrokerClient<Channel>,

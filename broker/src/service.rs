@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use alpr_proto::pb::broker_server::Broker as BrokerRpc;
 use alpr_proto::pb::{
-    AgreementEntry, AgreementList, AnchorRequest, AppendResponse, AuditAnchor, AuditAnchorRequest,
-    AuditAnchorState, ConsistencyRequest, Entries, EntriesRequest, InclusionRequest,
-    ListAgreementsRequest, Proof, RefusalCount, RouteResponse, RoutingHead, RoutingHeadRequest,
-    RoutingStats, RoutingStatsRequest, Signed, SignedAgreement, SignedTreeHead,
-    SubmitAgreementResponse, TreeHeadRequest,
+    AgreementEntry, AgreementList, AnchorRequest, AppendResponse, AuditAnchor, AuditAnchorChain,
+    AuditAnchorChainRequest, AuditAnchorRequest, AuditAnchorState, ConsistencyRequest, Entries,
+    EntriesRequest, InclusionRequest, ListAgreementsRequest, Proof, RefusalCount, RouteResponse,
+    RoutingHead, RoutingHeadRequest, RoutingStats, RoutingStatsRequest, Signed, SignedAgreement,
+    SignedTreeHead, SubmitAgreementResponse, TreeHeadRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -212,6 +212,35 @@ impl BrokerRpc for BrokerService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| e.to_status())?;
         Ok(Response::new(anchor))
+    }
+
+    async fn get_audit_anchor_chain(
+        &self,
+        request: Request<AuditAnchorChainRequest>,
+    ) -> Result<Response<AuditAnchorChain>, Status> {
+        self.peer(&request)?;
+        let r = request.into_inner();
+        let broker = self.broker.clone();
+        let links =
+            tokio::task::spawn_blocking(move || broker.audit_anchor_chain(&r.ori, r.after_size))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| e.to_status())?;
+        Ok(Response::new(AuditAnchorChain { links }))
+    }
+
+    async fn cosign_audit(
+        &self,
+        request: Request<Signed>,
+    ) -> Result<Response<AuditAnchor>, Status> {
+        let peer = self.peer(&request)?;
+        let cosig = request.into_inner();
+        let broker = self.broker.clone();
+        let a = tokio::task::spawn_blocking(move || broker.cosign_audit(&peer, &cosig))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(a))
     }
 
     async fn get_routing_head(

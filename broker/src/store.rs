@@ -35,10 +35,11 @@ mod sqlite;
 mod tests;
 
 pub use sqlite::{
-    ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf, audit_forks,
-    latest_audit_anchor, latest_routing_head, latest_tree_head, log, open, put_agency,
-    put_audit_anchor, put_audit_fork, put_routing_cosignature, put_routing_head, put_tree_head,
-    read_log, registry_leaves, routed_ids_since, routing_consistency, routing_cosignatures,
+    ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf,
+    audit_anchor_chain, audit_cosignatures, audit_forks, latest_audit_anchor, latest_routing_head,
+    latest_tree_head, log, open, put_agency, put_audit_anchor, put_audit_cosignature,
+    put_audit_fork, put_routing_cosignature, put_routing_head, put_tree_head, read_log,
+    registry_leaves, routed_ids_since, routing_consistency, routing_cosignatures,
     routing_head_of_size, routing_stats, routing_tree_head, tree_head_of_size, verify_log,
 };
 
@@ -97,6 +98,10 @@ pub struct StoredAnchor {
     pub root: Vec<u8>,
     /// The encoded `AuditAnchor` (the node's signed head and the broker's receipt).
     pub anchor: Vec<u8>,
+    /// The size anchored before it (0 for the first).
+    pub from_size: u64,
+    /// The node's consistency proof from `from_size` (32-byte hashes).
+    pub consistency: Vec<Vec<u8>>,
 }
 
 /// An audit tree head refused as a fork, kept as evidence.

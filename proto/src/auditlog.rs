@@ -36,6 +36,9 @@ pub const ROUTING_TREE_HEAD: &str = "alpr.v1.RoutingTreeHead";
 /// `tree_head` is an encoded `RoutingTreeHead`; its own type, so that it can never be taken
 /// for a cosignature of a registry head).
 pub const ROUTING_COSIGNATURE: &str = "alpr.v1.RoutingCosignature";
+/// Payload type of a regulator's cosignature of a node's audit tree head (a
+/// `Cosignature` whose `tree_head` is an encoded `AuditTreeHead`).
+pub const AUDIT_COSIGNATURE: &str = "alpr.v1.AuditCosignature";
 /// Format name of a [`ProofBundle`].
 pub const PROOF_FORMAT: &str = "alpr-audit-proof/1";
 /// Hash of the (empty) predecessor of the first entry.
@@ -160,6 +163,8 @@ pub struct VerifiedAnchor {
     pub anchored_at: i64,
     /// Who signed the receipt (a broker certificate).
     pub broker: String,
+    /// The regulators whose cosignatures of this head verified (others are ignored).
+    pub cosigned_by: Vec<String>,
 }
 
 /// Verify an anchor of `ori`'s audit log: the node's head ([`verify_head`]) and the
@@ -201,10 +206,25 @@ pub fn verify_anchor(
             "the anchor receipt is for another tree head than the one it is attached to",
         ));
     }
+    let cosigned_by = anchor
+        .cosignatures
+        .iter()
+        .filter_map(|c| {
+            let (id, cs) = envelope::open_as::<crate::pb::Cosignature>(
+                trust,
+                c,
+                AUDIT_COSIGNATURE,
+                alpr_pki::now_unix(),
+            )
+            .ok()?;
+            (id.role == Role::Regulator && cs.tree_head == signed.payload).then(|| id.describe())
+        })
+        .collect();
     Ok(VerifiedAnchor {
         head,
         anchored_at: r.anchored_at,
         broker: id.describe(),
+        cosigned_by,
     })
 }
 
@@ -361,8 +381,13 @@ impl ProvenBundle {
             .map(|q| format!(" about query {q}"))
             .unwrap_or_default();
         let one = self.seqs.len() == 1;
+        let witnessed = if self.anchor.cosigned_by.is_empty() {
+            String::new()
+        } else {
+            format!(", cosigned by {}", self.anchor.cosigned_by.join(", "))
+        };
         format!(
-            "proof verified: entr{} {} of {}'s audit log{what} {} in the log of {} entries that {} signed on {} and {} anchored on {}",
+            "proof verified: entr{} {} of {}'s audit log{what} {} in the log of {} entries that {} signed on {} and {} anchored on {}{witnessed}",
             if one { "y" } else { "ies" },
             self.seqs
                 .iter()

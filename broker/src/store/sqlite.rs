@@ -12,7 +12,10 @@ mod audit_anchors;
 mod registry_log;
 mod routing_log;
 
-pub use audit_anchors::{audit_forks, latest_audit_anchor, put_audit_anchor, put_audit_fork};
+pub use audit_anchors::{
+    audit_anchor_chain, audit_cosignatures, audit_forks, latest_audit_anchor, put_audit_anchor,
+    put_audit_cosignature, put_audit_fork,
+};
 pub use registry_log::{
     append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
 };

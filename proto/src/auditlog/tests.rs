@@ -68,6 +68,7 @@ fn anchor(broker: &Signer, head: Signed) -> AuditAnchor {
     AuditAnchor {
         receipt: Some(envelope::seal(broker, ANCHOR_RECEIPT, &r).unwrap()),
         head: Some(head),
+        cosignatures: vec![],
     }
 }
 

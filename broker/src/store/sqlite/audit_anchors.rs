@@ -15,7 +15,16 @@ CREATE TABLE IF NOT EXISTS audit_anchors (
     root BLOB NOT NULL,
     anchored_at INTEGER NOT NULL,
     anchor BLOB NOT NULL,
+    from_size INTEGER NOT NULL,
+    consistency BLOB NOT NULL,
     PRIMARY KEY (ori, size)
+);
+CREATE TABLE IF NOT EXISTS audit_cosignatures (
+    ori TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    cosigner TEXT NOT NULL,
+    cosignature BLOB NOT NULL,
+    PRIMARY KEY (ori, size, cosigner)
 );
 CREATE TABLE IF NOT EXISTS audit_forks (
     seq INTEGER PRIMARY KEY,
@@ -31,33 +40,87 @@ pub fn latest_audit_anchor(db: &Db, ori: &str) -> Result<Option<StoredAnchor>, E
     Ok(db
         .conn
         .query_row(
-            "SELECT size, root, anchor FROM audit_anchors WHERE ori = ?1 ORDER BY size DESC LIMIT 1",
+            "SELECT size, root, anchor, from_size, consistency FROM audit_anchors WHERE ori = ?1 ORDER BY size DESC LIMIT 1",
             [ori],
-            |r| {
-                Ok(StoredAnchor {
-                    size: r.get::<_, i64>(0)? as u64,
-                    root: r.get(1)?,
-                    anchor: r.get(2)?,
-                })
-            },
+            stored_anchor,
         )
         .optional()?)
 }
 
-/// Keep an accepted anchor.
+/// Keep an accepted anchor, with the consistency proof (32-byte hashes) from the size
+/// anchored before.
 pub fn put_audit_anchor(
+    db: &Db,
+    a: &StoredAnchor,
+    ori: &str,
+    anchored_at: i64,
+) -> Result<(), Error> {
+    db.conn.execute(
+        "INSERT INTO audit_anchors (ori, size, root, anchored_at, anchor, from_size, consistency) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            ori,
+            a.size as i64,
+            a.root,
+            anchored_at,
+            a.anchor,
+            a.from_size as i64,
+            a.consistency.concat()
+        ],
+    )?;
+    Ok(())
+}
+
+/// `ori`'s anchors larger than `after`, oldest first, at most `limit`.
+pub fn audit_anchor_chain(
+    db: &Db,
+    ori: &str,
+    after: u64,
+    limit: u64,
+) -> Result<Vec<StoredAnchor>, Error> {
+    let mut st = db.conn.prepare(
+        "SELECT size, root, anchor, from_size, consistency FROM audit_anchors WHERE ori = ?1 AND size > ?2 ORDER BY size LIMIT ?3",
+    )?;
+    let rows = st
+        .query_map(params![ori, after as i64, limit as i64], stored_anchor)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+fn stored_anchor(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnchor> {
+    let proof: Vec<u8> = r.get(4)?;
+    Ok(StoredAnchor {
+        size: r.get::<_, i64>(0)? as u64,
+        root: r.get(1)?,
+        anchor: r.get(2)?,
+        from_size: r.get::<_, i64>(3)? as u64,
+        consistency: proof.chunks(32).map(<[u8]>::to_vec).collect(),
+    })
+}
+
+/// Keep a regulator's cosignature of `ori`'s anchor of `size`.
+pub fn put_audit_cosignature(
     db: &Db,
     ori: &str,
     size: u64,
-    root: &[u8],
-    anchored_at: i64,
-    anchor: &[u8],
+    cosigner: &str,
+    cosig: &[u8],
 ) -> Result<(), Error> {
     db.conn.execute(
-        "INSERT INTO audit_anchors (ori, size, root, anchored_at, anchor) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![ori, size as i64, root, anchored_at, anchor],
+        "INSERT OR REPLACE INTO audit_cosignatures (ori, size, cosigner, cosignature) VALUES (?1, ?2, ?3, ?4)",
+        params![ori, size as i64, cosigner, cosig],
     )?;
     Ok(())
+}
+
+/// The cosignatures kept for `ori`'s anchor of `size` (encoded `Signed`s).
+pub fn audit_cosignatures(db: &Db, ori: &str, size: u64) -> Result<Vec<Vec<u8>>, Error> {
+    let mut st = db.conn.prepare(
+        "SELECT cosignature FROM audit_cosignatures WHERE ori = ?1 AND size = ?2 ORDER BY cosigner",
+    )?;
+    let rows = st
+        .query_map(params![ori, size as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// Keep a head refused as a fork, with why.
