@@ -517,6 +517,20 @@ async fn run(args: Args) -> Result<()> {
             None => println!("   {} has nothing to anchor", a.ori),
         }
     }
+    // What one anchoring round moves (protobuf bytes; TLS and HTTP/2 framing aside): the
+    // broker's newest anchor fetched, a signed head with its consistency proof offered, the
+    // new anchor returned.
+    if let Some(latest) = d.fed.broker.broker.audit_anchor(VENTURA)? {
+        let head = latest.head.as_ref().map_or(0, Message::encoded_len);
+        let anchored = alpr_proto::auditlog::verify_anchor(&d.fed.trust, &latest, VENTURA)?;
+        let proof = 34 * (64 - anchored.head.size.leading_zeros() as usize);
+        let round = 2 * latest.encoded_len() + head + proof + 32;
+        println!(
+            "   one anchoring round moves about {round} bytes of messages (anchor {} B, signed head {head} B, proof <= {proof} B): {:.0} KB a day per node at one round every 5 minutes",
+            latest.encoded_len(),
+            (round * 288) as f64 / 1000.0
+        );
+    }
     let exported = d.fed.dir.join("ventura-audit.log");
     alpr_node::export::export_audit(
         &d.fed.node_configs[VENTURA].audit_path(),
