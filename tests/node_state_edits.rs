@@ -189,3 +189,62 @@ async fn every_start_is_logged_with_what_changed_in_the_config_since_the_last_on
     );
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn holds_and_hot_lists_are_bound_to_the_log_too() {
+    use alpr_proto::pb::admin_request::Command;
+    use alpr_proto::pb::{AdminRequest, HoldCommand};
+    let fed = federation().await;
+    let node = fed.nodes[VENTURA].node.clone();
+    let now = alpr_pki::now_unix();
+    // Placed and loaded through the logged paths: the state stays as logged.
+    fed.admin(
+        VENTURA,
+        &alpr_federation::supervisor_of(VENTURA),
+        AdminRequest {
+            command: Some(Command::Hold(HoldCommand {
+                case_number: "VPD-2026-0777".into(),
+                plate: "8ABC123".into(),
+                window_start: now - 5 * 86_400,
+                window_end: now,
+                expires_at: now + 10 * 86_400,
+                note: "evidence".into(),
+            })),
+        },
+    )
+    .await
+    .unwrap();
+    node.load_hotlist(
+        "Stolen vehicles",
+        "NCIC",
+        "stolen-vehicle",
+        now + 86_400,
+        "plate,note\n7XYZ999,stolen in Oxnard\n",
+        "ops",
+    )
+    .unwrap();
+    assert!(node.check_state().unwrap(), "logged changes only: intact");
+    // A hold extended by hand keeps reads past retention unlogged: found.
+    sql(
+        &fed,
+        "UPDATE holds SET expires_at = expires_at + 365 * 86400",
+    );
+    assert!(!node.check_state().unwrap(), "an extended hold is found");
+    assert_eq!(edited_alerts(&fed), 1);
+    assert_eq!(ask(&fed).await.1, Some(RefusalReason::NodeRefusing));
+    sql(
+        &fed,
+        "UPDATE holds SET expires_at = expires_at - 365 * 86400",
+    );
+    assert!(node.check_state().unwrap(), "undone: as logged again");
+    // A plate slipped into a hot list by hand (a tracking channel no search audit shows).
+    sql(
+        &fed,
+        "INSERT INTO hotlist_entries (list_id, plate, note) VALUES (1, '6ABC000', 'by hand')",
+    );
+    assert!(
+        !node.check_state().unwrap(),
+        "a hot-list entry added by hand is found"
+    );
+    fed.stop().await.unwrap();
+}

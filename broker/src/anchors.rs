@@ -353,7 +353,17 @@ impl Broker {
             ));
         }
         store::put_routing_cosignature(&db, th.size, &id.describe(), &cosig.encode_to_vec())?;
-        drop(db);
-        self.routing_head(0)
+        // The head cosigned, with every cosignature of it (the log may have grown since).
+        let head = store::routing_head_of_size(&db, th.size)?
+            .and_then(|b| Signed::decode(b.as_slice()).ok());
+        let cosignatures = store::routing_cosignatures(&db, th.size)?
+            .iter()
+            .filter_map(|b| Signed::decode(b.as_slice()).ok())
+            .collect();
+        Ok(RoutingHead {
+            head,
+            consistency: vec![],
+            cosignatures,
+        })
     }
 }

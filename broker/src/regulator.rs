@@ -167,6 +167,21 @@ pub async fn cosign(
     Ok(sth)
 }
 
+/// The newest anchor the broker holds of `ori`'s audit log, unverified.
+async fn newest_anchor(
+    client: &mut BrokerClient<Channel>,
+    ori: &str,
+) -> Result<Option<alpr_proto::pb::AuditAnchor>, Error> {
+    Ok(client
+        .get_audit_anchor(alpr_proto::pb::AuditAnchorRequest {
+            ori: ori.to_owned(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .latest)
+}
+
 /// Check an agency's exported audit log (`alpr-node audit export --format log`) against the
 /// newest anchor the broker holds for it: the chain holds from the first entry, and the
 /// first entries are exactly the anchored ones (same tree root), so none was rewritten —
@@ -178,14 +193,8 @@ pub async fn verify_audit_log(
     ori: &str,
     log: &Path,
 ) -> Result<String, Error> {
-    let latest = client
-        .get_audit_anchor(alpr_proto::pb::AuditAnchorRequest {
-            ori: ori.to_owned(),
-        })
-        .await
-        .map_err(status)?
-        .into_inner()
-        .latest
+    let latest = newest_anchor(client, ori)
+        .await?
         .ok_or_else(|| Error::Usage(format!("the broker holds no anchor of {ori}'s audit log")))?;
     let anchor = alpr_proto::auditlog::verify_anchor(trust, &latest, ori)?;
     let text = std::fs::read_to_string(log).map_err(|e| Error::io(log, e))?;
@@ -400,15 +409,7 @@ pub async fn cosign_audit(
     }
     let Some(anchor) = last else {
         // Nothing new: the newest anchor must still be the one saved.
-        let latest = client
-            .get_audit_anchor(alpr_proto::pb::AuditAnchorRequest {
-                ori: ori.to_owned(),
-            })
-            .await
-            .map_err(status)?
-            .into_inner()
-            .latest;
-        return match (&saved, latest) {
+        return match (&saved, newest_anchor(client, ori).await?) {
             (None, None) => Ok(AuditWitnessed::NoAnchor),
             (Some(s), Some(a)) => {
                 let v = alpr_proto::auditlog::verify_anchor(trust, &a, ori)?;

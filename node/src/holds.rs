@@ -41,8 +41,9 @@ pub fn hits(list: &HashMap<String, (String, String)>, reads: &[Read], now: i64) 
 }
 
 impl Node {
-    /// Place an evidence hold (a supervisor of this agency), logged.
-    pub fn place_hold(
+    /// Place an evidence hold (a supervisor of this agency), logged with the state digest.
+    /// Called by [`Node::admin`], which holds the state lock.
+    pub(crate) fn place_hold(
         &self,
         by: &VerifiedIdentity,
         h: &alpr_proto::pb::HoldCommand,
@@ -61,8 +62,9 @@ impl Node {
                 "a hold needs a window and an expiry in the future".into(),
             ));
         }
+        let db = self.db();
         let id = store::holds::place(
-            &self.db(),
+            &db,
             &h.case_number,
             &plate,
             (h.window_start, h.window_end),
@@ -78,7 +80,10 @@ impl Node {
             alpr_pki::fmt_time(h.expires_at),
             by.describe()
         );
+        let state_digest = Some(crate::state::digest(&db)?);
+        drop(db);
         self.audit(&[AuditEntry {
+            state_digest,
             plate: Some(plate),
             case_number: Some(h.case_number.clone()),
             requester_user: by.user.clone(),
@@ -136,14 +141,13 @@ impl Node {
                 .map_err(|e| Error::Usage(format!("hot list line {}: {}", i + 1, e.detail())))?;
             entries.push((plate, note.trim().to_owned()));
         }
-        store::holds::load_hotlist(
-            &mut self.db(),
-            (name, source, topic),
-            expires_at,
-            &entries,
-            now,
-        )?;
+        let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut db = self.db();
+        store::holds::load_hotlist(&mut db, (name, source, topic), expires_at, &entries, now)?;
+        let state_digest = Some(crate::state::digest(&db)?);
+        drop(db);
         self.audit(&[AuditEntry {
+            state_digest,
             count: Some(entries.len() as u64),
             requester_user: Some(by.into()),
             detail: Some(format!(

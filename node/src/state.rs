@@ -1,6 +1,7 @@
 //! State that cannot be edited around the log. Switches, refused requesters, accounts and
-//! agreement states decide who may query this node; each logged change records their
-//! digest ([`digest`]) in its audit entry, and the node compares the stored state with the
+//! agreement states decide who may query this node, and evidence holds and hot lists what
+//! it keeps and whom it watches for; each logged change records their digest ([`digest`])
+//! in its audit entry, and the node compares the stored state with the
 //! newest recorded digest at start and on every sync tick ([`Node::check_state`]). An edit
 //! made with `sqlite3` around the logged admin path is then detected, alerted
 //! (`alert` / `state_edited`), and the node refuses every inbound query (`NODE_REFUSING`)
@@ -11,9 +12,27 @@ use crate::audit::{AuditEntry, Decision, Event};
 use crate::node::Node;
 use crate::store;
 
-/// SHA-256 (hex) of the node's access-deciding state, in canonical order.
+/// The prefix of a digest that covers holds and hot lists too. A digest without it was
+/// recorded by an older node, over the access-deciding state alone.
+const V2: &str = "v2:";
+
+/// The digest of the node's access-deciding state, holds and hot lists, in canonical
+/// order: `v2:` and a SHA-256 in hex.
 pub fn digest(db: &store::Db) -> Result<String, Error> {
-    Ok(digest_of(&store::maintenance::state_lines(db)?))
+    let mut lines = store::maintenance::state_lines(db)?;
+    lines.extend(store::maintenance::held_state_lines(db)?);
+    Ok(format!("{V2}{}", digest_of(&lines)))
+}
+
+/// The digest in the form `recorded` was made in: [`digest`], or for a digest recorded
+/// by an older node (or none), the access-deciding state alone. The next logged change
+/// records the full form.
+fn digest_like(db: &store::Db, recorded: &str) -> Result<String, Error> {
+    if recorded.starts_with(V2) {
+        digest(db)
+    } else {
+        Ok(digest_of(&store::maintenance::state_lines(db)?))
+    }
 }
 
 /// The digest of state `lines` (none: a node that has never changed its state, which is
@@ -35,20 +54,20 @@ impl Node {
     pub fn check_state(&self) -> Result<bool, Error> {
         let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
         let now = alpr_pki::now_unix();
-        let current = digest(&self.db())?;
         let recorded = self
             .recorded_state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .unwrap_or_else(|| digest_of(&[]));
+        let current = digest_like(&self.db(), &recorded)?;
         if current == recorded {
             return Ok(true);
         }
         let mut edited = self.state_edited.lock().unwrap_or_else(|p| p.into_inner());
         if edited.as_deref() != Some(current.as_str()) {
             let detail = format!(
-                "switches, accounts or agreement states were changed outside the logged admin path (state {current}, the log last recorded {recorded}); sharing stops until an admin acknowledges (`alpr-node admin acknowledge-state`)"
+                "switches, accounts, agreement states, evidence holds or hot lists were changed outside the logged admin path (state {current}, the log last recorded {recorded}); sharing stops until an admin acknowledges (`alpr-node admin acknowledge-state`)"
             );
             *edited = Some(current);
             drop(edited);

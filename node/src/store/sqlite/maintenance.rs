@@ -86,6 +86,69 @@ pub fn count_reads_in(path: &Path) -> Result<i64, Error> {
     )
 }
 
+/// Evidence holds and hot lists as canonical text lines, sorted: every hold (what it keeps
+/// past retention, until when, approved by whom) and every hot list (its name, source,
+/// topic, expiry and the SHA-256 of its entries in order). What `Node::check_state`
+/// digests beside [`state_lines`] since digests carry the `v2:` prefix.
+pub fn held_state_lines(db: &Db) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    let mut st = db.conn.prepare(
+        "SELECT id, case_number, plate, window_start, window_end, expires_at, approved_by, placed_at FROM holds ORDER BY id",
+    )?;
+    for r in st.query_map([], |r| {
+        Ok(format!(
+            "hold\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, i64>(7)?
+        ))
+    })? {
+        out.push(r?);
+    }
+    let lists: Vec<(i64, String)> = db
+        .conn
+        .prepare("SELECT id, name, source, topic, expires_at, loaded_at FROM hotlists ORDER BY id")?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?
+                ),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut st = db
+        .conn
+        .prepare("SELECT plate, note FROM hotlist_entries WHERE list_id = ?1 ORDER BY rowid")?;
+    for (id, head) in lists {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut n = 0u64;
+        let mut rows = st.query([id])?;
+        while let Some(r) = rows.next()? {
+            ctx.update(r.get_ref(0)?.as_str().unwrap_or("").as_bytes());
+            ctx.update(b"\t");
+            ctx.update(r.get_ref(1)?.as_str().unwrap_or("").as_bytes());
+            ctx.update(b"\n");
+            n += 1;
+        }
+        out.push(format!(
+            "hotlist\t{id}\t{head}\t{n}\t{}",
+            hex::encode(ctx.finish().as_ref())
+        ));
+    }
+    Ok(out)
+}
+
 /// The node's access-deciding state as canonical text lines, sorted: every setting, every
 /// refused requester, every account (without its last-activity time, which searches
 /// update), every agreement's status and registration. What `Node::check_state` digests.
