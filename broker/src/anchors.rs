@@ -120,6 +120,13 @@ impl Broker {
             ProtoError::refused(RefusalReason::InvalidInput, "no audit tree head offered")
         })?;
         let head = auditlog::verify_head(&self.trust(), signed, ori)?;
+        if head.size == 0 {
+            return Err(ProtoError::refused(
+                RefusalReason::InvalidInput,
+                "an empty audit log has nothing to anchor",
+            )
+            .into());
+        }
         let Some(store::StoredAnchor {
             size,
             root,
