@@ -541,7 +541,8 @@ async fn run(args: Args) -> Result<()> {
     )?;
     let (mut reg, _) = d.fed.broker_client_as(d.fed.pki.regulator("reg-ca"))?;
     let verdict =
-        alpr_broker::regulator::verify_audit_log(&mut reg, &d.fed.trust, VENTURA, &exported).await;
+        alpr_broker::regulator::verify_audit_log(&mut reg, &d.fed.trust, VENTURA, &exported, None)
+            .await;
     d.check(
         verdict.is_ok(),
         verdict.unwrap_or_else(|e| format!("Ventura's exported log: {e}")),
@@ -564,9 +565,14 @@ async fn run(args: Args) -> Result<()> {
     }
     let forged_path = d.fed.dir.join("ventura-audit-rewritten.log");
     std::fs::write(&forged_path, forged)?;
-    let refused =
-        alpr_broker::regulator::verify_audit_log(&mut reg, &d.fed.trust, VENTURA, &forged_path)
-            .await;
+    let refused = alpr_broker::regulator::verify_audit_log(
+        &mut reg,
+        &d.fed.trust,
+        VENTURA,
+        &forged_path,
+        None,
+    )
+    .await;
     d.check(
         refused
             .as_ref()

@@ -150,12 +150,12 @@ async fn both_sides_prove_the_query_and_the_regulator_verifies_the_exported_log(
     let out = fed.dir.join("ventura.log");
     export_log(&fed.node_configs[VENTURA].audit_path(), &out);
     let (mut reg, _) = fed.broker_client_as(fed.pki.regulator("reg-ca")).unwrap();
-    let verdict = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out)
+    let verdict = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out, None)
         .await
         .unwrap();
     assert!(verdict.contains("audit log verified"), "{verdict}");
     // The same export offered as Sacramento's is another log.
-    let e = regulator::verify_audit_log(&mut reg, &fed.trust, SACRAMENTO, &out)
+    let e = regulator::verify_audit_log(&mut reg, &fed.trust, SACRAMENTO, &out, None)
         .await
         .unwrap_err()
         .to_string();
@@ -179,7 +179,7 @@ async fn both_sides_prove_the_query_and_the_regulator_verifies_the_exported_log(
     assert!(e.to_string().contains("whole log"), "{e}");
     // A file that is not an export names its line.
     std::fs::write(&out, "{\"seq\":1}\n").unwrap();
-    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out)
+    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out, None)
         .await
         .unwrap_err()
         .to_string();
@@ -339,7 +339,7 @@ async fn a_deleted_tail_and_a_second_log_are_caught_by_the_anchor() {
     }
     let out = fed.dir.join("truncated.log");
     export_log(&path, &out);
-    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out)
+    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out, None)
         .await
         .unwrap_err()
         .to_string();
@@ -358,7 +358,7 @@ async fn a_deleted_tail_and_a_second_log_are_caught_by_the_anchor() {
     reseal(&fed, VENTURA, &path);
     let out = fed.dir.join("second.log");
     export_log(&path, &out);
-    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out)
+    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out, None)
         .await
         .unwrap_err()
         .to_string();
@@ -606,6 +606,18 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
             ],
         )
         .unwrap();
+    // The rewritten log's export matches the swapped anchor; only the regulator's own
+    // cosigned head tells them apart.
+    let out = fed.dir.join("swapped.log");
+    export_log(&path, &out);
+    regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out, None)
+        .await
+        .unwrap();
+    let e = regulator::verify_audit_log(&mut reg, &fed.trust, VENTURA, &out, Some(&dir))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not the ones you cosigned"), "{e}");
     // The swapped anchor verifies on its own (both signatures are real) …
     auditlog::verify_anchor(&fed.trust, &forged, VENTURA).unwrap();
     // … but it is not the head the regulator cosigned.
@@ -614,7 +626,8 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
         .unwrap_err()
         .to_string();
     assert!(e.contains("is not the head of"), "{e}");
-    // And a swapped anchor offered as a new, larger one does not extend it.
+    // And a swapped anchor listed as a new, larger one: its head is no larger than the one
+    // cosigned, which anchors never are.
     fed.broker
         .broker
         .db()
@@ -628,6 +641,53 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("does not extend"), "{e}");
+    assert!(e.contains("anchors only grow"), "{e}");
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn entries_edited_under_an_untouched_tree_stop_the_next_anchoring_round() {
+    let (fed, _) = federation().await;
+    let node = &fed.nodes[VENTURA].node;
+    let before = broker_anchor(&fed, VENTURA).head;
+    // An insider edits an entry and rechains, leaving the stored tree as it was.
+    let path = fed.node_configs[VENTURA].audit_path();
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute(
+            "UPDATE audit SET entry = replace(entry, '8ABC123', '8ABC124') WHERE event = 'inbound_query'",
+            [],
+        )
+        .unwrap();
+        let rows: Vec<(i64, String)> = c
+            .prepare("SELECT seq, entry FROM audit ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut prev = alpr_node::audit::GENESIS.to_owned();
+        for (seq, entry) in rows {
+            let h = alpr_node::audit::chain_hash(&prev, &entry);
+            c.execute(
+                "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+                rusqlite::params![seq, prev, h],
+            )
+            .unwrap();
+            prev = h;
+        }
+    }
+    // A fresh node process reads every entry before it signs: it finds the difference,
+    // logs and alerts it, and anchors nothing.
+    let again = alpr_node::Node::open(&fed.node_configs[VENTURA]).unwrap();
+    assert!(again.anchor_audit_logged().await.is_none());
+    let diverged = store::audit::list(
+        &AuditDb::open(&path).unwrap(),
+        Some(alpr_node::audit::Event::AuditAnchor),
+    )
+    .unwrap();
+    assert_eq!(diverged.last().unwrap().entry.decision.as_str(), "diverged");
+    assert_eq!(broker_anchor(&fed, VENTURA).head, before);
+    let _ = node;
     fed.stop().await.unwrap();
 }

@@ -134,6 +134,15 @@ impl Broker {
             ..
         }) = store::latest_audit_anchor(db, ori)?
         else {
+            if req.from_size != 0 || !req.consistency.is_empty() {
+                return Err(ProtoError::refused(
+                    RefusalReason::InvalidInput,
+                    format!(
+                        "{ori} has no anchor yet: the first one comes without a consistency proof"
+                    ),
+                )
+                .into());
+            }
             return Ok((head, None));
         };
         let fork = |detail: String| -> Error {

@@ -155,6 +155,9 @@ pub enum RegistryCmd {
         /// The exported log.
         #[arg(long)]
         log: PathBuf,
+        /// Your `cosign-audit --state-dir`: the log must also match the head you cosigned.
+        #[arg(long)]
+        cosigned_dir: Option<PathBuf>,
     },
     /// Verify a proof bundle from `alpr-node audit prove`: the entries, byte for byte, are
     /// in the agency's anchored audit log.
@@ -356,10 +359,21 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
                 page.trim_end_matches('/').to_owned() + "/"
             );
         }
-        RegistryCmd::VerifyAudit { ori, log } => {
+        RegistryCmd::VerifyAudit {
+            ori,
+            log,
+            cosigned_dir,
+        } => {
             println!(
                 "{}",
-                regulator::verify_audit_log(&mut client, &trust, &ori, &log).await?
+                regulator::verify_audit_log(
+                    &mut client,
+                    &trust,
+                    &ori,
+                    &log,
+                    cosigned_dir.as_deref()
+                )
+                .await?
             );
         }
         RegistryCmd::VerifyProof { file } => {

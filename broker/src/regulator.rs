@@ -192,7 +192,17 @@ pub async fn verify_audit_log(
     trust: &TrustStore,
     ori: &str,
     log: &Path,
+    cosigned: Option<&Path>,
 ) -> Result<String, Error> {
+    // The head this regulator cosigned for the agency, if it witnesses it: the log must
+    // match it too, so a broker that swapped the agency's anchor cannot vouch for a
+    // rewritten export.
+    let witnessed = match cosigned {
+        Some(dir) => SavedHead::load(&dir.join(format!("{ori}.json")))?
+            .map(|s| s.root_hash().map(|r| (s.size, r)))
+            .transpose()?,
+        None => None,
+    };
     let latest = newest_anchor(client, ori)
         .await?
         .ok_or_else(|| Error::Usage(format!("the broker holds no anchor of {ori}'s audit log")))?;
@@ -217,6 +227,24 @@ pub async fn verify_audit_log(
         if checker.size() == anchor.head.size {
             checker.matches(&anchor.head).map_err(|e| at(i + 1, &e))?;
         }
+        if let Some((size, root)) = witnessed
+            && checker.size() == size
+            && checker.root() != root
+        {
+            return Err(at(
+                i + 1,
+                &format!("the log's first {size} entries are not the ones you cosigned for {ori}"),
+            ));
+        }
+    }
+    if let Some((size, _)) = witnessed
+        && checker.size() < size
+    {
+        return Err(Error::Usage(format!(
+            "{}: the log has {} entries but you cosigned {size} of {ori}'s (entries deleted)",
+            log.display(),
+            checker.size()
+        )));
     }
     checker
         .finish(&anchor.head)
@@ -382,6 +410,13 @@ pub async fn cosign_audit(
                 .anchor
                 .ok_or_else(|| Error::Usage(format!("{ori}: an anchor link without an anchor")))?;
             let v = alpr_proto::auditlog::verify_anchor(trust, &anchor, ori)?;
+            if v.head.size <= after || prev.is_some_and(|p| v.head.size <= p.0) {
+                return Err(Error::Usage(format!(
+                    "{ori}: the broker listed an anchor of {} entries after {} (anchors only grow)",
+                    v.head.size,
+                    prev.map_or(after, |p| p.0)
+                )));
+            }
             if let Some((size, root)) = prev {
                 if link.from_size != size {
                     return Err(Error::Usage(format!(

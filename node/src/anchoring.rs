@@ -46,6 +46,9 @@ impl Node {
                 return Ok(None);
             };
             let size = size as u64;
+            // What is signed and offered must be what the entries give: read the entries
+            // not checked yet (all of them at the first round) and compare the stored tree.
+            let root = me.check_entries(&db, size)?;
             let from = match &prior_head {
                 Some(h) => {
                     compare(&db, h)?;
@@ -56,15 +59,19 @@ impl Node {
             let head = store::audit::signed_head(&db, size)?.ok_or_else(|| {
                 Error::corrupt(format!("audit checkpoint {size}"), "not a signed tree head")
             })?;
-            let proof = if from > 0 && from < size {
-                store::audit::consistency_proof(&db, from, size)?
-            } else {
-                vec![]
+            let proof = match &prior_head {
+                Some(h) if h.size < size => {
+                    let p = store::audit::consistency_proof(&db, h.size, size)?;
+                    alpr_proto::merkle::verify_consistency(h.size, size, &p, &h.root, &root)
+                        .map_err(|_| Break::TreeDiffers)?;
+                    p
+                }
+                _ => vec![],
             };
-            Ok(Some((size, from, head, proof)))
+            Ok(Some((size, from, root, head, proof)))
         })
         .await??;
-        let Some((size, from, head, proof)) = offer else {
+        let Some((size, from, root, head, proof)) = offer else {
             return Ok(None);
         };
         if let Some((a, v)) = prior.filter(|(_, v)| v.head.size == size) {
@@ -80,14 +87,51 @@ impl Node {
             .await?
             .into_inner();
         let v = auditlog::verify_anchor(&trust, &anchor, &ori)?;
-        if v.head.size != size {
+        if v.head.size != size || v.head.root != root {
             return Err(Error::Usage(format!(
-                "the broker returned an anchor of size {} for a head of size {size}",
+                "the broker returned an anchor of {} entries that is not the head this node offered ({size} entries)",
                 v.head.size
             )));
         }
         self.keep_anchor(size, v.anchored_at, anchor).await?;
         Ok(Some(v))
+    }
+
+    /// Check the entries this node has not checked yet (all of them, the first time), then
+    /// that the stored tree's root at `size` is the one the entries give; returns it.
+    fn check_entries(&self, db: &AuditDb, size: u64) -> Result<alpr_proto::merkle::Hash, Error> {
+        let mut guard = self.audit_checker.lock().unwrap_or_else(|p| p.into_inner());
+        let checker = guard.get_or_insert_with(auditlog::LogChecker::new);
+        let from = checker.size();
+        let result = (|| {
+            const BATCH: u64 = 10_000;
+            let mut next = from + 1;
+            while next <= size {
+                let to = (next + BATCH - 1).min(size);
+                for e in store::audit::logged_entries(db, next as i64, to as i64)? {
+                    checker
+                        .push(&e)
+                        .map_err(|e| Error::from(Break::EntriesBroken(e.detail())))?;
+                }
+                next = to + 1;
+            }
+            if checker.size() != size {
+                return Err(Break::EntriesBroken(format!(
+                    "{} entries read, {size} expected",
+                    checker.size()
+                ))
+                .into());
+            }
+            if store::audit::root_at(db, size)? != checker.root() {
+                return Err(Break::TreeDiffers.into());
+            }
+            Ok(checker.root())
+        })();
+        if result.is_err() {
+            // Read everything again next round.
+            *guard = None;
+        }
+        result
     }
 
     async fn keep_anchor(

@@ -475,7 +475,10 @@ pub enum Break {
         /// Why.
         detail: String,
     },
-    /// The stored Merkle tree does not match the entries (the `merkle` table was edited).
+    /// The entries do not verify on their own (checked before anchoring).
+    #[error("the audit entries do not verify: {0}")]
+    EntriesBroken(String),
+    /// The stored Merkle tree does not match the entries (the `audit_tree` table was edited).
     #[error("the stored audit tree does not match the entries")]
     TreeDiffers,
     /// An anchored size is beyond the log's end: entries the broker anchored are gone.

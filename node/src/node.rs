@@ -70,6 +70,8 @@ pub struct Node {
     pub(crate) publish_lock: tokio::sync::Mutex<()>,
     /// One audit anchoring at a time (the daemon's round, shutdown, an operator's command).
     pub(crate) anchor_lock: tokio::sync::Mutex<()>,
+    /// The audit entries checked so far by anchoring (a frontier of the tree they give).
+    pub(crate) audit_checker: Mutex<Option<alpr_proto::auditlog::LogChecker>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -234,6 +236,7 @@ impl Node {
             sync_lock: tokio::sync::Mutex::new(()),
             publish_lock: tokio::sync::Mutex::new(()),
             anchor_lock: tokio::sync::Mutex::new(()),
+            audit_checker: Mutex::new(None),
         });
         // An edit made while the node was down is found before it serves.
         node.check_state()?;

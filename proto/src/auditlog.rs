@@ -139,11 +139,14 @@ pub fn verify_head(
             ),
         ));
     }
+    if th.size == 0 {
+        return Err(bad(format!(
+            "an audit tree head of {ori} of an empty log: nothing is anchored by it"
+        )));
+    }
     let root = merkle::hash_from_slice(&th.root).map_err(|e| bad(format!("audit root: {e}")))?;
-    let chain_head = match (th.size, th.chain_head.as_slice()) {
-        (0, []) => [0u8; 32],
-        (_, b) => merkle::hash_from_slice(b).map_err(|e| bad(format!("audit chain head: {e}")))?,
-    };
+    let chain_head = merkle::hash_from_slice(&th.chain_head)
+        .map_err(|e| bad(format!("audit chain head: {e}")))?;
     Ok(VerifiedAuditHead {
         ori: th.ori,
         size: th.size,
@@ -219,6 +222,8 @@ pub fn verify_anchor(
             .ok()?;
             (id.role == Role::Regulator && cs.tree_head == signed.payload).then(|| id.describe())
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     Ok(VerifiedAnchor {
         head,
@@ -324,6 +329,12 @@ pub struct LoggedEntry {
 impl LoggedEntry {
     /// Check the entry's text hashes to its chain hash; return its tree leaf.
     pub fn check(&self) -> Result<Hash, Error> {
+        if self.prev_hash.len() != 64 || hex::decode(&self.prev_hash).is_err() {
+            return Err(bad(format!(
+                "entry {}: its previous hash is not 32 bytes of hex",
+                self.seq
+            )));
+        }
         if chain_hash(&self.prev_hash, &self.entry) != self.hash {
             return Err(fork(format!(
                 "entry {}: its content does not match its chain hash",
@@ -346,7 +357,8 @@ pub struct ProvenEntry {
 }
 
 /// What `alpr-node audit prove` writes: entries of one agency's audit log, each with its
-/// inclusion proof against one anchored tree head.
+/// inclusion proof against one anchored tree head. It proves that these entries are in the
+/// log (and, with `query_id`, that each names that query); not that no other entry names it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProofBundle {
@@ -438,6 +450,17 @@ pub fn verify_proof(trust: &TrustStore, bundle: &ProofBundle) -> Result<ProvenBu
             .collect::<Result<Vec<_>, _>>()?;
         if seq == 0 {
             return Err(bad("entry 0: sequence numbers start at 1"));
+        }
+        if let Some(q) = &bundle.query_id {
+            let logged: Option<String> = serde_json::from_str::<serde_json::Value>(&p.entry.entry)
+                .ok()
+                .and_then(|v| v.get("query_id")?.as_str().map(str::to_owned));
+            if logged.as_deref() != Some(q.as_str()) {
+                return Err(bad(format!(
+                    "entry {seq} is not about query {q} (it names {})",
+                    logged.as_deref().unwrap_or("no query")
+                )));
+            }
         }
         merkle::verify_inclusion(&l, seq - 1, anchor.head.size, &proof, &anchor.head.root)
             .map_err(|e| {

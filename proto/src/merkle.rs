@@ -309,6 +309,14 @@ impl Frontier {
 
     /// Append the leaf with hash `leaf`.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _, _| {});
+    }
+
+    /// Append the leaf with hash `leaf`, calling `completed(level, index, hash)` for each
+    /// perfect subtree above the leaves that it completes, bottom up: what a verifier
+    /// compares with a store's rows.
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
+        let index = self.size;
         let mut node = (0u32, leaf);
         while let Some(&(level, left)) = self.nodes.last() {
             if level != node.0 {
@@ -316,6 +324,7 @@ impl Frontier {
             }
             self.nodes.pop();
             node = (level + 1, node_hash(&left, &node.1));
+            completed(node.0, index >> node.0, &node.1);
         }
         self.nodes.push(node);
         self.size += 1;

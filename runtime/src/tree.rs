@@ -83,12 +83,9 @@ impl<S: LeafSource> StoredTree<S> {
         Ok(l)
     }
 
-    /// The subtree at `(level, idx)`: stored, or recomputed from its leaves.
-    fn node(&self, conn: &Connection, level: u32, idx: u64) -> Result<Hash, Error> {
-        if level < STORED_LEVEL {
-            let leaves = self.leaves(conn, idx << level, (idx + 1) << level)?;
-            return Ok(merkle::root(&leaves));
-        }
+    /// The stored row at `(level, idx)` (`level >= STORED_LEVEL`), if there is one: what a
+    /// verifier compares with the subtree it recomputed from the entries.
+    pub fn stored(&self, conn: &Connection, level: u32, idx: u64) -> Result<Option<Hash>, Error> {
         let b: Option<Vec<u8>> = conn
             .prepare_cached(&format!(
                 "SELECT hash FROM {} WHERE level = ?1 AND idx = ?2",
@@ -99,7 +96,16 @@ impl<S: LeafSource> StoredTree<S> {
                     .optional()
             })
             .map_err(|e| self.err(e))?;
-        b.and_then(|b| merkle::hash_from_slice(&b).ok())
+        Ok(b.and_then(|b| merkle::hash_from_slice(&b).ok()))
+    }
+
+    /// The subtree at `(level, idx)`: stored, or recomputed from its leaves.
+    fn node(&self, conn: &Connection, level: u32, idx: u64) -> Result<Hash, Error> {
+        if level < STORED_LEVEL {
+            let leaves = self.leaves(conn, idx << level, (idx + 1) << level)?;
+            return Ok(merkle::root(&leaves));
+        }
+        self.stored(conn, level, idx)?
             .ok_or_else(|| self.err(format!("node ({level}, {idx}) is missing")))
     }
 

@@ -158,6 +158,28 @@ fn an_anchored_entry_proves_and_every_forgery_names_what_failed() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("receipt is for another tree head"), "{e}");
+    // A bundle that says it is about a query its entries do not name.
+    let mut b = good.clone();
+    b.query_id = Some("ab".repeat(16));
+    let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
+    assert!(e.contains("entry 1 is not about query abab"), "{e}");
+    // A previous hash that is not a hash.
+    let mut b = good.clone();
+    b.entries[0].entry.prev_hash = "zz".into();
+    let e = verify_proof(&k.trust, &b).unwrap_err().to_string();
+    assert!(e.contains("previous hash is not 32 bytes"), "{e}");
+    // A head of an empty log anchors nothing.
+    let e = verify_proof(
+        &k.trust,
+        &bundle(
+            &entries,
+            &[5],
+            &anchor(&broker, head(&node, "CA0000001", &[])),
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("empty log"), "{e}");
     // Garbage anchor.
     let mut b = good.clone();
     b.anchor = "zz".into();

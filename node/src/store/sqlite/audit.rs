@@ -542,6 +542,8 @@ pub fn verify(
     let mut prev = GENESIS.to_owned();
     let mut expected_seq = 1i64;
     let mut tree = Frontier::new();
+    // Every stored subtree must be the one the entries give (proofs are built from them).
+    let mut tree_differs = false;
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
         let json: String = r.get(1)?;
@@ -560,7 +562,21 @@ pub fn verify(
         if chain_hash(&prev_hash, &json) != hash {
             return Err(Break::ContentChanged(seq).into());
         }
-        tree.push(auditlog::leaf(&hash).map_err(|_| Break::ContentChanged(seq))?);
+        let mut stored_differs = None;
+        tree.push_reporting(
+            auditlog::leaf(&hash).map_err(|_| Break::ContentChanged(seq))?,
+            |level, idx, h| {
+                if level >= alpr_runtime::tree::STORED_LEVEL
+                    && stored_differs.is_none()
+                    && TREE.stored(conn, level, idx).ok().flatten().as_ref() != Some(h)
+                {
+                    stored_differs = Some(());
+                }
+            },
+        );
+        if stored_differs.is_some() {
+            tree_differs = true;
+        }
         if wanted.contains(&seq) {
             at_size.insert(seq, (hash.clone(), tree.root()));
         }
@@ -650,7 +666,7 @@ pub fn verify(
     }
     // Last, the stored tree the node proves from (derived data; the signed evidence above
     // names what was changed first).
-    if n > 0 && root_at(db, n).ok() != Some(tree.root()) {
+    if tree_differs || (n > 0 && root_at(db, n).ok() != Some(tree.root())) {
         return Err(Break::TreeDiffers.into());
     }
     Ok(VerifyReport {

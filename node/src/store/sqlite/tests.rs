@@ -144,4 +144,13 @@ fn two_writers_interleaving_keep_the_audit_tree_equal_to_the_entries() {
         )
         .unwrap();
     }
+    // A stored subtree edited (proofs would be built from it): verify names it.
+    db.connection()
+        .execute(
+            "UPDATE audit_tree SET hash = zeroblob(32) WHERE level = 4 AND idx = 1",
+            [],
+        )
+        .unwrap();
+    let e = audit::verify(&db, None).unwrap_err().to_string();
+    assert!(e.contains("stored audit tree does not match"), "{e}");
 }
