@@ -419,3 +419,22 @@ async fn an_unknown_agency_is_named_as_such_not_as_no_agreement() {
     .await;
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_query_naming_more_agencies_than_the_owner_allows_is_refused_and_logged() {
+    // Ventura lets one query name at most two agencies ([policy] max_query_targets).
+    let fed = federation_tuned(&|c| {
+        if c.ori == VENTURA {
+            c.policy.max_query_targets = 2;
+        }
+    })
+    .await;
+    let wide = params("8ABC123", &[VENTURA, FRESNO, LAS_VEGAS], "240", 3);
+    refused_by_node(&fed, SACRAMENTO, VENTURA, &wide, RefusalReason::FanOutLimit).await;
+    // Within its cap Ventura answers as before.
+    let narrow = params("8ABC123", &[VENTURA, FRESNO], "240", 3);
+    let (_, resp) = fed.search(SACRAMENTO, &narrow).await.unwrap();
+    let r = resp.results.iter().find(|r| r.ori == VENTURA).unwrap();
+    assert_eq!(r.status, TargetStatus::Answered as i32, "{}", r.detail);
+    fed.stop().await.unwrap();
+}

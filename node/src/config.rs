@@ -348,6 +348,10 @@ pub struct PolicyConfig {
     /// How often the retention purge runs, seconds (it also runs at start).
     #[serde(default = "default_purge_interval")]
     pub purge_interval_secs: u64,
+    /// Most agencies one inbound query may name (a wide "national lookup" fans out to
+    /// hundreds); more is refused (`FAN_OUT_LIMIT`, logged). 0: the state's cap only.
+    #[serde(default)]
+    pub max_query_targets: u32,
     /// Most inbound queries accepted per requesting agency per minute.
     #[serde(default = "default_rate")]
     pub max_queries_per_minute: u32,
@@ -377,6 +381,7 @@ impl Default for PolicyConfig {
             no_warrant_lookback_days: default_no_warrant(),
             purge_interval_secs: default_purge_interval(),
             max_queries_per_minute: default_rate(),
+            max_query_targets: 0,
         }
     }
 }
@@ -393,6 +398,7 @@ impl PolicyConfig {
             retention_days: self.retention_days,
             no_warrant_lookback_days: self.no_warrant_lookback_days,
             require_sealed: false,
+            max_targets: self.max_query_targets,
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct NodePolicy {
     pub no_warrant_lookback_days: u32,
     /// Refuse queries that come in the clear (`SEAL_REQUIRED`).
     pub require_sealed: bool,
+    /// Most agencies one query to this agency may name (0: the state's cap only).
+    pub max_targets: u32,
 }
 
 /// Records query ids; answers whether one is new.
@@ -605,6 +607,31 @@ fn check_fields(query: &Query, now: i64, sealed_fields: bool) -> Result<&'static
     Ok(purpose)
 }
 
+/// The provider's cap on how many agencies one query may name: its state's
+/// (`max_targets` in the rules, applied by the broker and the node alike) and, at the node,
+/// its own policy's; the smaller one that is set.
+fn check_fan_out(ctx: &AdmissionContext<'_>, targets: usize) -> Result<(), Error> {
+    let caps = [
+        (ctx.rules.max_targets, ctx.rules.version.as_str()),
+        (
+            ctx.policy.map_or(0, |p| p.max_targets),
+            "this agency's policy",
+        ),
+    ];
+    if let Some((cap, by)) = caps
+        .into_iter()
+        .filter(|(c, _)| *c > 0)
+        .min_by_key(|(c, _)| *c)
+        && targets > cap as usize
+    {
+        return Err(Error::refused(
+            RefusalReason::FanOutLimit,
+            format!("this query names {targets} agencies; {by} lets one query name at most {cap}"),
+        ));
+    }
+    Ok(())
+}
+
 fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(String, bool), Error> {
     // A sealed query not (yet) revealed: the broker decides from its routing copy; a node
     // decides only after opening its box.
@@ -685,6 +712,7 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
 
     ctx.rules
         .check_requester(&requester.jurisdiction, requester.kind)?;
+    check_fan_out(ctx, query.targets.len())?;
     ctx.rules.check_purpose(purpose)?;
     if let Some(p) = ctx.policy
         && p.blocked_purposes.iter().any(|b| b == &purpose.code)

@@ -33,6 +33,10 @@ pub struct StateRules {
     pub retention_cap_days: u32,
     /// Out-of-state requesters must attach a signed written declaration.
     pub out_of_state_declaration: bool,
+    /// Most agencies one query to this state's providers may name (0: only the wire limit,
+    /// `admission::MAX_TARGETS`). Absent from a stanza: 0.
+    #[serde(default)]
+    pub max_targets: u32,
 }
 
 #[derive(Deserialize)]

@@ -483,3 +483,55 @@ fn a_refusal_found_while_opening_refuses_every_target_and_a_stale_open_is_refuse
     );
     assert!(seen.0.borrow().is_empty(), "a stale open records nothing");
 }
+
+#[test]
+fn a_query_naming_more_agencies_than_the_state_or_the_agency_allows_is_refused() {
+    let w = world();
+    let mut q = query(&w, REQUESTER, "b77");
+    q.targets = vec![PROVIDER.into(), "CA0100500".into(), "CA0340000".into()];
+    // The bundled rules set no cap: three targets are fine.
+    assert_eq!(refusal(&w, &q), None);
+    // The agency's own policy caps one query at two agencies.
+    let mut w2 = world();
+    w2.policy.max_targets = 2;
+    let env = endorse(&w2.inv, &w2.node, REQUESTER, &q, w2.now);
+    match decide(&w2, &env, Some(&w2.policy), &Seen::default()) {
+        AdmissionDecision::Refused(r) => {
+            assert_eq!(r.reason, RefusalReason::FanOutLimit);
+            assert!(r.detail.contains("names 3 agencies"), "{}", r.detail);
+            assert!(r.detail.contains("this agency's policy"), "{}", r.detail);
+        }
+        AdmissionDecision::Admitted(_) => panic!("admitted past the cap"),
+    }
+    // A state's cap applies at the broker too (no node policy there).
+    let mut rules = StateRules::for_jurisdiction(&"US-CA".parse().unwrap())
+        .unwrap()
+        .clone();
+    rules.max_targets = 2;
+    let seen = Seen::default();
+    let ctx = AdmissionContext {
+        trust: &w.kit.trust,
+        provider_ori: PROVIDER,
+        rules: &rules,
+        policy: None,
+        agreements: &w.agreements,
+        replay: &seen,
+        now: w.now,
+    };
+    let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
+    match admit(&ctx, &env) {
+        AdmissionDecision::Refused(r) => {
+            assert_eq!(r.reason, RefusalReason::FanOutLimit);
+            assert!(
+                r.detail
+                    .contains("US-CA/2026.1 lets one query name at most 2"),
+                "{}",
+                r.detail
+            );
+        }
+        AdmissionDecision::Admitted(_) => panic!("admitted past the state's cap"),
+    }
+    // At the cap, admitted.
+    q.targets.truncate(2);
+    assert_eq!(refusal(&w2, &q), None);
+}
