@@ -69,29 +69,34 @@ fn copy_log(fed: &Federation, ori: &str, name: &str) -> PathBuf {
     dst
 }
 
+/// Recompute every entry's chain hash after an edit, as anyone with the file can.
+fn rechain(c: &Connection) {
+    let rows: Vec<(i64, String)> = c
+        .prepare("SELECT seq, entry FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = alpr_node::audit::GENESIS.to_owned();
+    for (seq, entry) in rows {
+        let h = alpr_node::audit::chain_hash(&prev, &entry);
+        c.execute(
+            "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+            rusqlite::params![seq, prev, h],
+        )
+        .unwrap();
+        prev = h;
+    }
+}
+
 /// What an insider with `node.key` does after editing entries: recompute every chain hash,
 /// let the tree be rebuilt, sign fresh checkpoints with the node's own key, and drop the
 /// anchors kept locally.
 fn reseal(fed: &Federation, ori: &str, path: &Path) {
     {
         let c = Connection::open(path).unwrap();
-        let rows: Vec<(i64, String)> = c
-            .prepare("SELECT seq, entry FROM audit ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let mut prev = alpr_node::audit::GENESIS.to_owned();
-        for (seq, entry) in rows {
-            let h = alpr_node::audit::chain_hash(&prev, &entry);
-            c.execute(
-                "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-                rusqlite::params![seq, prev, h],
-            )
-            .unwrap();
-            prev = h;
-        }
+        rechain(&c);
         c.execute_batch("DELETE FROM audit_tree; DELETE FROM checkpoints; DELETE FROM anchors;")
             .unwrap();
     }
@@ -659,23 +664,7 @@ async fn entries_edited_under_an_untouched_tree_stop_the_next_anchoring_round() 
             [],
         )
         .unwrap();
-        let rows: Vec<(i64, String)> = c
-            .prepare("SELECT seq, entry FROM audit ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let mut prev = alpr_node::audit::GENESIS.to_owned();
-        for (seq, entry) in rows {
-            let h = alpr_node::audit::chain_hash(&prev, &entry);
-            c.execute(
-                "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-                rusqlite::params![seq, prev, h],
-            )
-            .unwrap();
-            prev = h;
-        }
+        rechain(&c);
     }
     // A fresh node process reads every entry before it signs: it finds the difference,
     // logs and alerts it, and anchors nothing.
