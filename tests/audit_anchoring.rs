@@ -109,6 +109,15 @@ fn reseal(fed: &Federation, ori: &str, path: &Path) {
     store::audit::checkpoint_now(&mut db, &signer).unwrap();
 }
 
+/// An entry that grows a log (what any logged event does).
+fn note() -> alpr_node::audit::AuditEntry {
+    alpr_node::audit::AuditEntry::new(
+        alpr_pki::now_unix(),
+        alpr_node::audit::Event::Alert,
+        alpr_node::audit::Decision::Ok,
+    )
+}
+
 fn export_log(path: &Path, out: &Path) {
     alpr_node::export::export_audit(
         path,
@@ -442,15 +451,7 @@ async fn a_head_from_another_node_or_signed_by_another_key_is_refused() {
         s.message()
     );
     // A corrupt consistency proof for an honest, larger head is a fork, not a panic.
-    let note = alpr_node::audit::AuditEntry::new(
-        alpr_pki::now_unix(),
-        alpr_node::audit::Event::Alert,
-        alpr_node::audit::Decision::Ok,
-    );
-    fed.nodes[VENTURA]
-        .node
-        .audit(&[note.clone(), note])
-        .unwrap();
+    fed.nodes[VENTURA].node.audit(&[note(), note()]).unwrap();
     let size = fed.nodes[VENTURA].node.checkpoint().unwrap().unwrap() as u64;
     let head = store::audit::signed_head(&db, size).unwrap().unwrap();
     let s = ven
@@ -481,12 +482,7 @@ async fn a_head_from_another_node_or_signed_by_another_key_is_refused() {
 #[tokio::test]
 async fn a_stopping_node_anchors_its_final_head() {
     let (mut fed, _) = federation().await;
-    let note = alpr_node::audit::AuditEntry::new(
-        alpr_pki::now_unix(),
-        alpr_node::audit::Event::Alert,
-        alpr_node::audit::Decision::Ok,
-    );
-    fed.nodes[SACRAMENTO].node.audit(&[note]).unwrap();
+    fed.nodes[SACRAMENTO].node.audit(&[note()]).unwrap();
     let anchored = broker_anchor(&fed, SACRAMENTO).head.size;
     let node = fed.nodes.remove(SACRAMENTO).unwrap();
     node.stop().await.unwrap();
@@ -527,12 +523,7 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
     // The log grows and is anchored twice; the regulator checks both links.
     let node = &fed.nodes[VENTURA].node;
     for _ in 0..2 {
-        let note = alpr_node::audit::AuditEntry::new(
-            alpr_pki::now_unix(),
-            alpr_node::audit::Event::Alert,
-            alpr_node::audit::Decision::Ok,
-        );
-        node.audit(&[note]).unwrap();
+        node.audit(&[note()]).unwrap();
         node.anchor_audit().await.unwrap();
     }
     let again = regulator::cosign_audit(&mut reg, &fed.trust, &signer, &dir, VENTURA)
@@ -653,7 +644,6 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
 #[tokio::test]
 async fn entries_edited_under_an_untouched_tree_stop_the_next_anchoring_round() {
     let (fed, _) = federation().await;
-    let node = &fed.nodes[VENTURA].node;
     let before = broker_anchor(&fed, VENTURA).head;
     // An insider edits an entry and rechains, leaving the stored tree as it was.
     let path = fed.node_configs[VENTURA].audit_path();
@@ -677,6 +667,5 @@ async fn entries_edited_under_an_untouched_tree_stop_the_next_anchoring_round() 
     .unwrap();
     assert_eq!(diverged.last().unwrap().entry.decision.as_str(), "diverged");
     assert_eq!(broker_anchor(&fed, VENTURA).head, before);
-    let _ = node;
     fed.stop().await.unwrap();
 }

@@ -164,11 +164,7 @@ impl Broker {
                     "{ori} offers a different audit log of {size} entries than the one anchored"
                 )));
             }
-            let a = AuditAnchor::decode(bytes.as_slice()).map_err(|e| Error::Corrupt {
-                what: format!("audit anchor of {ori} at {size}"),
-                detail: e.to_string(),
-            })?;
-            return Ok((head, Some(a)));
+            return Ok((head, Some(decode_anchor(ori, size, &bytes)?)));
         }
         if req.from_size != size {
             return Err(ProtoError::refused(
@@ -240,10 +236,7 @@ impl Broker {
             .ok_or_else(|| {
                 Error::Usage(format!("no anchor of {} at {} entries", th.ori, th.size))
             })?;
-        let anchor = AuditAnchor::decode(kept.anchor.as_slice()).map_err(|e| Error::Corrupt {
-            what: format!("audit anchor of {} at {}", th.ori, th.size),
-            detail: e.to_string(),
-        })?;
+        let mut anchor = decode_anchor(&th.ori, th.size, &kept.anchor)?;
         if anchor.head.as_ref().map(|h| &h.payload) != Some(&cs.tree_head) {
             return Err(Error::Usage(
                 "cosignature is over an audit head this broker did not anchor".into(),
@@ -256,8 +249,17 @@ impl Broker {
             &id.describe(),
             &cosig.encode_to_vec(),
         )?;
-        with_cosignatures(&db, &th.ori, &kept)
+        anchor.cosignatures = signed_rows(store::audit_cosignatures(&db, &th.ori, th.size)?);
+        Ok(anchor)
     }
+}
+
+/// A stored anchor, decoded.
+fn decode_anchor(ori: &str, size: u64, bytes: &[u8]) -> Result<AuditAnchor, Error> {
+    AuditAnchor::decode(bytes).map_err(|e| Error::Corrupt {
+        what: format!("audit anchor of {ori} at {size}"),
+        detail: e.to_string(),
+    })
 }
 
 /// A stored anchor, decoded, with the cosignatures kept for it.
@@ -266,15 +268,17 @@ fn with_cosignatures(
     ori: &str,
     a: &store::StoredAnchor,
 ) -> Result<AuditAnchor, Error> {
-    let mut anchor = AuditAnchor::decode(a.anchor.as_slice()).map_err(|e| Error::Corrupt {
-        what: format!("audit anchor of {ori} at {}", a.size),
-        detail: e.to_string(),
-    })?;
-    anchor.cosignatures = store::audit_cosignatures(db, ori, a.size)?
-        .iter()
-        .filter_map(|b| Signed::decode(b.as_slice()).ok())
-        .collect();
+    let mut anchor = decode_anchor(ori, a.size, &a.anchor)?;
+    anchor.cosignatures = signed_rows(store::audit_cosignatures(db, ori, a.size)?);
     Ok(anchor)
+}
+
+/// Stored encoded `Signed`s (cosignatures), decoded; a row that does not decode is left out
+/// (a cosignature only counts once a verifier has checked it anyway).
+fn signed_rows(rows: Vec<Vec<u8>>) -> Vec<Signed> {
+    rows.iter()
+        .filter_map(|b| Signed::decode(b.as_slice()).ok())
+        .collect()
 }
 
 /// A routing-log head is signed again when asked for if the newest one kept is older than
@@ -330,10 +334,7 @@ impl Broker {
         } else {
             vec![]
         };
-        let cosignatures = store::routing_cosignatures(&db, size)?
-            .iter()
-            .filter_map(|b| Signed::decode(b.as_slice()).ok())
-            .collect();
+        let cosignatures = signed_rows(store::routing_cosignatures(&db, size)?);
         Ok(RoutingHead {
             head: Some(head),
             consistency,
@@ -360,8 +361,10 @@ impl Broker {
         let th = RoutingTreeHead::decode(cs.tree_head.as_slice())
             .map_err(|e| Error::Usage(format!("cosigned routing head does not decode: {e}")))?;
         let db = self.db();
-        let kept = store::routing_head_of_size(&db, th.size)?
-            .and_then(|b| Signed::decode(b.as_slice()).ok())
+        let head = store::routing_head_of_size(&db, th.size)?
+            .and_then(|b| Signed::decode(b.as_slice()).ok());
+        let kept = head
+            .as_ref()
             .and_then(|h| RoutingTreeHead::decode(h.payload.as_slice()).ok());
         if kept.is_none_or(|k| k.root != th.root) {
             return Err(Error::Usage(
@@ -370,12 +373,7 @@ impl Broker {
         }
         store::put_routing_cosignature(&db, th.size, &id.describe(), &cosig.encode_to_vec())?;
         // The head cosigned, with every cosignature of it (the log may have grown since).
-        let head = store::routing_head_of_size(&db, th.size)?
-            .and_then(|b| Signed::decode(b.as_slice()).ok());
-        let cosignatures = store::routing_cosignatures(&db, th.size)?
-            .iter()
-            .filter_map(|b| Signed::decode(b.as_slice()).ok())
-            .collect();
+        let cosignatures = signed_rows(store::routing_cosignatures(&db, th.size)?);
         Ok(RoutingHead {
             head,
             consistency: vec![],

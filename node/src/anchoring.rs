@@ -215,7 +215,7 @@ pub fn prove(cfg: &crate::NodeConfig, query_id: &str) -> Result<ProofBundle, Err
     let trust = alpr_pki::TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
     let mut newest = 0;
     let mut chosen = None;
-    for a in anchors.iter().rev() {
+    for (_, a) in anchors.iter().rev() {
         let v = auditlog::verify_anchor(&trust, a, &cfg.ori)?;
         newest = newest.max(v.head.size);
         if v.head.size >= last as u64 {

@@ -43,9 +43,17 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
             let db = store::AuditDb::open(&cfg.audit_path())?;
             let r = store::audit::verify(&db, Some((&trust, &cfg.ori)))?;
             let remote = match (&cfg.broker, offline) {
-                (Some(_), false) => {
-                    let node = Node::open(&cfg)?;
-                    let (mut broker, _) = node.broker.clone().ok_or(Error::NoBroker)?;
+                (Some(b), false) => {
+                    // Only a connection as this node: nothing of the node is opened.
+                    let mut broker = crate::client::broker_client(
+                        &alpr_runtime::client::Target {
+                            addr: b.addr.clone(),
+                            server_name: b.server_name.clone(),
+                        },
+                        &trust,
+                        &alpr_runtime::tls::TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?,
+                        std::time::Duration::from_millis(b.timeout_ms),
+                    )?;
                     let latest = broker
                         .get_audit_anchor(AuditAnchorRequest {
                             ori: cfg.ori.clone(),

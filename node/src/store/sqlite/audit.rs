@@ -367,8 +367,8 @@ pub fn put_anchor(db: &AuditDb, size: u64, anchored_at: i64, a: &AuditAnchor) ->
     Ok(())
 }
 
-/// Every anchor kept, oldest first.
-pub fn anchors(db: &AuditDb) -> Result<Vec<AuditAnchor>, Error> {
+/// Every anchor kept, with the size it was kept under, oldest first.
+pub fn anchors(db: &AuditDb) -> Result<Vec<(i64, AuditAnchor)>, Error> {
     let mut st = db
         .conn
         .prepare("SELECT size, anchor FROM anchors ORDER BY size")?;
@@ -376,6 +376,7 @@ pub fn anchors(db: &AuditDb) -> Result<Vec<AuditAnchor>, Error> {
     rows.map(|row| {
         let (size, b) = row?;
         AuditAnchor::decode(b.as_slice())
+            .map(|a| (size, a))
             .map_err(|e| Error::corrupt(format!("audit anchor {size}"), e))
     })
     .collect()
@@ -520,16 +521,7 @@ pub fn verify(
             })
         })?
         .collect::<Result<_, _>>()?;
-    let anchors: Vec<(i64, AuditAnchor)> = conn
-        .prepare("SELECT size, anchor FROM anchors ORDER BY size")?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
-        .map(|row| {
-            let (size, b) = row?;
-            AuditAnchor::decode(b.as_slice())
-                .map(|a| (size, a))
-                .map_err(|e| Error::corrupt(format!("audit anchor {size}"), e))
-        })
-        .collect::<Result<_, Error>>()?;
+    let anchors = anchors(db)?;
     // The chain head and root at every size a checkpoint or an anchor names.
     let wanted: std::collections::BTreeSet<i64> = checkpoints
         .iter()
