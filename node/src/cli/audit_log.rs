@@ -1,6 +1,8 @@
 //! `alpr-node audit …`: read, export and verify the audit log, anchor it, and prove what it
 //! holds to people who do not trust this node.
 
+use std::io::Write;
+
 use alpr_pki::TrustStore;
 use alpr_proto::auditlog::{self, ProofBundle};
 use alpr_proto::pb::AuditAnchorRequest;
@@ -13,8 +15,14 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
         AuditCmd::List { config, filter } => {
             let cfg = load_existing(&config)?;
             let conn = store::AuditDb::open(&cfg.audit_path())?;
+            // Written line by line; a reader that stops early (`| head`) ends the listing,
+            // not the process with a panic.
+            let mut out = std::io::stdout().lock();
             for e in store::audit::query(&conn, &filter.to_filter()?)? {
-                println!("{}", audit::to_json_line(&e)?);
+                match writeln!(out, "{}", audit::to_json_line(&e)?) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    r => r.map_err(|e| Error::io("standard output", e))?,
+                }
             }
             Ok(())
         }
