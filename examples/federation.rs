@@ -534,6 +534,7 @@ async fn run(args: Args) -> Result<()> {
     let exported = d.fed.dir.join("ventura-audit.log");
     alpr_node::export::export_audit(
         &d.fed.node_configs[VENTURA].audit_path(),
+        d.fed.nodes[VENTURA].node.data_keys().cloned(),
         &Default::default(),
         alpr_node::export::Format::Log,
         &exported,

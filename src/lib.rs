@@ -258,6 +258,13 @@ impl Federation {
                 // `endorse`, `rogue_forward` and `forward_as` follow the node's mode.
                 sealing: alpr_node::config::SealingConfig::default(),
                 audit: alpr_node::config::AuditConfig::default(),
+                // Encrypted at rest, every node's KEK in a file of its own outside its
+                // data directory. Tests that edit stored entries as a key-holding insider
+                // would tune `storage` back to plain.
+                storage: alpr_node::config::StorageConfig {
+                    kek_file: Some(kek_file(&dir, &ori)?),
+                    ..Default::default()
+                },
             };
             let mut cfg = cfg;
             tune(&mut cfg);
@@ -676,14 +683,14 @@ impl Federation {
             .map(str::parse::<alpr_node::audit::Event>)
             .transpose()
             .map_err(anyhow::Error::msg)?;
-        let conn = alpr_node::store::AuditDb::open(&cfg.audit_path())?;
+        let conn = cfg.open_audit()?;
         Ok(alpr_node::store::audit::list(&conn, event)?)
     }
 
     /// Verify a node's audit log (hash chain and signed checkpoints).
     pub fn verify_audit(&self, ori: &str) -> Result<alpr_node::audit::VerifyReport> {
         let cfg = self.node_configs.get(ori).context("no such node")?;
-        let conn = alpr_node::store::AuditDb::open(&cfg.audit_path())?;
+        let conn = cfg.open_audit()?;
         Ok(alpr_node::store::audit::verify(
             &conn,
             Some((&self.trust, ori)),
@@ -703,6 +710,17 @@ impl Federation {
         self.broker.stop().await?;
         Ok(())
     }
+}
+
+/// The KEK file of node `ori` in a federation directory (made on first use, mode 0600).
+pub fn kek_file(dir: &Path, ori: &str) -> Result<PathBuf> {
+    let keys = dir.join("keks");
+    std::fs::create_dir_all(&keys)?;
+    let path = keys.join(format!("{ori}.kek"));
+    if !path.exists() {
+        alpr_node::keyring::write_new_kek(&path)?;
+    }
+    Ok(path)
 }
 
 /// The demo's agencies: two California local agencies that share, one more California

@@ -26,11 +26,15 @@ use rusqlite::Connection;
 const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";
 
-/// Three agencies; Sacramento searched Ventura once; both logs anchored since.
+/// Three agencies; Sacramento searched Ventura once; both logs anchored since. Stored
+/// plain: these tests edit entries as an insider who holds the data key would (an
+/// encrypted log's own tampering is in tests/encryption_at_rest.rs).
 async fn federation() -> (Federation, String) {
-    let fed = Federation::start(None, &demo_agencies()[..3], |_| open_policy())
-        .await
-        .unwrap();
+    let fed = Federation::start_tuned(None, &demo_agencies()[..3], |_| open_policy(), &[], &|c| {
+        c.storage = Default::default()
+    })
+    .await
+    .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 10))
         .unwrap();
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
@@ -121,6 +125,7 @@ fn note() -> alpr_node::audit::AuditEntry {
 fn export_log(path: &Path, out: &Path) {
     alpr_node::export::export_audit(
         path,
+        None,
         &Default::default(),
         alpr_node::export::Format::Log,
         out,
@@ -184,6 +189,7 @@ async fn both_sides_prove_the_query_and_the_regulator_verifies_the_exported_log(
     };
     let e = alpr_node::export::export_audit(
         &fed.node_configs[VENTURA].audit_path(),
+        None,
         &f,
         alpr_node::export::Format::Log,
         &out,

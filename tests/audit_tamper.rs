@@ -13,9 +13,14 @@ const SACRAMENTO: &str = "CA0340000";
 /// Run a few queries, stop the federation (sealing each log with a signed checkpoint),
 /// and return a clean copy of Sacramento's audit database plus the trust store.
 async fn sealed_log(dir: &std::path::Path) -> (std::path::PathBuf, alpr_pki::TrustStore) {
-    let fed = Federation::start(Some(dir.join("fed")), &demo_agencies()[..2], |_| {
-        open_policy()
-    })
+    // Stored plain: the tampering below edits entry texts as a key-holding insider would.
+    let fed = Federation::start_tuned(
+        Some(dir.join("fed")),
+        &demo_agencies()[..2],
+        |_| open_policy(),
+        &[],
+        &|c| c.storage = Default::default(),
+    )
     .await
     .unwrap();
     fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))

@@ -68,6 +68,8 @@ async fn with_sinks(url: &str, command: Option<Vec<String>>) -> Federation {
         |_| open_policy(),
         &[],
         &|cfg| {
+            // Stored plain: one test edits an entry's text as a key-holding insider would.
+            cfg.storage = Default::default();
             if cfg.ori == VENTURA {
                 cfg.alerts.webhook = Some(url.to_owned());
                 cfg.alerts.command = command.clone();

@@ -87,12 +87,17 @@ async fn status_check_config_and_a_verified_backup_that_restores() {
     let mut restored = cfg.clone();
     restored.data_dir = fed.dir.join("restored");
     std::fs::create_dir_all(&restored.data_dir).unwrap();
+    // Without the keyring the encrypted copies do not open, and the error says why.
     for f in ["node.db", "audit.db"] {
         std::fs::copy(out.join(f), restored.data_dir.join(f)).unwrap();
     }
+    let e = alpr_node::Node::open(&restored).unwrap_err().to_string();
+    assert!(e.contains("keyring") && e.contains("is missing"), "{e}");
+    assert!(manifest.contains("keyring.json sha256"), "{manifest}");
+    std::fs::copy(out.join("keyring.json"), restored.keyring_path()).unwrap();
     let again = alpr_node::Node::open(&restored).unwrap();
     assert_eq!(again.status().unwrap().reads, s.reads);
-    let conn = alpr_node::store::AuditDb::open(&restored.audit_path()).unwrap();
+    let conn = restored.open_audit().unwrap();
     alpr_node::store::audit::verify(&conn, Some((&fed.trust, VENTURA))).unwrap();
     fed.stop().await.unwrap();
 }

@@ -45,7 +45,7 @@ async fn ask(fed: &Federation) -> (String, Option<RefusalReason>) {
 }
 
 fn sql(fed: &Federation, statement: &str) {
-    let db = alpr_node::store::open(&fed.node_configs[VENTURA].db_path()).unwrap();
+    let db = fed.node_configs[VENTURA].open_db().unwrap();
     db.connection().execute_batch(statement).unwrap();
 }
 
@@ -130,7 +130,7 @@ async fn an_account_or_agreement_edited_while_the_node_was_down_is_found_at_star
         .unwrap()
         .id
         .clone();
-    let db = alpr_node::store::open(&fed2.node_configs[VENTURA].db_path()).unwrap();
+    let db = fed2.node_configs[VENTURA].open_db().unwrap();
     db.connection()
         .execute(
             "UPDATE agreements SET status = 'suspended' WHERE id = ?1",

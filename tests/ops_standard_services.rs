@@ -205,7 +205,7 @@ async fn a_node_that_cannot_write_its_audit_log_answers_nothing_and_reports_not_
     let before = fed.audit(v, None).unwrap().len();
 
     // The audit store breaks under the running node (here: its table is moved away).
-    let conn = alpr_node::store::AuditDb::open(&fed.node_configs[v].audit_path()).unwrap();
+    let conn = fed.node_configs[v].open_audit().unwrap();
     conn.connection()
         .execute_batch("ALTER TABLE audit RENAME TO audit_moved")
         .unwrap();

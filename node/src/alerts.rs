@@ -177,7 +177,7 @@ impl crate::node::Node {
         let now = alpr_pki::now_unix();
         // State edited around the log is alerted (once) by the check itself.
         let state_intact = self.check_state()?;
-        let log = crate::store::AuditDb::open(&self.cfg.audit_path())?;
+        let log = self.audit_db()?;
         let verified = crate::store::audit::verify(&log, Some((&self.trust(), self.ori())));
         let warn_until = now + i64::from(self.cfg.alerts.expiry_warning_days) * 86_400;
         let expiring: Vec<_> = self

@@ -41,7 +41,7 @@ impl Node {
         let me = self.clone();
         let prior_head = prior.as_ref().map(|(_, v)| v.head.clone());
         let offer = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let mut db = AuditDb::open(&me.cfg.audit_path())?;
+            let mut db = me.audit_db()?;
             let Some(size) = store::audit::checkpoint_now(&mut db, &me.head_signer())? else {
                 return Ok(None);
             };
@@ -141,10 +141,8 @@ impl Node {
         a: alpr_proto::pb::AuditAnchor,
     ) -> Result<(), Error> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            store::audit::put_anchor(&AuditDb::open(&me.cfg.audit_path())?, size, at, &a)
-        })
-        .await?
+        tokio::task::spawn_blocking(move || store::audit::put_anchor(&me.audit_db()?, size, at, &a))
+            .await?
     }
 
     /// [`Node::anchor_audit`] as the daemon runs it: a log that differs from its anchor, or
@@ -204,7 +202,7 @@ pub fn prove(cfg: &crate::NodeConfig, query_id: &str) -> Result<ProofBundle, Err
             "query id {query_id:?} must be 32 hex digits (16 bytes), as the audit log shows it"
         )));
     }
-    let db = store::AuditDb::open(&cfg.audit_path())?;
+    let db = cfg.open_audit()?;
     let seqs = store::audit::seqs_of_query(&db, &query_id)?;
     let Some(&last) = seqs.last() else {
         return Err(Error::Usage(format!(

@@ -5,8 +5,12 @@
 //! (hash chain and signed checkpoints) and the copy of the node database checked with
 //! `PRAGMA integrity_check`, and a manifest records what was copied and its SHA-256.
 //!
-//! Restore: stop the daemon, copy `node.db` and `audit.db` from the backup directory into
-//! `data_dir` (removing any `-wal` and `-shm` files there), start it. The audit log then
+//! An encrypted node's backup also holds a copy of its keyring (the data key wrapped by the
+//! KEK; the KEK itself is never in a backup): without the KEK a backup reveals nothing.
+//!
+//! Restore: stop the daemon, copy `node.db` and `audit.db` (and `keyring.json`, to the
+//! configured keyring path) from the backup directory into `data_dir` (removing any `-wal`
+//! and `-shm` files there), start it. The audit log then
 //! ends where the backup did: entries written after the backup are not in it, and a
 //! regulator comparing anchored checkpoints will see that (see docs/DEPLOYMENT.md).
 
@@ -45,10 +49,7 @@ impl Node {
         let node_copy = out.join("node.db");
         let audit_copy = out.join("audit.db");
         store::maintenance::copy_node_db(&self.db(), &node_copy)?;
-        store::maintenance::copy_audit_db(
-            &store::AuditDb::open(&self.cfg.audit_path())?,
-            &audit_copy,
-        )?;
+        store::maintenance::copy_audit_db(&self.audit_db()?, &audit_copy)?;
         // Verify what was written, not what was meant.
         let ok = store::maintenance::integrity_check(&node_copy)?;
         if ok != "ok" {
@@ -59,7 +60,7 @@ impl Node {
         }
         let reads = store::maintenance::count_reads_in(&node_copy)?;
         let report = store::audit::verify(
-            &store::AuditDb::open(&audit_copy)?,
+            &store::AuditDb::open_with(&audit_copy, self.data_keys().cloned())?,
             Some((&self.trust(), self.ori())),
         )?;
         let mut manifest = format!(
@@ -71,7 +72,19 @@ impl Node {
             report.entries,
             report.checkpoints
         );
-        manifest.push_str("restore: stop the daemon; copy node.db and audit.db into data_dir (remove any -wal/-shm files there); start it\n");
+        if let Some(keys) = self.data_keys() {
+            let from = self.cfg.keyring_path();
+            let to = out.join("keyring.json");
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&to, e))?;
+            manifest.push_str(&format!(
+                "keyring.json sha256 {} (data key {}, wrapped by the KEK, which is not in this backup: keep them apart)\n",
+                sha256_file(&to)?,
+                keys.key_id()
+            ));
+            manifest.push_str("restore: stop the daemon; copy node.db and audit.db into data_dir and keyring.json to the configured keyring path (remove any -wal/-shm files there); start it with the same KEK\n");
+        } else {
+            manifest.push_str("restore: stop the daemon; copy node.db and audit.db into data_dir (remove any -wal/-shm files there); start it\n");
+        }
         let manifest_path = out.join("MANIFEST.txt");
         std::fs::write(&manifest_path, &manifest).map_err(|e| Error::io(&manifest_path, e))?;
         self.audit(&[audit::AuditEntry {

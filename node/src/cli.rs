@@ -943,7 +943,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Report { config, kind, size } => {
             let cfg = load_existing(&config)?;
-            let entries = store::audit::list(&store::AuditDb::open(&cfg.audit_path())?, None)?;
+            let entries = store::audit::list(&cfg.open_audit()?, None)?;
             let text = match kind {
                 ReportKind::Transparency => crate::reports::transparency(
                     &*Node::open(&cfg)?,
@@ -992,7 +992,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Holds { config } => {
             let cfg = load_existing(&config)?;
-            let db = store::open(&cfg.db_path())?;
+            let db = cfg.open_db()?;
             for h in store::holds::list(&db)? {
                 println!(
                     "hold {} case {} plate {} window {} .. {} until {} approved by {}; {} reads kept past retention",
@@ -1020,7 +1020,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Users { config } => {
             let cfg = load_existing(&config)?;
-            let conn = store::open(&cfg.db_path())?;
+            let conn = cfg.open_db()?;
             for a in crate::store::accounts::list(&conn)? {
                 println!(
                     "{} role={} approved_by={} trained={} disabled={} last_active={}",
@@ -1137,7 +1137,7 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
         }
         AgreementCmd::List { config } => {
             let cfg = load_existing(&config)?;
-            let conn = store::open(&cfg.db_path())?;
+            let conn = cfg.open_db()?;
             for a in store::agreements(&conn)? {
                 println!(
                     "{} {} -> {} status={} purposes={} look-back={}d valid {} .. {}",

@@ -51,6 +51,35 @@ pub struct NodeConfig {
     /// Anchoring the audit log outside this node.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Encryption of `node.db` and `audit.db` at rest.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// Encryption at rest (CJIS 5.10.1.2). With a key-encryption key (KEK) configured, reads,
+/// audit entries, held and hot-listed plates and sealing keys are stored encrypted under a
+/// random data key; the data key is kept in the keyring file, wrapped by the KEK. The KEK
+/// comes from exactly one of a file, an environment variable or a command (an HSM or KMS
+/// client), and is never written by the node. Without a KEK the databases are plain.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A file holding the KEK: 64 hexadecimal characters. It must not be readable by group
+    /// or others (mode 0600 or stricter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_file: Option<PathBuf>,
+    /// An environment variable holding the KEK (64 hexadecimal characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_env: Option<String>,
+    /// A command (program and arguments, no shell) that prints the KEK (64 hexadecimal
+    /// characters) on its standard output and exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kek_command: Option<Vec<String>>,
+    /// The keyring file: the data key wrapped by the KEK. Default `data_dir/keyring.json`.
+    /// Back it up with the databases (it is useless without the KEK); losing it loses the
+    /// data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<PathBuf>,
 }
 
 /// The audit log's anchoring (DESIGN §7): signed tree heads of the log are anchored at the
@@ -423,6 +452,12 @@ impl NodeConfig {
     fn resolve(&mut self, base: &Path) {
         alpr_runtime::config::resolve_path(&mut self.data_dir, base);
         self.tls.resolve_paths(base);
+        for p in [&mut self.storage.kek_file, &mut self.storage.keyring]
+            .into_iter()
+            .flatten()
+        {
+            alpr_runtime::config::resolve_path(p, base);
+        }
     }
 
     /// Check values that TOML types cannot.
@@ -457,6 +492,24 @@ impl NodeConfig {
             return Err("audit.anchor_interval_secs must be at least 1".into());
         }
         self.sealing.suite()?;
+        let s = &self.storage;
+        let sources =
+            s.kek_file.is_some() as u8 + s.kek_env.is_some() as u8 + s.kek_command.is_some() as u8;
+        if sources > 1 {
+            return Err("storage: set only one of kek_file, kek_env and kek_command".into());
+        }
+        if s.kek_command.as_ref().is_some_and(Vec::is_empty) {
+            return Err("storage.kek_command must name a program".into());
+        }
+        if s.kek_env.as_ref().is_some_and(String::is_empty) {
+            return Err("storage.kek_env must name an environment variable".into());
+        }
+        if sources == 0 && s.keyring.is_some() {
+            return Err(
+                "storage.keyring is set but no kek_file, kek_env or kek_command: the keyring cannot be opened"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -468,5 +521,13 @@ impl NodeConfig {
     /// Path of the audit log database.
     pub fn audit_path(&self) -> PathBuf {
         self.data_dir.join("audit.db")
+    }
+
+    /// Path of the keyring (the wrapped data key).
+    pub fn keyring_path(&self) -> PathBuf {
+        self.storage
+            .keyring
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keyring.json"))
     }
 }

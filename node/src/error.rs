@@ -60,6 +60,9 @@ pub enum Error {
     /// flag, a command that cannot be carried out as given).
     #[error("{0}")]
     Usage(String),
+    /// The data keys or the key-encryption key: missing, wrong, unreadable or exposed.
+    #[error("encryption at rest: {0}")]
+    Keys(String),
     /// The node's certificate does not fit its config (not a node certificate, no agency
     /// claims, another ORI).
     #[error("{0}")]

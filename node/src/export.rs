@@ -45,16 +45,18 @@ impl std::fmt::Display for Format {
     }
 }
 
-/// Write the entries of the audit log at `audit_path` that `filter` selects to `out` in
-/// `format`, and log the export as done by `by`. Returns how many entries were written.
+/// Write the entries of the audit log at `audit_path` (encrypted with `keys`, or plain)
+/// that `filter` selects to `out` in `format`, and log the export as done by `by`. Returns
+/// how many entries were written.
 pub fn export_audit(
     audit_path: &Path,
+    keys: Option<std::sync::Arc<crate::store::encryption::DataKeys>>,
     filter: &Filter,
     format: Format,
     out: &Path,
     by: &str,
 ) -> Result<usize, Error> {
-    let log = store::AuditDb::open(audit_path)?;
+    let log = store::AuditDb::open_with(audit_path, keys.clone())?;
     let (text, n) = match format {
         Format::Log => {
             if *filter != Filter::default() {
@@ -82,7 +84,7 @@ pub fn export_audit(
         }
     };
     std::fs::write(out, text).map_err(|e| Error::io(out, e))?;
-    store::AuditLog::open(audit_path, None)?.append(vec![AuditEntry {
+    store::AuditLog::open_with(audit_path, None, keys)?.append(vec![AuditEntry {
         requester_user: Some(by.to_owned()),
         count: Some(n as u64),
         detail: Some(format!(

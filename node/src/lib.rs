@@ -21,6 +21,7 @@ pub mod export;
 pub mod holds;
 pub mod inbound;
 pub mod ingest;
+pub mod keyring;
 pub mod metrics;
 pub mod node;
 pub mod outbound;

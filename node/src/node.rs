@@ -33,6 +33,8 @@ pub struct Node {
     db: Mutex<store::Db>,
     /// Read-only connections for lookups (parallel per-day reads, no write lock).
     pub(crate) readers: store::Readers,
+    /// The data keys of `node.db` and `audit.db`, when they are encrypted.
+    keys: Option<Arc<store::encryption::DataKeys>>,
     agreements: RwLock<Arc<Vec<AgreementView>>>,
     pub(crate) cfg: NodeConfig,
     pub(crate) rules: &'static StateRules,
@@ -174,18 +176,20 @@ impl Node {
     /// Open a node from its config: load and verify its certificate, open its database.
     pub fn open(cfg: &NodeConfig) -> Result<Arc<Self>, Error> {
         let (trust, signer, tls, agency, rules) = Self::identity(cfg)?;
-        let conn = store::open(&cfg.db_path())?;
+        let keys = crate::keyring::data_keys(cfg)?;
+        let conn = store::open_with(&cfg.db_path(), keys.clone())?;
         let signer = Arc::new(signer);
-        let audit_log = AuditLog::open(
+        let audit_log = AuditLog::open_with(
             &cfg.audit_path(),
             Some(crate::audit::HeadSigner {
                 signer: signer.clone(),
                 ori: agency.ori.clone(),
             }),
+            keys.clone(),
         )?;
         // What the node rebuilds from its own log at start: replay memory (every inbound
         // query id young enough to matter) and the state digest it last recorded.
-        let log = store::AuditDb::open(&cfg.audit_path())?;
+        let log = store::AuditDb::open_with(&cfg.audit_path(), keys.clone())?;
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
         for (id, at) in store::audit::inbound_ids_since(&log, since)? {
@@ -215,7 +219,8 @@ impl Node {
             signer,
             audit_log,
             db: Mutex::new(conn),
-            readers: store::Readers::new(&cfg.db_path()),
+            readers: store::Readers::new(&cfg.db_path(), keys.clone()),
+            keys,
             agreements: RwLock::new(Arc::new(agreements)),
             cfg: cfg.clone(),
             rules,
@@ -335,8 +340,18 @@ impl Node {
 
     /// Sign a checkpoint of the audit log's current head.
     pub fn checkpoint(&self) -> Result<Option<i64>, Error> {
-        let mut log = store::AuditDb::open(&self.cfg.audit_path())?;
+        let mut log = self.audit_db()?;
         store::audit::checkpoint_now(&mut log, &self.head_signer())
+    }
+
+    /// Open this node's audit database for reading (with its data keys, if encrypted).
+    pub fn audit_db(&self) -> Result<store::AuditDb, Error> {
+        store::AuditDb::open_with(&self.cfg.audit_path(), self.keys.clone())
+    }
+
+    /// The data keys its databases are encrypted with, if they are.
+    pub fn data_keys(&self) -> Option<&Arc<store::encryption::DataKeys>> {
+        self.keys.as_ref()
     }
 
     /// What signs this node's audit tree heads.

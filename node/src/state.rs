@@ -164,7 +164,7 @@ impl Node {
     pub fn log_start(&self) -> Result<Vec<String>, Error> {
         let now = alpr_pki::now_unix();
         let lines = config_lines(self);
-        let log = store::AuditDb::open(&self.cfg.audit_path())?;
+        let log = self.audit_db()?;
         let last = store::audit::list(&log, Some(Event::NodeStart))?
             .pop()
             .and_then(|e| e.entry.detail);

@@ -81,7 +81,7 @@ impl Node {
             _ => None,
         };
         drop(conn);
-        let log = store::AuditDb::open(&self.cfg.audit_path())?;
+        let log = self.audit_db()?;
         let (entries, hash) = store::maintenance::audit_head(&log)?;
         let (covered, signed_at) = store::maintenance::newest_checkpoint(&log)?;
         let mut alerts: Vec<(i64, String, String)> = [

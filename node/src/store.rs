@@ -8,6 +8,7 @@
 //! (transactions per call, batched ingest, day partitions, retention by whole days).
 //! Domain modules never see a database type other than [`Db`] and [`AuditDb`].
 
+pub mod encryption;
 pub mod sqlite;
 
 pub use sqlite::agreements::{
@@ -19,7 +20,7 @@ pub use sqlite::holds::held_reads;
 pub use sqlite::reads::{
     MAX_RESULTS, Readers, count_reads, insert_reads, lookup, partitions, purge_before,
 };
-pub use sqlite::{Db, DbError, SCHEMA_VERSION, open};
+pub use sqlite::{Db, DbError, SCHEMA_VERSION, encryption_marker, open, open_with};
 pub use sqlite::{accounts, audit, holds, maintenance, registry, sealing, settings};
 
 /// Which plate a lookup is for: its characters and its issuing state, or any state.

@@ -74,7 +74,13 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
         alerts: Default::default(),
         sealing: Default::default(),
         audit: Default::default(),
+        // Encrypted at rest: what survives a kill -9 is sealed entries.
+        storage: alpr_node::config::StorageConfig {
+            kek_file: Some(dir.join("node.kek")),
+            ..Default::default()
+        },
     };
+    alpr_node::keyring::write_new_kek(&dir.join("node.kek")).unwrap();
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     std::fs::write(dir.join("node.toml"), toml::to_string(&cfg).unwrap()).unwrap();
     let trust = TrustStore::load(&l.root_cert(), &l.all_crls()).unwrap();
@@ -218,7 +224,7 @@ async fn kill_dash_nine_loses_no_acknowledged_entry() {
 
         // Restart: the daemon comes back on the same data, and the log is whole.
         let (mut again, _) = spawn(dir);
-        let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
+        let conn = cfg.open_audit().unwrap();
         let report = alpr_node::store::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
         let logged: HashSet<String> =
             alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery))
@@ -298,7 +304,7 @@ async fn sigterm_finishes_in_flight_work_and_seals_the_log() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful exit, got {exit:?}");
     // Every reply is logged and the final head carries a signed checkpoint.
-    let conn = alpr_node::store::AuditDb::open(&cfg.audit_path()).unwrap();
+    let conn = cfg.open_audit().unwrap();
     let report = alpr_node::store::audit::verify(&conn, Some((&trust, PROVIDER))).unwrap();
     let inbound =
         alpr_node::store::audit::list(&conn, Some(alpr_node::audit::Event::InboundQuery)).unwrap();

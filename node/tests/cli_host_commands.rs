@@ -49,6 +49,7 @@ fn config(dir: &Path) -> NodeConfig {
         alerts: Default::default(),
         sealing: Default::default(),
         audit: Default::default(),
+        storage: Default::default(),
     }
 }
 

@@ -14,7 +14,7 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
     match cmd {
         AuditCmd::List { config, filter } => {
             let cfg = load_existing(&config)?;
-            let conn = store::AuditDb::open(&cfg.audit_path())?;
+            let conn = cfg.open_audit()?;
             // Written line by line; a reader that stops early (`| head`) ends the listing,
             // not the process with a panic.
             let mut out = std::io::stdout().lock();
@@ -37,6 +37,7 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
             let format: crate::export::Format = format.parse()?;
             let n = crate::export::export_audit(
                 &cfg.audit_path(),
+                crate::keyring::data_keys(&cfg)?,
                 &filter.to_filter()?,
                 format,
                 &out,
@@ -48,7 +49,7 @@ pub(super) async fn run(cmd: AuditCmd) -> Result<(), Error> {
         AuditCmd::Verify { config, offline } => {
             let cfg = load_existing(&config)?;
             let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
-            let db = store::AuditDb::open(&cfg.audit_path())?;
+            let db = cfg.open_audit()?;
             let r = store::audit::verify(&db, Some((&trust, &cfg.ori)))?;
             let remote = match (&cfg.broker, offline) {
                 (Some(b), false) => {

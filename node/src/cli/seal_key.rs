@@ -47,7 +47,7 @@ pub async fn run(cmd: SealKeyCmd) -> Result<(), Error> {
     match cmd {
         SealKeyCmd::Create { config } => {
             let cfg = super::load_existing(&config)?;
-            if let Some(k) = store::sealing::own_keys(&store::open(&cfg.db_path())?)?.first() {
+            if let Some(k) = store::sealing::own_keys(&cfg.open_db()?)?.first() {
                 return Err(Error::Usage(format!(
                     "this node already has sealing key {} (created {}); `alpr-node seal-key rotate` replaces it",
                     hex::encode(&k.key_id),

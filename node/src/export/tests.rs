@@ -27,7 +27,7 @@ fn an_export_writes_the_selected_entries_and_logs_itself() {
         ..Filter::default()
     };
     assert_eq!(
-        export_audit(&path, &f, Format::Csv, &out, "auditor-1").unwrap(),
+        export_audit(&path, None, &f, Format::Csv, &out, "auditor-1").unwrap(),
         1
     );
     let text = std::fs::read_to_string(&out).unwrap();

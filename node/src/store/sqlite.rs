@@ -7,9 +7,12 @@
 //! an older database in one transaction.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{Connection, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params};
 
+use super::encryption::DataKeys;
 use crate::Error;
 
 pub mod accounts;
@@ -27,6 +30,7 @@ pub mod settings;
 /// (transactions).
 pub struct Db {
     conn: Connection,
+    keys: Option<Arc<DataKeys>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -50,6 +54,90 @@ impl Db {
     /// as an outsider would (nothing in the node goes around the store functions).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// The data keys it is encrypted with, if it is encrypted.
+    pub fn keys(&self) -> Option<&Arc<DataKeys>> {
+        self.keys.as_ref()
+    }
+}
+
+/// The table that records, in an encrypted database, which data key encrypts it.
+const ENCRYPTION_TABLE: &str = "CREATE TABLE IF NOT EXISTS encryption (key_id TEXT NOT NULL);";
+
+/// The data key id recorded in the database at `path`, if it exists and is encrypted.
+pub fn encryption_marker(path: &Path) -> Result<Option<String>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    marker(&conn)
+}
+
+fn marker(conn: &Connection) -> Result<Option<String>, Error> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'encryption'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row("SELECT key_id FROM encryption LIMIT 1", [], |r| r.get(0))
+        .optional()?)
+}
+
+/// Check that a database opened with `keys` (or none) was encrypted with them (or is
+/// plain); record them in a database that holds nothing yet (`empty`). `file` names the
+/// database in errors.
+fn check_encryption(
+    conn: &Connection,
+    keys: Option<&DataKeys>,
+    empty: bool,
+    file: &Path,
+) -> Result<(), Error> {
+    let file = file.display();
+    match (marker(conn)?, keys) {
+        (None, None) => Ok(()),
+        (Some(id), None) => Err(Error::Keys(format!(
+            "{file} is encrypted (data key {id}); configure its key-encryption key in [storage] (kek_file, kek_env or kek_command)"
+        ))),
+        (Some(id), Some(k)) if id == k.key_id() => Ok(()),
+        (Some(id), Some(k)) => Err(Error::Keys(format!(
+            "{file} is encrypted under data key {id}, but the keyring holds data key {} (another node's keyring?)",
+            k.key_id()
+        ))),
+        (None, Some(k)) if empty => {
+            conn.execute_batch(ENCRYPTION_TABLE)?;
+            conn.execute("INSERT INTO encryption (key_id) VALUES (?1)", [k.key_id()])?;
+            Ok(())
+        }
+        (None, Some(_)) => Err(Error::Keys(format!(
+            "{file} already holds unencrypted data and cannot be encrypted in place; remove [storage] kek_* from the config to keep using it as it is, or move its data to a new node (export, then ingest)"
+        ))),
+    }
+}
+
+/// A value for a sensitive text column: sealed (a blob) when `keys` are given, else the
+/// text itself. `place` and `row` bind it where it is stored.
+fn seal_text(keys: Option<&DataKeys>, place: &str, row: &[u8], text: &str) -> Result<Value, Error> {
+    Ok(match keys {
+        Some(k) => Value::Blob(k.seal_field(place, row, text.as_bytes())?),
+        None => Value::Text(text.to_owned()),
+    })
+}
+
+/// The text of a value written by [`seal_text`].
+fn open_text(keys: Option<&DataKeys>, place: &str, row: &[u8], v: Value) -> Result<String, Error> {
+    match (v, keys) {
+        (Value::Text(t), None) => Ok(t),
+        (Value::Blob(b), Some(k)) => k.open_text(place, row, &b),
+        (Value::Text(_), Some(_)) => Err(Error::corrupt(
+            place,
+            "stored in the clear in an encrypted database",
+        )),
+        (_, _) => Err(Error::corrupt(place, "not text")),
     }
 }
 
@@ -97,8 +185,14 @@ CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB N
 /// an exact duplicate read is stored once.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// Open (creating if needed) the node database in WAL mode with full durability.
+/// Open (creating if needed) a plain node database in WAL mode with full durability. An
+/// encrypted one is refused: open it with [`open_with`] and its keys.
 pub fn open(path: &Path) -> Result<Db, Error> {
+    open_with(path, None)
+}
+
+/// Open (creating if needed) the node database, encrypted with `keys` or plain.
+pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -112,7 +206,14 @@ pub fn open(path: &Path) -> Result<Db, Error> {
     holds::init(&conn)?;
     sealing::init(&conn)?;
     migrate(&conn)?;
-    Ok(Db { conn })
+    let empty: bool = conn.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM partitions) AND NOT EXISTS (SELECT 1 FROM holds)
+            AND NOT EXISTS (SELECT 1 FROM hotlist_entries) AND NOT EXISTS (SELECT 1 FROM own_sealing_keys)",
+        [],
+        |r| r.get(0),
+    )?;
+    check_encryption(&conn, keys.as_deref(), empty, path)?;
+    Ok(Db { conn, keys })
 }
 
 /// Bring a database written by older code up to [`SCHEMA_VERSION`]; refuse one written by

@@ -4,8 +4,14 @@
 //! [`AuditLog`] is a group-commit writer: one thread owns the write connection; callers
 //! hand it entries and block until the transaction holding them is durable, so concurrent
 //! queries share one fsync instead of each paying for their own.
+//!
+//! In an encrypted log each entry's text is sealed ([`DataKeys::seal_audit`]); the chain
+//! hashes, the tree and the signed heads stay in the clear and are computed over the text,
+//! so a regulator without the key checks heads, anchors and proofs, and an auditor with the
+//! key reads and exports the entries.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use alpr_proto::auditlog::{self, LoggedEntry};
@@ -13,6 +19,7 @@ use alpr_proto::merkle::{Frontier, Hash};
 use alpr_proto::pb::{AuditAnchor, Signed};
 use alpr_runtime::tree::{LeafSource, StoredTree};
 use prost::Message;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
@@ -20,6 +27,7 @@ use crate::audit::{
     AuditEntry, Break, CHECKPOINT_EVERY, CHECKPOINT_SECS, Event, Filter, GENESIS, HeadSigner,
     StoredEntry, VerifyReport, chain_hash, checkpoint_message, decode_chain, encode_chain,
 };
+use crate::store::encryption::DataKeys;
 
 /// Most entries written in one group commit.
 const MAX_GROUP: usize = 4096;
@@ -44,6 +52,7 @@ CREATE TABLE IF NOT EXISTS anchors (
     anchored_at INTEGER NOT NULL,
     anchor BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS digested (seq INTEGER PRIMARY KEY);
 "#;
 
 /// The RFC 6962 tree over the entries' chain hashes (leaf `seq - 1`).
@@ -92,6 +101,7 @@ const CHECKPOINT_COLUMNS: [(&str, &str); 2] = [("root", "BLOB"), ("payload", "BL
 /// [`AuditLog`]).
 pub struct AuditDb {
     conn: Connection,
+    keys: Option<Arc<DataKeys>>,
 }
 
 impl std::fmt::Debug for AuditDb {
@@ -101,10 +111,16 @@ impl std::fmt::Debug for AuditDb {
 }
 
 impl AuditDb {
-    /// Open the audit database (creating it if needed).
+    /// Open a plain audit database (creating it if needed); an encrypted one is refused.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with(path, None)
+    }
+
+    /// Open the audit database (creating it if needed), encrypted with `keys` or plain.
+    pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Self, Error> {
         Ok(Self {
-            conn: open_connection(path)?,
+            conn: open_connection(path, keys.as_deref())?,
+            keys,
         })
     }
 
@@ -115,7 +131,7 @@ impl AuditDb {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, Error> {
+fn open_connection(path: &Path, keys: Option<&DataKeys>) -> Result<Connection, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -135,8 +151,23 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
         }
     }
     catch_up_tree(&tx)?;
+    let empty: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM audit)", [], |r| r.get(0))?;
+    super::check_encryption(&tx, keys, empty, path)?;
     tx.commit()?;
     Ok(conn)
+}
+
+/// An entry's text as stored: plain, or sealed under the data keys.
+fn entry_text(keys: Option<&DataKeys>, seq: i64, hash: &str, v: Value) -> Result<String, Error> {
+    match (v, keys) {
+        (Value::Text(t), None) => Ok(t),
+        (Value::Blob(b), Some(k)) => k.open_audit(seq, hash, b),
+        (Value::Text(_), Some(_)) => Err(Error::corrupt(
+            format!("audit entry {seq}"),
+            "stored in the clear in an encrypted log",
+        )),
+        (_, _) => Err(Error::corrupt(format!("audit entry {seq}"), "not text")),
+    }
 }
 
 /// Entry `seq` was just written: store the subtrees it completes.
@@ -177,7 +208,16 @@ pub struct AuditLog {
 impl AuditLog {
     /// Open `path` and start the writer thread. With a signer, checkpoints are signed.
     pub fn open(path: &Path, signer: Option<HeadSigner>) -> Result<Self, Error> {
-        let conn = open_connection(path)?;
+        Self::open_with(path, signer, None)
+    }
+
+    /// [`AuditLog::open`] for a log encrypted with `keys` (or plain, without).
+    pub fn open_with(
+        path: &Path,
+        signer: Option<HeadSigner>,
+        keys: Option<Arc<DataKeys>>,
+    ) -> Result<Self, Error> {
+        let conn = open_connection(path, keys.as_deref())?;
         // WAL checkpoints run beside the writer, not inside a commit someone waits on.
         let checkpointer = alpr_runtime::sqlite::Checkpointer::start(
             &conn,
@@ -188,7 +228,7 @@ impl AuditLog {
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
-                writer(conn, rx, signer);
+                writer(conn, rx, signer, keys);
                 drop(checkpointer);
             })
             .map_err(|e| Error::AuditUnavailable(format!("cannot start audit writer: {e}")))?;
@@ -208,9 +248,14 @@ impl AuditLog {
     }
 }
 
-fn writer(mut conn: Connection, rx: Receiver<(Vec<AuditEntry>, Ack)>, signer: Option<HeadSigner>) {
+fn writer(
+    mut conn: Connection,
+    rx: Receiver<(Vec<AuditEntry>, Ack)>,
+    signer: Option<HeadSigner>,
+    keys: Option<Arc<DataKeys>>,
+) {
     while let Some(jobs) = alpr_runtime::sqlite::next_group(&rx, MAX_GROUP, |j| j.0.len()) {
-        let result = write_group(&mut conn, &jobs, signer.as_ref());
+        let result = write_group(&mut conn, &jobs, signer.as_ref(), keys.as_deref());
         match result {
             Ok(seqs) => {
                 for ((_, ack), s) in jobs.into_iter().zip(seqs) {
@@ -231,6 +276,7 @@ fn write_group(
     conn: &mut Connection,
     jobs: &[(Vec<AuditEntry>, Ack)],
     signer: Option<&HeadSigner>,
+    keys: Option<&DataKeys>,
 ) -> Result<Vec<Vec<i64>>, Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(jobs.len());
@@ -248,8 +294,23 @@ fn write_group(
                     serde_json::to_string(e).map_err(|e| Error::corrupt("audit entry", e))?;
                 let hash = chain_hash(&prev, &json);
                 last_seq += 1;
-                st.execute(params![last_seq, e.at, e.event.as_str(), json, prev, hash])?;
+                let stored = match keys {
+                    Some(k) => Value::Blob(k.seal_audit(last_seq, &hash, &json)?),
+                    None => Value::Text(json),
+                };
+                st.execute(params![
+                    last_seq,
+                    e.at,
+                    e.event.as_str(),
+                    stored,
+                    prev,
+                    hash
+                ])?;
                 add_leaf(&tx, last_seq)?;
+                if e.state_digest.is_some() {
+                    tx.prepare_cached("INSERT INTO digested (seq) VALUES (?1)")?
+                        .execute([last_seq])?;
+                }
                 seqs.push(last_seq);
                 prev = hash;
             }
@@ -280,15 +341,28 @@ fn write_group(
 pub fn inbound_ids_since(db: &AuditDb, since: i64) -> Result<Vec<(Vec<u8>, i64)>, Error> {
     let conn = &db.conn;
     let mut unreadable = None;
+    let mut opened = None;
     let ids = alpr_runtime::sqlite::newest_since(
         conn,
-        "SELECT at, event, entry FROM audit ORDER BY seq DESC",
+        "SELECT at, event, entry, seq, hash FROM audit ORDER BY seq DESC",
         since,
         |r| {
             if r.get_ref(1)?.as_str().ok() != Some("inbound_query") {
                 return Ok(None);
             }
-            match serde_json::from_str::<AuditEntry>(r.get_ref(2)?.as_str().unwrap_or("")) {
+            let text = match entry_text(
+                db.keys.as_deref(),
+                r.get(3)?,
+                &r.get::<_, String>(4)?,
+                r.get(2)?,
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    opened.get_or_insert(e);
+                    return Ok(None);
+                }
+            };
+            match serde_json::from_str::<AuditEntry>(&text) {
                 Ok(e) => Ok(e
                     .query_id
                     .and_then(|h| hex::decode(h).ok())
@@ -300,6 +374,9 @@ pub fn inbound_ids_since(db: &AuditDb, since: i64) -> Result<Vec<(Vec<u8>, i64)>
             }
         },
     )?;
+    if let Some(e) = opened {
+        return Err(e);
+    }
     match unreadable {
         Some(e) => Err(Error::corrupt("audit entry", e)),
         None => Ok(ids),
@@ -388,27 +465,43 @@ pub fn logged_entries(db: &AuditDb, from: i64, to: i64) -> Result<Vec<LoggedEntr
         "SELECT seq, entry, prev_hash, hash FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
     )?;
     let rows = st.query_map([from, to], |r| {
-        Ok(LoggedEntry {
-            seq: r.get::<_, i64>(0)? as u64,
-            entry: r.get(1)?,
-            prev_hash: r.get(2)?,
-            hash: r.get(3)?,
-        })
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Value>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, v, prev_hash, hash) = row?;
+        out.push(LoggedEntry {
+            seq: seq as u64,
+            entry: entry_text(db.keys.as_deref(), seq, &hash, v)?,
+            prev_hash,
+            hash,
+        });
+    }
+    Ok(out)
 }
 
 /// Sequence numbers of the entries about query `query_id` (hex).
 pub fn seqs_of_query(db: &AuditDb, query_id: &str) -> Result<Vec<i64>, Error> {
-    let mut st = db
-        .conn
-        .prepare("SELECT seq, entry FROM audit WHERE entry LIKE '%' || ?1 || '%' ORDER BY seq")?;
+    // A plain log narrows the scan in SQL; an encrypted one opens every entry.
+    let mut st = db.conn.prepare(
+        "SELECT seq, entry, hash FROM audit WHERE typeof(entry) = 'blob' OR entry LIKE '%' || ?1 || '%' ORDER BY seq",
+    )?;
     let rows = st.query_map([query_id], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Value>(1)?,
+            r.get::<_, String>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, json) = row?;
+        let (seq, v, hash) = row?;
+        let json = entry_text(db.keys.as_deref(), seq, &hash, v)?;
         let e: AuditEntry = serde_json::from_str(&json)
             .map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))?;
         if e.query_id.as_deref() == Some(query_id) {
@@ -455,14 +548,15 @@ pub fn list(db: &AuditDb, event: Option<Event>) -> Result<Vec<StoredEntry>, Erro
     let rows = st.query_map([event.map(Event::as_str)], |r| {
         Ok((
             r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
+            r.get::<_, Value>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, String>(3)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, json, prev_hash, hash) = row?;
+        let (seq, v, prev_hash, hash) = row?;
+        let json = entry_text(db.keys.as_deref(), seq, &hash, v)?;
         let entry = serde_json::from_str(&json)
             .map_err(|e| Error::corrupt(format!("audit entry {seq}"), e))?;
         out.push(StoredEntry {
@@ -538,9 +632,11 @@ pub fn verify(
     let mut tree_differs = false;
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
-        let json: String = r.get(1)?;
         let prev_hash: String = r.get(2)?;
         let hash: String = r.get(3)?;
+        // An entry that does not open (altered ciphertext) is a changed entry.
+        let json = entry_text(db.keys.as_deref(), seq, &hash, r.get(1)?)
+            .map_err(|_| Break::ContentChanged(seq))?;
         if seq != expected_seq {
             return Err(Break::Missing {
                 expected: expected_seq,
@@ -670,14 +766,21 @@ pub fn verify(
 
 /// The state digest the newest entry that carries one recorded, if any entry does.
 pub fn latest_state_digest(db: &AuditDb) -> Result<Option<String>, Error> {
-    let row: Option<(i64, String)> = db
+    // Entries that carry a digest are listed in `digested`; a log from before that table
+    // is searched (plain logs only: an encrypted log always had it).
+    let row: Option<(i64, Value, String)> = db
         .conn
         .query_row(
-            "SELECT seq, entry FROM audit WHERE entry LIKE '%\"state_digest\"%' ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, entry, hash FROM audit WHERE seq = (SELECT max(seq) FROM digested)
+             UNION ALL SELECT * FROM (SELECT seq, entry, hash FROM audit WHERE NOT EXISTS (SELECT 1 FROM digested)
+                 AND typeof(entry) = 'text' AND entry LIKE '%\"state_digest\"%' ORDER BY seq DESC LIMIT 1)",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
+    let row = row
+        .map(|(seq, v, hash)| entry_text(db.keys.as_deref(), seq, &hash, v).map(|t| (seq, t)))
+        .transpose()?;
     row.map(|(seq, json)| {
         serde_json::from_str::<AuditEntry>(&json)
             .map(|e| e.state_digest)

@@ -1,13 +1,25 @@
 //! Evidence holds (`holds`, `held_reads`) and hot lists (`hotlists`, `hotlist_entries`).
+//!
+//! In an encrypted database the plates (`holds.plate`, `hotlist_entries.plate`), the
+//! hot-list notes and the held reads are sealed values (blobs): a held read is sealed whole
+//! into `held_reads.plate`, and its other columns hold zeros.
 
 use std::collections::HashMap;
 
 use alpr_proto::pb::Read;
+use prost::Message;
+use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
-use super::Db;
+use super::{Db, open_text, seal_text};
 use crate::Error;
 use crate::store::HoldRow;
+use crate::store::encryption::DataKeys;
+
+pub(super) const HOLD_PLATE: &str = "holds.plate";
+pub(super) const HELD_READ: &str = "held_reads";
+pub(super) const HOT_PLATE: &str = "hotlist_entries.plate";
+pub(super) const HOT_NOTE: &str = "hotlist_entries.note";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS holds (
@@ -50,25 +62,45 @@ pub(super) fn init(conn: &Connection) -> Result<(), Error> {
 /// Copy reads covered by active holds out of the partitions about to be dropped.
 pub(super) fn preserve_held(
     conn: &Connection,
+    keys: Option<&DataKeys>,
     partition_days: &[i64],
     now: i64,
 ) -> Result<u64, Error> {
-    let mut st = conn
-        .prepare("SELECT id, plate, window_start, window_end FROM holds WHERE expires_at > ?1")?;
-    let holds: Vec<(i64, String, i64, i64)> = st
-        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    let mut st = conn.prepare(
+        "SELECT id, case_number, plate, window_start, window_end FROM holds WHERE expires_at > ?1",
+    )?;
+    let holds: Vec<(i64, String, Value, i64, i64)> = st
+        .query_map([now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut kept = 0u64;
-    for day in partition_days {
-        for (id, plate, start, end) in &holds {
-            kept += conn.execute(
-                &format!(
-                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
-                     SELECT ?1, plate, captured_at, camera_id, latitude, longitude, plate_state FROM reads_{day}
-                     WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
-                ),
-                params![id, plate, start, end],
-            )? as u64;
+    for (id, case, plate, start, end) in holds {
+        let plate = open_text(keys, HOLD_PLATE, case.as_bytes(), plate)?;
+        for day in partition_days {
+            let Some(keys) = keys else {
+                kept += conn.execute(
+                    &format!(
+                        "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
+                         SELECT ?1, plate, captured_at, camera_id, latitude, longitude, plate_state FROM reads_{day}
+                         WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
+                    ),
+                    params![id, plate, start, end],
+                )? as u64;
+                continue;
+            };
+            let key = crate::store::PlateKey {
+                plate: &plate,
+                state: alpr_proto::input::ANY_STATE,
+            };
+            for r in super::reads::lookup_day_sealed(conn, keys, *day, key, start, end)? {
+                let sealed = keys.seal_field(HELD_READ, &id.to_be_bytes(), &r.encode_to_vec())?;
+                conn.execute(
+                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, 0, '', 0, 0, '')",
+                    params![id, sealed],
+                )?;
+                kept += 1;
+            }
         }
     }
     Ok(kept)
@@ -86,6 +118,18 @@ pub(super) fn release_expired(conn: &Connection, now: i64) -> Result<u64, Error>
 
 /// Reads kept under a hold.
 pub fn held_reads(db: &Db, hold_id: i64) -> Result<Vec<Read>, Error> {
+    if let Some(keys) = &db.keys {
+        let mut st = db
+            .conn
+            .prepare("SELECT plate FROM held_reads WHERE hold_id = ?1")?;
+        let mut out = Vec::new();
+        for sealed in st.query_map([hold_id], |r| r.get::<_, Vec<u8>>(0))? {
+            let body = keys.open_field(HELD_READ, &hold_id.to_be_bytes(), &sealed?)?;
+            out.push(Read::decode(&*body).map_err(|e| Error::corrupt("held read", e))?);
+        }
+        out.sort_by_key(|r| r.captured_at);
+        return Ok(out);
+    }
     let mut st = db.conn.prepare("SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM held_reads WHERE hold_id = ?1 ORDER BY captured_at")?;
     let rows = st.query_map([hold_id], super::read_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -94,12 +138,27 @@ pub fn held_reads(db: &Db, hold_id: i64) -> Result<Vec<Read>, Error> {
 /// The plates of every active hot list: plate -> (list name, note).
 pub fn active_hotlist(db: &Db, now: i64) -> Result<HashMap<String, (String, String)>, Error> {
     let mut st = db.conn.prepare(
-        "SELECT e.plate, l.name, e.note FROM hotlist_entries e JOIN hotlists l ON l.id = e.list_id WHERE l.expires_at > ?1",
+        "SELECT e.list_id, e.plate, l.name, e.note FROM hotlist_entries e JOIN hotlists l ON l.id = e.list_id WHERE l.expires_at > ?1",
     )?;
     let rows = st.query_map([now], |r| {
-        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Value>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Value>(3)?,
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let keys = db.keys.as_deref();
+    let mut out = HashMap::new();
+    for row in rows {
+        let (list, plate, name, note) = row?;
+        let at = list.to_be_bytes();
+        out.insert(
+            open_text(keys, HOT_PLATE, &at, plate)?,
+            (name, open_text(keys, HOT_NOTE, &at, note)?),
+        );
+    }
+    Ok(out)
 }
 
 /// Record an evidence hold; returns its id.
@@ -112,6 +171,12 @@ pub fn place(
     approved_by: &str,
     now: i64,
 ) -> Result<i64, Error> {
+    let plate = seal_text(
+        db.keys.as_deref(),
+        HOLD_PLATE,
+        case_number.as_bytes(),
+        plate,
+    )?;
     db.conn.execute(
         "INSERT INTO holds (case_number, plate, window_start, window_end, expires_at, approved_by, placed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![case_number, plate, window_start, window_end, expires_at, approved_by, now],
@@ -126,18 +191,32 @@ pub fn list(db: &Db) -> Result<Vec<HoldRow>, Error> {
                 (SELECT COUNT(*) FROM held_reads r WHERE r.hold_id = h.id) FROM holds h ORDER BY h.id",
     )?;
     let rows = st.query_map([], |r| {
-        Ok(HoldRow {
-            id: r.get(0)?,
-            case_number: r.get(1)?,
-            plate: r.get(2)?,
-            window_start: r.get(3)?,
-            window_end: r.get(4)?,
-            expires_at: r.get(5)?,
-            approved_by: r.get(6)?,
-            kept_reads: r.get(7)?,
-        })
+        Ok((
+            r.get::<_, Value>(2)?,
+            HoldRow {
+                id: r.get(0)?,
+                case_number: r.get(1)?,
+                plate: String::new(),
+                window_start: r.get(3)?,
+                window_end: r.get(4)?,
+                expires_at: r.get(5)?,
+                approved_by: r.get(6)?,
+                kept_reads: r.get(7)?,
+            },
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (plate, mut hold) = row?;
+        hold.plate = open_text(
+            db.keys.as_deref(),
+            HOLD_PLATE,
+            hold.case_number.as_bytes(),
+            plate,
+        )?;
+        out.push(hold);
+    }
+    Ok(out)
 }
 
 /// Store a hot list `(name, source, topic)` and its `(plate, note)` entries in one
@@ -149,16 +228,23 @@ pub fn load_hotlist(
     entries: &[(String, String)],
     now: i64,
 ) -> Result<(), Error> {
+    let keys = db.keys.clone();
+    let keys = keys.as_deref();
     let tx = db.conn.transaction()?;
     tx.execute(
         "INSERT INTO hotlists (name, source, topic, expires_at, loaded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![name, source, topic, expires_at, now],
     )?;
     let id = tx.last_insert_rowid();
+    let at = id.to_be_bytes();
     for (p, n) in entries {
         tx.execute(
             "INSERT INTO hotlist_entries (list_id, plate, note) VALUES (?1, ?2, ?3)",
-            params![id, p, n],
+            params![
+                id,
+                seal_text(keys, HOT_PLATE, &at, p)?,
+                seal_text(keys, HOT_NOTE, &at, n)?
+            ],
         )?;
     }
     tx.commit()?;

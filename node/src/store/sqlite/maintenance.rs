@@ -92,23 +92,23 @@ pub fn count_reads_in(path: &Path) -> Result<i64, Error> {
 /// digests beside [`state_lines`] since digests carry the `v2:` prefix.
 pub fn held_state_lines(db: &Db) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
+    let keys = db.keys.as_deref();
     let mut st = db.conn.prepare(
         "SELECT id, case_number, plate, window_start, window_end, expires_at, approved_by, placed_at FROM holds ORDER BY id",
     )?;
-    for r in st.query_map([], |r| {
-        Ok(format!(
-            "hold\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let case: String = r.get(1)?;
+        out.push(format!(
+            "hold\t{}\t{case}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
+            state_text(keys, super::holds::HOLD_PLATE, case.as_bytes(), r.get(2)?),
             r.get::<_, i64>(3)?,
             r.get::<_, i64>(4)?,
             r.get::<_, i64>(5)?,
             r.get::<_, String>(6)?,
             r.get::<_, i64>(7)?
-        ))
-    })? {
-        out.push(r?);
+        ));
     }
     let lists: Vec<(i64, String)> = db
         .conn
@@ -134,10 +134,13 @@ pub fn held_state_lines(db: &Db) -> Result<Vec<String>, Error> {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let mut n = 0u64;
         let mut rows = st.query([id])?;
+        let at = id.to_be_bytes();
         while let Some(r) = rows.next()? {
-            ctx.update(r.get_ref(0)?.as_str().unwrap_or("").as_bytes());
+            let plate = state_text(keys, super::holds::HOT_PLATE, &at, r.get(0)?);
+            let note = state_text(keys, super::holds::HOT_NOTE, &at, r.get(1)?);
+            ctx.update(plate.as_bytes());
             ctx.update(b"\t");
-            ctx.update(r.get_ref(1)?.as_str().unwrap_or("").as_bytes());
+            ctx.update(note.as_bytes());
             ctx.update(b"\n");
             n += 1;
         }
@@ -147,6 +150,24 @@ pub fn held_state_lines(db: &Db) -> Result<Vec<String>, Error> {
         ));
     }
     Ok(out)
+}
+
+/// A stored text as the state digest sees it: its text, or, when it does not open (a
+/// value written around the node, in the clear or under another key), a mark of what is
+/// stored, so that the digest changes rather than the check failing.
+fn state_text(
+    keys: Option<&crate::store::encryption::DataKeys>,
+    place: &str,
+    row: &[u8],
+    v: rusqlite::types::Value,
+) -> String {
+    let raw = match &v {
+        rusqlite::types::Value::Text(t) => t.as_bytes().to_vec(),
+        rusqlite::types::Value::Blob(b) => b.clone(),
+        other => format!("{other:?}").into_bytes(),
+    };
+    super::open_text(keys, place, row, v)
+        .unwrap_or_else(|_| format!("unopenable:{}", hex::encode(raw)))
 }
 
 /// The node's access-deciding state as canonical text lines, sorted: every setting, every

@@ -2,9 +2,14 @@
 //! its own unique covering index on the read's identity. B-trees stay small, a lookup
 //! touches only the days its window covers, and retention drops whole tables instead of
 //! deleting rows.
+//!
+//! In an encrypted database a partition is one `WITHOUT ROWID` table keyed by
+//! `(tag, id)`: the read's blind plate index for that day and its identity, with the sealed
+//! read beside them ([`super::super::encryption`]). A lookup finds a plate's rows of a day by
+//! its tag, opens them, and filters state and time in memory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use alpr_proto::pb::Read;
 use rusqlite::{Connection, params};
@@ -12,6 +17,7 @@ use rusqlite::{Connection, params};
 use super::Db;
 use crate::Error;
 use crate::store::PlateKey;
+use crate::store::encryption::DataKeys;
 
 /// The covering index of a day partition: one plate's reads of a day, by issuing state,
 /// sit together in one or two index pages and a lookup never visits the table. It is
@@ -31,14 +37,25 @@ pub(super) fn table(day: i64) -> String {
     format!("reads_{day}")
 }
 
-/// Create a day's partition if needed, with its covering index ([`partition_index`]).
-fn ensure_partition(tx: &rusqlite::Transaction<'_>, day: i64) -> Result<(), Error> {
+/// Create a day's partition if needed: plain, with its covering index
+/// ([`partition_index`]), or encrypted.
+fn ensure_partition(
+    tx: &rusqlite::Transaction<'_>,
+    day: i64,
+    encrypted: bool,
+) -> Result<(), Error> {
     let t = table(day);
-    tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {t} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, plate_state TEXT NOT NULL DEFAULT '');
-         {}",
-        partition_index(&t)
-    ))?;
+    if encrypted {
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {t} (tag BLOB NOT NULL, id BLOB NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (tag, id)) WITHOUT ROWID;"
+        ))?;
+    } else {
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {t} (plate TEXT NOT NULL, captured_at INTEGER NOT NULL, camera_id TEXT NOT NULL, latitude REAL NOT NULL, longitude REAL NOT NULL, plate_state TEXT NOT NULL DEFAULT '');
+             {}",
+            partition_index(&t)
+        ))?;
+    }
     tx.execute("INSERT OR IGNORE INTO partitions (day) VALUES (?1)", [day])?;
     Ok(())
 }
@@ -57,9 +74,18 @@ pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
     }
     let mut stored = 0u64;
     for (day, rows) in by_day {
-        ensure_partition(&tx, day)?;
+        ensure_partition(&tx, day, db.keys.is_some())?;
         let mut new = 0i64;
-        {
+        if let Some(keys) = &db.keys {
+            let mut st = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO {} (tag, id, sealed) VALUES (?1, ?2, ?3)",
+                table(day)
+            ))?;
+            for r in &rows {
+                let s = keys.seal_read(day, r);
+                new += st.execute(params![&s.tag[..], &s.id[..], s.sealed])? as i64;
+            }
+        } else {
             let mut st = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO {} (plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 table(day)
@@ -99,7 +125,14 @@ pub fn partitions(db: &Db) -> Result<Vec<(i64, i64)>, Error> {
 
 /// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
 pub fn lookup(db: &Db, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
-    lookup_days(&db.conn, window_days(start, end), key, start, end)
+    lookup_days(
+        &db.conn,
+        db.keys.as_deref(),
+        window_days(start, end),
+        key,
+        start,
+        end,
+    )
 }
 
 /// The calendar days (UTC day numbers) that `[start, end]` touches.
@@ -112,6 +145,7 @@ fn window_days(start: i64, end: i64) -> std::ops::RangeInclusive<i64> {
 /// purged meanwhile is either wholly there or not listed.
 fn lookup_days(
     conn: &Connection,
+    keys: Option<&DataKeys>,
     days: std::ops::RangeInclusive<i64>,
     key: PlateKey<'_>,
     start: i64,
@@ -123,6 +157,16 @@ fn lookup_days(
         .query_map([days.start(), days.end()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
+    if let Some(keys) = keys {
+        for day in &present {
+            let found = lookup_day_sealed(&snapshot, keys, *day, key, start, end)?;
+            out.extend(found.into_iter().take(MAX_RESULTS - out.len()));
+            if out.len() >= MAX_RESULTS {
+                break;
+            }
+        }
+        return Ok(out);
+    }
     for day in &present {
         // The limit is a literal: SQLite re-prepares a statement whenever a bound LIMIT
         // value changes, which would re-parse it on nearly every lookup.
@@ -153,6 +197,33 @@ fn lookup_days(
     Ok(out)
 }
 
+/// Reads of one plate in `[start, end]` from encrypted day partition `day`, oldest first
+/// (all of them: a plate has few reads a day).
+pub(super) fn lookup_day_sealed(
+    conn: &Connection,
+    keys: &DataKeys,
+    day: i64,
+    key: PlateKey<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Read>, Error> {
+    let t = table(day);
+    let tag = keys.plate_tag(day, key.plate);
+    let mut q = conn.prepare_cached(&format!("SELECT id, sealed FROM {t} WHERE tag = ?1"))?;
+    let mut rows = q.query([&tag[..]])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: Vec<u8> = row.get(0)?;
+        let r = keys.open_read(&t, day, &tag, &id, row.get(1)?)?;
+        if (key.any_state() || r.plate_state == key.state) && (start..=end).contains(&r.captured_at)
+        {
+            found.push(r);
+        }
+    }
+    found.sort_by_key(|r| r.captured_at);
+    Ok(found)
+}
+
 /// Days one connection reads before a lookup splits its window across threads.
 const DAYS_PER_READER: usize = 8;
 /// Most connections (and threads) one lookup reads with.
@@ -168,14 +239,17 @@ const MAX_IDLE_READERS: usize = 16;
 #[derive(Debug)]
 pub struct Readers {
     path: PathBuf,
+    keys: Option<Arc<DataKeys>>,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
-    /// Readers of the database at `path` (opened on first use).
-    pub fn new(path: &Path) -> Self {
+    /// Readers of the database at `path` (opened on first use), encrypted with `keys` or
+    /// plain (as [`Db::keys`] says of the open database).
+    pub fn new(path: &Path, keys: Option<Arc<DataKeys>>) -> Self {
         Self {
             path: path.to_owned(),
+            keys,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -197,8 +271,9 @@ impl Readers {
     ) -> Result<Vec<Read>, Error> {
         let days = window_days(start, end);
         let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
+        let keys = self.keys.as_deref();
         if n <= DAYS_PER_READER {
-            return lookup_days(conn, days, key, start, end);
+            return lookup_days(conn, keys, days, key, start, end);
         }
         let readers = n.div_ceil(DAYS_PER_READER).min(MAX_READERS_PER_LOOKUP);
         // Split the window into `readers` runs of consecutive days, oldest first.
@@ -212,13 +287,13 @@ impl Readers {
                 .map(|chunk| {
                     s.spawn(move || {
                         let c = self.take()?;
-                        let r = lookup_days(&c, chunk, key, start, end);
+                        let r = lookup_days(&c, keys, chunk, key, start, end);
                         self.give(c);
                         r
                     })
                 })
                 .collect();
-            let mut out = lookup_days(conn, mine, key, start, end)?;
+            let mut out = lookup_days(conn, keys, mine, key, start, end)?;
             for h in others {
                 let part = h
                     .join()
@@ -274,7 +349,7 @@ pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64
             .collect::<Result<_, _>>()?
     };
     let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
-    super::holds::preserve_held(&tx, &days, now)?;
+    super::holds::preserve_held(&tx, db.keys.as_deref(), &days, now)?;
     super::holds::release_expired(&tx, now)?;
     let mut reads = 0;
     for (day, rows) in &doomed {
@@ -361,7 +436,7 @@ mod tests {
             reads.push(read("8XYZ999", day0 + d * DAY + 7200));
         }
         insert_reads(&mut conn, &reads).unwrap();
-        let readers = Readers::new(&path);
+        let readers = Readers::new(&path, None);
         for (start, end) in [
             (day0, day0 + 40 * DAY),
             (day0 + 5 * DAY + 3900, day0 + 29 * DAY + 3700),
@@ -404,7 +479,7 @@ mod tests {
         assert_eq!(partitions(&conn).unwrap().len(), 3);
         // Purge the first day, as the retention task may while a lookup is under way.
         purge_before(&mut conn, day0 + DAY, day0 + DAY).unwrap();
-        let got = lookup_days(&conn.conn, days, ca("7ABC123"), day0, day0 + 3 * DAY).unwrap();
+        let got = lookup_days(&conn.conn, None, days, ca("7ABC123"), day0, day0 + 3 * DAY).unwrap();
         assert_eq!(
             got.iter().map(|r| r.captured_at).collect::<Vec<_>>(),
             vec![day0 + DAY + 60, day0 + 2 * DAY + 60]

@@ -1,5 +1,6 @@
 //! Sealing keys: this node's own key pairs (`own_sealing_keys`) and every node's published
-//! keys as this node's verified copy of the registry shows them (`sealing_keys`).
+//! keys as this node's verified copy of the registry shows them (`sealing_keys`). In an
+//! encrypted database each secret key is sealed under the data keys, bound to its key id.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -54,6 +55,8 @@ pub struct OwnKey {
     pub published_cert: Option<String>,
 }
 
+const SECRET: &str = "own_sealing_keys.secret";
+
 /// This node's key pairs, newest first.
 pub fn own_keys(db: &Db) -> Result<Vec<OwnKey>, Error> {
     let mut st = db.conn.prepare_cached(
@@ -71,7 +74,13 @@ pub fn own_keys(db: &Db) -> Result<Vec<OwnKey>, Error> {
             published_cert: r.get(7)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut keys: Vec<OwnKey> = rows.collect::<Result<_, _>>()?;
+    if let Some(k) = &db.keys {
+        for key in &mut keys {
+            key.secret = k.open_field(SECRET, &key.key_id, &key.secret)?;
+        }
+    }
+    Ok(keys)
 }
 
 /// Add a new current key and retire every other one at `now`.
@@ -80,9 +89,13 @@ pub fn add_own_key(db: &Db, key: &OwnKey, now: i64) -> Result<(), Error> {
         "UPDATE own_sealing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
         [now],
     )?;
+    let secret = match &db.keys {
+        Some(k) => k.seal_field(SECRET, &key.key_id, &key.secret)?,
+        None => key.secret.clone(),
+    };
     db.conn.execute(
         "INSERT INTO own_sealing_keys (key_id, suite, secret, public, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-        params![key.key_id, key.suite, key.secret, key.public, key.created_at],
+        params![key.key_id, key.suite, secret, key.public, key.created_at],
     )?;
     Ok(())
 }

@@ -1,0 +1,390 @@
+//! Encryption at rest: what a copied `node.db` or `audit.db` reveals without the node's
+//! data key. Storage-neutral (the SQLite store uses it; a PostgreSQL store would too).
+//!
+//! One random 256-bit data key per node (kept wrapped in the keyring, see
+//! [`crate::keyring`]) is expanded with HKDF-SHA-256 into keys of their own:
+//!
+//! - **plate index**: a read is found by `HMAC(index key, day ‖ plate)`, a blind index
+//!   that differs per capture day, so a stolen file does not even link one vehicle's reads
+//!   across days;
+//! - **read identity**: `HMAC(identity key, day ‖ read)`, the unique key that stores an exact
+//!   duplicate once and the AES-256-GCM nonce of the read (a synthetic nonce: it repeats
+//!   only for the very same read, whose ciphertext is then the same);
+//! - **read sealing**: one AES-256-GCM key per capture day (derived, never stored), so no
+//!   key seals more than one day of reads. The associated data binds the sealed read to its
+//!   day, index and identity: a row moved to another day or swapped with another row does
+//!   not open;
+//! - **audit sealing**: each audit entry's text, with its sequence number and chain hash as
+//!   associated data and the chain hash as its nonce. The chain hash itself stays in the
+//!   clear, so a regulator without the key still checks the tree heads and proofs;
+//! - **fields**: small values elsewhere (held plates, hot-list plates and notes, sealing
+//!   private keys), each with a random nonce and its table and row as associated data.
+//!
+//! What stays visible, by design: each partition's capture day and read count, how many
+//! reads share a plate within one day, audit event kinds and times, and row counts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use alpr_proto::pb::Read;
+use prost::Message;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
+
+use crate::Error;
+
+/// Length of a data key.
+pub const DATA_KEY_LEN: usize = 32;
+/// Length of a blind index and of a read identity.
+pub const TAG_LEN: usize = 16;
+/// Most per-day keys kept expanded in memory.
+const MAX_CACHED_DAYS: usize = 4096;
+
+/// A node's data keys, expanded from its data key. Cheap to share behind an `Arc`.
+pub struct DataKeys {
+    id: String,
+    index: hmac::Key,
+    identity: hmac::Key,
+    days: hkdf::Prk,
+    day_keys: RwLock<HashMap<i64, Arc<LessSafeKey>>>,
+    audit: LessSafeKey,
+    fields: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for DataKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataKeys({})", self.id)
+    }
+}
+
+/// A read as stored encrypted: its blind index, its identity, and the sealed read.
+#[derive(Clone, Debug)]
+pub struct SealedRead {
+    /// `HMAC(index key, day ‖ plate)`.
+    pub tag: [u8; TAG_LEN],
+    /// `HMAC(identity key, day ‖ read)`.
+    pub id: [u8; TAG_LEN],
+    /// AES-256-GCM ciphertext and tag of the encoded read.
+    pub sealed: Vec<u8>,
+}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn expand(prk: &hkdf::Prk, label: &[u8], out: &mut [u8]) {
+    // `expand` fails only for outputs longer than 255 hash lengths; ours are 32 bytes.
+    if let Ok(okm) = prk.expand(&[label], Len(out.len())) {
+        let _ = okm.fill(out);
+    }
+}
+
+fn aead_key(bytes: &[u8; 32]) -> LessSafeKey {
+    // AES-256-GCM takes any 32-byte key.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).unwrap_or_else(|_| unreachable!()))
+}
+
+fn damaged(what: impl Into<String>) -> Error {
+    Error::Corrupt {
+        what: what.into(),
+        detail: "it does not open with this node's data key (altered, moved, or sealed under another key)".into(),
+    }
+}
+
+impl DataKeys {
+    /// Expand a data key.
+    pub fn new(data_key: &[u8; DATA_KEY_LEN]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"alpr.data-key.v1").extract(data_key);
+        let mut k = [0u8; 32];
+        let mut id = [0u8; 8];
+        expand(&prk, b"alpr.key-id", &mut id);
+        expand(&prk, b"alpr.reads.index", &mut k);
+        let index = hmac::Key::new(hmac::HMAC_SHA256, &k);
+        expand(&prk, b"alpr.reads.identity", &mut k);
+        let identity = hmac::Key::new(hmac::HMAC_SHA256, &k);
+        expand(&prk, b"alpr.reads.days", &mut k);
+        let days = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &k);
+        expand(&prk, b"alpr.audit", &mut k);
+        let audit = aead_key(&k);
+        expand(&prk, b"alpr.fields", &mut k);
+        let fields = aead_key(&k);
+        k.fill(0);
+        Self {
+            id: hex::encode(id),
+            index,
+            identity,
+            days,
+            day_keys: RwLock::default(),
+            audit,
+            fields,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// The data key's public fingerprint, recorded in each database it encrypts, so a
+    /// database opened with another key is refused at once rather than row by row.
+    pub fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The blind index of `plate` on capture day `day` (a UTC day number).
+    pub fn plate_tag(&self, day: i64, plate: &str) -> [u8; TAG_LEN] {
+        let mut cx = hmac::Context::with_key(&self.index);
+        cx.update(&day.to_be_bytes());
+        cx.update(plate.as_bytes());
+        truncate(cx.sign())
+    }
+
+    fn day_key(&self, day: i64) -> Arc<LessSafeKey> {
+        if let Some(k) = self
+            .day_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&day)
+        {
+            return k.clone();
+        }
+        let mut bytes = [0u8; 32];
+        let mut label = *b"alpr.reads.day.\0\0\0\0\0\0\0\0";
+        label[15..].copy_from_slice(&day.to_be_bytes());
+        expand(&self.days, &label, &mut bytes);
+        let key = Arc::new(aead_key(&bytes));
+        bytes.fill(0);
+        let mut cache = self.day_keys.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_DAYS {
+            cache.clear();
+        }
+        cache.insert(day, key.clone());
+        key
+    }
+
+    fn read_aad(day: i64, tag: &[u8], id: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(12 + 8 + 2 * TAG_LEN);
+        aad.extend_from_slice(b"alpr.read.v1");
+        aad.extend_from_slice(&day.to_be_bytes());
+        aad.extend_from_slice(tag);
+        aad.extend_from_slice(id);
+        aad
+    }
+
+    /// Seal a read captured on `day`.
+    pub fn seal_read(&self, day: i64, read: &Read) -> SealedRead {
+        let mut body = read.encode_to_vec();
+        let tag = self.plate_tag(day, &read.plate);
+        let mut cx = hmac::Context::with_key(&self.identity);
+        cx.update(&day.to_be_bytes());
+        cx.update(&body);
+        let id = truncate(cx.sign());
+        let nonce = synthetic_nonce(&id);
+        // Sealing in place fails only past GCM's 64 GiB message limit.
+        let _ = self.day_key(day).seal_in_place_append_tag(
+            nonce,
+            Aad::from(Self::read_aad(day, &tag, &id)),
+            &mut body,
+        );
+        SealedRead {
+            tag,
+            id,
+            sealed: body,
+        }
+    }
+
+    /// Open a read stored for `day` under `tag` and `id`; `table` names it in errors.
+    pub fn open_read(
+        &self,
+        table: &str,
+        day: i64,
+        tag: &[u8],
+        id: &[u8],
+        mut sealed: Vec<u8>,
+    ) -> Result<Read, Error> {
+        let nonce = (id.len() == TAG_LEN)
+            .then(|| synthetic_nonce(id))
+            .ok_or_else(|| damaged(format!("read in {table}")))?;
+        let body = self
+            .day_key(day)
+            .open_in_place(nonce, Aad::from(Self::read_aad(day, tag, id)), &mut sealed)
+            .map_err(|_| damaged(format!("read in {table}")))?;
+        Read::decode(&*body).map_err(|e| Error::corrupt(format!("read in {table}"), e))
+    }
+
+    fn audit_aad(seq: i64, chain: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(13 + 8 + chain.len());
+        aad.extend_from_slice(b"alpr.audit.v1");
+        aad.extend_from_slice(&seq.to_be_bytes());
+        aad.extend_from_slice(chain);
+        aad
+    }
+
+    /// Seal audit entry `seq`'s text; `chain` is its chain hash (hex, as stored).
+    pub fn seal_audit(&self, seq: i64, chain: &str, text: &str) -> Result<Vec<u8>, Error> {
+        let chain = hex::decode(chain).map_err(|e| Error::corrupt("audit chain hash", e))?;
+        let nonce = chain
+            .get(..NONCE_LEN)
+            .and_then(|n| Nonce::try_assume_unique_for_key(n).ok())
+            .ok_or_else(|| Error::corrupt("audit chain hash", "too short"))?;
+        let mut body = text.as_bytes().to_vec();
+        let _ = self.audit.seal_in_place_append_tag(
+            nonce,
+            Aad::from(Self::audit_aad(seq, &chain)),
+            &mut body,
+        );
+        Ok(body)
+    }
+
+    /// Open audit entry `seq`'s sealed text.
+    pub fn open_audit(&self, seq: i64, chain: &str, mut sealed: Vec<u8>) -> Result<String, Error> {
+        let what = || format!("audit entry {seq}");
+        let chain = hex::decode(chain).map_err(|e| Error::corrupt(what(), e))?;
+        let nonce = chain
+            .get(..NONCE_LEN)
+            .and_then(|n| Nonce::try_assume_unique_for_key(n).ok())
+            .ok_or_else(|| Error::corrupt(what(), "chain hash too short"))?;
+        let body = self
+            .audit
+            .open_in_place(nonce, Aad::from(Self::audit_aad(seq, &chain)), &mut sealed)
+            .map_err(|_| damaged(what()))?;
+        String::from_utf8(body.to_vec()).map_err(|e| Error::corrupt(what(), e))
+    }
+
+    fn field_aad(place: &str, row: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(14 + place.len() + row.len());
+        aad.extend_from_slice(b"alpr.field.v1\0");
+        aad.extend_from_slice(place.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(row);
+        aad
+    }
+
+    /// Seal a small value kept at `place` (table and column) for `row`: a random nonce
+    /// followed by the ciphertext.
+    pub fn seal_field(&self, place: &str, row: &[u8], value: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| Error::Keys("the system random generator failed".into()))?;
+        let mut out = nonce.to_vec();
+        let mut body = value.to_vec();
+        let _ = self.fields.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(Self::field_aad(place, row)),
+            &mut body,
+        );
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Open a value sealed by [`DataKeys::seal_field`].
+    pub fn open_field(&self, place: &str, row: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        let (nonce, body) = sealed
+            .split_at_checked(NONCE_LEN)
+            .ok_or_else(|| damaged(place.to_string()))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| damaged(place))?;
+        let mut body = body.to_vec();
+        let plain = self
+            .fields
+            .open_in_place(nonce, Aad::from(Self::field_aad(place, row)), &mut body)
+            .map_err(|_| damaged(place))?;
+        Ok(plain.to_vec())
+    }
+
+    /// [`DataKeys::open_field`] for text.
+    pub fn open_text(&self, place: &str, row: &[u8], sealed: &[u8]) -> Result<String, Error> {
+        String::from_utf8(self.open_field(place, row, sealed)?)
+            .map_err(|e| Error::corrupt(place, e))
+    }
+}
+
+fn truncate(tag: hmac::Tag) -> [u8; TAG_LEN] {
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(&tag.as_ref()[..TAG_LEN]);
+    out
+}
+
+fn synthetic_nonce(id: &[u8]) -> Nonce {
+    let mut n = [0u8; NONCE_LEN];
+    n.copy_from_slice(&id[..NONCE_LEN]);
+    Nonce::assume_unique_for_key(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(plate: &str, at: i64) -> Read {
+        Read {
+            plate: plate.into(),
+            captured_at: at,
+            camera_id: "cam-1".into(),
+            latitude: 34.1,
+            longitude: -118.2,
+            plate_state: "CA".into(),
+        }
+    }
+
+    #[test]
+    fn reads_round_trip_and_refuse_being_moved_or_altered() {
+        let keys = DataKeys::new(&[7; 32]);
+        let r = read("8ABC123", 20_000 * 86_400 + 5);
+        let s = keys.seal_read(20_000, &r);
+        assert!(!s.sealed.windows(7).any(|w| w == b"8ABC123"));
+        let open = |day, tag: &[u8], id: &[u8], sealed: &Vec<u8>| {
+            keys.open_read("reads_t", day, tag, id, sealed.clone())
+        };
+        assert_eq!(open(20_000, &s.tag, &s.id, &s.sealed).unwrap(), r);
+        // The same read seals to the same row (the store keeps it once); another differs.
+        let again = keys.seal_read(20_000, &r);
+        assert_eq!(
+            (again.tag, again.id, &again.sealed),
+            (s.tag, s.id, &s.sealed)
+        );
+        let other = keys.seal_read(20_000, &read("8ABC123", 20_000 * 86_400 + 6));
+        assert_eq!(other.tag, s.tag);
+        assert_ne!(other.id, s.id);
+        // The blind index differs per day.
+        assert_ne!(keys.plate_tag(20_001, "8ABC123"), s.tag);
+        // Moved to another day, swapped with another row, or altered: refused.
+        assert!(open(20_001, &s.tag, &s.id, &s.sealed).is_err());
+        assert!(open(20_000, &s.tag, &other.id, &s.sealed).is_err());
+        let mut bent = s.sealed.clone();
+        bent[3] ^= 1;
+        let e = open(20_000, &s.tag, &s.id, &bent).unwrap_err().to_string();
+        assert!(e.contains("reads_t") && e.contains("does not open"), "{e}");
+        // Another data key opens nothing.
+        let stranger = DataKeys::new(&[8; 32]);
+        assert_ne!(stranger.key_id(), keys.key_id());
+        assert!(
+            stranger
+                .open_read("reads_t", 20_000, &s.tag, &s.id, s.sealed.clone())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn audit_text_and_fields_are_bound_to_their_place() {
+        let keys = DataKeys::new(&[9; 32]);
+        let chain = "ab".repeat(32);
+        let sealed = keys
+            .seal_audit(5, &chain, "{\"plate\":\"8ABC123\"}")
+            .unwrap();
+        assert_eq!(
+            keys.open_audit(5, &chain, sealed.clone()).unwrap(),
+            "{\"plate\":\"8ABC123\"}"
+        );
+        assert!(keys.open_audit(6, &chain, sealed.clone()).is_err());
+        assert!(keys.open_audit(5, &"cd".repeat(32), sealed).is_err());
+        let f = keys.seal_field("holds.plate", b"1", b"8ABC123").unwrap();
+        let g = keys.seal_field("holds.plate", b"1", b"8ABC123").unwrap();
+        assert_ne!(f, g, "random nonces");
+        assert_eq!(keys.open_text("holds.plate", b"1", &f).unwrap(), "8ABC123");
+        assert!(keys.open_field("holds.plate", b"2", &f).is_err());
+        assert!(keys.open_field("hotlist_entries.plate", b"1", &f).is_err());
+        assert!(keys.open_field("holds.plate", b"1", &f[..5]).is_err());
+    }
+}
