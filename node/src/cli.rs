@@ -18,6 +18,7 @@ use crate::settings::Switch;
 use crate::{Error, Node, NodeConfig, audit, ingest, store};
 
 mod audit_log;
+mod keys;
 mod seal_key;
 
 /// An agency's ALPR node: serve it, load reads, search other agencies, manage agreements,
@@ -94,6 +95,10 @@ pub enum Command {
     /// broker cannot read them. Create, show, publish, rotate.
     #[command(subcommand)]
     SealKey(seal_key::SealKeyCmd),
+    /// Encryption at rest: make a key-encryption key (KEK), show the keyring, rotate the
+    /// KEK.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
     /// Administer a running node as an admin or supervisor (authenticated by your certificate; logged).
     Admin {
         /// Who you are and where the node is.
@@ -845,6 +850,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Agreement(cmd) => agreement(cmd).await,
         Command::SealKey(cmd) => seal_key::run(cmd).await,
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Admin { person, cmd } => {
             let Person { trust, tls: me, .. } = person.tls.load()?;
             let target = person.tls.target(&person.node);

@@ -20,6 +20,9 @@ vocabulary! {
         AuditAnchor = "audit_anchor",
         /// A backup of the node's databases.
         Backup = "backup",
+        /// Encryption at rest: the data key re-wrapped under a new key-encryption key, or
+        /// destroyed when the node leaves the federation.
+        DataKey = "data_key",
         /// The node's scheduled self-audit: chain, checkpoints, agreements about to expire.
         DailyAudit = "daily_audit",
         /// A switch (sharing, refuse-all, refused requesters) changed.
