@@ -84,7 +84,7 @@ pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
             // Sealed first and inserted in key order: each insert lands next to the last
             // one in the partition's B-tree instead of at a random page.
             let mut sealed: Vec<_> = rows.iter().map(|r| keys.seal_read(day, r)).collect();
-            sealed.sort_unstable_by(|a, b| (a.tag, a.id).cmp(&(b.tag, b.id)));
+            sealed.sort_unstable_by_key(|s| (s.tag, s.id));
             for s in &sealed {
                 new += st.execute(params![&s.tag[..], &s.id[..], &s.sealed])? as i64;
             }
