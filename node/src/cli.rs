@@ -61,6 +61,39 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Leave the federation (the daemon stopped): revoke every active agreement in the
+    /// registry, export everything the agency owns into a new directory with a signed
+    /// manifest, destroy the data key (crypto-shredding), log a certificate of destruction
+    /// and anchor the final audit head. Cannot be undone: needs --yes.
+    Decommission {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The new export directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The agency admin's certificate (signs the revocations).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The admin's private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Confirm: the node's data is destroyed once exported.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Verify a decommission export on any machine: the manifest's signature (a node of the
+    /// agency), every file's digest, and the audit log against its anchor.
+    VerifyExport {
+        /// The export directory.
+        dir: PathBuf,
+        /// The federation's root certificate.
+        #[arg(long)]
+        root: PathBuf,
+        /// CRL files to check certificates against.
+        #[arg(long)]
+        crls: Vec<PathBuf>,
+    },
     /// Back up node.db and audit.db online into a new directory, verify the copies and
     /// write a manifest (restore: see docs/DEPLOYMENT.md).
     Backup {
@@ -693,6 +726,54 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Status { config } => {
             let node = Node::open(&load_existing(&config)?)?;
             println!("{}", node.status()?);
+            Ok(())
+        }
+        Command::Decommission {
+            config,
+            out,
+            cert,
+            key,
+            yes,
+        } => {
+            let cfg = load_existing(&config)?;
+            if !yes {
+                return Err(Error::Usage(format!(
+                    "decommission destroys {}'s data key once everything is exported to {}; run again with --yes to go ahead",
+                    cfg.ori,
+                    out.display()
+                )));
+            }
+            let admin = alpr_pki::Signer::load(&cert, &key)?;
+            let _lock = crate::server::DataDirLock::acquire(&cfg.data_dir)?;
+            let node = Node::open(&cfg)?;
+            let d = node.decommission(&out, &admin).await?;
+            let m = &d.manifest;
+            println!(
+                "{} decommissioned: {} agreements revoked; {} files exported to {} with a signed manifest; {} audit entries, final head anchored at {}; {}",
+                m.ori,
+                m.revoked_agreements.len(),
+                m.files.len(),
+                d.dir.display(),
+                m.audit_entries,
+                m.anchored_size,
+                match &m.data_key_destroyed {
+                    Some(id) =>
+                        format!("data key {id} destroyed: node.db and audit.db are unreadable"),
+                    None => "the plain databases were overwritten and removed".into(),
+                }
+            );
+            println!(
+                "next: revoke the node certificate at the agency CA (`alpr-pki revoke`), and destroy the KEK and any backups"
+            );
+            Ok(())
+        }
+        Command::VerifyExport { dir, root, crls } => {
+            let trust = alpr_pki::TrustStore::load(&root, &crls)?;
+            let (m, lines) = crate::decommission::verify_export(&dir, &trust)?;
+            for l in lines {
+                println!("ok: {l}");
+            }
+            println!("export of {} verifies", m.ori);
             Ok(())
         }
         Command::Backup { config, out } => {

@@ -329,6 +329,29 @@ impl Readers {
     }
 }
 
+/// Every read of day partition `day` (unordered), opened if the database is encrypted:
+/// what an export of the agency's data reads.
+pub fn day_reads(db: &Db, day: i64) -> Result<Vec<Read>, Error> {
+    let t = table(day);
+    if let Some(keys) = &db.keys {
+        let mut st = db
+            .conn
+            .prepare(&format!("SELECT tag, id, sealed FROM {t}"))?;
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (tag, id): (Vec<u8>, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            out.push(keys.open_read(&t, day, &tag, &id, r.get(2)?)?);
+        }
+        return Ok(out);
+    }
+    let mut st = db.conn.prepare(&format!(
+        "SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM {t}"
+    ))?;
+    let rows = st.query_map([], super::read_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Count stored reads.
 pub fn count_reads(db: &Db) -> Result<i64, Error> {
     let conn = &db.conn;
