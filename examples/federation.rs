@@ -599,6 +599,69 @@ async fn run(args: Args) -> Result<()> {
         );
     }
 
+    d.title(
+        "AT REST: a copy of each node's disk taken now (databases and WAL files) holds none of the demo's plates, camera ids or places without the node's key-encryption key",
+    );
+    for a in &agencies {
+        let cfg = &d.fed.node_configs[a.ori];
+        // The stored doubles of every coordinate the agency ingested, as SQLite writes them.
+        let coords: std::collections::HashSet<[u8; 8]> =
+            synthetic_csv(a.ori, &[STOLEN, "5XYZ987"], 20)
+                .lines()
+                .skip(1)
+                .flat_map(|l| {
+                    l.split(',')
+                        .skip(3)
+                        .take(2)
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .filter_map(|v| v.parse::<f64>().ok())
+                .map(f64::to_be_bytes)
+                .collect();
+        let (mut size, mut found) = (0usize, Vec::new());
+        for f in std::fs::read_dir(&cfg.data_dir)? {
+            let path = f?.path();
+            if !path.to_string_lossy().contains(".db") {
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            size += bytes.len();
+            for needle in [STOLEN, "5XYZ987", "-CAM-"] {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(format!("{needle} in {}", path.display()));
+                }
+            }
+            if bytes
+                .windows(8)
+                .any(|w| <[u8; 8]>::try_from(w).is_ok_and(|w| coords.contains(&w)))
+            {
+                found.push(format!("a coordinate in {}", path.display()));
+            }
+        }
+        let key = d.fed.nodes[a.ori]
+            .node
+            .data_keys()
+            .map(|k| k.key_id().to_owned())
+            .unwrap_or_else(|| "none: plain".into());
+        d.check(
+            found.is_empty(),
+            if found.is_empty() {
+                format!(
+                    "{}: {:.1} MB of node.db, audit.db and WAL hold no plate, camera id or coordinate (data key {key}, wrapped by the KEK in {})",
+                    a.ori,
+                    size as f64 / 1e6,
+                    cfg.storage
+                        .kek_file
+                        .as_ref()
+                        .map_or("?".into(), |p| p.display().to_string())
+                )
+            } else {
+                format!("{}: a copy of its disk reveals {}", a.ori, found.join(", "))
+            },
+        );
+    }
+
     let dir = d.fed.dir.clone();
     let failures = std::mem::take(&mut d.failures);
     if args.serve && failures.is_empty() {

@@ -98,6 +98,8 @@ fn the_readme_walkthrough_works_as_written() {
         "cosigned the broker's routing log at",
         "CA0560100: cosigned the audit anchor at",
         "3 reads stored",
+        "node.db: encrypted, data key",
+        "opened by the KEK file",
         "ANSWERED, 2 read(s), verified, signed by CA0560100 (node)",
         "audit log intact",
         "match the broker's newest anchor",

@@ -133,6 +133,27 @@ impl Node {
                 "no database yet: `serve` creates it"
             }
         ));
+        out.push(match crate::keyring::KekSource::from_config(&cfg.storage) {
+            None => "storage: plain — no [storage] KEK, so node.db and audit.db are not encrypted at rest".into(),
+            Some(source) => {
+                let kek = source.load()?;
+                let ring = cfg.keyring_path();
+                if ring.exists() {
+                    let keys = crate::keyring::open(&ring, &kek)?;
+                    format!(
+                        "storage: encrypted at rest, data key {} (keyring {}, opened by the {source})",
+                        keys.key_id(),
+                        ring.display()
+                    )
+                } else {
+                    format!(
+                        "storage: encrypted at rest; the {source} (fingerprint {}) loads; the keyring {} is made at first start",
+                        kek.id(),
+                        ring.display()
+                    )
+                }
+            }
+        });
         Ok(out)
     }
 
