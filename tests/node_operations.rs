@@ -42,6 +42,12 @@ async fn status_check_config_and_a_verified_backup_that_restores() {
     assert!(s.switches.sharing_enabled && !s.switches.refuse_all);
     assert_eq!(s.switches.refused_requesters, ["NV0020100"]);
     assert_eq!(s.schema_version, alpr_node::store::SCHEMA_VERSION);
+    assert!(s.data_key.is_some(), "the harness encrypts every node");
+    assert!(
+        s.to_string()
+            .contains("storage encrypted at rest (data key"),
+        "{s}"
+    );
     assert!(s.registry_head.is_some(), "synced a head");
     assert!(s.agreements.iter().any(|a| a.0 == id && a.3 == "active"));
     assert!(s.reads >= 200 && s.days.is_some());

@@ -18,6 +18,8 @@ pub struct Status {
     pub rule_version: String,
     /// The node database's schema version.
     pub schema_version: i64,
+    /// The data key `node.db` and `audit.db` are encrypted with (`None`: plain).
+    pub data_key: Option<String>,
     /// The runtime switches.
     pub switches: settings::Switches,
     /// Retention in force, days.
@@ -109,6 +111,7 @@ impl Node {
             ori: self.ori().to_owned(),
             rule_version: self.rules.version.clone(),
             schema_version,
+            data_key: self.data_keys().map(|k| k.key_id().to_owned()),
             switches,
             retention_days: self.retention_days(),
             registry_head,
@@ -127,8 +130,14 @@ impl fmt::Display for Status {
         let on = |b: bool| if b { "ON" } else { "off" };
         writeln!(
             f,
-            "node {}  rules {}  schema {}",
-            self.ori, self.rule_version, self.schema_version
+            "node {}  rules {}  schema {}  storage {}",
+            self.ori,
+            self.rule_version,
+            self.schema_version,
+            match &self.data_key {
+                Some(k) => format!("encrypted at rest (data key {k})"),
+                None => "PLAIN (not encrypted at rest)".into(),
+            }
         )?;
         writeln!(
             f,

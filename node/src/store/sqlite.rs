@@ -182,8 +182,10 @@ CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB N
 "#;
 
 /// The schema version this code writes. 1: reads carry their plate's issuing state, and
-/// an exact duplicate read is stored once.
-pub const SCHEMA_VERSION: i64 = 1;
+/// an exact duplicate read is stored once. 2: a database may be encrypted at rest (its
+/// partitions and sealed columns are then unreadable to code of version 1, which therefore
+/// refuses it; a plain database moves from 1 to 2 unchanged).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Open (creating if needed) a plain node database in WAL mode with full durability. An
 /// encrypted one is refused: open it with [`open_with`] and its keys.
