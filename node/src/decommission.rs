@@ -380,16 +380,7 @@ impl Node {
         let anchored = self.anchor_audit().await?.ok_or_else(|| {
             Error::AuditUnavailable("the final audit head was not anchored".into())
         })?;
-        let log = self.audit_db()?;
-        let size = store::audit::size(&log)?;
-        let mut text = String::new();
-        for e in store::audit::logged_entries(&log, 1, size as i64)? {
-            text.push_str(
-                &serde_json::to_string(&e).map_err(|e| Error::corrupt("audit entry", e))?,
-            );
-            text.push('\n');
-        }
-        drop(log);
+        let (text, size) = crate::export::log_text(&self.audit_db()?)?;
         files.push(write_file(out, "audit.log", &text, size)?);
         let latest = broker
             .get_audit_anchor(alpr_proto::pb::AuditAnchorRequest {

@@ -45,6 +45,19 @@ impl std::fmt::Display for Format {
     }
 }
 
+/// The whole log exactly as stored, one `LoggedEntry` JSON object a line (`--format log`:
+/// what `alpr-broker registry verify-audit` and `alpr-node verify-export` read), and its
+/// entry count.
+pub fn log_text(log: &store::AuditDb) -> Result<(String, u64), Error> {
+    let size = store::audit::size(log)?;
+    let mut text = String::new();
+    for e in store::audit::logged_entries(log, 1, size as i64)? {
+        text.push_str(&serde_json::to_string(&e).map_err(|e| Error::corrupt("audit entry", e))?);
+        text.push('\n');
+    }
+    Ok((text, size))
+}
+
 /// Write the entries of the audit log at `audit_path` (encrypted with `keys`, or plain)
 /// that `filter` selects to `out` in `format`, and log the export as done by `by`. Returns
 /// how many entries were written.
@@ -64,14 +77,7 @@ pub fn export_audit(
                     "--format log exports the whole log (a filtered log cannot be verified); drop the filter {filter}"
                 )));
             }
-            let size = store::audit::size(&log)?;
-            let mut text = String::new();
-            for e in store::audit::logged_entries(&log, 1, size as i64)? {
-                text.push_str(
-                    &serde_json::to_string(&e).map_err(|e| Error::corrupt("audit entry", e))?,
-                );
-                text.push('\n');
-            }
+            let (text, size) = log_text(&log)?;
             (text, size as usize)
         }
         _ => {

@@ -304,14 +304,20 @@ pub fn create(path: &Path, ori: &str, kek: &Kek, now: i64) -> Result<DataKeys, E
 
 fn write_new(path: &Path, file: &KeyringFile) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(file).map_err(|e| Error::Keys(e.to_string()))?;
+    write_secret(path, &text, "keyring")
+}
+
+/// Write `text` and a newline into a new file of mode 0600 and flush it (and its
+/// directory); `what` names it in errors. An existing file is never replaced.
+fn write_secret(path: &Path, text: &str, what: &str) -> Result<(), Error> {
     let mut f = new_secret_file(path).map_err(|e| {
         Error::Keys(if e.kind() == std::io::ErrorKind::AlreadyExists {
             format!(
-                "keyring {} already exists; it is never overwritten",
+                "{what} {} already exists; it is never overwritten",
                 path.display()
             )
         } else {
-            format!("keyring {}: {e}", path.display())
+            format!("{what} {}: {e}", path.display())
         })
     })?;
     f.write_all(text.as_bytes())
@@ -353,21 +359,7 @@ fn sync_dir(path: &Path) {
 pub fn write_new_kek(path: &Path) -> Result<String, Error> {
     let text = Kek::generate()?;
     let kek = Kek::parse(text.as_bytes()).map_err(Error::Keys)?;
-    let mut f = new_secret_file(path).map_err(|e| {
-        Error::Keys(if e.kind() == std::io::ErrorKind::AlreadyExists {
-            format!(
-                "{} already exists; a key file is never overwritten",
-                path.display()
-            )
-        } else {
-            format!("{}: {e}", path.display())
-        })
-    })?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(path, e))?;
-    sync_dir(path);
+    write_secret(path, &text, "KEK file")?;
     Ok(kek.id)
 }
 
