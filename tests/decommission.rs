@@ -185,3 +185,49 @@ async fn an_agency_leaves_with_its_data_and_leaves_nothing_readable_behind() {
     assert!(e.contains("reads.csv does not match"), "{e}");
     fed.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_node_leaves_with_its_files_overwritten_and_removed() {
+    let mut fed =
+        Federation::start_tuned(None, &demo_agencies()[..1], |_| open_policy(), &[], &|c| {
+            c.storage = Default::default()
+        })
+        .await
+        .unwrap();
+    fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 2))
+        .unwrap();
+    let cfg = fed.node_configs[VENTURA].clone();
+    fed.nodes.remove(VENTURA).unwrap().stop().await.unwrap();
+    let (admin, _) = fed.person(VENTURA, &admin_of(VENTURA)).unwrap();
+    let out = fed.dir.join("export");
+    let d = {
+        let node = alpr_node::Node::open(&cfg).unwrap();
+        node.decommission(&out, &admin).await.unwrap()
+    };
+    assert_eq!(d.manifest.data_key_destroyed, None);
+    assert!(d.manifest.revoked_agreements.is_empty());
+    for f in ["node.db", "node.db-wal", "audit.db", "audit.db-wal"] {
+        assert!(!cfg.data_dir.join(f).exists(), "{f} removed");
+    }
+    let (m, _) = alpr_node::decommission::verify_export(&out, &fed.trust).unwrap();
+    assert!(
+        m.files
+            .iter()
+            .any(|f| f.name == "reads.csv" && f.records > 200)
+    );
+    // An export whose manifest is signed by someone else than a node of the agency is refused.
+    let json = std::fs::read(out.join("MANIFEST.json")).unwrap();
+    let forged =
+        alpr_proto::envelope::seal_bytes(&admin, alpr_node::decommission::MANIFEST_TYPE, json)
+            .unwrap();
+    std::fs::write(
+        out.join("MANIFEST.signed"),
+        prost::Message::encode_to_vec(&forged),
+    )
+    .unwrap();
+    let e = alpr_node::decommission::verify_export(&out, &fed.trust)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not by a node of that agency"), "{e}");
+    fed.stop().await.unwrap();
+}

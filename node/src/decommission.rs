@@ -510,6 +510,15 @@ pub fn verify_export(dir: &Path, trust: &TrustStore) -> Result<(Manifest, Vec<St
         }
     }
     checker.finish(&verified.head)?;
+    if checker.size() != manifest.audit_entries || verified.head.size != manifest.anchored_size {
+        return Err(bad(format!(
+            "the manifest lists {} audit entries anchored at {}, but audit.log holds {} and its anchor covers {}",
+            manifest.audit_entries,
+            manifest.anchored_size,
+            checker.size(),
+            verified.head.size
+        )));
+    }
     lines.push(format!(
         "audit log: {} entries, chain and tree intact; the first {} are the ones the broker anchored (receipt verified)",
         checker.size(),

@@ -67,25 +67,59 @@ impl KekSource {
             Self::Env(v) => std::env::var(v)
                 .map_err(|_| Error::Keys(format!("{self} is not set")))?
                 .into_bytes(),
-            Self::Command(argv) => {
-                let out = std::process::Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .map_err(|e| Error::Keys(format!("{self}: cannot run: {e}")))?;
-                if !out.status.success() {
-                    let why = String::from_utf8_lossy(&out.stderr);
-                    return Err(Error::Keys(format!(
-                        "{self} failed ({}): {}",
-                        out.status,
-                        why.lines().next().unwrap_or("").trim()
-                    )));
-                }
-                out.stdout
-            }
+            Self::Command(argv) => run_kek_command(self, argv)?,
         };
         Kek::parse(&text).map_err(|why| Error::Keys(format!("{self}: {why}")))
     }
+}
+
+/// How long a KEK command may take before the node gives up on it (a KMS that does not
+/// answer must not hang a start forever).
+const KEK_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Run a KEK command: its standard output, or an error naming the command and its first
+/// line of standard error.
+fn run_kek_command(source: &KekSource, argv: &[String]) -> Result<Vec<u8>, Error> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::Keys(format!("{source}: names no program")))?;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Keys(format!("{source}: cannot run: {e}")))?;
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() < KEK_COMMAND_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Keys(format!(
+                    "{source} did not finish within {} s",
+                    KEK_COMMAND_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => return Err(Error::Keys(format!("{source}: {e}"))),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Keys(format!("{source}: {e}")))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Keys(format!(
+            "{source} failed ({}): {}",
+            out.status,
+            why.lines().next().unwrap_or("").trim()
+        )));
+    }
+    Ok(out.stdout)
 }
 
 #[cfg(unix)]
@@ -527,5 +561,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot run"), "{e}");
+        let e = KekSource::Command(vec![]).load().unwrap_err().to_string();
+        assert!(e.contains("names no program"), "{e}");
     }
 }

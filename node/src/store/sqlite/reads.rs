@@ -218,7 +218,10 @@ pub(super) fn lookup_day_sealed(
     while let Some(row) = rows.next()? {
         let id: Vec<u8> = row.get(0)?;
         let r = keys.open_read(&t, day, &tag, &id, row.get(1)?)?;
-        if (key.any_state() || r.plate_state == key.state) && (start..=end).contains(&r.captured_at)
+        // The plate is checked too: the index is a 128-bit tag, not the plate.
+        if r.plate == key.plate
+            && (key.any_state() || r.plate_state == key.state)
+            && (start..=end).contains(&r.captured_at)
         {
             found.push(r);
         }
