@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use alpr_federation::{
-    Federation, SearchParams, demo_agencies, investigator_of, open_policy, params, synthetic_csv,
+    Federation, SearchParams, demo_agencies, open_policy, params, refusals, synthetic_csv,
 };
 use alpr_proto::RefusalReason;
 use alpr_proto::envelope::{self, REFUSAL};
@@ -43,7 +43,6 @@ async fn federation_tuned(tune: &dyn Fn(&mut alpr_node::NodeConfig)) -> Federati
     fed
 }
 
-/// The honest broker refuses; its log and the requester's outbound log say why.
 async fn refused_by_broker(
     fed: &Federation,
     requester: &str,
@@ -51,41 +50,11 @@ async fn refused_by_broker(
     p: &SearchParams,
     want: RefusalReason,
 ) {
-    let (q, resp) = fed.search(requester, p).await.unwrap();
-    let r = resp.results.iter().find(|r| r.ori == target).unwrap();
-    assert_eq!(
-        (r.status, r.reason, r.decided_by.as_str()),
-        (TargetStatus::Refused as i32, want as i32, "broker"),
-        "{}",
-        r.detail
-    );
-    assert!(r.reply.is_none(), "no reply, no reads");
-    let qid = hex::encode(&q.query_id);
-    let log = fed.broker_log().unwrap();
-    assert!(
-        log.iter()
-            .any(|l| l.query_id.as_deref() == Some(qid.as_str())
-                && l.target.as_deref() == Some(target)
-                && l.decision == "refused"
-                && l.reason_code.as_deref() == Some(want.as_str_name())),
-        "broker log lacks the refusal: {log:?}"
-    );
-    let out = fed.audit(requester, Some("outbound_result")).unwrap();
-    assert!(
-        out.iter()
-            .any(|e| e.entry.query_id.as_deref() == Some(qid.as_str())
-                && e.entry.reason_code.as_deref() == Some(want.as_str_name()))
-    );
-    // The owner never saw it.
-    assert!(
-        fed.audit(target, Some("inbound_query"))
-            .unwrap()
-            .iter()
-            .all(|e| e.entry.query_id.as_deref() != Some(qid.as_str()))
-    );
+    refusals::by_broker(fed, requester, target, p, want)
+        .await
+        .unwrap();
 }
 
-/// A misbehaving broker forwards the query anyway; the owner's node refuses on its own.
 async fn refused_by_node(
     fed: &Federation,
     requester: &str,
@@ -93,46 +62,13 @@ async fn refused_by_node(
     p: &SearchParams,
     want: RefusalReason,
 ) {
-    let (q, signed) = fed.sign_query(requester, p).unwrap();
-    let endorsed = fed.endorse(requester, &signed).unwrap();
-    let reply = fed.rogue_forward(target, endorsed).await.unwrap();
-    let (signer, refusal): (_, Refusal) =
-        envelope::open_as(&fed.trust, &reply, REFUSAL, alpr_pki::now_unix()).unwrap_or_else(|e| {
-            panic!(
-                "expected a signed refusal, got {} ({e})",
-                reply.payload_type
-            )
-        });
-    assert_eq!(
-        signer.ori(),
-        Some(target),
-        "refusal signed by the owner's node"
-    );
-    assert_eq!(refusal.reason, want as i32, "{}", refusal.detail);
-    let qid = hex::encode(&q.query_id);
-    let rows = fed.audit(target, Some("inbound_query")).unwrap();
-    let row = rows
-        .iter()
-        .find(|e| e.entry.query_id.as_deref() == Some(qid.as_str()))
-        .expect("audit row at the refusing node");
-    assert_eq!(row.entry.decision, "refused");
-    assert_eq!(row.entry.reason_code.as_deref(), Some(want.as_str_name()));
-    assert_eq!(row.entry.requester_ori.as_deref(), Some(requester));
-    assert_eq!(
-        row.entry.requester_user.as_deref(),
-        Some(investigator_of(requester).as_str())
-    );
-    assert_eq!(row.entry.count, None, "no reads returned");
+    refusals::by_node(fed, requester, target, p, want)
+        .await
+        .unwrap();
 }
 
-/// The requester's own node refuses before endorsing; its outbound log says why.
 async fn refused_locally(fed: &Federation, requester: &str, p: &SearchParams, want: RefusalReason) {
-    let err = fed.search(requester, p).await.unwrap_err().to_string();
-    assert!(err.contains(want.as_str_name()), "{err}");
-    let out = fed.audit(requester, Some("outbound_query")).unwrap();
-    let last = out.last().unwrap();
-    assert_eq!(last.entry.decision, "refused");
-    assert_eq!(last.entry.reason_code.as_deref(), Some(want.as_str_name()));
+    refusals::locally(fed, requester, p, want).await.unwrap();
 }
 
 #[tokio::test]

@@ -380,6 +380,10 @@ pub struct QueryArgs {
     /// ORI of an agency this search is made on behalf of.
     #[arg(long, default_value = "")]
     pub on_behalf_of: String,
+    /// When the incident was reported to your agency (RFC 3339). Some states need a warrant
+    /// once a number of days have passed since then (or when it is not given).
+    #[arg(long)]
+    pub incident_date: Option<String>,
     /// Target agency ORI (repeat for several; there is no "search everyone").
     #[arg(long = "target", required = true)]
     pub targets: Vec<String>,
@@ -897,6 +901,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 on_behalf_of: q.on_behalf_of,
                 targets: q.targets,
                 ttl_secs: 300,
+                incident_reported_at: q
+                    .incident_date
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()?
+                    .unwrap_or(0),
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
             let target = q.tls.target(&q.node);

@@ -42,6 +42,9 @@ pub struct SearchParams {
     pub targets: Vec<String>,
     /// Query lifetime, seconds.
     pub ttl_secs: i64,
+    /// When the incident was reported to the agency, Unix seconds (0: not given); some
+    /// states count a warrant trigger from it.
+    pub incident_reported_at: i64,
 }
 
 /// Build and sign a query as `investigator` (whose certificate names user and agency).
@@ -73,6 +76,7 @@ pub fn sign_query(
         targets: p.targets.clone(),
         issued_at: now,
         expires_at: now + if p.ttl_secs > 0 { p.ttl_secs } else { 300 },
+        incident_reported_at: p.incident_reported_at,
     };
     let signed = envelope::seal(investigator, QUERY, &q)?;
     Ok((q, signed))

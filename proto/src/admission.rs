@@ -595,6 +595,12 @@ fn check_fields(query: &Query, now: i64, sealed_fields: bool) -> Result<&'static
     if query.window_end > now + CLOCK_SKEW_SECS + DAY {
         return Err(invalid("time window ends in the future".into()));
     }
+    if query.incident_reported_at < 0 || query.incident_reported_at > now + CLOCK_SKEW_SECS {
+        return Err(invalid(format!(
+            "incident_reported_at {} is not a time in the past (Unix seconds; 0 = not given)",
+            query.incident_reported_at
+        )));
+    }
     let purpose = purpose::lookup(&query.purpose_code)?;
     if !sealed_fields {
         return Ok(purpose);
@@ -711,6 +717,8 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
     }
 
     ctx.rules
+        .check_system(crate::rules::SYSTEM_PRODUCT, crate::rules::SYSTEM_VERSION)?;
+    ctx.rules
         .check_requester(&requester.jurisdiction, requester.kind)?;
     check_fan_out(ctx, query.targets.len())?;
     ctx.rules.check_purpose(purpose)?;
@@ -774,6 +782,12 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
                 ),
             ));
         }
+    }
+    // The state's warrant triggers need the warrant reference, which a sealed query's
+    // routing copy does not show: decided by the node, and by the broker for clear queries.
+    if !routing_only {
+        ctx.rules
+            .check_warrant(query, &requester.jurisdiction, ctx.now)?;
     }
     Ok((agreement_id, purpose.needs_justification))
 }

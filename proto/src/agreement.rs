@@ -208,7 +208,8 @@ pub fn check_declaration(
     ) else {
         return Ok(());
     };
-    if !rules.out_of_state_declaration || p == r {
+    let required = rules.declaration_for(r);
+    if (!rules.out_of_state_declaration && required.is_none()) || p == r {
         return Ok(());
     }
     let refuse = |m: String| Error::refused(RefusalReason::RequesterJurisdictionNotPermitted, m);
@@ -231,6 +232,20 @@ pub fn check_declaration(
     }
     if decl.text.trim().len() < 80 {
         return Err(refuse("the declaration must state in writing how the data will and will not be used (80+ characters)".into()));
+    }
+    let words = |s: &str| {
+        s.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if let Some(text) = required
+        && !words(&decl.text).contains(&words(text))
+    {
+        return Err(refuse(format!(
+            "{} rules ({}) require requesters in {r} to declare, word for word: \"{text}\"",
+            rules.jurisdiction, rules.version
+        )));
     }
     Ok(())
 }
