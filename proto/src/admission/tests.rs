@@ -535,3 +535,68 @@ fn a_query_naming_more_agencies_than_the_state_or_the_agency_allows_is_refused()
     q.targets.truncate(2);
     assert_eq!(refusal(&w2, &q), None);
 }
+
+/// A state that counts a warrant trigger from the incident and from any out-of-state
+/// transfer (the pending New York and Massachusetts bills): the broker (clear query) and
+/// the node decide alike.
+#[test]
+fn warrant_triggers_of_the_state_decide_at_broker_and_node_alike() {
+    let mut w = world();
+    w.agreements.push(agreement(
+        PROVIDER,
+        "NV0020000",
+        w.now,
+        AgreementStatus::Active,
+    ));
+    let mut rules = StateRules::for_jurisdiction(&"US-CA".parse().unwrap())
+        .unwrap()
+        .clone();
+    rules.requester_jurisdictions.clear();
+    rules.warrant_after_incident_days = 30;
+    rules.warrant_out_of_state = true;
+    let nv_inv = w.kit.signer("NV0020000", Role::Investigator, Some("nv7"));
+    let nv_node = w.kit.signer("NV0020000", Role::Node, None);
+    let decide_with = |q: &Query, inv: &Signer, node: &Signer, ori: &str, policy| {
+        let env = endorse(inv, node, ori, q, w.now);
+        let seen = Seen::default();
+        let ctx = AdmissionContext {
+            trust: &w.kit.trust,
+            provider_ori: PROVIDER,
+            rules: &rules,
+            policy,
+            agreements: &w.agreements,
+            replay: &seen,
+            now: w.now,
+        };
+        admit(&ctx, &env).reason()
+    };
+    let both = |q: &Query, inv: &Signer, node: &Signer, ori: &str| {
+        (
+            decide_with(q, inv, node, ori, None),
+            decide_with(q, inv, node, ori, Some(&w.policy)),
+        )
+    };
+    let need = Some(RefusalReason::WarrantRequired);
+    // In state, without an incident date, and with an old incident: a warrant is needed.
+    let mut q = query(&w, REQUESTER, "b77");
+    assert_eq!(both(&q, &w.inv, &w.node, REQUESTER), (need, need));
+    q.incident_reported_at = w.now - 45 * 86_400;
+    assert_eq!(both(&q, &w.inv, &w.node, REQUESTER), (need, need));
+    q.incident_reported_at = w.now - 5 * 86_400;
+    assert_eq!(both(&q, &w.inv, &w.node, REQUESTER), (None, None));
+    // From outside the state: always.
+    let mut out = query(&w, "NV0020000", "nv7");
+    out.incident_reported_at = w.now - 5 * 86_400;
+    assert_eq!(both(&out, &nv_inv, &nv_node, "NV0020000"), (need, need));
+    out.warrant_ref = "CCDC 26-SW-0042".into();
+    assert_eq!(both(&out, &nv_inv, &nv_node, "NV0020000"), (None, None));
+    // An incident date in the future is malformed.
+    q.incident_reported_at = w.now + 3_600;
+    assert_eq!(
+        both(&q, &w.inv, &w.node, REQUESTER),
+        (
+            Some(RefusalReason::InvalidInput),
+            Some(RefusalReason::InvalidInput)
+        )
+    );
+}
