@@ -693,8 +693,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
                 None => None,
             };
+            // Line by line; a reader that stops early (`| head`) ends the listing quietly.
+            let mut out = std::io::stdout().lock();
             for p in alpr_proto::purpose::all() {
-                let mut notes = Vec::new();
+                let mut notes = vec![rules.map_or(p.severity, |r| r.severity_of(p)).to_string()];
                 if p.needs_justification {
                     notes.push("catch-all: needs a 60-character justification".to_owned());
                 }
@@ -706,16 +708,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 {
                     notes.push(format!("REFUSED in {}: {}", r.version, e.detail()));
                 }
-                println!(
-                    "{:<10} {}{}",
-                    p.code,
-                    p.name,
-                    if notes.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  ({})", notes.join("; "))
-                    }
-                );
+                let line = format!("{:<10} {}  ({})", p.code, p.name, notes.join("; "));
+                match std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    r => r.map_err(|e| Error::io("standard output", e))?,
+                }
             }
             Ok(())
         }

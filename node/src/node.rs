@@ -106,9 +106,36 @@ impl Node {
                 cfg.tls.crls.len()
             ),
             format!(
-                "state rules {}; retention {} days",
+                "state rules {}; retention {} days{}{}",
                 rules.version,
-                retention_in_force(cfg.policy.retention_days, rules)
+                retention_in_force(cfg.policy.retention_days, rules),
+                match StateRules::audit_retention_floor([rules]) {
+                    Some((days, _)) => format!("; audit log kept at least {days} days"),
+                    None => String::new(),
+                },
+                match &rules.report {
+                    Some(r) => format!(
+                        "; public report of {} searches {} within {} days of each period",
+                        r.covers.replace('_', "-"),
+                        r.every,
+                        r.publish_within_days
+                    ),
+                    None => String::new(),
+                }
+            ),
+            format!(
+                "system {} {}{}",
+                alpr_proto::rules::SYSTEM_PRODUCT,
+                alpr_proto::rules::SYSTEM_VERSION,
+                match rules.check_system(
+                    alpr_proto::rules::SYSTEM_PRODUCT,
+                    alpr_proto::rules::SYSTEM_VERSION
+                ) {
+                    Ok(()) if rules.system_approval_required =>
+                        " (approved by the state)".to_owned(),
+                    Ok(()) => String::new(),
+                    Err(e) => format!(": {} (every query will be refused)", e.detail()),
+                }
             ),
         ];
         match &cfg.broker {

@@ -56,6 +56,22 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
     w(
         &mut out,
         format!(
+            "System: {} {}{}",
+            alpr_proto::rules::SYSTEM_PRODUCT,
+            alpr_proto::rules::SYSTEM_VERSION,
+            match node.rules.check_system(
+                alpr_proto::rules::SYSTEM_PRODUCT,
+                alpr_proto::rules::SYSTEM_VERSION
+            ) {
+                Ok(()) if node.rules.system_approval_required => ", approved by the state",
+                Ok(()) => "",
+                Err(_) => ", NOT on the state's list of approved systems: it shares nothing",
+            }
+        ),
+    );
+    w(
+        &mut out,
+        format!(
             "Retention: {} days; searches beyond {} days need a warrant.",
             node.retention_days(),
             node.cfg.policy.no_warrant_lookback_days

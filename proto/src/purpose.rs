@@ -59,7 +59,12 @@ impl Severity {
 
 impl std::fmt::Display for Severity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.as_str().replace('_', " "))
+        f.write_str(match self {
+            Self::NonCrime => "non-crime",
+            Self::Misdemeanor => "misdemeanor",
+            Self::GrossMisdemeanor => "gross misdemeanor",
+            Self::Felony => "felony",
+        })
     }
 }
 
