@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use alpr_federation::{
-    AgencySpec, Federation, admin_of, open_policy, params, refusals, synthetic_csv,
+    AgencySpec, Federation, admin_of, investigator_of, open_policy, params, refusals,
+    supervisor_of, synthetic_csv,
 };
 use alpr_node::client;
 use alpr_proto::RefusalReason;
-use alpr_proto::pb::TargetStatus;
+use alpr_proto::pb::admin_request::Command;
+use alpr_proto::pb::{AdminRequest, RequestDecision, TargetStatus};
 
 const KING_COUNTY: &str = "WA0170000";
 const SPOKANE: &str = "WA0320000";
@@ -170,7 +172,7 @@ async fn washington_serves_felonies_gross_misdemeanors_and_missing_persons_only(
 }
 
 #[tokio::test]
-async fn oregon_gives_no_standing_access_across_its_border() {
+async fn oregon_serves_across_its_border_one_approved_request_at_a_time() {
     let fed = federation(&[
         agency(PORTLAND, "Portland Police Bureau", "US-OR"),
         agency(SALEM, "Salem Police Department", "US-OR"),
@@ -178,23 +180,113 @@ async fn oregon_gives_no_standing_access_across_its_border() {
     ])
     .await;
     agree(&fed, PORTLAND, SALEM, &["240"], None).await.unwrap();
-    answered(&fed, SALEM, &search("OR", PORTLAND, "240")).await;
-    // A standing agreement across the border is "ongoing access": not registered, logged.
-    let e = agree(&fed, PORTLAND, LAS_VEGAS, &["240"], Some(GENERIC))
+    agree(&fed, PORTLAND, LAS_VEGAS, &["240"], Some(GENERIC))
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("APPROVAL_REQUIRED"), "{e}");
-    assert_registration_refused(&fed, "APPROVAL_REQUIRED");
-    // Nor is a query (a broker that forwards it anyway is refused by the node too).
-    refused_everywhere(
+        .unwrap();
+    // In state: answered as usual.
+    answered(&fed, SALEM, &search("OR", PORTLAND, "240")).await;
+    // From Nevada: the broker lets it through (the node holds the approvals); Portland's
+    // node refuses it, logged, and queues it for a named person's decision.
+    let p = search("OR", PORTLAND, "240");
+    let refused = || {
+        let p = p.clone();
+        let fed = &fed;
+        async move {
+            let (_, r) = fed.search(LAS_VEGAS, &p).await.unwrap();
+            let t = &r.results[0];
+            assert_eq!(
+                (t.status, t.reason),
+                (
+                    TargetStatus::Refused as i32,
+                    RefusalReason::ApprovalRequired as i32
+                ),
+                "{}",
+                t.detail
+            );
+            t.detail.clone()
+        }
+    };
+    let detail = refused().await;
+    assert!(detail.contains("queued as request #1"), "{detail}");
+    refusals::by_node(
         &fed,
         LAS_VEGAS,
         PORTLAND,
-        &search("OR", PORTLAND, "240"),
+        &p,
         RefusalReason::ApprovalRequired,
     )
-    .await;
+    .await
+    .unwrap();
+    let node = fed.nodes[PORTLAND].node.clone();
+    let queued = alpr_node::store::approvals::list(&node.db()).unwrap();
+    assert_eq!(
+        queued.len(),
+        1,
+        "the same request is queued once: {queued:?}"
+    );
+    assert_eq!(queued[0].status, "pending");
+    assert_eq!(queued[0].asked.plate, "8ABC123");
+    // Only a supervisor or admin of Portland decides, with a reason.
+    let decide = |user: String, ori: &'static str, approve: bool, note: &str| {
+        let req = AdminRequest {
+            command: Some(Command::RequestDecision(RequestDecision {
+                id: 1,
+                approve,
+                note: note.into(),
+            })),
+        };
+        let fed = &fed;
+        async move { fed.admin_as(PORTLAND, ori, &user, req).await }
+    };
+    assert!(
+        decide(
+            investigator_of(PORTLAND),
+            PORTLAND,
+            true,
+            "looks fine to me"
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        decide(
+            supervisor_of(LAS_VEGAS),
+            LAS_VEGAS,
+            true,
+            "approving my own request"
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        decide(supervisor_of(PORTLAND), PORTLAND, true, "ok")
+            .await
+            .is_err()
+    );
+    let msg = decide(
+        supervisor_of(PORTLAND),
+        PORTLAND,
+        true,
+        "Stolen Civic seen crossing into Oregon; Las Vegas case checked by phone",
+    )
+    .await
+    .unwrap();
+    assert!(
+        msg.contains("request #1") && msg.contains("approved"),
+        "{msg}"
+    );
+    // The same search again: answered, once.
+    answered(&fed, LAS_VEGAS, &p).await;
+    let detail = refused().await;
+    assert!(detail.contains("queued as request #2"), "{detail}");
+    let log = fed.audit(PORTLAND, Some("request_approval")).unwrap();
+    assert!(
+        log.iter().filter(|e| e.entry.decision == "refused").count() >= 3,
+        "the refused attempts are logged: {log:?}"
+    );
+    assert_eq!(log.iter().filter(|e| e.entry.decision == "ok").count(), 1);
+    // A decision is logged state: the node's state check holds.
+    assert!(node.check_state().unwrap());
     fed.stop().await.unwrap();
 }
 

@@ -26,6 +26,7 @@ impl Node {
             Some(Command::Review(_)) => Event::SearchReview,
             Some(Command::Hold(_)) => Event::EvidenceHold,
             Some(Command::AcknowledgeState(_)) => Event::ConfigChange,
+            Some(Command::RequestDecision(_)) => Event::RequestApproval,
             None => Event::AdminCommand,
         };
         let refused_entry = |detail: String, reason: RefusalReason| AuditEntry {
@@ -62,6 +63,7 @@ impl Node {
         let result = match req.command {
             Some(Command::SetSwitch(s)) => self.set_switch(&conn, by, &s, now),
             Some(Command::AcknowledgeState(a)) => self.acknowledge_state(by, &a.note),
+            Some(Command::RequestDecision(d)) => decide_request(&conn, by, &d, now),
             Some(Command::User(u)) => {
                 crate::accounts::apply(&conn, by, &u.action, &u.user, &u.role, u.trained_at, now)
                     .map(|m| {
@@ -208,6 +210,7 @@ fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto
         }
         Some(Command::Review(r)) => check_text("note", &r.note),
         Some(Command::AcknowledgeState(a)) => check_text("note", &a.note),
+        Some(Command::RequestDecision(d)) => check_text("note", &d.note),
         Some(Command::Hold(h)) => {
             check_text("case number", &h.case_number)?;
             check_text("plate", &h.plate)?;
@@ -215,6 +218,41 @@ fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto
         }
         None => Ok(()),
     }
+}
+
+/// A named person's decision on a queued out-of-state request.
+fn decide_request(
+    conn: &store::Db,
+    by: &alpr_pki::VerifiedIdentity,
+    d: &alpr_proto::pb::RequestDecision,
+    now: i64,
+) -> Result<String, Error> {
+    if d.note.trim().len() < 10 {
+        return Err(alpr_proto::Error::refused(
+            RefusalReason::InvalidInput,
+            "say why the request is approved or denied (a note of 10+ characters)",
+        )
+        .into());
+    }
+    let id =
+        i64::try_from(d.id).map_err(|_| Error::Usage(format!("no queued request #{}", d.id)))?;
+    let r = store::approvals::decide(conn, id, d.approve, &by.describe(), d.note.trim(), now)?;
+    Ok(format!(
+        "request #{id} from {}@{} for {} ({}) under case {} {} by {}: {}{}",
+        r.requester_user,
+        r.requester_ori,
+        r.asked.plate,
+        r.asked.purpose,
+        r.asked.case_number,
+        if d.approve { "approved" } else { "denied" },
+        by.describe(),
+        d.note.trim(),
+        if d.approve {
+            "; the same search sent again is answered once, within a day"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// The reason code of a refused admin command (`INVALID_INPUT` when it was not a rule).

@@ -82,6 +82,14 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// List the out-of-state requests queued for a named person's decision (states that
+    /// serve such requesters one request at a time), with their state: pending, approved,
+    /// denied or used.
+    Approvals {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Verify a decommission export on any machine: the manifest's signature (a node of the
     /// agency), every file's digest, and the audit log against its anchor.
     VerifyExport {
@@ -284,6 +292,18 @@ pub enum AdminCmd {
         until: String,
         /// Why.
         #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Approve or deny one queued out-of-state request (supervisor or admin), where the
+    /// state serves such requesters one request at a time (`alpr-node approvals` lists them).
+    Request {
+        /// The request's number.
+        id: u64,
+        /// `approve` or `deny`.
+        #[arg(value_parser = ["approve", "deny"])]
+        decision: String,
+        /// Why (mandatory, logged).
+        #[arg(long)]
         note: String,
     },
     /// Record your review of one logged search (supervisor).
@@ -768,6 +788,39 @@ async fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Approvals { config } => {
+            let db = load_existing(&config)?.open_db()?;
+            let all = store::approvals::list(&db)?;
+            if all.is_empty() {
+                println!("no queued requests");
+            }
+            for r in all {
+                println!(
+                    "#{} {} {}@{} plate {} ({}) purpose {} case {} window {} .. {} asked {}{}\n    reason: {}",
+                    r.id,
+                    r.status,
+                    r.requester_user,
+                    r.requester_ori,
+                    r.asked.plate,
+                    r.asked.plate_state,
+                    r.asked.purpose,
+                    r.asked.case_number,
+                    fmt_time(r.asked.window_start),
+                    fmt_time(r.asked.window_end),
+                    fmt_time(r.requested_at),
+                    match (&r.decided_by, r.decided_at) {
+                        (Some(by), Some(at)) => format!(
+                            "; decided by {by} at {}: {}",
+                            fmt_time(at),
+                            r.note.as_deref().unwrap_or("")
+                        ),
+                        _ => String::new(),
+                    },
+                    r.asked.reason
+                );
+            }
+            Ok(())
+        }
         Command::VerifyExport { dir, root, crls } => {
             let trust = alpr_pki::TrustStore::load(&root, &crls)?;
             let (m, lines) = crate::decommission::verify_export(&dir, &trust)?;
@@ -1008,6 +1061,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             window_start: parse_time(&from)?,
                             window_end: parse_time(&to)?,
                             expires_at: parse_time(&until)?,
+                            note,
+                        },
+                    )),
+                },
+                AdminCmd::Request { id, decision, note } => alpr_proto::pb::AdminRequest {
+                    command: Some(alpr_proto::pb::admin_request::Command::RequestDecision(
+                        alpr_proto::pb::RequestDecision {
+                            id,
+                            approve: decision == "approve",
                             note,
                         },
                     )),

@@ -428,6 +428,7 @@ impl PolicyConfig {
             no_warrant_lookback_days: self.no_warrant_lookback_days,
             require_sealed: false,
             max_targets: self.max_query_targets,
+            request_approved: false,
         }
     }
 }

@@ -12,6 +12,7 @@ use prost::Message;
 use crate::Error;
 use crate::audit::{AuditEntry, Decision, Event};
 use crate::node::Node;
+use crate::store;
 
 /// What the node decided about one forwarded query, before it is signed.
 struct Decided {
@@ -126,7 +127,11 @@ impl Node {
                 Err(e) => opened.refuse(&e),
             }
         }
-        let policy = self.policy(&self.db())?;
+        let mut policy = self.policy(&self.db())?;
+        // One request at a time from outside the state: does a named person's approval
+        // cover this one?
+        let approval = self.approval_for(&opened, now)?;
+        policy.request_approved = approval.is_some();
         let decision = admission::admit_opened(
             &AdmissionContext {
                 trust: &trust,
@@ -179,6 +184,7 @@ impl Node {
             },
             d => d,
         };
+        let decision = self.settle_approval(decision, approval, now)?;
         let (mut entry, reply) = match decision {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
@@ -272,6 +278,72 @@ impl Node {
 }
 
 impl Node {
+    /// The approval (its number) a named person gave that covers this request, where the
+    /// state's rules serve out-of-state requesters one request at a time.
+    fn approval_for(
+        &self,
+        opened: &admission::OpenedQuery,
+        now: i64,
+    ) -> Result<Option<i64>, Error> {
+        let facts = opened.facts();
+        let (Some(q), Some(inv)) = (&facts.query, &facts.investigator) else {
+            return Ok(None);
+        };
+        let out_of_state = inv
+            .agency
+            .as_ref()
+            .is_some_and(|a| self.rules.is_out_of_state(&a.jurisdiction));
+        if !self.rules.per_request_out_of_state || !out_of_state {
+            return Ok(None);
+        }
+        store::approvals::approved_for(
+            &self.db(),
+            &q.requester_ori,
+            &q.requester_user,
+            &asked(q),
+            now,
+        )
+    }
+
+    /// An admitted query under an approval uses it (once: a second use is refused); a query
+    /// refused for want of one is queued for a named person's decision, and its refusal
+    /// says under which number.
+    fn settle_approval(
+        &self,
+        decision: AdmissionDecision,
+        approval: Option<i64>,
+        now: i64,
+    ) -> Result<AdmissionDecision, Error> {
+        Ok(match decision {
+            AdmissionDecision::Admitted(a) => match approval {
+                Some(id) if !store::approvals::mark_used(&self.db(), id, now)? => refuse(
+                    *a,
+                    RefusalReason::ApprovalRequired,
+                    format!("approval #{id} was used by another request meanwhile"),
+                ),
+                _ => AdmissionDecision::Admitted(a),
+            },
+            AdmissionDecision::Refused(mut r) if r.reason == RefusalReason::ApprovalRequired => {
+                if let (Some(q), Some(_)) = (&r.facts.query, &r.facts.investigator) {
+                    let id = store::approvals::queue(
+                        &self.db(),
+                        &q.requester_ori,
+                        &q.requester_user,
+                        &asked(q),
+                        now,
+                    )?;
+                    r.detail = format!(
+                        "{}; queued as request #{id} at {} for a supervisor's decision — once approved, send the same search again (answered once, within a day)",
+                        r.detail,
+                        self.ori()
+                    );
+                }
+                AdmissionDecision::Refused(r)
+            }
+            d => d,
+        })
+    }
+
     /// Why this node refuses a query admission let through, if it does (in this order:
     /// rate limit, unacknowledged state edit, stale registry view).
     fn own_refusal(&self, a: &admission::Admitted, now: i64) -> Option<(RefusalReason, String)> {
@@ -289,6 +361,19 @@ impl Node {
         }
         self.stale_view(now)
             .map(|detail| (RefusalReason::RegistryStale, detail))
+    }
+}
+
+/// What a query asks, as an approval records and matches it.
+fn asked(q: &alpr_proto::pb::Query) -> store::approvals::Asked {
+    store::approvals::Asked {
+        plate: q.plate.clone(),
+        plate_state: q.plate_state.clone(),
+        purpose: q.purpose_code.clone(),
+        case_number: q.case_number.clone(),
+        reason: q.reason.clone(),
+        window_start: q.window_start,
+        window_end: q.window_end,
     }
 }
 

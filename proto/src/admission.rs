@@ -52,6 +52,9 @@ pub struct NodePolicy {
     pub require_sealed: bool,
     /// Most agencies one query to this agency may name (0: the state's cap only).
     pub max_targets: u32,
+    /// This very request carries an approval a named person at this agency recorded (for
+    /// states that serve out-of-state requesters one request at a time).
+    pub request_approved: bool,
 }
 
 /// Records query ids; answers whether one is new.
@@ -729,6 +732,12 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
             RefusalReason::PurposeProhibited,
             format!("this agency refuses purpose {}", purpose.code),
         ));
+    }
+    // One request at a time from outside the state: the provider's node decides (it holds
+    // the approvals); the broker lets such a query through to it.
+    if let Some(p) = ctx.policy {
+        ctx.rules
+            .check_per_request(&requester.jurisdiction, p.request_approved)?;
     }
     let mut terms = ctx.rules.prohibited_terms.clone();
     if let Some(p) = ctx.policy {

@@ -372,7 +372,17 @@ impl StateRules {
                 ),
             ));
         }
-        if self.per_request_out_of_state && self.is_out_of_state(jurisdiction) {
+        Ok(())
+    }
+
+    /// Where these rules serve out-of-state requesters one request at a time: refuse a
+    /// request from `jurisdiction` that no named person at the provider `approved`.
+    pub fn check_per_request(
+        &self,
+        jurisdiction: &Jurisdiction,
+        approved: bool,
+    ) -> Result<(), Error> {
+        if self.per_request_out_of_state && self.is_out_of_state(jurisdiction) && !approved {
             return Err(Error::refused(
                 RefusalReason::ApprovalRequired,
                 format!(
@@ -620,11 +630,12 @@ mod tests {
     fn oregon_refuses_standing_out_of_state_access_and_connecticut_names_its_partners() {
         let or = StateRules::for_jurisdiction(&j("US-OR")).unwrap();
         or.check_requester(&j("US-OR"), AgencyKind::Local).unwrap();
-        let e = or
-            .check_requester(&j("US-WA"), AgencyKind::Local)
-            .unwrap_err();
+        or.check_requester(&j("US-WA"), AgencyKind::Local).unwrap();
+        or.check_per_request(&j("US-OR"), false).unwrap();
+        let e = or.check_per_request(&j("US-WA"), false).unwrap_err();
         assert_eq!(e.reason(), RefusalReason::ApprovalRequired);
         assert!(e.detail().contains("one request at a time"), "{e}");
+        or.check_per_request(&j("US-WA"), true).unwrap();
         let ct = StateRules::for_jurisdiction(&j("US-CT")).unwrap();
         for ok in ["US-CT", "US-MA", "US-NY", "US-RI"] {
             ct.check_requester(&j(ok), AgencyKind::Local).unwrap();

@@ -59,6 +59,9 @@ vocabulary! {
         ScopeChange = "scope_change",
         /// A supervisor's review of a search.
         SearchReview = "search_review",
+        /// A named person approved or denied one queued out-of-state request (states that
+        /// serve such requesters one request at a time).
+        RequestApproval = "request_approval",
         /// This node's sealing key was created, rotated, published or deleted.
         SealingKey = "sealing_key",
     }

@@ -17,6 +17,7 @@ use crate::Error;
 
 pub mod accounts;
 pub mod agreements;
+pub mod approvals;
 pub mod audit;
 pub mod holds;
 pub mod maintenance;
@@ -207,6 +208,7 @@ pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> 
     accounts::init(&conn)?;
     holds::init(&conn)?;
     sealing::init(&conn)?;
+    approvals::init(&conn)?;
     migrate(&conn)?;
     let empty: bool = conn.query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM partitions) AND NOT EXISTS (SELECT 1 FROM holds)

@@ -149,6 +149,7 @@ pub fn held_state_lines(db: &Db) -> Result<Vec<String>, Error> {
             hex::encode(ctx.finish().as_ref())
         ));
     }
+    out.extend(super::approvals::state_lines(db)?);
     Ok(out)
 }
 
