@@ -82,6 +82,33 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Publish the public report of other agencies' searches of this agency's data for one
+    /// calendar period: signed JSON, its signature and an HTML page, never overwritten,
+    /// logged. The daemon does this itself on the schedule the state's rules set.
+    Publish {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The period: YYYY, YYYY-Qn or YYYY-MM (default: the last complete one of the
+        /// state's schedule, or the last complete quarter).
+        #[arg(long)]
+        period: Option<String>,
+        /// Where to write (default: data_dir/reports).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a published report: the signature (a node of the agency it names) and that
+    /// the JSON is exactly what was signed.
+    VerifyReport {
+        /// The report's JSON file (its `.signed` file beside it).
+        json: PathBuf,
+        /// The federation's root certificate.
+        #[arg(long)]
+        root: PathBuf,
+        /// CRL files.
+        #[arg(long)]
+        crls: Vec<PathBuf>,
+    },
     /// List the out-of-state requests queued for a named person's decision (states that
     /// serve such requesters one request at a time), with their state: pending, approved,
     /// denied or used.
@@ -785,6 +812,53 @@ async fn run(cli: Cli) -> Result<(), Error> {
             );
             println!(
                 "next: revoke the node certificate at the agency CA (`alpr-pki revoke`), and destroy the KEK and any backups"
+            );
+            Ok(())
+        }
+        Command::Publish {
+            config,
+            period,
+            out,
+        } => {
+            let cfg = load_existing(&config)?;
+            let node = Node::open(&cfg)?;
+            let period = match period {
+                Some(p) => crate::publish::Period::parse(&p)?,
+                None => crate::publish::Period::last_complete(
+                    node.rules
+                        .report
+                        .as_ref()
+                        .map_or("quarterly", |r| r.every.as_str()),
+                    alpr_pki::now_unix(),
+                )?,
+            };
+            let dir = out.unwrap_or_else(|| cfg.data_dir.join("reports"));
+            let p = node.publish_report(&period, &dir)?;
+            println!(
+                "published {} searches of {}'s data in {} to {}",
+                p.report.searches.len(),
+                cfg.ori,
+                period.label,
+                p.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        Command::VerifyReport { json, root, crls } => {
+            let trust = alpr_pki::TrustStore::load(&root, &crls)?;
+            let signed = json.with_extension("signed");
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+            let r = crate::publish::verify(&read(&json)?, &read(&signed)?, &trust)?;
+            println!(
+                "report of {} for {} verifies: signed by a node of {}, {} searches, audit log of {} entries",
+                r.agency,
+                r.period.label,
+                r.ori,
+                r.searches.len(),
+                r.audit_size
             );
             Ok(())
         }

@@ -172,11 +172,24 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
                 Err(e) => tracing::error!(error = %e, "sealing-key expiry task failed"),
                 Ok(Ok(_)) => {}
             }
+            let publisher = n.clone();
             match tokio::task::spawn_blocking(move || n.purge()).await {
                 Ok(Ok((days, reads))) if !days.is_empty() => {
                     tracing::info!(days = days.len(), reads, "retention purge")
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+                _ => {}
+            }
+            // The public report the state's rules schedule, once its period has ended.
+            match tokio::task::spawn_blocking(move || {
+                publisher.publish_scheduled(alpr_pki::now_unix())
+            })
+            .await
+            {
+                Ok(Ok(Some(p))) => {
+                    tracing::info!(period = %p.report.period.label, searches = p.report.searches.len(), "public report published")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "ALERT: scheduled public report failed"),
                 _ => {}
             }
         }

@@ -46,6 +46,9 @@ vocabulary! {
         OutboundQuery = "outbound_query",
         /// One target's result of an outbound query.
         OutboundResult = "outbound_result",
+        /// A public report of other agencies' searches was published (on the state's
+        /// schedule or by hand).
+        PublicReport = "public_report",
         /// Reads past retention were deleted.
         Purge = "purge",
         /// A registry event was applied or rejected.
