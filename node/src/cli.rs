@@ -109,6 +109,30 @@ pub enum Command {
         #[arg(long)]
         crls: Vec<PathBuf>,
     },
+    /// Answer a registered owner's request for the data held about their vehicle (where the
+    /// state's rules grant it, or `[policy] owner_requests`): every read held of the plate
+    /// and every search of it by another agency, as JSON; logged and counted in the
+    /// transparency report. Verify the requester's ownership first.
+    OwnerRequest {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The plate.
+        #[arg(long)]
+        plate: String,
+        /// Its issuing state (NCIC code, e.g. CA).
+        #[arg(long)]
+        state: String,
+        /// Who verified the requester owns the vehicle.
+        #[arg(long)]
+        verified_by: String,
+        /// How (registration and ID seen, ...).
+        #[arg(long)]
+        verification: String,
+        /// Write the answer here (JSON); never overwrites.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List the out-of-state requests queued for a named person's decision (states that
     /// serve such requesters one request at a time), with their state: pending, approved,
     /// denied or used.
@@ -859,6 +883,34 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 r.ori,
                 r.searches.len(),
                 r.audit_size
+            );
+            Ok(())
+        }
+        Command::OwnerRequest {
+            config,
+            plate,
+            state,
+            verified_by,
+            verification,
+            out,
+        } => {
+            if out.exists() {
+                return Err(Error::Usage(format!(
+                    "{} exists; an answer is never overwritten",
+                    out.display()
+                )));
+            }
+            let node = Node::open(&load_existing(&config)?)?;
+            let a = node.owner_request(&plate, &state, &verified_by, &verification)?;
+            let json = serde_json::to_string_pretty(&a).map_err(|e| Error::Usage(e.to_string()))?;
+            std::fs::write(&out, json).map_err(|e| Error::io(&out, e))?;
+            println!(
+                "answered the owner's request for {} ({}): {} reads and {} searches by other agencies, written to {}",
+                a.plate,
+                a.plate_state,
+                a.reads.len(),
+                a.searches.len(),
+                out.display()
             );
             Ok(())
         }

@@ -384,6 +384,11 @@ pub struct PolicyConfig {
     /// Most inbound queries accepted per requesting agency per minute.
     #[serde(default = "default_rate")]
     pub max_queries_per_minute: u32,
+    /// Answer registered owners' requests for the data held about their own vehicle
+    /// (`alpr-node owner-request`) even where the state's rules do not grant the right
+    /// (`owner_access`); where they do, requests are answered whatever this says.
+    #[serde(default)]
+    pub owner_requests: bool,
 }
 
 fn default_purge_interval() -> u64 {
@@ -411,6 +416,7 @@ impl Default for PolicyConfig {
             purge_interval_secs: default_purge_interval(),
             max_queries_per_minute: default_rate(),
             max_query_targets: 0,
+            owner_requests: false,
         }
     }
 }

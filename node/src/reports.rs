@@ -77,6 +77,18 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
             node.cfg.policy.no_warrant_lookback_days
         ),
     );
+    if node.rules.owner_access || node.cfg.policy.owner_requests {
+        w(
+            &mut out,
+            format!(
+                "Registered owners' requests for their vehicle's data answered: {}.",
+                entries
+                    .iter()
+                    .filter(|e| e.entry.event == crate::audit::Event::OwnerRequest)
+                    .count()
+            ),
+        );
+    }
     let agreements = store::agreements(&node.db())?;
     w(&mut out, String::new());
     w(

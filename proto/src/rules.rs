@@ -96,6 +96,10 @@ pub struct StateRules {
     /// The systems (product and versions) the state approved.
     #[serde(default)]
     pub approved_systems: Vec<ApprovedSystem>,
+    /// A vehicle's registered owner may see the reads held of it and every search that
+    /// touched them (pending bills in New York, Massachusetts, California and Illinois).
+    #[serde(default)]
+    pub owner_access: bool,
 }
 
 /// An out-of-state requester state allowed by name.

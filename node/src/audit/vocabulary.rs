@@ -34,6 +34,8 @@ vocabulary! {
         /// The daemon started: its configuration and rules, and what changed since the
         /// last start.
         NodeStart = "node_start",
+        /// A registered owner's request for the data held about their vehicle, answered.
+        OwnerRequest = "owner_request",
         /// An ingested read matched an active hot list.
         HotlistHit = "hotlist_hit",
         /// A hot list was loaded.
