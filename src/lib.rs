@@ -488,6 +488,7 @@ impl Federation {
                 "Mutual aid between {provider} and {requester}: regional auto-theft and violent-crime task force"
             ),
             drafted_at: now,
+            query_shapes: vec![],
         }
     }
 

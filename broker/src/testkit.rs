@@ -104,6 +104,7 @@ impl Kit {
             valid_until,
             justification: format!("Regional auto-theft task force: {note}"),
             drafted_at: now,
+            query_shapes: vec![],
         };
         let payload = terms.encode_to_vec();
         SignedAgreement {

@@ -455,6 +455,11 @@ pub struct QueryArgs {
     /// once a number of days have passed since then (or when it is not given).
     #[arg(long)]
     pub incident_date: Option<String>,
+    /// The plate is partial: `?` for each unknown character (at most 2, at least 5 known;
+    /// a window of at most 7 days). Answered only by agencies whose agreement and policy
+    /// allow wildcard searches.
+    #[arg(long)]
+    pub wildcard: bool,
     /// Target agency ORI (repeat for several; there is no "search everyone").
     #[arg(long = "target", required = true)]
     pub targets: Vec<String>,
@@ -483,6 +488,10 @@ pub enum AgreementCmd {
         /// The requester's right and need to know.
         #[arg(long)]
         justification: String,
+        /// Also answer wildcard-plate searches (`?` for up to 2 unknown characters, at most
+        /// 7 days), if the provider's policy allows them too. Off: full plates only.
+        #[arg(long)]
+        wildcard: bool,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -1077,6 +1086,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 on_behalf_of: q.on_behalf_of,
                 targets: q.targets,
                 ttl_secs: 300,
+                shape: if q.wildcard {
+                    alpr_proto::input::SHAPE_WILDCARD.into()
+                } else {
+                    String::new()
+                },
                 incident_reported_at: q
                     .incident_date
                     .as_deref()
@@ -1329,6 +1343,7 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             lookback_days,
             valid_days,
             justification,
+            wildcard,
             out,
         } => {
             let now = alpr_pki::now_unix();
@@ -1342,6 +1357,11 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
                 valid_until: now + valid_days * 86_400,
                 justification,
                 drafted_at: now,
+                query_shapes: if wildcard {
+                    vec![alpr_proto::input::SHAPE_WILDCARD.into()]
+                } else {
+                    vec![]
+                },
             };
             let sa = client::draft_agreement(&terms)?;
             std::fs::write(&out, sa.encode_to_vec()).map_err(|e| Error::io(&out, e))?;

@@ -45,6 +45,9 @@ pub struct SearchParams {
     /// When the incident was reported to the agency, Unix seconds (0: not given); some
     /// states count a warrant trigger from it.
     pub incident_reported_at: i64,
+    /// The query's shape: empty for the full plate, `wildcard` for a plate with `?` for
+    /// unknown characters.
+    pub shape: String,
 }
 
 /// Build and sign a query as `investigator` (whose certificate names user and agency).
@@ -63,7 +66,11 @@ pub fn sign_query(
         query_id,
         requester_user: id.user.clone().unwrap_or_default(),
         requester_ori: id.ori().unwrap_or_default().to_owned(),
-        plate: alpr_proto::input::normalize_plate(&p.plate)?,
+        plate: if p.shape == alpr_proto::input::SHAPE_WILDCARD {
+            alpr_proto::input::normalize_wildcard_plate(&p.plate)?
+        } else {
+            alpr_proto::input::normalize_plate(&p.plate)?
+        },
         plate_state: alpr_proto::input::normalize_query_state(&p.plate_state)?,
         window_start: p.window_start,
         window_end: p.window_end,
@@ -77,6 +84,7 @@ pub fn sign_query(
         issued_at: now,
         expires_at: now + if p.ttl_secs > 0 { p.ttl_secs } else { 300 },
         incident_reported_at: p.incident_reported_at,
+        shape: p.shape.clone(),
     };
     let signed = envelope::seal(investigator, QUERY, &q)?;
     Ok((q, signed))

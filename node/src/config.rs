@@ -389,6 +389,11 @@ pub struct PolicyConfig {
     /// (`owner_access`); where they do, requests are answered whatever this says.
     #[serde(default)]
     pub owner_requests: bool,
+    /// Answer partners' wildcard-plate searches (up to 2 unknown characters among at least 5
+    /// known, over at most 7 days) where their agreement lists the `wildcard` shape. Off:
+    /// full plates only (`SHAPE_NOT_ALLOWED`).
+    #[serde(default)]
+    pub partner_wildcards: bool,
 }
 
 fn default_purge_interval() -> u64 {
@@ -417,6 +422,7 @@ impl Default for PolicyConfig {
             max_queries_per_minute: default_rate(),
             max_query_targets: 0,
             owner_requests: false,
+            partner_wildcards: false,
         }
     }
 }
@@ -435,6 +441,7 @@ impl PolicyConfig {
             require_sealed: false,
             max_targets: self.max_query_targets,
             request_approved: false,
+            allow_wildcard: self.partner_wildcards,
         }
     }
 }

@@ -189,14 +189,17 @@ impl Node {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
                 let floor = now - i64::from(self.retention_days()) * 86_400;
-                let reads = self.readers.lookup(
-                    crate::store::PlateKey {
-                        plate: &q.plate,
-                        state: &q.plate_state,
-                    },
-                    q.window_start.max(floor),
-                    q.window_end,
-                )?;
+                let key = crate::store::PlateKey {
+                    plate: &q.plate,
+                    state: &q.plate_state,
+                };
+                let reads = if q.shape == alpr_proto::input::SHAPE_WILDCARD {
+                    self.readers
+                        .lookup_pattern(key, q.window_start.max(floor), q.window_end)?
+                } else {
+                    self.readers
+                        .lookup(key, q.window_start.max(floor), q.window_end)?
+                };
                 let mut e =
                     AuditEntry::for_query(Event::InboundQuery, Decision::Answered, now, &a.facts);
                 e.count = Some(reads.len() as u64);

@@ -98,6 +98,7 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
         valid_until: now + 86_400,
         justification: "Regional auto-theft task force agreement".into(),
         drafted_at: now,
+        query_shapes: vec![],
     };
     let mut sa = client::draft_agreement(&terms).unwrap();
     for ori in [PROVIDER, REQUESTER] {

@@ -338,6 +338,7 @@ fn agreement_terms_are_shown_and_signing_asks_first() {
         valid_until: now + 86_400 * 90,
         justification: "Neighbouring county; shared auto-theft task force".into(),
         drafted_at: now,
+        query_shapes: vec![],
     })
     .unwrap();
     let file = dir.path().join("draft.agr");

@@ -55,6 +55,8 @@ pub struct NodePolicy {
     /// This very request carries an approval a named person at this agency recorded (for
     /// states that serve out-of-state requesters one request at a time).
     pub request_approved: bool,
+    /// Answer wildcard-plate searches from partners whose agreement lists the shape.
+    pub allow_wildcard: bool,
 }
 
 /// Records query ids; answers whether one is new.
@@ -576,8 +578,27 @@ fn check_fields(query: &Query, now: i64, sealed_fields: bool) -> Result<&'static
     for t in &query.targets {
         alpr_pki::claims::validate_ori(t).map_err(|e| invalid(e.to_string()))?;
     }
+    let wildcard = match query.shape.as_str() {
+        "" => false,
+        input::SHAPE_WILDCARD => true,
+        other => {
+            return Err(invalid(format!(
+                "query shape {other:?} is not known (full plate: none; or \"wildcard\")"
+            )));
+        }
+    };
+    if wildcard && query.window_end - query.window_start > input::WILDCARD_MAX_WINDOW_DAYS * DAY {
+        return Err(invalid(format!(
+            "a wildcard search covers at most {} days",
+            input::WILDCARD_MAX_WINDOW_DAYS
+        )));
+    }
     if sealed_fields {
-        let plate = input::normalize_plate(&query.plate)?;
+        let plate = if wildcard {
+            input::normalize_wildcard_plate(&query.plate)?
+        } else {
+            input::normalize_plate(&query.plate)?
+        };
         if plate != query.plate {
             return Err(invalid("plate is not normalized".into()));
         }
@@ -748,11 +769,31 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
         input::check_terms("case number", &query.case_number, &terms)?;
     }
 
-    let agreement_id = find_agreement(ctx, &requester.ori, purpose, query.window_start)?;
+    let wildcard = query.shape == input::SHAPE_WILDCARD;
+    if wildcard
+        && let Some(p) = ctx.policy
+        && !p.allow_wildcard
+    {
+        return Err(Error::refused(
+            RefusalReason::ShapeNotAllowed,
+            format!(
+                "{} answers full plates only (its policy allows no wildcard searches)",
+                ctx.provider_ori
+            ),
+        ));
+    }
+    let agreement_id = find_agreement(ctx, &requester.ori, purpose, query.window_start, wildcard)?;
     if !query.on_behalf_of_ori.is_empty() {
         alpr_pki::claims::validate_ori(&query.on_behalf_of_ori)
             .map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
-        find_agreement(ctx, &query.on_behalf_of_ori, purpose, query.window_start).map_err(|e| {
+        find_agreement(
+            ctx,
+            &query.on_behalf_of_ori,
+            purpose,
+            query.window_start,
+            wildcard,
+        )
+        .map_err(|e| {
             Error::refused(
                 e.reason(),
                 format!(
@@ -808,12 +849,13 @@ fn find_agreement(
     requester_ori: &str,
     purpose: &Purpose,
     window_start: i64,
+    wildcard: bool,
 ) -> Result<String, Error> {
     let mut best: Option<(u8, Error)> = None;
     for a in ctx.agreements.iter().filter(|a| {
         a.terms.provider_ori == ctx.provider_ori && a.terms.requester_ori == requester_ori
     }) {
-        match evaluate(a, purpose, window_start, ctx.now) {
+        match evaluate(a, purpose, window_start, ctx.now, wildcard) {
             Ok(()) => return Ok(a.id.clone()),
             Err((stage, e)) => {
                 if best.as_ref().is_none_or(|(s, _)| stage > *s) {
@@ -835,6 +877,7 @@ fn evaluate(
     purpose: &Purpose,
     window_start: i64,
     now: i64,
+    wildcard: bool,
 ) -> Result<(), (u8, Error)> {
     let r =
         |stage, reason, m: String| Err((stage, Error::refused(reason, format!("{}: {m}", a.id))));
@@ -873,6 +916,19 @@ fn evaluate(
                 "allows at most {} days of look-back",
                 a.terms.max_lookback_days
             ),
+        );
+    }
+    if wildcard
+        && !a
+            .terms
+            .query_shapes
+            .iter()
+            .any(|s| s == input::SHAPE_WILDCARD)
+    {
+        return r(
+            5,
+            RefusalReason::ShapeNotAllowed,
+            "covers full plates only (no \"wildcard\" in its query shapes)".into(),
         );
     }
     Ok(())

@@ -271,6 +271,7 @@ mod tests {
             valid_until: now + 86_400,
             justification: "Neighbouring county; shared auto-theft task force".into(),
             drafted_at: now,
+            query_shapes: vec![],
         };
         let p = kit.signer("CA0560100", Role::Admin, Some("adm-p"));
         let r = kit.signer("CA0340000", Role::Admin, Some("adm-r"));

@@ -92,6 +92,59 @@ pub fn nfc(text: &str) -> String {
     text.nfc().collect()
 }
 
+/// The shape of a wildcard query (see `Query.shape`).
+pub const SHAPE_WILDCARD: &str = "wildcard";
+/// A wildcard plate's mark for one unknown character.
+pub const WILDCARD: char = '?';
+/// Known characters a wildcard plate must have, at least.
+pub const WILDCARD_MIN_KNOWN: usize = 5;
+/// Unknown characters a wildcard plate may have, at most.
+pub const WILDCARD_MAX_UNKNOWN: usize = 2;
+/// The longest window a wildcard search may cover, days.
+pub const WILDCARD_MAX_WINDOW_DAYS: i64 = 7;
+
+/// Normalize a wildcard plate as typed (spaces and dashes dropped, upper-cased, `?` for
+/// each unknown character): at least [`WILDCARD_MIN_KNOWN`] known characters, 1 to
+/// [`WILDCARD_MAX_UNKNOWN`] unknown ones.
+pub fn normalize_wildcard_plate(raw: &str) -> Result<String, Error> {
+    let bad = |m: String| Error::refused(RefusalReason::InvalidInput, m);
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            ' ' | '-' => {}
+            'a'..='z' | 'A'..='Z' | '0'..='9' => out.push(c.to_ascii_uppercase()),
+            WILDCARD => out.push(WILDCARD),
+            other => {
+                return Err(bad(format!(
+                    "wildcard plate contains {other:?}; only letters, digits and '?' (one unknown character) are allowed"
+                )));
+            }
+        }
+    }
+    let unknown = out.chars().filter(|c| *c == WILDCARD).count();
+    let known = out.len() - unknown;
+    if out.len() > MAX_PLATE
+        || unknown == 0
+        || unknown > WILDCARD_MAX_UNKNOWN
+        || known < WILDCARD_MIN_KNOWN
+    {
+        return Err(bad(format!(
+            "a wildcard plate has at least {WILDCARD_MIN_KNOWN} known characters and 1 to {WILDCARD_MAX_UNKNOWN} '?', at most {MAX_PLATE} in all; {out:?} has {known} known and {unknown} unknown"
+        )));
+    }
+    Ok(out)
+}
+
+/// Whether `plate` matches the wildcard `pattern` (same length; `?` matches any one
+/// character).
+pub fn matches_wildcard(pattern: &str, plate: &str) -> bool {
+    pattern.len() == plate.len()
+        && pattern
+            .bytes()
+            .zip(plate.bytes())
+            .all(|(p, c)| p == WILDCARD as u8 || p == c)
+}
+
 /// Normalize a plate: upper-case, spaces and dashes removed; only `A-Z0-9` remain.
 ///
 /// This is the one normalization rule, used at ingest, in queries and in lookups.

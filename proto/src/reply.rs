@@ -112,7 +112,12 @@ pub fn verify(
                 )));
             }
             for (i, r) in answer.reads.iter().enumerate() {
-                if r.plate != query.plate {
+                let matches = if query.shape == crate::input::SHAPE_WILDCARD {
+                    crate::input::matches_wildcard(&query.plate, &r.plate)
+                } else {
+                    r.plate == query.plate
+                };
+                if !matches {
                     return Err(bad(format!(
                         "answer signed by {by}: read {} is of plate {:?}, not the queried {:?}",
                         i + 1,

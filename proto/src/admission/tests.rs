@@ -69,6 +69,7 @@ fn agreement(p: &str, r: &str, now: i64, status: AgreementStatus) -> AgreementVi
             valid_until: now + 86_400 * 30,
             justification: "Neighbouring city; shared auto-theft task force".into(),
             drafted_at: now,
+            query_shapes: vec![],
         },
         status,
     }
@@ -599,4 +600,53 @@ fn warrant_triggers_of_the_state_decide_at_broker_and_node_alike() {
             Some(RefusalReason::InvalidInput)
         )
     );
+}
+
+/// Wildcard plates: a shape the agreement and the node's policy must both allow, within a
+/// bounded window; the same code decides at the broker (agreement, window) and the node
+/// (and its policy).
+#[test]
+fn wildcard_plates_need_the_agreement_and_the_node_and_stay_bounded() {
+    let mut w = world();
+    let both = |w: &World, q: &Query, policy: &NodePolicy| {
+        let env = endorse(&w.inv, &w.node, REQUESTER, q, w.now);
+        (
+            decide(w, &env, None, &Seen::default()).reason(),
+            decide(w, &env, Some(policy), &Seen::default()).reason(),
+        )
+    };
+    let mut q = query(&w, REQUESTER, "b77");
+    q.shape = "wildcard".into();
+    q.plate = "7AB?123".into();
+    q.window_start = w.now - 3 * 86_400;
+    let shape = Some(RefusalReason::ShapeNotAllowed);
+    // The agreement lists full plates only.
+    let mut open = w.policy.clone();
+    open.allow_wildcard = true;
+    assert_eq!(both(&w, &q, &open), (shape, shape));
+    w.agreements[0].terms.query_shapes = vec!["wildcard".into()];
+    // The agreement allows it, the node's policy does not: the node refuses, the broker
+    // (which cannot know the policy) lets it through.
+    assert_eq!(both(&w, &q, &w.policy), (None, shape));
+    assert_eq!(both(&w, &q, &open), (None, None));
+    let invalid = Some(RefusalReason::InvalidInput);
+    // Bounded: at most 7 days, at least 5 known characters, at most 2 unknown.
+    let mut wide = q.clone();
+    wide.window_start = w.now - 8 * 86_400;
+    assert_eq!(both(&w, &wide, &open), (invalid, invalid));
+    for bad in ["7A??1?3", "7A???", "7ABC123", "7ab?123"] {
+        let mut b = q.clone();
+        b.plate = bad.into();
+        assert_eq!(both(&w, &b, &open).1, invalid, "{bad}");
+    }
+    // A full-plate query may not carry a wildcard, and unknown shapes are refused.
+    let mut full = q.clone();
+    full.shape.clear();
+    assert_eq!(both(&w, &full, &open), (invalid, invalid));
+    let mut odd = q.clone();
+    odd.shape = "area".into();
+    assert_eq!(both(&w, &odd, &open), (invalid, invalid));
+    assert!(crate::input::matches_wildcard("7AB?123", "7ABX123"));
+    assert!(!crate::input::matches_wildcard("7AB?123", "7ABX1234"));
+    assert!(!crate::input::matches_wildcard("7AB?123", "8ABX123"));
 }

@@ -230,6 +230,66 @@ pub(super) fn lookup_day_sealed(
     Ok(found)
 }
 
+/// Reads whose plate matches the wildcard `key.plate` (`?`: one unknown character) in
+/// `[start, end]`, oldest first, at most [`MAX_RESULTS`]. A plain partition is searched with
+/// SQLite's `GLOB` (the same `?`); an encrypted one has no index a pattern can use, so every
+/// read of each day in the window is opened and matched — which is why wildcard windows
+/// are short (`input::WILDCARD_MAX_WINDOW_DAYS`).
+fn lookup_pattern_days(
+    conn: &Connection,
+    keys: Option<&DataKeys>,
+    key: PlateKey<'_>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Read>, Error> {
+    let snapshot = conn.unchecked_transaction()?;
+    let days = window_days(start, end);
+    let present: Vec<i64> = snapshot
+        .prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?
+        .query_map([days.start(), days.end()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let state_ok = |s: &str| key.any_state() || s == key.state;
+    let mut out = Vec::new();
+    for day in present {
+        let t = table(day);
+        let mut found = Vec::new();
+        match keys {
+            Some(keys) => {
+                let mut q = snapshot.prepare_cached(&format!("SELECT tag, id, sealed FROM {t}"))?;
+                let mut rows = q.query([])?;
+                while let Some(row) = rows.next()? {
+                    let (tag, id): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                    let r = keys.open_read(&t, day, &tag, &id, row.get(2)?)?;
+                    if alpr_proto::input::matches_wildcard(key.plate, &r.plate)
+                        && state_ok(&r.plate_state)
+                        && (start..=end).contains(&r.captured_at)
+                    {
+                        found.push(r);
+                    }
+                }
+            }
+            None => {
+                let mut q = snapshot.prepare_cached(&format!(
+                    "SELECT plate, captured_at, camera_id, latitude, longitude, plate_state FROM {t}
+                     WHERE plate GLOB ?1 AND captured_at BETWEEN ?2 AND ?3"
+                ))?;
+                for r in q.query_map(params![key.plate, start, end], super::read_from_row)? {
+                    let r = r?;
+                    if state_ok(&r.plate_state) {
+                        found.push(r);
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|r| r.captured_at);
+        out.extend(found.into_iter().take(MAX_RESULTS - out.len()));
+        if out.len() >= MAX_RESULTS {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Days one connection reads before a lookup splits its window across threads.
 const DAYS_PER_READER: usize = 8;
 /// Most connections (and threads) one lookup reads with.
@@ -309,6 +369,20 @@ impl Readers {
             out.truncate(MAX_RESULTS);
             Ok(out)
         })
+    }
+
+    /// Reads whose plate matches the wildcard `key.plate` in `[start, end]`, oldest first,
+    /// at most [`MAX_RESULTS`].
+    pub fn lookup_pattern(
+        &self,
+        key: PlateKey<'_>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Read>, Error> {
+        let conn = self.take()?;
+        let result = lookup_pattern_days(&conn, self.keys.as_deref(), key, start, end);
+        self.give(conn);
+        result
     }
 
     fn take(&self) -> Result<Connection, Error> {
@@ -630,5 +704,48 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    #[test]
+    fn a_wildcard_finds_the_same_reads_in_plain_and_encrypted_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let day0 = 20_600 * DAY;
+        let mut reads = Vec::new();
+        for (i, p) in ["7ABC123", "7ABD123", "7ABC124", "8ABC123", "7ABC12"]
+            .iter()
+            .enumerate()
+        {
+            reads.push(read(p, day0 + 60 * i as i64));
+            reads.push(read(p, day0 + DAY + 60 * i as i64));
+        }
+        let nv = Read {
+            plate_state: "NV".into(),
+            ..read("7ABE123", day0 + 30)
+        };
+        reads.push(nv);
+        let keys = std::sync::Arc::new(crate::store::encryption::DataKeys::new(&[3; 32]));
+        for (name, keys) in [("plain.db", None), ("sealed.db", Some(keys))] {
+            let path = dir.path().join(name);
+            let mut db = crate::store::open_with(&path, keys.clone()).unwrap();
+            insert_reads(&mut db, &reads).unwrap();
+            let readers = Readers::new(&path, keys);
+            let key = |state| PlateKey {
+                plate: "7AB?123",
+                state,
+            };
+            let got = readers
+                .lookup_pattern(key("CA"), day0, day0 + 2 * DAY)
+                .unwrap();
+            let plates: Vec<_> = got.iter().map(|r| r.plate.as_str()).collect();
+            assert_eq!(
+                plates,
+                vec!["7ABC123", "7ABD123", "7ABC123", "7ABD123"],
+                "{name}: oldest first, matching plates only"
+            );
+            let any = readers
+                .lookup_pattern(key(alpr_proto::input::ANY_STATE), day0, day0 + DAY - 1)
+                .unwrap();
+            assert_eq!(any.len(), 3, "{name}: the NV plate too, any state");
+        }
     }
 }
