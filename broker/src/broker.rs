@@ -201,10 +201,6 @@ impl Broker {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn agreements(&self) -> Arc<Vec<AgreementView>> {
-        Arc::new(self.reg().views())
-    }
-
     fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -705,7 +701,18 @@ impl Broker {
         targets: &[String],
         now: i64,
     ) -> Result<(Vec<Plan>, Vec<LogEntry>), Error> {
-        let agreements = self.agreements();
+        // Only the agreements this query can use: between its targets and its requester
+        // (and the agency it is made on behalf of), through the registry's parties index.
+        let agreements = match &opened.facts().query {
+            Some(q) => {
+                let mut requesters = vec![q.requester_ori.as_str()];
+                if !q.on_behalf_of_ori.is_empty() {
+                    requesters.push(q.on_behalf_of_ori.as_str());
+                }
+                self.reg().views_between(targets, &requesters)
+            }
+            None => Vec::new(),
+        };
         let trust = self.trust();
         let db = self.db();
         let mut plans = Vec::with_capacity(targets.len());

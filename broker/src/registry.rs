@@ -85,6 +85,12 @@ impl Registry {
             .collect()
     }
 
+    /// The agreements between any of `providers` and any of `requesters`
+    /// ([`RegistryState::views_between`]).
+    pub fn views_between(&self, providers: &[String], requesters: &[&str]) -> Vec<AgreementView> {
+        self.state.views_between(providers, requesters)
+    }
+
     /// The doubly signed form of an agreement.
     pub fn signed(&self, id: &str) -> Option<SignedAgreement> {
         let rec = self.state.agreements.get(id)?;

@@ -32,8 +32,41 @@ pub const SEALING_KEY_KIND: &str = "sealing_key";
 pub struct RegistryState {
     /// Agreements by id.
     pub agreements: BTreeMap<String, AgreementRecord>,
+    /// Agreement ids by (provider, requester): what admission of one target looks up, so
+    /// its cost does not grow with the registry (national size: ~100,000 agreements).
+    pub by_parties: std::collections::HashMap<(String, String), Vec<String>>,
     /// Published sealing keys by ORI, oldest first (the last is the one to seal to).
     pub sealing_keys: BTreeMap<String, Vec<PublishedKey>>,
+}
+
+impl RegistryState {
+    /// The agreements between any of `providers` and any of `requesters`, as admission
+    /// sees them: found through [`RegistryState::by_parties`], so the cost is that of the
+    /// few agreements the parties hold, not of the registry.
+    pub fn views_between(
+        &self,
+        providers: &[String],
+        requesters: &[&str],
+    ) -> Vec<crate::agreement::AgreementView> {
+        let mut out = Vec::new();
+        for p in providers {
+            for r in requesters {
+                let Some(ids) = self.by_parties.get(&(p.clone(), (*r).to_owned())) else {
+                    continue;
+                };
+                out.extend(
+                    ids.iter()
+                        .filter_map(|id| self.agreements.get(id))
+                        .map(|rec| crate::agreement::AgreementView {
+                            id: rec.agreement.id.clone(),
+                            terms: rec.agreement.terms.clone(),
+                            status: rec.status,
+                        }),
+                );
+            }
+        }
+        out
+    }
 }
 
 /// A sealing key as published in the registry and verified.
@@ -383,6 +416,11 @@ pub fn apply_leaf(
                 v.requester_admin.describe()
             );
             let reason = v.terms.justification.clone();
+            state
+                .by_parties
+                .entry((v.terms.provider_ori.clone(), v.terms.requester_ori.clone()))
+                .or_default()
+                .push(v.id.clone());
             records.insert(
                 v.id.clone(),
                 AgreementRecord {
