@@ -72,17 +72,9 @@ impl Registry {
         &self.state
     }
 
-    /// The agreements as admission sees them.
+    /// Every agreement as admission sees it ([`RegistryState::views`]).
     pub fn views(&self) -> Vec<AgreementView> {
-        self.state
-            .agreements
-            .values()
-            .map(|r| AgreementView {
-                id: r.agreement.id.clone(),
-                terms: r.agreement.terms.clone(),
-                status: r.status,
-            })
-            .collect()
+        self.state.views()
     }
 
     /// The agreements between any of `providers` and any of `requesters`

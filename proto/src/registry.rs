@@ -39,7 +39,27 @@ pub struct RegistryState {
     pub sealing_keys: BTreeMap<String, Vec<PublishedKey>>,
 }
 
+impl AgreementRecord {
+    /// The agreement as admission sees it.
+    pub fn view(&self) -> crate::agreement::AgreementView {
+        crate::agreement::AgreementView {
+            id: self.agreement.id.clone(),
+            terms: self.agreement.terms.clone(),
+            status: self.status,
+        }
+    }
+}
+
 impl RegistryState {
+    /// Every agreement as admission sees it (for listings: admitting a query needs only
+    /// [`RegistryState::views_between`]).
+    pub fn views(&self) -> Vec<crate::agreement::AgreementView> {
+        self.agreements
+            .values()
+            .map(AgreementRecord::view)
+            .collect()
+    }
+
     /// The agreements between any of `providers` and any of `requesters`, as admission
     /// sees them: found through [`RegistryState::by_parties`], so the cost is that of the
     /// few agreements the parties hold, not of the registry.
@@ -57,11 +77,7 @@ impl RegistryState {
                 out.extend(
                     ids.iter()
                         .filter_map(|id| self.agreements.get(id))
-                        .map(|rec| crate::agreement::AgreementView {
-                            id: rec.agreement.id.clone(),
-                            terms: rec.agreement.terms.clone(),
-                            status: rec.status,
-                        }),
+                        .map(AgreementRecord::view),
                 );
             }
         }
