@@ -59,51 +59,71 @@ pub(super) fn init(conn: &Connection) -> Result<(), Error> {
     Ok(())
 }
 
-/// Copy reads covered by active holds out of the partitions about to be dropped.
-pub(super) fn preserve_held(
+/// An evidence hold in force: which plate's reads of which window it keeps.
+pub(super) struct ActiveHold {
+    /// Hold id.
+    pub id: i64,
+    /// The plate (opened, in an encrypted database).
+    pub plate: String,
+    /// Window start.
+    pub start: i64,
+    /// Window end.
+    pub end: i64,
+}
+
+/// The holds in force at `now`.
+pub(super) fn active(
     conn: &Connection,
     keys: Option<&DataKeys>,
-    partition_days: &[i64],
     now: i64,
-) -> Result<u64, Error> {
+) -> Result<Vec<ActiveHold>, Error> {
     let mut st = conn.prepare(
         "SELECT id, case_number, plate, window_start, window_end FROM holds WHERE expires_at > ?1",
     )?;
-    let holds: Vec<(i64, String, Value, i64, i64)> = st
+    let rows: Vec<(i64, String, Value, i64, i64)> = st
         .query_map([now], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<Result<_, _>>()?;
-    let mut kept = 0u64;
-    for (id, case, plate, start, end) in holds {
-        let plate = open_text(keys, HOLD_PLATE, case.as_bytes(), plate)?;
-        for day in partition_days {
-            let Some(keys) = keys else {
-                kept += conn.execute(
-                    &format!(
-                        "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
-                         SELECT ?1, plate, captured_at, camera_id, latitude, longitude, plate_state FROM reads_{day}
-                         WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
-                    ),
-                    params![id, plate, start, end],
-                )? as u64;
-                continue;
-            };
-            let key = crate::store::PlateKey {
-                plate: &plate,
-                state: alpr_proto::input::ANY_STATE,
-            };
-            for r in super::reads::lookup_day_sealed(conn, keys, *day, key, start, end)? {
-                let sealed = keys.seal_field(HELD_READ, &id.to_be_bytes(), &r.encode_to_vec())?;
-                conn.execute(
-                    "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, 0, '', 0, 0, '')",
-                    params![id, sealed],
-                )?;
-                kept += 1;
-            }
-        }
+    rows.into_iter()
+        .map(|(id, case, plate, start, end)| {
+            Ok(ActiveHold {
+                id,
+                plate: open_text(keys, HOLD_PLATE, case.as_bytes(), plate)?,
+                start,
+                end,
+            })
+        })
+        .collect()
+}
+
+/// Keep `hold`'s reads of the plain day partition `table` (about to be dropped).
+pub(super) fn keep_plain(conn: &Connection, hold: &ActiveHold, table: &str) -> Result<u64, Error> {
+    Ok(conn.execute(
+        &format!(
+            "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
+             SELECT ?1, plate, captured_at, camera_id, latitude, longitude, plate_state FROM {table}
+             WHERE plate = ?2 AND captured_at BETWEEN ?3 AND ?4"
+        ),
+        params![hold.id, hold.plate, hold.start, hold.end],
+    )? as u64)
+}
+
+/// Keep `reads` under hold `hold_id`, each sealed whole (an encrypted database).
+pub(super) fn keep_sealed(
+    conn: &Connection,
+    keys: &DataKeys,
+    hold_id: i64,
+    reads: &[Read],
+) -> Result<u64, Error> {
+    for r in reads {
+        let sealed = keys.seal_field(HELD_READ, &hold_id.to_be_bytes(), &r.encode_to_vec())?;
+        conn.execute(
+            "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state) VALUES (?1, ?2, 0, '', 0, 0, '')",
+            params![hold_id, sealed],
+        )?;
     }
-    Ok(kept)
+    Ok(reads.len() as u64)
 }
 
 /// Release the reads of expired holds.

@@ -200,9 +200,37 @@ fn lookup_days(
     Ok(out)
 }
 
+/// Copy the reads covered by holds in force at `now` out of the partitions of `days`
+/// (about to be dropped) into the holds' keeping.
+fn preserve_held(
+    conn: &Connection,
+    keys: Option<&DataKeys>,
+    days: &[i64],
+    now: i64,
+) -> Result<u64, Error> {
+    let holds = super::holds::active(conn, keys, now)?;
+    let mut kept = 0;
+    for day in days {
+        for h in &holds {
+            kept += match keys {
+                None => super::holds::keep_plain(conn, h, &table(*day))?,
+                Some(k) => {
+                    let key = PlateKey {
+                        plate: &h.plate,
+                        state: alpr_proto::input::ANY_STATE,
+                    };
+                    let reads = lookup_day_sealed(conn, k, *day, key, h.start, h.end)?;
+                    super::holds::keep_sealed(conn, k, h.id, &reads)?
+                }
+            };
+        }
+    }
+    Ok(kept)
+}
+
 /// Reads of one plate in `[start, end]` from encrypted day partition `day`, oldest first
 /// (all of them: a plate has few reads a day).
-pub(super) fn lookup_day_sealed(
+fn lookup_day_sealed(
     conn: &Connection,
     keys: &DataKeys,
     day: i64,
@@ -452,7 +480,7 @@ pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64
             .collect::<Result<_, _>>()?
     };
     let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
-    super::holds::preserve_held(&tx, db.keys.as_deref(), &days, now)?;
+    preserve_held(&tx, db.keys.as_deref(), &days, now)?;
     super::holds::release_expired(&tx, now)?;
     let mut reads = 0;
     for (day, rows) in &doomed {
