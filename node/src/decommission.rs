@@ -101,15 +101,7 @@ struct AnchorFile {
 }
 
 fn write_file(dir: &Path, name: &str, text: &str, records: u64) -> Result<ExportedFile, Error> {
-    let path = dir.join(name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&path, e))?;
+    crate::export::write_new(&dir.join(name), text.as_bytes(), "an exported file")?;
     Ok(ExportedFile {
         name: name.into(),
         sha256: sha256_hex(text.as_bytes()),

@@ -45,6 +45,29 @@ impl std::fmt::Display for Format {
     }
 }
 
+/// Write `bytes` into a new file and flush it; an existing file is never replaced
+/// (`what` names such files in that error).
+pub(crate) fn write_new(path: &Path, bytes: &[u8], what: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Usage(format!(
+                    "{} exists; {what} is never overwritten",
+                    path.display()
+                ))
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
 /// The whole log exactly as stored, one `LoggedEntry` JSON object a line (`--format log`:
 /// what `alpr-broker registry verify-audit` and `alpr-node verify-export` read), and its
 /// entry count.

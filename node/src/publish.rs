@@ -323,7 +323,7 @@ impl Node {
             ("html", html(&report).into_bytes()),
         ] {
             let path = dir.join(format!("{stem}.{ext}"));
-            write_new(&path, &bytes)?;
+            crate::export::write_new(&path, &bytes, "a published report")?;
             files.push(path);
         }
         self.audit(&[AuditEntry {
@@ -356,27 +356,6 @@ impl Node {
         }
         self.publish_report(&period, &dir).map(Some)
     }
-}
-
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::Usage(format!(
-                    "{} exists; a published report is never overwritten",
-                    path.display()
-                ))
-            } else {
-                Error::io(path, e)
-            }
-        })?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(path, e))
 }
 
 /// Check a published report: its signature (a node certificate of the agency it names)

@@ -4,7 +4,7 @@
 //! encrypted database.
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Db, open_text, seal_text};
@@ -240,17 +240,4 @@ pub fn state_lines(db: &Db) -> Result<Vec<String>, Error> {
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Whether any request is queued (for tests and status).
-pub fn pending(db: &Db) -> Result<i64, Error> {
-    Ok(db
-        .conn
-        .query_row(
-            "SELECT count(*) FROM approval_requests WHERE status = 'pending'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
 }

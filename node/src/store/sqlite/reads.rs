@@ -143,6 +143,17 @@ fn window_days(start: i64, end: i64) -> std::ops::RangeInclusive<i64> {
     start.div_euclid(DAY)..=end.div_euclid(DAY)
 }
 
+/// The day partitions of `days` that exist, oldest first.
+fn present_days(
+    conn: &Connection,
+    days: &std::ops::RangeInclusive<i64>,
+) -> Result<Vec<i64>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?
+        .query_map([days.start(), days.end()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
 /// Reads of one plate in `[start, end]` from the partitions of `days`, oldest first, at
 /// most [`MAX_RESULTS`]. Lists the partitions and reads them in one snapshot, so a day
 /// purged meanwhile is either wholly there or not listed.
@@ -155,10 +166,7 @@ fn lookup_days(
     end: i64,
 ) -> Result<Vec<Read>, Error> {
     let snapshot = conn.unchecked_transaction()?;
-    let present: Vec<i64> = snapshot
-        .prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?
-        .query_map([days.start(), days.end()], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let present = present_days(&snapshot, &days)?;
     let mut out = Vec::new();
     if let Some(keys) = keys {
         for day in &present {
@@ -272,10 +280,7 @@ fn lookup_pattern_days(
 ) -> Result<Vec<Read>, Error> {
     let snapshot = conn.unchecked_transaction()?;
     let days = window_days(start, end);
-    let present: Vec<i64> = snapshot
-        .prepare_cached("SELECT day FROM partitions WHERE day BETWEEN ?1 AND ?2 ORDER BY day")?
-        .query_map([days.start(), days.end()], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let present = present_days(&snapshot, &days)?;
     let state_ok = |s: &str| key.any_state() || s == key.state;
     let mut out = Vec::new();
     for day in present {
