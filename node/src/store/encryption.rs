@@ -4,16 +4,19 @@
 //! One random 256-bit data key per node (kept wrapped in the keyring, see
 //! [`crate::keyring`]) is expanded with HKDF-SHA-256 into keys of their own:
 //!
-//! - **plate index**: a read is found by `HMAC(index key, day ‖ plate)`, a blind index
-//!   that differs per capture day, so a stolen file does not even link one vehicle's reads
-//!   across days;
-//! - **read identity**: `HMAC(identity key, day ‖ read)`, the unique key that stores an exact
-//!   duplicate once and the AES-256-GCM nonce of the read (a synthetic nonce: it repeats
-//!   only for the very same read, whose ciphertext is then the same);
+//! - **plate index**: a read is found by its *bucket*, the first 40 bits of
+//!   `HMAC(index key, day ‖ plate)`: a blind index that differs per capture day, so a stolen
+//!   file does not even link one vehicle's reads across days. A bucket is the high bits of
+//!   the 64-bit row key ([`row_key`]); the low [`SLOT_BITS`] tell a bucket's reads apart, so
+//!   a store can keep a day's reads in one integer-keyed B-tree (small interior pages, one
+//!   leaf per lookup). Different plates may share a bucket: a lookup checks the plate;
+//! - **read identity**: `HMAC(identity key, day ‖ read)` truncated to 96 bits, which tells an
+//!   exact duplicate (stored once) and is the AES-256-GCM nonce of the read (a synthetic
+//!   nonce: it repeats only for the very same read, whose ciphertext is then the same);
 //! - **read sealing**: one AES-256-GCM key per capture day (derived, never stored), so no
 //!   key seals more than one day of reads. The associated data binds the sealed read to its
-//!   day, index and identity: a row moved to another day or swapped with another row does
-//!   not open;
+//!   day, bucket and identity: a row moved to another day or bucket or given another row's
+//!   identity does not open;
 //! - **audit sealing**: each audit entry's text, with its sequence number and chain hash as
 //!   associated data and the chain hash as its nonce. The chain hash itself stays in the
 //!   clear, so a regulator without the key still checks the tree heads and proofs;
@@ -36,8 +39,14 @@ use crate::Error;
 
 /// Length of a data key.
 pub const DATA_KEY_LEN: usize = 32;
-/// Length of a blind index and of a read identity.
-pub const TAG_LEN: usize = 16;
+/// Length of a read identity (it is also the read's AES-GCM nonce).
+pub const ID_LEN: usize = NONCE_LEN;
+/// Bits of a bucket (the blind plate index kept in a row key).
+const BUCKET_BITS: u32 = 40;
+/// Low bits of a row key that tell apart the reads of one bucket.
+pub const SLOT_BITS: u32 = 23;
+/// Mask of a row key's slot bits.
+pub const SLOT_MASK: i64 = (1 << SLOT_BITS) - 1;
 /// Most per-day keys kept expanded in memory.
 const MAX_CACHED_DAYS: usize = 4096;
 
@@ -59,15 +68,40 @@ impl std::fmt::Debug for DataKeys {
     }
 }
 
-/// A read as stored encrypted: its blind index, its identity, and the sealed read.
+/// A read as stored encrypted: its bucket, its identity, and the sealed read.
 #[derive(Clone, Debug)]
 pub struct SealedRead {
-    /// `HMAC(index key, day ‖ plate)`.
-    pub tag: [u8; TAG_LEN],
-    /// `HMAC(identity key, day ‖ read)`.
-    pub id: [u8; TAG_LEN],
+    /// The blind plate index: the row key of the bucket's first slot (slot bits zero).
+    pub bucket: i64,
+    /// `HMAC(identity key, day ‖ read)`, truncated.
+    pub id: [u8; ID_LEN],
     /// AES-256-GCM ciphertext and tag of the encoded read.
     pub sealed: Vec<u8>,
+}
+
+impl SealedRead {
+    /// The slot this read tries first in its bucket (taken from its identity, so a
+    /// bucket's reads spread over its slots); a store that finds it taken by another read
+    /// tries the next one ([`row_key`]).
+    pub fn first_slot(&self) -> i64 {
+        i64::from(u32::from_be_bytes([
+            0,
+            self.id[9],
+            self.id[10],
+            self.id[11],
+        ])) & SLOT_MASK
+    }
+}
+
+/// The row key of `slot` in `bucket`: the bucket's bits above [`SLOT_BITS`] slot bits
+/// (slots wrap around within the bucket). Always non-negative.
+pub fn row_key(bucket: i64, slot: i64) -> i64 {
+    (bucket & !SLOT_MASK) | (slot & SLOT_MASK)
+}
+
+/// The row keys of `bucket`, first to last: a lookup's range.
+pub fn bucket_keys(bucket: i64) -> std::ops::RangeInclusive<i64> {
+    row_key(bucket, 0)..=row_key(bucket, SLOT_MASK)
 }
 
 struct Len(usize);
@@ -133,12 +167,16 @@ impl DataKeys {
         &self.id
     }
 
-    /// The blind index of `plate` on capture day `day` (a UTC day number).
-    pub fn plate_tag(&self, day: i64, plate: &str) -> [u8; TAG_LEN] {
+    /// The bucket (blind index) of `plate` on capture day `day` (a UTC day number): a row
+    /// key with its slot bits zero.
+    pub fn plate_bucket(&self, day: i64, plate: &str) -> i64 {
         let mut cx = hmac::Context::with_key(&self.index);
         cx.update(&day.to_be_bytes());
         cx.update(plate.as_bytes());
-        truncate(cx.sign())
+        let tag = cx.sign();
+        let mut b = [0u8; 8];
+        b[3..].copy_from_slice(&tag.as_ref()[..(BUCKET_BITS / 8) as usize]);
+        (u64::from_be_bytes(b) as i64) << SLOT_BITS
     }
 
     fn day_key(&self, day: i64) -> Arc<LessSafeKey> {
@@ -164,11 +202,11 @@ impl DataKeys {
         key
     }
 
-    fn read_aad(day: i64, tag: &[u8], id: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(12 + 8 + 2 * TAG_LEN);
-        aad.extend_from_slice(b"alpr.read.v1");
+    fn read_aad(day: i64, key: i64, id: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(12 + 8 + 8 + ID_LEN);
+        aad.extend_from_slice(b"alpr.read.v2");
         aad.extend_from_slice(&day.to_be_bytes());
-        aad.extend_from_slice(tag);
+        aad.extend_from_slice(&(key & !SLOT_MASK).to_be_bytes());
         aad.extend_from_slice(id);
         aad
     }
@@ -176,27 +214,47 @@ impl DataKeys {
     /// Seal a read captured on `day`.
     pub fn seal_read(&self, day: i64, read: &Read) -> SealedRead {
         let mut body = read.encode_to_vec();
-        let tag = self.plate_tag(day, &read.plate);
+        let bucket = self.plate_bucket(day, &read.plate);
         let mut cx = hmac::Context::with_key(&self.identity);
         cx.update(&day.to_be_bytes());
         cx.update(&body);
-        let id = truncate(cx.sign());
-        let nonce = synthetic_nonce(&id);
+        let mut id = [0u8; ID_LEN];
+        id.copy_from_slice(&cx.sign().as_ref()[..ID_LEN]);
         // Sealing in place fails only past GCM's 64 GiB message limit.
         let _ = self.day_key(day).seal_in_place_append_tag(
-            nonce,
-            Aad::from(Self::read_aad(day, &tag, &id)),
+            Nonce::assume_unique_for_key(id),
+            Aad::from(Self::read_aad(day, bucket, &id)),
             &mut body,
         );
         SealedRead {
-            tag,
+            bucket,
             id,
             sealed: body,
         }
     }
 
-    /// Open a read stored for `day` under `tag` and `id`; `table` names it in errors.
+    /// Open a read stored for `day` at row key `key` (any slot of its bucket) with
+    /// identity `id`; `table` names it in errors.
     pub fn open_read(
+        &self,
+        table: &str,
+        day: i64,
+        key: i64,
+        id: &[u8],
+        mut sealed: Vec<u8>,
+    ) -> Result<Read, Error> {
+        let nonce = Nonce::try_assume_unique_for_key(id)
+            .map_err(|_| damaged(format!("read in {table}")))?;
+        let body = self
+            .day_key(day)
+            .open_in_place(nonce, Aad::from(Self::read_aad(day, key, id)), &mut sealed)
+            .map_err(|_| damaged(format!("read in {table}")))?;
+        Read::decode(&*body).map_err(|e| Error::corrupt(format!("read in {table}"), e))
+    }
+
+    /// Open a read stored by schema version 2 (a `(tag, id, sealed)` row: 128-bit blind
+    /// index and identity, version-1 associated data), to move it to the current layout.
+    pub fn open_read_v2_layout(
         &self,
         table: &str,
         day: i64,
@@ -204,14 +262,49 @@ impl DataKeys {
         id: &[u8],
         mut sealed: Vec<u8>,
     ) -> Result<Read, Error> {
-        let nonce = (id.len() == TAG_LEN)
-            .then(|| synthetic_nonce(id))
+        let nonce = id
+            .get(..NONCE_LEN)
+            .filter(|_| id.len() == LEGACY_TAG_LEN && tag.len() == LEGACY_TAG_LEN)
+            .and_then(|n| Nonce::try_assume_unique_for_key(n).ok())
             .ok_or_else(|| damaged(format!("read in {table}")))?;
+        let mut aad = Vec::with_capacity(12 + 8 + 2 * LEGACY_TAG_LEN);
+        aad.extend_from_slice(b"alpr.read.v1");
+        aad.extend_from_slice(&day.to_be_bytes());
+        aad.extend_from_slice(tag);
+        aad.extend_from_slice(id);
         let body = self
             .day_key(day)
-            .open_in_place(nonce, Aad::from(Self::read_aad(day, tag, id)), &mut sealed)
+            .open_in_place(nonce, Aad::from(aad), &mut sealed)
             .map_err(|_| damaged(format!("read in {table}")))?;
         Read::decode(&*body).map_err(|e| Error::corrupt(format!("read in {table}"), e))
+    }
+
+    /// Seal a read in the schema-version-2 layout (tests of the migration only).
+    #[cfg(test)]
+    pub fn seal_read_v2_layout(&self, day: i64, read: &Read) -> ([u8; 16], [u8; 16], Vec<u8>) {
+        let mut body = read.encode_to_vec();
+        let mut cx = hmac::Context::with_key(&self.index);
+        cx.update(&day.to_be_bytes());
+        cx.update(read.plate.as_bytes());
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&cx.sign().as_ref()[..16]);
+        let mut cx = hmac::Context::with_key(&self.identity);
+        cx.update(&day.to_be_bytes());
+        cx.update(&body);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&cx.sign().as_ref()[..16]);
+        let mut aad = b"alpr.read.v1".to_vec();
+        aad.extend_from_slice(&day.to_be_bytes());
+        aad.extend_from_slice(&tag);
+        aad.extend_from_slice(&id);
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(&id[..NONCE_LEN]);
+        let _ = self.day_key(day).seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(n),
+            Aad::from(aad),
+            &mut body,
+        );
+        (tag, id, body)
     }
 
     fn audit_aad(seq: i64, chain: &[u8]) -> Vec<u8> {
@@ -301,17 +394,8 @@ impl DataKeys {
     }
 }
 
-fn truncate(tag: hmac::Tag) -> [u8; TAG_LEN] {
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(&tag.as_ref()[..TAG_LEN]);
-    out
-}
-
-fn synthetic_nonce(id: &[u8]) -> Nonce {
-    let mut n = [0u8; NONCE_LEN];
-    n.copy_from_slice(&id[..NONCE_LEN]);
-    Nonce::assume_unique_for_key(n)
-}
+/// Length of the blind index and identity in schema version 2's layout.
+const LEGACY_TAG_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -334,34 +418,61 @@ mod tests {
         let r = read("8ABC123", 20_000 * 86_400 + 5);
         let s = keys.seal_read(20_000, &r);
         assert!(!s.sealed.windows(7).any(|w| w == b"8ABC123"));
-        let open = |day, tag: &[u8], id: &[u8], sealed: &Vec<u8>| {
-            keys.open_read("reads_t", day, tag, id, sealed.clone())
+        let open = |day, key: i64, id: &[u8], sealed: &Vec<u8>| {
+            keys.open_read("reads_t", day, key, id, sealed.clone())
         };
-        assert_eq!(open(20_000, &s.tag, &s.id, &s.sealed).unwrap(), r);
+        let at = row_key(s.bucket, s.first_slot());
+        assert!(bucket_keys(s.bucket).contains(&at) && at >= 0);
+        assert_eq!(open(20_000, at, &s.id, &s.sealed).unwrap(), r);
+        // Any slot of its bucket opens it (a store may have probed past a taken slot).
+        assert_eq!(
+            open(
+                20_000,
+                row_key(s.bucket, s.first_slot() + 1),
+                &s.id,
+                &s.sealed
+            )
+            .unwrap(),
+            r
+        );
         // The same read seals to the same row (the store keeps it once); another differs.
         let again = keys.seal_read(20_000, &r);
         assert_eq!(
-            (again.tag, again.id, &again.sealed),
-            (s.tag, s.id, &s.sealed)
+            (again.bucket, again.id, &again.sealed),
+            (s.bucket, s.id, &s.sealed)
         );
         let other = keys.seal_read(20_000, &read("8ABC123", 20_000 * 86_400 + 6));
-        assert_eq!(other.tag, s.tag);
+        assert_eq!(other.bucket, s.bucket);
         assert_ne!(other.id, s.id);
-        // The blind index differs per day.
-        assert_ne!(keys.plate_tag(20_001, "8ABC123"), s.tag);
-        // Moved to another day, swapped with another row, or altered: refused.
-        assert!(open(20_001, &s.tag, &s.id, &s.sealed).is_err());
-        assert!(open(20_000, &s.tag, &other.id, &s.sealed).is_err());
+        // The blind index differs per day and per plate.
+        assert_ne!(keys.plate_bucket(20_001, "8ABC123"), s.bucket);
+        assert_ne!(keys.plate_bucket(20_000, "8ABC124"), s.bucket);
+        // Moved to another day or bucket, given another row's identity, or altered: refused.
+        assert!(open(20_001, at, &s.id, &s.sealed).is_err());
+        assert!(open(20_000, at ^ (1 << SLOT_BITS), &s.id, &s.sealed).is_err());
+        assert!(open(20_000, at, &other.id, &s.sealed).is_err());
+        assert!(open(20_000, at, &s.id[..8], &s.sealed).is_err());
         let mut bent = s.sealed.clone();
         bent[3] ^= 1;
-        let e = open(20_000, &s.tag, &s.id, &bent).unwrap_err().to_string();
+        let e = open(20_000, at, &s.id, &bent).unwrap_err().to_string();
         assert!(e.contains("reads_t") && e.contains("does not open"), "{e}");
         // Another data key opens nothing.
         let stranger = DataKeys::new(&[8; 32]);
         assert_ne!(stranger.key_id(), keys.key_id());
         assert!(
             stranger
-                .open_read("reads_t", 20_000, &s.tag, &s.id, s.sealed.clone())
+                .open_read("reads_t", 20_000, at, &s.id, s.sealed.clone())
+                .is_err()
+        );
+        // A row of the version-2 layout opens with the legacy reader only.
+        let (tag, id, sealed) = keys.seal_read_v2_layout(20_000, &r);
+        assert_eq!(
+            keys.open_read_v2_layout("reads_t", 20_000, &tag, &id, sealed.clone())
+                .unwrap(),
+            r
+        );
+        assert!(
+            keys.open_read_v2_layout("reads_t", 20_001, &tag, &id, sealed)
                 .is_err()
         );
     }

@@ -185,8 +185,11 @@ CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB N
 /// The schema version this code writes. 1: reads carry their plate's issuing state, and
 /// an exact duplicate read is stored once. 2: a database may be encrypted at rest (its
 /// partitions and sealed columns are then unreadable to code of version 1, which therefore
-/// refuses it; a plain database moves from 1 to 2 unchanged).
-pub const SCHEMA_VERSION: i64 = 2;
+/// refuses it; a plain database moves from 1 to 2 unchanged). 3: an encrypted partition is
+/// keyed by an integer row key (blind-index bucket and slot) instead of a `(tag, id)` blob
+/// key, so that lookups that miss the page cache read one page a day; opening a version-2
+/// encrypted database with its keys moves its reads (a plain one moves unchanged).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Open (creating if needed) a plain node database in WAL mode with full durability. An
 /// encrypted one is refused: open it with [`open_with`] and its keys.
@@ -217,11 +220,15 @@ pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> 
         |r| r.get(0),
     )?;
     check_encryption(&conn, keys.as_deref(), empty, path)?;
+    if let Some(keys) = keys.as_deref() {
+        reads::move_to_row_keys(&conn, keys)?;
+    }
     Ok(Db { conn, keys })
 }
 
-/// Bring a database written by older code up to [`SCHEMA_VERSION`]; refuse one written by
-/// newer code.
+/// Bring a database written by older code up to [`SCHEMA_VERSION`] (except the move of
+/// encrypted reads from version 2, which needs the keys: [`reads::move_to_row_keys`]);
+/// refuse one written by newer code.
 fn migrate(conn: &Connection) -> Result<(), Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {

@@ -3,10 +3,14 @@
 //! touches only the days its window covers, and retention drops whole tables instead of
 //! deleting rows.
 //!
-//! In an encrypted database a partition is one `WITHOUT ROWID` table keyed by
-//! `(tag, id)`: the read's blind plate index for that day and its identity, with the sealed
-//! read beside them ([`super::super::encryption`]). A lookup finds a plate's rows of a day by
-//! its tag, opens them, and filters state and time in memory.
+//! In an encrypted database a partition is one table keyed by an integer row key: the
+//! read's blind plate index for that day (its bucket) in the high bits and a slot in the low
+//! ones, with the read's identity and the sealed read beside it
+//! ([`super::super::encryption`]). A lookup reads its plate's bucket, a range of row keys
+//! that sits in one leaf page, opens the rows, and checks plate, state and time in memory.
+//! An integer key keeps the B-tree's interior pages small (about 300 children a page, where
+//! a key of blobs gave fewer than 40), so they stay cached and a lookup that misses the
+//! cache costs one disk read per day.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,7 +21,7 @@ use rusqlite::{Connection, params};
 use super::Db;
 use crate::Error;
 use crate::store::PlateKey;
-use crate::store::encryption::DataKeys;
+use crate::store::encryption::{DataKeys, SLOT_MASK, SealedRead, bucket_keys, row_key};
 
 /// The covering index of a day partition: one plate's reads of a day, by issuing state,
 /// sit together in one or two index pages and a lookup never visits the table. It is
@@ -37,6 +41,11 @@ pub(super) fn table(day: i64) -> String {
     format!("reads_{day}")
 }
 
+/// The columns of an encrypted day partition: row key (bucket and slot), identity, sealed
+/// read.
+pub(super) const SEALED_COLUMNS: &str =
+    "k INTEGER PRIMARY KEY, id BLOB NOT NULL, sealed BLOB NOT NULL";
+
 /// Create a day's partition if needed: plain, with its covering index
 /// ([`partition_index`]), or encrypted.
 fn ensure_partition(
@@ -47,7 +56,7 @@ fn ensure_partition(
     let t = table(day);
     if encrypted {
         tx.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {t} (tag BLOB NOT NULL, id BLOB NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (tag, id)) WITHOUT ROWID;"
+            "CREATE TABLE IF NOT EXISTS {t} ({SEALED_COLUMNS});"
         ))?;
     } else {
         tx.execute_batch(&format!(
@@ -77,16 +86,12 @@ pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
         ensure_partition(&tx, day, db.keys.is_some())?;
         let mut new = 0i64;
         if let Some(keys) = &db.keys {
-            let mut st = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO {} (tag, id, sealed) VALUES (?1, ?2, ?3)",
-                table(day)
-            ))?;
             // Sealed first and inserted in key order: each insert lands next to the last
             // one in the partition's B-tree instead of at a random page.
             let mut sealed: Vec<_> = rows.iter().map(|r| keys.seal_read(day, r)).collect();
-            sealed.sort_unstable_by_key(|s| (s.tag, s.id));
+            sealed.sort_unstable_by_key(|s| (row_key(s.bucket, s.first_slot()), s.id));
             for s in &sealed {
-                new += st.execute(params![&s.tag[..], &s.id[..], &s.sealed])? as i64;
+                new += insert_sealed(&tx, &table(day), s)?;
             }
         } else {
             let mut st = tx.prepare_cached(&format!(
@@ -112,6 +117,80 @@ pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
     }
     tx.commit()?;
     Ok(stored)
+}
+
+/// Store one sealed read in partition `t` at the first free slot of its bucket from its
+/// first slot on, unless the read is already there (same identity). Returns 1 if stored.
+fn insert_sealed(tx: &Connection, t: &str, s: &SealedRead) -> Result<i64, Error> {
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO {t} (k, id, sealed) VALUES (?1, ?2, ?3)"
+    ))?;
+    let mut slot = s.first_slot();
+    for _ in 0..=SLOT_MASK {
+        let k = row_key(s.bucket, slot);
+        if insert.execute(params![k, &s.id[..], &s.sealed])? == 1 {
+            return Ok(1);
+        }
+        let taken: Vec<u8> = tx
+            .prepare_cached(&format!("SELECT id FROM {t} WHERE k = ?1"))?
+            .query_row([k], |r| r.get(0))?;
+        if taken == s.id {
+            return Ok(0);
+        }
+        slot += 1;
+    }
+    Err(Error::Corrupt {
+        what: format!("partition {t}"),
+        detail: "a blind-index bucket has no free slot left".into(),
+    })
+}
+
+/// Move the reads of encrypted partitions written by schema version 2 (`(tag, id)` blob
+/// keys) to the current row keys, each day in place, in one transaction: every row is
+/// opened with the version-2 layout's associated data and sealed again. Runs whenever an
+/// encrypted database is opened with its keys (one schema query when nothing is left to
+/// move), so a move interrupted part way is finished at the next open.
+pub(super) fn move_to_row_keys(conn: &Connection, keys: &DataKeys) -> Result<(), Error> {
+    let pending: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name GLOB 'reads_*' AND sql GLOB '*tag BLOB*')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !pending {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    let days: Vec<i64> = tx
+        .prepare("SELECT day FROM partitions")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for day in days {
+        let t = table(day);
+        if !super::has_column(&tx, &t, "tag")? {
+            continue;
+        }
+        let old = format!("{t}_v2");
+        tx.execute_batch(&format!(
+            "ALTER TABLE {t} RENAME TO {old}; CREATE TABLE {t} ({SEALED_COLUMNS});"
+        ))?;
+        let mut moved = 0;
+        {
+            let mut st = tx.prepare(&format!("SELECT tag, id, sealed FROM {old}"))?;
+            let mut rows = st.query([])?;
+            while let Some(row) = rows.next()? {
+                let (tag, id): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                let read = keys.open_read_v2_layout(&old, day, &tag, &id, row.get(2)?)?;
+                moved += insert_sealed(&tx, &t, &keys.seal_read(day, &read))?;
+            }
+        }
+        tx.execute_batch(&format!("DROP TABLE {old};"))?;
+        tx.execute(
+            "UPDATE partitions SET rows = ?2 WHERE day = ?1",
+            params![day, moved],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Most reads returned for one plate lookup.
@@ -247,14 +326,16 @@ fn lookup_day_sealed(
     end: i64,
 ) -> Result<Vec<Read>, Error> {
     let t = table(day);
-    let tag = keys.plate_tag(day, key.plate);
-    let mut q = conn.prepare_cached(&format!("SELECT id, sealed FROM {t} WHERE tag = ?1"))?;
-    let mut rows = q.query([&tag[..]])?;
+    let keys_of = bucket_keys(keys.plate_bucket(day, key.plate));
+    let mut q = conn.prepare_cached(&format!(
+        "SELECT k, id, sealed FROM {t} WHERE k BETWEEN ?1 AND ?2"
+    ))?;
+    let mut rows = q.query([keys_of.start(), keys_of.end()])?;
     let mut found = Vec::new();
     while let Some(row) = rows.next()? {
-        let id: Vec<u8> = row.get(0)?;
-        let r = keys.open_read(&t, day, &tag, &id, row.get(1)?)?;
-        // The plate is checked too: the index is a 128-bit tag, not the plate.
+        let (k, id): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+        let r = keys.open_read(&t, day, k, &id, row.get(2)?)?;
+        // The plate is checked too: other plates may share the bucket.
         if r.plate == key.plate
             && (key.any_state() || r.plate_state == key.state)
             && (start..=end).contains(&r.captured_at)
@@ -288,11 +369,11 @@ fn lookup_pattern_days(
         let mut found = Vec::new();
         match keys {
             Some(keys) => {
-                let mut q = snapshot.prepare_cached(&format!("SELECT tag, id, sealed FROM {t}"))?;
+                let mut q = snapshot.prepare_cached(&format!("SELECT k, id, sealed FROM {t}"))?;
                 let mut rows = q.query([])?;
                 while let Some(row) = rows.next()? {
-                    let (tag, id): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
-                    let r = keys.open_read(&t, day, &tag, &id, row.get(2)?)?;
+                    let (k, id): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                    let r = keys.open_read(&t, day, k, &id, row.get(2)?)?;
                     if alpr_proto::input::matches_wildcard(key.plate, &r.plate)
                         && state_ok(&r.plate_state)
                         && (start..=end).contains(&r.captured_at)
@@ -444,14 +525,12 @@ impl Readers {
 pub fn day_reads(db: &Db, day: i64) -> Result<Vec<Read>, Error> {
     let t = table(day);
     if let Some(keys) = &db.keys {
-        let mut st = db
-            .conn
-            .prepare(&format!("SELECT tag, id, sealed FROM {t}"))?;
+        let mut st = db.conn.prepare(&format!("SELECT k, id, sealed FROM {t}"))?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let (tag, id): (Vec<u8>, Vec<u8>) = (r.get(0)?, r.get(1)?);
-            out.push(keys.open_read(&t, day, &tag, &id, r.get(2)?)?);
+            let (k, id): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            out.push(keys.open_read(&t, day, k, &id, r.get(2)?)?);
         }
         return Ok(out);
     }
@@ -780,5 +859,106 @@ mod tests {
                 .unwrap();
             assert_eq!(any.len(), 3, "{name}: the NV plate too, any state");
         }
+    }
+
+    #[test]
+    fn encrypted_reads_sharing_a_slot_are_both_kept_and_each_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealed.db");
+        let keys = std::sync::Arc::new(DataKeys::new(&[4; 32]));
+        let mut db = crate::store::open_with(&path, Some(keys.clone())).unwrap();
+        let day = 20_700;
+        let (a, b) = (
+            read("8ABC123", day * DAY + 60),
+            read("8ABC123", day * DAY + 90),
+        );
+        // `b` is put by hand at the slot `a` tries first, as if their identities collided.
+        let (sa, sb) = (keys.seal_read(day, &a), keys.seal_read(day, &b));
+        assert_ne!(sa.first_slot(), sb.first_slot());
+        insert_reads(&mut db, &[read("8ABC123", day * DAY + 30)]).unwrap();
+        db.conn
+            .execute(
+                &format!(
+                    "INSERT INTO {} (k, id, sealed) VALUES (?1, ?2, ?3)",
+                    table(day)
+                ),
+                params![row_key(sa.bucket, sa.first_slot()), &sb.id[..], &sb.sealed],
+            )
+            .unwrap();
+        assert_eq!(
+            insert_reads(&mut db, &[a.clone()]).unwrap(),
+            1,
+            "a: next slot"
+        );
+        assert_eq!(
+            insert_reads(&mut db, &[a.clone(), b.clone()]).unwrap(),
+            1,
+            "b only"
+        );
+        assert_eq!(
+            insert_reads(&mut db, &[a, b]).unwrap(),
+            0,
+            "both already there"
+        );
+        let found = lookup(&db, ca("8ABC123"), day * DAY, day * DAY + DAY - 1).unwrap();
+        let times: Vec<_> = found.iter().map(|r| r.captured_at - day * DAY).collect();
+        assert_eq!(
+            times,
+            vec![30, 60, 90, 90],
+            "the hand-put row is a read too"
+        );
+        assert!(
+            lookup(&db, ca("8ABC124"), day * DAY, day * DAY + DAY)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_encrypted_database_of_schema_2_moves_to_row_keys_when_opened_with_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealed.db");
+        let keys = std::sync::Arc::new(DataKeys::new(&[5; 32]));
+        let day = 20_800;
+        let reads = [
+            read("8ABC123", day * DAY + 10),
+            read("8ABC123", day * DAY + 20),
+            read("7XYZ999", day * DAY + 30),
+        ];
+        {
+            let db = crate::store::open_with(&path, Some(keys.clone())).unwrap();
+            let t = table(day);
+            db.conn
+                .execute_batch(&format!(
+                    "CREATE TABLE {t} (tag BLOB NOT NULL, id BLOB NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (tag, id)) WITHOUT ROWID;
+                     INSERT INTO partitions (day, rows) VALUES ({day}, 3);
+                     PRAGMA user_version = 2;"
+                ))
+                .unwrap();
+            for r in &reads {
+                let (tag, id, sealed) = keys.seal_read_v2_layout(day, r);
+                db.conn
+                    .execute(
+                        &format!("INSERT INTO {t} (tag, id, sealed) VALUES (?1, ?2, ?3)"),
+                        params![&tag[..], &id[..], sealed],
+                    )
+                    .unwrap();
+            }
+        }
+        // Without the keys it is refused, and nothing is moved.
+        assert!(open(&path).is_err());
+        let db = crate::store::open_with(&path, Some(keys.clone())).unwrap();
+        assert!(has_column(&db.conn, &table(day), "k").unwrap());
+        assert_eq!(
+            super::super::maintenance::schema_version(&db).unwrap(),
+            SCHEMA_VERSION
+        );
+        assert_eq!(count_reads(&db).unwrap(), 3);
+        let found = lookup(&db, ca("8ABC123"), day * DAY, day * DAY + DAY - 1).unwrap();
+        assert_eq!(found, reads[..2].to_vec());
+        drop(db);
+        // Opening again moves nothing more.
+        let db = crate::store::open_with(&path, Some(keys)).unwrap();
+        assert_eq!(day_reads(&db, day).unwrap().len(), 3);
     }
 }
