@@ -25,7 +25,10 @@
 //! Knobs: `ALPR_BENCH_READS` (default 50_000_000), `ALPR_BENCH_LOOKUPS` (per window, default
 //! 20_000), `ALPR_BENCH_DB` (a path: reuse that database, and the encrypted one beside it
 //! at `<path>.encrypted`, if each holds the requested count, else build it there and keep
-//! it; default: a temporary directory, deleted).
+//! it; default: a temporary directory, deleted), `ALPR_BENCH_COLD=1` (drop the OS page cache
+//! before measuring each database, so the first pass starts cold: needs root, as it writes
+//! `/proc/sys/vm/drop_caches`; with a kept database this measures a node just restarted
+//! after its cache was evicted).
 //!
 //! Run: `cargo bench --bench lookup` (or `ALPR_BENCH_READS=5_000_000 cargo bench --bench lookup`).
 
@@ -303,8 +306,22 @@ fn measure(
     Ok(([s7, s30, a7, a30], first7 && first30, warm7 && warm30))
 }
 
+/// Write dirty pages out and drop the page cache, so the next reads come from the disk.
+fn drop_page_cache() -> Result<()> {
+    let synced = std::process::Command::new("sync").status()?;
+    if !synced.success() {
+        bail!("sync failed: {synced}");
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").context(
+        "ALPR_BENCH_COLD=1: cannot write /proc/sys/vm/drop_caches (run as root, or unset it)",
+    )?;
+    println!("page cache dropped");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     common::print_machine();
+    let cold = std::env::var("ALPR_BENCH_COLD").is_ok_and(|v| v == "1");
     let n: u64 = env_or("ALPR_BENCH_READS", 50_000_000);
     let lookups: usize = env_or("ALPR_BENCH_LOOKUPS", 20_000);
     let now = alpr_pki::now_unix();
@@ -346,9 +363,15 @@ fn main() -> Result<()> {
 
     // Lookups go through the node's read connections, exactly as `answer_forwarded` does.
     let plain = alpr_node::store::Readers::new(&path, None);
+    if cold {
+        drop_page_cache()?;
+    }
     let (p, p_first, p_warm) = measure("plain", &plain, &samples, now, lookups)?;
     drop(plain);
     let encrypted = alpr_node::store::Readers::new(&enc_path, Some(bench_keys()));
+    if cold {
+        drop_page_cache()?;
+    }
     let (e, e_first, e_warm) = measure("encrypted", &encrypted, &samples, now, lookups)?;
 
     println!("\n== lookup results at {stored} stored reads ==");

@@ -24,7 +24,7 @@ pub struct RunningBroker {
     pub page_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     page_stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     crl_task: JoinHandle<()>,
     head_task: JoinHandle<()>,
 }
@@ -32,6 +32,12 @@ pub struct RunningBroker {
 impl RunningBroker {
     /// Stop accepting, finish in-flight requests, and wait for the server to end.
     pub async fn stop(mut self) -> Result<(), Error> {
+        self.halt().await
+    }
+
+    /// [`stop`](Self::stop) in place: the broker stops serving (as in an outage), and a
+    /// later `stop` or `halt` does nothing more.
+    pub async fn halt(&mut self) -> Result<(), Error> {
         self.crl_task.abort();
         self.head_task.abort();
         if let Some(tx) = self.stop.take() {
@@ -40,7 +46,10 @@ impl RunningBroker {
         if let Some(tx) = self.page_stop.take() {
             let _ = tx.send(());
         }
-        let served = match self.task.await {
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        let served = match task.await {
             Ok(r) => r.map_err(|e| alpr_runtime::Error::Serve(e.to_string()).into()),
             Err(e) => Err(alpr_runtime::Error::Serve(e.to_string()).into()),
         };
@@ -147,7 +156,7 @@ pub async fn start_tapped(
         page_addr,
         stop: Some(tx),
         page_stop: Some(page_tx),
-        task,
+        task: Some(task),
         crl_task,
         head_task,
     })
