@@ -912,6 +912,120 @@ impl Broker {
         }
     }
 
+    /// Relay a hit report of a shared hot list from the node whose camera read the plate to
+    /// the list's owner. The sender must be `provider_ori`'s node (its TLS certificate) and
+    /// an agreement from it to `owner_ori` covering hot lists must be in force; the report
+    /// itself is sealed to the owner, who verifies and logs it. Each decision and outcome is
+    /// a routing-log row (`hit_report`), durable before the report goes on.
+    pub async fn report_hit(
+        self: &Arc<Self>,
+        peer: Result<VerifiedIdentity, Error>,
+        report: alpr_proto::pb::HitReport,
+    ) -> Result<alpr_proto::pb::HitReceipt, Error> {
+        use alpr_proto::pb::HitReceipt;
+        let now = alpr_pki::now_unix();
+        let refuse = |reason: RefusalReason, detail: String| HitReceipt {
+            accepted: false,
+            reason: reason as i32,
+            detail,
+            decided_by: "broker".into(),
+        };
+        let decision = match &peer {
+            Ok(p)
+                if p.role == alpr_pki::Role::Node
+                    && p.ori() == Some(report.provider_ori.as_str()) =>
+            {
+                let in_force = self
+                    .reg()
+                    .views_between(
+                        std::slice::from_ref(&report.provider_ori),
+                        &[report.owner_ori.as_str()],
+                    )
+                    .into_iter()
+                    .find(|a| {
+                        a.status == alpr_proto::agreement::AgreementStatus::Active
+                            && a.terms.valid_from <= now
+                            && now < a.terms.valid_until
+                            && a.terms.data_types.iter().any(|d| d == "hotlists")
+                    });
+                match in_force {
+                    Some(a) => Ok(a.id),
+                    None => Err(refuse(
+                        RefusalReason::NoAgreement,
+                        format!(
+                            "no agreement from {} to {} covering hot lists is in force",
+                            report.provider_ori, report.owner_ori
+                        ),
+                    )),
+                }
+            }
+            Ok(p) => Err(refuse(
+                RefusalReason::CertInvalid,
+                format!(
+                    "a hit report of {} must come from its node; peer is {}",
+                    report.provider_ori,
+                    p.describe()
+                ),
+            )),
+            Err(e) => Err(refuse(RefusalReason::CertInvalid, e.to_string())),
+        };
+        let mut row = LogEntry {
+            query_id: Some(hex::encode(&report.share_id)),
+            requester: Some(format!("node@{}", report.provider_ori)),
+            target: Some(report.owner_ori.clone()),
+            ..LogEntry::new(now, Event::HitReport, Decision::Forwarded)
+        };
+        let agreement = match decision {
+            Ok(id) => id,
+            Err(receipt) => {
+                row.decision = Decision::Refused;
+                row.reason_code = RefusalReason::try_from(receipt.reason)
+                    .ok()
+                    .map(|r| r.as_str_name().to_owned());
+                row.detail = Some(receipt.detail.clone());
+                self.log_writer.append(vec![row]).await?;
+                return Ok(receipt);
+            }
+        };
+        row.agreement_id = Some(agreement);
+        self.log_writer.append(vec![row.clone()]).await?;
+        let deadline = self.deadline;
+        let receipt = match self.nodes.get(&report.owner_ori) {
+            None => refuse(RefusalReason::Unavailable, "no route".into()),
+            Some(client) => {
+                let mut req = tonic::Request::new(report);
+                req.set_timeout(deadline);
+                match tokio::time::timeout(deadline, client.clone().receive_hit(req)).await {
+                    Ok(Ok(r)) => r.into_inner(),
+                    Ok(Err(status)) => refuse(
+                        RefusalReason::Unavailable,
+                        format!("node error: {}", status.message()),
+                    ),
+                    Err(_) => refuse(
+                        RefusalReason::Unavailable,
+                        format!("no answer within {} ms", deadline.as_millis()),
+                    ),
+                }
+            }
+        };
+        row.at = alpr_pki::now_unix();
+        row.event = Event::RouteResult;
+        row.decision = if receipt.accepted {
+            Decision::Answered
+        } else if receipt.reason == RefusalReason::Unavailable as i32 {
+            Decision::Unavailable
+        } else {
+            Decision::Refused
+        };
+        row.reason_code = (!receipt.accepted)
+            .then(|| RefusalReason::try_from(receipt.reason).ok())
+            .flatten()
+            .map(|r| r.as_str_name().to_owned());
+        row.detail = (!receipt.accepted).then(|| receipt.detail.clone());
+        self.log_writer.append(vec![row]).await?;
+        Ok(receipt)
+    }
+
     /// A target's reply to a sealed query, as far as the broker can judge it: it came from
     /// the target's node over mTLS, names this query and that target, and says answered or
     /// refused (with a reason). What it holds the broker cannot read; the requesting node

@@ -51,6 +51,25 @@ impl BrokerRpc for BrokerService {
             .map_err(|e| e.to_status())
     }
 
+    async fn report_hit(
+        &self,
+        request: Request<alpr_proto::pb::HitReport>,
+    ) -> Result<Response<alpr_proto::pb::HitReceipt>, Status> {
+        let peer = alpr_runtime::server::peer_identity(
+            &request,
+            &self.broker.trust(),
+            alpr_pki::now_unix(),
+        )
+        .map_err(Error::from);
+        let span = alpr_runtime::telemetry::server_span("broker.report_hit", request.metadata());
+        self.broker
+            .report_hit(peer, request.into_inner())
+            .instrument(span)
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
+    }
+
     async fn submit_agreement(
         &self,
         request: Request<SignedAgreement>,

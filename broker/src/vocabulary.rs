@@ -25,6 +25,9 @@ vocabulary! {
         SealingKey = "sealing_key",
         /// A suspension by the provider state's regulator.
         Suspend = "suspend",
+        /// A node's report of a shared hot list's hits, relayed to the list's owner (or
+        /// refused).
+        HitReport = "hit_report",
         /// A lifecycle action whose name is none of revoke, suspend, lift (refused; the
         /// name is in the detail).
         UnknownAction = "unknown_action",

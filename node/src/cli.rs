@@ -177,6 +177,10 @@ pub enum Command {
     },
     /// Search other agencies' reads as an investigator, through your own node.
     Query(QueryArgs),
+    /// Share a hot list with other agencies as an investigator, through your own node:
+    /// each target keeps it only under an agreement covering hot lists, logs every hit on
+    /// its cameras and reports it to your node (a `hotlist_hit` alert here).
+    ShareHotlist(ShareArgs),
     /// Draft, sign, import, submit and list sharing agreements.
     #[command(subcommand)]
     Agreement(AgreementCmd),
@@ -465,6 +469,48 @@ pub struct QueryArgs {
     pub targets: Vec<String>,
 }
 
+/// An investigator's hot-list share.
+#[derive(Args, Debug)]
+pub struct ShareArgs {
+    /// Your node's address (host:port).
+    #[arg(long)]
+    pub node: String,
+    /// Certificates.
+    #[command(flatten)]
+    pub tls: PersonTls,
+    /// The list: CSV `plate,state,note` per line (state empty for any state; `?` in a plate
+    /// for one unknown character, at most 5 such entries).
+    #[arg(long)]
+    pub file: PathBuf,
+    /// The list's name.
+    #[arg(long)]
+    pub name: String,
+    /// Where the list comes from.
+    #[arg(long)]
+    pub source: String,
+    /// What the list is about.
+    #[arg(long)]
+    pub topic: String,
+    /// When the share ends (RFC 3339): at most 30 days from now.
+    #[arg(long)]
+    pub expires: String,
+    /// Purpose code (NIBRS offense code or X-...); the agreement must cover it.
+    #[arg(long)]
+    pub purpose: String,
+    /// Case number (mandatory).
+    #[arg(long)]
+    pub case: String,
+    /// Specific reason: why these plates, and why these agencies' cameras.
+    #[arg(long)]
+    pub reason: String,
+    /// Warrant reference, where the target's state needs one.
+    #[arg(long, default_value = "")]
+    pub warrant: String,
+    /// Target agency ORI (repeat for several).
+    #[arg(long = "target", required = true)]
+    pub targets: Vec<String>,
+}
+
 /// Agreement commands.
 #[derive(Subcommand, Debug)]
 pub enum AgreementCmd {
@@ -492,6 +538,10 @@ pub enum AgreementCmd {
         /// 7 days), if the provider's policy allows them too. Off: full plates only.
         #[arg(long)]
         wildcard: bool,
+        /// Also let the requester share hot lists with the provider (data type
+        /// `hotlists`): the provider's cameras watch for the listed plates and report hits.
+        #[arg(long)]
+        hotlists: bool,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -1097,6 +1147,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     .map(parse_time)
                     .transpose()?
                     .unwrap_or(0),
+                hotlist: None,
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
             let target = q.tls.target(&q.node);
@@ -1124,6 +1175,70 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if answered == 0 {
                 return Err(Error::NothingAnswered(format!(
                     "none of the {} target(s) answered",
+                    resp.results.len()
+                )));
+            }
+            Ok(())
+        }
+        Command::ShareHotlist(a) => {
+            let Person {
+                trust,
+                signer,
+                tls: me,
+            } = a.tls.load()?;
+            let now = alpr_pki::now_unix();
+            let text = std::fs::read_to_string(&a.file).map_err(|e| Error::io(&a.file, e))?;
+            let list = client::hotlist_from_csv(&a.name, &a.source, &a.topic, &text)
+                .map_err(|e| Error::Usage(format!("{}: {e}", a.file.display())))?;
+            let entries = list.entries.len();
+            let params = SearchParams {
+                window_end: parse_time(&a.expires)?,
+                purpose: a.purpose,
+                case_number: a.case,
+                reason: a.reason,
+                warrant_ref: a.warrant,
+                targets: a.targets,
+                ttl_secs: 300,
+                shape: alpr_proto::hotlist::SHAPE_HOTLIST.into(),
+                hotlist: Some(list),
+                ..Default::default()
+            };
+            let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
+            let target = a.tls.target(&a.node);
+            let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
+            let resp = match client::search(&mut c, &signed).await {
+                Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
+                    Some(reason) => {
+                        return Err(Error::NothingAnswered(format!(
+                            "refused by your node: {}: {}",
+                            reason.as_str_name(),
+                            status.message()
+                        )));
+                    }
+                    None => return Err(Error::Rpc(status)),
+                },
+                other => other?,
+            };
+            let mut kept = 0;
+            for r in &resp.results {
+                if r.status == alpr_proto::pb::TargetStatus::Answered as i32 {
+                    kept += 1;
+                    println!(
+                        "{}: keeps hot list {:?} ({entries} entries) until {}",
+                        r.ori,
+                        params.hotlist.as_ref().map_or("", |h| h.name.as_str()),
+                        alpr_pki::fmt_time(query.window_end)
+                    );
+                } else {
+                    let (lines, _) = describe_results(&trust, &query, std::slice::from_ref(r));
+                    for line in lines {
+                        println!("{line}");
+                    }
+                }
+            }
+            if kept == 0 {
+                return Err(Error::NothingAnswered(format!(
+                    "none of the {} target(s) took the list",
                     resp.results.len()
                 )));
             }
@@ -1344,14 +1459,19 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             valid_days,
             justification,
             wildcard,
+            hotlists,
             out,
         } => {
             let now = alpr_pki::now_unix();
+            let mut data_types = vec!["reads".to_string()];
+            if hotlists {
+                data_types.push("hotlists".into());
+            }
             let terms = Agreement {
                 provider_ori: provider,
                 requester_ori: requester,
                 purposes,
-                data_types: vec!["reads".into()],
+                data_types,
                 max_lookback_days: lookback_days,
                 valid_from: now,
                 valid_until: now + valid_days * 86_400,

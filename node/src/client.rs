@@ -46,8 +46,57 @@ pub struct SearchParams {
     /// states count a warrant trigger from it.
     pub incident_reported_at: i64,
     /// The query's shape: empty for the full plate, `wildcard` for a plate with `?` for
-    /// unknown characters.
+    /// unknown characters, `hotlist` to share `hotlist` with the targets.
     pub shape: String,
+    /// Shape `hotlist`: the list shared (see [`hotlist_from_csv`]); `window_end` is its
+    /// expiry, and the plate fields are unused.
+    pub hotlist: Option<alpr_proto::pb::HotlistShare>,
+}
+
+/// A hot list to share, from CSV text: `plate,state,note` per line (state may be empty
+/// for any state; a `?` in a plate is one unknown character; a header line
+/// `plate,state,note` is allowed). Plates and states are normalized and texts put in NFC;
+/// a bad line is an error naming it.
+pub fn hotlist_from_csv(
+    name: &str,
+    source: &str,
+    topic: &str,
+    csv_text: &str,
+) -> Result<alpr_proto::pb::HotlistShare, Error> {
+    use alpr_proto::input;
+    let mut entries = Vec::new();
+    for (i, line) in csv_text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.eq_ignore_ascii_case("plate,state,note")) {
+            continue;
+        }
+        let at = |m: String| Error::Usage(format!("hot list line {}: {m}", i + 1));
+        let mut cols = line.splitn(3, ',');
+        let plate = cols.next().unwrap_or_default().trim();
+        let state = cols.next().unwrap_or_default().trim();
+        let note = cols.next().unwrap_or_default().trim();
+        let plate = if plate.contains(input::WILDCARD) {
+            input::normalize_wildcard_plate(plate)
+        } else {
+            input::normalize_plate(plate)
+        }
+        .map_err(|e| at(e.detail()))?;
+        let plate_state = input::normalize_read_state(state).map_err(|e| at(e.detail()))?;
+        entries.push(alpr_proto::pb::HotlistEntry {
+            plate,
+            plate_state,
+            note: input::nfc(note),
+        });
+    }
+    let share = alpr_proto::pb::HotlistShare {
+        name: input::nfc(name.trim()),
+        source: input::nfc(source.trim()),
+        topic: input::nfc(topic.trim()),
+        kind: alpr_proto::hotlist::KIND_ALERT.into(),
+        entries,
+    };
+    alpr_proto::hotlist::check_share(&share)?;
+    Ok(share)
 }
 
 /// Build and sign a query as `investigator` (whose certificate names user and agency).
@@ -58,6 +107,10 @@ pub fn sign_query(
     now: i64,
 ) -> Result<(Query, Signed), Error> {
     let id = trust.verify(investigator.chain(), now)?;
+    let share = p.shape == alpr_proto::hotlist::SHAPE_HOTLIST;
+    if share && p.hotlist.is_none() {
+        return Err(Error::Usage("a hot-list share needs its list".into()));
+    }
     let mut query_id = vec![0u8; 16];
     ring::rand::SystemRandom::new()
         .fill(&mut query_id)
@@ -66,13 +119,20 @@ pub fn sign_query(
         query_id,
         requester_user: id.user.clone().unwrap_or_default(),
         requester_ori: id.ori().unwrap_or_default().to_owned(),
-        plate: if p.shape == alpr_proto::input::SHAPE_WILDCARD {
+        plate: if share {
+            String::new()
+        } else if p.shape == alpr_proto::input::SHAPE_WILDCARD {
             alpr_proto::input::normalize_wildcard_plate(&p.plate)?
         } else {
             alpr_proto::input::normalize_plate(&p.plate)?
         },
-        plate_state: alpr_proto::input::normalize_query_state(&p.plate_state)?,
-        window_start: p.window_start,
+        plate_state: if share {
+            String::new()
+        } else {
+            alpr_proto::input::normalize_query_state(&p.plate_state)?
+        },
+        // A shared list is in force from when it is signed.
+        window_start: if share { now } else { p.window_start },
         window_end: p.window_end,
         purpose_code: p.purpose.trim().to_owned(),
         // Text is signed in NFC: nobody downstream may re-encode a signed query.
@@ -85,6 +145,7 @@ pub fn sign_query(
         expires_at: now + if p.ttl_secs > 0 { p.ttl_secs } else { 300 },
         incident_reported_at: p.incident_reported_at,
         shape: p.shape.clone(),
+        hotlist: if share { p.hotlist.clone() } else { None },
     };
     let signed = envelope::seal(investigator, QUERY, &q)?;
     Ok((q, signed))

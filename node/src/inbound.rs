@@ -193,7 +193,11 @@ impl Node {
                     plate: &q.plate,
                     state: &q.plate_state,
                 };
-                let reads = if q.shape == alpr_proto::input::SHAPE_WILDCARD {
+                let mut kept = None;
+                let reads = if q.shape == alpr_proto::hotlist::SHAPE_HOTLIST {
+                    kept = Some(self.keep_share(&a.agreement_id, q, now)?);
+                    Vec::new()
+                } else if q.shape == alpr_proto::input::SHAPE_WILDCARD {
                     self.readers
                         .lookup_pattern(key, q.window_start.max(floor), q.window_end)?
                 } else {
@@ -207,6 +211,9 @@ impl Node {
                 e.rule_version = Some(a.rule_version.clone());
                 if a.flagged_for_review {
                     e.detail = Some("catch-all purpose: flagged for audit review".into());
+                }
+                if let Some(kept) = kept {
+                    e.detail = Some(kept);
                 }
                 let answer = Answer {
                     query_id: q.query_id.clone(),

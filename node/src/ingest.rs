@@ -368,14 +368,22 @@ impl Node {
     /// Store validated reads and raise hot-list alerts for matches (used by every ingest path).
     pub fn store_reads(&self, reads: &[Read]) -> Result<Stored, Error> {
         let now = alpr_pki::now_unix();
-        let (stored, alerts) = {
+        let (stored, alerts, reports) = {
             let mut db = self.db();
             let stored = store::insert_reads(&mut db, reads)?;
-            (
-                stored,
-                crate::holds::hits(&store::holds::active_hotlist(&db, now)?, reads, now),
-            )
+            let mut alerts =
+                crate::holds::hits(&store::holds::active_hotlist(&db, now)?, reads, now);
+            // Lists other agencies shared under agreements: logged here, reported to them.
+            let (foreign, reports) = self.foreign_hits(&db, reads, now)?;
+            alerts.extend(foreign);
+            if !reports.is_empty() {
+                store::shares::queue_hits(&mut db, &reports, now)?;
+            }
+            (stored, alerts, reports.len())
         };
+        if reports > 0 {
+            self.hits_queued.notify_one();
+        }
         self.metrics.ingested_reads.inc_by(stored);
         if !alerts.is_empty() {
             self.metrics.hotlist_hits.inc_by(alerts.len() as u64);

@@ -34,6 +34,7 @@ pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod shares;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -74,6 +74,8 @@ pub struct Node {
     pub(crate) anchor_lock: tokio::sync::Mutex<()>,
     /// The audit entries checked so far by anchoring (a frontier of the tree they give).
     pub(crate) audit_checker: Mutex<Option<alpr_proto::auditlog::LogChecker>>,
+    /// Woken when ingest queues hit reports of shared hot lists ([`crate::shares`]).
+    pub(crate) hits_queued: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Node {
@@ -289,6 +291,7 @@ impl Node {
             sync_lock: tokio::sync::Mutex::new(()),
             publish_lock: tokio::sync::Mutex::new(()),
             anchor_lock: tokio::sync::Mutex::new(()),
+            hits_queued: tokio::sync::Notify::new(),
             audit_checker: Mutex::new(None),
         });
         // An edit made while the node was down is found before it serves.

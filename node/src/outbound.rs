@@ -257,6 +257,13 @@ impl Node {
             })
             .collect();
         self.audit(&entries)?;
+        let accepted: Vec<String> = response
+            .results
+            .iter()
+            .filter(|r| r.status == TargetStatus::Answered as i32)
+            .map(|r| r.ori.clone())
+            .collect();
+        self.record_shares(query, &accepted, done)?;
         Ok(response)
     }
 

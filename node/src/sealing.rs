@@ -282,6 +282,22 @@ impl Node {
         signed_query: &[u8],
         now: i64,
     ) -> Result<(alpr_proto::pb::SealedBox, ReplyKey), alpr_proto::Error> {
+        let requester = alpr_proto::admission::requester_label(query);
+        let ctx = alpr_proto::admission::box_context(query, target, &requester);
+        let (sealed, reply) = self.seal_to(target, &ctx, signed_query, now)?;
+        Ok((sealed.to_wire(target), reply))
+    }
+
+    /// Seal `plaintext` for `ctx` to `target`'s newest sealing key in this node's verified
+    /// registry view (refused when it has none, or its publishing certificate is no longer
+    /// valid).
+    pub(crate) fn seal_to(
+        &self,
+        target: &str,
+        ctx: &seal::Context<'_>,
+        plaintext: &[u8],
+        now: i64,
+    ) -> Result<(seal::SealedBox, ReplyKey), alpr_proto::Error> {
         let Some(k) = self.published_key(target) else {
             return Err(seal_error(
                 RefusalReason::SealKeyUnknown,
@@ -299,31 +315,20 @@ impl Node {
                 ),
             ));
         }
-        let requester = alpr_proto::admission::requester_label(query);
-        let ctx = alpr_proto::admission::box_context(query, target, &requester);
-        let (sealed, reply) = seal::seal_with_reply(k.suite, &k.public, &ctx, signed_query)
-            .map_err(|e| seal_error(RefusalReason::SealKeyUnknown, e.to_string()))?;
-        Ok((sealed.to_wire(target), reply))
+        seal::seal_with_reply(k.suite, &k.public, ctx, plaintext)
+            .map_err(|e| seal_error(RefusalReason::SealKeyUnknown, e.to_string()))
     }
 
-    /// Open this node's box of a sealed query: its plaintext and the reply key.
-    pub(crate) fn open_box(
+    /// Open `wire`, a box sealed to one of this node's own sealing keys for `ctx`.
+    pub(crate) fn open_own(
         &self,
-        opened: &alpr_proto::admission::OpenedQuery,
+        wire: &alpr_proto::pb::SealedBox,
+        ctx: &seal::Context<'_>,
         now: i64,
     ) -> Result<(Vec<u8>, ReplyKey), alpr_proto::Error> {
         let me = self.ori();
-        let Some(wire) = opened.box_for(me) else {
-            return Err(seal_error(
-                RefusalReason::SealRequired,
-                format!("the sealed query holds no box (or more than one) for {me}"),
-            ));
-        };
         let sealed = seal::SealedBox::from_wire(wire)
             .map_err(|e| seal_error(RefusalReason::SealInvalid, format!("malformed box: {e}")))?;
-        let Some(query) = opened.facts().query.as_ref() else {
-            return Err(seal_error(RefusalReason::InvalidInput, "query not decoded"));
-        };
         let find = |keys: &[Held]| {
             keys.iter()
                 .find(|h| h.pair.key_id() == sealed.key_id)
@@ -349,9 +354,28 @@ impl Node {
                 ),
             ));
         };
+        seal::open_with_reply(&held.pair, ctx, &sealed)
+            .map_err(|e| seal_error(RefusalReason::SealInvalid, e.to_string()))
+    }
+
+    /// Open this node's box of a sealed query: its plaintext and the reply key.
+    pub(crate) fn open_box(
+        &self,
+        opened: &alpr_proto::admission::OpenedQuery,
+        now: i64,
+    ) -> Result<(Vec<u8>, ReplyKey), alpr_proto::Error> {
+        let me = self.ori();
+        let Some(wire) = opened.box_for(me) else {
+            return Err(seal_error(
+                RefusalReason::SealRequired,
+                format!("the sealed query holds no box (or more than one) for {me}"),
+            ));
+        };
+        let Some(query) = opened.facts().query.as_ref() else {
+            return Err(seal_error(RefusalReason::InvalidInput, "query not decoded"));
+        };
         let requester = alpr_proto::admission::requester_label(query);
         let ctx = alpr_proto::admission::box_context(query, me, &requester);
-        seal::open_with_reply(&held.pair, &ctx, &sealed)
-            .map_err(|e| seal_error(RefusalReason::SealInvalid, e.to_string()))
+        self.open_own(wire, &ctx, now)
     }
 }

@@ -17,6 +17,9 @@ use crate::config::NodeConfig;
 use crate::node::Node;
 use crate::service::NodeService;
 
+/// Seconds between rounds of sending queued hit reports.
+const HIT_RETRY_SECS: u64 = 5;
+
 /// A node serving on its address.
 pub struct RunningNode {
     /// The address actually bound (useful with port 0).
@@ -31,6 +34,7 @@ pub struct RunningNode {
     audit_task: JoinHandle<()>,
     purge_task: JoinHandle<()>,
     sync_task: JoinHandle<()>,
+    hit_task: JoinHandle<()>,
     anchor_task: JoinHandle<()>,
     /// Held while serving: one daemon per data directory.
     _lock: DataDirLock,
@@ -75,6 +79,7 @@ impl RunningNode {
         }
         self.purge_task.abort();
         self.sync_task.abort();
+        self.hit_task.abort();
         self.anchor_task.abort();
         let served = match self.task.await {
             Ok(r) => r.map_err(|e| alpr_runtime::Error::Serve(e.to_string()).into()),
@@ -221,6 +226,24 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         }),
         None => tokio::spawn(async {}),
     };
+    // Hit reports of hot lists shared with this agency: sent as soon as ingest queues
+    // them, and again every few seconds while some wait (broker or owner unreachable).
+    let reporter = node.clone();
+    let hit_task = match cfg.broker {
+        Some(_) => tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(HIT_RETRY_SECS),
+                    reporter.hits_queued.notified(),
+                )
+                .await;
+                if let Err(e) = reporter.deliver_hits().await {
+                    tracing::warn!(error = %e, "hit report delivery failed");
+                }
+            }
+        }),
+        None => tokio::spawn(async {}),
+    };
     // Audit anchoring: at start, then every interval (only with a broker configured).
     let anchorer = node.clone();
     let anchor_task = match cfg.broker {
@@ -282,6 +305,7 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         task,
         purge_task,
         sync_task,
+        hit_task,
         anchor_task,
         crl_task,
         audit_task,

@@ -7,8 +7,8 @@ use alpr_proto::pb::node_admin_server::NodeAdmin;
 use alpr_proto::pb::node_inbound_server::NodeInbound;
 use alpr_proto::pb::node_local_server::NodeLocal;
 use alpr_proto::pb::{
-    AdminRequest, AdminResponse, IngestSummary, Read, RouteResponse, SealedReply, SearchRequest,
-    Signed,
+    AdminRequest, AdminResponse, HitReceipt, HitReport, IngestSummary, Read, RouteResponse,
+    SealedReply, SearchRequest, Signed,
 };
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
@@ -69,6 +69,22 @@ impl NodeInbound for NodeService {
         request: Request<Signed>,
     ) -> Result<Response<SealedReply>, Status> {
         self.answer(request, Node::answer_sealed).await
+    }
+
+    async fn receive_hit(
+        &self,
+        request: Request<HitReport>,
+    ) -> Result<Response<HitReceipt>, Status> {
+        let peer =
+            alpr_runtime::server::peer_identity(&request, &self.node.trust(), alpr_pki::now_unix())
+                .map_err(Error::from);
+        let node = self.node.clone();
+        let report = request.into_inner();
+        tokio::task::spawn_blocking(move || node.receive_hit(peer, &report))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 }
 

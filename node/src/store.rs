@@ -21,7 +21,9 @@ pub use sqlite::reads::{
     MAX_RESULTS, Readers, count_reads, day_reads, insert_reads, lookup, partitions, purge_before,
 };
 pub use sqlite::{Db, DbError, SCHEMA_VERSION, encryption_marker, open, open_with};
-pub use sqlite::{accounts, approvals, audit, holds, maintenance, registry, sealing, settings};
+pub use sqlite::{
+    accounts, approvals, audit, holds, maintenance, registry, sealing, settings, shares,
+};
 
 /// Which plate a lookup is for: its characters and its issuing state, or any state.
 #[derive(Clone, Copy, Debug)]

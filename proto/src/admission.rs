@@ -231,6 +231,7 @@ pub fn routing_copy(query: &Query) -> Query {
         case_number: String::new(),
         reason: String::new(),
         warrant_ref: String::new(),
+        hotlist: None,
         ..query.clone()
     }
 }
@@ -578,22 +579,58 @@ fn check_fields(query: &Query, now: i64, sealed_fields: bool) -> Result<&'static
     for t in &query.targets {
         alpr_pki::claims::validate_ori(t).map_err(|e| invalid(e.to_string()))?;
     }
-    let wildcard = match query.shape.as_str() {
-        "" => false,
-        input::SHAPE_WILDCARD => true,
+    let (wildcard, hotlist) = match query.shape.as_str() {
+        "" => (false, false),
+        input::SHAPE_WILDCARD => (true, false),
+        crate::hotlist::SHAPE_HOTLIST => (false, true),
         other => {
             return Err(invalid(format!(
-                "query shape {other:?} is not known (full plate: none; or \"wildcard\")"
+                "query shape {other:?} is not known (full plate: none; or \"wildcard\", \"hotlist\")"
             )));
         }
     };
+    if query.hotlist.is_some() && !(hotlist && sealed_fields) {
+        return Err(invalid(if hotlist {
+            "a sealed query's routing copy holds no hot list".into()
+        } else {
+            "only a query of shape \"hotlist\" carries a hot list".into()
+        }));
+    }
     if wildcard && query.window_end - query.window_start > input::WILDCARD_MAX_WINDOW_DAYS * DAY {
         return Err(invalid(format!(
             "a wildcard search covers at most {} days",
             input::WILDCARD_MAX_WINDOW_DAYS
         )));
     }
-    if sealed_fields {
+    if hotlist {
+        if !query.plate.is_empty() || !query.plate_state.is_empty() {
+            return Err(invalid(
+                "a hot-list share names its plates in the list: plate and plate_state are empty"
+                    .into(),
+            ));
+        }
+        if (query.window_start - query.issued_at).abs() > CLOCK_SKEW_SECS {
+            return Err(invalid(
+                "a hot list is in force from when it is shared: window_start is issued_at".into(),
+            ));
+        }
+        if query.window_end > query.issued_at + crate::hotlist::MAX_DAYS * DAY {
+            return Err(invalid(format!(
+                "a shared hot list stays in force at most {} days (window_end is its expiry)",
+                crate::hotlist::MAX_DAYS
+            )));
+        }
+        if sealed_fields {
+            match &query.hotlist {
+                Some(share) => crate::hotlist::check_share(share)?,
+                None => {
+                    return Err(invalid(
+                        "a query of shape \"hotlist\" carries no hot list".into(),
+                    ));
+                }
+            }
+        }
+    } else if sealed_fields {
         let plate = if wildcard {
             input::normalize_wildcard_plate(&query.plate)?
         } else {
@@ -616,7 +653,7 @@ fn check_fields(query: &Query, now: i64, sealed_fields: bool) -> Result<&'static
     if query.window_start >= query.window_end {
         return Err(invalid("time window start must be before its end".into()));
     }
-    if query.window_end > now + CLOCK_SKEW_SECS + DAY {
+    if !hotlist && query.window_end > now + CLOCK_SKEW_SECS + DAY {
         return Err(invalid("time window ends in the future".into()));
     }
     if query.incident_reported_at < 0 || query.incident_reported_at > now + CLOCK_SKEW_SECS {
@@ -767,6 +804,9 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
     if !routing_only {
         input::check_terms("reason", &query.reason, &terms)?;
         input::check_terms("case number", &query.case_number, &terms)?;
+        if let Some(share) = &query.hotlist {
+            crate::hotlist::check_terms(share, &terms)?;
+        }
     }
 
     let wildcard = query.shape == input::SHAPE_WILDCARD;
@@ -782,7 +822,13 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
             ),
         ));
     }
-    let agreement_id = find_agreement(ctx, &requester.ori, purpose, query.window_start, wildcard)?;
+    let agreement_id = find_agreement(
+        ctx,
+        &requester.ori,
+        purpose,
+        query.window_start,
+        &query.shape,
+    )?;
     if !query.on_behalf_of_ori.is_empty() {
         alpr_pki::claims::validate_ori(&query.on_behalf_of_ori)
             .map_err(|e| Error::refused(RefusalReason::InvalidInput, e.to_string()))?;
@@ -791,7 +837,7 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
             &query.on_behalf_of_ori,
             purpose,
             query.window_start,
-            wildcard,
+            &query.shape,
         )
         .map_err(|e| {
             Error::refused(
@@ -849,13 +895,13 @@ fn find_agreement(
     requester_ori: &str,
     purpose: &Purpose,
     window_start: i64,
-    wildcard: bool,
+    shape: &str,
 ) -> Result<String, Error> {
     let mut best: Option<(u8, Error)> = None;
     for a in ctx.agreements.iter().filter(|a| {
         a.terms.provider_ori == ctx.provider_ori && a.terms.requester_ori == requester_ori
     }) {
-        match evaluate(a, purpose, window_start, ctx.now, wildcard) {
+        match evaluate(a, purpose, window_start, ctx.now, shape) {
             Ok(()) => return Ok(a.id.clone()),
             Err((stage, e)) => {
                 if best.as_ref().is_none_or(|(s, _)| stage > *s) {
@@ -877,7 +923,7 @@ fn evaluate(
     purpose: &Purpose,
     window_start: i64,
     now: i64,
-    wildcard: bool,
+    shape: &str,
 ) -> Result<(), (u8, Error)> {
     let r =
         |stage, reason, m: String| Err((stage, Error::refused(reason, format!("{}: {m}", a.id))));
@@ -898,8 +944,19 @@ fn evaluate(
     if now < a.terms.valid_from {
         return r(1, RefusalReason::NoAgreement, "not yet in effect".into());
     }
-    if !a.terms.data_types.iter().any(|d| d == "reads") {
-        return r(2, RefusalReason::NoAgreement, "does not cover reads".into());
+    // A hot-list share asks for the provider's cameras to watch for plates: the
+    // "hotlists" data type; every other shape asks for reads.
+    let data_type = if shape == crate::hotlist::SHAPE_HOTLIST {
+        "hotlists"
+    } else {
+        "reads"
+    };
+    if !a.terms.data_types.iter().any(|d| d == data_type) {
+        return r(
+            2,
+            RefusalReason::NoAgreement,
+            format!("does not cover {data_type}"),
+        );
     }
     if !a.terms.purposes.iter().any(|p| p == &purpose.code) {
         return r(
@@ -918,7 +975,7 @@ fn evaluate(
             ),
         );
     }
-    if wildcard
+    if shape == input::SHAPE_WILDCARD
         && !a
             .terms
             .query_shapes

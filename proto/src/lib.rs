@@ -24,6 +24,7 @@ pub mod agreement;
 pub mod auditlog;
 pub mod envelope;
 mod error;
+pub mod hotlist;
 pub mod input;
 pub mod limits;
 pub mod merkle;

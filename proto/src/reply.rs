@@ -111,27 +111,48 @@ pub fn verify(
                     "answer signed by {by} is not marked not-for-redissemination"
                 )));
             }
+            // A hot-list share's answers (hit reports) hold reads of the list's entries.
+            let list = (query.shape == crate::hotlist::SHAPE_HOTLIST).then(|| {
+                crate::hotlist::Matcher::new(
+                    query
+                        .hotlist
+                        .as_ref()
+                        .map(|h| h.entries.clone())
+                        .unwrap_or_default(),
+                )
+            });
             for (i, r) in answer.reads.iter().enumerate() {
-                let matches = if query.shape == crate::input::SHAPE_WILDCARD {
-                    crate::input::matches_wildcard(&query.plate, &r.plate)
+                if let Some(list) = &list {
+                    if list.find(r).is_none() {
+                        return Err(bad(format!(
+                            "answer signed by {by}: read {} ({} {:?}) matches no entry of the shared hot list",
+                            i + 1,
+                            r.plate,
+                            r.plate_state
+                        )));
+                    }
                 } else {
-                    r.plate == query.plate
-                };
-                if !matches {
-                    return Err(bad(format!(
-                        "answer signed by {by}: read {} is of plate {:?}, not the queried {:?}",
-                        i + 1,
-                        r.plate,
-                        query.plate
-                    )));
-                }
-                if query.plate_state != ANY_STATE && r.plate_state != query.plate_state {
-                    return Err(bad(format!(
-                        "answer signed by {by}: read {} is of a plate issued by {:?}, not the queried {:?}",
-                        i + 1,
-                        r.plate_state,
-                        query.plate_state
-                    )));
+                    let matches = if query.shape == crate::input::SHAPE_WILDCARD {
+                        crate::input::matches_wildcard(&query.plate, &r.plate)
+                    } else {
+                        r.plate == query.plate
+                    };
+                    if !matches {
+                        return Err(bad(format!(
+                            "answer signed by {by}: read {} is of plate {:?}, not the queried {:?}",
+                            i + 1,
+                            r.plate,
+                            query.plate
+                        )));
+                    }
+                    if query.plate_state != ANY_STATE && r.plate_state != query.plate_state {
+                        return Err(bad(format!(
+                            "answer signed by {by}: read {} is of a plate issued by {:?}, not the queried {:?}",
+                            i + 1,
+                            r.plate_state,
+                            query.plate_state
+                        )));
+                    }
                 }
                 if r.captured_at < query.window_start || r.captured_at > query.window_end {
                     return Err(bad(format!(

@@ -40,6 +40,9 @@ vocabulary! {
         HotlistHit = "hotlist_hit",
         /// A hot list was loaded.
         HotlistLoad = "hotlist_load",
+        /// A report of shared-hot-list hits: sent to the list's owner (delivered, kept to
+        /// be sent again, or refused) or, at the owner, refused.
+        HotlistReport = "hotlist_report",
         /// A query from another agency, answered or refused.
         InboundQuery = "inbound_query",
         /// Reads were ingested.

@@ -25,6 +25,7 @@ pub mod reads;
 pub mod registry;
 pub mod sealing;
 pub mod settings;
+pub mod shares;
 
 /// An open `node.db`: one connection. Callers share it behind the node's mutex; every
 /// function of the store takes it as `&Db` (reads, single statements) or `&mut Db`
@@ -212,10 +213,13 @@ pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> 
     holds::init(&conn)?;
     sealing::init(&conn)?;
     approvals::init(&conn)?;
+    shares::init(&conn)?;
     migrate(&conn)?;
     let empty: bool = conn.query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM partitions) AND NOT EXISTS (SELECT 1 FROM holds)
-            AND NOT EXISTS (SELECT 1 FROM hotlist_entries) AND NOT EXISTS (SELECT 1 FROM own_sealing_keys)",
+            AND NOT EXISTS (SELECT 1 FROM hotlist_entries) AND NOT EXISTS (SELECT 1 FROM own_sealing_keys)
+            AND NOT EXISTS (SELECT 1 FROM shares_in) AND NOT EXISTS (SELECT 1 FROM shares_out)
+            AND NOT EXISTS (SELECT 1 FROM hit_outbox)",
         [],
         |r| r.get(0),
     )?;

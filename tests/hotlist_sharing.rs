@@ -1,0 +1,302 @@
+//! Hot lists shared only under agreements (issue 16, item 3). A list is shared as a query
+//! of shape "hotlist": the broker and the receiving node each admit it only under an
+//! agreement in force covering the "hotlists" data type and the purpose, and the receiving
+//! node checks the list's texts against its prohibited terms. A kept list's hits on the
+//! receiving node's cameras are logged there with the owner's identity and purpose, and
+//! reported to the owner sealed and signed, where each is an alert; a revoked agreement
+//! stops the watching, and no other node can report hits in the provider's name.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use alpr_federation::{Federation, admin_of, demo_agencies, open_policy};
+use alpr_node::client::{SearchParams, hotlist_from_csv};
+use alpr_proto::pb::{HitReport, TargetStatus};
+
+const VENTURA: &str = "CA0560100";
+const SACRAMENTO: &str = "CA0340000";
+const FRESNO: &str = "CA0100500";
+
+/// The list Sacramento shares: a stolen car (California plates only) and a robbery
+/// suspect's car known by 6 of its 7 characters, of any state.
+const LIST: &str = "plate,state,note\n8ABC123,CA,stolen 2026-11-29 from Folsom Blvd\n7XY?999,,robbery 2026-11-30: dark sedan\n";
+
+fn share(expires_in: i64, list: alpr_proto::pb::HotlistShare, targets: &[&str]) -> SearchParams {
+    SearchParams {
+        window_end: alpr_pki::now_unix() + expires_in,
+        purpose: "240".into(),
+        case_number: "SAC-26-004417".into(),
+        reason: "stolen Honda Civic taken from Folsom Blvd lot, owner reported overnight".into(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        ttl_secs: 300,
+        shape: alpr_proto::hotlist::SHAPE_HOTLIST.into(),
+        hotlist: Some(list),
+        ..Default::default()
+    }
+}
+
+fn list() -> alpr_proto::pb::HotlistShare {
+    hotlist_from_csv(
+        "stolen and robbery",
+        "Sacramento PD",
+        "stolen vehicles",
+        LIST,
+    )
+    .unwrap()
+}
+
+/// Reads of one of Ventura's cameras, each captured `ago` seconds before now.
+fn reads_csv(rows: &[(&str, &str, i64)]) -> String {
+    let now = alpr_pki::now_unix();
+    let mut out = String::from("plate,captured_at,camera_id,latitude,longitude,plate_state\n");
+    for (plate, state, ago) in rows {
+        out.push_str(&format!(
+            "{plate},{},CA056-CAM-07,34.27000,-119.22000,{state}\n",
+            alpr_node::cli::fmt_time(now - ago)
+        ));
+    }
+    out
+}
+
+async fn federation(hotlists: bool) -> (Federation, String) {
+    let fed = Federation::start(None, &demo_agencies()[..3], |_| open_policy())
+        .await
+        .unwrap();
+    let mut terms = Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400);
+    if hotlists {
+        terms.data_types.push("hotlists".into());
+    }
+    let id = fed.agree(terms).await.unwrap();
+    (fed, id)
+}
+
+/// Wait (up to 30 s) until `ori`'s audit log has `n` entries of `event`.
+async fn entries(
+    fed: &Federation,
+    ori: &str,
+    event: &str,
+    n: usize,
+) -> Vec<alpr_node::audit::StoredEntry> {
+    for _ in 0..300 {
+        let e = fed.audit(ori, Some(event)).unwrap();
+        if e.len() >= n {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fed.audit(ori, Some(event)).unwrap()
+}
+
+#[tokio::test]
+async fn a_shared_list_is_kept_under_its_agreement_and_its_hits_reach_the_owner_sealed() {
+    let (fed, agreement) = federation(true).await;
+    let (q, resp) = fed
+        .search(SACRAMENTO, &share(7 * 86_400, list(), &[VENTURA]))
+        .await
+        .unwrap();
+    let r = &resp.results[0];
+    assert_eq!(r.status, TargetStatus::Answered as i32, "{}", r.detail);
+    let kept = fed.audit(VENTURA, Some("inbound_query")).unwrap();
+    let kept = &kept.last().unwrap().entry;
+    assert_eq!(kept.decision, "answered");
+    assert_eq!(kept.agreement_id.as_deref(), Some(agreement.as_str()));
+    let detail = kept.detail.as_deref().unwrap();
+    assert!(
+        detail.contains("hot list \"stolen and robbery\"") && detail.contains("2 entries"),
+        "{detail}"
+    );
+
+    // Ventura's cameras, after the list was shared: the stolen car, the partial plate
+    // (another state), the same characters on a Nevada plate (another vehicle); and the
+    // stolen car seen an hour before the list was shared.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fed.ingest_csv(
+        VENTURA,
+        &reads_csv(&[
+            ("8ABC123", "CA", 0),
+            ("7XYZ999", "NV", 0),
+            ("8ABC123", "NV", 0),
+            ("8ABC123", "CA", 3600),
+        ]),
+    )
+    .unwrap();
+    let hits = fed.audit(VENTURA, Some("hotlist_hit")).unwrap();
+    assert_eq!(hits.len(), 2, "two reads match the list in its window");
+    for h in &hits {
+        let e = &h.entry;
+        assert_eq!(e.decision, "alert");
+        assert_eq!(e.requester_ori.as_deref(), Some(SACRAMENTO));
+        assert_eq!(e.purpose.as_deref(), Some("240"));
+        assert_eq!(e.case_number.as_deref(), Some("SAC-26-004417"));
+        assert_eq!(
+            e.query_id.as_deref(),
+            Some(hex::encode(&q.query_id).as_str())
+        );
+        assert!(e.detail.as_deref().unwrap().contains("shared by CA0340000"));
+    }
+
+    // The owner's node: each hit an alert, from Ventura, verified as an answer to the share.
+    let got = entries(&fed, SACRAMENTO, "hotlist_hit", 2).await;
+    assert_eq!(got.len(), 2, "both hits reported to the owner");
+    let mut plates: Vec<_> = got.iter().map(|h| h.entry.plate.clone().unwrap()).collect();
+    plates.sort();
+    assert_eq!(plates, vec!["7XYZ999", "8ABC123"]);
+    for h in &got {
+        assert_eq!(h.entry.decision, "alert");
+        assert_eq!(h.entry.target.as_deref(), Some(VENTURA));
+        assert!(h.entry.decided_by.as_deref().unwrap().contains("broker"));
+    }
+    let sent = entries(&fed, VENTURA, "hotlist_report", 1).await;
+    assert!(sent.iter().all(|e| e.entry.decision == "ok"));
+    assert_eq!(sent.iter().map(|e| e.entry.count.unwrap()).sum::<u64>(), 2);
+    // The broker relayed it (and could read none of it).
+    let log = fed.broker_log().unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.event.as_str() == "hit_report" && e.decision.as_str() == "forwarded")
+    );
+    assert!(
+        !log.iter()
+            .any(|e| e.detail.as_deref().unwrap_or("").contains("8ABC123"))
+    );
+
+    // Revoked: Ventura stops watching at once.
+    let (mut adm, s) = fed
+        .broker_client_as(fed.pki.person(VENTURA, &admin_of(VENTURA)))
+        .unwrap();
+    alpr_broker::regulator::act(
+        &mut adm,
+        &s,
+        &agreement,
+        "revoke",
+        "hot-list sharing ended by Ventura",
+    )
+    .await
+    .unwrap();
+    fed.sync(&[VENTURA, SACRAMENTO]).await.unwrap();
+    fed.ingest_csv(VENTURA, &reads_csv(&[("8ABC123", "CA", 1)]))
+        .unwrap();
+    assert_eq!(
+        fed.audit(VENTURA, Some("hotlist_hit")).unwrap().len(),
+        2,
+        "no hit after revocation"
+    );
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shares_are_refused_without_a_hot_list_agreement_with_prohibited_topics_or_as_whitelists() {
+    let (fed, _) = federation(false).await;
+    // The agreement covers reads only: the broker refuses, as Ventura would.
+    let (_, resp) = fed
+        .search(SACRAMENTO, &share(86_400, list(), &[VENTURA]))
+        .await
+        .unwrap();
+    let r = &resp.results[0];
+    assert_eq!(r.status, TargetStatus::Refused as i32);
+    assert!(r.detail.contains("does not cover hotlists"), "{}", r.detail);
+    let outbound = fed.audit(SACRAMENTO, Some("outbound_result")).unwrap();
+    assert_eq!(
+        outbound.last().unwrap().entry.reason_code.as_deref(),
+        Some("NO_AGREEMENT")
+    );
+
+    // With hot lists covered, a topic California prohibits is refused by Ventura itself
+    // (the broker cannot read the sealed list), logged there.
+    let mut terms = Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400);
+    terms.data_types.push("hotlists".into());
+    fed.agree(terms).await.unwrap();
+    let bad = hotlist_from_csv("wanted", "Sacramento PD", "immigration enforcement", LIST).unwrap();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &share(86_400, bad, &[VENTURA]))
+        .await
+        .unwrap();
+    let r = &resp.results[0];
+    assert_eq!(r.status, TargetStatus::Refused as i32, "{}", r.detail);
+    assert_eq!(r.decided_by, VENTURA);
+    let inbound = fed.audit(VENTURA, Some("inbound_query")).unwrap();
+    assert_eq!(
+        inbound.last().unwrap().entry.reason_code.as_deref(),
+        Some("PROHIBITED_TERM")
+    );
+    assert!(fed.nodes[VENTURA].node.status().is_ok());
+
+    // A whitelist (plates to ignore) is never shared: refused by the owner's own node.
+    let mut white = list();
+    white.kind = "exempt".into();
+    let e = fed
+        .search(SACRAMENTO, &share(86_400, white, &[VENTURA]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("never shared"), "{e}");
+    // Longer than 30 days: refused.
+    let e = fed
+        .search(SACRAMENTO, &share(31 * 86_400, list(), &[VENTURA]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 30 days"), "{e}");
+    // Bad list files: one line named.
+    let e = hotlist_from_csv("x", "y", "z", "8ABC123,CA,ok\n8-A B,QQ,bad\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2"), "{e}");
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_the_providers_node_can_report_its_hits() {
+    let (fed, _) = federation(true).await;
+    // Fresno's node claims to report a hit seen by Ventura's cameras.
+    let (c, k) = fed.pki.node(FRESNO);
+    let (mut broker, _) = fed.broker_client_as((c, k)).unwrap();
+    let receipt = broker
+        .report_hit(HitReport {
+            share_id: vec![7; 16],
+            provider_ori: VENTURA.into(),
+            owner_ori: SACRAMENTO.into(),
+            sealed: None,
+            reported_at: alpr_pki::now_unix(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!receipt.accepted);
+    assert_eq!(
+        receipt.reason,
+        alpr_proto::RefusalReason::CertInvalid as i32
+    );
+    assert_eq!(receipt.decided_by, "broker");
+    // Ventura's own node, for a list Sacramento never shared: the owner refuses and logs it.
+    let (c, k) = fed.pki.node(VENTURA);
+    let (mut broker, _) = fed.broker_client_as((c, k)).unwrap();
+    let receipt = broker
+        .report_hit(HitReport {
+            share_id: vec![7; 16],
+            provider_ori: VENTURA.into(),
+            owner_ori: SACRAMENTO.into(),
+            sealed: None,
+            reported_at: alpr_pki::now_unix(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!receipt.accepted);
+    assert_eq!(receipt.decided_by, SACRAMENTO);
+    assert_eq!(
+        receipt.reason,
+        alpr_proto::RefusalReason::NoAgreement as i32,
+        "{}",
+        receipt.detail
+    );
+    let refused = fed.audit(SACRAMENTO, Some("hotlist_report")).unwrap();
+    assert_eq!(refused.last().unwrap().entry.decision, "refused");
+    let log = fed.broker_log().unwrap();
+    assert!(
+        log.iter().any(|e| e.event.as_str() == "hit_report"
+            && e.reason_code.as_deref() == Some("CERT_INVALID"))
+    );
+    fed.stop().await.unwrap();
+}
