@@ -161,6 +161,27 @@ async fn a_shared_list_is_kept_under_its_agreement_and_its_hits_reach_the_owner_
             .any(|e| e.detail.as_deref().unwrap_or("").contains("8ABC123"))
     );
 
+    // Both transparency reports count them.
+    let report = |ori: &str| {
+        let entries = fed.audit(ori, None).unwrap();
+        alpr_node::reports::transparency(&fed.nodes[ori].node, &entries, alpr_pki::now_unix())
+            .unwrap()
+    };
+    let v = report(VENTURA);
+    assert!(
+        v.contains("Hot-list hits on our cameras for other agencies' shared lists: 2"),
+        "{v}"
+    );
+    assert!(
+        v.contains("shares with CA0340000: reads and hotlists"),
+        "{v}"
+    );
+    let s = report(SACRAMENTO);
+    assert!(
+        s.contains("Hits of our shared hot lists reported by other agencies: 2"),
+        "{s}"
+    );
+
     // Revoked: Ventura stops watching at once.
     let (mut adm, s) = fed
         .broker_client_as(fed.pki.person(VENTURA, &admin_of(VENTURA)))

@@ -108,7 +108,8 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
         w(
             &mut out,
             format!(
-                "  {dir} {other}: purposes {}; look-back {} days; until {}; {}",
+                "  {dir} {other}: {}; purposes {}; look-back {} days; until {}; {}",
+                t.data_types.join(" and "),
                 t.purposes.join(","),
                 t.max_lookback_days,
                 alpr_pki::fmt_time(t.valid_until),
@@ -157,6 +158,40 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
                 &mut out,
                 format!("  {who:<22} purpose {purpose:<9} {pname:<40} {decision:<9} {n}"),
             );
+        }
+    }
+    // Hot lists: other agencies' lists hitting our cameras (each reported to the owner),
+    // and our own shared lists hitting theirs.
+    for (title, foreign) in [
+        (
+            "Hot-list hits on our cameras for other agencies' shared lists",
+            true,
+        ),
+        (
+            "Hits of our shared hot lists reported by other agencies",
+            false,
+        ),
+    ] {
+        let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for e in entries
+            .iter()
+            .filter(|e| e.entry.event == Event::HotlistHit)
+        {
+            let x = &e.entry;
+            let who = if foreign {
+                x.requester_ori.clone()
+            } else {
+                x.target.clone()
+            };
+            if let Some(who) = who {
+                *by.entry((who, x.purpose.clone().unwrap_or_else(|| "-".into())))
+                    .or_default() += 1;
+            }
+        }
+        w(&mut out, String::new());
+        w(&mut out, format!("{title}: {}", by.values().sum::<u64>()));
+        for ((who, purpose), n) in by {
+            w(&mut out, format!("  {who:<22} purpose {purpose:<9} {n}"));
         }
     }
     let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
