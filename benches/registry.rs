@@ -126,6 +126,7 @@ fn main() -> Result<()> {
             agreements: views,
             replay: &Fresh,
             now,
+            provider_system: Some(("alpr-fed", "0.1.0")),
         };
         admission::admit_opened(&ctx, &opened)
     };

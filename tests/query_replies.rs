@@ -93,6 +93,13 @@ impl NodeInbound for Compromised {
         // This federation sends in the clear (the harness default).
         Err(Status::unimplemented("clear queries only"))
     }
+
+    async fn receive_hit(
+        &self,
+        _request: Request<alpr_proto::pb::HitReport>,
+    ) -> Result<Response<alpr_proto::pb::HitReceipt>, Status> {
+        Err(Status::unimplemented("shares no hot lists"))
+    }
 }
 
 /// Replace Ventura's real node with the compromised one on the same address.

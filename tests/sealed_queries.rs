@@ -491,6 +491,7 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
             suite: 1,
             public_key: fake.public.clone(),
             published_at: alpr_pki::now_unix(),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -578,6 +579,7 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
             suite: 1,
             public_key: fresno.own_sealing_keys()[0].pair.public.clone(),
             published_at: alpr_pki::now_unix(),
+            ..Default::default()
         },
     )
     .unwrap();

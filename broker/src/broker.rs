@@ -752,6 +752,16 @@ impl Broker {
                     StateRules::for_jurisdiction(&"US".parse().map_err(alpr_proto::Error::from)?)?
                 }
             };
+            // The provider's system as its node last published it (states that approve
+            // systems are checked against it here; its node checks its own build too).
+            let system = self
+                .reg()
+                .state()
+                .sealing_keys
+                .get(t)
+                .and_then(|keys| keys.last())
+                .map(|k| (k.product.clone(), k.product_version.clone()))
+                .unwrap_or_default();
             let ctx = AdmissionContext {
                 trust: &trust,
                 provider_ori: t,
@@ -760,6 +770,7 @@ impl Broker {
                 agreements: &agreements,
                 replay: &self.replay,
                 now,
+                provider_system: Some((system.0.as_str(), system.1.as_str())),
             };
             let decision = admission::admit_opened(&ctx, opened);
             let mut entry = LogEntry {

@@ -710,6 +710,25 @@ pub fn report(view: &RegistryView, now: i64, refusals: &[(String, String, u64)])
             fmt_time(r.valid_until)
         ));
     }
+    // Each node's system, as its newest published sealing key names it (what a state
+    // that approves systems checks).
+    out.push_str(&format!(
+        "\nSystems in use (newest published key of each node): {}\n",
+        view.sealing_keys.len()
+    ));
+    for (ori, keys) in &view.sealing_keys {
+        if let Some(k) = keys.last() {
+            out.push_str(&format!(
+                "  {ori:<10} {} (published {})\n",
+                if k.product.is_empty() {
+                    "not stated".to_owned()
+                } else {
+                    format!("{} {}", k.product, k.product_version)
+                },
+                fmt_time(k.published_at)
+            ));
+        }
+    }
     out.push_str("\nRefusals by reason and agency:\n");
     if refusals.is_empty() {
         out.push_str("  none recorded\n");

@@ -27,6 +27,7 @@ impl Node {
             Some(Command::Hold(_)) => Event::EvidenceHold,
             Some(Command::AcknowledgeState(_)) => Event::ConfigChange,
             Some(Command::RequestDecision(_)) => Event::RequestApproval,
+            Some(Command::HitOutcome(_)) => Event::HitOutcome,
             None => Event::AdminCommand,
         };
         let refused_entry = |detail: String, reason: RefusalReason| AuditEntry {
@@ -81,6 +82,34 @@ impl Node {
                     self.audit(&[refused_entry(e.to_string(), refusal_reason(&e))])?;
                     Err(e)
                 });
+            }
+            Some(Command::HitOutcome(h)) => {
+                drop(conn);
+                return match self.check_hit_outcome(&h) {
+                    Ok((seq, message)) => {
+                        self.audit(&[AuditEntry {
+                            requester_user: by.user.clone(),
+                            requester_ori: by.ori().map(str::to_owned),
+                            refers_to: Some(seq),
+                            outcome: Some(h.outcome.trim().to_owned()),
+                            detail: Some(message.clone()),
+                            ..AuditEntry::new(
+                                now,
+                                Event::HitOutcome,
+                                if h.stopped {
+                                    Decision::Stopped
+                                } else {
+                                    Decision::NotStopped
+                                },
+                            )
+                        }])?;
+                        Ok(message)
+                    }
+                    Err(e) => {
+                        self.audit(&[refused_entry(e.to_string(), refusal_reason(&e))])?;
+                        Err(e)
+                    }
+                };
             }
             Some(Command::Review(r)) => {
                 drop(conn);
@@ -211,6 +240,10 @@ fn check_admin_text(req: &alpr_proto::pb::AdminRequest) -> Result<(), alpr_proto
         Some(Command::Review(r)) => check_text("note", &r.note),
         Some(Command::AcknowledgeState(a)) => check_text("note", &a.note),
         Some(Command::RequestDecision(d)) => check_text("note", &d.note),
+        Some(Command::HitOutcome(h)) => {
+            check_text("outcome", &h.outcome)?;
+            check_text("note", &h.note)
+        }
         Some(Command::Hold(h)) => {
             check_text("case number", &h.case_number)?;
             check_text("plate", &h.plate)?;

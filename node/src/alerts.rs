@@ -165,6 +165,9 @@ pub struct SelfAudit {
     pub broken: Option<String>,
     /// Agreements this node shares under that expire within the warning window.
     pub expiring: Vec<String>,
+    /// Hot-list hits past the state's `hit_outcome_days` with no recorded outcome (entry
+    /// numbers).
+    pub overdue_outcomes: Vec<i64>,
 }
 
 impl crate::node::Node {
@@ -205,18 +208,46 @@ impl crate::node::Node {
                 ..AuditEntry::new(now, Event::ScopeChange, Decision::Alert)
             })
             .collect();
+        // Where the state requires each hit's outcome, the hits still without one.
+        let days = self.rules.hit_outcome_days;
+        let overdue: Vec<i64> = if days > 0 {
+            let all = crate::store::audit::list(&log, None)?;
+            crate::outcomes::summarize(&all, days, now)
+                .overdue
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !overdue.is_empty() {
+            let shown: Vec<String> = overdue.iter().take(20).map(|s| format!("#{s}")).collect();
+            entries.push(AuditEntry {
+                count: Some(overdue.len() as u64),
+                detail: Some(format!(
+                    "{} hot-list hit(s) older than {days} days have no recorded outcome, which {} requires ({}{}): record each with `alpr-node admin … hit-outcome`",
+                    overdue.len(),
+                    self.rules.version,
+                    shown.join(", "),
+                    if overdue.len() > 20 { ", ..." } else { "" }
+                )),
+                ..AuditEntry::new(now, Event::Alert, Decision::Alert)
+            });
+        }
         let report = match &verified {
             Ok(r) => SelfAudit {
                 entries: r.entries,
                 checkpoints: r.checkpoints,
                 broken: None,
                 expiring: expiring.clone(),
+                overdue_outcomes: overdue.clone(),
             },
             Err(e) => SelfAudit {
                 entries: 0,
                 checkpoints: 0,
                 broken: Some(e.to_string()),
                 expiring: expiring.clone(),
+                overdue_outcomes: overdue.clone(),
             },
         };
         entries.push(AuditEntry {

@@ -175,6 +175,12 @@ pub struct AuditEntry {
     /// this entry records (see `Node::check_state`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_digest: Option<String>,
+    /// The audit entry this one is about (a hit's recorded outcome names the hit's entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refers_to: Option<i64>,
+    /// What came of a hot-list hit (`arrest`, `citation`, ..., `no_stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 impl AuditEntry {
@@ -207,6 +213,8 @@ impl AuditEntry {
             decided_by: None,
             sealed_query: None,
             state_digest: None,
+            refers_to: None,
+            outcome: None,
         }
     }
 }

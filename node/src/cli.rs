@@ -133,6 +133,17 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// List the hot-list hits on this agency's cameras (its own lists and lists other
+    /// agencies shared) with what came of each, newest first; `--open` only those without a
+    /// recorded outcome (record one with `admin … hit-outcome`).
+    Hits {
+        /// Node config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only hits without a recorded outcome.
+        #[arg(long)]
+        open: bool,
+    },
     /// List the out-of-state requests queued for a named person's decision (states that
     /// serve such requesters one request at a time), with their state: pending, approved,
     /// denied or used.
@@ -358,6 +369,21 @@ pub enum AdminCmd {
         #[arg(value_parser = ["approve", "deny"])]
         decision: String,
         /// Why (mandatory, logged).
+        #[arg(long)]
+        note: String,
+    },
+    /// Record what came of one hot-list hit (supervisor or admin): `--stopped` with
+    /// `--outcome arrest|citation|warning|released|misread`, or `--outcome no_stop`.
+    HitOutcome {
+        /// The hit's audit entry number (`alpr-node hits` lists them).
+        seq: u64,
+        /// The hit led to a traffic stop.
+        #[arg(long)]
+        stopped: bool,
+        /// What came of it.
+        #[arg(long, value_parser = ["arrest", "citation", "warning", "released", "misread", "no_stop"])]
+        outcome: String,
+        /// What happened, in words (mandatory, logged).
         #[arg(long)]
         note: String,
     },
@@ -973,6 +999,56 @@ async fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Hits { config, open } => {
+            let cfg = load_existing(&config)?;
+            let entries = store::audit::list(&cfg.open_audit()?, None)?;
+            let mut latest = std::collections::HashMap::new();
+            for e in entries
+                .iter()
+                .filter(|e| e.entry.event == crate::audit::Event::HitOutcome)
+            {
+                if let Some(hit) = e.entry.refers_to {
+                    latest.insert(hit, e);
+                }
+            }
+            let mut shown = 0;
+            for h in entries.iter().rev().filter(|e| {
+                e.entry.event == crate::audit::Event::HotlistHit && e.entry.target.is_none()
+            }) {
+                let outcome = latest.get(&h.seq);
+                if open && outcome.is_some() {
+                    continue;
+                }
+                shown += 1;
+                println!(
+                    "#{} {} {}\n    {}",
+                    h.seq,
+                    fmt_time(h.entry.at),
+                    h.entry.detail.as_deref().unwrap_or(""),
+                    match outcome {
+                        Some(o) => format!(
+                            "outcome: {} ({}), recorded by {} at {}",
+                            o.entry.outcome.as_deref().unwrap_or("?"),
+                            o.entry.decision,
+                            o.entry.requester_user.as_deref().unwrap_or("?"),
+                            fmt_time(o.entry.at)
+                        ),
+                        None => "outcome: not recorded".into(),
+                    }
+                );
+            }
+            if shown == 0 {
+                println!(
+                    "{}",
+                    if open {
+                        "no hits without an outcome"
+                    } else {
+                        "no hot-list hits"
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Approvals { config } => {
             let db = load_existing(&config)?.open_db()?;
             let all = store::approvals::list(&db)?;
@@ -1316,6 +1392,21 @@ async fn run(cli: Cli) -> Result<(), Error> {
                             window_start: parse_time(&from)?,
                             window_end: parse_time(&to)?,
                             expires_at: parse_time(&until)?,
+                            note,
+                        },
+                    )),
+                },
+                AdminCmd::HitOutcome {
+                    seq,
+                    stopped,
+                    outcome,
+                    note,
+                } => alpr_proto::pb::AdminRequest {
+                    command: Some(alpr_proto::pb::admin_request::Command::HitOutcome(
+                        alpr_proto::pb::HitOutcome {
+                            hit_seq: seq,
+                            stopped,
+                            outcome,
                             note,
                         },
                     )),

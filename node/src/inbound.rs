@@ -141,6 +141,7 @@ impl Node {
                 agreements: &agreements,
                 replay: &self.replay,
                 now,
+                provider_system: None,
             },
             &opened,
         );

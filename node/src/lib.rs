@@ -26,6 +26,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod node;
 pub mod outbound;
+pub mod outcomes;
 pub mod owner;
 pub mod publish;
 pub mod registry;

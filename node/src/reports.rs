@@ -194,6 +194,30 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
             w(&mut out, format!("  {who:<22} purpose {purpose:<9} {n}"));
         }
     }
+    // What came of hits on our cameras (required in some states).
+    let o = crate::outcomes::summarize(entries, node.rules.hit_outcome_days, now);
+    w(&mut out, String::new());
+    w(
+        &mut out,
+        format!(
+            "Hot-list hits on our cameras: {}; outcome recorded for {}; led to a stop: {}",
+            o.hits, o.recorded, o.stops
+        ),
+    );
+    for (outcome, n) in &o.by_outcome {
+        w(&mut out, format!("  {outcome:<22} {n}"));
+    }
+    if node.rules.hit_outcome_days > 0 {
+        w(
+            &mut out,
+            format!(
+                "  without an outcome after {} days ({} requires one): {}",
+                node.rules.hit_outcome_days,
+                node.rules.version,
+                o.overdue.len()
+            ),
+        );
+    }
     let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
     for e in entries
         .iter()

@@ -161,8 +161,9 @@ impl Node {
             .cloned()
     }
 
-    /// Whether this node must publish its current key: it never did, or did under a node
-    /// certificate other than the one it runs with now (renewed, or revoked and replaced).
+    /// Whether this node must publish its current key: it never did, did under a node
+    /// certificate other than the one it runs with now (renewed, or revoked and replaced),
+    /// or did while it ran another version of this system.
     /// Judged from this node's own record, not from its registry view, which cannot
     /// advance while it waits for a regulator's cosignature.
     pub fn needs_publication(&self) -> Result<bool, Error> {
@@ -170,7 +171,15 @@ impl Node {
         let Some(current) = own.first() else {
             return Ok(false);
         };
-        Ok(current.published_cert.as_deref() != Some(self.cert_fingerprint().as_str()))
+        if current.published_cert.as_deref() != Some(self.cert_fingerprint().as_str()) {
+            return Ok(true);
+        }
+        // Published by an older version of this system (or before keys named it): the
+        // registry's record of what this node runs is stale.
+        Ok(self.published_key(self.ori()).is_some_and(|k| {
+            k.key_id[..] == current.key_id[..]
+                && k.product_version != alpr_proto::rules::SYSTEM_VERSION
+        }))
     }
 
     /// SHA-256 (hex) of this node's certificate.
@@ -205,6 +214,8 @@ impl Node {
             suite: current.pair.suite.id(),
             public_key: current.pair.public.clone(),
             published_at: now,
+            product: alpr_proto::rules::SYSTEM_PRODUCT.into(),
+            product_version: alpr_proto::rules::SYSTEM_VERSION.into(),
         };
         let signed = alpr_proto::envelope::seal(&self.signer, registry::SEALING_KEY, &key)?;
         let index = broker.publish_sealing_key(signed).await?.into_inner().index;

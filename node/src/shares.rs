@@ -32,6 +32,9 @@ use crate::node::Node;
 use crate::store::shares::SharedIn;
 use crate::{Error, store};
 
+/// Hit entries for the audit log and the `(share id, read)` reports to queue.
+type Hits = (Vec<AuditEntry>, Vec<(Vec<u8>, Read)>);
+
 /// Box purpose of a sealed hit report.
 const HIT_PURPOSE: &str = "hit";
 /// Hit reports sent per delivery round, at most.
@@ -104,7 +107,7 @@ impl Node {
         db: &store::Db,
         reads: &[Read],
         now: i64,
-    ) -> Result<(Vec<AuditEntry>, Vec<(Vec<u8>, Read)>), Error> {
+    ) -> Result<Hits, Error> {
         let mut entries = Vec::new();
         let mut queued = Vec::new();
         for s in store::shares::active_in(db, now)? {

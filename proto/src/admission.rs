@@ -81,6 +81,10 @@ pub struct AdmissionContext<'a> {
     pub replay: &'a dyn ReplayGuard,
     /// Current time, Unix seconds.
     pub now: i64,
+    /// The provider node's system (product, version) as its newest published sealing key
+    /// names it, for the broker (`("", "")` when it named none); `None` at the provider's
+    /// own node, which checks the system it runs.
+    pub provider_system: Option<(&'a str, &'a str)>,
 }
 
 /// What is known about a query once its signatures verified.
@@ -777,8 +781,10 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
         }
     }
 
-    ctx.rules
-        .check_system(crate::rules::SYSTEM_PRODUCT, crate::rules::SYSTEM_VERSION)?;
+    let (product, version) = ctx
+        .provider_system
+        .unwrap_or((crate::rules::SYSTEM_PRODUCT, crate::rules::SYSTEM_VERSION));
+    ctx.rules.check_system(product, version)?;
     ctx.rules
         .check_requester(&requester.jurisdiction, requester.kind)?;
     check_fan_out(ctx, query.targets.len())?;

@@ -104,6 +104,10 @@ pub struct PublishedKey {
     pub signer: VerifiedIdentity,
     /// The signed publication, as logged.
     pub signed: Signed,
+    /// The system the node said it runs (empty if it did not say).
+    pub product: String,
+    /// Its version.
+    pub product_version: String,
 }
 
 /// Verify a node's signed sealing key at `at`: a node certificate of the key's own agency
@@ -137,6 +141,8 @@ pub fn verify_sealing_key(
         index,
         signer,
         signed: signed.clone(),
+        product: k.product,
+        product_version: k.product_version,
     })
 }
 

@@ -100,6 +100,12 @@ pub struct StateRules {
     /// touched them (pending bills in New York, Massachusetts, California and Illinois).
     #[serde(default)]
     pub owner_access: bool,
+    /// Every hot-list hit must have its outcome recorded (whether it led to a stop, and
+    /// what came of the stop) within this many days; 0 = not required. Hits past it
+    /// without one are alerted by the daily self-audit and counted in the transparency
+    /// report (Virginia, HB 2724).
+    #[serde(default)]
+    pub hit_outcome_days: u32,
 }
 
 /// An out-of-state requester state allowed by name.
@@ -583,7 +589,7 @@ mod tests {
             ("US-WA", "US-WA/2026.1"),
             ("US-OR", "US-OR/2026.1"),
             ("US-CT", "US-CT/2026.1"),
-            ("US-VA", "US-VA/2026.2"),
+            ("US-VA", "US-VA/2026.3"),
         ] {
             assert_eq!(StateRules::for_jurisdiction(&j(state)).unwrap().version, v);
         }

@@ -40,6 +40,8 @@ vocabulary! {
         HotlistHit = "hotlist_hit",
         /// A hot list was loaded.
         HotlistLoad = "hotlist_load",
+        /// What came of a hot-list hit: a stop or not, and the stop's outcome.
+        HitOutcome = "hit_outcome",
         /// A report of shared-hot-list hits: sent to the list's owner (delivered, kept to
         /// be sent again, or refused) or, at the owner, refused.
         HotlistReport = "hotlist_report",
@@ -122,6 +124,10 @@ vocabulary! {
         RegistryStale = "registry_stale",
         /// Done.
         Ok = "ok",
+        /// A hot-list hit that led to a stop.
+        Stopped = "stopped",
+        /// A hot-list hit that led to no stop.
+        NotStopped = "not_stopped",
         /// An ingest in which some rows were rejected.
         Partial = "partial",
         /// Refused, with a reason code.

@@ -109,6 +109,7 @@ fn decide(w: &World, env: &Signed, policy: Option<&NodePolicy>, seen: &Seen) -> 
         agreements: &w.agreements,
         replay: seen,
         now: w.now,
+        provider_system: None,
     };
     admit(&ctx, env)
 }
@@ -416,6 +417,7 @@ fn ctx_for<'a>(w: &'a World, provider: &'a str, seen: &'a Seen, now: i64) -> Adm
         agreements: &w.agreements,
         replay: seen,
         now,
+        provider_system: None,
     }
 }
 
@@ -518,6 +520,7 @@ fn a_query_naming_more_agencies_than_the_state_or_the_agency_allows_is_refused()
         agreements: &w.agreements,
         replay: &seen,
         now: w.now,
+        provider_system: None,
     };
     let env = endorse(&w.inv, &w.node, REQUESTER, &q, w.now);
     match admit(&ctx, &env) {
@@ -568,6 +571,7 @@ fn warrant_triggers_of_the_state_decide_at_broker_and_node_alike() {
             agreements: &w.agreements,
             replay: &seen,
             now: w.now,
+            provider_system: None,
         };
         admit(&ctx, &env).reason()
     };
@@ -649,4 +653,45 @@ fn wildcard_plates_need_the_agreement_and_the_node_and_stay_bounded() {
     assert!(crate::input::matches_wildcard("7AB?123", "7ABX123"));
     assert!(!crate::input::matches_wildcard("7AB?123", "7ABX1234"));
     assert!(!crate::input::matches_wildcard("7AB?123", "8ABX123"));
+}
+
+#[test]
+fn the_broker_checks_the_system_the_provider_published_where_the_state_approves_systems() {
+    let w = world();
+    let env = endorse(
+        &w.inv,
+        &w.node,
+        REQUESTER,
+        &query(&w, REQUESTER, "b77"),
+        w.now,
+    );
+    let mut rules = StateRules::for_jurisdiction(&"US-CA".parse().unwrap())
+        .unwrap()
+        .clone();
+    rules.system_approval_required = true;
+    rules.approved_systems = vec![crate::rules::ApprovedSystem {
+        product: "alpr-fed".into(),
+        versions: vec!["0.1.*".into()],
+    }];
+    let seen = Seen::default();
+    let at_broker = |system: (&str, &str)| {
+        let ctx = AdmissionContext {
+            rules: &rules,
+            provider_system: Some(system),
+            ..ctx_for(&w, PROVIDER, &seen, w.now)
+        };
+        admit(&ctx, &env)
+    };
+    assert_eq!(
+        at_broker(("alpr-fed", "0.1.0")).reason(),
+        None,
+        "an approved system"
+    );
+    for unapproved in [("alpr-fed", "0.0.9"), ("other-alpr", "0.1.0"), ("", "")] {
+        assert_eq!(
+            at_broker(unapproved).reason(),
+            Some(RefusalReason::SystemNotApproved),
+            "{unapproved:?}"
+        );
+    }
 }

@@ -125,8 +125,7 @@ fn insert_sealed(tx: &Connection, t: &str, s: &SealedRead) -> Result<i64, Error>
     let mut insert = tx.prepare_cached(&format!(
         "INSERT OR IGNORE INTO {t} (k, id, sealed) VALUES (?1, ?2, ?3)"
     ))?;
-    let mut slot = s.first_slot();
-    for _ in 0..=SLOT_MASK {
+    for slot in (s.first_slot()..).take(SLOT_MASK as usize + 1) {
         let k = row_key(s.bucket, slot);
         if insert.execute(params![k, &s.id[..], &s.sealed])? == 1 {
             return Ok(1);
@@ -137,7 +136,6 @@ fn insert_sealed(tx: &Connection, t: &str, s: &SealedRead) -> Result<i64, Error>
         if taken == s.id {
             return Ok(0);
         }
-        slot += 1;
     }
     Err(Error::Corrupt {
         what: format!("partition {t}"),
