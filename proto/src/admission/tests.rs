@@ -673,8 +673,9 @@ fn the_broker_checks_the_system_the_provider_published_where_the_state_approves_
         product: "alpr-fed".into(),
         versions: vec!["0.1.*".into()],
     }];
-    let seen = Seen::default();
     let at_broker = |system: (&str, &str)| {
+        // A fresh replay memory each time: the same query is decided again.
+        let seen = Seen::default();
         let ctx = AdmissionContext {
             rules: &rules,
             provider_system: Some(system),
