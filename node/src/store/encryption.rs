@@ -10,13 +10,17 @@
 //!   the 64-bit row key ([`row_key`]); the low [`SLOT_BITS`] tell a bucket's reads apart, so
 //!   a store can keep a day's reads in one integer-keyed B-tree (small interior pages, one
 //!   leaf per lookup). Different plates may share a bucket: a lookup checks the plate;
-//! - **read identity**: `HMAC(identity key, day ‖ read)` truncated to 96 bits, which tells an
-//!   exact duplicate (stored once) and is the AES-256-GCM nonce of the read (a synthetic
-//!   nonce: it repeats only for the very same read, whose ciphertext is then the same);
+//! - **read identity**: `HMAC(identity key, day ‖ read)`, which picks the read's first slot
+//!   in its bucket and a 32-bit salt. It is not stored: an exact duplicate seals to the same
+//!   bytes at the same row key, which is how a store tells it apart;
 //! - **read sealing**: one AES-256-GCM key per capture day (derived, never stored), so no
-//!   key seals more than one day of reads. The associated data binds the sealed read to its
-//!   day, bucket and identity: a row moved to another day or bucket or given another row's
-//!   identity does not open;
+//!   key seals more than one day of reads. The nonce is the row key and the salt (stored in
+//!   front of the ciphertext): unique, since a row key holds one read for the life of its
+//!   partition and a partition made again for the same day (after a purge) gives a
+//!   different read at that key a different salt but for a 2^-32 chance. The associated
+//!   data binds the sealed read to its day and bucket: a row moved to another day, bucket
+//!   or slot does not open. Each row is its key and `salt ‖ ciphertext ‖ tag`, nothing
+//!   else, so that a day's B-tree stays small;
 //! - **audit sealing**: each audit entry's text, with its sequence number and chain hash as
 //!   associated data and the chain hash as its nonce. The chain hash itself stays in the
 //!   clear, so a regulator without the key still checks the tree heads and proofs;
@@ -39,8 +43,6 @@ use crate::Error;
 
 /// Length of a data key.
 pub const DATA_KEY_LEN: usize = 32;
-/// Length of a read identity (it is also the read's AES-GCM nonce).
-pub const ID_LEN: usize = NONCE_LEN;
 /// Bits of a bucket (the blind plate index kept in a row key).
 const BUCKET_BITS: u32 = 40;
 /// Low bits of a row key that tell apart the reads of one bucket.
@@ -68,30 +70,28 @@ impl std::fmt::Debug for DataKeys {
     }
 }
 
-/// A read as stored encrypted: its bucket, its identity, and the sealed read.
+/// Where a read is stored encrypted, before it is sealed: its bucket, the slot it tries
+/// first, its salt, and its encoded body.
 #[derive(Clone, Debug)]
-pub struct SealedRead {
+pub struct ReadSpot {
     /// The blind plate index: the row key of the bucket's first slot (slot bits zero).
     pub bucket: i64,
-    /// `HMAC(identity key, day ‖ read)`, truncated.
-    pub id: [u8; ID_LEN],
-    /// AES-256-GCM ciphertext and tag of the encoded read.
-    pub sealed: Vec<u8>,
+    /// The slot this read tries first in its bucket; a store that finds it taken by
+    /// another read tries the next one ([`row_key`]).
+    pub first_slot: i64,
+    salt: [u8; SALT_LEN],
+    body: Vec<u8>,
 }
 
-impl SealedRead {
-    /// The slot this read tries first in its bucket (taken from its identity, so a
-    /// bucket's reads spread over its slots); a store that finds it taken by another read
-    /// tries the next one ([`row_key`]).
-    pub fn first_slot(&self) -> i64 {
-        i64::from(u32::from_be_bytes([
-            0,
-            self.id[9],
-            self.id[10],
-            self.id[11],
-        ])) & SLOT_MASK
+impl ReadSpot {
+    /// The row key the read tries first.
+    pub fn first_key(&self) -> i64 {
+        row_key(self.bucket, self.first_slot)
     }
 }
+
+/// Length of a sealed read's salt.
+const SALT_LEN: usize = 4;
 
 /// The row key of `slot` in `bucket`: the bucket's bits above [`SLOT_BITS`] slot bits
 /// (slots wrap around within the bucket). Always non-negative.
@@ -202,52 +202,70 @@ impl DataKeys {
         key
     }
 
-    fn read_aad(day: i64, key: i64, id: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(12 + 8 + 8 + ID_LEN);
-        aad.extend_from_slice(b"alpr.read.v2");
+    fn read_aad(day: i64, key: i64) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(12 + 8 + 8);
+        aad.extend_from_slice(b"alpr.read.v3");
         aad.extend_from_slice(&day.to_be_bytes());
         aad.extend_from_slice(&(key & !SLOT_MASK).to_be_bytes());
-        aad.extend_from_slice(id);
         aad
     }
 
-    /// Seal a read captured on `day`.
-    pub fn seal_read(&self, day: i64, read: &Read) -> SealedRead {
-        let mut body = read.encode_to_vec();
-        let bucket = self.plate_bucket(day, &read.plate);
+    fn read_nonce(key: i64, salt: &[u8]) -> Option<Nonce> {
+        let mut n = [0u8; NONCE_LEN];
+        n[..8].copy_from_slice(&key.to_be_bytes());
+        n[8..].copy_from_slice(salt.get(..SALT_LEN)?);
+        Some(Nonce::assume_unique_for_key(n))
+    }
+
+    /// Where a read captured on `day` is stored: bucket, first slot and salt.
+    pub fn read_spot(&self, day: i64, read: &Read) -> ReadSpot {
+        let body = read.encode_to_vec();
         let mut cx = hmac::Context::with_key(&self.identity);
         cx.update(&day.to_be_bytes());
         cx.update(&body);
-        let mut id = [0u8; ID_LEN];
-        id.copy_from_slice(&cx.sign().as_ref()[..ID_LEN]);
-        // Sealing in place fails only past GCM's 64 GiB message limit.
-        let _ = self.day_key(day).seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(id),
-            Aad::from(Self::read_aad(day, bucket, &id)),
-            &mut body,
-        );
-        SealedRead {
-            bucket,
-            id,
-            sealed: body,
+        let id = cx.sign();
+        let id = id.as_ref();
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&id[..SALT_LEN]);
+        ReadSpot {
+            bucket: self.plate_bucket(day, &read.plate),
+            first_slot: i64::from(u32::from_be_bytes([0, id[4], id[5], id[6]])) & SLOT_MASK,
+            salt,
+            body,
         }
     }
 
-    /// Open a read stored for `day` at row key `key` (any slot of its bucket) with
-    /// identity `id`; `table` names it in errors.
+    /// Seal a read for row key `key` of its bucket: `salt ‖ ciphertext ‖ tag`. The same read
+    /// at the same key always seals to the same bytes.
+    pub fn seal_read_at(&self, day: i64, spot: &ReadSpot, key: i64) -> Vec<u8> {
+        let mut out = spot.salt.to_vec();
+        let mut body = spot.body.clone();
+        if let Some(nonce) = Self::read_nonce(key, &spot.salt) {
+            // Sealing in place fails only past GCM's 64 GiB message limit.
+            let _ = self.day_key(day).seal_in_place_append_tag(
+                nonce,
+                Aad::from(Self::read_aad(day, key)),
+                &mut body,
+            );
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Open a read stored for `day` at row key `key`; `table` names it in errors.
     pub fn open_read(
         &self,
         table: &str,
         day: i64,
         key: i64,
-        id: &[u8],
-        mut sealed: Vec<u8>,
+        sealed: Vec<u8>,
     ) -> Result<Read, Error> {
-        let nonce = Nonce::try_assume_unique_for_key(id)
-            .map_err(|_| damaged(format!("read in {table}")))?;
+        let nonce =
+            Self::read_nonce(key, &sealed).ok_or_else(|| damaged(format!("read in {table}")))?;
+        let mut body = sealed[SALT_LEN..].to_vec();
         let body = self
             .day_key(day)
-            .open_in_place(nonce, Aad::from(Self::read_aad(day, key, id)), &mut sealed)
+            .open_in_place(nonce, Aad::from(Self::read_aad(day, key)), &mut body)
             .map_err(|_| damaged(format!("read in {table}")))?;
         Read::decode(&*body).map_err(|e| Error::corrupt(format!("read in {table}"), e))
     }
@@ -416,52 +434,47 @@ mod tests {
     fn reads_round_trip_and_refuse_being_moved_or_altered() {
         let keys = DataKeys::new(&[7; 32]);
         let r = read("8ABC123", 20_000 * 86_400 + 5);
-        let s = keys.seal_read(20_000, &r);
-        assert!(!s.sealed.windows(7).any(|w| w == b"8ABC123"));
-        let open = |day, key: i64, id: &[u8], sealed: &Vec<u8>| {
-            keys.open_read("reads_t", day, key, id, sealed.clone())
-        };
-        let at = row_key(s.bucket, s.first_slot());
-        assert!(bucket_keys(s.bucket).contains(&at) && at >= 0);
-        assert_eq!(open(20_000, at, &s.id, &s.sealed).unwrap(), r);
-        // Any slot of its bucket opens it (a store may have probed past a taken slot).
-        assert_eq!(
-            open(
-                20_000,
-                row_key(s.bucket, s.first_slot() + 1),
-                &s.id,
-                &s.sealed
-            )
-            .unwrap(),
-            r
-        );
-        // The same read seals to the same row (the store keeps it once); another differs.
-        let again = keys.seal_read(20_000, &r);
-        assert_eq!(
-            (again.bucket, again.id, &again.sealed),
-            (s.bucket, s.id, &s.sealed)
-        );
-        let other = keys.seal_read(20_000, &read("8ABC123", 20_000 * 86_400 + 6));
-        assert_eq!(other.bucket, s.bucket);
-        assert_ne!(other.id, s.id);
+        let spot = keys.read_spot(20_000, &r);
+        let at = spot.first_key();
+        assert!(bucket_keys(spot.bucket).contains(&at) && at >= 0);
+        let sealed = keys.seal_read_at(20_000, &spot, at);
+        assert!(!sealed.windows(7).any(|w| w == b"8ABC123"));
+        let open =
+            |day, key: i64, sealed: &Vec<u8>| keys.open_read("reads_t", day, key, sealed.clone());
+        assert_eq!(open(20_000, at, &sealed).unwrap(), r);
+        // The same read at the same key seals to the same bytes (the store keeps it once);
+        // at another key, or another read, to other bytes.
+        let again = keys.read_spot(20_000, &r);
+        assert_eq!(keys.seal_read_at(20_000, &again, at), sealed);
+        let next = row_key(spot.bucket, spot.first_slot + 1);
+        assert_ne!(keys.seal_read_at(20_000, &spot, next), sealed);
+        let other = keys.read_spot(20_000, &read("8ABC123", 20_000 * 86_400 + 6));
+        assert_eq!(other.bucket, spot.bucket);
+        assert_ne!(other.first_slot, spot.first_slot);
         // The blind index differs per day and per plate.
-        assert_ne!(keys.plate_bucket(20_001, "8ABC123"), s.bucket);
-        assert_ne!(keys.plate_bucket(20_000, "8ABC124"), s.bucket);
-        // Moved to another day or bucket, given another row's identity, or altered: refused.
-        assert!(open(20_001, at, &s.id, &s.sealed).is_err());
-        assert!(open(20_000, at ^ (1 << SLOT_BITS), &s.id, &s.sealed).is_err());
-        assert!(open(20_000, at, &other.id, &s.sealed).is_err());
-        assert!(open(20_000, at, &s.id[..8], &s.sealed).is_err());
-        let mut bent = s.sealed.clone();
-        bent[3] ^= 1;
-        let e = open(20_000, at, &s.id, &bent).unwrap_err().to_string();
+        assert_ne!(keys.plate_bucket(20_001, "8ABC123"), spot.bucket);
+        assert_ne!(keys.plate_bucket(20_000, "8ABC124"), spot.bucket);
+        // Moved to another day, bucket or slot, cut short, or altered: refused.
+        assert!(open(20_001, at, &sealed).is_err());
+        assert!(open(20_000, at ^ (1 << SLOT_BITS), &sealed).is_err());
+        assert!(open(20_000, next, &sealed).is_err());
+        assert!(open(20_000, at, &sealed[..3].to_vec()).is_err());
+        let mut bent = sealed.clone();
+        bent[6] ^= 1;
+        let e = open(20_000, at, &bent).unwrap_err().to_string();
         assert!(e.contains("reads_t") && e.contains("does not open"), "{e}");
+        let mut salted = sealed.clone();
+        salted[0] ^= 1;
+        assert!(
+            open(20_000, at, &salted).is_err(),
+            "the salt is part of the nonce"
+        );
         // Another data key opens nothing.
         let stranger = DataKeys::new(&[8; 32]);
         assert_ne!(stranger.key_id(), keys.key_id());
         assert!(
             stranger
-                .open_read("reads_t", 20_000, at, &s.id, s.sealed.clone())
+                .open_read("reads_t", 20_000, at, sealed.clone())
                 .is_err()
         );
         // A row of the version-2 layout opens with the legacy reader only.

@@ -5,7 +5,7 @@
 //!
 //! In an encrypted database a partition is one table keyed by an integer row key: the
 //! read's blind plate index for that day (its bucket) in the high bits and a slot in the low
-//! ones, with the read's identity and the sealed read beside it
+//! ones, with the sealed read (salt, ciphertext, tag) its only other column
 //! ([`super::super::encryption`]). A lookup reads its plate's bucket, a range of row keys
 //! that sits in one leaf page, opens the rows, and checks plate, state and time in memory.
 //! An integer key keeps the B-tree's interior pages small (about 300 children a page, where
@@ -21,7 +21,7 @@ use rusqlite::{Connection, params};
 use super::Db;
 use crate::Error;
 use crate::store::PlateKey;
-use crate::store::encryption::{DataKeys, SLOT_MASK, SealedRead, bucket_keys, row_key};
+use crate::store::encryption::{DataKeys, ReadSpot, SLOT_MASK, bucket_keys, row_key};
 
 /// The covering index of a day partition: one plate's reads of a day, by issuing state,
 /// sit together in one or two index pages and a lookup never visits the table. It is
@@ -41,10 +41,8 @@ pub(super) fn table(day: i64) -> String {
     format!("reads_{day}")
 }
 
-/// The columns of an encrypted day partition: row key (bucket and slot), identity, sealed
-/// read.
-pub(super) const SEALED_COLUMNS: &str =
-    "k INTEGER PRIMARY KEY, id BLOB NOT NULL, sealed BLOB NOT NULL";
+/// The columns of an encrypted day partition: row key (bucket and slot) and sealed read.
+pub(super) const SEALED_COLUMNS: &str = "k INTEGER PRIMARY KEY, sealed BLOB NOT NULL";
 
 /// Create a day's partition if needed: plain, with its covering index
 /// ([`partition_index`]), or encrypted.
@@ -88,10 +86,10 @@ pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
         if let Some(keys) = &db.keys {
             // Sealed first and inserted in key order: each insert lands next to the last
             // one in the partition's B-tree instead of at a random page.
-            let mut sealed: Vec<_> = rows.iter().map(|r| keys.seal_read(day, r)).collect();
-            sealed.sort_unstable_by_key(|s| (row_key(s.bucket, s.first_slot()), s.id));
-            for s in &sealed {
-                new += insert_sealed(&tx, &table(day), s)?;
+            let mut spots: Vec<_> = rows.iter().map(|r| keys.read_spot(day, r)).collect();
+            spots.sort_unstable_by_key(ReadSpot::first_key);
+            for spot in &spots {
+                new += insert_sealed(&tx, &table(day), keys, day, spot)?;
             }
         } else {
             let mut st = tx.prepare_cached(&format!(
@@ -119,21 +117,29 @@ pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
     Ok(stored)
 }
 
-/// Store one sealed read in partition `t` at the first free slot of its bucket from its
-/// first slot on, unless the read is already there (same identity). Returns 1 if stored.
-fn insert_sealed(tx: &Connection, t: &str, s: &SealedRead) -> Result<i64, Error> {
+/// Seal and store one read in partition `t` (of `day`) at the first free slot of its
+/// bucket from its first slot on, unless the read is already there: an exact duplicate
+/// seals to the same bytes at the same key. Returns 1 if stored.
+fn insert_sealed(
+    tx: &Connection,
+    t: &str,
+    keys: &DataKeys,
+    day: i64,
+    spot: &ReadSpot,
+) -> Result<i64, Error> {
     let mut insert = tx.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO {t} (k, id, sealed) VALUES (?1, ?2, ?3)"
+        "INSERT OR IGNORE INTO {t} (k, sealed) VALUES (?1, ?2)"
     ))?;
-    for slot in (s.first_slot()..).take(SLOT_MASK as usize + 1) {
-        let k = row_key(s.bucket, slot);
-        if insert.execute(params![k, &s.id[..], &s.sealed])? == 1 {
+    for slot in (spot.first_slot..).take(SLOT_MASK as usize + 1) {
+        let k = row_key(spot.bucket, slot);
+        let sealed = keys.seal_read_at(day, spot, k);
+        if insert.execute(params![k, &sealed])? == 1 {
             return Ok(1);
         }
         let taken: Vec<u8> = tx
-            .prepare_cached(&format!("SELECT id FROM {t} WHERE k = ?1"))?
+            .prepare_cached(&format!("SELECT sealed FROM {t} WHERE k = ?1"))?
             .query_row([k], |r| r.get(0))?;
-        if taken == s.id {
+        if taken == sealed {
             return Ok(0);
         }
     }
@@ -178,7 +184,7 @@ pub(super) fn move_to_row_keys(conn: &Connection, keys: &DataKeys) -> Result<(),
             while let Some(row) = rows.next()? {
                 let (tag, id): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
                 let read = keys.open_read_v2_layout(&old, day, &tag, &id, row.get(2)?)?;
-                moved += insert_sealed(&tx, &t, &keys.seal_read(day, &read))?;
+                moved += insert_sealed(&tx, &t, keys, day, &keys.read_spot(day, &read))?;
             }
         }
         tx.execute_batch(&format!("DROP TABLE {old};"))?;
@@ -326,13 +332,12 @@ fn lookup_day_sealed(
     let t = table(day);
     let keys_of = bucket_keys(keys.plate_bucket(day, key.plate));
     let mut q = conn.prepare_cached(&format!(
-        "SELECT k, id, sealed FROM {t} WHERE k BETWEEN ?1 AND ?2"
+        "SELECT k, sealed FROM {t} WHERE k BETWEEN ?1 AND ?2"
     ))?;
     let mut rows = q.query([keys_of.start(), keys_of.end()])?;
     let mut found = Vec::new();
     while let Some(row) = rows.next()? {
-        let (k, id): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
-        let r = keys.open_read(&t, day, k, &id, row.get(2)?)?;
+        let r = keys.open_read(&t, day, row.get(0)?, row.get(1)?)?;
         // The plate is checked too: other plates may share the bucket.
         if r.plate == key.plate
             && (key.any_state() || r.plate_state == key.state)
@@ -367,11 +372,10 @@ fn lookup_pattern_days(
         let mut found = Vec::new();
         match keys {
             Some(keys) => {
-                let mut q = snapshot.prepare_cached(&format!("SELECT k, id, sealed FROM {t}"))?;
+                let mut q = snapshot.prepare_cached(&format!("SELECT k, sealed FROM {t}"))?;
                 let mut rows = q.query([])?;
                 while let Some(row) = rows.next()? {
-                    let (k, id): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
-                    let r = keys.open_read(&t, day, k, &id, row.get(2)?)?;
+                    let r = keys.open_read(&t, day, row.get(0)?, row.get(1)?)?;
                     if alpr_proto::input::matches_wildcard(key.plate, &r.plate)
                         && state_ok(&r.plate_state)
                         && (start..=end).contains(&r.captured_at)
@@ -404,8 +408,12 @@ fn lookup_pattern_days(
 
 /// Days one connection reads before a lookup splits its window across threads.
 const DAYS_PER_READER: usize = 8;
-/// Most connections (and threads) one lookup reads with.
-const MAX_READERS_PER_LOOKUP: usize = 4;
+/// Days each connection reads, at least, once a window is split.
+const MIN_DAYS_PER_SPLIT: usize = 4;
+/// Most connections (and threads) one lookup reads with: a day not in the page cache is
+/// one random disk read, and 8 in flight at once halve a cold 30-day lookup's wait against
+/// 4 (the disk serves them in parallel; the threads mostly wait).
+const MAX_READERS_PER_LOOKUP: usize = 8;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 16;
 
@@ -453,7 +461,7 @@ impl Readers {
         if n <= DAYS_PER_READER {
             return lookup_days(conn, keys, days, key, start, end);
         }
-        let readers = n.div_ceil(DAYS_PER_READER).min(MAX_READERS_PER_LOOKUP);
+        let readers = n.div_ceil(MIN_DAYS_PER_SPLIT).min(MAX_READERS_PER_LOOKUP);
         // Split the window into `readers` runs of consecutive days, oldest first.
         let per = n.div_ceil(readers) as i64;
         let mut chunks = (*days.start()..=*days.end())
@@ -523,12 +531,11 @@ impl Readers {
 pub fn day_reads(db: &Db, day: i64) -> Result<Vec<Read>, Error> {
     let t = table(day);
     if let Some(keys) = &db.keys {
-        let mut st = db.conn.prepare(&format!("SELECT k, id, sealed FROM {t}"))?;
+        let mut st = db.conn.prepare(&format!("SELECT k, sealed FROM {t}"))?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let (k, id): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
-            out.push(keys.open_read(&t, day, k, &id, r.get(2)?)?);
+            out.push(keys.open_read(&t, day, r.get(0)?, r.get(1)?)?);
         }
         return Ok(out);
     }
@@ -870,17 +877,15 @@ mod tests {
             read("8ABC123", day * DAY + 60),
             read("8ABC123", day * DAY + 90),
         );
-        // `b` is put by hand at the slot `a` tries first, as if their identities collided.
-        let (sa, sb) = (keys.seal_read(day, &a), keys.seal_read(day, &b));
-        assert_ne!(sa.first_slot(), sb.first_slot());
+        // `b` is put by hand at the slot `a` tries first, as if their slots collided.
+        let (sa, sb) = (keys.read_spot(day, &a), keys.read_spot(day, &b));
+        assert_ne!(sa.first_slot, sb.first_slot);
         insert_reads(&mut db, &[read("8ABC123", day * DAY + 30)]).unwrap();
+        let k = sa.first_key();
         db.conn
             .execute(
-                &format!(
-                    "INSERT INTO {} (k, id, sealed) VALUES (?1, ?2, ?3)",
-                    table(day)
-                ),
-                params![row_key(sa.bucket, sa.first_slot()), &sb.id[..], &sb.sealed],
+                &format!("INSERT INTO {} (k, sealed) VALUES (?1, ?2)", table(day)),
+                params![k, keys.seal_read_at(day, &sb, k)],
             )
             .unwrap();
         assert_eq!(
@@ -889,14 +894,14 @@ mod tests {
             "a: next slot"
         );
         assert_eq!(
-            insert_reads(&mut db, &[a.clone(), b.clone()]).unwrap(),
-            1,
-            "b only"
+            insert_reads(&mut db, &[a.clone()]).unwrap(),
+            0,
+            "a found past b"
         );
         assert_eq!(
             insert_reads(&mut db, &[a, b]).unwrap(),
-            0,
-            "both already there"
+            1,
+            "b at its own slot"
         );
         let found = lookup(&db, ca("8ABC123"), day * DAY, day * DAY + DAY - 1).unwrap();
         let times: Vec<_> = found.iter().map(|r| r.captured_at - day * DAY).collect();
