@@ -2,7 +2,8 @@
 //!
 //! Fills a node database (`alpr_node::store`, day partitions, WAL, `synchronous=FULL`) with
 //! `ALPR_BENCH_READS` reads (default 50,000,000) spread in capture order over the last 90
-//! days, through `store::insert_reads` in batches of 10,000, then times
+//! days, through `store::insert_reads` in batches of 10,000, compacts the closed days as the
+//! node's hourly maintenance does (`store::compact_one_closed`), then times
 //! `alpr_node::store::lookup` for random plates that exist, over the last 7 and the last 30
 //! days. Half of all reads come from a "frequent" twentieth of the plates (commuters), the
 //! other half from all plates, so answers range from one read to a few hundred.
@@ -261,6 +262,7 @@ fn prepare(path: &Path, keys: Option<Arc<DataKeys>>, n: u64, now: i64) -> Result
     let label = if keys.is_some() { "encrypted" } else { "plain" };
     if have == n && n > 0 {
         println!("reusing {label} {} ({have} reads)", path.display());
+        compact(&mut conn, label, path, now)?;
         return Ok(now);
     }
     if have != 0 {
@@ -278,7 +280,29 @@ fn prepare(path: &Path, keys: Option<Arc<DataKeys>>, n: u64, now: i64) -> Result
         "{label} database: {stored} reads in {parts} day partitions, {:.2} GB",
         size as f64 / 1e9
     );
+    compact(&mut conn, label, path, now)?;
     Ok(now)
+}
+
+/// Compact every closed day as the node's hourly maintenance does
+/// (`store::compact_one_closed`, a no-op for days already compacted).
+fn compact(conn: &mut alpr_node::store::Db, label: &str, path: &Path, now: i64) -> Result<()> {
+    let t = Instant::now();
+    let mut days = 0;
+    while alpr_node::store::compact_one_closed(conn, now)?.is_some() {
+        days += 1;
+    }
+    if days > 0 {
+        let _ = conn
+            .connection()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        println!(
+            "{label} database: {days} closed day partitions compacted in {:.1} s ({:.2} GB file, free pages reused by later days)",
+            t.elapsed().as_secs_f64(),
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / 1e9
+        );
+    }
+    Ok(())
 }
 
 /// Both passes over one database; returns (7-day first, 30-day first, 7-day second,

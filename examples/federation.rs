@@ -1,6 +1,7 @@
 //! A local federation in one command: a fresh state PKI, a broker and five agency nodes
 //! over mutual TLS on loopback, synthetic reads, agreements, and a narrated sequence of
-//! one allowed query and eight refusals. Exits 0 only if every step behaved as narrated.
+//! one allowed query and eight refusals, then a hot list shared under an agreement and its
+//! hit reported back. Exits 0 only if every step behaved as narrated.
 //!
 //! ```text
 //! cargo run --example federation                 # files in a temporary directory
@@ -25,6 +26,8 @@ const FRESNO: &str = "CA0100500";
 const LAS_VEGAS: &str = "NV0020100";
 const FEDERAL: &str = "USDHS0100";
 const STOLEN: &str = "8ABC123";
+/// A car on the hot list Sacramento shares.
+const WANTED: &str = "6TRK482";
 
 /// Run the demo federation.
 #[derive(Parser)]
@@ -181,18 +184,17 @@ async fn run(args: Args) -> Result<()> {
     d.title(
         "admins sign agreements; the broker registers them only if the owner's state rules allow",
     );
-    let v2s = d
-        .fed
-        .agree(Federation::terms(
-            VENTURA,
-            SACRAMENTO,
-            &["240", "120", "13A", "30A", "X-MISSING"],
-            90,
-            90 * 86_400,
-        ))
-        .await?;
+    let mut v2s_terms = Federation::terms(
+        VENTURA,
+        SACRAMENTO,
+        &["240", "120", "13A", "30A", "X-MISSING"],
+        90,
+        90 * 86_400,
+    );
+    v2s_terms.data_types.push("hotlists".into());
+    let v2s = d.fed.agree(v2s_terms).await?;
     println!(
-        "   {VENTURA} → {SACRAMENTO}: {v2s} (auto theft, robbery, assault, missing persons; 90-day look-back)"
+        "   {VENTURA} → {SACRAMENTO}: {v2s} (auto theft, robbery, assault, missing persons; 90-day look-back; Ventura's cameras also watch Sacramento's shared hot lists)"
     );
     let f2s = d
         .fed
@@ -447,6 +449,92 @@ async fn run(args: Args) -> Result<()> {
         format!("{SACRAMENTO} refused on its own: NO_AGREEMENT"),
     );
 
+    d.title(&format!(
+        "HOT LIST shared only under agreements: Sacramento shares a stolen-vehicle list with Ventura (its agreement covers hot lists) and Fresno (reads only)"
+    ));
+    let list = client::hotlist_from_csv(
+        "stolen vehicles",
+        "Sacramento PD stolen-vehicle reports",
+        "stolen vehicles",
+        &format!(
+            "plate,state,note\n{WANTED},CA,grey pickup stolen 2026-11-30 from a Sacramento lot\n"
+        ),
+    )?;
+    let share = client::SearchParams {
+        window_end: alpr_pki::now_unix() + 7 * 86_400,
+        purpose: "240".into(),
+        case_number: "SAC-26-004417".into(),
+        reason: "grey pickup stolen overnight from a Sacramento lot, owner reported it at 06:10"
+            .into(),
+        targets: vec![VENTURA.into(), FRESNO.into()],
+        ttl_secs: 300,
+        shape: alpr_proto::hotlist::SHAPE_HOTLIST.into(),
+        hotlist: Some(list),
+        ..Default::default()
+    };
+    let (_, resp) = d.fed.search(SACRAMENTO, &share).await?;
+    d.show(&resp);
+    let status = |ori: &str| {
+        resp.results
+            .iter()
+            .find(|r| r.ori == ori)
+            .map(|r| (r.status, r.reason))
+    };
+    d.check(
+        status(VENTURA) == Some((TargetStatus::Answered as i32, 0)),
+        format!("{VENTURA} keeps the list (agreement covers hot lists)"),
+    );
+    d.check(
+        status(FRESNO)
+            == Some((
+                TargetStatus::Refused as i32,
+                RefusalReason::NoAgreement as i32,
+            )),
+        format!("{FRESNO} refused it: its agreement covers reads only"),
+    );
+    // A Ventura camera reads the wanted car a moment later.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    d.fed.ingest_csv(
+        VENTURA,
+        &format!(
+            "plate,captured_at,camera_id,latitude,longitude,plate_state\n{WANTED},{},CA056-CAM-03,34.27800,-119.29300,CA\n",
+            alpr_node::cli::fmt_time(alpr_pki::now_unix())
+        ),
+    )?;
+    let logged = d.fed.audit(VENTURA, Some("hotlist_hit"))?;
+    if let Some(h) = logged.last() {
+        println!(
+            "   {VENTURA} logs the hit: {}",
+            h.entry.detail.as_deref().unwrap_or("")
+        );
+    }
+    d.check(
+        logged
+            .iter()
+            .any(|h| h.entry.requester_ori.as_deref() == Some(SACRAMENTO)),
+        format!("{VENTURA} logged the hit with the list's owner ({SACRAMENTO}), purpose and case"),
+    );
+    let mut reported = Vec::new();
+    for _ in 0..100 {
+        reported = d.fed.audit(SACRAMENTO, Some("hotlist_hit"))?;
+        if !reported.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if let Some(h) = reported.last() {
+        println!(
+            "   {SACRAMENTO} receives it, sealed and signed by {VENTURA}'s node: {}",
+            h.entry.detail.as_deref().unwrap_or("")
+        );
+    }
+    d.check(
+        reported.iter().any(|h| {
+            h.entry.plate.as_deref() == Some(WANTED) && h.entry.target.as_deref() == Some(VENTURA)
+        }),
+        format!("{SACRAMENTO} got the hit report through the broker, which could read none of it"),
+    );
+
     d.title("each node's inbound log: who asked, for what plate, purpose, case, and the decision");
     for a in &agencies {
         let entries = d.fed.audit(a.ori, Some("inbound_query"))?;
@@ -464,7 +552,10 @@ async fn run(args: Args) -> Result<()> {
                 alpr_node::cli::fmt_time(x.at),
                 x.requester_user.as_deref().unwrap_or("?"),
                 x.requester_ori.as_deref().unwrap_or("?"),
-                x.plate.as_deref().unwrap_or("-"),
+                x.plate
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("(a hot list)"),
                 x.purpose.as_deref().unwrap_or("-"),
                 x.case_number.as_deref().unwrap_or("-"),
                 x.decision,

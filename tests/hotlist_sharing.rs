@@ -161,6 +161,16 @@ async fn a_shared_list_is_kept_under_its_agreement_and_its_hits_reach_the_owner_
             .any(|e| e.detail.as_deref().unwrap_or("").contains("8ABC123"))
     );
 
+    // Ventura's status shows the list it keeps for Sacramento.
+    let st = fed.nodes[VENTURA].node.status().unwrap();
+    assert_eq!(st.shared_lists.len(), 1);
+    assert_eq!(st.shared_lists[0].0, SACRAMENTO);
+    assert!(
+        st.to_string()
+            .contains("hot lists shared with this agency: 1"),
+        "{st}"
+    );
+
     // Both transparency reports count them.
     let report = |ori: &str| {
         let entries = fed.audit(ori, None).unwrap();

@@ -1226,24 +1226,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 hotlist: None,
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
-            let target = q.tls.target(&q.node);
-            let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
-            let resp = match client::search(&mut c, &signed).await {
-                Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
-                    // The own node refused the whole query (its reason in the trailer).
-                    Some(reason) => {
-                        let text = status.message();
-                        let code = reason.as_str_name();
-                        return Err(Error::NothingAnswered(if text.starts_with(code) {
-                            format!("refused by your node: {text}")
-                        } else {
-                            format!("refused by your node: {code}: {text}")
-                        }));
-                    }
-                    None => return Err(Error::Rpc(status)),
-                },
-                other => other?,
-            };
+            let resp = search_through(&q.tls.target(&q.node), &trust, &me, &signed).await?;
             let (lines, answered) = describe_results(&trust, &query, &resp.results);
             for line in lines {
                 println!("{line}");
@@ -1280,21 +1263,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 ..Default::default()
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
-            let target = a.tls.target(&a.node);
-            let mut c = client::node_client(&target, &trust, &me, Duration::from_secs(30))?;
-            let resp = match client::search(&mut c, &signed).await {
-                Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
-                    Some(reason) => {
-                        return Err(Error::NothingAnswered(format!(
-                            "refused by your node: {}: {}",
-                            reason.as_str_name(),
-                            status.message()
-                        )));
-                    }
-                    None => return Err(Error::Rpc(status)),
-                },
-                other => other?,
-            };
+            let resp = search_through(&a.tls.target(&a.node), &trust, &me, &signed).await?;
             let mut kept = 0;
             for r in &resp.results {
                 if r.status == alpr_proto::pb::TargetStatus::Answered as i32 {
@@ -1537,6 +1506,33 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Audit(cmd) => audit_log::run(cmd).await,
+    }
+}
+
+/// Send a signed query (or hot-list share) through the investigator's own node; a refusal
+/// of the whole query by that node is `NothingAnswered` with its reason code.
+async fn search_through(
+    node: &alpr_runtime::client::Target,
+    trust: &alpr_pki::TrustStore,
+    me: &alpr_runtime::tls::TlsIdentity,
+    signed: &alpr_proto::pb::Signed,
+) -> Result<alpr_proto::pb::RouteResponse, Error> {
+    let mut c = client::node_client(node, trust, me, Duration::from_secs(30))?;
+    match client::search(&mut c, signed).await {
+        Err(Error::Rpc(status)) => match alpr_proto::reason_of(&status) {
+            // The own node refused the whole query (its reason in the trailer).
+            Some(reason) => {
+                let text = status.message();
+                let code = reason.as_str_name();
+                Err(Error::NothingAnswered(if text.starts_with(code) {
+                    format!("refused by your node: {text}")
+                } else {
+                    format!("refused by your node: {code}: {text}")
+                }))
+            }
+            None => Err(Error::Rpc(status)),
+        },
+        other => other,
     }
 }
 

@@ -340,6 +340,11 @@ impl Node {
         let (dropped, reads) =
             store::purge_before(&mut self.db(), now - i64::from(days) * 86_400, now)?;
         self.replay.sweep(now);
+        // Closed days are rewritten packed, one per lock hold (ingest waits for one day's
+        // rewrite at most).
+        while let Some(day) = store::compact_one_closed(&mut self.db(), now)? {
+            tracing::debug!(day, "day partition compacted");
+        }
         if !dropped.is_empty() {
             self.audit(&[AuditEntry {
                 count: Some(reads as u64),

@@ -40,6 +40,11 @@ pub struct Status {
     pub audit_head: (i64, String, i64, i64),
     /// The most recent alerts (time, kind, detail), newest first.
     pub alerts: Vec<(i64, String, String)>,
+    /// Hot lists other agencies shared with this one, in force: (owner, list name, entries,
+    /// until).
+    pub shared_lists: Vec<(String, String, usize, i64)>,
+    /// Hit reports waiting to reach their lists' owners.
+    pub hits_waiting: usize,
 }
 
 impl Node {
@@ -82,6 +87,19 @@ impl Node {
             (Some((a, _)), Some((b, _))) => Some((a * 86_400, b * 86_400)),
             _ => None,
         };
+        let shared_lists = store::shares::active_in(&conn, now)?
+            .into_iter()
+            .map(|s| {
+                let list = s.query.hotlist.unwrap_or_default();
+                (
+                    s.owner_ori,
+                    list.name,
+                    list.entries.len(),
+                    s.query.window_end,
+                )
+            })
+            .collect();
+        let hits_waiting = store::shares::pending_hits(&conn, 10_000)?.len();
         drop(conn);
         let log = self.audit_db()?;
         let (entries, hash) = store::maintenance::audit_head(&log)?;
@@ -121,6 +139,8 @@ impl Node {
             days,
             audit_head: (entries, hash, covered, signed_at),
             alerts,
+            shared_lists,
+            hits_waiting,
         })
     }
 }
@@ -190,6 +210,19 @@ impl fmt::Display for Status {
                 self.retention_days
             )?,
             None => writeln!(f, "reads: none (retention {} days)", self.retention_days)?,
+        }
+        writeln!(
+            f,
+            "hot lists shared with this agency: {}; hit reports waiting to be sent: {}",
+            self.shared_lists.len(),
+            self.hits_waiting
+        )?;
+        for (owner, name, n, until) in &self.shared_lists {
+            writeln!(
+                f,
+                "   {owner}: {name:?} ({n} entries) until {}",
+                fmt_time(*until)
+            )?;
         }
         let (n, hash, covered, at) = &self.audit_head;
         writeln!(

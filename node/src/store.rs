@@ -18,7 +18,8 @@ pub use sqlite::agreements::{
 pub use sqlite::audit::{AuditDb, AuditLog};
 pub use sqlite::holds::held_reads;
 pub use sqlite::reads::{
-    MAX_RESULTS, Readers, count_reads, day_reads, insert_reads, lookup, partitions, purge_before,
+    MAX_RESULTS, Readers, compact_one_closed, count_reads, day_reads, insert_reads, lookup,
+    partitions, purge_before,
 };
 pub use sqlite::{Db, DbError, SCHEMA_VERSION, encryption_marker, open, open_with};
 pub use sqlite::{

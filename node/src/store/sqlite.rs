@@ -167,7 +167,8 @@ impl From<rusqlite::Error> for Error {
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS partitions (
     day INTEGER PRIMARY KEY,
-    rows INTEGER NOT NULL DEFAULT 0
+    rows INTEGER NOT NULL DEFAULT 0,
+    compacted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS agreements (
     id TEXT PRIMARY KEY,
@@ -208,6 +209,12 @@ pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> 
     // thrashes on 30-day windows and re-prepares every statement).
     conn.set_prepared_statement_cache_capacity(512);
     conn.execute_batch(SCHEMA)?;
+    // Databases from before day partitions were compacted ([`reads::compact_one_closed`]).
+    if !has_column(&conn, "partitions", "compacted")? {
+        conn.execute_batch(
+            "ALTER TABLE partitions ADD COLUMN compacted INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
     settings::init(&conn)?;
     accounts::init(&conn)?;
     holds::init(&conn)?;

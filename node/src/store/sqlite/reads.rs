@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use alpr_proto::pb::Read;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Db;
 use crate::Error;
@@ -195,6 +195,42 @@ pub(super) fn move_to_row_keys(conn: &Connection, keys: &DataKeys) -> Result<(),
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Rewrite one closed day partition (a day before `now`'s, not yet compacted), the oldest:
+/// an encrypted partition's rows are copied into a new table in key order, a plain
+/// partition's identity index is rebuilt. Random inserts leave B-tree pages about
+/// two-thirds full; rewritten in order they sit full, so the day takes a third less disk
+/// and page cache and a lookup that misses the cache finds more of what it needs per page
+/// read. One transaction (lookups keep reading their snapshot meanwhile); a read arriving
+/// later for the day is stored as usual. Returns the day compacted, if any.
+pub fn compact_one_closed(db: &mut Db, now: i64) -> Result<Option<i64>, Error> {
+    let encrypted = db.keys.is_some();
+    let tx = db.conn.transaction()?;
+    let day: Option<i64> = tx
+        .query_row(
+            "SELECT day FROM partitions WHERE day < ?1 AND compacted = 0 ORDER BY day LIMIT 1",
+            [now.div_euclid(DAY)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(day) = day else {
+        return Ok(None);
+    };
+    let t = table(day);
+    if encrypted {
+        tx.execute_batch(&format!(
+            "CREATE TABLE {t}_packed ({SEALED_COLUMNS});
+             INSERT INTO {t}_packed (k, sealed) SELECT k, sealed FROM {t} ORDER BY k;
+             DROP TABLE {t};
+             ALTER TABLE {t}_packed RENAME TO {t};"
+        ))?;
+    } else {
+        tx.execute_batch(&format!("REINDEX {t}_read_identity;"))?;
+    }
+    tx.execute("UPDATE partitions SET compacted = 1 WHERE day = ?1", [day])?;
+    tx.commit()?;
+    Ok(Some(day))
 }
 
 /// Most reads returned for one plate lookup.
@@ -963,5 +999,49 @@ mod tests {
         // Opening again moves nothing more.
         let db = crate::store::open_with(&path, Some(keys)).unwrap();
         assert_eq!(day_reads(&db, day).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn closed_days_are_compacted_once_and_keep_every_read_plain_and_encrypted() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = std::sync::Arc::new(DataKeys::new(&[6; 32]));
+        let day0 = 20_900;
+        let reads: Vec<Read> = (0..300)
+            .map(|i| read(&format!("8AB{:04}", i % 50), day0 * DAY + i * 200))
+            .collect();
+        for (name, keys) in [("plain.db", None), ("sealed.db", Some(keys))] {
+            let path = dir.path().join(name);
+            let mut db = crate::store::open_with(&path, keys).unwrap();
+            insert_reads(&mut db, &reads).unwrap();
+            let before = lookup(&db, ca("8AB0007"), day0 * DAY, day0 * DAY + 2 * DAY).unwrap();
+            // Today's partition (day0 + 1 is "now") stays open; day0 is compacted, once.
+            let now = (day0 + 1) * DAY + 10;
+            assert_eq!(
+                compact_one_closed(&mut db, now).unwrap(),
+                Some(day0),
+                "{name}"
+            );
+            assert_eq!(
+                compact_one_closed(&mut db, now).unwrap(),
+                None,
+                "{name}: once"
+            );
+            assert_eq!(
+                lookup(&db, ca("8AB0007"), day0 * DAY, day0 * DAY + 2 * DAY).unwrap(),
+                before,
+                "{name}"
+            );
+            assert_eq!(count_reads(&db).unwrap(), 300);
+            // A late read of the compacted day is stored, a duplicate still is not.
+            let late = read("8AB0007", day0 * DAY + 86_000);
+            assert_eq!(
+                insert_reads(&mut db, &[late.clone(), reads[7].clone()]).unwrap(),
+                1,
+                "{name}"
+            );
+            let after = lookup(&db, ca("8AB0007"), day0 * DAY, day0 * DAY + DAY - 1).unwrap();
+            assert_eq!(after.len(), before.len() + 1, "{name}");
+            assert_eq!(after.last(), Some(&late));
+        }
     }
 }
