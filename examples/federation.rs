@@ -449,9 +449,9 @@ async fn run(args: Args) -> Result<()> {
         format!("{SACRAMENTO} refused on its own: NO_AGREEMENT"),
     );
 
-    d.title(&format!(
-        "HOT LIST shared only under agreements: Sacramento shares a stolen-vehicle list with Ventura (its agreement covers hot lists) and Fresno (reads only)"
-    ));
+    d.title(
+        "HOT LIST shared only under agreements: Sacramento shares a stolen-vehicle list with Ventura (its agreement covers hot lists) and Fresno (reads only)",
+    );
     let list = client::hotlist_from_csv(
         "stolen vehicles",
         "Sacramento PD stolen-vehicle reports",
