@@ -718,7 +718,7 @@ async fn run(args: Args) -> Result<()> {
             }
             let bytes = std::fs::read(&path)?;
             size += bytes.len();
-            for needle in [STOLEN, "5XYZ987", "-CAM-"] {
+            for needle in [STOLEN, "5XYZ987", WANTED, "-CAM-"] {
                 if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                     found.push(format!("{needle} in {}", path.display()));
                 }
