@@ -711,11 +711,17 @@ async fn run(args: Args) -> Result<()> {
                 .map(f64::to_be_bytes)
                 .collect();
         let (mut size, mut found) = (0usize, Vec::new());
-        for f in std::fs::read_dir(&cfg.data_dir)? {
-            let path = f?.path();
-            if !path.to_string_lossy().contains(".db") {
-                continue;
-            }
+        // Copied by a child process, as a thief would: reading the running nodes' files in
+        // this process would drop its SQLite locks on them.
+        let files: Vec<PathBuf> = std::fs::read_dir(&cfg.data_dir)?
+            .map(|f| f.map(|f| f.path()))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".db"))
+            .collect();
+        let copies =
+            alpr_federation::copy_out_of_process(&files, &d.fed.dir.join("disk-copy").join(a.ori))?;
+        for path in copies {
             let bytes = std::fs::read(&path)?;
             size += bytes.len();
             for needle in [STOLEN, "5XYZ987", WANTED, "-CAM-"] {

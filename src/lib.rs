@@ -715,6 +715,28 @@ impl Federation {
     }
 }
 
+/// Copy `files` into the directory `to` from a child process (`cp`), as a thief copying a
+/// running node's disk would. Never open a running node's database files in this process:
+/// closing any descriptor of a file drops every POSIX lock this process holds on it
+/// (fcntl semantics), so the nodes' SQLite connections here would go on writing without
+/// locks while other processes (`alpr-node` host commands) write too.
+pub fn copy_out_of_process(files: &[PathBuf], to: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(to)?;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let status = std::process::Command::new("cp")
+        .arg("--")
+        .args(files)
+        .arg(to)
+        .status()?;
+    anyhow::ensure!(status.success(), "cp failed: {status}");
+    Ok(files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| to.join(n)))
+        .collect())
+}
+
 /// The KEK file of node `ori` in a federation directory (made on first use, mode 0600).
 pub fn kek_file(dir: &Path, ori: &str) -> Result<PathBuf> {
     let keys = dir.join("keks");

@@ -22,18 +22,12 @@ const PLATES: [&str; 3] = ["8ABC123", "5XYZ987", "7HOT777"];
 /// Every database file of a node's data directory, WAL and shared-memory files included,
 /// copied as a thief would find them (the node still running).
 fn copied_files(data_dir: &Path, to: &Path) -> Vec<PathBuf> {
-    std::fs::create_dir_all(to).unwrap();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(data_dir).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if name.contains(".db") {
-            let dest = to.join(&name);
-            std::fs::copy(&p, &dest).unwrap();
-            out.push(dest);
-        }
-    }
-    out
+    let files: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".db"))
+        .collect();
+    alpr_federation::copy_out_of_process(&files, to).unwrap()
 }
 
 /// What of the scenario's reads shows in `bytes`: plates, camera ids, coordinates (as text

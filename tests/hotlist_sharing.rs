@@ -331,3 +331,33 @@ async fn only_the_providers_node_can_report_its_hits() {
     );
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn hits_stored_by_a_host_command_are_sent_by_the_daemon_once() {
+    let (fed, _) = federation(true).await;
+    let (_, resp) = fed
+        .search(SACRAMENTO, &share(86_400, list(), &[VENTURA]))
+        .await
+        .unwrap();
+    assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // `alpr-node ingest` opens the node's files in a process of its own.
+    let host = alpr_node::Node::open(&fed.node_configs[VENTURA]).unwrap();
+    host.store_reads(&[alpr_proto::pb::Read {
+        plate: "8ABC123".into(),
+        captured_at: alpr_pki::now_unix(),
+        camera_id: "CA056-CAM-07".into(),
+        latitude: 34.27,
+        longitude: -119.22,
+        plate_state: "CA".into(),
+    }])
+    .unwrap();
+    let got = entries(&fed, SACRAMENTO, "hotlist_hit", 1).await;
+    assert_eq!(got.len(), 1);
+    // Settled: nothing waits, and nothing is sent twice.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(fed.audit(SACRAMENTO, Some("hotlist_hit")).unwrap().len(), 1);
+    assert_eq!(fed.nodes[VENTURA].node.status().unwrap().hits_waiting, 0);
+    assert_eq!(host.status().unwrap().hits_waiting, 0);
+    fed.stop().await.unwrap();
+}

@@ -1249,7 +1249,6 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let text = std::fs::read_to_string(&a.file).map_err(|e| Error::io(&a.file, e))?;
             let list = client::hotlist_from_csv(&a.name, &a.source, &a.topic, &text)
                 .map_err(|e| Error::Usage(format!("{}: {e}", a.file.display())))?;
-            let entries = list.entries.len();
             let params = SearchParams {
                 window_end: parse_time(&a.expires)?,
                 purpose: a.purpose,
@@ -1264,22 +1263,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
             };
             let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
             let resp = search_through(&a.tls.target(&a.node), &trust, &me, &signed).await?;
-            let mut kept = 0;
-            for r in &resp.results {
-                if r.status == alpr_proto::pb::TargetStatus::Answered as i32 {
-                    kept += 1;
-                    println!(
-                        "{}: keeps hot list {:?} ({entries} entries) until {}",
-                        r.ori,
-                        params.hotlist.as_ref().map_or("", |h| h.name.as_str()),
-                        alpr_pki::fmt_time(query.window_end)
-                    );
-                } else {
-                    let (lines, _) = describe_results(&trust, &query, std::slice::from_ref(r));
-                    for line in lines {
-                        println!("{line}");
-                    }
-                }
+            let (lines, kept) = describe_results(&trust, &query, &resp.results);
+            for line in lines {
+                println!("{line}");
+            }
+            if kept > 0 {
+                println!(
+                    "each target that answered keeps the list until {} and reports every hit to your node (`alpr-node audit list --event hotlist_hit`)",
+                    alpr_pki::fmt_time(query.window_end)
+                );
             }
             if kept == 0 {
                 return Err(Error::NothingAnswered(format!(
@@ -1680,11 +1672,20 @@ pub fn describe_results(
     } else {
         query.plate_state.clone()
     };
-    out.push(format!(
-        "query {} for {} ({state})",
-        hex::encode(&query.query_id),
-        query.plate
-    ));
+    out.push(match &query.hotlist {
+        Some(list) => format!(
+            "hot list {:?} shared as {} ({} entr{})",
+            list.name,
+            hex::encode(&query.query_id),
+            list.entries.len(),
+            if list.entries.len() == 1 { "y" } else { "ies" }
+        ),
+        None => format!(
+            "query {} for {} ({state})",
+            hex::encode(&query.query_id),
+            query.plate
+        ),
+    });
     for r in results {
         let reason = alpr_proto::RefusalReason::try_from(r.reason)
             .map(|x| x.as_str_name())
@@ -1694,6 +1695,16 @@ pub fn describe_results(
             client::verify_reply(trust, r, query, now),
         ) {
             (_, Err(e)) => out.push(format!("{}: BAD_REPLY ({e})", r.ori)),
+            (Ok(TargetStatus::Answered), Ok(Some(Reply::Answer { signer, .. })))
+                if query.hotlist.is_some() =>
+            {
+                answered += 1;
+                out.push(format!(
+                    "{}: KEEPS THE LIST, acknowledged and signed by {}",
+                    r.ori,
+                    signer.describe()
+                ));
+            }
             (Ok(TargetStatus::Answered), Ok(Some(Reply::Answer { signer, answer }))) => {
                 answered += 1;
                 out.push(format!(
