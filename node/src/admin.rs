@@ -292,3 +292,54 @@ fn decide_request(
 fn refusal_reason(e: &Error) -> RefusalReason {
     e.reason().unwrap_or(RefusalReason::InvalidInput)
 }
+
+impl Node {
+    /// Check a record of what came of hit `h.hit_seq` ([`crate::outcomes`]); [`Node::admin`]
+    /// has checked the role and logs the result as a `hit_outcome` entry naming the hit.
+    fn check_hit_outcome(&self, h: &alpr_proto::pb::HitOutcome) -> Result<(i64, String), Error> {
+        let bad =
+            |m: String| Error::from(alpr_proto::Error::refused(RefusalReason::InvalidInput, m));
+        let outcome = h.outcome.trim();
+        let fits = if h.stopped {
+            crate::outcomes::STOP_OUTCOMES.contains(&outcome)
+        } else {
+            outcome == crate::outcomes::NO_STOP
+        };
+        if !fits {
+            return Err(bad(if h.stopped {
+                format!(
+                    "a stop's outcome is one of {}, not {outcome:?}",
+                    crate::outcomes::STOP_OUTCOMES.join(", ")
+                )
+            } else {
+                format!(
+                    "a hit that led to no stop has the outcome {:?}, not {outcome:?}",
+                    crate::outcomes::NO_STOP
+                )
+            }));
+        }
+        if h.note.trim().chars().count() < 10 {
+            return Err(bad("say what happened (a note of 10+ characters)".into()));
+        }
+        let seq = i64::try_from(h.hit_seq).map_err(|_| bad(format!("no entry #{}", h.hit_seq)))?;
+        let db = self.audit_db()?;
+        let hit = store::audit::list(&db, Some(Event::HotlistHit))?
+            .into_iter()
+            .find(|e| e.seq == seq && crate::outcomes::own_hit(e))
+            .ok_or_else(|| {
+                bad(format!(
+                    "entry #{seq} is not a hot-list hit on this agency's cameras (alpr-node hits lists them)"
+                ))
+            })?;
+        Ok((
+            seq,
+            format!(
+                "hit #{seq} ({} at {}): {}, {outcome}: {}",
+                hit.entry.plate.as_deref().unwrap_or("?"),
+                alpr_pki::fmt_time(hit.entry.at),
+                if h.stopped { "stopped" } else { "not stopped" },
+                h.note.trim()
+            ),
+        ))
+    }
+}

@@ -6,12 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use alpr_proto::RefusalReason;
-use alpr_proto::pb::HitOutcome;
-
 use crate::audit::{Decision, Event, StoredEntry};
-use crate::node::Node;
-use crate::{Error, store};
 
 /// Outcomes of a stop.
 pub const STOP_OUTCOMES: &[&str] = &["arrest", "citation", "warning", "released", "misread"];
@@ -35,7 +30,7 @@ pub struct Outcomes {
 }
 
 /// Whether an entry is a hit on this agency's own cameras.
-fn own_hit(e: &StoredEntry) -> bool {
+pub fn own_hit(e: &StoredEntry) -> bool {
     e.entry.event == Event::HotlistHit && e.entry.target.is_none()
 }
 
@@ -69,52 +64,4 @@ pub fn summarize(entries: &[StoredEntry], days: u32, now: i64) -> Outcomes {
         }
     }
     out
-}
-
-impl Node {
-    /// Record what came of hit `h.hit_seq` (called by [`Node::admin`], which checks the
-    /// role and logs the result as a `hit_outcome` entry referring to the hit).
-    pub(crate) fn check_hit_outcome(&self, h: &HitOutcome) -> Result<(i64, String), Error> {
-        let bad =
-            |m: String| Error::from(alpr_proto::Error::refused(RefusalReason::InvalidInput, m));
-        let outcome = h.outcome.trim();
-        let fits = if h.stopped {
-            STOP_OUTCOMES.contains(&outcome)
-        } else {
-            outcome == NO_STOP
-        };
-        if !fits {
-            return Err(bad(if h.stopped {
-                format!(
-                    "a stop's outcome is one of {}, not {outcome:?}",
-                    STOP_OUTCOMES.join(", ")
-                )
-            } else {
-                format!("a hit that led to no stop has the outcome {NO_STOP:?}, not {outcome:?}")
-            }));
-        }
-        if h.note.trim().chars().count() < 10 {
-            return Err(bad("say what happened (a note of 10+ characters)".into()));
-        }
-        let seq = i64::try_from(h.hit_seq).map_err(|_| bad(format!("no entry #{}", h.hit_seq)))?;
-        let db = self.audit_db()?;
-        let hit = store::audit::list(&db, Some(Event::HotlistHit))?
-            .into_iter()
-            .find(|e| e.seq == seq && own_hit(e))
-            .ok_or_else(|| {
-                bad(format!(
-                    "entry #{seq} is not a hot-list hit on this agency's cameras (alpr-node hits lists them)"
-                ))
-            })?;
-        Ok((
-            seq,
-            format!(
-                "hit #{seq} ({} at {}): {}, {outcome}: {}",
-                hit.entry.plate.as_deref().unwrap_or("?"),
-                alpr_pki::fmt_time(hit.entry.at),
-                if h.stopped { "stopped" } else { "not stopped" },
-                h.note.trim()
-            ),
-        ))
-    }
 }

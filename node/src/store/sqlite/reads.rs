@@ -925,12 +925,12 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            insert_reads(&mut db, &[a.clone()]).unwrap(),
+            insert_reads(&mut db, std::slice::from_ref(&a)).unwrap(),
             1,
             "a: next slot"
         );
         assert_eq!(
-            insert_reads(&mut db, &[a.clone()]).unwrap(),
+            insert_reads(&mut db, std::slice::from_ref(&a)).unwrap(),
             0,
             "a found past b"
         );
