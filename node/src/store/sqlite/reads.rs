@@ -455,92 +455,32 @@ const MAX_IDLE_READERS: usize = 16;
 
 /// Read-only connections to the node database, for lookups. A long window's days are read
 /// in parallel: a day whose index page is not cached costs one random disk read, and 30 of
-/// those in a row were what made cold 30-day lookups slow. Lookups also stop waiting on the
-/// node's write lock. Each connection reads its days from one snapshot; days purged
-/// meanwhile are skipped.
-#[derive(Debug)]
+/// those in a row were what made cold 30-day lookups slow. The parallel parts run on a few
+/// worker threads started on first use and kept (spawning threads per lookup cost more
+/// than a cached lookup takes). Lookups also stop waiting on the node's write lock. Each
+/// connection reads its days from one snapshot; days purged meanwhile are skipped.
 pub struct Readers {
+    shared: Arc<Shared>,
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+/// What the workers of one [`Readers`] share with it.
+struct Shared {
     path: PathBuf,
     keys: Option<Arc<DataKeys>>,
     idle: Mutex<Vec<Connection>>,
 }
 
-impl Readers {
-    /// Readers of the database at `path` (opened on first use), encrypted with `keys` or
-    /// plain (as [`Db::keys`] says of the open database).
-    pub fn new(path: &Path, keys: Option<Arc<DataKeys>>) -> Self {
-        Self {
-            path: path.to_owned(),
-            keys,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
+/// A part of a lookup, run by a worker.
+type Job = Box<dyn FnOnce(&Shared) + Send>;
 
-    /// Reads of one plate in `[start, end]`, oldest first, at most [`MAX_RESULTS`].
-    pub fn lookup(&self, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
-        let conn = self.take()?;
-        let result = self.lookup_with(&conn, key, start, end);
-        self.give(conn);
-        result
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Readers({})", self.shared.path.display())
     }
+}
 
-    fn lookup_with(
-        &self,
-        conn: &Connection,
-        key: PlateKey<'_>,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<Read>, Error> {
-        let days = window_days(start, end);
-        let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
-        let keys = self.keys.as_deref();
-        if n <= DAYS_PER_READER {
-            return lookup_days(conn, keys, days, key, start, end);
-        }
-        let readers = n.div_ceil(MIN_DAYS_PER_SPLIT).min(MAX_READERS_PER_LOOKUP);
-        // Split the window into `readers` runs of consecutive days, oldest first.
-        let per = n.div_ceil(readers) as i64;
-        let mut chunks = (*days.start()..=*days.end())
-            .step_by(per as usize)
-            .map(|first| first..=(first + per - 1).min(*days.end()));
-        let mine = chunks.next().unwrap_or(days.clone());
-        std::thread::scope(|s| {
-            let others: Vec<_> = chunks
-                .map(|chunk| {
-                    s.spawn(move || {
-                        let c = self.take()?;
-                        let r = lookup_days(&c, keys, chunk, key, start, end);
-                        self.give(c);
-                        r
-                    })
-                })
-                .collect();
-            let mut out = lookup_days(conn, keys, mine, key, start, end)?;
-            for h in others {
-                let part = h
-                    .join()
-                    .map_err(|_| Error::Usage("a lookup thread panicked".into()))??;
-                out.extend(part);
-            }
-            out.truncate(MAX_RESULTS);
-            Ok(out)
-        })
-    }
-
-    /// Reads whose plate matches the wildcard `key.plate` in `[start, end]`, oldest first,
-    /// at most [`MAX_RESULTS`].
-    pub fn lookup_pattern(
-        &self,
-        key: PlateKey<'_>,
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<Read>, Error> {
-        let conn = self.take()?;
-        let result = lookup_pattern_days(&conn, self.keys.as_deref(), key, start, end);
-        self.give(conn);
-        result
-    }
-
+impl Shared {
     fn take(&self) -> Result<Connection, Error> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
@@ -559,6 +499,117 @@ impl Readers {
         if idle.len() < MAX_IDLE_READERS {
             idle.push(c);
         }
+    }
+
+    /// One run of days on a connection of its own.
+    fn lookup_part(
+        &self,
+        days: std::ops::RangeInclusive<i64>,
+        key: PlateKey<'_>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Read>, Error> {
+        let c = self.take()?;
+        let r = lookup_days(&c, self.keys.as_deref(), days, key, start, end);
+        self.give(c);
+        r
+    }
+}
+
+impl Readers {
+    /// Readers of the database at `path` (opened on first use), encrypted with `keys` or
+    /// plain (as [`Db::keys`] says of the open database).
+    pub fn new(path: &Path, keys: Option<Arc<DataKeys>>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                keys,
+                idle: Mutex::new(Vec::new()),
+            }),
+            jobs: Mutex::new(None),
+        }
+    }
+
+    /// Reads of one plate in `[start, end]`, oldest first, at most [`MAX_RESULTS`].
+    pub fn lookup(&self, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+        let days = window_days(start, end);
+        let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
+        if n <= DAYS_PER_READER {
+            return self.shared.lookup_part(days, key, start, end);
+        }
+        let readers = n.div_ceil(MIN_DAYS_PER_SPLIT).min(MAX_READERS_PER_LOOKUP);
+        // Split the window into `readers` runs of consecutive days, oldest first; all but
+        // the first go to the workers.
+        let per = n.div_ceil(readers) as i64;
+        let mut chunks = (*days.start()..=*days.end())
+            .step_by(per as usize)
+            .map(|first| first..=(first + per - 1).min(*days.end()));
+        let mine = chunks.next().unwrap_or(days.clone());
+        let mut waiting = Vec::new();
+        for chunk in chunks {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (plate, state) = (key.plate.to_owned(), key.state.to_owned());
+            self.submit(Box::new(move |sh: &Shared| {
+                let key = PlateKey {
+                    plate: &plate,
+                    state: &state,
+                };
+                let _ = tx.send(sh.lookup_part(chunk, key, start, end));
+            }))?;
+            waiting.push(rx);
+        }
+        let mut out = self.shared.lookup_part(mine, key, start, end)?;
+        for rx in waiting {
+            let part = rx
+                .recv()
+                .map_err(|_| Error::Usage("a lookup worker stopped".into()))??;
+            out.extend(part);
+        }
+        out.truncate(MAX_RESULTS);
+        Ok(out)
+    }
+
+    /// Hand `job` to the workers, starting them on first use.
+    fn submit(&self, job: Job) -> Result<(), Error> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..MAX_READERS_PER_LOOKUP - 1 {
+                let (rx, shared) = (rx.clone(), self.shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("lookup-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            match next {
+                                Ok(job) => job(&shared),
+                                // The readers are gone.
+                                Err(_) => return,
+                            }
+                        }
+                    })
+                    .map_err(|e| Error::io("a lookup worker thread", e))?;
+            }
+            *jobs = Some(tx);
+        }
+        jobs.as_ref()
+            .and_then(|tx| tx.send(job).ok())
+            .ok_or_else(|| Error::Usage("the lookup workers stopped".into()))
+    }
+
+    /// Reads whose plate matches the wildcard `key.plate` in `[start, end]`, oldest first,
+    /// at most [`MAX_RESULTS`].
+    pub fn lookup_pattern(
+        &self,
+        key: PlateKey<'_>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Read>, Error> {
+        let conn = self.shared.take()?;
+        let result = lookup_pattern_days(&conn, self.shared.keys.as_deref(), key, start, end);
+        self.shared.give(conn);
+        result
     }
 }
 
@@ -718,7 +769,7 @@ mod tests {
             40
         );
         // Connections are reused, not opened per lookup.
-        assert!(readers.idle.lock().unwrap().len() <= MAX_READERS_PER_LOOKUP);
+        assert!(readers.shared.idle.lock().unwrap().len() <= MAX_READERS_PER_LOOKUP);
     }
 
     #[test]
