@@ -76,6 +76,9 @@ pub struct Node {
     pub(crate) audit_checker: Mutex<Option<alpr_proto::auditlog::LogChecker>>,
     /// Woken when ingest queues hit reports of shared hot lists ([`crate::shares`]).
     pub(crate) hits_queued: tokio::sync::Notify,
+    /// The right edge of the registry tree this node verified (built from its stored leaf
+    /// hashes on the first sync), so a sync hashes only the new leaves.
+    pub(crate) registry_frontier: Mutex<Option<alpr_proto::merkle::Frontier>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -292,6 +295,7 @@ impl Node {
             publish_lock: tokio::sync::Mutex::new(()),
             anchor_lock: tokio::sync::Mutex::new(()),
             hits_queued: tokio::sync::Notify::new(),
+            registry_frontier: Mutex::new(None),
             audit_checker: Mutex::new(None),
         });
         // An edit made while the node was down is found before it serves.

@@ -2,8 +2,9 @@
 //!
 //! A node never takes the broker's word for an agreement: it syncs the registry log
 //! itself, verifies the broker's signed tree head (and, if configured, a regulator's
-//! cosignature), checks the head is consistent with the last one it saw, recomputes the
-//! root from the leaf hashes it keeps, and applies only the events whose signed contents
+//! cosignature), checks the head is consistent with the last one it saw, extends the tree
+//! it verified with the new leaves (its right edge, kept in memory: a sync hashes only
+//! what is new) and compares the root, and applies only the events whose signed contents
 //! concern it. A rewritten or forked history is reported (`registry_fork` audit entry)
 //! and the node stops advancing.
 
@@ -96,14 +97,30 @@ impl Node {
                 head.size, self.agency.jurisdiction
             )));
         }
-        let (last, known) = {
+        // The tree this node verified so far: its right edge, kept between syncs (built
+        // once from the stored leaf hashes), so a sync costs the new leaves only.
+        let (last, frontier) = {
             let db = self.db();
-            (
-                store::registry::last_head(&db)?,
-                store::registry::stored_hashes(&db)?,
-            )
+            let count = store::registry::leaf_count(&db)?;
+            let kept = self
+                .registry_frontier
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .filter(|f| f.size() == count);
+            let frontier = match kept {
+                Some(f) => f,
+                None => {
+                    let mut f = merkle::Frontier::new();
+                    for h in store::registry::stored_hashes(&db)? {
+                        f.push(h);
+                    }
+                    f
+                }
+            };
+            (store::registry::last_head(&db)?, frontier)
         };
-        let from = known.len() as u64;
+        let from = frontier.size();
         if let Some((size, root)) = &last
             && *size == head.size
             && *root == head.root
@@ -142,7 +159,7 @@ impl Node {
                 )));
             }
         }
-        // Fetch every new leaf; recompute the root over all leaf hashes this node keeps.
+        // Fetch every new leaf; the verified tree extended by them must give the signed root.
         let mut leaves = Vec::new();
         while from + (leaves.len() as u64) < head.size {
             let start = from + leaves.len() as u64;
@@ -162,9 +179,11 @@ impl Node {
             leaves.extend(got);
         }
         leaves.truncate((head.size - from) as usize);
-        let mut all = known;
-        all.extend(leaves.iter().map(|l| merkle::leaf_hash(l)));
-        if merkle::root(&all) != head.root {
+        let mut grown = frontier;
+        for l in &leaves {
+            grown.push(merkle::leaf_hash(l));
+        }
+        if grown.root() != head.root {
             self.fork_alert(&format!(
                 "entries {from}..{} do not hash to the signed root",
                 head.size
@@ -180,6 +199,10 @@ impl Node {
             node.apply_events(from, &leaves, &head.signed, head.size, &head.root, now)
         })
         .await??;
+        *self
+            .registry_frontier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(grown);
         self.note_head_time(timestamp);
         Ok(report)
     }

@@ -41,6 +41,15 @@ pub fn last_head(db: &Db) -> Result<Option<(u64, Hash)>, Error> {
 }
 
 /// Keep the hash of registry leaf `index`.
+/// How many leaf hashes are kept (the next leaf's index).
+pub fn leaf_count(db: &Db) -> Result<u64, Error> {
+    let n: Option<i64> = db
+        .conn
+        .query_row("SELECT MAX(idx) FROM registry_leaves", [], |r| r.get(0))?;
+    Ok(n.map_or(0, |n| n as u64 + 1))
+}
+
+/// Append a leaf hash at `index`.
 pub fn append_leaf(db: &Db, index: u64, hash: &Hash) -> Result<(), Error> {
     db.conn.execute(
         "INSERT INTO registry_leaves (idx, hash) VALUES (?1, ?2)",
