@@ -647,6 +647,36 @@ impl Federation {
         )?)
     }
 
+    /// A fresh clear query of `p` from `requester_ori`, endorsed by its node and handed to
+    /// `node` as the broker (or a broker replica) would: the reply's payload type and, for
+    /// a refusal, its reason and detail.
+    pub fn forward_as_broker(
+        &self,
+        requester_ori: &str,
+        p: &SearchParams,
+        node: &alpr_node::Node,
+    ) -> Result<(String, Option<(alpr_proto::RefusalReason, String)>)> {
+        let (_, signed) = self.sign_query(requester_ori, p)?;
+        let endorsed = self.endorse(requester_ori, &signed)?;
+        let now = alpr_pki::now_unix();
+        let broker = self
+            .trust
+            .verify(&alpr_pki::read_cert_chain(&self.pki.broker().0)?, now)?;
+        let reply = node.answer_forwarded(Ok(broker), &endorsed)?;
+        let refusal = if reply.payload_type == alpr_proto::envelope::REFUSAL {
+            let (_, r): (_, alpr_proto::pb::Refusal) = alpr_proto::envelope::open_as(
+                &self.trust,
+                &reply,
+                alpr_proto::envelope::REFUSAL,
+                now,
+            )?;
+            Some((alpr_proto::RefusalReason::try_from(r.reason)?, r.detail))
+        } else {
+            None
+        };
+        Ok((reply.payload_type, refusal))
+    }
+
     /// Endorse a signed query as an agency's node would: sealed to each target's published
     /// key when that node seals (`[sealing] require`), in the clear otherwise.
     pub fn endorse(&self, ori: &str, signed: &Signed) -> Result<Signed> {

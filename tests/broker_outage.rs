@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use alpr_federation::{Federation, demo_agencies, params, synthetic_csv};
 use alpr_proto::RefusalReason;
-use alpr_proto::envelope::{self, ANSWER, REFUSAL};
-use alpr_proto::pb::{Refusal, Signed, TargetStatus};
+use alpr_proto::envelope::{ANSWER, REFUSAL};
+use alpr_proto::pb::TargetStatus;
 use prost::Message;
 
 const VENTURA: &str = "CA0560100";
@@ -33,27 +33,12 @@ async fn federation() -> Federation {
     fed
 }
 
-/// A query from Sacramento, endorsed by its node, delivered to `node` as a broker replica
-/// would: the reply's payload type and, for a refusal, its reason.
+/// A query from Sacramento delivered to `node` as a surviving broker replica would.
 fn forwarded(fed: &Federation, node: &alpr_node::Node) -> (String, Option<RefusalReason>) {
-    let (_, signed) = fed
-        .sign_query(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
+    let (kind, refusal) = fed
+        .forward_as_broker(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3), node)
         .unwrap();
-    let endorsed = fed.endorse(SACRAMENTO, &signed).unwrap();
-    let now = alpr_pki::now_unix();
-    let broker = fed
-        .trust
-        .verify(
-            &alpr_pki::read_cert_chain(&fed.pki.broker().0).unwrap(),
-            now,
-        )
-        .unwrap();
-    let reply: Signed = node.answer_forwarded(Ok(broker), &endorsed).unwrap();
-    let reason = (reply.payload_type == REFUSAL).then(|| {
-        let (_, r): (_, Refusal) = envelope::open_as(&fed.trust, &reply, REFUSAL, now).unwrap();
-        RefusalReason::try_from(r.reason).unwrap()
-    });
-    (reply.payload_type, reason)
+    (kind, refusal.map(|(r, _)| r))
 }
 
 #[tokio::test]

@@ -277,6 +277,17 @@ async fn shares_are_refused_without_a_hot_list_agreement_with_prohibited_topics_
     fed.stop().await.unwrap();
 }
 
+/// A report in Ventura's name of a hit of a list Sacramento never shared (nothing sealed).
+fn unsealed_report() -> HitReport {
+    HitReport {
+        share_id: vec![7; 16],
+        provider_ori: VENTURA.into(),
+        owner_ori: SACRAMENTO.into(),
+        sealed: None,
+        reported_at: alpr_pki::now_unix(),
+    }
+}
+
 #[tokio::test]
 async fn only_the_providers_node_can_report_its_hits() {
     let (fed, _) = federation(true).await;
@@ -284,13 +295,7 @@ async fn only_the_providers_node_can_report_its_hits() {
     let (c, k) = fed.pki.node(FRESNO);
     let (mut broker, _) = fed.broker_client_as((c, k)).unwrap();
     let receipt = broker
-        .report_hit(HitReport {
-            share_id: vec![7; 16],
-            provider_ori: VENTURA.into(),
-            owner_ori: SACRAMENTO.into(),
-            sealed: None,
-            reported_at: alpr_pki::now_unix(),
-        })
+        .report_hit(unsealed_report())
         .await
         .unwrap()
         .into_inner();
@@ -304,13 +309,7 @@ async fn only_the_providers_node_can_report_its_hits() {
     let (c, k) = fed.pki.node(VENTURA);
     let (mut broker, _) = fed.broker_client_as((c, k)).unwrap();
     let receipt = broker
-        .report_hit(HitReport {
-            share_id: vec![7; 16],
-            provider_ori: VENTURA.into(),
-            owner_ori: SACRAMENTO.into(),
-            sealed: None,
-            reported_at: alpr_pki::now_unix(),
-        })
+        .report_hit(unsealed_report())
         .await
         .unwrap()
         .into_inner();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use alpr_broker::regulator;
 use alpr_federation::{Federation, admin_of, demo_agencies, params, synthetic_csv};
 use alpr_proto::RefusalReason;
-use alpr_proto::envelope::{self, ANSWER, REFUSAL};
-use alpr_proto::pb::{Refusal, Signed, TreeHeadRequest};
+use alpr_proto::envelope::{ANSWER, REFUSAL};
+use alpr_proto::pb::TreeHeadRequest;
 
 const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";
@@ -45,24 +45,8 @@ fn frozen_ventura(fed: &Federation) -> Arc<alpr_node::Node> {
 /// A fresh query from Sacramento, endorsed by its node, delivered to `node` as the
 /// broker would; the reply's payload type and, for a refusal, its reason.
 fn ask(fed: &Federation, node: &alpr_node::Node) -> (String, Option<(RefusalReason, String)>) {
-    let (_, signed) = fed
-        .sign_query(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3))
-        .unwrap();
-    let endorsed = fed.endorse(SACRAMENTO, &signed).unwrap();
-    let now = alpr_pki::now_unix();
-    let broker = fed
-        .trust
-        .verify(
-            &alpr_pki::read_cert_chain(&fed.pki.broker().0).unwrap(),
-            now,
-        )
-        .unwrap();
-    let reply: Signed = node.answer_forwarded(Ok(broker), &endorsed).unwrap();
-    let refusal = (reply.payload_type == REFUSAL).then(|| {
-        let (_, r): (_, Refusal) = envelope::open_as(&fed.trust, &reply, REFUSAL, now).unwrap();
-        (RefusalReason::try_from(r.reason).unwrap(), r.detail)
-    });
-    (reply.payload_type, refusal)
+    fed.forward_as_broker(SACRAMENTO, &params("8ABC123", &[VENTURA], "240", 3), node)
+        .unwrap()
 }
 
 #[tokio::test]
