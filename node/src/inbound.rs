@@ -216,17 +216,7 @@ impl Node {
                 if let Some(kept) = kept {
                     e.detail = Some(kept);
                 }
-                let answer = Answer {
-                    query_id: q.query_id.clone(),
-                    provider_ori: self.ori().to_owned(),
-                    requester_ori: q.requester_ori.clone(),
-                    requester_user: q.requester_user.clone(),
-                    reads,
-                    not_for_redissemination: true,
-                    answered_at: now,
-                    agreement_id: a.agreement_id.clone(),
-                    rule_version: a.rule_version.clone(),
-                };
+                let answer = self.answer_to(q, reads, &a.agreement_id, &a.rule_version, now);
                 (e, Ok(answer))
             }
             AdmissionDecision::Refused(r) => {
@@ -289,6 +279,30 @@ impl Node {
 }
 
 impl Node {
+    /// This node's answer to `q` with `reads`, bound to the query, its requester and the
+    /// agreement and rules it was given under (a hit report of a shared hot list is one
+    /// too, see [`crate::shares`]).
+    pub(crate) fn answer_to(
+        &self,
+        q: &alpr_proto::pb::Query,
+        reads: Vec<alpr_proto::pb::Read>,
+        agreement_id: &str,
+        rule_version: &str,
+        now: i64,
+    ) -> Answer {
+        Answer {
+            query_id: q.query_id.clone(),
+            provider_ori: self.ori().to_owned(),
+            requester_ori: q.requester_ori.clone(),
+            requester_user: q.requester_user.clone(),
+            reads,
+            not_for_redissemination: true,
+            answered_at: now,
+            agreement_id: agreement_id.to_owned(),
+            rule_version: rule_version.to_owned(),
+        }
+    }
+
     /// The approval (its number) a named person gave that covers this request, where the
     /// state's rules serve out-of-state requesters one request at a time.
     fn approval_for(

@@ -344,6 +344,7 @@ impl Node {
         let (dropped, reads) =
             store::purge_before(&mut self.db(), now - i64::from(days) * 86_400, now)?;
         self.replay.sweep(now);
+        store::shares::purge(&self.db(), now, crate::shares::KEEP_SECS)?;
         // Closed days are rewritten packed, one per lock hold (ingest waits for one day's
         // rewrite at most).
         while let Some(day) = store::compact_one_closed(&mut self.db(), now)? {

@@ -23,7 +23,7 @@ use alpr_pki::{Role, VerifiedIdentity};
 use alpr_proto::agreement::AgreementStatus;
 use alpr_proto::envelope::{self, ANSWER};
 use alpr_proto::hotlist::{Matcher, SHAPE_HOTLIST};
-use alpr_proto::pb::{Answer, HitReceipt, HitReport, Read, Signed};
+use alpr_proto::pb::{HitReceipt, HitReport, Read, Signed};
 use alpr_proto::{RefusalReason, seal};
 use prost::Message;
 
@@ -42,7 +42,7 @@ const BATCH: usize = 500;
 /// Attempts after which an undeliverable hit report is given up (and logged as such).
 const MAX_ATTEMPTS: i64 = 1000;
 /// How long settled hit reports and expired shares are kept, seconds.
-const KEEP_SECS: i64 = 7 * 86_400;
+pub(crate) const KEEP_SECS: i64 = 7 * 86_400;
 
 /// The requester label of a hit report's box: the reporting node.
 fn reporter(provider_ori: &str) -> String {
@@ -213,7 +213,6 @@ impl Node {
     fn outgoing_hits(&self) -> Result<Vec<Outgoing>, Error> {
         let now = alpr_pki::now_unix();
         let db = self.db();
-        store::shares::purge(&db, now, KEEP_SECS)?;
         let pending = store::shares::pending_hits(&db, BATCH)?;
         let mut by_share: Vec<(Vec<u8>, Vec<store::shares::PendingHit>)> = Vec::new();
         for p in pending {
@@ -261,17 +260,7 @@ impl Node {
         now: i64,
     ) -> Result<HitReport, alpr_proto::Error> {
         let q = &s.query;
-        let answer = Answer {
-            query_id: q.query_id.clone(),
-            provider_ori: self.ori().to_owned(),
-            requester_ori: q.requester_ori.clone(),
-            requester_user: q.requester_user.clone(),
-            reads,
-            not_for_redissemination: true,
-            answered_at: now,
-            agreement_id: s.agreement_id.clone(),
-            rule_version: self.rules.version.clone(),
-        };
+        let answer = self.answer_to(q, reads, &s.agreement_id, &self.rules.version, now);
         let signed = envelope::seal(&self.signer, ANSWER, &answer)?;
         let me = reporter(self.ori());
         let ctx = hit_context(&s.owner_ori, &q.query_id, &me);

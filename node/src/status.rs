@@ -44,7 +44,7 @@ pub struct Status {
     /// until).
     pub shared_lists: Vec<(String, String, usize, i64)>,
     /// Hit reports waiting to reach their lists' owners.
-    pub hits_waiting: usize,
+    pub hits_waiting: u64,
 }
 
 impl Node {
@@ -99,7 +99,7 @@ impl Node {
                 )
             })
             .collect();
-        let hits_waiting = store::shares::pending_hits(&conn, 10_000)?.len();
+        let hits_waiting = store::shares::pending_count(&conn)?;
         drop(conn);
         let log = self.audit_db()?;
         let (entries, hash) = store::maintenance::audit_head(&log)?;

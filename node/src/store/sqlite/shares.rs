@@ -240,6 +240,16 @@ pub struct PendingHit {
     pub attempts: i64,
 }
 
+/// How many hit reports are not yet settled.
+pub fn pending_count(db: &Db) -> Result<u64, Error> {
+    let n: i64 = db.conn.query_row(
+        "SELECT COUNT(*) FROM hit_outbox WHERE done_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
+}
+
 /// Up to `limit` hit reports not yet settled, oldest first.
 pub fn pending_hits(db: &Db, limit: usize) -> Result<Vec<PendingHit>, Error> {
     let mut st = db.conn.prepare_cached(
