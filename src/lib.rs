@@ -267,6 +267,13 @@ impl Federation {
                     kek_file: Some(kek_file(&dir, &ori)?),
                     ..Default::default()
                 },
+                // Every demo node serves its web console (the README shows how to open
+                // one); people's certificates come from the agency's own CA.
+                console: Some(alpr_node::config::ConsoleConfig::new(
+                    "127.0.0.1:0".parse()?,
+                    layout.agency_ca_cert(&ori),
+                    layout.agency_ca_key(&ori),
+                )),
             };
             let mut cfg = cfg;
             tune(&mut cfg);

@@ -89,7 +89,7 @@ pub fn apply(
             Ok(format!("disabled {user}"))
         }
         other => Err(deny(format!(
-            "unknown account action {other:?} (add, approve, training, disable)"
+            "unknown account action {other:?} (add, approve, training, disable, invite, approve-key)"
         ))),
     }
 }

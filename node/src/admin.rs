@@ -60,11 +60,23 @@ impl Node {
         // The change and its entry (with the state digest after it) go together: a state
         // check never sees one without the other.
         let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reveal = None;
         let conn = self.db();
         let result = match req.command {
             Some(Command::SetSwitch(s)) => self.set_switch(&conn, by, &s, now),
             Some(Command::AcknowledgeState(a)) => self.acknowledge_state(by, &a.note),
             Some(Command::RequestDecision(d)) => decide_request(&conn, by, &d, now),
+            // A console enrollment code goes back to the caller only: the log says one
+            // was issued, never what it is.
+            Some(Command::User(u)) if u.action == "invite" => {
+                crate::console::invite(&conn, by, &u.user, now).map(|(logged, code)| {
+                    reveal = Some(code);
+                    logged
+                })
+            }
+            Some(Command::User(u)) if u.action == "approve-key" => {
+                self.approve_console_key(&conn, by, &u.user, now)
+            }
             Some(Command::User(u)) => {
                 crate::accounts::apply(&conn, by, &u.action, &u.user, &u.role, u.trained_at, now)
                     .map(|m| {
@@ -162,7 +174,10 @@ impl Node {
             });
         }
         self.audit(&entries)?;
-        result
+        result.map(|m| match reveal {
+            Some(code) => format!("{m}\nenrollment code: {code}"),
+            None => m,
+        })
     }
 
     fn set_switch(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use alpr_pki::{Signer, TrustStore};
+use alpr_pki::{Signer, TrustStore, VerifiedIdentity};
 use alpr_proto::envelope::{self, AGREEMENT, QUERY};
 use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::pb::node_local_client::NodeLocalClient;
@@ -107,6 +107,15 @@ pub fn sign_query(
     now: i64,
 ) -> Result<(Query, Signed), Error> {
     let id = trust.verify(investigator.chain(), now)?;
+    let q = build_query(&id, p, now)?;
+    let signed = envelope::seal(investigator, QUERY, &q)?;
+    Ok((q, signed))
+}
+
+/// The query `id` (a verified investigator) would sign for `p`: normalized, with a fresh
+/// id, issued `now`. Signing is the caller's ([`sign_query`] here, the browser in the web
+/// console).
+pub fn build_query(id: &VerifiedIdentity, p: &SearchParams, now: i64) -> Result<Query, Error> {
     let share = p.shape == alpr_proto::hotlist::SHAPE_HOTLIST;
     if share && p.hotlist.is_none() {
         return Err(Error::Usage("a hot-list share needs its list".into()));
@@ -115,7 +124,7 @@ pub fn sign_query(
     ring::rand::SystemRandom::new()
         .fill(&mut query_id)
         .map_err(|_| Error::Usage("no system randomness for a query id".into()))?;
-    let q = Query {
+    Ok(Query {
         query_id,
         requester_user: id.user.clone().unwrap_or_default(),
         requester_ori: id.ori().unwrap_or_default().to_owned(),
@@ -146,9 +155,7 @@ pub fn sign_query(
         incident_reported_at: p.incident_reported_at,
         shape: p.shape.clone(),
         hotlist: if share { p.hotlist.clone() } else { None },
-    };
-    let signed = envelope::seal(investigator, QUERY, &q)?;
-    Ok((q, signed))
+    })
 }
 
 /// Connect to a node's local side as a person.

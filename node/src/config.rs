@@ -54,6 +54,84 @@ pub struct NodeConfig {
     /// Encryption of `node.db` and `audit.db` at rest.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The web console for the agency's people (investigators, supervisors, auditors),
+    /// on its own HTTPS listener. Off when absent.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
+}
+
+/// The web console (`[console]`): server-rendered pages over HTTPS (HTTP/1.1 and HTTP/2).
+/// People sign in with a key their browser made and never lets out (WebCrypto, P-256)
+/// plus an RFC 6238 code, and sign their own searches in the browser.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address of the HTTPS listener.
+    pub listen: SocketAddr,
+    /// The web server's certificate chain (PEM). Absent: the node's own certificate
+    /// (`[tls] cert`); browsers must then trust the state root (see DEPLOYMENT.md).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The web certificate's key (PEM); with `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The agency CA certificate that issues people's certificates when a supervisor
+    /// approves a browser's enrollment.
+    pub person_ca_cert: PathBuf,
+    /// The agency CA's key. The node holds it to issue person certificates only for
+    /// keys a supervisor approved; keep the file readable by the node's user alone.
+    pub person_ca_key: PathBuf,
+    /// Validity of a person certificate issued at enrollment, days.
+    #[serde(default = "default_person_days")]
+    pub person_cert_days: u32,
+    /// A signed-in session locks after this long without a request, seconds (CJIS: 30
+    /// minutes at most).
+    #[serde(default = "default_idle_lock")]
+    pub idle_lock_secs: u64,
+    /// Failed sign-ins (bad key proof or code) that lock an account's sign-in.
+    #[serde(default = "default_lockout_attempts")]
+    pub lockout_attempts: u32,
+    /// The window in which those failures count, and how long the lock lasts, seconds.
+    #[serde(default = "default_lockout_window")]
+    pub lockout_window_secs: u64,
+    /// How long an enrollment code from `user invite` stays valid, seconds.
+    #[serde(default = "default_invite_secs")]
+    pub invite_secs: u64,
+}
+
+fn default_person_days() -> u32 {
+    90
+}
+fn default_idle_lock() -> u64 {
+    1800
+}
+fn default_lockout_attempts() -> u32 {
+    5
+}
+fn default_lockout_window() -> u64 {
+    900
+}
+fn default_invite_secs() -> u64 {
+    72 * 3600
+}
+
+impl ConsoleConfig {
+    /// A console on `listen` whose person certificates come from the given agency CA,
+    /// every other setting at its default.
+    pub fn new(listen: SocketAddr, person_ca_cert: PathBuf, person_ca_key: PathBuf) -> Self {
+        Self {
+            listen,
+            cert: None,
+            key: None,
+            person_ca_cert,
+            person_ca_key,
+            person_cert_days: default_person_days(),
+            idle_lock_secs: default_idle_lock(),
+            lockout_attempts: default_lockout_attempts(),
+            lockout_window_secs: default_lockout_window(),
+            invite_secs: default_invite_secs(),
+        }
+    }
 }
 
 /// Encryption at rest (CJIS 5.10.1.2). With a key-encryption key (KEK) configured, reads,

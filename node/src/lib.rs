@@ -16,6 +16,7 @@ pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod decommission;
 mod error;
 pub mod export;

@@ -28,6 +28,9 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     /// Where `/metrics` is served, if configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the web console is served, if configured.
+    pub console_addr: Option<SocketAddr>,
+    console: Option<crate::console::RunningConsole>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     crl_task: JoinHandle<()>,
@@ -74,6 +77,9 @@ impl RunningNode {
     pub async fn stop(mut self) -> Result<(), Error> {
         self.crl_task.abort();
         self.audit_task.abort();
+        if let Some(c) = self.console.as_mut() {
+            c.stop();
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -292,6 +298,10 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         }
         None => None,
     };
+    let console = match &cfg.console {
+        Some(c) => Some(crate::console::start(node.clone(), c).await?),
+        None => None,
+    };
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(alpr_runtime::server::serve(router, listener, tls, async {
         let _ = rx.await;
@@ -301,6 +311,8 @@ pub async fn start_on(cfg: &NodeConfig, listener: TcpListener) -> Result<Running
         addr,
         node,
         metrics_addr,
+        console_addr: console.as_ref().map(|c| c.addr),
+        console,
         stop: Some(tx),
         task,
         purge_task,

@@ -23,7 +23,7 @@ pub use sqlite::reads::{
 };
 pub use sqlite::{Db, DbError, SCHEMA_VERSION, encryption_marker, open, open_with};
 pub use sqlite::{
-    accounts, approvals, audit, holds, maintenance, registry, sealing, settings, shares,
+    accounts, approvals, audit, console, holds, maintenance, registry, sealing, settings, shares,
 };
 
 /// Which plate a lookup is for: its characters and its issuing state, or any state.

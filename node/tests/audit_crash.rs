@@ -79,6 +79,7 @@ fn setup(dir: &Path) -> (NodeConfig, TrustStore, PkiLayout) {
             kek_file: Some(dir.join("node.kek")),
             ..Default::default()
         },
+        console: None,
     };
     alpr_node::keyring::write_new_kek(&dir.join("node.kek")).unwrap();
     std::fs::create_dir_all(&cfg.data_dir).unwrap();

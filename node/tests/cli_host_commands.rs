@@ -50,6 +50,7 @@ fn config(dir: &Path) -> NodeConfig {
         sealing: Default::default(),
         audit: Default::default(),
         storage: Default::default(),
+        console: None,
     }
 }
 

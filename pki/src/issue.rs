@@ -334,6 +334,24 @@ pub fn new_leaf_for(
     sign_leaf(issuer, spec, &request.key)
 }
 
+/// Issue a leaf certificate under `issuer` for a bare public key (SubjectPublicKeyInfo,
+/// DER) whose holder proved possession some other way — a browser's non-extractable
+/// WebCrypto key, which can sign but not make a PKCS#10 request. Only ECDSA P-256 keys are
+/// accepted; every claim comes from `spec`.
+pub fn new_leaf_for_key(
+    issuer: &Authority,
+    spec: &LeafSpec,
+    spki_der: &[u8],
+) -> Result<Issued, Error> {
+    use rcgen::PublicKeyData;
+    let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| Error::CertInvalid(format!("public key does not parse ({e})")))?;
+    if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+        return Err(Error::CertInvalid("the key is not ECDSA P-256".into()));
+    }
+    sign_leaf(issuer, spec, &key)
+}
+
 fn sign_leaf(
     issuer: &Authority,
     spec: &LeafSpec,

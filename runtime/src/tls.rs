@@ -86,6 +86,26 @@ pub fn server_config(trust: &TrustStore, id: &TlsIdentity) -> Result<Arc<ServerC
     Ok(Arc::new(cfg))
 }
 
+/// Server config for browsers (the node's web console): no client certificate (people
+/// sign in with their browser's key and a code instead), TLS 1.2 and 1.3, ALPN `h2` then
+/// `http/1.1`.
+pub fn web_server_config(id: &TlsIdentity) -> Result<Arc<ServerConfig>, Error> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|source| Error::Tls {
+            what: "protocol versions",
+            source,
+        })?
+        .with_no_client_auth()
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|source| Error::Tls {
+            what: "web certificate",
+            source,
+        })?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 /// Client config: TLS 1.3, presenting `id`, verifying the server against root + CRLs.
 pub fn client_config(trust: &TrustStore, id: &TlsIdentity) -> Result<Arc<ClientConfig>, Error> {
     let verifier = WebPkiServerVerifier::builder_with_provider(roots(trust)?, provider())

@@ -25,6 +25,11 @@ vocabulary! {
         DataKey = "data_key",
         /// The node's scheduled self-audit: chain, checkpoints, agreements about to expire.
         DailyAudit = "daily_audit",
+        /// The web console: a browser key enrolled with a one-time code, approved by a
+        /// supervisor (who issues its certificate and code secret), or refused.
+        ConsoleEnrollment = "console_enrollment",
+        /// The web console: a sign-in, a failed one, a lockout, a session locked or ended.
+        ConsoleSignIn = "console_sign_in",
         /// A switch (sharing, refuse-all, refused requesters) changed.
         ConfigChange = "config_change",
         /// An evidence hold was placed or released.
@@ -82,6 +87,8 @@ vocabulary! {
     Decision {
         /// A counter-signed agreement that was stored already.
         AlreadyPresent = "already_present",
+        /// Sign-in refused: too many failed attempts in the lockout window.
+        LockedOut = "locked_out",
         /// The entry is an alert.
         Alert = "alert",
         /// An inbound query answered with reads (or none).

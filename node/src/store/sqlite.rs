@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod agreements;
 pub mod approvals;
 pub mod audit;
+pub mod console;
 pub mod holds;
 pub mod maintenance;
 pub mod reads;
@@ -221,6 +222,7 @@ pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> 
     sealing::init(&conn)?;
     approvals::init(&conn)?;
     shares::init(&conn)?;
+    console::init(&conn)?;
     migrate(&conn)?;
     let empty: bool = conn.query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM partitions) AND NOT EXISTS (SELECT 1 FROM holds)

@@ -1,0 +1,237 @@
+//! The web console: the node's front end for its people, on its own HTTPS listener
+//! (`[console]` in `node.toml`, off unless configured).
+//!
+//! - **Keys stay in browsers.** At enrollment the browser makes a non-extractable P-256
+//!   key (WebCrypto) and proves it with a one-time code an admin issued (`user invite`); a
+//!   supervisor approves it (never their own), and the node's agency CA certifies that
+//!   public key. Every search is signed in the browser over exactly the bytes the node
+//!   then checks, endorses and sends: the person's signature is theirs alone.
+//! - **Two factors.** Signing in takes a signature by that key over a fresh challenge and
+//!   an RFC 6238 code; 5 failures in 15 minutes lock sign-in (logged, alerted); a session
+//!   locks after 30 minutes idle. Cookies are `__Host-`, HttpOnly, Secure,
+//!   SameSite=Strict; every state-changing form carries the session's token.
+//! - **Pages by role.** Investigators search (the node's [`Node::search`], the same path
+//!   as the CLI), see results, export them (logged) and their history; supervisors approve
+//!   enrollments; auditors and supervisors read the audit log. Auditors cannot search.
+//!
+//! HTML comes from maud templates (escaped by default); scripts and styles are compiled
+//! in and served from the console itself, under a strict Content-Security-Policy.
+
+// Handlers return a page either way (`Result<Response, Response>`); boxing the error page
+// would buy nothing on a request path.
+#![allow(clippy::result_large_err)]
+
+mod assets;
+mod auth;
+mod enroll;
+mod pages;
+mod records;
+mod search;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alpr_pki::issue::Authority;
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::Error;
+use crate::config::ConsoleConfig;
+use crate::node::Node;
+
+pub use enroll::invite;
+
+/// The console's state: the node, its settings and who is signed in.
+pub struct Console {
+    node: Arc<Node>,
+    cfg: ConsoleConfig,
+    sessions: Mutex<HashMap<String, auth::Session>>,
+    challenges: Mutex<HashMap<String, auth::Challenge>>,
+    setups: Mutex<HashMap<String, auth::Setup>>,
+    pending: Mutex<HashMap<String, search::Pending>>,
+    done: Mutex<HashMap<String, search::Done>>,
+    /// The 30-second step of the last code each person used (a code is good once).
+    used_steps: Mutex<HashMap<String, u64>>,
+}
+
+/// A console being served.
+pub struct RunningConsole {
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl RunningConsole {
+    /// Stop accepting connections.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for RunningConsole {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Load the agency CA that certifies people's browser keys, checking it is this
+/// agency's.
+pub(crate) fn person_ca(node: &Node, cfg: &ConsoleConfig) -> Result<Authority, Error> {
+    let ca = Authority::load(&cfg.person_ca_cert, &cfg.person_ca_key)?;
+    match ca.agency()? {
+        Some(a) if a.ori == node.ori() => Ok(ca),
+        _ => Err(Error::Config {
+            path: cfg.person_ca_cert.clone(),
+            reason: format!("[console] person_ca_cert is not {}'s agency CA", node.ori()),
+        }),
+    }
+}
+
+/// Serve the console of `node` as `cfg` says.
+pub async fn start(node: Arc<Node>, cfg: &ConsoleConfig) -> Result<RunningConsole, Error> {
+    person_ca(&node, cfg)?;
+    let (cert, key) = match (&cfg.cert, &cfg.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        (None, None) => (node.cfg.tls.cert.clone(), node.cfg.tls.key.clone()),
+        _ => {
+            return Err(Error::Usage(
+                "[console] cert and key go together: set both or neither".into(),
+            ));
+        }
+    };
+    let identity = alpr_runtime::tls::TlsIdentity::load(&cert, &key)?;
+    let tls = alpr_runtime::tls::web_server_config(&identity)?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| Error::io(format!("console {}", cfg.listen), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("console", e))?;
+    let console = Arc::new(Console {
+        node,
+        cfg: cfg.clone(),
+        sessions: Default::default(),
+        challenges: Default::default(),
+        setups: Default::default(),
+        pending: Default::default(),
+        done: Default::default(),
+        used_steps: Default::default(),
+    });
+    let app = router(console);
+    let (tx, mut rx) = oneshot::channel::<()>();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "console accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut rx => break,
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(
+                    alpr_runtime::tls::HANDSHAKE_TIMEOUT,
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "console TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let served = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "console connection ended");
+                }
+            });
+        }
+    });
+    tracing::info!(%addr, "console serving");
+    Ok(RunningConsole {
+        addr,
+        stop: Some(tx),
+    })
+}
+
+fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(auth::home))
+        .route("/assets/console.js", get(assets::script))
+        .route("/assets/console.css", get(assets::style))
+        .route("/enroll", get(enroll::form).post(enroll::submit))
+        .route("/signin", get(auth::signin_form))
+        .route("/signin/start", post(auth::signin_start))
+        .route("/signin/finish", post(auth::signin_finish))
+        .route("/signin/setup", post(auth::signin_setup))
+        .route("/signout", post(auth::signout))
+        .route("/search", get(search::form))
+        .route("/search/prepare", post(search::prepare))
+        .route("/search/send", post(search::send))
+        .route("/search/result/{id}", get(search::result))
+        .route("/search/result/{id}/export.csv", get(search::export))
+        .route("/history", get(search::history))
+        .route("/supervisor", get(enroll::supervisor))
+        .route("/supervisor/approve", post(enroll::approve))
+        .route("/audit", get(records::audit_log))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(console)
+}
+
+/// Every response: a strict CSP (scripts and styles from the console only, no inline
+/// code, no framing), no caching, no sniffing, no referrer, HTTPS only.
+async fn secure_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    r
+}
+
+/// `bytes` random bytes, hex: session tokens, challenges, form ids.
+fn random_token(bytes: usize) -> Result<String, Error> {
+    use ring::rand::SecureRandom;
+    let mut b = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| Error::Usage("no system randomness".into()))?;
+    Ok(hex::encode(b))
+}

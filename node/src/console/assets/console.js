@@ -1,0 +1,151 @@
+// The ALPR web console's only script. Keys: each person's ECDSA P-256 key is made here
+// with WebCrypto as non-extractable and kept in this browser's IndexedDB; it signs the
+// enrollment proof, each sign-in challenge, and each search's exact bytes. Nothing here
+// can read the private key out, and the server never sees it.
+'use strict';
+(function () {
+  const ori = document.body.dataset.ori;
+  const ALG = { name: 'ECDSA', namedCurve: 'P-256' };
+  const SIG = { name: 'ECDSA', hash: 'SHA-256' };
+  const enc = new TextEncoder();
+  const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+  const unhex = (s) => new Uint8Array((s.match(/../g) || []).map((h) => parseInt(h, 16)));
+  const message = (parts) => enc.encode(parts.join('\u0000'));
+  const status = (text) => {
+    const s = document.getElementById('key-status');
+    if (s) { s.textContent = text; s.className = 'error'; s.setAttribute('role', 'alert'); }
+  };
+
+  function store() {
+    return new Promise((resolve, reject) => {
+      const r = indexedDB.open('alpr-console', 1);
+      r.onupgradeneeded = () => r.result.createObjectStore('keys');
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+  }
+  async function putKey(name, key) {
+    const db = await store();
+    return new Promise((resolve, reject) => {
+      const t = db.transaction('keys', 'readwrite');
+      t.objectStore('keys').put(key, name);
+      t.oncomplete = () => resolve();
+      t.onerror = () => reject(t.error);
+    });
+  }
+  async function getKey(name) {
+    const db = await store();
+    return new Promise((resolve, reject) => {
+      const r = db.transaction('keys', 'readonly').objectStore('keys').get(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+  }
+  async function keyOf(user) {
+    const kp = await getKey(ori + '/' + user);
+    if (!kp) {
+      status('This browser holds no key for ' + user + '. Use the browser you enrolled, or enroll this one with a new code.');
+    }
+    return kp;
+  }
+
+  const enroll = document.getElementById('enroll-form');
+  if (enroll) {
+    enroll.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const user = enroll.elements.user.value.trim();
+        const code = enroll.elements.code.value.trim();
+        const kp = await crypto.subtle.generateKey(ALG, false, ['sign', 'verify']);
+        const spki = await crypto.subtle.exportKey('spki', kp.publicKey);
+        const proof = await crypto.subtle.sign(SIG, kp.privateKey, message(['alpr-console/v1 enroll', ori, user, code]));
+        // Kept aside until the node accepts the enrollment: a refused attempt must not
+        // replace the key an earlier enrollment made.
+        await putKey('pending/' + ori + '/' + user, kp);
+        enroll.elements.spki.value = hex(spki);
+        enroll.elements.proof.value = hex(proof);
+        enroll.submit();
+      } catch (e) {
+        status('Your browser could not make or keep a key (' + e + '). Use a current Chromium or Firefox over HTTPS.');
+      }
+    });
+  }
+
+  const enrolled = document.getElementById('enrolled');
+  if (enrolled) {
+    (async () => {
+      const user = enrolled.dataset.user;
+      const kp = await getKey('pending/' + ori + '/' + user);
+      if (kp) {
+        await putKey(ori + '/' + user, kp);
+        await putKey('pending/' + ori + '/' + user, null);
+      }
+    })();
+  }
+
+  const signin = document.getElementById('signin-form');
+  if (signin) {
+    signin.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const user = signin.dataset.user;
+      const kp = await keyOf(user);
+      if (!kp) return;
+      const sig = await crypto.subtle.sign(SIG, kp.privateKey, message(['alpr-console/v1 sign-in', ori, user, signin.dataset.challenge]));
+      signin.elements.sig.value = hex(sig);
+      signin.submit();
+    });
+  }
+
+  const sign = document.getElementById('sign-form');
+  if (sign) {
+    sign.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const kp = await keyOf(sign.dataset.user);
+      if (!kp) return;
+      const sig = await crypto.subtle.sign(SIG, kp.privateKey, unhex(sign.dataset.signingInput));
+      sign.elements.sig.value = hex(sig);
+      sign.querySelector('button').disabled = true;
+      sign.submit();
+    });
+  }
+
+  // The search form: which agencies' agreements cover the chosen purpose, and a reason
+  // that says nothing is stopped before it is sent.
+  const purpose = document.getElementById('purpose');
+  const notePurpose = () => {
+    const code = (purpose.value.trim().split(/\s/)[0] || '');
+    document.querySelectorAll('ul.targets li').forEach((li) => {
+      const covered = (li.dataset.purposes || '').split(' ').includes(code);
+      li.querySelector('.purpose-note').textContent = code && !covered ? ' — does not cover purpose ' + code : '';
+    });
+  };
+  if (purpose) { purpose.addEventListener('input', notePurpose); notePurpose(); }
+  const reason = document.getElementById('reason');
+  if (reason) {
+    const vague = ['investigation', 'investigate', 'inv', 'follow-up', 'follow up', 'followup', 'case', 'lead', 'info', 'n/a'];
+    reason.addEventListener('input', () => {
+      const r = reason.value.trim().toLowerCase().replace(/[.!]+$/, '');
+      reason.setCustomValidity(vague.includes(r) ? '"' + reason.value.trim() + '" is not a reason: say what happened and why this plate.' : '');
+    });
+  }
+
+  // Sortable tables: a button in each column heading.
+  document.querySelectorAll('table.sortable').forEach((t) => {
+    t.querySelectorAll('thead th button').forEach((b, i) => {
+      b.addEventListener('click', () => {
+        const body = t.tBodies[0];
+        const rows = Array.from(body.rows);
+        const asc = b.dataset.dir !== 'asc';
+        b.dataset.dir = asc ? 'asc' : 'desc';
+        const key = (r) => {
+          const c = r.cells[i];
+          return c.dataset.sort !== undefined ? parseFloat(c.dataset.sort) : c.textContent;
+        };
+        rows.sort((x, y) => { const a = key(x); const z = key(y); return (a < z ? -1 : a > z ? 1 : 0) * (asc ? 1 : -1); });
+        rows.forEach((r) => body.appendChild(r));
+        t.querySelectorAll('thead th').forEach((th) => th.removeAttribute('aria-sort'));
+        b.parentElement.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+      });
+    });
+  });
+})();

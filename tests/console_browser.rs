@@ -1,0 +1,495 @@
+//! The web console in a real browser: Debian's Chromium, driven over WebDriver
+//! (ChromeDriver) by fantoccini. People enroll with a key their browser makes and keeps,
+//! a supervisor approves in the console, people sign in with that key and an RFC 6238
+//! code, an investigator's search is signed in the browser and answered by another node,
+//! a refusal is explained, results are exported (logged), a replayed form is refused, an
+//! auditor cannot search, and five bad codes lock sign-in.
+//!
+//! Set `ALPR_CONSOLE_SCREENSHOTS=DIR` to keep screenshots of the main pages there (the
+//! ones in `docs/` were made so).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use alpr_federation::{
+    Federation, admin_of, demo_agencies, open_policy, supervisor_of, synthetic_csv,
+};
+use alpr_node::client::user_cmd;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const VENTURA: &str = "CA0560100";
+const SACRAMENTO: &str = "CA0340000";
+const FRESNO: &str = "CA0100500";
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser(profile: &std::path::Path) -> (Driver, Client) {
+    let bin = "/usr/bin/chromedriver";
+    assert!(
+        std::path::Path::new(bin).exists() && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the console's browser tests need Debian's chromium and chromium-driver (installed by .ci/run)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        std::process::Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert("acceptInsecureCerts".into(), json!(true));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        if let Ok(c) = ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            return (driver, c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// Wait until the page's heading is `h1`; return the page's text.
+async fn wait_page(c: &Client, h1: &str) -> String {
+    for _ in 0..150 {
+        if let Ok(e) = c.find(Locator::Css("h1")).await
+            && e.text().await.is_ok_and(|t| t == h1)
+        {
+            return c
+                .find(Locator::Css("body"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = c.source().await.unwrap_or_default();
+    panic!("page {h1:?} did not come; the browser shows:\n{body}");
+}
+
+async fn fill(c: &Client, id: &str, value: &str) {
+    let e = c.find(Locator::Id(id)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(value).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn shot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("ALPR_CONSOLE_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+fn code_of(secret_b32: &str) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret_b32.trim()).unwrap();
+    let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    totp.generate_current().to_string()
+}
+
+async fn enroll(c: &Client, base: &str, user: &str, code: &str) {
+    c.goto(&format!("{base}/enroll")).await.unwrap();
+    fill(c, "user", user).await;
+    fill(c, "code", code).await;
+    click(c, "#enroll-form button").await;
+    wait_page(c, "Enrolled").await;
+}
+
+/// First sign-in after approval: the key's signature, then the secret shown once and
+/// the first code. Returns the secret.
+async fn first_sign_in(c: &Client, base: &str, user: &str) -> String {
+    c.goto(&format!("{base}/signin")).await.unwrap();
+    fill(c, "user", user).await;
+    click(c, "form button").await;
+    wait_page(c, "Sign in").await;
+    click(c, "#signin-form button").await;
+    wait_page(c, "Set up your sign-in code").await;
+    shot(c, "console-code-setup").await;
+    let secret = c
+        .find(Locator::Id("totp-secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    fill(c, "code", &code_of(&secret)).await;
+    click(c, "main form button").await;
+    secret
+}
+
+async fn sign_out(c: &Client) {
+    click(c, "form.signout button").await;
+    wait_page(c, "Sign in").await;
+}
+
+fn invite_code(reply: &str) -> String {
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix("enrollment code: "))
+        .expect("the invite's reply carries the code")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_enroll_sign_in_and_search_from_a_browser() {
+    let fed = Federation::start(None, &demo_agencies()[..3], |_| open_policy())
+        .await
+        .unwrap();
+    fed.ingest_csv(
+        VENTURA,
+        &synthetic_csv(VENTURA, &["8ABC123", "5XYZ987"], 10),
+    )
+    .unwrap();
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    let base = format!(
+        "https://127.0.0.1:{}",
+        fed.nodes[SACRAMENTO].console_addr.unwrap().port()
+    );
+
+    // The agency's admin adds three people and gives each a one-time enrollment code.
+    let admin = admin_of(SACRAMENTO);
+    let mut codes = std::collections::HashMap::new();
+    for (user, role) in [
+        ("sgt-roe", "supervisor"),
+        ("det-lee", "investigator"),
+        ("aud-kim", "auditor"),
+    ] {
+        fed.admin(SACRAMENTO, &admin, user_cmd("add", user, role, 0, ""))
+            .await
+            .unwrap();
+        let reply = fed
+            .admin(SACRAMENTO, &admin, user_cmd("invite", user, "", 0, ""))
+            .await
+            .unwrap();
+        codes.insert(user, invite_code(&reply));
+    }
+    // The code is the caller's alone: the log says one was issued, never what it is.
+    let changes = fed.audit(SACRAMENTO, Some("account_change")).unwrap();
+    let logged = serde_json::to_string(&changes).unwrap();
+    assert!(logged.contains("issued a console enrollment code for det-lee"));
+    for code in codes.values() {
+        assert!(!logged.contains(code.as_str()), "a code reached the log");
+    }
+
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = browser(profile.path()).await;
+
+    // A wrong code enrolls nothing, and says so.
+    c.goto(&format!("{base}/enroll")).await.unwrap();
+    fill(&c, "user", "det-lee").await;
+    fill(&c, "code", "AAAA-BBBB-CCCC").await;
+    click(&c, "#enroll-form button").await;
+    let page = wait_page(&c, "Enroll this browser").await;
+    assert!(
+        page.contains("the code is wrong, used or expired"),
+        "{page}"
+    );
+
+    // Each person enrolls this browser's key with their code; a code works once.
+    shot(&c, "console-enroll").await;
+    for user in ["sgt-roe", "det-lee", "aud-kim"] {
+        enroll(&c, &base, user, &codes[user]).await;
+    }
+    c.goto(&format!("{base}/enroll")).await.unwrap();
+    fill(&c, "user", "det-lee").await;
+    fill(&c, "code", &codes["det-lee"]).await;
+    click(&c, "#enroll-form button").await;
+    assert!(
+        wait_page(&c, "Enroll this browser")
+            .await
+            .contains("wrong, used or expired")
+    );
+
+    // Not approved yet: the key alone does not sign in.
+    c.goto(&format!("{base}/signin")).await.unwrap();
+    fill(&c, "user", "sgt-roe").await;
+    click(&c, "form button").await;
+    wait_page(&c, "Sign in").await;
+    click(&c, "#signin-form button").await;
+    assert!(
+        wait_page(&c, "Sign-in failed")
+            .await
+            .contains("not been approved")
+    );
+
+    // The first supervisor's key is approved by a supervisor with the CLI's certificate;
+    // so is the auditor's.
+    let sup = supervisor_of(SACRAMENTO);
+    for user in ["sgt-roe", "aud-kim"] {
+        let m = fed
+            .admin(SACRAMENTO, &sup, user_cmd("approve-key", user, "", 0, ""))
+            .await
+            .unwrap();
+        assert!(m.contains("certificate valid 90 days"), "{m}");
+    }
+
+    // The supervisor signs in (key, then the secret shown once and a first code) and
+    // approves the investigator's key in the console.
+    first_sign_in(&c, &base, "sgt-roe").await;
+    let page = wait_page(&c, "Enrollments awaiting approval").await;
+    assert!(page.contains("det-lee"), "{page}");
+    shot(&c, "console-enrollments").await;
+    click(&c, "button[aria-label='Approve det-lee']").await;
+    let page = wait_page(&c, "Approved").await;
+    assert!(page.contains("approved det-lee's browser key"), "{page}");
+    sign_out(&c).await;
+    fed.admin(
+        SACRAMENTO,
+        &sup,
+        user_cmd("training", "det-lee", "", alpr_pki::now_unix() - 86_400, ""),
+    )
+    .await
+    .unwrap();
+
+    // The investigator signs in and searches: Ventura (agreement) and Fresno (none).
+    let secret = first_sign_in(&c, &base, "det-lee").await;
+    wait_page(&c, "Search").await;
+    let page = c
+        .find(Locator::Id("targets"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(VENTURA) && page.contains("agreement in force"),
+        "{page}"
+    );
+    fill(&c, "purpose", "240").await;
+    fill(&c, "case_number", "24-001234").await;
+    fill(
+        &c,
+        "reason",
+        "Stolen Honda seen leaving the burglary at 12 Main St",
+    )
+    .await;
+    fill(&c, "plate", "8abc 123").await;
+    fill(&c, "other", FRESNO).await;
+    click(&c, &format!("#t-{VENTURA}")).await;
+    shot(&c, "console-search").await;
+    click(&c, "#search-form > button").await;
+    let page = wait_page(&c, "Review and sign").await;
+    assert!(
+        page.contains("8ABC123"),
+        "the plate is shown as it will be signed: {page}"
+    );
+    let pending = c
+        .find(Locator::Css("#sign-form input[name=pending]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let csrf = c
+        .find(Locator::Css("#sign-form input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    click(&c, "#sign-form button").await;
+    let page = wait_page(&c, "Search results").await;
+    shot(&c, "console-results").await;
+    assert!(page.contains("Answered with 7 reads"), "{page}");
+    assert!(
+        page.contains("No agreement between your agency and this one covers this search"),
+        "Fresno's refusal is explained: {page}"
+    );
+    assert!(c.find(Locator::Css("svg.plot circle.read")).await.is_ok());
+
+    // The query Ventura answered was signed by det-lee's browser key: the certificate
+    // issued at approval, not one of the CLI's files.
+    let inbound = fed.audit(VENTURA, Some("inbound_query")).unwrap();
+    let e = &inbound.last().unwrap().entry;
+    assert_eq!(
+        (e.decision.as_str(), e.requester_user.as_deref()),
+        ("answered", Some("det-lee"))
+    );
+    assert_eq!(
+        e.count,
+        Some(7),
+        "a read a day in the form's default 7-day window"
+    );
+
+    // Export: the CSV, logged as an export.
+    let csv = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(document.getElementById('export').href).then(r => r.text()).then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap();
+    assert_eq!(csv.lines().count(), 8, "header and 7 reads: {csv}");
+    assert!(csv.lines().nth(1).unwrap().contains("8ABC123"));
+    let exports = fed.audit(SACRAMENTO, Some("export")).unwrap();
+    assert_eq!(exports.last().unwrap().entry.count, Some(7));
+
+    // The signed form sent again: refused, logged, nothing sent.
+    let status = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             const body = new URLSearchParams({csrf: arguments[1], pending: arguments[0], sig: '00'});\
+             fetch('/search/send', {method: 'POST', body}).then(r => done(r.status));",
+            vec![json!(pending), json!(csrf)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(409));
+    let outbound = fed.audit(SACRAMENTO, Some("outbound_query")).unwrap();
+    assert!(
+        outbound
+            .iter()
+            .any(|e| e.entry.reason_code.as_deref() == Some("REPLAY"))
+    );
+    assert_eq!(
+        fed.audit(VENTURA, Some("inbound_query")).unwrap().len(),
+        inbound.len(),
+        "the replay reached nobody"
+    );
+
+    // A window that ends in the future: a clear message on the form and a refusal logged.
+    c.goto(&format!("{base}/search")).await.unwrap();
+    fill(&c, "purpose", "240").await;
+    fill(&c, "case_number", "24-001234").await;
+    fill(
+        &c,
+        "reason",
+        "Stolen Honda seen leaving the burglary at 12 Main St",
+    )
+    .await;
+    fill(&c, "plate", "8ABC123").await;
+    click(&c, &format!("#t-{VENTURA}")).await;
+    c.execute(
+        "document.getElementById('to').value = '2099-01-01T00:00';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "#search-form > button").await;
+    let page = wait_page(&c, "Search").await;
+    assert!(page.contains("The window ends in the future"), "{page}");
+    let outbound = fed.audit(SACRAMENTO, Some("outbound_query")).unwrap();
+    assert!(
+        outbound
+            .last()
+            .unwrap()
+            .entry
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("window ends in the future")
+    );
+    // An oversized field: a page that says so, not a server error.
+    let status = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             const body = new URLSearchParams({csrf: 'x', reason: 'a'.repeat(10 * 1024 * 1024)});\
+             fetch('/search/prepare', {method: 'POST', body}).then(r => r.text().then(t => done([r.status, t])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status[0], json!(413));
+    assert!(status[1].as_str().unwrap().contains("Form too large"));
+    sign_out(&c).await;
+
+    // The auditor reads the log and cannot search; the attempt is logged.
+    first_sign_in(&c, &base, "aud-kim").await;
+    let page = wait_page(&c, "Audit log").await;
+    assert!(page.contains("console_sign_in"), "{page}");
+    shot(&c, "console-audit").await;
+    c.goto(&format!("{base}/search")).await.unwrap();
+    let page = wait_page(&c, "Search not permitted").await;
+    assert!(page.contains("Only investigators search"), "{page}");
+    let refused = fed.audit(SACRAMENTO, Some("outbound_query")).unwrap();
+    let last = &refused.last().unwrap().entry;
+    assert_eq!(
+        (last.requester_user.as_deref(), last.reason_code.as_deref()),
+        (Some("aud-kim"), Some("NOT_AUTHORIZED"))
+    );
+    sign_out(&c).await;
+
+    // Five bad codes lock det-lee's sign-in: logged and alerted; the right code then
+    // does not sign in either.
+    for attempt in 1..=5 {
+        c.goto(&format!("{base}/signin")).await.unwrap();
+        fill(&c, "user", "det-lee").await;
+        click(&c, "form button").await;
+        wait_page(&c, "Sign in").await;
+        fill(&c, "code", "000000").await;
+        click(&c, "#signin-form button").await;
+        let want = if attempt < 5 {
+            "Sign-in failed"
+        } else {
+            "Sign-in locked"
+        };
+        wait_page(&c, want).await;
+    }
+    c.goto(&format!("{base}/signin")).await.unwrap();
+    fill(&c, "user", "det-lee").await;
+    click(&c, "form button").await;
+    wait_page(&c, "Sign in").await;
+    fill(&c, "code", &code_of(&secret)).await;
+    click(&c, "#signin-form button").await;
+    wait_page(&c, "Sign-in locked").await;
+    let signins = fed.audit(SACRAMENTO, Some("console_sign_in")).unwrap();
+    assert!(signins.iter().any(|e| e.entry.decision == "locked_out"
+        && e.entry.requester_user.as_deref() == Some("det-lee")));
+    let alerts = fed.audit(SACRAMENTO, Some("alert")).unwrap();
+    assert!(alerts.iter().any(|e| {
+        e.entry
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("console sign-in of det-lee locked"))
+    }));
+
+    c.close().await.unwrap();
+    fed.stop().await.unwrap();
+}
