@@ -11,7 +11,8 @@
 use std::path::PathBuf;
 
 use alpr_federation::{
-    Federation, demo_agencies, investigator_of, open_policy, params, synthetic_csv,
+    Federation, admin_of, demo_agencies, investigator_of, open_policy, params, supervisor_of,
+    synthetic_csv,
 };
 use alpr_node::client::{self, Reply};
 use alpr_proto::RefusalReason;
@@ -764,8 +765,18 @@ async fn run(args: Args) -> Result<()> {
     if args.serve && failures.is_empty() {
         println!("\nServing for outside clients (stop with SIGTERM or Ctrl-C):");
         for a in &agencies {
-            println!("   {} node {}", a.ori, d.fed.nodes[a.ori].addr);
+            let n = &d.fed.nodes[a.ori];
+            match n.console_addr {
+                Some(c) => println!(
+                    "   {} node {}   web console https://127.0.0.1:{}/",
+                    a.ori,
+                    n.addr,
+                    c.port()
+                ),
+                None => println!("   {} node {}", a.ori, n.addr),
+            }
         }
+        console_person(&d.fed).await?;
         std::fs::write(dir.join("ready"), format!("broker {}\n", d.fed.broker.addr))?;
         alpr_runtime::server::shutdown_signal().await;
         let _ = std::fs::remove_file(dir.join("ready"));
@@ -810,4 +821,46 @@ fn report_local(d: &mut Demo, r: Result<(alpr_proto::pb::Query, RouteResponse)>,
             );
         }
     }
+}
+
+/// A person to try Sacramento's web console with: an investigator account with training
+/// recorded, and its one-time enrollment code; printed with the command a supervisor runs
+/// to approve the browser's key (README, "The web console").
+async fn console_person(fed: &Federation) -> Result<()> {
+    let user = "det-demo";
+    let (admin, sup) = (admin_of(SACRAMENTO), supervisor_of(SACRAMENTO));
+    fed.admin(
+        SACRAMENTO,
+        &admin,
+        client::user_cmd("add", user, "investigator", 0, ""),
+    )
+    .await?;
+    let trained = alpr_pki::now_unix() - 86_400;
+    fed.admin(
+        SACRAMENTO,
+        &sup,
+        client::user_cmd("training", user, "", trained, ""),
+    )
+    .await?;
+    let reply = fed
+        .admin(
+            SACRAMENTO,
+            &admin,
+            client::user_cmd("invite", user, "", 0, ""),
+        )
+        .await?;
+    let code = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("enrollment code: "))
+        .unwrap_or("?");
+    let (cert, key) = fed.pki.person(SACRAMENTO, &sup);
+    println!(
+        "\nWeb console: enroll {user} at Sacramento's /enroll with code {code}, then approve the key:\n   \
+         cargo run -p alpr-node -- admin --node {} --root {} --cert {} --key {} approve-key {user}",
+        fed.nodes[SACRAMENTO].addr,
+        fed.pki.root_cert().display(),
+        cert.display(),
+        key.display()
+    );
+    Ok(())
 }

@@ -325,6 +325,18 @@ pub enum AdminCmd {
         #[arg(long, default_value = "investigator")]
         role: String,
     },
+    /// Issue a one-time code with which the person enrolls their browser in the web
+    /// console (admin or supervisor; valid 72 hours; printed once, never logged).
+    Invite {
+        /// User id.
+        user: String,
+    },
+    /// Approve a person's enrolled browser key (supervisor; never your own): issues their
+    /// certificate under the agency CA of `[console]` and approves the account if needed.
+    ApproveKey {
+        /// User id.
+        user: String,
+    },
     /// Approve an account (supervisor; never your own).
     Approve {
         /// User id.
@@ -1302,6 +1314,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 AdminCmd::AcknowledgeState { note } => client::acknowledge_state(&note),
                 AdminCmd::AddUser { user, role } => client::user_cmd("add", &user, &role, 0, ""),
                 AdminCmd::Approve { user } => client::user_cmd("approve", &user, "", 0, ""),
+                AdminCmd::Invite { user } => client::user_cmd("invite", &user, "", 0, ""),
+                AdminCmd::ApproveKey { user } => client::user_cmd("approve-key", &user, "", 0, ""),
                 AdminCmd::Training { user, date } => {
                     let t = date
                         .as_deref()

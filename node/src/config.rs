@@ -94,9 +94,6 @@ pub struct ConsoleConfig {
     /// The window in which those failures count, and how long the lock lasts, seconds.
     #[serde(default = "default_lockout_window")]
     pub lockout_window_secs: u64,
-    /// How long an enrollment code from `user invite` stays valid, seconds.
-    #[serde(default = "default_invite_secs")]
-    pub invite_secs: u64,
 }
 
 fn default_person_days() -> u32 {
@@ -110,9 +107,6 @@ fn default_lockout_attempts() -> u32 {
 }
 fn default_lockout_window() -> u64 {
     900
-}
-fn default_invite_secs() -> u64 {
-    72 * 3600
 }
 
 impl ConsoleConfig {
@@ -129,7 +123,6 @@ impl ConsoleConfig {
             idle_lock_secs: default_idle_lock(),
             lockout_attempts: default_lockout_attempts(),
             lockout_window_secs: default_lockout_window(),
-            invite_secs: default_invite_secs(),
         }
     }
 }
@@ -550,6 +543,13 @@ impl NodeConfig {
         {
             alpr_runtime::config::resolve_path(p, base);
         }
+        if let Some(c) = &mut self.console {
+            alpr_runtime::config::resolve_path(&mut c.person_ca_cert, base);
+            alpr_runtime::config::resolve_path(&mut c.person_ca_key, base);
+            for p in [&mut c.cert, &mut c.key].into_iter().flatten() {
+                alpr_runtime::config::resolve_path(p, base);
+            }
+        }
     }
 
     /// Check values that TOML types cannot.
@@ -560,6 +560,20 @@ impl NodeConfig {
         }
         for p in &self.policy.blocked_purposes {
             alpr_proto::purpose::lookup(p).map_err(|e| format!("policy.blocked_purposes: {e}"))?;
+        }
+        if let Some(c) = &self.console {
+            if c.cert.is_some() != c.key.is_some() {
+                return Err("console.cert and console.key go together: set both or neither".into());
+            }
+            if c.idle_lock_secs == 0 || c.idle_lock_secs > 1800 {
+                return Err("console.idle_lock_secs must be 1 to 1800 (CJIS: a session locks after at most 30 minutes idle)".into());
+            }
+            if c.lockout_attempts == 0 || c.lockout_attempts > 5 {
+                return Err("console.lockout_attempts must be 1 to 5".into());
+            }
+            if c.person_cert_days == 0 || c.person_cert_days > 397 {
+                return Err("console.person_cert_days must be 1 to 397".into());
+            }
         }
         if self.policy.retention_days == 0 {
             return Err("policy.retention_days must be at least 1".into());

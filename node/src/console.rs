@@ -84,20 +84,20 @@ impl Drop for RunningConsole {
 
 /// Load the agency CA that certifies people's browser keys, checking it is this
 /// agency's.
-pub(crate) fn person_ca(node: &Node, cfg: &ConsoleConfig) -> Result<Authority, Error> {
+pub(crate) fn person_ca(ori: &str, cfg: &ConsoleConfig) -> Result<Authority, Error> {
     let ca = Authority::load(&cfg.person_ca_cert, &cfg.person_ca_key)?;
     match ca.agency()? {
-        Some(a) if a.ori == node.ori() => Ok(ca),
+        Some(a) if a.ori == ori => Ok(ca),
         _ => Err(Error::Config {
             path: cfg.person_ca_cert.clone(),
-            reason: format!("[console] person_ca_cert is not {}'s agency CA", node.ori()),
+            reason: format!("[console] person_ca_cert is not {ori}'s agency CA"),
         }),
     }
 }
 
 /// Serve the console of `node` as `cfg` says.
 pub async fn start(node: Arc<Node>, cfg: &ConsoleConfig) -> Result<RunningConsole, Error> {
-    person_ca(&node, cfg)?;
+    person_ca(node.ori(), cfg)?;
     let (cert, key) = match (&cfg.cert, &cfg.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => (node.cfg.tls.cert.clone(), node.cfg.tls.key.clone()),

@@ -186,6 +186,23 @@ impl Node {
                 }
             }
         });
+        if let Some(c) = &cfg.console {
+            crate::console::person_ca(&cfg.ori, c)?;
+            if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
+                alpr_runtime::tls::TlsIdentity::load(cert, key)?;
+            }
+            out.push(format!(
+                "web console on https://{} (person certificates from {}, {} days; idle lock {} s; sign-in locks after {} failures in {} s)",
+                c.listen,
+                c.person_ca_cert.display(),
+                c.person_cert_days,
+                c.idle_lock_secs,
+                c.lockout_attempts,
+                c.lockout_window_secs
+            ));
+        } else {
+            out.push("no [console]: the web console is off".into());
+        }
         Ok(out)
     }
 

@@ -124,7 +124,7 @@ impl Node {
             "auditor" => Role::Auditor,
             other => return Err(deny(format!("account role {other:?} has no console"))),
         };
-        let ca = super::person_ca(self, cfg)?;
+        let ca = super::person_ca(self.ori(), cfg)?;
         let spec = LeafSpec {
             role,
             user: Some(user.to_owned()),
