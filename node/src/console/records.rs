@@ -16,6 +16,8 @@ use crate::audit::{Event, Filter};
 
 /// Most entries shown on one page.
 const SHOWN: usize = 500;
+/// Most of the newest entries one page reads (the log has no size bound).
+const SCANNED: usize = 100_000;
 
 /// The page's filters.
 #[derive(Debug, Default, Deserialize)]
@@ -70,9 +72,11 @@ pub async fn audit_log(
         ..Default::default()
     };
     let f = filter.clone();
-    let entries = on_node(&c, move |n| crate::store::audit::query(&n.audit_db()?, &f))
-        .await
-        .map_err(|e| pages::internal(&ori, e))?;
+    let (entries, more) = on_node(&c, move |n| {
+        crate::store::audit::recent(&n.audit_db()?, &f, SHOWN, SCANNED)
+    })
+    .await
+    .map_err(|e| pages::internal(&ori, e))?;
     Ok(respond(
         StatusCode::OK,
         layout(
@@ -94,12 +98,16 @@ pub async fn audit_log(
                     input #frequester name="requester" value=(filter.requester_ori.clone().unwrap_or_default());
                     button type="submit" { "Filter" }
                 }
-                p { (entries.len()) " entries match " (filter.to_string()) "; the newest " (SHOWN.min(entries.len())) " are shown. Read-only: nothing here changes the log." }
+                p {
+                    "The newest " (entries.len()) " entries matching " (filter.to_string())
+                    @if more { " among the newest " (SCANNED) " of the log (for older ones, use alpr-node audit export)" }
+                    ". Read-only: nothing here changes the log."
+                }
                 table #audit {
                     caption { "Audit entries, newest first" }
                     thead { tr { th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "Decision" } th scope="col" { "User" } th scope="col" { "Requester" } th scope="col" { "Purpose" } th scope="col" { "Reason code" } th scope="col" { "Detail" } } }
                     tbody {
-                        @for e in entries.iter().rev().take(SHOWN) {
+                        @for e in &entries {
                             tr {
                                 td { (e.seq) }
                                 td { (pages::when(e.entry.at)) }

@@ -726,7 +726,7 @@ pub async fn history(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page 
             user: Some(user),
             ..Default::default()
         };
-        crate::store::audit::query(&n.audit_db()?, &f)
+        crate::store::audit::recent(&n.audit_db()?, &f, 200, 50_000).map(|(e, _)| e)
     })
     .await
     .map_err(|e| pages::internal(&ori, e))?;
@@ -748,10 +748,10 @@ pub async fn history(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page 
                 @if entries.is_empty() { p { "You have not searched yet." } }
                 @else {
                     table {
-                        caption { "Your searches as this node logged them (newest first)" }
+                        caption { "Your latest searches as this node logged them (newest first)" }
                         thead { tr { th scope="col" { "When" } th scope="col" { "Decision" } th scope="col" { "Purpose" } th scope="col" { "Case" } th scope="col" { "Plate" } th scope="col" { "Details" } } }
                         tbody {
-                            @for e in entries.iter().rev().take(200) {
+                            @for e in &entries {
                                 tr {
                                     td { (pages::when(e.entry.at)) }
                                     td { (e.entry.decision.as_str()) }

@@ -542,10 +542,45 @@ pub fn checkpoint_now(db: &mut AuditDb, signer: &HeadSigner) -> Result<Option<i6
 
 /// Read entries, optionally only one event kind, in order.
 pub fn list(db: &AuditDb, event: Option<Event>) -> Result<Vec<StoredEntry>, Error> {
-    let mut st = db.conn.prepare(
+    read_entries(
+        db,
         "SELECT seq, entry, prev_hash, hash FROM audit WHERE (?1 IS NULL OR event = ?1) ORDER BY seq",
+        rusqlite::params![event.map(Event::as_str)],
+    )
+}
+
+/// The newest entries matching `f`, newest first: at most `keep`, among the newest `scan`
+/// entries of `f`'s event kind (of every kind without one). Pages read this instead of the
+/// whole log, whose size has no bound. The flag says whether older entries were left
+/// unread.
+pub fn recent(
+    db: &AuditDb,
+    f: &Filter,
+    keep: usize,
+    scan: usize,
+) -> Result<(Vec<StoredEntry>, bool), Error> {
+    let read = read_entries(
+        db,
+        "SELECT seq, entry, prev_hash, hash FROM audit WHERE (?1 IS NULL OR event = ?1) ORDER BY seq DESC LIMIT ?2",
+        rusqlite::params![f.event.map(Event::as_str), scan as i64],
     )?;
-    let rows = st.query_map([event.map(Event::as_str)], |r| {
+    let more = read.len() == scan;
+    Ok((
+        read.into_iter()
+            .filter(|e| f.matches(&e.entry))
+            .take(keep)
+            .collect(),
+        more,
+    ))
+}
+
+fn read_entries(
+    db: &AuditDb,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEntry>, Error> {
+    let mut st = db.conn.prepare(sql)?;
+    let rows = st.query_map(params, |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, Value>(1)?,

@@ -154,3 +154,47 @@ fn two_writers_interleaving_keep_the_audit_tree_equal_to_the_entries() {
     let e = audit::verify(&db, None).unwrap_err().to_string();
     assert!(e.contains("stored audit tree does not match"), "{e}");
 }
+
+#[test]
+fn recent_reads_only_the_newest_entries_newest_first() {
+    use crate::audit::{AuditEntry, Decision, Event, Filter};
+    use crate::store::{AuditDb, AuditLog, audit};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let log = AuditLog::open(&path, None).unwrap();
+    let entry = |i: i64, user: &str, event: Event| AuditEntry {
+        requester_user: Some(user.into()),
+        ..AuditEntry::new(i, event, Decision::Ok)
+    };
+    let mut group = Vec::new();
+    for i in 0..60 {
+        let user = if i % 3 == 0 { "ann" } else { "bob" };
+        let event = if i % 2 == 0 {
+            Event::OutboundQuery
+        } else {
+            Event::Export
+        };
+        group.push(entry(i, user, event));
+    }
+    log.append(group).unwrap();
+    let db = AuditDb::open(&path).unwrap();
+    let f = Filter {
+        event: Some(Event::OutboundQuery),
+        user: Some("ann".into()),
+        ..Default::default()
+    };
+    // Every outbound entry read: ann's are the even multiples of 3, newest first.
+    let (all, more) = audit::recent(&db, &f, 100, 1000).unwrap();
+    let at: Vec<i64> = all.iter().map(|e| e.entry.at).collect();
+    assert_eq!(at, vec![54, 48, 42, 36, 30, 24, 18, 12, 6, 0]);
+    assert!(!more);
+    // Kept to `keep`, and only the newest `scan` outbound entries read (58 down to 32).
+    let (kept, _) = audit::recent(&db, &f, 3, 1000).unwrap();
+    assert_eq!(kept.len(), 3);
+    let (scanned, more) = audit::recent(&db, &f, 100, 14).unwrap();
+    assert_eq!(
+        scanned.iter().map(|e| e.entry.at).collect::<Vec<_>>(),
+        vec![54, 48, 42, 36]
+    );
+    assert!(more, "older entries were left unread");
+}
