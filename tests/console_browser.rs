@@ -80,39 +80,48 @@ async fn browser(profile: &std::path::Path) -> (Driver, Client) {
     panic!("chromedriver did not start");
 }
 
-/// Wait until the page's heading is `h1`; return the page's text.
-async fn wait_page(c: &Client, h1: &str) -> String {
+/// Wait until the page's heading is `h1` and its text holds `needle`; return the text.
+/// (Several pages keep their heading after a form is sent: the text tells them apart.)
+async fn wait_text(c: &Client, h1: &str, needle: &str) -> String {
     for _ in 0..150 {
         if let Ok(e) = c.find(Locator::Css("h1")).await
             && e.text().await.is_ok_and(|t| t == h1)
+            && let Ok(body) = c.find(Locator::Css("body")).await
+            && let Ok(text) = body.text().await
+            && text.contains(needle)
         {
-            return c
-                .find(Locator::Css("body"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            return text;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let body = c.source().await.unwrap_or_default();
-    panic!("page {h1:?} did not come; the browser shows:\n{body}");
+    panic!("page {h1:?} with {needle:?} did not come; the browser shows:\n{body}");
+}
+
+/// Wait until the page's heading is `h1`; return the page's text.
+async fn wait_page(c: &Client, h1: &str) -> String {
+    wait_text(c, h1, "").await
+}
+
+/// The element `css` once it is on the page.
+async fn element(c: &Client, css: &str) -> fantoccini::elements::Element {
+    for _ in 0..150 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {css} on the page");
 }
 
 async fn fill(c: &Client, id: &str, value: &str) {
-    let e = c.find(Locator::Id(id)).await.unwrap();
+    let e = element(c, &format!("#{id}")).await;
     e.clear().await.unwrap();
     e.send_keys(value).await.unwrap();
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    element(c, css).await.click().await.unwrap();
 }
 
 async fn shot(c: &Client, name: &str) {
@@ -141,8 +150,7 @@ async fn enroll(c: &Client, base: &str, user: &str, code: &str) {
 async fn first_sign_in(c: &Client, base: &str, user: &str) -> String {
     c.goto(&format!("{base}/signin")).await.unwrap();
     fill(c, "user", user).await;
-    click(c, "form button").await;
-    wait_page(c, "Sign in").await;
+    click(c, "main form button").await;
     click(c, "#signin-form button").await;
     wait_page(c, "Set up your sign-in code").await;
     shot(c, "console-code-setup").await;
@@ -222,11 +230,12 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     fill(&c, "user", "det-lee").await;
     fill(&c, "code", "AAAA-BBBB-CCCC").await;
     click(&c, "#enroll-form button").await;
-    let page = wait_page(&c, "Enroll this browser").await;
-    assert!(
-        page.contains("the code is wrong, used or expired"),
-        "{page}"
-    );
+    wait_text(
+        &c,
+        "Enroll this browser",
+        "the code is wrong, used or expired",
+    )
+    .await;
 
     // Each person enrolls this browser's key with their code; a code works once.
     shot(&c, "console-enroll").await;
@@ -237,23 +246,14 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     fill(&c, "user", "det-lee").await;
     fill(&c, "code", &codes["det-lee"]).await;
     click(&c, "#enroll-form button").await;
-    assert!(
-        wait_page(&c, "Enroll this browser")
-            .await
-            .contains("wrong, used or expired")
-    );
+    wait_text(&c, "Enroll this browser", "wrong, used or expired").await;
 
     // Not approved yet: the key alone does not sign in.
     c.goto(&format!("{base}/signin")).await.unwrap();
     fill(&c, "user", "sgt-roe").await;
-    click(&c, "form button").await;
-    wait_page(&c, "Sign in").await;
+    click(&c, "main form button").await;
     click(&c, "#signin-form button").await;
-    assert!(
-        wait_page(&c, "Sign-in failed")
-            .await
-            .contains("not been approved")
-    );
+    wait_text(&c, "Sign-in failed", "not been approved").await;
 
     // The first supervisor's key is approved by a supervisor with the CLI's certificate;
     // so is the auditor's.
@@ -413,8 +413,7 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     .await
     .unwrap();
     click(&c, "#search-form > button").await;
-    let page = wait_page(&c, "Search").await;
-    assert!(page.contains("The window ends in the future"), "{page}");
+    wait_text(&c, "Search", "The window ends in the future").await;
     let outbound = fed.audit(SACRAMENTO, Some("outbound_query")).unwrap();
     assert!(
         outbound
@@ -461,8 +460,8 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     for attempt in 1..=5 {
         c.goto(&format!("{base}/signin")).await.unwrap();
         fill(&c, "user", "det-lee").await;
-        click(&c, "form button").await;
-        wait_page(&c, "Sign in").await;
+        click(&c, "main form button").await;
+        element(&c, "#signin-form").await;
         fill(&c, "code", "000000").await;
         click(&c, "#signin-form button").await;
         let want = if attempt < 5 {
@@ -474,8 +473,8 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     }
     c.goto(&format!("{base}/signin")).await.unwrap();
     fill(&c, "user", "det-lee").await;
-    click(&c, "form button").await;
-    wait_page(&c, "Sign in").await;
+    click(&c, "main form button").await;
+    element(&c, "#signin-form").await;
     fill(&c, "code", &code_of(&secret)).await;
     click(&c, "#signin-form button").await;
     wait_page(&c, "Sign-in locked").await;
