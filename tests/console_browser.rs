@@ -197,6 +197,20 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
         fed.nodes[SACRAMENTO].console_addr.unwrap().port()
     );
 
+    // One search from the CLI, for the supervisor's review sample.
+    fed.search(
+        SACRAMENTO,
+        &alpr_federation::params("8ABC123", &[VENTURA], "240", 5),
+    )
+    .await
+    .unwrap();
+    let cli_search_seq = fed
+        .audit(SACRAMENTO, Some("outbound_query"))
+        .unwrap()
+        .last()
+        .unwrap()
+        .seq;
+
     // The agency's admin adds three people and gives each a one-time enrollment code.
     let admin = admin_of(SACRAMENTO);
     let mut codes = std::collections::HashMap::new();
@@ -204,6 +218,7 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
         ("sgt-roe", "supervisor"),
         ("det-lee", "investigator"),
         ("aud-kim", "auditor"),
+        ("adm-park", "admin"),
     ] {
         fed.admin(SACRAMENTO, &admin, user_cmd("add", user, role, 0, ""))
             .await
@@ -239,7 +254,7 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
 
     // Each person enrolls this browser's key with their code; a code works once.
     shot(&c, "console-enroll").await;
-    for user in ["sgt-roe", "det-lee", "aud-kim"] {
+    for user in ["sgt-roe", "det-lee", "aud-kim", "adm-park"] {
         enroll(&c, &base, user, &codes[user]).await;
     }
     c.goto(&format!("{base}/enroll")).await.unwrap();
@@ -258,7 +273,7 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     // The first supervisor's key is approved by a supervisor with the CLI's certificate;
     // so is the auditor's.
     let sup = supervisor_of(SACRAMENTO);
-    for user in ["sgt-roe", "aud-kim"] {
+    for user in ["sgt-roe", "aud-kim", "adm-park"] {
         let m = fed
             .admin(SACRAMENTO, &sup, user_cmd("approve-key", user, "", 0, ""))
             .await
@@ -275,14 +290,63 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     click(&c, "button[aria-label='Approve det-lee']").await;
     let page = wait_page(&c, "Approved").await;
     assert!(page.contains("approved det-lee's browser key"), "{page}");
-    sign_out(&c).await;
-    fed.admin(
-        SACRAMENTO,
-        &sup,
-        user_cmd("training", "det-lee", "", alpr_pki::now_unix() - 86_400, ""),
+
+    // The supervisor records det-lee's training, reviews the one search in the sample (made
+    // from the CLI before) and places an evidence hold, each through the logged admin path.
+    c.goto(&format!("{base}/supervisor/accounts"))
+        .await
+        .unwrap();
+    wait_text(&c, "Accounts", "none recorded").await;
+    click(&c, "button[aria-label='Record training of det-lee today']").await;
+    wait_text(&c, "Done", "recorded training for det-lee").await;
+    c.goto(&format!("{base}/supervisor/reviews")).await.unwrap();
+    let page = wait_text(&c, "Search reviews", "Entry #").await;
+    assert!(
+        page.contains(&alpr_federation::investigator_of(SACRAMENTO)),
+        "{page}"
+    );
+    fill(
+        &c,
+        &format!("note-{cli_search_seq}"),
+        "Case 24-0042 theft report on file",
+    )
+    .await;
+    click(&c, "section.review button[value=yes]").await;
+    wait_text(
+        &c,
+        "Done",
+        &format!("recorded review of entry #{cli_search_seq}"),
+    )
+    .await;
+    let reviews = fed.audit(SACRAMENTO, Some("search_review")).unwrap();
+    assert_eq!(
+        (
+            reviews[0].entry.decision.as_str(),
+            reviews[0].entry.requester_user.as_deref()
+        ),
+        ("justified", Some("sgt-roe"))
+    );
+    c.goto(&format!("{base}/supervisor/holds")).await.unwrap();
+    wait_page(&c, "Evidence holds").await;
+    fill(&c, "case", "24-0042").await;
+    fill(&c, "plate", "8ABC123").await;
+    c.execute(
+        "document.getElementById('from').value = '2026-01-01T00:00';\
+         document.getElementById('to').value = '2026-01-02T00:00';\
+         document.getElementById('until').value = '2099-01-01T00:00';",
+        vec![],
     )
     .await
     .unwrap();
+    fill(&c, "note", "Evidence for the prosecution").await;
+    click(&c, "#hold-form button").await;
+    let page = wait_page(&c, "Done").await;
+    assert!(page.to_lowercase().contains("hold"), "{page}");
+    assert_eq!(
+        fed.audit(SACRAMENTO, Some("evidence_hold")).unwrap().len(),
+        1
+    );
+    sign_out(&c).await;
 
     // The investigator signs in and searches: Ventura (agreement) and Fresno (none).
     let secret = first_sign_in(&c, &base, "det-lee").await;
@@ -312,6 +376,11 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     shot(&c, "console-search").await;
     click(&c, "#search-form > button").await;
     let page = wait_page(&c, "Review and sign").await;
+    let seen = element(&c, "#signed-view dl").await.text().await.unwrap();
+    assert!(
+        seen.contains("8ABC123") && seen.contains("det-lee of CA0340000") && seen.contains(VENTURA),
+        "the browser reads the query from the bytes it signs: {seen}"
+    );
     assert!(
         page.contains("8ABC123"),
         "the plate is shown as it will be signed: {page}"
@@ -444,6 +513,28 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     let page = wait_page(&c, "Audit log").await;
     assert!(page.contains("console_sign_in"), "{page}");
     shot(&c, "console-audit").await;
+    let csv = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(document.getElementById('audit-export').href).then(r => r.text()).then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(csv.as_str().unwrap().lines().count() > 10);
+    let exports = fed.audit(SACRAMENTO, Some("export")).unwrap();
+    assert_eq!(
+        exports.last().unwrap().entry.requester_user.as_deref(),
+        Some("aud-kim")
+    );
+    c.goto(&format!("{base}/audit/reports")).await.unwrap();
+    let page = wait_page(&c, "Reports").await;
+    assert!(
+        page.contains("up to 1 week") && page.contains("Transparency report"),
+        "{page}"
+    );
+    assert!(c.find(Locator::Css("svg.chart rect.bar-1")).await.is_ok());
+    shot(&c, "console-reports").await;
     c.goto(&format!("{base}/search")).await.unwrap();
     let page = wait_page(&c, "Search not permitted").await;
     assert!(page.contains("Only investigators search"), "{page}");
@@ -453,6 +544,31 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
         (last.requester_user.as_deref(), last.reason_code.as_deref()),
         (Some("aud-kim"), Some("NOT_AUTHORIZED"))
     );
+    sign_out(&c).await;
+
+    // The admin sees the node at a glance and refuses one requesting agency, logged.
+    first_sign_in(&c, &base, "adm-park").await;
+    let page = wait_page(&c, "Node").await;
+    assert!(page.contains("Sharing") && page.contains(VENTURA), "{page}");
+    fill(&c, "refuse-ori", "NV0020100").await;
+    fill(
+        &c,
+        "refuse-note",
+        "No agreement; refused while the MOU is reviewed",
+    )
+    .await;
+    click(&c, "#refuse-form button").await;
+    wait_page(&c, "Done").await;
+    shot(&c, "console-admin").await;
+    let changes = fed.audit(SACRAMENTO, Some("config_change")).unwrap();
+    let last = &changes.last().unwrap().entry;
+    assert_eq!(last.requester_user.as_deref(), Some("adm-park"));
+    assert!(
+        last.detail.as_deref().unwrap().contains("NV0020100"),
+        "{last:?}"
+    );
+    c.goto(&format!("{base}/search")).await.unwrap();
+    wait_page(&c, "Search not permitted").await;
     sign_out(&c).await;
 
     // Five bad codes lock det-lee's sign-in: logged and alerted; the right code then

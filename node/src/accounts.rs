@@ -40,9 +40,11 @@ pub fn apply(
             if by.role != Role::Admin {
                 return Err(forbid("only an admin adds accounts"));
             }
-            if !matches!(role, "investigator" | "supervisor" | "auditor") {
+            // An admin account only lets its person into the web console (admins act by
+            // certificate role everywhere else).
+            if !matches!(role, "investigator" | "supervisor" | "auditor" | "admin") {
                 return Err(deny(format!(
-                    "role {role:?} must be investigator, supervisor or auditor"
+                    "role {role:?} must be investigator, supervisor, auditor or admin"
                 )));
             }
             if existing.is_some() {

@@ -12,7 +12,10 @@
 //!   SameSite=Strict; every state-changing form carries the session's token.
 //! - **Pages by role.** Investigators search (the node's [`Node::search`], the same path
 //!   as the CLI), see results, export them (logged) and their history; supervisors approve
-//!   enrollments; auditors and supervisors read the audit log. Auditors cannot search.
+//!   enrollments, record training, disable accounts, review sampled searches and place
+//!   evidence holds; auditors and supervisors read, filter and export the audit log and
+//!   the reports (transparency, search age with its chart, anomalies). Auditors cannot
+//!   search. Admins see the node at a glance and flip its switches.
 //!
 //! HTML comes from maud templates (escaped by default); scripts and styles are compiled
 //! in and served from the console itself, under a strict Content-Security-Policy.
@@ -21,12 +24,14 @@
 // would buy nothing on a request path.
 #![allow(clippy::result_large_err)]
 
+mod administer;
 mod assets;
 mod auth;
 mod enroll;
 mod pages;
 mod records;
 mod search;
+mod supervise;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -193,7 +198,17 @@ fn router(console: Arc<Console>) -> Router {
         .route("/history", get(search::history))
         .route("/supervisor", get(enroll::supervisor))
         .route("/supervisor/approve", post(enroll::approve))
+        .route("/supervisor/accounts", get(supervise::accounts))
+        .route("/supervisor/account", post(supervise::account))
+        .route("/supervisor/reviews", get(supervise::reviews))
+        .route("/supervisor/review", post(supervise::review))
+        .route("/supervisor/holds", get(supervise::holds))
+        .route("/supervisor/hold", post(supervise::hold))
+        .route("/admin", get(administer::page))
+        .route("/admin/switch", post(administer::switch))
         .route("/audit", get(records::audit_log))
+        .route("/audit/export.csv", get(records::export))
+        .route("/audit/reports", get(records::reports))
         .fallback(pages::not_found)
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)

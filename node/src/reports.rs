@@ -273,23 +273,22 @@ pub fn transparency(node: &Node, entries: &[StoredEntry], now: i64) -> Result<St
     Ok(out)
 }
 
-/// Age buckets of search windows (the State Auditor's Table 2).
-pub fn search_age(entries: &[StoredEntry]) -> String {
-    const BUCKETS: [(i64, &str); 6] = [
-        (7, "up to 1 week"),
-        (30, "1 week - 1 month"),
-        (90, "1 - 3 months"),
-        (180, "3 - 6 months"),
-        (365, "6 - 12 months"),
-        (i64::MAX, "over 1 year"),
-    ];
-    let mut out = String::new();
-    w(
-        &mut out,
-        "How far back searches reached (age of the oldest read asked for, at search time):".into(),
-    );
+/// The age buckets of [`search_age`]: up to how many days, and their label.
+pub const AGE_BUCKETS: [(i64, &str); 6] = [
+    (7, "up to 1 week"),
+    (30, "1 week - 1 month"),
+    (90, "1 - 3 months"),
+    (180, "3 - 6 months"),
+    (365, "6 - 12 months"),
+    (i64::MAX, "over 1 year"),
+];
+
+/// How far back searches reached, by [`AGE_BUCKETS`], for inbound then outbound searches
+/// that were not refused: `(event, counts, total)`.
+pub fn search_age_counts(entries: &[StoredEntry]) -> Vec<(Event, [u64; 6], u64)> {
+    let mut out = Vec::new();
     for event in [Event::InboundQuery, Event::OutboundQuery] {
-        let mut counts = [0u64; BUCKETS.len()];
+        let mut counts = [0u64; AGE_BUCKETS.len()];
         let mut total = 0u64;
         for e in entries
             .iter()
@@ -299,15 +298,28 @@ pub fn search_age(entries: &[StoredEntry]) -> String {
                 continue;
             };
             let age_days = (e.entry.at - start).max(0) / DAY;
-            let i = BUCKETS
+            let i = AGE_BUCKETS
                 .iter()
                 .position(|(d, _)| age_days <= *d)
-                .unwrap_or(BUCKETS.len() - 1);
+                .unwrap_or(AGE_BUCKETS.len() - 1);
             counts[i] += 1;
             total += 1;
         }
+        out.push((event, counts, total));
+    }
+    out
+}
+
+/// Age buckets of search windows (the State Auditor's Table 2).
+pub fn search_age(entries: &[StoredEntry]) -> String {
+    let mut out = String::new();
+    w(
+        &mut out,
+        "How far back searches reached (age of the oldest read asked for, at search time):".into(),
+    );
+    for (event, counts, total) in search_age_counts(entries) {
         w(&mut out, format!("  {event} ({total} searches)"));
-        for (i, (_, label)) in BUCKETS.iter().enumerate() {
+        for (i, (_, label)) in AGE_BUCKETS.iter().enumerate() {
             let pct = if total == 0 {
                 0.0
             } else {

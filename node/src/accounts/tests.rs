@@ -153,7 +153,7 @@ fn roles_are_enforced_and_nobody_approves_their_own_account() {
     let e = apply(&db, &admin, "add", "y", "chief", 0, NOW).unwrap_err();
     assert!(
         e.to_string()
-            .contains("must be investigator, supervisor or auditor"),
+            .contains("must be investigator, supervisor, auditor or admin"),
         "{e}"
     );
     let e = apply(&db, &admin, "promote", "sup2", "", 0, NOW).unwrap_err();

@@ -326,6 +326,7 @@ pub async fn home(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
         Ok(s) => Redirect::to(match s.role {
             Role::Investigator => "/search",
             Role::Supervisor => "/supervisor",
+            Role::Admin => "/admin",
             _ => "/audit",
         })
         .into_response(),

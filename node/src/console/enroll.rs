@@ -122,6 +122,7 @@ impl Node {
             "investigator" => Role::Investigator,
             "supervisor" => Role::Supervisor,
             "auditor" => Role::Auditor,
+            "admin" => Role::Admin,
             other => return Err(deny(format!("account role {other:?} has no console"))),
         };
         let ca = super::person_ca(self.ori(), cfg)?;

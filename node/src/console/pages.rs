@@ -37,10 +37,18 @@ pub fn layout(ori: &str, title: &str, who: Option<&Session>, body: Markup) -> Ma
                                 }
                                 Role::Supervisor => {
                                     a href="/supervisor" { "Enrollments" }
+                                    a href="/supervisor/accounts" { "Accounts" }
+                                    a href="/supervisor/reviews" { "Reviews" }
+                                    a href="/supervisor/holds" { "Holds" }
                                     a href="/audit" { "Audit log" }
+                                    a href="/audit/reports" { "Reports" }
+                                }
+                                Role::Admin => {
+                                    a href="/admin" { "Node" }
                                 }
                                 _ => {
                                     a href="/audit" { "Audit log" }
+                                    a href="/audit/reports" { "Reports" }
                                 }
                             }
                         }

@@ -345,6 +345,9 @@ pub async fn prepare(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bo
             html! {
                 p { "This is the query your browser will sign with your key. Each agency checks your signature, the agreement and its own rules, and logs your search." }
                 (query_summary(&query))
+                section #signed-view hidden aria-labelledby="signed-view-title" {
+                    h2 #signed-view-title { "What your browser will sign (read by your browser from the bytes)" }
+                }
                 p #key-status role="status" {}
                 form #sign-form method="post" action="/search/send" data-user=(s.user) data-signing-input=(hex::encode(&signing_input)) {
                     input type="hidden" name="csrf" value=(s.csrf);

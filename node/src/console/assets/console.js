@@ -96,7 +96,64 @@
     });
   }
 
+  // What the browser itself reads in the bytes it is about to sign (the envelope's
+  // signing input: domain, payload type, the Query's protobuf encoding), shown beside the
+  // node's summary so a node cannot show one query and have another signed.
+  function readQuery(input) {
+    const text = new TextDecoder();
+    const domain = 'alpr-fed/v1\u0000';
+    if (text.decode(input.slice(0, domain.length)) !== domain) return null;
+    let i = domain.length;
+    const end = input.indexOf(0, i);
+    if (end < 0 || text.decode(input.slice(i, end)) !== 'alpr.v1.Query') return null;
+    i = end + 1;
+    const varint = () => {
+      let v = 0; let mul = 1; let b;
+      do { b = input[i++]; if (b === undefined) throw new Error('truncated'); v += (b & 0x7f) * mul; mul *= 128; } while (b & 0x80);
+      return v;
+    };
+    const q = { targets: [] };
+    const names = { 2: 'user', 3: 'ori', 4: 'plate', 7: 'purpose', 8: 'case', 9: 'reason', 10: 'warrant', 15: 'state', 17: 'shape' };
+    const times = { 5: 'from', 6: 'to', 13: 'issued', 14: 'expires' };
+    while (i < input.length) {
+      const key = varint(); const field = Math.floor(key / 8); const wire = key % 8;
+      if (wire === 0) { const v = varint(); if (times[field]) q[times[field]] = v; }
+      else if (wire === 2) {
+        const len = varint(); const bytes = input.slice(i, i + len); i += len;
+        if (field === 12) q.targets.push(text.decode(bytes));
+        else if (names[field]) q[names[field]] = text.decode(bytes);
+      } else if (wire === 1) { i += 8; } else if (wire === 5) { i += 4; } else { return null; }
+    }
+    return q;
+  }
+  const utc = (t) => new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ') + ' UTC';
+
   const sign = document.getElementById('sign-form');
+  if (sign) {
+    const view = document.getElementById('signed-view');
+    let q = null;
+    try { q = readQuery(unhex(sign.dataset.signingInput)); } catch (e) { q = null; }
+    if (!q || q.user !== sign.dataset.user) {
+      status('What the node asks your browser to sign is not a query of yours. Nothing will be signed; tell your administrator.');
+      sign.querySelector('button').disabled = true;
+    } else if (view) {
+      const rows = [
+        ['Plate', (q.plate || '') + ' (' + (q.state || '') + ')' + (q.shape ? ' — ' + q.shape : '')],
+        ['Window', utc(q.from || 0) + ' to ' + utc(q.to || 0)],
+        ['Purpose', q.purpose || ''], ['Case', q.case || ''], ['Reason', q.reason || ''],
+        ['Warrant', q.warrant || '—'], ['Agencies', q.targets.join(', ')],
+        ['Signed as', q.user + ' of ' + q.ori], ['Valid until', utc(q.expires || 0)],
+      ];
+      const dl = document.createElement('dl');
+      for (const [k, v] of rows) {
+        const dt = document.createElement('dt'); dt.textContent = k;
+        const dd = document.createElement('dd'); dd.textContent = v;
+        dl.append(dt, dd);
+      }
+      view.append(dl);
+      view.hidden = false;
+    }
+  }
   if (sign) {
     sign.addEventListener('submit', async (ev) => {
       ev.preventDefault();
