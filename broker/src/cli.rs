@@ -137,9 +137,10 @@ pub enum RegistryCmd {
         #[arg(long)]
         reason: String,
     },
-    /// Print a short-lived sign-in link to the regulator web page (signed with your key).
+    /// Print a short-lived sign-in token for the regulator web page (signed with your key,
+    /// good once): paste it into the page's sign-in form.
     SigninLink {
-        /// The page's base URL, e.g. http://127.0.0.1:7080/
+        /// The page's base URL, e.g. https://127.0.0.1:7080/
         #[arg(long)]
         page: String,
         /// Validity in seconds (at most 900).
@@ -355,8 +356,9 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
         RegistryCmd::SigninLink { page, ttl } => {
             let token = crate::page::sign_in_token(&signer, ttl, now)?;
             println!(
-                "{}?token={token}",
-                page.trim_end_matches('/').to_owned() + "/"
+                "Open {} and paste this sign-in token (good once, for {} s):\n{token}",
+                page.trim_end_matches('/').to_owned() + "/",
+                ttl.clamp(1, crate::page::MAX_TOKEN_SECS)
             );
         }
         RegistryCmd::VerifyAudit {

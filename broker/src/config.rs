@@ -20,9 +20,10 @@ pub struct BrokerConfig {
     /// Deadline for one target node's answer, milliseconds.
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
-    /// Address of the read-only regulator web page (plain HTTP: bind it to loopback or a
-    /// regulator-only network and put TLS in front). Access needs a short-lived sign-in link
-    /// signed with a regulator's key (`alpr-broker registry signin-link`). Off when absent.
+    /// Address of the read-only regulator web page (HTTPS with the broker's certificate;
+    /// bind it to a regulator-only network). Access needs a short-lived sign-in token signed
+    /// with a regulator's key (`alpr-broker registry signin-link`), pasted into the page's
+    /// sign-in form. Off when absent.
     #[serde(default)]
     pub regulator_page: Option<SocketAddr>,
     /// Longest agreement term accepted at registration, days (a change is a new agreement).

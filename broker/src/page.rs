@@ -1,22 +1,29 @@
-//! The read-only web page for regulators: the registry, its verified tree head and
-//! cosignatures, and the compliance report.
+//! The read-only web page for regulators: the registry (agencies by name and ORI, purposes
+//! by code and name, dates), its verified tree head and cosignatures, and the compliance
+//! report as tables with a chart of refusals by reason; filters by state, agency and status.
 //!
-//! Browsers cannot conveniently present a client certificate, so access uses a
-//! short-lived sign-in link: a token signed with the regulator's own key (payload type
+//! Served over HTTPS (the broker's certificate; HTTP/1.1 and HTTP/2). Browsers cannot
+//! conveniently present a client certificate, so a regulator signs in with a short-lived
+//! token signed with their own key (`alpr-broker registry signin-link`: payload type
 //! `alpr.v1.SignIn`, verified against the state root like every other signature, valid at
-//! most [`MAX_TOKEN_SECS`]). The page is served over plain HTTP on its own listener; bind
-//! it to loopback or a regulator-only network and put TLS in front in production.
+//! most [`MAX_TOKEN_SECS`]), pasted into the sign-in form — never put in an address — and
+//! good once. The session is an `__Host-` cookie (HttpOnly, Secure, SameSite=Strict) that
+//! locks after 30 minutes idle. HTML comes from maud templates, escaped by default.
 
 use std::sync::Arc;
 
 use alpr_pki::{Role, Signer, TrustStore, VerifiedIdentity};
 use alpr_proto::envelope;
 use alpr_proto::pb::Signed;
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{DOCTYPE, Markup, html};
 use prost::Message;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use crate::Error;
 use crate::broker::Broker;
@@ -72,35 +79,258 @@ fn check_token(
     Ok(id)
 }
 
-#[derive(Deserialize)]
+/// The session cookie.
+const COOKIE: &str = "__Host-alpr_regulator";
+/// A session locks after this long without a request, seconds.
+const IDLE_SECS: i64 = 1800;
+/// Largest sign-in form, bytes.
+const MAX_FORM: usize = 16 * 1024;
+
+/// The page's state: the broker, who is signed in, and the tokens already used.
+pub struct PageState {
+    broker: Arc<Broker>,
+    sessions: Mutex<HashMap<String, (VerifiedIdentity, i64)>>,
+    used: Mutex<HashMap<Vec<u8>, i64>>,
+}
+
+#[derive(Deserialize, Default)]
 struct Params {
     token: Option<String>,
+    state: Option<String>,
+    agency: Option<String>,
+    status: Option<String>,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn index(State(broker): State<Arc<Broker>>, Query(p): Query<Params>) -> Response {
-    let now = alpr_pki::now_unix();
-    let who = match check_token(&broker.trust(), p.token.as_deref().unwrap_or(""), now) {
-        Ok(id) => id,
-        Err((code, msg)) => {
-            return (
-                code,
-                Html(format!(
-                    "<!doctype html><title>Refused</title><h1>{}</h1><p>{}</p>",
-                    code,
-                    esc(&msg)
-                )),
-            )
-                .into_response();
+fn page(title: &str, who: Option<&VerifiedIdentity>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href="/page.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header {
+                    strong { "ALPR agreement registry" }
+                    @if let Some(w) = who {
+                        span { "Signed in as " b { (w.describe()) } " (" (w.jurisdiction.as_ref().map(|j| j.to_string()).unwrap_or_default()) ")" }
+                        form method="post" action="/signout" { button type="submit" { "Sign out" } }
+                    }
+                }
+                main #main tabindex="-1" { h1 { (title) } (body) }
+            }
         }
+    }
+}
+
+fn respond(status: StatusCode, m: Markup) -> Response {
+    let mut r = (status, Html(m.into_string())).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+fn signin_page(status: StatusCode, error: Option<&str>) -> Response {
+    respond(
+        status,
+        page(
+            "Sign in",
+            None,
+            html! {
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                p { "Make a sign-in token with your regulator key, then paste it here. A token is good once, for at most 15 minutes:" }
+                pre { "alpr-broker registry --broker H:P --root root.crt --cert reg.crt --key reg.key signin-link --page https://this-page/" }
+                form method="post" action="/signin" {
+                    label for="token" { "Sign-in token" }
+                    textarea #token name="token" rows="4" required autocomplete="off" {}
+                    button type="submit" { "Sign in" }
+                }
+            },
+        ),
+    )
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn session(st: &PageState, headers: &HeaderMap, now: i64) -> Option<VerifiedIdentity> {
+    let token = cookie(headers)?;
+    let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    match m.get_mut(&token) {
+        Some((id, seen)) if now - *seen <= IDLE_SECS => {
+            *seen = now;
+            Some(id.clone())
+        }
+        Some(_) => {
+            m.remove(&token);
+            None
+        }
+        None => None,
+    }
+}
+
+async fn signin(State(st): State<Arc<PageState>>, headers: HeaderMap, body: Body) -> Response {
+    let now = alpr_pki::now_unix();
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+    {
+        return signin_page(StatusCode::FORBIDDEN, Some("Sign in from this page."));
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+        return signin_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("That is not a sign-in token (too long)."),
+        );
     };
-    let b = broker.clone();
+    let token = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let id = match check_token(&st.broker.trust(), &token, now) {
+        Ok(id) => id,
+        Err((code, msg)) => return signin_page(code, Some(&msg)),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec();
+    {
+        let mut used = st.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.retain(|_, until| *until > now);
+        if used.contains_key(&digest) {
+            return signin_page(
+                StatusCode::UNAUTHORIZED,
+                Some("This sign-in token was used already; make a new one."),
+            );
+        }
+        used.insert(digest, now + MAX_TOKEN_SECS + 120);
+    }
+    let mut b = [0u8; 32];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        return signin_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("No randomness for a session; try again."),
+        );
+    }
+    let sid = hex::encode(b);
+    tracing::info!(regulator = %id.describe(), "regulator page sign-in");
+    {
+        let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (_, seen)| now - *seen <= IDLE_SECS);
+        m.insert(sid.clone(), (id, now));
+    }
+    let mut r = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Strict"
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn signout(State(st): State<Arc<PageState>>, headers: HeaderMap) -> Response {
+    if let Some(t) = cookie(&headers) {
+        st.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&t);
+    }
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "__Host-alpr_regulator=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+fn purposes(codes: &str) -> String {
+    codes
+        .split_whitespace()
+        .map(|c| match alpr_proto::purpose::lookup(c) {
+            Ok(p) => format!("{c} {}", p.name),
+            Err(_) => c.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// Refusals per reason, as bars (server-rendered SVG).
+fn refusal_chart(by_reason: &[(String, u64)]) -> Markup {
+    let max = by_reason.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let row = 22.0_f64;
+    let (w, left) = (640.0_f64, 300.0_f64);
+    let h = row * by_reason.len() as f64 + 10.0;
+    html! {
+        svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) role="img" aria-labelledby="refusal-chart" {
+            title #refusal-chart { "Refusals by reason" }
+            @for (i, (reason, n)) in by_reason.iter().enumerate() {
+                text x="0" y=(format!("{:.0}", 16.0 + i as f64 * row)) class="label" { (reason) }
+                rect x=(left) y=(format!("{:.0}", 4.0 + i as f64 * row)) height="16"
+                     width=(format!("{:.1}", (w - left - 40.0) * *n as f64 / max as f64)) class="bar" {}
+                text x=(format!("{:.1}", left + 6.0 + (w - left - 40.0) * *n as f64 / max as f64)) y=(format!("{:.0}", 16.0 + i as f64 * row)) class="label" { (n) }
+            }
+        }
+    }
+}
+
+async fn index(
+    State(st): State<Arc<PageState>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
+    let now = alpr_pki::now_unix();
+    if p.token.is_some() {
+        return signin_page(
+            StatusCode::BAD_REQUEST,
+            Some(
+                "Sign-in tokens go in the form below, never in the address (an address ends up in histories and logs). Nothing was signed in.",
+            ),
+        );
+    }
+    let Some(who) = session(&st, &headers, now) else {
+        return signin_page(StatusCode::UNAUTHORIZED, None);
+    };
+    let b = st.broker.clone();
     let built = tokio::task::spawn_blocking(move || {
         b.regulator_view()
             .map(|v| (v, crate::store::routing_stats(&b.db())))
@@ -108,62 +338,163 @@ async fn index(State(broker): State<Arc<Broker>>, Query(p): Query<Params>) -> Re
     .await;
     let (view, stats) = match built {
         Ok(Ok((v, Ok((s, _))))) => (v, s),
-        _ => return (StatusCode::INTERNAL_SERVER_ERROR, "registry unavailable").into_response(),
+        _ => {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page(
+                    "Not available",
+                    Some(&who),
+                    html! { p.error { "The registry could not be read; try again." } },
+                ),
+            );
+        }
     };
-    let rows = regulator::rows(&view, &ListFilter::default(), now);
-    let report = regulator::report(&view, now, &stats);
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ALPR agreement registry</title><style>\
-         body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}\
-         th,td{border:1px solid #bbb;padding:4px 8px;text-align:left}th{background:#eef}\
-         .revoked,.expired{color:#888}.suspended{color:#b60}pre{background:#f6f6f6;padding:1em}</style></head><body>",
-    );
-    html.push_str(&format!(
-        "<h1>ALPR agreement registry</h1><p>Signed in as <b>{}</b> ({}). Read-only view.</p>",
-        esc(&who.describe()),
-        esc(&who
-            .jurisdiction
-            .as_ref()
-            .map(|j| j.to_string())
-            .unwrap_or_default())
-    ));
-    html.push_str(&format!(
-        "<h2>Tree head</h2><p id=\"head\">{} entries, root <code>{}</code>, signed by the broker at {}; {} regulator cosignature(s): {}</p>",
-        view.head.size,
-        hex::encode(view.head.root),
-        regulator::fmt_time(view.head.timestamp),
-        view.head.cosigners.len(),
-        esc(&view.head.cosigners.iter().map(|c| c.describe()).collect::<Vec<_>>().join(", "))
-    ));
-    html.push_str("<h2>Agreements</h2><table id=\"agreements\"><tr><th>Id</th><th>Provider</th><th>Requester</th><th>Kind</th><th>Status</th><th>Purposes</th><th>Look-back</th><th>Valid until</th><th>Justification</th></tr>");
-    for r in &rows {
-        html.push_str(&format!(
-            "<tr class=\"{}\"><td><code>{}</code></td><td>{} ({})</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{} d</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.status),
-            esc(&r.id),
-            esc(&r.provider),
-            esc(&r.provider_state),
-            esc(&r.requester),
-            esc(&r.requester_state),
-            esc(&r.requester_kind),
-            esc(&r.status),
-            esc(&r.purposes),
-            r.lookback_days,
-            regulator::fmt_time(r.valid_until),
-            esc(&r.justification)
-        ));
+    let nonempty = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let filter = ListFilter {
+        agency: nonempty(&p.agency).map(|a| a.to_ascii_uppercase()),
+        state: nonempty(&p.state).map(|s| s.to_ascii_uppercase()),
+        status: nonempty(&p.status),
+        expiring_within_days: None,
+    };
+    let rows = regulator::rows(&view, &filter, now);
+    let all = regulator::rows(&view, &ListFilter::default(), now);
+    let mut by_status: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &all {
+        *by_status.entry(r.status.as_str()).or_default() += 1;
     }
-    html.push_str("</table><h2>Compliance report</h2><pre id=\"report\">");
-    html.push_str(&esc(&report));
-    html.push_str("</pre></body></html>");
-    Html(html).into_response()
+    let active: Vec<_> = all.iter().filter(|r| r.status == "active").collect();
+    let soon: Vec<_> = active
+        .iter()
+        .filter(|r| r.valid_until <= now + 30 * 86_400)
+        .collect();
+    let mut by_reason: std::collections::BTreeMap<String, u64> = Default::default();
+    for (reason, _, n) in &stats {
+        *by_reason.entry(reason.clone()).or_default() += n;
+    }
+    let by_reason: Vec<(String, u64)> = by_reason.into_iter().collect();
+    let states: std::collections::BTreeSet<&str> = all
+        .iter()
+        .flat_map(|r| [r.provider_state.as_str(), r.requester_state.as_str()])
+        .filter(|s| !s.is_empty())
+        .collect();
+    respond(
+        StatusCode::OK,
+        page(
+            "ALPR agreement registry",
+            Some(&who),
+            html! {
+                h2 { "Tree head" }
+                p #head {
+                    (view.head.size) " entries, root " code { (hex::encode(view.head.root)) }
+                    ", signed by the broker " (date(view.head.timestamp)) "; "
+                    (view.head.cosigners.len()) " regulator cosignature(s)"
+                    @if !view.head.cosigners.is_empty() { ": " (view.head.cosigners.iter().map(|c| c.describe()).collect::<Vec<_>>().join(", ")) }
+                    ". Every signature and the tree were verified by this page."
+                }
+                h2 { "Agreements" }
+                form.filters method="get" action="/" {
+                    label for="state" { "State" }
+                    select #state name="state" {
+                        option value="" { "every state" }
+                        @for s in &states { option value=(s) selected[filter.state.as_deref() == Some(*s)] { (s) } }
+                    }
+                    label for="agency" { "Agency (ORI)" }
+                    input #agency name="agency" value=(filter.agency.clone().unwrap_or_default());
+                    label for="status" { "Status" }
+                    select #status name="status" {
+                        option value="" { "every status" }
+                        @for s in ["active", "expired", "revoked", "suspended"] { option value=(s) selected[filter.status.as_deref() == Some(s)] { (s) } }
+                    }
+                    button type="submit" { "Filter" }
+                }
+                table #agreements {
+                    caption { (rows.len()) " of " (all.len()) " agreements" }
+                    thead { tr { th scope="col" { "Id" } th scope="col" { "Provider" } th scope="col" { "Requester" } th scope="col" { "Kind" } th scope="col" { "Status" } th scope="col" { "Purposes" } th scope="col" { "Look-back" } th scope="col" { "Valid until" } th scope="col" { "Justification" } } }
+                    tbody { @for r in &rows {
+                        tr class=(r.status) {
+                            td { code { (r.id) } }
+                            td { (r.provider_name) br; (r.provider) " (" (r.provider_state) ")" }
+                            td { (r.requester_name) br; (r.requester) " (" (r.requester_state) ")" }
+                            td { (r.requester_kind) }
+                            td { (r.status) }
+                            td { (purposes(&r.purposes)) }
+                            td { (r.lookback_days) " days" }
+                            td { (date(r.valid_until)) }
+                            td { (r.justification) }
+                        }
+                    } }
+                }
+                h2 { "Compliance report" }
+                section #report {
+                    p { (all.len()) " agreements: " (by_status.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")) "." }
+                    table {
+                        caption { "Active sharing by provider" }
+                        thead { tr { th scope="col" { "Provider" } th scope="col" { "State" } th scope="col" { "Shares with" } } }
+                        tbody { @for r in &active { tr { td { (r.provider_name) " (" (r.provider) ")" } td { (r.provider_state) } td { (r.requester_name) " (" (r.requester) ", " (r.requester_state) ", " (r.requester_kind) ")" } } } }
+                    }
+                    table {
+                        caption { "Out-of-state or federal partners" }
+                        thead { tr { th scope="col" { "Provider" } th scope="col" { "Requester" } th scope="col" { "Requester's state and kind" } } }
+                        tbody { @for r in active.iter().filter(|r| r.provider_state != r.requester_state) {
+                            tr { td { (r.provider_name) " (" (r.provider) ")" } td { (r.requester_name) " (" (r.requester) ")" } td { (r.requester_state) ", " (r.requester_kind) } }
+                        } }
+                    }
+                    table {
+                        caption { "Expiring within 30 days" }
+                        thead { tr { th scope="col" { "Agreement" } th scope="col" { "Parties" } th scope="col" { "Until" } } }
+                        tbody { @for r in &soon { tr { td { code { (r.id) } } td { (r.provider) " → " (r.requester) } td { (date(r.valid_until)) } } } }
+                    }
+                    table {
+                        caption { "Systems in use (each node's newest published key)" }
+                        thead { tr { th scope="col" { "Agency" } th scope="col" { "System" } th scope="col" { "Published" } } }
+                        tbody { @for (ori, keys) in &view.sealing_keys { @if let Some(k) = keys.last() {
+                            tr { td { (ori) } td { @if k.product.is_empty() { "not stated" } @else { (k.product) " " (k.product_version) } } td { (date(k.published_at)) } }
+                        } } }
+                    }
+                    h3 { "Refusals by reason (the broker's routing log)" }
+                    @if stats.is_empty() { p { "None recorded." } } @else {
+                        (refusal_chart(&by_reason))
+                        table {
+                            caption { "Refusals by reason and agency" }
+                            thead { tr { th scope="col" { "Reason" } th scope="col" { "Agency asked" } th scope="col" { "Refusals" } } }
+                            tbody { @for (reason, target, n) in &stats { tr { td { (reason) } td { (target) } td { (n) } } } }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}header{display:flex;gap:1rem;align-items:center;padding:.6rem 1rem;background:#0d2238;color:#fff}header form{margin-left:auto}main{max-width:80rem;margin:1rem auto;padding:1rem 1.5rem;background:#fff;border:1px solid #d0d7de}table{border-collapse:collapse;width:100%;margin:1rem 0;font-size:14px}caption{text-align:left;font-weight:700}th,td{border-bottom:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}.revoked,.expired{color:#777}.suspended{color:#b35900}.error{color:#a40e26;font-weight:600}label{display:block;margin-top:.5rem;font-weight:600}textarea,input,select{font:inherit;width:min(100%,40rem)}.filters{display:flex;gap:.6rem;flex-wrap:wrap;align-items:end}.filters label{margin:0}.filters input,.filters select{width:auto}button{font:inherit;margin-top:.6rem}:focus-visible{outline:3px solid #f0b400}.skip{position:absolute;left:-999px}.skip:focus{left:8px}svg.chart{width:100%;max-width:640px}svg .bar{fill:#a40e26}svg .label{font-size:12px}pre{background:#f6f8fa;padding:.5rem;overflow-x:auto}";
+
+async fn style() -> Response {
+    let mut r = STYLE.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r
 }
 
 /// The page's router.
 pub fn router(broker: Arc<Broker>) -> axum::Router {
+    let st = Arc::new(PageState {
+        broker,
+        sessions: Default::default(),
+        used: Default::default(),
+    });
     axum::Router::new()
         .route("/", axum::routing::get(index))
-        .with_state(broker)
+        .route("/signin", axum::routing::post(signin))
+        .route("/signout", axum::routing::post(signout))
+        .route("/page.css", axum::routing::get(style))
+        .with_state(st)
 }
 
 #[cfg(test)]

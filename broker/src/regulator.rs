@@ -520,6 +520,10 @@ pub struct Row {
     pub provider: String,
     /// Provider jurisdiction.
     pub provider_state: String,
+    /// Provider agency's name (from its admin's certificate).
+    pub provider_name: String,
+    /// Requester agency's name (from its admin's certificate).
+    pub requester_name: String,
     /// Requester ORI.
     pub requester: String,
     /// Requester jurisdiction.
@@ -574,6 +578,18 @@ pub fn rows(view: &RegistryView, f: &ListFilter, now: i64) -> Vec<Row> {
                 id: a.id.clone(),
                 provider: a.terms.provider_ori.clone(),
                 provider_state: st(&a.provider_admin),
+                provider_name: a
+                    .provider_admin
+                    .agency
+                    .as_ref()
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default(),
+                requester_name: a
+                    .requester_admin
+                    .agency
+                    .as_ref()
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default(),
                 requester: a.terms.requester_ori.clone(),
                 requester_state: st(&a.requester_admin),
                 requester_kind: a

@@ -125,23 +125,22 @@ pub async fn start_tapped(
         alpr_runtime::metrics::serve(l, broker.metrics.registry.clone());
     }
     let (tx, rx) = oneshot::channel();
-    let (page_tx, page_rx) = oneshot::channel::<()>();
+    let mut page_stop = None;
     let page_addr = match cfg.regulator_page {
         Some(a) => {
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| Error::io(format!("regulator page {a}"), e))?;
             let addr = l.local_addr().map_err(|e| Error::io("regulator page", e))?;
-            let app = crate::page::router(broker.clone());
-            tokio::spawn(async move {
-                let served = axum::serve(l, app).with_graceful_shutdown(async {
-                    let _ = page_rx.await;
-                });
-                if let Err(e) = served.await {
-                    tracing::error!(error = %e, "regulator page stopped");
-                }
-            });
-            tracing::info!(%addr, "regulator page serving");
+            let identity = alpr_runtime::tls::TlsIdentity::load(&cfg.tls.cert, &cfg.tls.key)?;
+            let web = alpr_runtime::tls::web_server_config(&identity)?;
+            page_stop = Some(alpr_runtime::web::serve_https(
+                l,
+                web,
+                crate::page::router(broker.clone()),
+                "regulator page",
+            ));
+            tracing::info!(%addr, "regulator page serving (HTTPS)");
             Some(addr)
         }
         None => None,
@@ -155,7 +154,7 @@ pub async fn start_tapped(
         broker,
         page_addr,
         stop: Some(tx),
-        page_stop: Some(page_tx),
+        page_stop,
         task: Some(task),
         crl_task,
         head_task,

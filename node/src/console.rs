@@ -36,7 +36,6 @@ mod supervise;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use alpr_pki::issue::Authority;
 use axum::Router;
@@ -128,54 +127,11 @@ pub async fn start(node: Arc<Node>, cfg: &ConsoleConfig) -> Result<RunningConsol
         done: Default::default(),
         used_steps: Default::default(),
     });
-    let app = router(console);
-    let (tx, mut rx) = oneshot::channel::<()>();
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                a = listener.accept() => match a {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "console accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut rx => break,
-            };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(
-                    alpr_runtime::tls::HANDSHAKE_TIMEOUT,
-                    acceptor.accept(tcp),
-                )
-                .await
-                {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "console TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let service = hyper_util::service::TowerToHyperService::new(app);
-                let served = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-                if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "console connection ended");
-                }
-            });
-        }
-    });
+    let stop = alpr_runtime::web::serve_https(listener, tls, router(console), "console");
     tracing::info!(%addr, "console serving");
     Ok(RunningConsole {
         addr,
-        stop: Some(tx),
+        stop: Some(stop),
     })
 }
 

@@ -28,6 +28,7 @@ pub mod tls;
 pub mod tree;
 pub mod undecodable;
 pub mod vocabulary;
+pub mod web;
 pub mod wiretap;
 
 pub use error::Error;

@@ -80,11 +80,20 @@ fn malformed_or_tampered_links_are_unauthorized() {
 }
 
 #[test]
-fn html_escaping_covers_markup_and_attribute_quotes() {
-    assert_eq!(
-        esc(r#"<a href="x">Tom & Jerry</a>"#),
-        "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&lt;/a&gt;"
+fn the_page_templates_escape_markup_from_the_registry() {
+    // A justification (typed by agencies' admins) holding markup is shown, never run.
+    let hostile = r#"<a href="x">Tom & Jerry</a><script>alert(1)</script>"#;
+    let html = page("Registry", None, maud::html! { td { (hostile) } }).into_string();
+    assert!(
+        html.contains("&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&lt;/a&gt;&lt;script&gt;"),
+        "{html}"
     );
-    assert_eq!(esc("&lt;"), "&amp;lt;");
-    assert_eq!(esc("plain"), "plain");
+    assert!(!html.contains("<script>"), "{html}");
+}
+
+#[test]
+fn purposes_are_shown_with_their_names_and_dates_as_dates() {
+    assert_eq!(purposes("240 120"), "240 Motor Vehicle Theft; 120 Robbery");
+    assert_eq!(purposes("ZZZ"), "ZZZ");
+    assert_eq!(date(365 * 86_400 + 3_660), "1971-01-01 01:01 UTC");
 }
