@@ -181,7 +181,7 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
     assert!(page.contains("det-lee"), "{page}");
     shot(&c, "console-enrollments").await;
     click(&c, "button[aria-label='Approve det-lee']").await;
-    let page = wait_page(&c, "Approved").await;
+    let page = wait_page(&c, "Done").await;
     assert!(page.contains("approved det-lee's browser key"), "{page}");
 
     // The supervisor records det-lee's training, reviews the one search in the sample (made

@@ -128,21 +128,9 @@ fn page(title: &str, who: Option<&VerifiedIdentity>, body: Markup) -> Markup {
 
 fn respond(status: StatusCode, m: Markup) -> Response {
     let mut r = (status, Html(m.into_string())).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+    alpr_runtime::web::secure_headers(
+        r.headers_mut(),
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     r
 }
@@ -167,19 +155,8 @@ fn signin_page(status: StatusCode, error: Option<&str>) -> Response {
     )
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
-}
-
 fn session(st: &PageState, headers: &HeaderMap, now: i64) -> Option<VerifiedIdentity> {
-    let token = cookie(headers)?;
+    let token = alpr_runtime::web::cookie(headers, COOKIE)?;
     let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
     match m.get_mut(&token) {
         Some((id, seen)) if now - *seen <= IDLE_SECS => {
@@ -255,7 +232,7 @@ async fn signin(State(st): State<Arc<PageState>>, headers: HeaderMap, body: Body
 }
 
 async fn signout(State(st): State<Arc<PageState>>, headers: HeaderMap) -> Response {
-    if let Some(t) = cookie(&headers) {
+    if let Some(t) = alpr_runtime::web::cookie(&headers, COOKIE) {
         st.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -282,17 +259,7 @@ fn purposes(codes: &str) -> String {
         .join("; ")
 }
 
-fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
-}
+use alpr_pki::fmt_when as date;
 
 /// Refusals per reason, as bars (server-rendered SVG).
 fn refusal_chart(by_reason: &[(String, u64)]) -> Markup {

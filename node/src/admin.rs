@@ -69,7 +69,7 @@ impl Node {
             // A console enrollment code goes back to the caller only: the log says one
             // was issued, never what it is.
             Some(Command::User(u)) if u.action == "invite" => {
-                crate::console::invite(&conn, by, &u.user, now).map(|(logged, code)| {
+                crate::enrollment::invite(&conn, by, &u.user, now).map(|(logged, code)| {
                     reveal = Some(code);
                     logged
                 })

@@ -110,6 +110,18 @@ fn default_lockout_window() -> u64 {
 }
 
 impl ConsoleConfig {
+    /// Load the agency CA that certifies people's browser keys, checking it is `ori`'s.
+    pub fn person_ca(&self, ori: &str) -> Result<alpr_pki::issue::Authority, Error> {
+        let ca = alpr_pki::issue::Authority::load(&self.person_ca_cert, &self.person_ca_key)?;
+        match ca.agency()? {
+            Some(a) if a.ori == ori => Ok(ca),
+            _ => Err(Error::Config {
+                path: self.person_ca_cert.clone(),
+                reason: format!("[console] person_ca_cert is not {ori}'s agency CA"),
+            }),
+        }
+    }
+
     /// A console on `listen` whose person certificates come from the given agency CA,
     /// every other setting at its default.
     pub fn new(listen: SocketAddr, person_ca_cert: PathBuf, person_ca_key: PathBuf) -> Self {

@@ -31,15 +31,13 @@ mod enroll;
 mod pages;
 mod records;
 mod search;
+mod state;
 mod supervise;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use alpr_pki::issue::Authority;
 use axum::Router;
-use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -49,20 +47,7 @@ use crate::Error;
 use crate::config::ConsoleConfig;
 use crate::node::Node;
 
-pub use enroll::invite;
-
-/// The console's state: the node, its settings and who is signed in.
-pub struct Console {
-    node: Arc<Node>,
-    cfg: ConsoleConfig,
-    sessions: Mutex<HashMap<String, auth::Session>>,
-    challenges: Mutex<HashMap<String, auth::Challenge>>,
-    setups: Mutex<HashMap<String, auth::Setup>>,
-    pending: Mutex<HashMap<String, search::Pending>>,
-    done: Mutex<HashMap<String, search::Done>>,
-    /// The 30-second step of the last code each person used (a code is good once).
-    used_steps: Mutex<HashMap<String, u64>>,
-}
+use state::Console;
 
 /// A console being served.
 pub struct RunningConsole {
@@ -86,22 +71,9 @@ impl Drop for RunningConsole {
     }
 }
 
-/// Load the agency CA that certifies people's browser keys, checking it is this
-/// agency's.
-pub(crate) fn person_ca(ori: &str, cfg: &ConsoleConfig) -> Result<Authority, Error> {
-    let ca = Authority::load(&cfg.person_ca_cert, &cfg.person_ca_key)?;
-    match ca.agency()? {
-        Some(a) if a.ori == ori => Ok(ca),
-        _ => Err(Error::Config {
-            path: cfg.person_ca_cert.clone(),
-            reason: format!("[console] person_ca_cert is not {ori}'s agency CA"),
-        }),
-    }
-}
-
 /// Serve the console of `node` as `cfg` says.
 pub async fn start(node: Arc<Node>, cfg: &ConsoleConfig) -> Result<RunningConsole, Error> {
-    person_ca(node.ori(), cfg)?;
+    cfg.person_ca(node.ori())?;
     let (cert, key) = match (&cfg.cert, &cfg.key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => (node.cfg.tls.cert.clone(), node.cfg.tls.key.clone()),
@@ -173,36 +145,10 @@ fn router(console: Arc<Console>) -> Router {
 /// Every response: a strict CSP (scripts and styles from the console only, no inline
 /// code, no framing), no caching, no sniffing, no referrer, HTTPS only.
 async fn secure_headers(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000"),
+    alpr_runtime::web::secure_headers(
+        r.headers_mut(),
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     r
-}
-
-/// `bytes` random bytes, hex: session tokens, challenges, form ids.
-fn random_token(bytes: usize) -> Result<String, Error> {
-    use ring::rand::SecureRandom;
-    let mut b = vec![0u8; bytes];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| Error::Usage("no system randomness".into()))?;
-    Ok(hex::encode(b))
 }

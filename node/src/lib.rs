@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod decommission;
+pub mod enrollment;
 mod error;
 pub mod export;
 pub mod holds;

@@ -187,7 +187,7 @@ impl Node {
             }
         });
         if let Some(c) = &cfg.console {
-            crate::console::person_ca(&cfg.ori, c)?;
+            c.person_ca(&cfg.ori)?;
             if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
                 alpr_runtime::tls::TlsIdentity::load(cert, key)?;
             }

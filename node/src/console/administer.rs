@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use maud::html;
 
-use super::Console;
 use super::auth::{self, on_node, read_form};
 use super::pages::{self, Page, layout, message, respond};
+use super::state::Console;
 use crate::audit::{Event, Filter};
 use crate::settings::Switch;
 
@@ -189,18 +189,5 @@ pub async fn switch(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
         f.get("ori").trim(),
         f.get("note"),
     );
-    let id = auth::identity(&c, &s)?;
-    let done = on_node(&c, move |n| Ok(n.admin(&id, req)))
-        .await
-        .map_err(|e| pages::internal(&ori, e))?;
-    match done {
-        Ok(m) => Ok(message(&ori, StatusCode::OK, "Done", &m, Some(&s))),
-        Err(e) => Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Not done",
-            &e.to_string(),
-            Some(&s),
-        )),
-    }
+    auth::admin_action(&c, &s, req, "/admin").await
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 
 use super::pages::{self, Page, layout, message, respond};
-use super::{Console, random_token};
+use super::state::{Console, Session, Ticket, random_token};
 use crate::Error;
 use crate::audit::{AuditEntry, Decision, Event};
 use crate::node::Node;
@@ -28,33 +28,28 @@ const CHALLENGE_SECS: i64 = 300;
 /// Most sessions, challenges or prepared searches kept at once.
 const MAX_ENTRIES: usize = 10_000;
 
-/// A signed-in person.
-#[derive(Clone, Debug)]
-pub struct Session {
-    /// Account.
-    pub user: String,
-    /// Certificate role.
-    pub role: Role,
-    /// The form token of this session.
-    pub csrf: String,
-    /// The person certificate chain (leaf, agency CA), verified again at each use.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// Last request, Unix seconds.
-    pub last_seen: i64,
-}
-
-/// A sign-in challenge for `user`.
-#[derive(Debug)]
-pub struct Challenge {
-    user: String,
-    expires: i64,
-}
-
-/// A key proved, awaiting the first code from the secret shown.
-#[derive(Debug)]
-pub struct Setup {
-    user: String,
-    expires: i64,
+/// Issue a fresh ticket for `user` in `tickets`.
+fn issue(
+    c: &Console,
+    tickets: &std::sync::Mutex<HashMap<String, Ticket>>,
+    user: &str,
+    now: i64,
+) -> Result<String, Response> {
+    let ori = c.node.ori();
+    let token = random_token(32).map_err(|e| pages::internal(ori, e))?;
+    let mut m = tickets.lock().unwrap_or_else(|p| p.into_inner());
+    m.retain(|_, t| t.expires > now);
+    if m.len() >= MAX_ENTRIES {
+        return Err(pages::internal(ori, "too many sign-ins in progress"));
+    }
+    m.insert(
+        token.clone(),
+        Ticket {
+            user: user.to_owned(),
+            expires: now + CHALLENGE_SECS,
+        },
+    );
+    Ok(token)
 }
 
 /// What the browser signs to enroll its key.
@@ -168,14 +163,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+    alpr_runtime::web::cookie(headers, COOKIE)
 }
 
 /// Run `f` on the node off the async workers (database and signature work).
@@ -320,6 +308,37 @@ fn with_cleared_cookie(mut r: Response) -> Response {
     r
 }
 
+/// Carry out `req` through the node's logged admin path as the signed-in person (the same
+/// role checks and audit entries as `alpr-node admin`), and say what came of it.
+pub async fn admin_action(
+    c: &Arc<Console>,
+    s: &Session,
+    req: alpr_proto::pb::AdminRequest,
+    back: &str,
+) -> Page {
+    let id = identity(c, s)?;
+    let ori = c.node.ori().to_owned();
+    let done = on_node(c, move |n| Ok(n.admin(&id, req)))
+        .await
+        .map_err(|e| pages::internal(&ori, e))?;
+    let (status, title, text) = match done {
+        Ok(m) => (StatusCode::OK, "Done", m),
+        Err(e) => (StatusCode::FORBIDDEN, "Not done", e.to_string()),
+    };
+    Ok(respond(
+        status,
+        layout(
+            &ori,
+            title,
+            Some(s),
+            html! {
+                p class=(if status.is_success() { "notice" } else { "error" }) role="alert" { (text) }
+                p { a href=(back) { "Back" } }
+            },
+        ),
+    ))
+}
+
 /// `/`: the page of the signed-in person's role, or sign-in.
 pub async fn home(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     match session(&c, &headers).await {
@@ -370,21 +389,7 @@ pub async fn signin_start(State(c): State<Arc<Console>>, headers: HeaderMap, bod
         ));
     }
     let now = alpr_pki::now_unix();
-    let challenge = random_token(32).map_err(|e| pages::internal(&ori, e))?;
-    {
-        let mut m = c.challenges.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, ch| ch.expires > now);
-        if m.len() >= MAX_ENTRIES {
-            return Err(pages::internal(&ori, "too many sign-ins in progress"));
-        }
-        m.insert(
-            challenge.clone(),
-            Challenge {
-                user: user.clone(),
-                expires: now + CHALLENGE_SECS,
-            },
-        );
-    }
+    let challenge = issue(&c, &c.challenges, &user, now)?;
     Ok(respond(
         StatusCode::OK,
         layout(
@@ -642,21 +647,7 @@ fn check_code(c: &Console, user: &str, secret: &[u8], code: &str, now: i64) -> R
 async fn setup_page(c: &Arc<Console>, user: &str, secret: &[u8], error: Option<&str>) -> Page {
     let ori = c.node.ori().to_owned();
     let now = alpr_pki::now_unix();
-    let token = random_token(32).map_err(|e| pages::internal(&ori, e))?;
-    {
-        let mut m = c.setups.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, s| s.expires > now);
-        if m.len() >= MAX_ENTRIES {
-            return Err(pages::internal(&ori, "too many code set-ups in progress"));
-        }
-        m.insert(
-            token.clone(),
-            Setup {
-                user: user.to_owned(),
-                expires: now + CHALLENGE_SECS,
-            },
-        );
-    }
+    let token = issue(c, &c.setups, user, now)?;
     let b32 = totp_rs::Secret::from(secret).to_base32();
     let uri = format!(
         "otpauth://totp/ALPR%20{ori}:{user}?secret={b32}&issuer=ALPR%20{ori}&algorithm=SHA1&digits=6&period=30"

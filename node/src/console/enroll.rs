@@ -1,12 +1,10 @@
-//! Enrollment: an admin issues a one-time code for an account (`user invite`); the
-//! person's browser makes its key and proves it with the code; a supervisor (never the
-//! person) approves the key, which issues the person certificate under the agency CA and
-//! the code secret shown at the first sign-in.
+//! The enrollment pages: the person's browser makes its key and proves it with the
+//! one-time code (`crate::enrollment`); supervisors see the keys awaiting approval and
+//! approve them through the logged admin path.
 
 use std::sync::Arc;
 
-use alpr_pki::issue::LeafSpec;
-use alpr_pki::{Role, VerifiedIdentity};
+use alpr_pki::Role;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,140 +13,9 @@ use maud::html;
 
 use super::auth::{self, Form, entry, log, on_node, read_form};
 use super::pages::{self, Page, layout, message, respond};
-use super::{Console, random_token};
-use crate::Error;
+use super::state::Console;
 use crate::audit::{Decision, Event};
-use crate::node::Node;
 use crate::store;
-
-/// How long an enrollment code stays valid, seconds.
-pub const INVITE_SECS: i64 = 72 * 3600;
-
-fn code_hash(code: &str) -> Vec<u8> {
-    let norm: String = code
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
-    ring::digest::digest(&ring::digest::SHA256, norm.as_bytes())
-        .as_ref()
-        .to_vec()
-}
-
-/// Issue a one-time enrollment code for `user` (by an admin or supervisor of this
-/// agency): `(what is logged, the code)`. The code is never logged.
-pub fn invite(
-    db: &store::Db,
-    by: &VerifiedIdentity,
-    user: &str,
-    now: i64,
-) -> Result<(String, String), Error> {
-    if !matches!(by.role, Role::Admin | Role::Supervisor) {
-        return Err(Error::NotPermitted(
-            "only an admin or supervisor issues enrollment codes".into(),
-        ));
-    }
-    let refused = |m: String| -> Error {
-        alpr_proto::Error::refused(alpr_proto::RefusalReason::InvalidInput, m).into()
-    };
-    let a = store::accounts::get(db, user)?.ok_or_else(|| refused(format!("no account {user}")))?;
-    if a.disabled_at.is_some() {
-        return Err(refused(format!("account {user} is disabled")));
-    }
-    // 60 bits from an alphabet without look-alikes, in groups of four.
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let raw = hex::decode(random_token(15)?).map_err(|e| Error::Usage(e.to_string()))?;
-    let chars: Vec<char> = raw
-        .iter()
-        .take(12)
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    let code = chars
-        .chunks(4)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-");
-    let expires = now + INVITE_SECS;
-    store::console::invite(db, user, &code_hash(&code), expires, &by.describe())?;
-    Ok((
-        format!(
-            "issued a console enrollment code for {user} (one use, valid until {})",
-            alpr_pki::fmt_time(expires)
-        ),
-        code,
-    ))
-}
-
-impl Node {
-    /// Approve `user`'s enrolled browser key (by a supervisor of this agency, never the
-    /// person): the person certificate for it under the agency CA, the code secret; the
-    /// account is approved too if it was not. Returns what was done.
-    pub fn approve_console_key(
-        &self,
-        db: &store::Db,
-        by: &VerifiedIdentity,
-        user: &str,
-        now: i64,
-    ) -> Result<String, Error> {
-        let deny = |m: String| -> Error {
-            alpr_proto::Error::refused(alpr_proto::RefusalReason::InvalidInput, m).into()
-        };
-        if by.role != Role::Supervisor {
-            return Err(Error::NotPermitted(
-                "only a supervisor approves browser keys".into(),
-            ));
-        }
-        if by.user.as_deref() == Some(user) {
-            return Err(Error::NotPermitted(
-                "nobody approves their own browser key".into(),
-            ));
-        }
-        let cfg = self
-            .cfg
-            .console
-            .as_ref()
-            .ok_or_else(|| deny("this node has no [console]".into()))?;
-        let account =
-            store::accounts::get(db, user)?.ok_or_else(|| deny(format!("no account {user}")))?;
-        if account.disabled_at.is_some() {
-            return Err(deny(format!("account {user} is disabled")));
-        }
-        let key = store::console::get_key(db, user)?
-            .ok_or_else(|| deny(format!("{user} has enrolled no browser key")))?;
-        if key.approved_at.is_some() {
-            return Err(deny(format!("{user}'s browser key is approved already")));
-        }
-        let role = match account.role.as_str() {
-            "investigator" => Role::Investigator,
-            "supervisor" => Role::Supervisor,
-            "auditor" => Role::Auditor,
-            "admin" => Role::Admin,
-            other => return Err(deny(format!("account role {other:?} has no console"))),
-        };
-        let ca = super::person_ca(self.ori(), cfg)?;
-        let spec = LeafSpec {
-            role,
-            user: Some(user.to_owned()),
-            agency: ca.agency()?,
-            jurisdiction: None,
-            hosts: vec![],
-            days: cfg.person_cert_days,
-        };
-        let issued = alpr_pki::issue::new_leaf_for_key(&ca, &spec, &key.spki)?;
-        let secret = hex::decode(random_token(20)?).map_err(|e| Error::Usage(e.to_string()))?;
-        let me = by.user.clone().unwrap_or_default();
-        store::console::approve_key(db, user, &me, now, &issued.chain_pem, &secret)?;
-        let mut done = format!(
-            "approved {user}'s browser key: {role} certificate valid {} days",
-            cfg.person_cert_days
-        );
-        if account.approved_at.is_none() {
-            store::accounts::approve(db, user, &me, now)?;
-            done.push_str(", account approved");
-        }
-        Ok(done)
-    }
-}
 
 /// `GET /enroll`.
 pub async fn form(State(c): State<Arc<Console>>) -> Response {
@@ -245,7 +112,11 @@ pub async fn submit(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
             &user,
         ));
     }
-    let (u, hash, key) = (user.clone(), code_hash(&code), spki.clone());
+    let (u, hash, key) = (
+        user.clone(),
+        crate::enrollment::code_hash(&code),
+        spki.clone(),
+    );
     let window = c.cfg.lockout_window_secs as i64;
     let attempts = c.cfg.lockout_attempts;
     let taken = on_node(&c, move |n| {
@@ -392,21 +263,6 @@ pub async fn supervisor(State(c): State<Arc<Console>>, headers: HeaderMap) -> Pa
 pub async fn approve(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let form: Form = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &form).await?;
-    let id = auth::identity(&c, &s)?;
-    let ori = c.node.ori().to_owned();
-    let user = form.get("user").to_owned();
-    let req = crate::client::user_cmd("approve-key", &user, "", 0, "");
-    let done = on_node(&c, move |n| Ok(n.admin(&id, req)))
-        .await
-        .map_err(|e| pages::internal(&ori, e))?;
-    match done {
-        Ok(m) => Ok(message(&ori, StatusCode::OK, "Approved", &m, Some(&s))),
-        Err(e) => Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Not approved",
-            &e.to_string(),
-            Some(&s),
-        )),
-    }
+    let req = crate::client::user_cmd("approve-key", form.get("user"), "", 0, "");
+    auth::admin_action(&c, &s, req, "/supervisor").await
 }

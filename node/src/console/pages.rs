@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
-use super::auth::Session;
+use super::state::Session;
 
 /// A handler's outcome: a page either way (an error is a page too, never a bare status).
 pub type Page = Result<Response, Response>;
@@ -130,17 +130,7 @@ pub async fn not_found() -> Response {
 }
 
 /// A time as people read it (UTC).
-pub fn when(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
-}
+pub use alpr_pki::fmt_when as when;
 
 /// The value of a `datetime-local` field for `t` (UTC).
 pub fn datetime_value(t: i64) -> String {

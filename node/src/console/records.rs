@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use maud::html;
 use serde::Deserialize;
 
-use super::Console;
 use super::auth::{self, on_node};
 use super::pages::{self, Page, layout, message, respond};
+use super::state::Console;
 use crate::audit::{Event, Filter};
 
 /// Most entries shown on one page.
@@ -25,6 +25,24 @@ pub struct LogFilter {
     event: Option<String>,
     user: Option<String>,
     requester: Option<String>,
+}
+
+/// Auditors and supervisors only: the log and reports are theirs to read.
+fn readers_only(
+    c: &Console,
+    s: &super::state::Session,
+    what: &str,
+) -> Result<(), axum::response::Response> {
+    if matches!(s.role, Role::Auditor | Role::Supervisor) {
+        return Ok(());
+    }
+    Err(message(
+        c.node.ori(),
+        StatusCode::FORBIDDEN,
+        what,
+        "Only auditors and supervisors read the audit log and its reports.",
+        Some(s),
+    ))
 }
 
 fn filter_of(q: &LogFilter) -> Result<Filter, String> {
@@ -54,27 +72,9 @@ pub async fn audit_log(
 ) -> Page {
     let s = auth::session(&c, &headers).await?;
     let ori = c.node.ori().to_owned();
-    if !matches!(s.role, Role::Auditor | Role::Supervisor) {
-        return Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Audit log",
-            "Only auditors and supervisors read the audit log here.",
-            Some(&s),
-        ));
-    }
-    let filter = match filter_of(&q) {
-        Ok(f) => f,
-        Err(e) => {
-            return Err(message(
-                &ori,
-                StatusCode::BAD_REQUEST,
-                "Audit log",
-                &e,
-                Some(&s),
-            ));
-        }
-    };
+    readers_only(&c, &s, "Audit log")?;
+    let filter = filter_of(&q)
+        .map_err(|e| message(&ori, StatusCode::BAD_REQUEST, "Audit log", &e, Some(&s)))?;
     let f = filter.clone();
     let (entries, more) = on_node(&c, move |n| {
         crate::store::audit::recent(&n.audit_db()?, &f, SHOWN, SCANNED)
@@ -141,15 +141,7 @@ pub async fn audit_log(
 pub async fn reports(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
     let s = auth::session(&c, &headers).await?;
     let ori = c.node.ori().to_owned();
-    if !matches!(s.role, Role::Auditor | Role::Supervisor) {
-        return Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Reports",
-            "Only auditors and supervisors read the reports here.",
-            Some(&s),
-        ));
-    }
+    readers_only(&c, &s, "Reports")?;
     let now = alpr_pki::now_unix();
     let (transparency, ages, anomalies) = on_node(&c, move |n| {
         let entries = crate::store::audit::list(&n.audit_db()?, None)?;
@@ -260,27 +252,9 @@ pub async fn export(
 ) -> Page {
     let s = auth::session(&c, &headers).await?;
     let ori = c.node.ori().to_owned();
-    if !matches!(s.role, Role::Auditor | Role::Supervisor) {
-        return Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Audit export",
-            "Only auditors and supervisors export the audit log here.",
-            Some(&s),
-        ));
-    }
-    let filter = match filter_of(&q) {
-        Ok(f) => f,
-        Err(e) => {
-            return Err(message(
-                &ori,
-                StatusCode::BAD_REQUEST,
-                "Audit export",
-                &e,
-                Some(&s),
-            ));
-        }
-    };
+    readers_only(&c, &s, "Audit export")?;
+    let filter = filter_of(&q)
+        .map_err(|e| message(&ori, StatusCode::BAD_REQUEST, "Audit export", &e, Some(&s)))?;
     let user = s.user.clone();
     let f = filter.clone();
     let csv = on_node(&c, move |n| {

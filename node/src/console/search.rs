@@ -22,9 +22,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use prost::Message;
 
-use super::auth::{self, Form, Session, log, on_node, read_form};
+use super::auth::{self, Form, log, on_node, read_form};
 use super::pages::{self, Page, layout, message, respond};
-use super::{Console, random_token};
+use super::state::Session;
+use super::state::{Console, Done, Pending, random_token};
 use crate::audit::{AuditEntry, Decision, Event};
 use crate::client::SearchParams;
 
@@ -34,23 +35,6 @@ const PENDING_SECS: i64 = 600;
 const DONE_SECS: i64 = 3600;
 /// The lifetime of a query from the console, seconds (as the CLI's default).
 const QUERY_TTL: i64 = 300;
-
-/// A reviewed query awaiting the browser's signature.
-#[derive(Debug)]
-pub struct Pending {
-    user: String,
-    payload: Vec<u8>,
-    expires: i64,
-}
-
-/// A finished search, for its page and its export.
-#[derive(Debug)]
-pub struct Done {
-    user: String,
-    query: Query,
-    results: Vec<TargetResult>,
-    at: i64,
-}
 
 /// Refuse a non-investigator's attempt at the search pages (logged).
 async fn investigators_only(c: &Arc<Console>, s: &Session, what: &str) -> Result<(), Response> {

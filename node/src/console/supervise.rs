@@ -12,9 +12,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use maud::html;
 
-use super::Console;
-use super::auth::{self, Session, on_node, read_form};
+use super::auth::{self, on_node, read_form};
 use super::pages::{self, Page, layout, message, respond};
+use super::state::Console;
+use super::state::Session;
 use crate::audit::{Decision, Event};
 use crate::store;
 
@@ -35,31 +36,6 @@ async fn supervisors_only(
         what,
         "Only supervisors use these pages.",
         Some(s),
-    ))
-}
-
-/// Carry out `req` as the signed-in supervisor and say what came of it.
-async fn act(c: &Arc<Console>, s: &Session, req: AdminRequest, back: &str) -> Page {
-    let id = auth::identity(c, s)?;
-    let ori = c.node.ori().to_owned();
-    let done = on_node(c, move |n| Ok(n.admin(&id, req)))
-        .await
-        .map_err(|e| pages::internal(&ori, e))?;
-    let (status, title, text) = match done {
-        Ok(m) => (StatusCode::OK, "Done", m),
-        Err(e) => (StatusCode::FORBIDDEN, "Not done", e.to_string()),
-    };
-    Ok(respond(
-        status,
-        layout(
-            &ori,
-            title,
-            Some(s),
-            html! {
-                p class=(if status.is_success() { "notice" } else { "error" }) role="alert" { (text) }
-                p { a href=(back) { "Back" } }
-            },
-        ),
     ))
 }
 
@@ -144,7 +120,7 @@ pub async fn account(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bo
             ));
         }
     };
-    act(&c, &s, req, "/supervisor/accounts").await
+    auth::admin_action(&c, &s, req, "/supervisor/accounts").await
 }
 
 /// `GET /supervisor/reviews`: a random sample of answered and endorsed searches, with
@@ -235,7 +211,7 @@ pub async fn review(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
             note: f.get("note").to_owned(),
         })),
     };
-    act(&c, &s, req, "/supervisor/reviews").await
+    auth::admin_action(&c, &s, req, "/supervisor/reviews").await
 }
 
 /// `GET /supervisor/holds`: holds in force and a form to place one.
@@ -315,5 +291,5 @@ pub async fn hold(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body)
             note: f.get("note").to_owned(),
         })),
     };
-    act(&c, &s, req, "/supervisor/holds").await
+    auth::admin_action(&c, &s, req, "/supervisor/holds").await
 }
