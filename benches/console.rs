@@ -23,22 +23,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alpr_federation::{
-    Federation, admin_of, demo_agencies, open_policy, params, supervisor_of, synthetic_csv,
-};
-use alpr_node::client::user_cmd;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use alpr_federation::web::{BrowserKey, WebClient, attr};
+use alpr_federation::{Federation, demo_agencies, open_policy, params, synthetic_csv};
 
 const VENTURA: &str = "CA0560100";
 const SACRAMENTO: &str = "CA0340000";
-const SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
 
 /// User + system CPU of this process's threads whose name starts with `prefix`.
 fn thread_cpu(prefix: &str) -> Duration {
@@ -58,242 +49,10 @@ fn thread_cpu(prefix: &str) -> Duration {
     Duration::from_secs_f64(ticks as f64 / tick)
 }
 
-/// A minimal HTTP/1.1 client over one kept TLS connection, as a browser keeps one.
-struct Browser {
-    io: BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-    cookie: String,
-}
-
-struct Reply {
-    status: u16,
-    location: Option<String>,
-    cookie: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    async fn connect(addr: std::net::SocketAddr) -> Self {
-        #[derive(Debug)]
-        struct AnyCert;
-        impl rustls::client::danger::ServerCertVerifier for AnyCert {
-            fn verify_server_cert(
-                &self,
-                _: &rustls::pki_types::CertificateDer<'_>,
-                _: &[rustls::pki_types::CertificateDer<'_>],
-                _: &rustls::pki_types::ServerName<'_>,
-                _: &[u8],
-                _: rustls::pki_types::UnixTime,
-            ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-            fn verify_tls12_signature(
-                &self,
-                _: &[u8],
-                _: &rustls::pki_types::CertificateDer<'_>,
-                _: &rustls::DigitallySignedStruct,
-            ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>
-            {
-                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-            }
-            fn verify_tls13_signature(
-                &self,
-                _: &[u8],
-                _: &rustls::pki_types::CertificateDer<'_>,
-                _: &rustls::DigitallySignedStruct,
-            ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>
-            {
-                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-            }
-            fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-                rustls::crypto::ring::default_provider()
-                    .signature_verification_algorithms
-                    .supported_schemes()
-            }
-        }
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect("127.0.0.1".try_into().unwrap(), tcp)
-            .await
-            .unwrap();
-        Self {
-            io: BufReader::new(tls),
-            cookie: String::new(),
-        }
-    }
-
-    async fn request(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> Reply {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nSec-Fetch-Site: same-origin\r\n"
-        );
-        if !self.cookie.is_empty() {
-            req.push_str(&format!("Cookie: {}\r\n", self.cookie));
-        }
-        if method == "POST" {
-            req.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        self.io.get_mut().write_all(req.as_bytes()).await.unwrap();
-        let mut line = String::new();
-        self.io.read_line(&mut line).await.unwrap();
-        let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
-        let (mut len, mut location, mut cookie) = (0usize, None, None);
-        loop {
-            line.clear();
-            self.io.read_line(&mut line).await.unwrap();
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l.split_once(": ").unwrap();
-            match k.to_ascii_lowercase().as_str() {
-                "content-length" => len = v.parse().unwrap(),
-                "location" => location = Some(v.to_owned()),
-                "set-cookie" => cookie = v.split(';').next().map(str::to_owned),
-                _ => {}
-            }
-        }
-        let mut b = vec![0u8; len];
-        self.io.read_exact(&mut b).await.unwrap();
-        if let Some(c) = &cookie {
-            self.cookie = c.clone();
-        }
-        Reply {
-            status,
-            location,
-            cookie,
-            body: String::from_utf8(b).unwrap(),
-        }
-    }
-}
-
-/// The value of `attr="…"` after `marker` in `html`.
-fn attr(html: &str, marker: &str, attr: &str) -> String {
-    let at = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} not in {html}"));
-    let rest = &html[at..];
-    let start = rest.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
-    let end = rest[start..].find('"').unwrap();
-    rest[start..start + end].to_owned()
-}
-
-struct Person {
-    key: EcdsaKeyPair,
-    rng: ring::rand::SystemRandom,
-}
-
-impl Person {
-    fn sign(&self, msg: &[u8]) -> String {
-        hex::encode(self.key.sign(&self.rng, msg).unwrap())
-    }
-}
-
-async fn sign_in(fed: &Federation, console: std::net::SocketAddr) -> (Browser, Person) {
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let key =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-    let me = Person { key, rng };
-    let user = "det-bench";
-    let (admin, sup) = (admin_of(SACRAMENTO), supervisor_of(SACRAMENTO));
-    fed.admin(
-        SACRAMENTO,
-        &admin,
-        user_cmd("add", user, "investigator", 0, ""),
-    )
-    .await
-    .unwrap();
-    let reply = fed
-        .admin(SACRAMENTO, &admin, user_cmd("invite", user, "", 0, ""))
-        .await
-        .unwrap();
-    let code = reply
-        .lines()
-        .find_map(|l| l.strip_prefix("enrollment code: "))
-        .unwrap()
-        .to_owned();
-    let mut b = Browser::connect(console).await;
-    let mut spki = SPKI_PREFIX.to_vec();
-    spki.extend_from_slice(me.key.public_key().as_ref());
-    let proof = me.sign(format!("alpr-console/v1 enroll\0{SACRAMENTO}\0{user}\0{code}").as_bytes());
-    let r = b
-        .request(
-            "POST",
-            "/enroll",
-            &[
-                ("user", user),
-                ("code", &code),
-                ("spki", &hex::encode(&spki)),
-                ("proof", &proof),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    fed.admin(SACRAMENTO, &sup, user_cmd("approve-key", user, "", 0, ""))
-        .await
-        .unwrap();
-    fed.admin(
-        SACRAMENTO,
-        &sup,
-        user_cmd("training", user, "", alpr_pki::now_unix() - 86_400, ""),
-    )
-    .await
-    .unwrap();
-    let r = b.request("POST", "/signin/start", &[("user", user)]).await;
-    let challenge = attr(&r.body, "signin-form", "data-challenge");
-    let sig =
-        me.sign(format!("alpr-console/v1 sign-in\0{SACRAMENTO}\0{user}\0{challenge}").as_bytes());
-    let r = b
-        .request(
-            "POST",
-            "/signin/finish",
-            &[
-                ("user", user),
-                ("challenge", &challenge),
-                ("sig", &sig),
-                ("code", ""),
-            ],
-        )
-        .await;
-    let token = attr(&r.body, "name=\"token\"", "value");
-    let at = r.body.find("id=\"totp-secret\">").unwrap() + "id=\"totp-secret\">".len();
-    let secret = &r.body[at..at + r.body[at..].find('<').unwrap()];
-    let totp = totp_rs::Builder::new()
-        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
-        .build()
-        .unwrap();
-    let code = totp.generate_current().to_string();
-    let r = b
-        .request(
-            "POST",
-            "/signin/setup",
-            &[("token", &token), ("code", &code)],
-        )
-        .await;
-    assert!(r.cookie.is_some(), "signed in: {}", r.body);
-    (b, me)
-}
-
-async fn console_search(b: &mut Browser, me: &Person) -> usize {
-    let form = b.request("GET", "/search", &[]).await;
+async fn console_search(b: &mut WebClient, me: &BrowserKey) -> usize {
+    let form = b.request("GET", "/search", &[]).await.unwrap();
     assert_eq!(form.status, 200);
-    let csrf = attr(&form.body, "search-form", "value");
+    let csrf = attr(&form.body, "search-form", "value").unwrap();
     let now = alpr_pki::now_unix();
     let fmt = |t: i64| {
         time::OffsetDateTime::from_unix_timestamp(t)
@@ -323,10 +82,12 @@ async fn console_search(b: &mut Browser, me: &Person) -> usize {
                 ("target", VENTURA),
             ],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(review.status, 200, "{}", review.body);
-    let input = hex::decode(attr(&review.body, "sign-form", "data-signing-input")).unwrap();
-    let pending = attr(&review.body, "name=\"pending\"", "value");
+    let input =
+        hex::decode(attr(&review.body, "sign-form", "data-signing-input").unwrap()).unwrap();
+    let pending = attr(&review.body, "name=\"pending\"", "value").unwrap();
     let sent = b
         .request(
             "POST",
@@ -334,12 +95,16 @@ async fn console_search(b: &mut Browser, me: &Person) -> usize {
             &[
                 ("csrf", &csrf),
                 ("pending", &pending),
-                ("sig", &me.sign(&input)),
+                ("sig", &me.sign(&input).unwrap()),
             ],
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(sent.status, 303, "{}", sent.body);
-    let page = b.request("GET", &sent.location.unwrap(), &[]).await;
+    let page = b
+        .request("GET", &sent.location.unwrap(), &[])
+        .await
+        .unwrap();
     assert!(page.body.contains("Answered with 7 reads"), "{}", page.body);
     page.body.len()
 }
@@ -385,10 +150,12 @@ fn main() {
             .spawn(async move { alpr_node::start(&cfg).await.unwrap() })
             .await
             .unwrap();
-        let console = running.console_addr.unwrap();
         fed.nodes.insert(SACRAMENTO.into(), running);
 
-        let (mut browser, me) = sign_in(&fed, console).await;
+        let (mut browser, me, _) = fed
+            .console_person(SACRAMENTO, "det-bench", "investigator")
+            .await
+            .unwrap();
         let p = params("8ABC123", &[VENTURA], "240", 7);
         // Warm both paths (chains cached, connections open, pages compiled in).
         for _ in 0..10 {

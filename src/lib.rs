@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod refusals;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -126,6 +126,14 @@ async fn the_registry_page_in_a_real_browser() {
         "refusals by reason in the report"
     );
     assert!(c.find(Locator::Css("svg.chart rect.bar")).await.is_ok());
+    assert!(
+        page_text.contains("Searches and refusals per week"),
+        "{page_text}"
+    );
+    assert!(
+        c.find(Locator::Css("svg.chart rect.week")).await.is_ok(),
+        "the weekly chart"
+    );
     browser::shot(&c, "regulator-page").await;
     // Filters: another state's agreements only.
     c.goto(&format!("{base}?state=US-NV")).await.unwrap();

@@ -261,6 +261,79 @@ fn purposes(codes: &str) -> String {
 
 use alpr_pki::fmt_when as date;
 
+/// Each week's targets forwarded (grey) and refusals stacked by reason (one colour per
+/// reason, named in the legend), server-rendered SVG.
+fn weekly_chart(weeks: &[crate::store::RoutingWeek]) -> Markup {
+    let mut reasons: Vec<&str> = weeks
+        .iter()
+        .flat_map(|w| w.2.iter().map(|(r, _)| r.as_str()))
+        .collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    let max = weeks
+        .iter()
+        .map(|w| w.1.max(w.2.iter().map(|(_, n)| n).sum()))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (w, h, left, bottom) = (640.0_f64, 220.0_f64, 30.0_f64, 40.0_f64);
+    let slot = (w - left) / weeks.len() as f64;
+    let scale = |n: u64| (h - bottom) * n as f64 / max as f64;
+    const COLOURS: [&str; 8] = [
+        "#a40e26", "#d9730d", "#b8860b", "#6b8e23", "#2f6f8f", "#6a3d9a", "#8b4513", "#c71585",
+    ];
+    let colour =
+        |r: &str| COLOURS[reasons.iter().position(|x| *x == r).unwrap_or(0) % COLOURS.len()];
+    // Every bar: x, y, width, height, fill, what it counts.
+    let mut bars: Vec<(f64, f64, f64, f64, &str, String)> = Vec::new();
+    for (i, (start, forwarded, refused)) in weeks.iter().enumerate() {
+        let x = left + i as f64 * slot;
+        let week = format!("week of {}", date(*start));
+        bars.push((
+            x + slot * 0.1,
+            h - bottom - scale(*forwarded),
+            slot * 0.35,
+            scale(*forwarded),
+            "#9aa5b1",
+            format!("{week}: {forwarded} forwarded"),
+        ));
+        let mut y = h - bottom;
+        for (reason, n) in refused {
+            y -= scale(*n);
+            bars.push((
+                x + slot * 0.5,
+                y,
+                slot * 0.35,
+                scale(*n),
+                colour(reason),
+                format!("{week}: {n} refused, {reason}"),
+            ));
+        }
+    }
+    html! {
+        figure {
+            svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) role="img" aria-labelledby="weekly-chart" {
+                title #weekly-chart { "Per week: targets forwarded (grey) and refusals stacked by reason" }
+                text x="0" y="12" class="label" { (max) }
+                @for (x, y, bw, bh, fill, what) in &bars {
+                    rect.week x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{bh:.1}")) fill=(fill) { title { (what) } }
+                }
+                @for (i, (start, _, _)) in weeks.iter().enumerate() {
+                    text x=(format!("{:.1}", left + i as f64 * slot + slot / 2.0)) y=(h - bottom + 14.0) class="label" text-anchor="middle" { (date(*start).get(5..10).unwrap_or("")) }
+                }
+            }
+            figcaption {
+                "Grey: targets forwarded. Refused, by reason: "
+                @for (i, r) in reasons.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    svg width="10" height="10" aria-hidden="true" { rect width="10" height="10" fill=(colour(r)) {} }
+                    " " (r)
+                }
+            }
+        }
+    }
+}
+
 /// Refusals per reason, as bars (server-rendered SVG).
 fn refusal_chart(by_reason: &[(String, u64)]) -> Markup {
     let max = by_reason.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
@@ -299,12 +372,15 @@ async fn index(
     };
     let b = st.broker.clone();
     let built = tokio::task::spawn_blocking(move || {
-        b.regulator_view()
-            .map(|v| (v, crate::store::routing_stats(&b.db())))
+        let db = b.db();
+        let weeks = crate::store::routing_weeks(&db, 12);
+        let stats = crate::store::routing_stats(&db);
+        drop(db);
+        b.regulator_view().map(|v| (v, stats, weeks))
     })
     .await;
-    let (view, stats) = match built {
-        Ok(Ok((v, Ok((s, _))))) => (v, s),
+    let (view, stats, weeks) = match built {
+        Ok(Ok((v, Ok((s, _)), Ok(w)))) => (v, s, w),
         _ => {
             return respond(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -423,6 +499,8 @@ async fn index(
                             tr { td { (ori) } td { @if k.product.is_empty() { "not stated" } @else { (k.product) " " (k.product_version) } } td { (date(k.published_at)) } }
                         } } }
                     }
+                    h3 { "Searches and refusals per week (the broker's routing log)" }
+                    @if weeks.is_empty() { p { "Nothing routed yet." } } @else { (weekly_chart(&weeks)) }
                     h3 { "Refusals by reason (the broker's routing log)" }
                     @if stats.is_empty() { p { "None recorded." } } @else {
                         (refusal_chart(&by_reason))

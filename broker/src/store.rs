@@ -35,12 +35,13 @@ mod sqlite;
 mod tests;
 
 pub use sqlite::{
-    ChainReport, Db, DbError, LogWriter, agency_jurisdiction, append_registry_leaf,
+    ChainReport, Db, DbError, LogWriter, RoutingWeek, agency_jurisdiction, append_registry_leaf,
     audit_anchor_chain, audit_cosignatures, audit_forks, latest_audit_anchor, latest_routing_head,
     latest_tree_head, log, open, put_agency, put_audit_anchor, put_audit_cosignature,
     put_audit_fork, put_routing_cosignature, put_routing_head, put_tree_head, read_log,
     registry_leaves, routed_ids_since, routing_consistency, routing_cosignatures,
-    routing_head_of_size, routing_stats, routing_tree_head, tree_head_of_size, verify_log,
+    routing_head_of_size, routing_stats, routing_tree_head, routing_weeks, tree_head_of_size,
+    verify_log,
 };
 
 /// One routing-log row.

@@ -20,9 +20,10 @@ pub use registry_log::{
     append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
 };
 pub use routing_log::{
-    ChainReport, LogWriter, agency_jurisdiction, latest_routing_head, log, put_agency,
+    ChainReport, LogWriter, RoutingWeek, agency_jurisdiction, latest_routing_head, log, put_agency,
     put_routing_cosignature, put_routing_head, read_log, routed_ids_since, routing_consistency,
-    routing_cosignatures, routing_head_of_size, routing_stats, routing_tree_head, verify_log,
+    routing_cosignatures, routing_head_of_size, routing_stats, routing_tree_head, routing_weeks,
+    verify_log,
 };
 
 const SCHEMA: &str = r#"

@@ -414,3 +414,44 @@ fn a_log_from_before_the_chain_keeps_its_rows_and_chains_the_next() {
     );
     assert_eq!(read_log(&db).unwrap().len(), 3);
 }
+
+#[test]
+fn routing_weeks_count_forwarded_targets_and_refusals_by_reason_week_by_week() {
+    let (_dir, mut db) = fresh();
+    assert!(routing_weeks(&db, 12).unwrap().is_empty());
+    const WEEK: i64 = 7 * 86_400;
+    let at = |week: i64, mut e: LogEntry| {
+        e.at = week * WEEK + 3_600;
+        e
+    };
+    let rows = vec![
+        at(2, route(0, "aa", Some("CA0560100"), Decision::Forwarded)),
+        at(2, route(0, "bb", Some("CA0560100"), Decision::Forwarded)),
+        at(2, refused(Event::Route, "NO_AGREEMENT", Some("CA0100500"))),
+        at(5, refused(Event::Route, "NO_AGREEMENT", Some("CA0100500"))),
+        at(
+            5,
+            refused(Event::RouteResult, "PURPOSE_PROHIBITED", Some("CA0560100")),
+        ),
+        // Not routing: not counted.
+        at(5, refused(Event::Register, "INVALID_INPUT", None)),
+        at(9, route(0, "cc", Some("CA0560100"), Decision::Forwarded)),
+    ];
+    log(&mut db, &rows).unwrap();
+    let weeks = routing_weeks(&db, 12).unwrap();
+    let s = |r: &str, n: u64| (r.to_owned(), n);
+    assert_eq!(
+        weeks,
+        vec![
+            (2 * WEEK, 2, vec![s("NO_AGREEMENT", 1)]),
+            (
+                5 * WEEK,
+                0,
+                vec![s("NO_AGREEMENT", 1), s("PURPOSE_PROHIBITED", 1)]
+            ),
+            (9 * WEEK, 1, vec![]),
+        ]
+    );
+    // Only the newest weeks asked for.
+    assert_eq!(routing_weeks(&db, 1).unwrap(), vec![(9 * WEEK, 1, vec![])]);
+}

@@ -192,6 +192,15 @@ pub fn entry(now: i64, event: Event, decision: Decision, user: &str, detail: Str
     }
 }
 
+/// `secs` as people say it: "30 minutes", "5 seconds".
+fn span(secs: i64) -> String {
+    match secs {
+        s if s >= 120 && s % 60 == 0 => format!("{} minutes", s / 60),
+        1 => "1 second".into(),
+        s => format!("{s} seconds"),
+    }
+}
+
 /// The signed-in person of this request; otherwise a redirect to sign in (or the page
 /// saying the session locked while idle, logged).
 pub async fn session(c: &Arc<Console>, headers: &HeaderMap) -> Result<Session, Response> {
@@ -221,10 +230,7 @@ pub async fn session(c: &Arc<Console>, headers: &HeaderMap) -> Result<Session, R
                     Event::ConsoleSignIn,
                     Decision::Withheld,
                     &s.user,
-                    format!(
-                        "session locked after {} minutes without activity",
-                        idle / 60
-                    ),
+                    format!("session locked after {} without activity", span(idle)),
                 )],
             )
             .await?;
@@ -233,8 +239,8 @@ pub async fn session(c: &Arc<Console>, headers: &HeaderMap) -> Result<Session, R
                 StatusCode::UNAUTHORIZED,
                 "Session locked",
                 &format!(
-                    "Your session locked after {} minutes without activity. Sign in again.",
-                    idle / 60
+                    "Your session locked after {} without activity. Sign in again.",
+                    span(idle)
                 ),
                 None,
             )))

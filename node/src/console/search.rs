@@ -264,6 +264,17 @@ pub async fn prepare(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bo
         investigator: Some(id.clone()),
         ..QueryFacts::default()
     };
+    let user = s.user.clone();
+    let account = on_node(&c, move |n| {
+        Ok(crate::accounts::check_can_search(
+            &n.db(),
+            &user,
+            &n.cfg.accounts,
+            now,
+        ))
+    })
+    .await
+    .map_err(|e| pages::internal(&ori, e))?;
     let checked: Result<Query, (RefusalReason, String)> = (|| {
         let p = params_of(&f).map_err(|m| (RefusalReason::InvalidInput, m))?;
         if alpr_proto::purpose::lookup(&p.purpose).is_err() {
@@ -289,6 +300,7 @@ pub async fn prepare(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bo
         })?;
         facts.query = Some(q.clone());
         alpr_proto::admission::check_query(&q, now).map_err(|e| (e.reason(), e.detail()))?;
+        account.map_err(|e| (e.reason(), e.detail()))?;
         Ok(q)
     })();
     let query = match checked {

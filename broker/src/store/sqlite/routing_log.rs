@@ -528,3 +528,42 @@ pub fn routing_stats(db: &Db) -> Result<(RefusalCounts, u64), Error> {
     )?;
     Ok((rows, forwarded as u64))
 }
+
+/// One week of routing (weeks of 7 days from the Unix epoch): when it starts, the targets
+/// forwarded to, and the refusals by reason.
+pub type RoutingWeek = (i64, u64, Vec<(String, u64)>);
+
+/// The routing log week by week, oldest first: at most the newest `weeks` weeks.
+pub fn routing_weeks(db: &Db, weeks: usize) -> Result<Vec<RoutingWeek>, Error> {
+    const WEEK: i64 = 7 * 86_400;
+    let mut st = db.conn.prepare(
+        "SELECT at / 604800 AS w, decision, COALESCE(reason_code, ''), COUNT(*) FROM log
+         WHERE (decision = 'refused' AND event LIKE 'route%') OR decision = 'forwarded'
+         GROUP BY w, decision, reason_code ORDER BY w",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)? as u64,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out: Vec<RoutingWeek> = Vec::new();
+    for (w, decision, reason, n) in rows {
+        if out.last().is_none_or(|x| x.0 != w * WEEK) {
+            out.push((w * WEEK, 0, Vec::new()));
+        }
+        if let Some(x) = out.last_mut() {
+            if decision == "forwarded" {
+                x.1 += n;
+            } else {
+                x.2.push((reason, n));
+            }
+        }
+    }
+    let skip = out.len().saturating_sub(weeks);
+    Ok(out.split_off(skip))
+}
