@@ -513,7 +513,7 @@ pub async fn signin_finish(State(c): State<Arc<Console>>, headers: HeaderMap, bo
     let u = user.clone();
     let state = on_node(&c, move |n| {
         let db = n.db();
-        let locked = locked_until_node(n, &db, &u, now)?;
+        let locked = locked_until(n, &db, &u, now)?;
         let key = store::console::get_key(&db, &u)?;
         let secret = store::console::totp_secret(&db, &u)?;
         Ok((locked, key, secret))
@@ -602,7 +602,13 @@ pub async fn signin_finish(State(c): State<Arc<Console>>, headers: HeaderMap, bo
     .await
 }
 
-fn locked_until_node(n: &Node, db: &store::Db, user: &str, now: i64) -> Result<Option<i64>, Error> {
+/// Whether `user`'s sign-in (and enrollment) is locked at `now`: until when.
+pub(super) fn locked_until(
+    n: &Node,
+    db: &store::Db,
+    user: &str,
+    now: i64,
+) -> Result<Option<i64>, Error> {
     let Some(cfg) = n.cfg.console.as_ref() else {
         return Ok(None);
     };
@@ -733,7 +739,7 @@ pub async fn signin_setup(State(c): State<Arc<Console>>, headers: HeaderMap, bod
         Ok((
             store::console::get_key(&db, &u)?,
             store::console::totp_secret(&db, &u)?,
-            locked_until_node(n, &db, &u, now)?,
+            locked_until(n, &db, &u, now)?,
         ))
     })
     .await

@@ -117,13 +117,10 @@ pub async fn submit(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
         crate::enrollment::code_hash(&code),
         spki.clone(),
     );
-    let window = c.cfg.lockout_window_secs as i64;
-    let attempts = c.cfg.lockout_attempts;
     let taken = on_node(&c, move |n| {
         let db = n.db();
         // Codes are guessed no faster than sign-ins: the same lockout counts both.
-        let (fails, _) = store::console::failures_since(&db, &u, now - window)?;
-        if fails >= attempts {
+        if auth::locked_until(n, &db, &u, now)?.is_some() {
             return Ok(Err("locked"));
         }
         if !store::console::take_invite(&db, &u, &hash, now)? {
