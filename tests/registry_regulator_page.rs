@@ -135,6 +135,45 @@ async fn the_registry_page_in_a_real_browser() {
         "the weekly chart"
     );
     browser::shot(&c, "regulator-page").await;
+    // The regulator suspends the agreement from the page, signing with their own key file
+    // in the browser; a key that is not theirs is refused by the registry.
+    c.goto(&format!("{base}action?id={id}&do=suspend"))
+        .await
+        .unwrap();
+    fill(&c, "reason", "Requester has not filed its annual audit").await;
+    click(&c, "#reason-form button").await;
+    wait_page(&c, "Suspend agreement").await;
+    let (_, wrong_key) = fed.pki.person(VENTURA, &admin_of(VENTURA));
+    browser::element(&c, "#keyfile")
+        .await
+        .send_keys(&wrong_key.display().to_string())
+        .await
+        .unwrap();
+    click(&c, "#act-form button").await;
+    wait_text(&c, "Refused", "refused the action").await;
+    c.goto(&format!("{base}action?id={id}&do=suspend"))
+        .await
+        .unwrap();
+    fill(&c, "reason", "Requester has not filed its annual audit").await;
+    click(&c, "#reason-form button").await;
+    wait_page(&c, "Suspend agreement").await;
+    let (_, reg_key) = fed.pki.regulator("reg-ca");
+    browser::element(&c, "#keyfile")
+        .await
+        .send_keys(&reg_key.display().to_string())
+        .await
+        .unwrap();
+    click(&c, "#act-form button").await;
+    wait_text(&c, "Done", "Recorded in the registry as entry").await;
+    c.goto(&format!("{base}?status=suspended")).await.unwrap();
+    wait_text(&c, "ALPR agreement registry", "1 of 1 agreements").await;
+    assert!(
+        c.find(Locator::Css(&format!(
+            "a[aria-label='Lift the suspension of {id}']"
+        )))
+        .await
+        .is_ok()
+    );
     // Filters: another state's agreements only.
     c.goto(&format!("{base}?state=US-NV")).await.unwrap();
     wait_text(&c, "ALPR agreement registry", "0 of 1 agreements").await;

@@ -89,8 +89,26 @@ const MAX_FORM: usize = 16 * 1024;
 /// The page's state: the broker, who is signed in, and the tokens already used.
 pub struct PageState {
     broker: Arc<Broker>,
-    sessions: Mutex<HashMap<String, (VerifiedIdentity, i64)>>,
+    sessions: Mutex<HashMap<String, Regulator>>,
     used: Mutex<HashMap<Vec<u8>, i64>>,
+    /// Suspensions and lifts awaiting the regulator's signature: id → (who, payload, until).
+    pending: Mutex<HashMap<String, (String, Vec<u8>, i64)>>,
+}
+
+/// A signed-in regulator: who, the certificate chain their sign-in token carried (their
+/// signed actions carry it too), the session's form token, the last request.
+#[derive(Clone)]
+struct Regulator {
+    id: VerifiedIdentity,
+    chain: Vec<Vec<u8>>,
+    csrf: String,
+    seen: i64,
+}
+
+fn random_hex() -> Option<String> {
+    let mut b = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).ok()?;
+    Some(hex::encode(b))
 }
 
 #[derive(Deserialize, Default)]
@@ -110,6 +128,7 @@ fn page(title: &str, who: Option<&VerifiedIdentity>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 link rel="stylesheet" href="/page.css";
+                script src="/page.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -130,7 +149,7 @@ fn respond(status: StatusCode, m: Markup) -> Response {
     let mut r = (status, Html(m.into_string())).into_response();
     alpr_runtime::web::secure_headers(
         r.headers_mut(),
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     r
 }
@@ -155,13 +174,13 @@ fn signin_page(status: StatusCode, error: Option<&str>) -> Response {
     )
 }
 
-fn session(st: &PageState, headers: &HeaderMap, now: i64) -> Option<VerifiedIdentity> {
+fn session(st: &PageState, headers: &HeaderMap, now: i64) -> Option<Regulator> {
     let token = alpr_runtime::web::cookie(headers, COOKIE)?;
     let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
     match m.get_mut(&token) {
-        Some((id, seen)) if now - *seen <= IDLE_SECS => {
-            *seen = now;
-            Some(id.clone())
+        Some(r) if now - r.seen <= IDLE_SECS => {
+            r.seen = now;
+            Some(r.clone())
         }
         Some(_) => {
             m.remove(&token);
@@ -208,19 +227,31 @@ async fn signin(State(st): State<Arc<PageState>>, headers: HeaderMap, body: Body
         }
         used.insert(digest, now + MAX_TOKEN_SECS + 120);
     }
-    let mut b = [0u8; 32];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+    let (Some(sid), Some(csrf)) = (random_hex(), random_hex()) else {
         return signin_page(
             StatusCode::SERVICE_UNAVAILABLE,
             Some("No randomness for a session; try again."),
         );
-    }
-    let sid = hex::encode(b);
+    };
+    // The chain the token carried (verified above with it).
+    let chain = hex::decode(&token)
+        .ok()
+        .and_then(|b| Signed::decode(b.as_slice()).ok())
+        .map(|s| s.cert_chain)
+        .unwrap_or_default();
     tracing::info!(regulator = %id.describe(), "regulator page sign-in");
     {
         let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, (_, seen)| now - *seen <= IDLE_SECS);
-        m.insert(sid.clone(), (id, now));
+        m.retain(|_, r| now - r.seen <= IDLE_SECS);
+        m.insert(
+            sid.clone(),
+            Regulator {
+                id,
+                chain,
+                csrf,
+                seen: now,
+            },
+        );
     }
     let mut r = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
@@ -367,9 +398,11 @@ async fn index(
             ),
         );
     }
-    let Some(who) = session(&st, &headers, now) else {
+    let Some(reg) = session(&st, &headers, now) else {
         return signin_page(StatusCode::UNAUTHORIZED, None);
     };
+    let who = reg.id.clone();
+    let my_state = who.jurisdiction.as_ref().map(|j| j.to_string());
     let b = st.broker.clone();
     let built = tokio::task::spawn_blocking(move || {
         let db = b.db();
@@ -457,7 +490,7 @@ async fn index(
                 }
                 table #agreements {
                     caption { (rows.len()) " of " (all.len()) " agreements" }
-                    thead { tr { th scope="col" { "Id" } th scope="col" { "Provider" } th scope="col" { "Requester" } th scope="col" { "Kind" } th scope="col" { "Status" } th scope="col" { "Purposes" } th scope="col" { "Look-back" } th scope="col" { "Valid until" } th scope="col" { "Justification" } } }
+                    thead { tr { th scope="col" { "Id" } th scope="col" { "Provider" } th scope="col" { "Requester" } th scope="col" { "Kind" } th scope="col" { "Status" } th scope="col" { "Purposes" } th scope="col" { "Look-back" } th scope="col" { "Valid until" } th scope="col" { "Justification" } th scope="col" { "Action" } } }
                     tbody { @for r in &rows {
                         tr class=(r.status) {
                             td { code { (r.id) } }
@@ -469,6 +502,16 @@ async fn index(
                             td { (r.lookback_days) " days" }
                             td { (date(r.valid_until)) }
                             td { (r.justification) }
+                            td {
+                                // The provider's state's regulator suspends and lifts.
+                                @if my_state.as_deref() == Some(r.provider_state.as_str()) {
+                                    @if r.status == "active" {
+                                        a href=(format!("/action?id={}&do=suspend", r.id)) aria-label=(format!("Suspend {}", r.id)) { "Suspend" }
+                                    } @else if r.status == "suspended" {
+                                        a href=(format!("/action?id={}&do=lift", r.id)) aria-label=(format!("Lift the suspension of {}", r.id)) { "Lift" }
+                                    }
+                                }
+                            }
                         }
                     } }
                 }
@@ -527,18 +570,303 @@ async fn style() -> Response {
     r
 }
 
+/// The page's one script: signs a suspension or lift with the regulator's own key, read
+/// from the key file they choose, imported into WebCrypto as non-extractable and used once
+/// in this browser; only the signature is sent.
+const SCRIPT: &str = r#"'use strict';
+(function () {
+  const form = document.getElementById('act-form');
+  if (!form) return;
+  const status = (t) => { const s = document.getElementById('act-status'); s.textContent = t; };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const file = document.getElementById('keyfile').files[0];
+      if (!file) { status('Choose your regulator key file.'); return; }
+      const pem = await file.text();
+      const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+      const der = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const key = await crypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+      const input = new Uint8Array((form.dataset.signingInput.match(/../g) || []).map((h) => parseInt(h, 16)));
+      const sig = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key, input);
+      form.elements.sig.value = Array.from(new Uint8Array(sig), (b) => b.toString(16).padStart(2, '0')).join('');
+      form.submit();
+    } catch (e) {
+      status('That file is not a P-256 key in PEM (PKCS#8): ' + e);
+    }
+  });
+})();
+"#;
+
+async fn script() -> Response {
+    let mut r = SCRIPT.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+struct ActionParams {
+    id: String,
+    r#do: String,
+}
+
+fn action_word(a: &str) -> Option<(&'static str, &'static str)> {
+    match a {
+        "suspend" => Some(("suspend", "Suspend")),
+        "lift" => Some(("lift", "Lift the suspension of")),
+        _ => None,
+    }
+}
+
+fn notice(who: &VerifiedIdentity, status: StatusCode, title: &str, text: &str) -> Response {
+    respond(
+        status,
+        page(
+            title,
+            Some(who),
+            html! {
+                p class=(if status.is_success() { "notice" } else { "error" }) role="alert" { (text) }
+                p { a href="/" { "Back to the registry" } }
+            },
+        ),
+    )
+}
+
+/// `GET /action?id=…&do=suspend|lift`: the reason, before anything is signed.
+async fn action_form(
+    State(st): State<Arc<PageState>>,
+    headers: HeaderMap,
+    Query(p): Query<ActionParams>,
+) -> Response {
+    let now = alpr_pki::now_unix();
+    let Some(reg) = session(&st, &headers, now) else {
+        return signin_page(StatusCode::UNAUTHORIZED, None);
+    };
+    let Some((action, label)) = action_word(&p.r#do) else {
+        return notice(
+            &reg.id,
+            StatusCode::BAD_REQUEST,
+            "Registry action",
+            "Only suspend and lift are done here.",
+        );
+    };
+    respond(
+        StatusCode::OK,
+        page(
+            &format!("{label} agreement"),
+            Some(&reg.id),
+            html! {
+                p { "Agreement " code { (p.id) } ". The reason is signed with your key and recorded in the registry, where both agencies and every regulator see it." }
+                form #reason-form method="post" action="/action/prepare" {
+                    input type="hidden" name="csrf" value=(reg.csrf);
+                    input type="hidden" name="id" value=(p.id);
+                    input type="hidden" name="do" value=(action);
+                    label for="reason" { "Reason" }
+                    textarea #reason name="reason" rows="3" required {}
+                    button type="submit" { "Continue" }
+                }
+            },
+        ),
+    )
+}
+
+async fn read_form(body: Body) -> Option<HashMap<String, String>> {
+    let bytes = axum::body::to_bytes(body, MAX_FORM).await.ok()?;
+    Some(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn form_ok(reg: &Regulator, headers: &HeaderMap, f: &HashMap<String, String>) -> bool {
+    let cross = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
+    let sent = f.get("csrf").map(String::as_str).unwrap_or("");
+    !cross
+        && sent.len() == reg.csrf.len()
+        && sent
+            .bytes()
+            .zip(reg.csrf.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0
+}
+
+/// `POST /action/prepare`: the exact action the regulator's key will sign.
+async fn action_prepare(
+    State(st): State<Arc<PageState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let now = alpr_pki::now_unix();
+    let Some(reg) = session(&st, &headers, now) else {
+        return signin_page(StatusCode::UNAUTHORIZED, None);
+    };
+    let Some(f) = read_form(body).await.filter(|f| form_ok(&reg, &headers, f)) else {
+        return notice(
+            &reg.id,
+            StatusCode::FORBIDDEN,
+            "Registry action",
+            "This form was not sent from a page of your current session; nothing was done.",
+        );
+    };
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (id, reason) = (field("id"), field("reason"));
+    let Some((action, label)) = action_word(&field("do")) else {
+        return notice(
+            &reg.id,
+            StatusCode::BAD_REQUEST,
+            "Registry action",
+            "Only suspend and lift are done here.",
+        );
+    };
+    if reason.is_empty() {
+        return notice(
+            &reg.id,
+            StatusCode::BAD_REQUEST,
+            "Registry action",
+            "Give a reason; it is recorded with the action.",
+        );
+    }
+    let payload = alpr_proto::pb::AgreementAction {
+        agreement_id: id.clone(),
+        action: action.into(),
+        reason: reason.clone(),
+        signed_at: now,
+    }
+    .encode_to_vec();
+    let input = envelope::signing_input(alpr_proto::registry::ACTION, &payload);
+    let Some(pending) = random_hex() else {
+        return notice(
+            &reg.id,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Registry action",
+            "No randomness; try again.",
+        );
+    };
+    {
+        let mut m = st.pending.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (_, _, until)| *until > now);
+        m.insert(pending.clone(), (reg.id.describe(), payload, now + 600));
+    }
+    respond(
+        StatusCode::OK,
+        page(
+            &format!("{label} agreement"),
+            Some(&reg.id),
+            html! {
+                table { tbody {
+                    tr { th scope="row" { "Agreement" } td { code { (id) } } }
+                    tr { th scope="row" { "Action" } td { (action) } }
+                    tr { th scope="row" { "Reason" } td { (reason) } }
+                    tr { th scope="row" { "Signed by" } td { (reg.id.describe()) } }
+                } }
+                p { "Your key signs this action in this browser: the page's script reads the key file you choose, imports it into the browser's crypto as a key that cannot be read back, signs, and sends only the signature." }
+                p #act-status role="alert" {}
+                form #act-form method="post" action="/action/send" data-signing-input=(hex::encode(&input)) {
+                    input type="hidden" name="csrf" value=(reg.csrf);
+                    input type="hidden" name="pending" value=(pending);
+                    input type="hidden" name="sig" value="";
+                    label for="keyfile" { "Your regulator key file (PEM)" }
+                    input #keyfile type="file" accept=".key,.pem";
+                    button type="submit" { "Sign and " (action) }
+                }
+            },
+        ),
+    )
+}
+
+/// `POST /action/send`: the signed action, applied as the CLI's `registry suspend|lift`
+/// (the registry checks that its signer is the provider state's regulator).
+async fn action_send(State(st): State<Arc<PageState>>, headers: HeaderMap, body: Body) -> Response {
+    let now = alpr_pki::now_unix();
+    let Some(reg) = session(&st, &headers, now) else {
+        return signin_page(StatusCode::UNAUTHORIZED, None);
+    };
+    let Some(f) = read_form(body).await.filter(|f| form_ok(&reg, &headers, f)) else {
+        return notice(
+            &reg.id,
+            StatusCode::FORBIDDEN,
+            "Registry action",
+            "This form was not sent from a page of your current session; nothing was done.",
+        );
+    };
+    let pending = f.get("pending").cloned().unwrap_or_default();
+    let taken = {
+        let mut m = st.pending.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&pending)
+            .filter(|(who, _, until)| *who == reg.id.describe() && *until > now)
+    };
+    let Some((_, payload, _)) = taken else {
+        return notice(
+            &reg.id,
+            StatusCode::CONFLICT,
+            "Registry action",
+            "This action was sent already, or its page expired; nothing was done again.",
+        );
+    };
+    let Some(signature) = f
+        .get("sig")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| alpr_pki::p1363_to_der(&b))
+    else {
+        return notice(
+            &reg.id,
+            StatusCode::BAD_REQUEST,
+            "Registry action",
+            "No signature came from your browser; nothing was done.",
+        );
+    };
+    let signed = Signed {
+        payload_type: alpr_proto::registry::ACTION.into(),
+        payload,
+        signature,
+        cert_chain: reg.chain.clone(),
+    };
+    let b = st.broker.clone();
+    let id = reg.id.clone();
+    match tokio::task::spawn_blocking(move || b.act(&id, &signed)).await {
+        Ok(Ok((index, _))) => notice(
+            &reg.id,
+            StatusCode::OK,
+            "Done",
+            &format!(
+                "Recorded in the registry as entry {index}. Both agencies' nodes apply it at their next sync."
+            ),
+        ),
+        Ok(Err(e)) => notice(
+            &reg.id,
+            StatusCode::FORBIDDEN,
+            "Refused",
+            &format!("The registry refused the action: {e}"),
+        ),
+        Err(e) => notice(
+            &reg.id,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not done",
+            &e.to_string(),
+        ),
+    }
+}
+
 /// The page's router.
 pub fn router(broker: Arc<Broker>) -> axum::Router {
     let st = Arc::new(PageState {
         broker,
         sessions: Default::default(),
         used: Default::default(),
+        pending: Default::default(),
     });
     axum::Router::new()
         .route("/", axum::routing::get(index))
         .route("/signin", axum::routing::post(signin))
         .route("/signout", axum::routing::post(signout))
         .route("/page.css", axum::routing::get(style))
+        .route("/page.js", axum::routing::get(script))
+        .route("/action", axum::routing::get(action_form))
+        .route("/action/prepare", axum::routing::post(action_prepare))
+        .route("/action/send", axum::routing::post(action_send))
         .with_state(st)
 }
 

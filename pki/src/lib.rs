@@ -27,7 +27,7 @@ pub use error::Error;
 pub use layout::PkiLayout;
 pub use pem::{read_cert_chain, read_checked_crls, read_crls, read_private_key};
 pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
-pub use sign::Signer;
+pub use sign::{Signer, p1363_to_der};
 pub use verify::{TrustStore, VerifiedIdentity, load_crl_file};
 
 /// Unix seconds as an RFC 3339 date-time (the number itself if out of range).

@@ -87,3 +87,32 @@ impl Signer {
         &self.chain
     }
 }
+
+/// A WebCrypto ECDSA P-256 signature (r ‖ s, IEEE P1363) in the DER form every signature
+/// of this federation takes (browsers sign this way; the node's console and the
+/// regulator page re-encode).
+pub fn p1363_to_der(sig: &[u8]) -> Option<Vec<u8>> {
+    if sig.len() != 64 {
+        return None;
+    }
+    fn int(v: &[u8]) -> Vec<u8> {
+        let mut v = v;
+        while v.len() > 1 && v[0] == 0 && v[1] & 0x80 == 0 {
+            v = &v[1..];
+        }
+        let mut out = vec![0x02];
+        if v[0] & 0x80 != 0 {
+            out.push(v.len() as u8 + 1);
+            out.push(0);
+        } else {
+            out.push(v.len() as u8);
+        }
+        out.extend_from_slice(v);
+        out
+    }
+    let (r, s) = (int(&sig[..32]), int(&sig[32..]));
+    let mut der = vec![0x30, (r.len() + s.len()) as u8];
+    der.extend(r);
+    der.extend(s);
+    Some(der)
+}
