@@ -91,9 +91,12 @@ pub struct PageState {
     broker: Arc<Broker>,
     sessions: Mutex<HashMap<String, Regulator>>,
     used: Mutex<HashMap<Vec<u8>, i64>>,
-    /// Suspensions and lifts awaiting the regulator's signature: id → (who, payload, until).
-    pending: Mutex<HashMap<String, (String, Vec<u8>, i64)>>,
+    /// Suspensions and lifts awaiting the regulator's signature, by id.
+    pending: Mutex<HashMap<String, PendingAction>>,
 }
+
+/// A suspension or lift awaiting its signature: who asked, the action's bytes, until when.
+type PendingAction = (String, Vec<u8>, i64);
 
 /// A signed-in regulator: who, the certificate chain their sign-in token carried (their
 /// signed actions carry it too), the session's form token, the last request.
