@@ -298,12 +298,13 @@ async fn wrong_missing_or_exposed_keys_are_one_line_errors_that_lose_nothing() {
     alpr_node::store::audit::verify(&node.audit_db().unwrap(), Some((&trust, VENTURA))).unwrap();
     drop(node);
 
-    // An altered read is refused by name, not returned; the other reads still are.
+    // An altered read is refused by name, not returned; the other reads still are. (Byte 6
+    // is always changed: set to 0, or to 1 where the random salt already held 0.)
     let db = cfg.open_db().unwrap();
     let day = alpr_node::store::partitions(&db).unwrap().last().unwrap().0;
     db.connection()
         .execute_batch(&format!(
-            "UPDATE reads_{day} SET sealed = CAST(substr(sealed, 1, 5) || X'00' || substr(sealed, 7) AS BLOB)"
+            "UPDATE reads_{day} SET sealed = CAST(substr(sealed, 1, 5) || CASE WHEN substr(sealed, 6, 1) = X'00' THEN X'01' ELSE X'00' END || substr(sealed, 7) AS BLOB)"
         ))
         .unwrap();
     let key = alpr_node::store::PlateKey {
