@@ -301,17 +301,20 @@ async fn wrong_missing_or_exposed_keys_are_one_line_errors_that_lose_nothing() {
     // An altered read is refused by name, not returned; the other reads still are. (Byte 6
     // is always changed: set to 0, or to 1 where the random salt already held 0.)
     let db = cfg.open_db().unwrap();
-    let day = alpr_node::store::partitions(&db).unwrap().last().unwrap().0;
-    db.connection()
-        .execute_batch(&format!(
-            "UPDATE reads_{day} SET sealed = CAST(substr(sealed, 1, 5) || CASE WHEN substr(sealed, 6, 1) = X'00' THEN X'01' ELSE X'00' END || substr(sealed, 7) AS BLOB)"
-        ))
-        .unwrap();
     let key = alpr_node::store::PlateKey {
         plate: "8ABC123",
         state: "CA",
     };
     let now = alpr_pki::now_unix();
+    // The day of the plate's newest read (not the newest partition: just after midnight UTC
+    // that is today's, holding other plates only).
+    let newest = alpr_node::store::lookup(&db, key, now - 5 * DAY, now).unwrap();
+    let day = newest.iter().map(|r| r.captured_at).max().unwrap() / DAY;
+    db.connection()
+        .execute_batch(&format!(
+            "UPDATE reads_{day} SET sealed = CAST(substr(sealed, 1, 5) || CASE WHEN substr(sealed, 6, 1) = X'00' THEN X'01' ELSE X'00' END || substr(sealed, 7) AS BLOB)"
+        ))
+        .unwrap();
     let e = alpr_node::store::lookup(&db, key, now - 5 * DAY, now)
         .unwrap_err()
         .to_string();
