@@ -460,6 +460,77 @@ async fn people_enroll_sign_in_and_search_from_a_browser() {
         last.detail.as_deref().unwrap().contains("NV0020100"),
         "{last:?}"
     );
+    // The admin proposes an agreement and signs it in the browser: a file for the other
+    // side to sign.
+    c.goto(&format!("{base}/admin/agreements")).await.unwrap();
+    wait_page(&c, "Agreements").await;
+    fill(&c, "other", FRESNO).await;
+    fill(&c, "purposes", "240 120").await;
+    fill(
+        &c,
+        "justification",
+        "Mutual aid between Sacramento and Fresno on auto theft",
+    )
+    .await;
+    click(&c, "#draft-form > button").await;
+    let page = wait_page(&c, "Review the agreement").await;
+    assert!(
+        page.contains(&format!("{SACRAMENTO} shares its data with {FRESNO}")),
+        "{page}"
+    );
+    assert!(page.contains("240  Motor Vehicle Theft"), "{page}");
+    click(&c, "#agreement-form button").await;
+    wait_text(&c, "Signed", "Download the signed agreement file").await;
+    // A file Fresno's admin drafted and signed (with the CLI's code), opened and
+    // countersigned in the console: both signed, it is registered.
+    let mut sa = alpr_node::client::draft_agreement(&Federation::terms(
+        FRESNO,
+        SACRAMENTO,
+        &["240"],
+        30,
+        86_400,
+    ))
+    .unwrap();
+    let (fresno_admin, _) = fed.person(FRESNO, &admin_of(FRESNO)).unwrap();
+    alpr_node::client::sign_agreement(&mut sa, &fresno_admin, &fed.trust).unwrap();
+    let file = profile.path().join("from-fresno.agreement");
+    std::fs::write(&file, prost::Message::encode_to_vec(&sa)).unwrap();
+    c.goto(&format!("{base}/admin/agreements")).await.unwrap();
+    wait_page(&c, "Agreements").await;
+    element(&c, "#agreement-file")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    click(&c, "#upload-form button").await;
+    let page = wait_page(&c, "Review the agreement").await;
+    assert!(
+        page.contains("provider admin: signed; requester admin: not signed"),
+        "{page}"
+    );
+    click(&c, "#agreement-form button").await;
+    let page = wait_page(&c, "Registered").await;
+    let id = page
+        .split("registered agreement ")
+        .nth(1)
+        .and_then(|t| t.split('.').next())
+        .unwrap()
+        .to_owned();
+    // And revoked from the console, signed the same way.
+    c.goto(&format!("{base}/admin/agreements")).await.unwrap();
+    click(&c, &format!("a[aria-label='Revoke {id}']")).await;
+    fill(&c, "reason", "The task force was disbanded").await;
+    click(&c, "#revoke-form button").await;
+    wait_page(&c, "Revoke an agreement").await;
+    click(&c, "#agreement-form button").await;
+    wait_text(&c, "Revoked", "recorded the revocation").await;
+    fed.sync(&[FRESNO, SACRAMENTO]).await.unwrap();
+    let view = fed.nodes[FRESNO].node.agreements();
+    let revoked = view.iter().find(|v| v.id == id).unwrap();
+    assert_eq!(
+        revoked.status,
+        alpr_proto::agreement::AgreementStatus::Revoked
+    );
     c.goto(&format!("{base}/search")).await.unwrap();
     wait_page(&c, "Search not permitted").await;
     sign_out(&c).await;

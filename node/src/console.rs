@@ -25,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 mod administer;
+mod agreements;
 mod assets;
 mod auth;
 mod enroll;
@@ -97,6 +98,7 @@ pub async fn start(node: Arc<Node>, cfg: &ConsoleConfig) -> Result<RunningConsol
         setups: Default::default(),
         pending: Default::default(),
         done: Default::default(),
+        agreements: Default::default(),
         used_steps: Default::default(),
     });
     let stop = alpr_runtime::web::serve_https(listener, tls, router(console), "console");
@@ -134,6 +136,19 @@ fn router(console: Arc<Console>) -> Router {
         .route("/supervisor/hold", post(supervise::hold))
         .route("/admin", get(administer::page))
         .route("/admin/switch", post(administer::switch))
+        .route("/admin/agreements", get(agreements::list))
+        .route("/admin/agreements/draft", post(agreements::draft))
+        .route("/admin/agreements/open", post(agreements::open))
+        .route("/admin/agreements/sign", post(agreements::sign))
+        .route("/admin/agreements/file/{id}", get(agreements::file))
+        .route(
+            "/admin/agreements/revoke",
+            get(agreements::revoke_form).post(agreements::revoke_prepare),
+        )
+        .route(
+            "/admin/agreements/revoke/send",
+            post(agreements::revoke_send),
+        )
         .route("/audit", get(records::audit_log))
         .route("/audit/export.csv", get(records::export))
         .route("/audit/reports", get(records::reports))

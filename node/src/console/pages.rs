@@ -45,6 +45,7 @@ pub fn layout(ori: &str, title: &str, who: Option<&Session>, body: Markup) -> Ma
                                 }
                                 Role::Admin => {
                                     a href="/admin" { "Node" }
+                                    a href="/admin/agreements" { "Agreements" }
                                 }
                                 _ => {
                                     a href="/audit" { "Audit log" }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use alpr_pki::{CertificateDer, Role};
-use alpr_proto::pb::{Query, TargetResult};
+use alpr_proto::pb::{Query, SignedAgreement, TargetResult};
 
 use crate::Error;
 use crate::config::ConsoleConfig;
@@ -20,6 +20,8 @@ pub struct Console {
     pub(super) setups: Mutex<HashMap<String, Ticket>>,
     pub(super) pending: Mutex<HashMap<String, Pending>>,
     pub(super) done: Mutex<HashMap<String, Done>>,
+    /// Agreement work waiting for an admin's browser, by id: (admin, work, until).
+    pub(super) agreements: Mutex<HashMap<String, (String, AgreementWork, i64)>>,
     /// The 30-second step of the last code each person used (a code is good once).
     pub(super) used_steps: Mutex<HashMap<String, u64>>,
 }
@@ -72,4 +74,15 @@ pub(super) fn random_token(bytes: usize) -> Result<String, Error> {
         .fill(&mut b)
         .map_err(|_| Error::Usage("no system randomness".into()))?;
     Ok(hex::encode(b))
+}
+
+/// What waits for the admin's browser to sign it.
+#[derive(Debug)]
+pub enum AgreementWork {
+    /// An agreement (a draft, or a file from the other agency).
+    Agreement(Box<SignedAgreement>),
+    /// A revocation: the action's bytes.
+    Revoke(Vec<u8>),
+    /// A signed agreement file, to download.
+    File(Vec<u8>),
 }

@@ -166,6 +166,31 @@
     });
   }
 
+  // An admin's agreement or revocation: signed as it is (the page shows its terms).
+  const agreement = document.getElementById('agreement-form');
+  if (agreement) {
+    agreement.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const kp = await keyOf(agreement.dataset.user);
+      if (!kp) return;
+      const sig = await crypto.subtle.sign(SIG, kp.privateKey, unhex(agreement.dataset.signingInput));
+      agreement.elements.sig.value = hex(sig);
+      agreement.querySelector('button').disabled = true;
+      agreement.submit();
+    });
+  }
+  // An agreement file chosen for upload travels as hex in the form.
+  const upload = document.getElementById('upload-form');
+  if (upload) {
+    upload.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const file = document.getElementById('agreement-file').files[0];
+      if (!file) { status('Choose the agreement file.'); return; }
+      upload.elements.file_hex.value = hex(await file.arrayBuffer());
+      upload.submit();
+    });
+  }
+
   // The search form: which agencies' agreements cover the chosen purpose, and a reason
   // that says nothing is stopped before it is sent.
   const purpose = document.getElementById('purpose');
