@@ -194,6 +194,7 @@ impl Federation {
         let broker_cfg = BrokerConfig {
             listen: broker_addr,
             data_dir: dir.join("broker"),
+            postgres: None,
             tls: alpr_broker::config::TlsConfig {
                 root: layout.root_cert(),
                 cert: bcert,

@@ -598,6 +598,7 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
         .broker
         .db()
         .connection()
+        .expect("a SQLite broker")
         .execute(
             "UPDATE audit_anchors SET anchor = ?1, root = ?2 WHERE ori = ?3 AND size = ?4",
             rusqlite::params![
@@ -634,6 +635,7 @@ async fn the_regulator_witnesses_anchors_and_catches_a_broker_that_replaces_one(
         .broker
         .db()
         .connection()
+        .expect("a SQLite broker")
         .execute(
             "UPDATE audit_anchors SET size = size + 1000, from_size = ?2 WHERE ori = ?1 AND size = ?2",
             rusqlite::params![VENTURA, now as i64],

@@ -16,7 +16,7 @@ const SACRAMENTO: &str = "CA0340000";
 
 /// Recompute every row's chain hash after an edit, as the broker's operator could.
 fn rechain(db: &store::Db) {
-    let c = db.connection();
+    let c = db.connection().expect("a SQLite broker");
     let mut prev = alpr_node::audit::GENESIS.to_owned();
     for e in store::read_log(db).unwrap() {
         let h = alpr_node::audit::chain_hash(&prev, &serde_json::to_string(&e).unwrap());
@@ -73,6 +73,7 @@ async fn a_rewritten_routing_log_cannot_be_shown_to_the_regulator_that_witnessed
         let db = fed.broker.broker.db();
         let n = db
             .connection()
+            .expect("a SQLite broker")
             .execute("UPDATE log SET detail = 'nothing to see' WHERE seq = 2", [])
             .unwrap();
         assert_eq!(n, 1);
@@ -89,6 +90,7 @@ async fn a_rewritten_routing_log_cannot_be_shown_to_the_regulator_that_witnessed
         .broker
         .db()
         .connection()
+        .expect("a SQLite broker")
         .execute_batch("DELETE FROM routing_heads; DELETE FROM routing_cosignatures;")
         .unwrap();
     store::verify_log(&fed.broker.broker.db()).unwrap();
@@ -108,6 +110,7 @@ async fn a_rewritten_routing_log_cannot_be_shown_to_the_regulator_that_witnessed
     {
         let db = fed.broker.broker.db();
         db.connection()
+            .expect("a SQLite broker")
             .execute("DELETE FROM log WHERE seq > ?1", [first.size as i64 - 1])
             .unwrap();
         rechain(&db);

@@ -103,6 +103,7 @@ async fn allowed_query_returns_signed_reads_and_is_logged_by_every_party() {
         .broker
         .db()
         .connection()
+        .expect("a SQLite broker")
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
         .unwrap();
     for f in std::fs::read_dir(&broker_dir).unwrap() {

@@ -37,6 +37,7 @@ fn snapshot(fed: &Federation, to: &std::path::Path) {
         .broker
         .db()
         .connection()
+        .expect("a SQLite broker")
         .execute("VACUUM INTO ?1", [to.to_str().unwrap()])
         .unwrap();
 }

@@ -538,6 +538,7 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
         .broker
         .db()
         .connection()
+        .expect("a SQLite broker")
         .execute("VACUUM INTO ?1", [snap.to_str().unwrap()])
         .unwrap();
     let ventura = &fed.nodes[VENTURA].node;

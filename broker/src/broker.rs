@@ -148,14 +148,15 @@ impl Broker {
         tap: Option<alpr_runtime::wiretap::Wiretap>,
     ) -> Result<Arc<Self>, Error> {
         let (trust, tls, signer, _) = Self::identity(cfg)?;
-        let db = store::open(&cfg.db_path())?;
+        let location = cfg.store_location();
+        let db = Db::open_at(&location)?;
         let registry = Registry::load(&db, &trust)?;
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
         for (id, target, at) in store::routed_ids_since(&db, since)? {
             replay.remember(&id, &target, at);
         }
-        let log_writer = store::LogWriter::open(&cfg.db_path())?;
+        let log_writer = store::LogWriter::open_at(&location)?;
         let deadline = Duration::from_millis(cfg.deadline_ms);
         let client_cfg = alpr_runtime::tls::client_config(&trust, &tls)?;
         let mut nodes = HashMap::new();
@@ -201,6 +202,18 @@ impl Broker {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// On a store shared with other replicas, take in the registry leaves they appended
+    /// (verifying each) before anything is decided from the registry; a no-op on a store of
+    /// this broker's own.
+    pub fn sync_registry(&self) -> Result<(), Error> {
+        let db = self.db();
+        if !db.is_shared() {
+            return Ok(());
+        }
+        let mut reg = self.reg_mut();
+        reg.catch_up(&db, &self.trust())
+    }
+
     fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -216,6 +229,7 @@ impl Broker {
         sa: &SignedAgreement,
     ) -> Result<(String, u64, SignedTreeHead), Error> {
         let now = alpr_pki::now_unix();
+        self.sync_registry()?;
         let result = self.register_inner(sa, now);
         let mut db = self.db();
         let entry = LogEntry {
@@ -262,6 +276,7 @@ impl Broker {
             alpr_proto::registry::ACTION,
             now,
         )?;
+        self.sync_registry()?;
         let mut db = self.db();
         let result = {
             let reg = self.reg();
@@ -317,6 +332,7 @@ impl Broker {
     ) -> Result<(u64, SignedTreeHead), Error> {
         let now = alpr_pki::now_unix();
         let trust = self.trust();
+        self.sync_registry()?;
         let result = alpr_proto::registry::verify_sealing_key(&trust, signed, 0, now)
             .map_err(Error::from)
             .and_then(|k| {
@@ -427,6 +443,7 @@ impl Broker {
 
     /// The registry as a regulator sees it (head verified, records replayed).
     pub fn regulator_view(&self) -> Result<crate::regulator::RegistryView, Error> {
+        self.sync_registry()?;
         let head =
             alpr_proto::registry::verify_head(&self.trust(), &self.head()?, alpr_pki::now_unix())?;
         let reg = self.reg();
@@ -439,12 +456,16 @@ impl Broker {
 
     /// Registry leaves `[start, end)` (at most 1000).
     pub fn entries(&self, start: u64, end: u64) -> Vec<Vec<u8>> {
+        if let Err(e) = self.sync_registry() {
+            tracing::error!(error = %e, "registry catch-up failed; serving the leaves held");
+        }
         self.reg()
             .entries(start, end.min(start.saturating_add(1000)))
     }
 
     /// Inclusion proof.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Vec<alpr_proto::merkle::Hash>, Error> {
+        self.sync_registry()?;
         self.reg().inclusion(index, size)
     }
 
@@ -454,6 +475,7 @@ impl Broker {
         first: u64,
         second: u64,
     ) -> Result<Vec<alpr_proto::merkle::Hash>, Error> {
+        self.sync_registry()?;
         self.reg().consistency(first, second)
     }
 
@@ -530,6 +552,7 @@ impl Broker {
 
     /// Registered agreements with status, optionally where `ori` is a party.
     pub fn list(&self, ori: Option<&str>) -> Result<Vec<(AgreementView, SignedAgreement)>, Error> {
+        self.sync_registry()?;
         let reg = self.reg();
         Ok(reg
             .views()
@@ -701,6 +724,7 @@ impl Broker {
         targets: &[String],
         now: i64,
     ) -> Result<(Vec<Plan>, Vec<LogEntry>), Error> {
+        self.sync_registry()?;
         // Only the agreements this query can use: between its targets and its requester
         // (and the agency it is made on behalf of), through the registry's parties index.
         let agreements = match &opened.facts().query {
@@ -838,6 +862,7 @@ impl Broker {
             }
             entries.push(entry);
         }
+        self.claim(&db, opened, &mut plans, &mut entries, now)?;
         for e in &entries {
             self.metrics
                 .routing_decisions
@@ -848,6 +873,58 @@ impl Broker {
                 .inc();
         }
         Ok((plans, entries))
+    }
+
+    /// On a store shared with other replicas, claim each admitted target in the database
+    /// before anything is forwarded: a target another replica already routed this query to
+    /// is refused here as a replay (one replica's replay memory cannot know the others').
+    fn claim(
+        &self,
+        db: &Db,
+        opened: &OpenedQuery,
+        plans: &mut [Plan],
+        entries: &mut [LogEntry],
+        now: i64,
+    ) -> Result<(), Error> {
+        let Some(q) = &opened.facts().query else {
+            return Ok(());
+        };
+        let forwards: Vec<String> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Forward { ori, .. } => Some(ori.clone()),
+                Plan::Done(_) => None,
+            })
+            .collect();
+        if forwards.is_empty() {
+            return Ok(());
+        }
+        let replays = store::claim_routes(db, &q.query_id, &forwards, now)?;
+        for (plan, entry) in plans.iter_mut().zip(entries.iter_mut()) {
+            let Plan::Forward { ori, .. } = plan else {
+                continue;
+            };
+            if !replays.contains(ori) {
+                continue;
+            }
+            let detail = format!(
+                "query {} was already routed to {ori} by another broker replica",
+                hex::encode(&q.query_id)
+            );
+            entry.decision = Decision::Refused;
+            entry.reason_code = Some(RefusalReason::Replay.as_str_name().into());
+            entry.detail = Some(detail.clone());
+            *plan = Plan::Done(Box::new(TargetResult {
+                ori: ori.clone(),
+                status: TargetStatus::Refused as i32,
+                reason: RefusalReason::Replay as i32,
+                detail,
+                reply: None,
+                decided_by: "broker".into(),
+                sealed_reply: None,
+            }));
+        }
+        Ok(())
     }
 
     async fn forward(

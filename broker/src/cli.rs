@@ -446,6 +446,9 @@ async fn registry(conn: ClientArgs, cmd: RegistryCmd) -> Result<(), Error> {
 
 /// The broker database of a broker that exists: host commands never create it.
 fn open_existing(cfg: &BrokerConfig, config: &std::path::Path) -> Result<store::Db, Error> {
+    if cfg.postgres.is_some() {
+        return store::Db::open_at(&cfg.store_location());
+    }
     let path = cfg.db_path();
     if !path.exists() {
         return Err(Error::Usage(format!(

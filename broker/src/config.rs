@@ -13,8 +13,19 @@ use crate::Error;
 pub struct BrokerConfig {
     /// Address to serve on.
     pub listen: SocketAddr,
-    /// Directory for the broker's SQLite database (registry and routing log; never reads).
+    /// Directory for the broker's SQLite database (registry and routing log; never reads),
+    /// used unless `postgres` is set.
     pub data_dir: PathBuf,
+    /// PostgreSQL connection string (`host=db1 port=5432 user=alpr_broker dbname=registry
+    /// password=…`, or a `postgresql://` URL). When set, the broker keeps its registry log,
+    /// replay claims, routing log and anchors in that database instead of
+    /// `data_dir/broker.db`, and any number of brokers with the same setting run as
+    /// replicas of one broker behind an ordinary TCP load balancer: registry appends never
+    /// fork, a query replayed to another replica is refused, every replica sees the others'
+    /// registrations before deciding. The connection is not encrypted: keep the database on
+    /// the brokers' own network (see docs/DEPLOYMENT.md).
+    #[serde(default)]
+    pub postgres: Option<String>,
     /// Certificates.
     pub tls: TlsConfig,
     /// Deadline for one target node's answer, milliseconds.
@@ -118,6 +129,10 @@ impl BrokerConfig {
         if self.max_agreement_days == 0 || self.max_agreement_days > 366 {
             return Err("max_agreement_days must be 1..366".into());
         }
+        if let Some(url) = &self.postgres {
+            url.parse::<postgres::Config>()
+                .map_err(|e| format!("postgres: the connection string does not parse: {e}"))?;
+        }
         if self.deadline_ms == 0 {
             return Err("deadline_ms must be positive".into());
         }
@@ -130,6 +145,14 @@ impl BrokerConfig {
     /// Path of the SQLite database.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("broker.db")
+    }
+
+    /// Where the store is: PostgreSQL when `postgres` is set, else the SQLite file.
+    pub fn store_location(&self) -> crate::store::Location {
+        match &self.postgres {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::Sqlite(self.db_path()),
+        }
     }
 }
 

@@ -21,6 +21,9 @@ pub enum Error {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] crate::store::DbError),
+    /// The PostgreSQL store failed or cannot be reached (the server's own message).
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

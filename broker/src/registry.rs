@@ -26,25 +26,35 @@ pub struct Registry {
 impl Registry {
     /// Load and verify the whole log.
     pub fn load(db: &Db, trust: &TrustStore) -> Result<Self, Error> {
-        let rows = store::registry_leaves(db)?;
         let mut reg = Self::default();
-        for (i, (idx, leaf)) in rows.into_iter().enumerate() {
-            if idx != i as u64 {
+        reg.take(store::registry_leaves(db)?, trust)?;
+        Ok(reg)
+    }
+
+    /// Take in the leaves stored after this copy's last (appended by another broker
+    /// replica sharing the store), verifying each as at load.
+    pub fn catch_up(&mut self, db: &Db, trust: &TrustStore) -> Result<(), Error> {
+        let rows = store::registry_leaves_from(db, self.size())?;
+        self.take(rows, trust)
+    }
+
+    fn take(&mut self, rows: Vec<(u64, Vec<u8>)>, trust: &TrustStore) -> Result<(), Error> {
+        for (idx, leaf) in rows {
+            let i = self.size();
+            if idx != i {
                 return Err(Error::Corrupt {
                     what: "registry database".into(),
                     detail: format!("entry {i} is missing"),
                 });
             }
-            registry::apply_leaf(trust, &mut reg.state, i as u64, &leaf).map_err(|e| {
-                Error::Corrupt {
-                    what: "registry database".into(),
-                    detail: format!("entry {i} does not verify: {e}"),
-                }
+            registry::apply_leaf(trust, &mut self.state, i, &leaf).map_err(|e| Error::Corrupt {
+                what: "registry database".into(),
+                detail: format!("entry {i} does not verify: {e}"),
             })?;
-            reg.hashes.push(merkle::leaf_hash(&leaf));
-            reg.leaves.push(leaf);
+            self.hashes.push(merkle::leaf_hash(&leaf));
+            self.leaves.push(leaf);
         }
-        Ok(reg)
+        Ok(())
     }
 
     /// Number of leaves.
@@ -98,6 +108,9 @@ impl Registry {
     }
 
     /// Verify and append a leaf durably, sign the new tree head; returns (index, head).
+    /// When another replica sharing the store appended first, catch up with its leaves and
+    /// try again (the leaf verified against the registry as it now stands): the log never
+    /// forks.
     pub fn append(
         &mut self,
         db: &mut Db,
@@ -106,11 +119,31 @@ impl Registry {
         leaf: Vec<u8>,
         now: i64,
     ) -> Result<(u64, SignedTreeHead), Error> {
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            if let Some(done) = self.try_append(db, trust, signer, &leaf, now)? {
+                return Ok(done);
+            }
+            self.catch_up(db, trust)?;
+        }
+        Err(Error::Postgres(format!(
+            "registry append lost the race to other replicas {ATTEMPTS} times; try again"
+        )))
+    }
+
+    fn try_append(
+        &mut self,
+        db: &mut Db,
+        trust: &TrustStore,
+        signer: &Signer,
+        leaf: &[u8],
+        now: i64,
+    ) -> Result<Option<(u64, SignedTreeHead)>, Error> {
         let index = self.size();
         let mut state = self.state.clone();
-        registry::apply_leaf(trust, &mut state, index, &leaf)?;
+        registry::apply_leaf(trust, &mut state, index, leaf)?;
         let mut hashes = self.hashes.clone();
-        hashes.push(merkle::leaf_hash(&leaf));
+        hashes.push(merkle::leaf_hash(leaf));
         let th = TreeHead {
             size: index + 1,
             root: merkle::root(&hashes).to_vec(),
@@ -120,11 +153,13 @@ impl Registry {
             head: Some(envelope::seal(signer, TREE_HEAD, &th)?),
             cosignatures: vec![],
         };
-        store::append_registry_leaf(db, index, &leaf, &sth.encode_to_vec())?;
+        if !store::append_registry_leaf(db, index, leaf, &sth.encode_to_vec())? {
+            return Ok(None);
+        }
         self.state = state;
         self.hashes = hashes;
-        self.leaves.push(leaf);
-        Ok((index, sth))
+        self.leaves.push(leaf.to_vec());
+        Ok(Some((index, sth)))
     }
 
     /// Leaves `[start, end)`.

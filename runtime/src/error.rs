@@ -48,6 +48,9 @@ pub enum Error {
     /// Logging or span export could not be installed.
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// A local PostgreSQL server ([`crate::pgserver`]) could not be set up or started.
+    #[error("local postgres: {0}")]
+    LocalPostgres(String),
     /// A Merkle tree kept in a table cannot be read or written, or a proof is asked for
     /// sizes it cannot give.
     #[error("merkle tree {table}: {detail}")]

@@ -11,6 +11,7 @@
 //! * [`telemetry`]: logging and OpenTelemetry span export and propagation.
 //! * [`vocabulary`](mod@vocabulary): closed sets of log names as enums with one string form.
 //! * [`sqlite`]: how every party opens its database files; background WAL checkpoints.
+//! * [`pgserver`]: a PostgreSQL server of its own in a temporary directory (tests, demo).
 //! * [`tree`]: an RFC 6962 tree kept in a SQLite table beside the log it covers.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 mod error;
 pub mod metrics;
+pub mod pgserver;
 pub mod server;
 pub mod sqlite;
 pub mod tasks;

@@ -204,6 +204,7 @@ fn a_tampered_leaf_in_the_database_is_refused_at_load() {
     sig[0] ^= 1;
     let forged = ev.encode_to_vec();
     db.connection()
+        .unwrap()
         .execute("UPDATE registry SET leaf = ?1 WHERE idx = 1", [forged])
         .unwrap();
     let e = Registry::load(&db, &kit.trust).err().unwrap();
@@ -236,6 +237,7 @@ fn a_missing_leaf_in_the_database_is_refused_at_load() {
     let kit = Kit::new();
     let (_, db, _) = registry_of(&kit, 3);
     db.connection()
+        .unwrap()
         .execute("DELETE FROM registry WHERE idx = 1", [])
         .unwrap();
     let e = Registry::load(&db, &kit.trust).err().unwrap();

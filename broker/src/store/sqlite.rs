@@ -1,4 +1,4 @@
-//! The SQLite backend of the store: the one place the broker speaks SQL or names a
+//! The SQLite backend of the store: the one place the broker speaks SQLite's SQL or names a
 //! `rusqlite` type. `broker.db` holds the agencies seen at registration, the routing log
 //! ([`routing_log`]) and the agreement registry's leaves and tree heads ([`registry_log`]).
 
@@ -17,13 +17,14 @@ pub use audit_anchors::{
     put_audit_cosignature, put_audit_fork,
 };
 pub use registry_log::{
-    append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, tree_head_of_size,
+    append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, registry_leaves_from,
+    tree_head_of_size,
 };
+pub(super) use routing_log::group_writer;
 pub use routing_log::{
-    ChainReport, LogWriter, RoutingWeek, agency_jurisdiction, latest_routing_head, log, put_agency,
-    put_routing_cosignature, put_routing_head, read_log, routed_ids_since, routing_consistency,
-    routing_cosignatures, routing_head_of_size, routing_stats, routing_tree_head, routing_weeks,
-    verify_log,
+    agency_jurisdiction, latest_routing_head, log, put_agency, put_routing_cosignature,
+    put_routing_head, read_log, routed_ids_since, routing_consistency, routing_cosignatures,
+    routing_head_of_size, routing_stats, routing_tree_head, routing_weeks, verify_log,
 };
 
 const SCHEMA: &str = r#"
@@ -50,37 +51,18 @@ CREATE TABLE IF NOT EXISTS log (
 );
 "#;
 
-/// An open broker database.
-#[derive(Debug)]
-pub struct Db {
-    conn: Connection,
-}
-
-impl Db {
-    /// Open (creating if needed) the broker database at `path`; the same as [`open`].
-    pub fn open(path: &Path) -> Result<Self, Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(audit_anchors::SCHEMA)?;
-        routing_log::add_chain_columns(&conn)?;
-        routing_log::add_tree(&conn)?;
-        Ok(Self { conn })
+/// Open (creating if needed) the broker database at `path`, its schema current.
+pub(super) fn open_conn(path: &Path) -> Result<Connection, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-
-    /// The SQLite connection underneath, for tests and tools that inspect the file (or
-    /// tamper with it, as an attacker would). The broker itself goes through the store's
-    /// functions.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-/// Open (creating if needed) the broker database.
-pub fn open(path: &Path) -> Result<Db, Error> {
-    Db::open(path)
+    let conn = alpr_runtime::sqlite::open(path, std::time::Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(audit_anchors::SCHEMA)?;
+    conn.execute_batch(registry_log::SCHEMA)?;
+    routing_log::add_chain_columns(&conn)?;
+    routing_log::add_tree(&conn)?;
+    Ok(conn)
 }
 
 /// A database failure (opaque; SQLite's own message).

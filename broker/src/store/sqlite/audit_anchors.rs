@@ -2,9 +2,8 @@
 //! forks (kept as evidence: two heads signed by one node that no log can both match). The
 //! verification is [`crate::anchors`]'.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Db;
 use crate::Error;
 use crate::store::{AuditFork, StoredAnchor};
 
@@ -36,9 +35,8 @@ CREATE TABLE IF NOT EXISTS audit_forks (
 "#;
 
 /// The newest anchor of `ori`'s audit log.
-pub fn latest_audit_anchor(db: &Db, ori: &str) -> Result<Option<StoredAnchor>, Error> {
-    Ok(db
-        .conn
+pub fn latest_audit_anchor(conn: &Connection, ori: &str) -> Result<Option<StoredAnchor>, Error> {
+    Ok(conn
         .query_row(
             "SELECT size, root, anchor, from_size, consistency FROM audit_anchors WHERE ori = ?1 ORDER BY size DESC LIMIT 1",
             [ori],
@@ -50,12 +48,12 @@ pub fn latest_audit_anchor(db: &Db, ori: &str) -> Result<Option<StoredAnchor>, E
 /// Keep an accepted anchor, with the consistency proof (32-byte hashes) from the size
 /// anchored before.
 pub fn put_audit_anchor(
-    db: &Db,
+    conn: &Connection,
     a: &StoredAnchor,
     ori: &str,
     anchored_at: i64,
 ) -> Result<(), Error> {
-    db.conn.execute(
+    conn.execute(
         "INSERT INTO audit_anchors (ori, size, root, anchored_at, anchor, from_size, consistency) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             ori,
@@ -72,12 +70,12 @@ pub fn put_audit_anchor(
 
 /// `ori`'s anchors larger than `after`, oldest first, at most `limit`.
 pub fn audit_anchor_chain(
-    db: &Db,
+    conn: &Connection,
     ori: &str,
     after: u64,
     limit: u64,
 ) -> Result<Vec<StoredAnchor>, Error> {
-    let mut st = db.conn.prepare(
+    let mut st = conn.prepare(
         "SELECT size, root, anchor, from_size, consistency FROM audit_anchors WHERE ori = ?1 AND size > ?2 ORDER BY size LIMIT ?3",
     )?;
     let rows = st
@@ -99,13 +97,13 @@ fn stored_anchor(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnchor> {
 
 /// Keep a regulator's cosignature of `ori`'s anchor of `size`.
 pub fn put_audit_cosignature(
-    db: &Db,
+    conn: &Connection,
     ori: &str,
     size: u64,
     cosigner: &str,
     cosig: &[u8],
 ) -> Result<(), Error> {
-    db.conn.execute(
+    conn.execute(
         "INSERT OR REPLACE INTO audit_cosignatures (ori, size, cosigner, cosignature) VALUES (?1, ?2, ?3, ?4)",
         params![ori, size as i64, cosigner, cosig],
     )?;
@@ -113,8 +111,8 @@ pub fn put_audit_cosignature(
 }
 
 /// The cosignatures kept for `ori`'s anchor of `size` (encoded `Signed`s).
-pub fn audit_cosignatures(db: &Db, ori: &str, size: u64) -> Result<Vec<Vec<u8>>, Error> {
-    let mut st = db.conn.prepare(
+pub fn audit_cosignatures(conn: &Connection, ori: &str, size: u64) -> Result<Vec<Vec<u8>>, Error> {
+    let mut st = conn.prepare(
         "SELECT cosignature FROM audit_cosignatures WHERE ori = ?1 AND size = ?2 ORDER BY cosigner",
     )?;
     let rows = st
@@ -125,13 +123,13 @@ pub fn audit_cosignatures(db: &Db, ori: &str, size: u64) -> Result<Vec<Vec<u8>>,
 
 /// Keep a head refused as a fork, with why.
 pub fn put_audit_fork(
-    db: &Db,
+    conn: &Connection,
     ori: &str,
     at: i64,
     offered: &[u8],
     detail: &str,
 ) -> Result<(), Error> {
-    db.conn.execute(
+    conn.execute(
         "INSERT INTO audit_forks (ori, at, offered, detail) VALUES (?1, ?2, ?3, ?4)",
         params![ori, at, offered, detail],
     )?;
@@ -139,10 +137,8 @@ pub fn put_audit_fork(
 }
 
 /// Heads refused as forks, oldest first.
-pub fn audit_forks(db: &Db) -> Result<Vec<AuditFork>, Error> {
-    let mut st = db
-        .conn
-        .prepare("SELECT ori, at, offered, detail FROM audit_forks ORDER BY seq")?;
+pub fn audit_forks(conn: &Connection) -> Result<Vec<AuditFork>, Error> {
+    let mut st = conn.prepare("SELECT ori, at, offered, detail FROM audit_forks ORDER BY seq")?;
     let rows = st
         .query_map([], |r| {
             Ok(AuditFork {
