@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod balancer;
 pub mod refusals;
+pub mod replicas;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -83,6 +85,9 @@ pub struct Federation {
     pub broker: RunningBroker,
     /// The nodes by ORI.
     pub nodes: BTreeMap<String, RunningNode>,
+    /// On a broker store in PostgreSQL ([`Federation::start_replicated`]): the TCP load
+    /// balancer the nodes reach the broker replicas through.
+    pub balancer: Option<balancer::Balancer>,
     /// Node configs by ORI (also written to `dir/<ORI>/node.toml`).
     pub node_configs: BTreeMap<String, NodeConfig>,
     /// The reply keys of the boxes [`Federation::endorse`] sealed, by (query id, target),
@@ -136,6 +141,39 @@ impl Federation {
         closed: &[&str],
         tune: &dyn Fn(&mut NodeConfig),
         tap: Option<alpr_runtime::wiretap::Wiretap>,
+    ) -> Result<Self> {
+        Self::start_full(keep, agencies, policy, closed, tune, tap, None).await
+    }
+
+    /// Like [`Federation::start`], with the broker's store in the PostgreSQL database of
+    /// `postgres` (a connection string), so that more replicas can join it
+    /// ([`Federation::start_replica`]); the nodes reach the broker through a TCP load
+    /// balancer in front of every replica ([`Federation::balancer`]).
+    pub async fn start_replicated(
+        agencies: &[AgencySpec],
+        policy: impl Fn(&str) -> PolicyConfig,
+        postgres: &str,
+    ) -> Result<Self> {
+        Self::start_full(
+            None,
+            agencies,
+            policy,
+            &[],
+            &|_| {},
+            None,
+            Some(postgres.to_owned()),
+        )
+        .await
+    }
+
+    async fn start_full(
+        keep: Option<PathBuf>,
+        agencies: &[AgencySpec],
+        policy: impl Fn(&str) -> PolicyConfig,
+        closed: &[&str],
+        tune: &dyn Fn(&mut NodeConfig),
+        tap: Option<alpr_runtime::wiretap::Wiretap>,
+        postgres: Option<String>,
     ) -> Result<Self> {
         let (dir, tmp) = match keep {
             Some(d) => {
@@ -194,7 +232,7 @@ impl Federation {
         let broker_cfg = BrokerConfig {
             listen: broker_addr,
             data_dir: dir.join("broker"),
-            postgres: None,
+            postgres: postgres.clone(),
             tls: alpr_broker::config::TlsConfig {
                 root: layout.root_cert(),
                 cert: bcert,
@@ -223,6 +261,11 @@ impl Federation {
             toml::to_string(&broker_cfg)?,
         )?;
         let broker = alpr_broker::start_tapped(&broker_cfg, broker_listener, tap).await?;
+        let balancer = match postgres {
+            Some(_) => Some(balancer::Balancer::start(vec![broker.addr]).await?),
+            None => None,
+        };
+        let nodes_reach = balancer.as_ref().map_or(broker_addr, |b| b.addr);
 
         let mut nodes = BTreeMap::new();
         let mut node_configs = BTreeMap::new();
@@ -240,7 +283,7 @@ impl Federation {
                     crl_reload_secs: 30,
                 },
                 broker: Some(PeerConfig {
-                    addr: broker_addr.to_string(),
+                    addr: nodes_reach.to_string(),
                     server_name: "localhost".into(),
                     timeout_ms: 5000,
                 }),
@@ -291,6 +334,7 @@ impl Federation {
             trust,
             broker,
             nodes,
+            balancer,
             node_configs,
             reply_keys: Default::default(),
             _tmp: tmp,
@@ -408,12 +452,17 @@ impl Federation {
     /// Draft an agreement, have both admins sign it, register it at the broker over mTLS
     /// and have both nodes sync it from the registry log. Returns the agreement id.
     pub async fn agree(&self, terms: Agreement) -> Result<String> {
+        self.agree_at(self.broker.addr, terms).await
+    }
+
+    /// [`Federation::agree`] through the broker (replica) at `addr`.
+    pub async fn agree_at(&self, addr: std::net::SocketAddr, terms: Agreement) -> Result<String> {
         let mut sa = client::draft_agreement(&terms)?;
         let (padmin, _) = self.person(&terms.provider_ori, &admin_of(&terms.provider_ori))?;
         let (radmin, _) = self.person(&terms.requester_ori, &admin_of(&terms.requester_ori))?;
         client::sign_agreement(&mut sa, &padmin, &self.trust)?;
         client::sign_agreement(&mut sa, &radmin, &self.trust)?;
-        let id = self.submit(&terms.provider_ori, &sa).await?;
+        let id = self.submit_at(addr, &terms.provider_ori, &sa).await?;
         self.sync(&[&terms.provider_ori, &terms.requester_ori])
             .await?;
         Ok(id)
@@ -467,13 +516,41 @@ impl Federation {
 
     /// Submit a signed agreement to the broker from an agency's admin.
     pub async fn submit(&self, ori: &str, sa: &alpr_proto::pb::SignedAgreement) -> Result<String> {
+        self.submit_at(self.broker.addr, ori, sa).await
+    }
+
+    /// Submit a signed agreement from an agency's admin to the broker (replica) at `addr`.
+    pub async fn submit_at(
+        &self,
+        addr: std::net::SocketAddr,
+        ori: &str,
+        sa: &alpr_proto::pb::SignedAgreement,
+    ) -> Result<String> {
         let (_, tls) = self.person(ori, &admin_of(ori))?;
         let target = Target {
-            addr: self.broker.addr.to_string(),
+            addr: addr.to_string(),
             server_name: "localhost".into(),
         };
         let mut c = client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
         Ok(client::submit_agreement(&mut c, sa).await?)
+    }
+
+    /// Send an endorsed query to the broker (replica) at `addr` as agency `ori`'s node
+    /// would, over mTLS with the node's certificate.
+    pub async fn route_at(
+        &self,
+        addr: std::net::SocketAddr,
+        ori: &str,
+        endorsed: Signed,
+    ) -> Result<RouteResponse> {
+        let (c, k) = self.pki.node(ori);
+        let tls = TlsIdentity::load(&c, &k)?;
+        let target = Target {
+            addr: addr.to_string(),
+            server_name: "localhost".into(),
+        };
+        let mut b = client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
+        Ok(b.route_query(endorsed).await?.into_inner())
     }
 
     /// Standard agreement terms valid for `valid_secs` from now.

@@ -633,10 +633,23 @@ impl Broker {
 
         // Admission per target, logged before anything is forwarded.
         let me = self.clone();
-        let (plans, entries) =
+        let (mut plans, mut entries) =
             tokio::task::spawn_blocking(move || me.plan(&opened, &targets, now)).await??;
-        // Nothing is forwarded before the routing decisions are durable.
-        self.log_writer.append(entries).await?;
+        // Nothing is forwarded before the routing decisions are durable, with the claims
+        // that keep other replicas from routing the same query again.
+        let claim = store::Claim {
+            query_id: query.query_id.clone(),
+            now,
+        };
+        let replays = self
+            .log_writer
+            .append_claimed(entries.clone(), claim)
+            .await?;
+        if !replays.is_empty() {
+            store::mark_replays(&mut entries, &replays);
+            Self::refuse_replays(&mut plans, &replays, &query.query_id);
+        }
+        self.count(&entries);
 
         let sealed = facts.sealed;
         let remaining = (query.expires_at - now).max(0) as u64;
@@ -862,8 +875,12 @@ impl Broker {
             }
             entries.push(entry);
         }
-        self.claim(&db, opened, &mut plans, &mut entries, now)?;
-        for e in &entries {
+        Ok((plans, entries))
+    }
+
+    /// Count the routing decisions as they were made durable.
+    fn count(&self, entries: &[LogEntry]) {
+        for e in entries {
             self.metrics
                 .routing_decisions
                 .get_or_create(&crate::metrics::DecisionReason {
@@ -872,59 +889,31 @@ impl Broker {
                 })
                 .inc();
         }
-        Ok((plans, entries))
     }
 
-    /// On a store shared with other replicas, claim each admitted target in the database
-    /// before anything is forwarded: a target another replica already routed this query to
-    /// is refused here as a replay (one replica's replay memory cannot know the others').
-    fn claim(
-        &self,
-        db: &Db,
-        opened: &OpenedQuery,
-        plans: &mut [Plan],
-        entries: &mut [LogEntry],
-        now: i64,
-    ) -> Result<(), Error> {
-        let Some(q) = &opened.facts().query else {
-            return Ok(());
-        };
-        let forwards: Vec<String> = plans
-            .iter()
-            .filter_map(|p| match p {
-                Plan::Forward { ori, .. } => Some(ori.clone()),
-                Plan::Done(_) => None,
-            })
-            .collect();
-        if forwards.is_empty() {
-            return Ok(());
-        }
-        let replays = store::claim_routes(db, &q.query_id, &forwards, now)?;
-        for (plan, entry) in plans.iter_mut().zip(entries.iter_mut()) {
+    /// The targets another replica had routed this query to, refused here as replays: their
+    /// rows were written as refusals (with the claims of the rest, in one transaction).
+    fn refuse_replays(plans: &mut [Plan], replays: &[String], query_id: &[u8]) {
+        for plan in plans.iter_mut() {
             let Plan::Forward { ori, .. } = plan else {
                 continue;
             };
             if !replays.contains(ori) {
                 continue;
             }
-            let detail = format!(
-                "query {} was already routed to {ori} by another broker replica",
-                hex::encode(&q.query_id)
-            );
-            entry.decision = Decision::Refused;
-            entry.reason_code = Some(RefusalReason::Replay.as_str_name().into());
-            entry.detail = Some(detail.clone());
             *plan = Plan::Done(Box::new(TargetResult {
                 ori: ori.clone(),
                 status: TargetStatus::Refused as i32,
                 reason: RefusalReason::Replay as i32,
-                detail,
+                detail: format!(
+                    "query {} was already routed to {ori} by another broker replica",
+                    hex::encode(query_id)
+                ),
                 reply: None,
                 decided_by: "broker".into(),
                 sealed_reply: None,
             }));
         }
-        Ok(())
     }
 
     async fn forward(

@@ -26,7 +26,8 @@
 //! lives in those two modules; the hash chain and its verification are the same for both
 //! (`store/chain.rs`), as is the group-commit writer (`store/writer.rs`). The handle is
 //! [`Db`]; it says whether other replicas share it ([`Db::is_shared`]), and then the broker
-//! catches its registry up before deciding and claims each route ([`claim_routes`]). The
+//! catches its registry up before deciding and the writer claims each route it forwards
+//! ([`LogWriter::append_claimed`]). The
 //! database holds no reads and no answers.
 
 use std::path::PathBuf;
@@ -46,7 +47,7 @@ mod tests;
 
 pub use postgres::Pg;
 pub use sqlite::DbError;
-pub use writer::LogWriter;
+pub use writer::{Claim, LogWriter, mark_replays};
 
 /// Where a broker keeps its store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,8 +140,9 @@ impl LogWriter {
         match location {
             Location::Sqlite(p) => Self::open(p),
             Location::Postgres(url) => {
-                let pg = postgres::parse(url)?;
-                Self::start(postgres::group_writer_for(pg))
+                // The schema first (and a clear error now if the database is unreachable).
+                drop(Pg::open(url)?);
+                Self::start(postgres::group_writer_for(postgres::parse(url)?))
             }
         }
     }
@@ -254,9 +256,10 @@ pub fn routed_ids_since(db: &Db, since: i64) -> Result<Vec<(Vec<u8>, String, i64
     on!(db, routed_ids_since(since))
 }
 
-/// Claim `query_id` for each of `targets` before forwarding it: the targets another broker
-/// replica already routed it to (a replay, to refuse). A store of one broker's own
-/// (SQLite) has no other replica: its replay memory decides alone, and this returns none.
+/// Claim `query_id` for each of `targets` on its own (the writer claims routes with their
+/// decisions, [`LogWriter::append_claimed`]): the targets another broker replica already
+/// routed it to. A store of one broker's own (SQLite) has no other replica: its replay
+/// memory decides alone, and this returns none.
 pub fn claim_routes(
     db: &Db,
     query_id: &[u8],
@@ -265,13 +268,7 @@ pub fn claim_routes(
 ) -> Result<Vec<String>, Error> {
     match &db.backend {
         Backend::Sqlite(_) => Ok(Vec::new()),
-        Backend::Postgres(p) => postgres::claim_routes(
-            p,
-            query_id,
-            targets,
-            now,
-            alpr_proto::replay::ReplayMemory::HORIZON_SECS,
-        ),
+        Backend::Postgres(p) => postgres::claim_routes(p, query_id, targets, now),
     }
 }
 

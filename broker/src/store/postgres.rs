@@ -6,15 +6,15 @@
 //!   one stores it and the other is told to catch up and try again ([`append_registry_leaf`]);
 //! - the routing log: each group is appended under one advisory lock, so the hash chain and
 //!   the tree are one sequence whichever replica writes ([`routing_log`]);
-//! - replay memory: each admitted (query id, target) is claimed in table `routed` before it
-//!   is forwarded ([`claim_routes`]), so a query replayed to a second replica is refused.
+//! - replay memory: each admitted (query id, target) is claimed in table `routed` in the
+//!   transaction that makes its routing decision durable, before it is forwarded (see
+//!   `store/writer.rs`), so a query replayed to a second replica is refused.
 //!
 //! The client is the synchronous `postgres` crate (rust-postgres over tokio-postgres). The
 //! broker calls its store from async tasks, where that client cannot block, so a small pool
 //! of worker threads owns the connections and runs each call ([`Pg::call`]); a worker whose
 //! connection broke reconnects before its next call.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use postgres::{Client, NoTls};
@@ -127,8 +127,6 @@ type Job = Box<dyn FnOnce(Result<&mut Client, Error>) + Send>;
 #[derive(Debug)]
 pub struct Pg {
     jobs: mpsc::Sender<Job>,
-    /// Claims made, to prune expired ones now and then.
-    claims: AtomicU64,
 }
 
 /// Parse a connection string (libpq `key=value` form or a `postgresql://` URL), naming
@@ -168,10 +166,7 @@ impl Pg {
                 .recv()
                 .map_err(|_| Error::Postgres("a worker stopped while connecting".into()))??;
         }
-        let pg = Self {
-            jobs,
-            claims: AtomicU64::new(0),
-        };
+        let pg = Self { jobs };
         pg.call(|c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
@@ -195,13 +190,6 @@ impl Pg {
             .map_err(|_| Error::Postgres("the connection pool stopped".into()))?;
         rx.recv()
             .map_err(|_| Error::Postgres("a connection worker stopped".into()))?
-    }
-
-    /// Count a claim; true every 1,000th (time to prune expired claims).
-    pub(super) fn prune_due(&self) -> bool {
-        self.claims
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(1000)
     }
 }
 

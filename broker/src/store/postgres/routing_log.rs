@@ -10,7 +10,7 @@ use postgres::{Client, GenericClient};
 use super::{Pg, u};
 use crate::Error;
 use crate::store::chain::{self, GENESIS, row_hash};
-use crate::store::writer::GroupCommit;
+use crate::store::writer::{GroupCommit, Pending, mark_replays};
 use crate::store::{ChainReport, LogEntry, RefusalCounts, RoutingWeek};
 
 /// Advisory lock serializing routing-log appends between replicas.
@@ -160,21 +160,55 @@ pub fn log(pg: &Pg, entries: &[LogEntry]) -> Result<(), Error> {
 }
 
 /// The routing-log writer's own connection (made on the writer's thread, and again after
-/// it breaks): every group one transaction.
+/// it breaks): every group one transaction, each claim made in it ([`claim_in`]) with the
+/// rows it decides.
 pub fn group_writer_for(config: postgres::Config) -> GroupCommit {
     let mut client: Option<Client> = None;
-    Box::new(move |groups: &[&[LogEntry]]| {
+    let mut commits: u64 = 0;
+    Box::new(move |groups: &mut [Pending]| {
         if client.as_ref().is_none_or(Client::is_closed) {
             client = Some(super::connect(&config)?);
         }
         let c = client
             .as_mut()
             .ok_or_else(|| Error::Postgres("database unreachable".into()))?;
+        // Expired claims are pruned every 1,000th commit.
+        commits += 1;
+        let prune = commits.is_multiple_of(1000);
         super::in_transaction(c, |tx| {
-            for entries in groups {
-                log_in(tx, entries)?;
+            let mut all = Vec::with_capacity(groups.len());
+            for g in groups.iter_mut() {
+                let replays = match &g.claim {
+                    Some(claim) => {
+                        let targets: Vec<String> = g
+                            .entries
+                            .iter()
+                            .filter(|e| e.decision == crate::vocabulary::Decision::Forwarded)
+                            .filter_map(|e| e.target.clone())
+                            .collect();
+                        let replays = claim_in(tx, &claim.query_id, &targets, claim.now)?;
+                        mark_replays(&mut g.entries, &replays);
+                        replays
+                    }
+                    None => Vec::new(),
+                };
+                log_in(tx, &g.entries)?;
+                all.push(replays);
             }
-            Ok(())
+            if prune {
+                let now = groups
+                    .iter()
+                    .filter_map(|g| g.claim.as_ref())
+                    .map(|c| c.now)
+                    .max();
+                if let Some(now) = now {
+                    tx.execute(
+                        "DELETE FROM routed WHERE at < $1",
+                        &[&(now - alpr_proto::replay::ReplayMemory::HORIZON_SECS)],
+                    )?;
+                }
+            }
+            Ok(all)
         })
     })
 }
@@ -344,33 +378,42 @@ pub fn routed_ids_since(pg: &Pg, since: i64) -> Result<Vec<(Vec<u8>, String, i64
     })
 }
 
-/// Claim `query_id` for each of `targets` at `now`, in one statement; returns the targets
-/// some replica had already claimed it for (replays). Claims older than `horizon` seconds
-/// are pruned now and then.
+/// Claim `query_id` for each of `targets` at `now`, in one statement, inside the caller's
+/// transaction; returns the targets some replica had already claimed it for (replays).
+fn claim_in(
+    c: &mut impl GenericClient,
+    query_id: &[u8],
+    targets: &[String],
+    now: i64,
+) -> Result<Vec<String>, Error> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let claimed: std::collections::HashSet<String> = c
+        .query(
+            "INSERT INTO routed (query_id, target, at) SELECT $1, t, $3 FROM unnest($2::text[]) AS t
+             ON CONFLICT (query_id, target) DO NOTHING RETURNING target",
+            &[&query_id, &targets, &now],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(targets
+        .iter()
+        .filter(|t| !claimed.contains(*t))
+        .cloned()
+        .collect())
+}
+
+/// [`claim_in`] on its own.
 pub fn claim_routes(
     pg: &Pg,
     query_id: &[u8],
     targets: &[String],
     now: i64,
-    horizon: i64,
 ) -> Result<Vec<String>, Error> {
     let (id, targets) = (query_id.to_vec(), targets.to_vec());
-    let prune = pg.prune_due();
-    pg.call(move |c| {
-        if prune {
-            c.execute("DELETE FROM routed WHERE at < $1", &[&(now - horizon)])?;
-        }
-        let claimed: std::collections::HashSet<String> = c
-            .query(
-                "INSERT INTO routed (query_id, target, at) SELECT $1, t, $3 FROM unnest($2::text[]) AS t
-                 ON CONFLICT (query_id, target) DO NOTHING RETURNING target",
-                &[&id, &targets, &now],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        Ok(targets.into_iter().filter(|t| !claimed.contains(t)).collect())
-    })
+    pg.call(move |c| claim_in(c, &id, &targets, now))
 }
 
 /// Refusal counts by (reason, target) and the number of forwarded queries.

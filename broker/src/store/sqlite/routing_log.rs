@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Error;
 use crate::store::chain::{self, GENESIS, row_hash, row_leaf};
-use crate::store::writer::GroupCommit;
+use crate::store::writer::{GroupCommit, Pending};
 use crate::store::{ChainReport, LogEntry, RefusalCounts, RoutingWeek};
 
 /// The RFC 6962 tree over the routing log (leaf `seq - 1`, see [`row_leaf`]).
@@ -301,7 +301,8 @@ pub fn routed_ids_since(
 }
 
 /// The writer thread's connection to `path`: every group one immediate transaction, and
-/// WAL checkpoints beside it, not inside a commit someone waits on.
+/// WAL checkpoints beside it, not inside a commit someone waits on. A broker of its own has
+/// no other replica to claim against: its replay memory decides, and claims find nothing.
 pub(in crate::store) fn group_writer(path: &Path) -> Result<GroupCommit, Error> {
     let mut conn = super::open_conn(path)?;
     let checkpointer = alpr_runtime::sqlite::Checkpointer::start(
@@ -309,14 +310,14 @@ pub(in crate::store) fn group_writer(path: &Path) -> Result<GroupCommit, Error> 
         path,
         alpr_runtime::sqlite::CHECKPOINT_INTERVAL,
     )?;
-    Ok(Box::new(move |groups: &[&[LogEntry]]| {
+    Ok(Box::new(move |groups: &mut [Pending]| {
         let _keep = &checkpointer;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for entries in groups {
-            log_in(&tx, entries)?;
+        for g in groups.iter() {
+            log_in(&tx, &g.entries)?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(vec![Vec::new(); groups.len()])
     }))
 }
 

@@ -4,6 +4,7 @@
 //! database is wrong or gone.
 
 use super::*;
+use crate::store::Claim;
 use alpr_proto::merkle;
 use alpr_runtime::pgserver::LocalPostgres;
 
@@ -204,4 +205,74 @@ fn a_wrong_or_lost_database_is_a_one_line_error_never_a_panic() {
     assert!(matches!(e, Error::Postgres(_)), "{e}");
     let e = claim_routes(&db, b"q", &["CA0560100".into()], 3).unwrap_err();
     assert!(matches!(e, Error::Postgres(_)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_claims_a_route_in_the_transaction_that_decides_it() {
+    let pg = server();
+    pg.create_database("broker").unwrap();
+    let loc = Location::Postgres(pg.url("broker"));
+    let (wa, wb) = (
+        LogWriter::open_at(&loc).unwrap(),
+        LogWriter::open_at(&loc).unwrap(),
+    );
+    let decided = |target: &str| {
+        vec![
+            route(7, "0a0b", Some(target), Decision::Forwarded),
+            // Refused rows claim nothing.
+            route(7, "0a0b", Some("CA0100500"), Decision::Refused),
+        ]
+    };
+    let claim = Claim {
+        query_id: vec![0x0a, 0x0b],
+        now: 7,
+    };
+    assert!(
+        wa.append_claimed(decided("CA0560100"), claim.clone())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The same query decided at the other replica: written as a refused replay.
+    assert_eq!(
+        wb.append_claimed(decided("CA0560100"), claim.clone())
+            .await
+            .unwrap(),
+        vec!["CA0560100".to_owned()]
+    );
+    // A target not routed before is claimed as usual.
+    assert!(
+        wb.append_claimed(decided("CA0340000"), claim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let db = replica(&pg, "broker");
+    let rows: Vec<_> = read_log(&db)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.target.unwrap(), e.decision, e.reason_code))
+        .collect();
+    let r = |t: &str, d, why: Option<&str>| (t.to_owned(), d, why.map(Into::into));
+    assert_eq!(
+        rows,
+        vec![
+            r("CA0560100", Decision::Forwarded, None),
+            r("CA0100500", Decision::Refused, None),
+            r("CA0560100", Decision::Refused, Some("REPLAY")),
+            r("CA0100500", Decision::Refused, None),
+            r("CA0340000", Decision::Forwarded, None),
+            r("CA0100500", Decision::Refused, None),
+        ]
+    );
+    // No claim for the refused target, one for each forwarded.
+    let mut claims = routed_ids_since(&db, 0).unwrap();
+    claims.sort();
+    assert_eq!(
+        claims,
+        vec![
+            (vec![0x0a, 0x0b], "CA0340000".into(), 7),
+            (vec![0x0a, 0x0b], "CA0560100".into(), 7)
+        ]
+    );
 }
