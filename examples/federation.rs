@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --example federation                 # files in a temporary directory
 //! cargo run --example federation -- --keep DIR   # keep PKI, configs and databases in DIR
+//! cargo run --example federation -- --replicas    # two broker replicas on PostgreSQL
 //! ```
 
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ struct Args {
     /// clients such as examples/python/; writes `ready` in the --keep directory once up.
     #[arg(long, requires = "keep")]
     serve: bool,
+    /// Run the broker as two replicas sharing a PostgreSQL database (a server of the demo's
+    /// own in a temporary directory, from Debian's postgresql package), the nodes reaching
+    /// them through a TCP load balancer.
+    #[arg(long)]
+    replicas: bool,
 }
 
 struct Demo {
@@ -124,15 +130,41 @@ async fn run(args: Args) -> Result<()> {
     let agencies = demo_agencies();
     // Every byte the broker receives and sends is recorded, to show what it saw.
     let tap = alpr_runtime::wiretap::Wiretap::new();
-    let fed = Federation::start_recorded(
+    let postgres = if args.replicas {
+        Some(alpr_runtime::pgserver::LocalPostgres::start()?)
+    } else {
+        None
+    };
+    let url = postgres
+        .as_ref()
+        .map(|pg| pg.create_database("broker"))
+        .transpose()?;
+    let fed = Federation::start_full(
         args.keep.clone(),
         &agencies,
         |_| open_policy(),
         &[],
         &Federation::sealed,
         Some(tap.clone()),
+        url,
     )
     .await?;
+    let mut second = None;
+    if args.replicas {
+        let r = fed.start_replica_in_process(2).await?;
+        println!(
+            "Broker replicas on PostgreSQL (port {}), behind a TCP load balancer at {}:",
+            postgres.as_ref().map_or(0, |p| p.port()),
+            fed.balancer
+                .as_ref()
+                .map_or("?".into(), |b| b.addr.to_string())
+        );
+        println!(
+            "   replica 1   {}\n   replica 2   {}",
+            fed.broker.addr, r.addr
+        );
+        second = Some(r);
+    }
     println!(
         "State PKI, broker and {} agency nodes started on loopback (mutual TLS everywhere):",
         agencies.len()
@@ -760,6 +792,10 @@ async fn run(args: Args) -> Result<()> {
         );
     }
 
+    if let Some(mut second) = second.take() {
+        replicas(&mut d, &mut second).await?;
+    }
+
     let dir = d.fed.dir.clone();
     let failures = std::mem::take(&mut d.failures);
     if args.serve && failures.is_empty() {
@@ -861,6 +897,44 @@ async fn console_person(fed: &Federation) -> Result<()> {
         fed.pki.root_cert().display(),
         cert.display(),
         key.display()
+    );
+    Ok(())
+}
+
+/// The broker as two replicas sharing one PostgreSQL database: a query replayed to the
+/// second is refused, and with the second stopped, searches still go through the first.
+async fn replicas(d: &mut Demo, second: &mut alpr_broker::RunningBroker) -> Result<()> {
+    d.title("Two broker replicas share one database: no replay, no single point of failure");
+    let (_, signed) = d
+        .fed
+        .sign_query(SACRAMENTO, &params(STOLEN, &[VENTURA], "240", 7))?;
+    let endorsed = d.fed.endorse(SACRAMENTO, &signed)?;
+    let first = d
+        .fed
+        .route_at(d.fed.broker.addr, SACRAMENTO, endorsed.clone())
+        .await?;
+    let at_first = first.results.first().map(|r| r.status);
+    d.check(
+        at_first == Some(TargetStatus::Answered as i32),
+        format!("replica 1 routes {SACRAMENTO}'s query to {VENTURA}: answered"),
+    );
+    let again = d.fed.route_at(second.addr, SACRAMENTO, endorsed).await?;
+    let r = again.results.first();
+    d.check(
+        r.is_some_and(|r| r.reason == RefusalReason::Replay as i32),
+        format!(
+            "the same query replayed to replica 2: refused ({})",
+            r.map_or(String::new(), |r| r.detail.clone())
+        ),
+    );
+    second.halt().await?;
+    let (_, after) = d
+        .fed
+        .search(SACRAMENTO, &params(STOLEN, &[VENTURA], "240", 7))
+        .await?;
+    d.check(
+        after.results.first().map(|r| r.status) == Some(TargetStatus::Answered as i32),
+        "replica 2 stopped: a new search still answered through the balancer".into(),
     );
     Ok(())
 }

@@ -166,7 +166,10 @@ impl Federation {
         .await
     }
 
-    async fn start_full(
+    /// The most general start: [`Federation::start_recorded`] with, when `postgres` is a
+    /// connection string, the broker's store in that PostgreSQL database as in
+    /// [`Federation::start_replicated`].
+    pub async fn start_full(
         keep: Option<PathBuf>,
         agencies: &[AgencySpec],
         policy: impl Fn(&str) -> PolicyConfig,

@@ -57,20 +57,11 @@ fn free_addr() -> Result<SocketAddr> {
 }
 
 impl Federation {
-    /// Start broker replica number `n` (1, 2, …) as an `alpr-broker serve` process from
-    /// `bin` (a directory holding this build's `alpr-broker`), wait until it accepts
-    /// connections, and put it behind the load balancer.
-    pub async fn start_replica(&self, bin: &Path, n: usize) -> Result<ReplicaProcess> {
-        let balancer = self
-            .balancer
-            .as_ref()
-            .context("replicas need a broker store in PostgreSQL (Federation::start_replicated)")?;
-        let exe = bin.join("alpr-broker");
-        if !exe.exists() {
-            bail!(
-                "{} missing: build the workspace (cargo test --workspace builds it)",
-                exe.display()
-            );
+    /// The first broker's config with what replica `n` needs of its own: a free port, a
+    /// data directory (`broker-n`), no regulator page or metrics; written to its directory.
+    fn replica_config(&self, n: usize) -> Result<(alpr_broker::BrokerConfig, PathBuf)> {
+        if self.balancer.is_none() {
+            bail!("replicas need a broker store in PostgreSQL (Federation::start_replicated)");
         }
         let first = self.dir.join("broker").join("broker.toml");
         let mut cfg = alpr_broker::BrokerConfig::load(&first)?;
@@ -82,6 +73,33 @@ impl Federation {
         cfg.metrics_listen = None;
         let config = dir.join("broker.toml");
         std::fs::write(&config, toml::to_string(&cfg)?)?;
+        Ok((cfg, config))
+    }
+
+    /// Start broker replica number `n` in this process (the demo's second replica) and put
+    /// it behind the load balancer.
+    pub async fn start_replica_in_process(&self, n: usize) -> Result<alpr_broker::RunningBroker> {
+        let (cfg, _) = self.replica_config(n)?;
+        let running = alpr_broker::start(&cfg).await?;
+        if let Some(b) = &self.balancer {
+            b.add(running.addr);
+        }
+        Ok(running)
+    }
+
+    /// Start broker replica number `n` (1, 2, …) as an `alpr-broker serve` process from
+    /// `bin` (a directory holding this build's `alpr-broker`), wait until it accepts
+    /// connections, and put it behind the load balancer.
+    pub async fn start_replica(&self, bin: &Path, n: usize) -> Result<ReplicaProcess> {
+        let exe = bin.join("alpr-broker");
+        if !exe.exists() {
+            bail!(
+                "{} missing: build the workspace (cargo test --workspace builds it)",
+                exe.display()
+            );
+        }
+        let (cfg, config) = self.replica_config(n)?;
+        let dir = cfg.data_dir.clone();
         let log = dir.join("broker.log");
         let out = std::fs::File::create(&log)?;
         let mut child = Command::new(&exe)
@@ -110,7 +128,9 @@ impl Federation {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        balancer.add(cfg.listen);
+        if let Some(b) = &self.balancer {
+            b.add(cfg.listen);
+        }
         Ok(ReplicaProcess {
             addr: cfg.listen,
             config,

@@ -104,6 +104,7 @@ impl Broker {
                 cfg.tls.root.display(),
                 cfg.tls.crls.len()
             ),
+            format!("store: {} (not opened by this check)", cfg.store_location()),
             format!("{} node route(s):", cfg.nodes.len()),
         ];
         for n in &cfg.nodes {
