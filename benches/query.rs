@@ -159,7 +159,13 @@ impl Setup {
 
 /// A federation whose nodes seal (the product's default) or send in the clear.
 async fn setup(sealed: bool) -> Result<Setup> {
-    let fed = Federation::start_tuned(
+    setup_on(sealed, None).await
+}
+
+/// [`setup`] with the broker's store in the PostgreSQL database of `postgres` (a replica's
+/// store), when given.
+async fn setup_on(sealed: bool, postgres: Option<String>) -> Result<Setup> {
+    let fed = Federation::start_full(
         None,
         &agencies(),
         |_| PolicyConfig {
@@ -169,6 +175,8 @@ async fn setup(sealed: bool) -> Result<Setup> {
         },
         &[],
         &|c| c.sealing.require = sealed,
+        None,
+        postgres,
     )
     .await?;
     for t in TARGETS {
@@ -620,6 +628,44 @@ async fn run() -> Result<()> {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let seal_ratio = mean(&sealed_qps) / mean(&clear_qps);
+
+    // The broker's store in PostgreSQL (as broker replicas keep it: every routing decision
+    // and its replay claim in one transaction, under the log's advisory lock) against
+    // SQLite, both sealed, alternating at the peak's concurrency. The server is Debian's
+    // PostgreSQL in a temporary directory; its CPU is another process's ("others").
+    let on_postgres = async {
+        let pg = alpr_runtime::pgserver::LocalPostgres::start()?;
+        let url = pg.create_database("broker")?;
+        let setup = setup_on(true, Some(url)).await?;
+        let mut rows = Vec::new();
+        for _ in 0..rounds {
+            let l = closed_loop(&s, best.concurrency, secs).await?;
+            let p = closed_loop(&setup, best.concurrency, secs).await?;
+            rows.push((l, p));
+        }
+        setup.fed.stop().await?;
+        drop(pg);
+        anyhow::Ok(rows)
+    };
+    let postgres_line = match on_postgres.await {
+        Ok(rows) => {
+            let q =
+                |f: &dyn Fn(&(Level, Level)) -> f64| mean(&rows.iter().map(f).collect::<Vec<_>>());
+            let (lite, pgq) = (q(&|r| r.0.qps), q(&|r| r.1.qps));
+            let (lite_p99, pg_p99) = (
+                q(&|r| pct(&r.0.lat, 99.0).as_secs_f64() * 1e3),
+                q(&|r| pct(&r.1.lat, 99.0).as_secs_f64() * 1e3),
+            );
+            let pg_others = q(&|r| r.1.cpu.others * 100.0);
+            let errors: u64 = rows.iter().map(|r| r.1.errors).sum();
+            format!(
+                "broker store PostgreSQL vs SQLite (sealed) at {} clients, {rounds} alternating rounds: PostgreSQL {pgq:.1} q/s (p99 {pg_p99:.1} ms, {errors} errors, others' CPU {pg_others:.0}% incl. the server), SQLite {lite:.1} q/s (p99 {lite_p99:.1} ms); ratio {:.1}%",
+                best.concurrency,
+                pgq / lite * 100.0
+            )
+        }
+        Err(e) => format!("broker store PostgreSQL: skipped ({e:#})"),
+    };
     let (floor_after, noise_after) = clean_floor(cores, signs, verifies, tries).await?;
     let floor = floor_before.max(floor_after);
     println!(
@@ -677,6 +723,7 @@ async fn run() -> Result<()> {
         seal_ratio * 100.0,
         if seal_ratio >= 0.9 { "PASS" } else { "FAIL" }
     );
+    println!("{postgres_line}");
     println!(
         "ratio peak / floor: {:.1}%  budget >= 50%: {}",
         ratio * 100.0,

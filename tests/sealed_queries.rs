@@ -850,3 +850,74 @@ async fn a_rotated_key_opens_boxes_for_its_grace_period_then_is_deleted() {
     assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
     fed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn each_target_is_sent_only_its_own_box() {
+    let tap = Wiretap::new();
+    let fed = sealed_federation(Some(tap.clone())).await;
+    // A query to Ventura (agreed) and Fresno (no agreement with Sacramento): the broker
+    // forwards to Ventura alone, with Ventura's box alone attached.
+    let (_, signed) = fed
+        .sign_query(SACRAMENTO, &params(PLATE, &[VENTURA, FRESNO], "240", 3))
+        .unwrap();
+    let endorsed = fed.endorse(SACRAMENTO, &signed).unwrap();
+    assert_eq!(endorsed.sealed_boxes.len(), 2);
+    let before = tap.contents().len();
+    let resp = fed
+        .route_at(fed.broker.addr, SACRAMENTO, endorsed.clone())
+        .await
+        .unwrap();
+    let by: std::collections::BTreeMap<_, _> = resp
+        .results
+        .iter()
+        .map(|r| (r.ori.as_str(), r.status))
+        .collect();
+    assert_eq!(by[VENTURA], TargetStatus::Answered as i32);
+    assert_eq!(by[FRESNO], TargetStatus::Refused as i32);
+    let seen = tap.contents()[before..].to_vec();
+    let count = |needle: &[u8]| seen.windows(needle.len()).filter(|w| *w == needle).count();
+    for bytes in &endorsed.sealed_boxes {
+        let b = alpr_proto::pb::SealedBox::decode(bytes.as_slice()).unwrap();
+        // Received once from Sacramento's node; sent on once, to its own recipient only.
+        let want = if b.recipient_ori == VENTURA { 2 } else { 1 };
+        assert_eq!(count(bytes), want, "box for {}", b.recipient_ori);
+    }
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_box_the_endorsing_node_did_not_list_is_refused_and_logged() {
+    let fed = sealed_federation(None).await;
+    // The broker swaps the attached box for another genuine box of the same query (sealed
+    // again: other bytes): not the one the node's signature lists.
+    let (q, s, b) = genuine_box(&fed);
+    let mut e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
+    let (other, _) = fed
+        .seal_box(SACRAMENTO, VENTURA, VENTURA, &q, &requester(&q), &s)
+        .unwrap();
+    e.sealed_boxes = vec![other.encode_to_vec()];
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::InvalidInput
+    );
+    // The boxes inside the signed endorsement (every target receiving all of them): the
+    // form before digests, refused.
+    let (q, _, b) = genuine_box(&fed);
+    let inline = alpr_proto::envelope::seal(
+        &fed.node_signer(SACRAMENTO).unwrap(),
+        alpr_proto::envelope::ENDORSEMENT,
+        &alpr_proto::pb::Endorsement {
+            node_ori: SACRAMENTO.into(),
+            endorsed_at: alpr_pki::now_unix(),
+            routing: Some(alpr_proto::admission::routing_copy(&q)),
+            boxes: vec![b],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        refusal_at_ventura(&fed, inline, &q).await,
+        RefusalReason::InvalidInput
+    );
+    fed.stop().await.unwrap();
+}

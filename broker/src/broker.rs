@@ -655,9 +655,31 @@ impl Broker {
         let sealed = facts.sealed;
         let remaining = (query.expires_at - now).max(0) as u64;
         let deadline = self.deadline.min(Duration::from_secs(remaining));
+        // Each target gets the endorsement with only its own box attached (the endorsement
+        // lists every box by digest): a query to N targets sends each one box, not N.
+        let (bare, attached) = {
+            let mut bare = endorsed;
+            let attached = std::mem::take(&mut bare.sealed_boxes);
+            (bare, attached)
+        };
+        let boxes_of = |ori: &str| -> Vec<Vec<u8>> {
+            facts
+                .boxes
+                .iter()
+                .zip(&attached)
+                .filter(|(b, _)| b.recipient_ori == ori)
+                .map(|(_, bytes)| bytes.clone())
+                .collect()
+        };
         let futures = plans.into_iter().map(|plan| {
             let me = self.clone();
-            let endorsed = endorsed.clone();
+            let endorsed = match &plan {
+                Plan::Forward { ori, .. } => Signed {
+                    sealed_boxes: boxes_of(ori),
+                    ..bare.clone()
+                },
+                Plan::Done(_) => Signed::default(),
+            };
             let query = query.clone();
             async move {
                 match plan {

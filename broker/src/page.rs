@@ -826,6 +826,7 @@ async fn action_send(State(st): State<Arc<PageState>>, headers: HeaderMap, body:
         payload,
         signature,
         cert_chain: reg.chain.clone(),
+        sealed_boxes: vec![],
     };
     let b = st.broker.clone();
     let id = reg.id.clone();

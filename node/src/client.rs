@@ -291,6 +291,7 @@ pub fn draft_agreement(terms: &Agreement) -> Result<SignedAgreement, Error> {
             payload: terms.encode_to_vec(),
             signature: vec![],
             cert_chain: vec![],
+            sealed_boxes: vec![],
         }),
         requester: None,
         declaration: None,

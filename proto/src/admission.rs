@@ -28,7 +28,7 @@ pub const CLOCK_SKEW_SECS: i64 = 120;
 /// Longest lifetime of a query (issued_at to expires_at), seconds.
 pub const MAX_QUERY_TTL_SECS: i64 = 15 * 60;
 /// Most targets one query may name.
-pub const MAX_TARGETS: usize = 32;
+pub const MAX_TARGETS: usize = 1000;
 const DAY: i64 = 86_400;
 
 /// The provider node's own policy, as far as admission needs it. The broker has none.
@@ -375,6 +375,41 @@ pub fn claimed_query_id(endorsed: &Signed) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// The boxes attached to a sealed endorsement, each one the endorsement lists by digest for
+/// its recipient (INVALID_INPUT otherwise). A party may hold only some of them: the broker
+/// forwards each target its own.
+fn attached_boxes(
+    endorsed: &Signed,
+    digests: &[crate::pb::BoxDigest],
+) -> Result<Vec<crate::pb::SealedBox>, Error> {
+    endorsed
+        .sealed_boxes
+        .iter()
+        .map(|bytes| {
+            let d = envelope::box_digest(bytes);
+            let b = crate::pb::SealedBox::decode(bytes.as_slice()).map_err(|e| {
+                Error::refused(
+                    RefusalReason::InvalidInput,
+                    format!("an attached box does not decode: {e}"),
+                )
+            })?;
+            if !digests
+                .iter()
+                .any(|x| x.sha256 == d && x.recipient_ori == b.recipient_ori)
+            {
+                return Err(Error::refused(
+                    RefusalReason::InvalidInput,
+                    format!(
+                        "an attached box for {} is not one the endorsing node listed",
+                        b.recipient_ori
+                    ),
+                ));
+            }
+            Ok(b)
+        })
+        .collect()
+}
+
 /// Verify an endorsement and the query nested in it; fill `facts` as each part verifies.
 pub fn open_endorsed(
     trust: &TrustStore,
@@ -408,7 +443,6 @@ pub fn open_endorsed(
     if let Some(routing) = endorsement.routing {
         // The sealed form: decide from the routing copy; the query itself is in the boxes.
         facts.sealed = true;
-        facts.boxes = endorsement.boxes;
         if !endorsement.signed_query.is_empty() {
             return Err(Error::refused(
                 RefusalReason::InvalidInput,
@@ -422,6 +456,13 @@ pub fn open_endorsed(
             ));
         }
         facts.query = Some(routing.clone());
+        if !endorsement.boxes.is_empty() {
+            return Err(Error::refused(
+                RefusalReason::InvalidInput,
+                "a sealed endorsement lists its boxes by digest; the boxes travel attached",
+            ));
+        }
+        facts.boxes = attached_boxes(endorsed, &endorsement.box_digests)?;
         check_endorsed_at(endorsement.endorsed_at, &routing, now)?;
         if Some(routing.requester_ori.as_str()) != endorser.ori() {
             return Err(Error::refused(
@@ -431,7 +472,10 @@ pub fn open_endorsed(
         }
         return Ok(());
     }
-    if !endorsement.boxes.is_empty() {
+    if !endorsement.boxes.is_empty()
+        || !endorsement.box_digests.is_empty()
+        || !endorsed.sealed_boxes.is_empty()
+    {
         return Err(Error::refused(
             RefusalReason::InvalidInput,
             "a clear endorsement carries no boxes",

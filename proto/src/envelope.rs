@@ -46,6 +46,7 @@ pub fn seal_bytes(signer: &Signer, payload_type: &str, payload: Vec<u8>) -> Resu
         payload,
         signature,
         cert_chain: signer.chain().iter().map(|c| c.to_vec()).collect(),
+        sealed_boxes: vec![],
     })
 }
 
@@ -130,11 +131,13 @@ pub fn endorse(
         endorsed_at: now,
         routing: None,
         boxes: vec![],
+        box_digests: vec![],
     };
     seal(node, ENDORSEMENT, &e)
 }
 
-/// Endorse a sealed query: its routing copy and one box per target, signed by the node.
+/// Endorse a sealed query: its routing copy and the digest of one box per target, signed
+/// by the node, with the boxes attached outside the signature (`Signed.sealed_boxes`).
 pub fn endorse_sealed(
     node: &Signer,
     node_ori: &str,
@@ -142,12 +145,31 @@ pub fn endorse_sealed(
     boxes: Vec<crate::pb::SealedBox>,
     now: i64,
 ) -> Result<Signed, Error> {
+    let encoded: Vec<Vec<u8>> = boxes.iter().map(prost::Message::encode_to_vec).collect();
     let e = crate::pb::Endorsement {
         signed_query: vec![],
         node_ori: node_ori.to_owned(),
         endorsed_at: now,
         routing: Some(routing),
-        boxes,
+        boxes: vec![],
+        box_digests: boxes
+            .iter()
+            .zip(&encoded)
+            .map(|(b, bytes)| crate::pb::BoxDigest {
+                recipient_ori: b.recipient_ori.clone(),
+                sha256: box_digest(bytes).to_vec(),
+            })
+            .collect(),
     };
-    seal(node, ENDORSEMENT, &e)
+    let mut signed = seal(node, ENDORSEMENT, &e)?;
+    signed.sealed_boxes = encoded;
+    Ok(signed)
+}
+
+/// SHA-256 of an encoded sealed box, as an endorsement lists it.
+pub fn box_digest(encoded_box: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, encoded_box);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }

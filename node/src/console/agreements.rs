@@ -260,6 +260,7 @@ fn signed_by_browser(
         payload,
         signature,
         cert_chain: s.chain.iter().map(|c| c.to_vec()).collect(),
+        sealed_boxes: vec![],
     })
 }
 

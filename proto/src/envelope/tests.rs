@@ -79,6 +79,7 @@ fn signature_without_domain_separation_is_refused() {
         payload,
         signature: sig,
         cert_chain: inv.chain().iter().map(|c| c.to_vec()).collect(),
+        sealed_boxes: vec![],
     };
     assert_eq!(
         open(&kit.trust, &env, QUERY, now()).unwrap_err().reason(),

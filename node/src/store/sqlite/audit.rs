@@ -430,6 +430,7 @@ pub fn signed_head(db: &AuditDb, size: u64) -> Result<Option<Signed>, Error> {
             payload,
             signature,
             cert_chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+            sealed_boxes: vec![],
         })
     })
     .transpose()
@@ -726,6 +727,7 @@ pub fn verify(
                     payload: payload.clone(),
                     signature: c.signature.clone(),
                     cert_chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+                    sealed_boxes: vec![],
                 };
                 let h = auditlog::verify_head(trust, &signed, ori).map_err(|e| {
                     Break::BadSignature {

@@ -1,0 +1,250 @@
+//! Wide fan-out (issue 19, item 2): one investigator's query naming `ALPR_BENCH_TARGETS`
+//! agencies (default 100), every one a real node of its own over mutual TLS on loopback,
+//! all in this process, sealed (the product's default): the requesting node seals one box
+//! per target, the broker admits and forwards to each, each owner's node opens, decides,
+//! logs and answers, and the requesting node opens every sealed reply.
+//!
+//! Printed, in one run:
+//! * wide-query latency (send to the last target's reply) over `ALPR_BENCH_QUERIES`
+//!   sequential queries, against a baseline measured the same way: the same query to one
+//!   target. Budget: p99 <= 50 ms for 100 targets;
+//! * the investigator's CPU to verify the N signed answers it receives (µs per answer);
+//! * the federation's CPU per wide query (every party is in this process);
+//! * the broker's memory per in-flight wide query: the process's resident-set high-water
+//!   mark while `ALPR_BENCH_INFLIGHT` wide queries run at once, over the idle level, per
+//!   query. Each target is sent the endorsement (its digest list: 32 bytes and an ORI per
+//!   box) with only its own box attached, so the bytes per target stay nearly flat in N.
+//!
+//! Run: `cargo bench --bench fanout` (`ALPR_BENCH_TARGETS=1000` for a wider one).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use alpr_federation::{
+    AgencySpec, Federation, investigator_of, open_policy, params, synthetic_csv,
+};
+use alpr_node::client;
+use alpr_node::config::PolicyConfig;
+use alpr_proto::pb::TargetStatus;
+use alpr_runtime::client::Target;
+use anyhow::{Context, Result, bail};
+use common::{env_or, ms, pct};
+use prost::Message;
+
+const REQUESTER: &str = "CA0340000";
+const PLATE: &str = "8ABC123";
+
+/// The requester and `n` owner agencies, all California local agencies.
+fn agencies(n: usize) -> Vec<AgencySpec> {
+    let mut v = vec![AgencySpec {
+        ori: REQUESTER,
+        name: "Sacramento County Sheriff",
+        jurisdiction: "US-CA",
+        kind: "local",
+    }];
+    for i in 0..n {
+        v.push(AgencySpec {
+            ori: Box::leak(format!("CA9{i:05}0").into_boxed_str()),
+            name: Box::leak(format!("Agency {i}").into_boxed_str()),
+            jurisdiction: "US-CA",
+            kind: "local",
+        });
+    }
+    v
+}
+
+/// Resident set size of this process, bytes (`VmRSS`).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn run() -> Result<()> {
+    common::print_machine();
+    let n: usize = env_or("ALPR_BENCH_TARGETS", 100);
+    let queries: usize = env_or("ALPR_BENCH_QUERIES", 30);
+    let inflight: usize = env_or("ALPR_BENCH_INFLIGHT", 4);
+
+    let t = Instant::now();
+    let all = agencies(n);
+    let fed = Federation::start_tuned(
+        None,
+        &all,
+        |_| PolicyConfig {
+            max_queries_per_minute: 1_000_000_000,
+            ..open_policy()
+        },
+        &[],
+        &|_| {},
+    )
+    .await?;
+    let targets: Vec<&str> = all[1..].iter().map(|a| a.ori).collect();
+    for t in &targets {
+        fed.ingest_csv(t, &synthetic_csv(t, &[PLATE], 3))?;
+        fed.agree(Federation::terms(t, REQUESTER, &["240"], 30, 86_400))
+            .await?;
+    }
+    println!(
+        "federation: broker + requester {REQUESTER} + {n} owner nodes on 127.0.0.1 over mTLS, sealed, in one process (set up in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+
+    let (signer, tls) = fed.person(REQUESTER, &investigator_of(REQUESTER))?;
+    let node = Target {
+        addr: fed
+            .nodes
+            .get(REQUESTER)
+            .context("requester")?
+            .addr
+            .to_string(),
+        server_name: "localhost".into(),
+    };
+    let mut c = client::node_client(&node, &fed.trust, &tls, Duration::from_secs(60))?;
+
+    // One query, timed, with every target's status checked and every answer verified.
+    let mut verify_secs = 0.0;
+    let mut verified = 0u64;
+    let mut endorsed_len = 0usize;
+    let one = |to: &[&str]| {
+        let p = params(PLATE, to, "240", 3);
+        client::sign_query(&signer, &fed.trust, &p, alpr_pki::now_unix())
+    };
+    let mut query = async |to: &[&str], verify: bool| -> Result<Duration> {
+        let (q, signed) = one(to)?;
+        let t0 = Instant::now();
+        let resp = client::search(&mut c, &signed).await?;
+        let took = t0.elapsed();
+        if resp.results.len() != to.len() {
+            bail!("{} results for {} targets", resp.results.len(), to.len());
+        }
+        if let Some(r) = resp
+            .results
+            .iter()
+            .find(|r| r.status != TargetStatus::Answered as i32)
+        {
+            bail!("{} did not answer: {} {}", r.ori, r.status, r.detail);
+        }
+        if verify {
+            let now = alpr_pki::now_unix();
+            let v0 = Instant::now();
+            for r in &resp.results {
+                client::verify_reply(&fed.trust, r, &q, now)?;
+            }
+            verify_secs += v0.elapsed().as_secs_f64();
+            verified += resp.results.len() as u64;
+            endorsed_len = endorsed_len.max(q.encoded_len());
+        }
+        Ok(took)
+    };
+    // Warm-up: connections to every node opened outside the timed window.
+    query(&targets, false).await?;
+    query(&targets[..1], false).await?;
+
+    let single_meter = common::CpuMeter::start();
+    let mut single = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        single.push(query(&targets[..1], false).await?);
+    }
+    let single_cpu = single_meter.stop();
+    single.sort();
+    let meter = common::CpuMeter::start();
+    let mut wide = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        wide.push(query(&targets, true).await?);
+    }
+    let cpu = meter.stop();
+    wide.sort();
+
+    // Memory per in-flight wide query: the RSS high-water mark over the idle level while
+    // `inflight` wide queries run at once (a sampler thread reads VmRSS every millisecond).
+    let idle = rss();
+    let peak = Arc::new(AtomicU64::new(idle));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..inflight {
+        let mut c = client::node_client(&node, &fed.trust, &tls, Duration::from_secs(60))?;
+        let p = params(PLATE, &targets, "240", 3);
+        let (_, signed) = client::sign_query(&signer, &fed.trust, &p, alpr_pki::now_unix())?;
+        tasks.push(tokio::spawn(async move {
+            client::search(&mut c, &signed).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let per_query = peak.load(Ordering::Relaxed).saturating_sub(idle) / inflight as u64;
+
+    let p99 = pct(&wide, 99.0);
+    println!("\n== fan-out results ==");
+    println!(
+        "query to {n} targets, {queries} sequential: p50 {}, p90 {}, p99 {}, max {}  budget p99 <= 50 ms: {}",
+        ms(pct(&wide, 50.0)),
+        ms(pct(&wide, 90.0)),
+        ms(p99),
+        ms(wide.last().copied().unwrap_or_default()),
+        if p99 <= Duration::from_millis(50) {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    );
+    println!(
+        "baseline, the same query to 1 target: p50 {}, p99 {}; wide / single p50 = {:.1}x for {n}x the targets",
+        ms(pct(&single, 50.0)),
+        ms(pct(&single, 99.0)),
+        pct(&wide, 50.0).as_secs_f64() / pct(&single, 50.0).as_secs_f64().max(1e-9)
+    );
+    println!(
+        "federation CPU per wide query (every party in this process): {:.1} ms ({:.0} us per target; a 1-target query: {:.0} us); machine: ours {:.0}%, others {:.0}%",
+        cpu.own_secs * 1e3 / queries as f64,
+        cpu.own_secs * 1e6 / (queries * n) as f64,
+        single_cpu.own_secs * 1e6 / queries as f64,
+        cpu.own * 100.0,
+        cpu.others * 100.0
+    );
+    println!(
+        "investigator's verification of the signed answers: {:.0} us per answer, {:.1} ms for {n}",
+        verify_secs * 1e6 / verified.max(1) as f64,
+        verify_secs * 1e3 / (verified.max(1) as f64 / n as f64)
+    );
+    println!(
+        "memory per in-flight wide query ({inflight} at once): {:.1} MB of resident set over idle ({:.1} MB)",
+        per_query as f64 / 1e6,
+        idle as f64 / 1e6
+    );
+    println!(
+        "the investigator's signed query: {:.1} KB; each target is sent the endorsement ({n} box digests) and its own box only",
+        endorsed_len as f64 / 1e3
+    );
+    fed.stop().await?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
