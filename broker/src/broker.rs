@@ -40,6 +40,9 @@ pub struct Broker {
     /// Query ids already routed to each target, made durable by the routing log.
     replay: ReplayMemory,
     registry: RwLock<Registry>,
+    /// Agencies known from registrations, ORI to jurisdiction: read by every admission,
+    /// so held in memory (reloaded when another replica's registrations are taken in).
+    agencies: RwLock<HashMap<String, String>>,
     nodes: HashMap<String, NodeInboundClient<Tapped<Channel>>>,
     deadline: Duration,
     max_term_days: u32,
@@ -152,6 +155,7 @@ impl Broker {
         let location = cfg.store_location();
         let db = Db::open_at(&location)?;
         let registry = Registry::load(&db, &trust)?;
+        let agencies = RwLock::new(store::agencies(&db)?.into_iter().collect());
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
         for (id, target, at) in store::routed_ids_since(&db, since)? {
@@ -180,6 +184,7 @@ impl Broker {
             log_writer,
             replay,
             registry: RwLock::new(registry),
+            agencies,
             nodes,
             deadline,
             max_term_days: cfg.max_agreement_days,
@@ -212,7 +217,14 @@ impl Broker {
             return Ok(());
         }
         let mut reg = self.reg_mut();
-        reg.catch_up(&db, &self.trust())
+        let size = reg.size();
+        reg.catch_up(&db, &self.trust())?;
+        if reg.size() != size {
+            // Registrations at another replica: their agencies too.
+            let known = store::agencies(&db)?.into_iter().collect();
+            *self.agencies.write().unwrap_or_else(|p| p.into_inner()) = known;
+        }
+        Ok(())
     }
 
     fn reg(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
@@ -252,14 +264,19 @@ impl Broker {
             requester_ori: v.terms.requester_ori.clone(),
         }
         .encode_to_vec();
-        let (index, head) =
-            self.reg_mut()
-                .append(&mut db, &self.trust(), &self.signer, leaf, now)?;
+        // The agencies before the leaf: a replica that takes in the leaf finds them.
         for admin in [&v.provider_admin, &v.requester_admin] {
             if let Some(a) = &admin.agency {
                 store::put_agency(&db, a)?;
+                self.agencies
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(a.ori.clone(), a.jurisdiction.as_str().to_owned());
             }
         }
+        let (index, head) =
+            self.reg_mut()
+                .append(&mut db, &self.trust(), &self.signer, leaf, now)?;
         Ok((id, index, head))
     }
 
@@ -774,11 +791,15 @@ impl Broker {
             None => Vec::new(),
         };
         let trust = self.trust();
-        let db = self.db();
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
         for t in targets {
-            let known = store::agency_jurisdiction(&db, t)?;
+            let known = self
+                .agencies
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(t)
+                .cloned();
             if known.is_none() && !self.nodes.contains_key(t) {
                 let detail = format!(
                     "no agency {t} is known to this broker (no route to it and no agreement with it registered); check the ORI"

@@ -245,6 +245,11 @@ pub fn put_agency(db: &Db, a: &alpr_pki::AgencyClaims) -> Result<(), Error> {
     on!(db, put_agency(a))
 }
 
+/// Every agency known from a registration, as `(ORI, jurisdiction)`.
+pub fn agencies(db: &Db) -> Result<Vec<(String, String)>, Error> {
+    on!(db, agencies())
+}
+
 /// An agency's jurisdiction, if known from a registration.
 pub fn agency_jurisdiction(db: &Db, ori: &str) -> Result<Option<String>, Error> {
     on!(db, agency_jurisdiction(ori))

@@ -25,10 +25,10 @@ use crate::store::{AuditFork, StoredAnchor};
 mod routing_log;
 
 pub use routing_log::{
-    agency_jurisdiction, claim_routes, group_writer_for, latest_routing_head, log, put_agency,
-    put_routing_cosignature, put_routing_head, read_log, routed_ids_since, routing_consistency,
-    routing_cosignatures, routing_head_of_size, routing_stats, routing_tree_head, routing_weeks,
-    verify_log,
+    agencies, agency_jurisdiction, claim_routes, group_writer_for, latest_routing_head, log,
+    put_agency, put_routing_cosignature, put_routing_head, read_log, routed_ids_since,
+    routing_consistency, routing_cosignatures, routing_head_of_size, routing_stats,
+    routing_tree_head, routing_weeks, verify_log,
 };
 
 /// Connections each broker process keeps open (its calls are serialized by the broker's own
@@ -244,9 +244,9 @@ pub fn registry_leaves(pg: &Pg) -> Result<Vec<(u64, Vec<u8>)>, Error> {
 /// The stored registry leaves from index `start` on, in index order.
 pub fn registry_leaves_from(pg: &Pg, start: u64) -> Result<Vec<(u64, Vec<u8>)>, Error> {
     pg.call(move |c| {
-        Ok(c.query(
+        Ok(c.query_typed(
             "SELECT idx, leaf FROM registry WHERE idx >= $1 ORDER BY idx",
-            &[&(start as i64)],
+            &[(&(start as i64), postgres::types::Type::INT8)],
         )?
         .iter()
         .map(|r| (u(r.get(0)), r.get(1)))

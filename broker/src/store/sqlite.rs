@@ -22,7 +22,7 @@ pub use registry_log::{
 };
 pub(super) use routing_log::group_writer;
 pub use routing_log::{
-    agency_jurisdiction, latest_routing_head, log, put_agency, put_routing_cosignature,
+    agencies, agency_jurisdiction, latest_routing_head, log, put_agency, put_routing_cosignature,
     put_routing_head, read_log, routed_ids_since, routing_consistency, routing_cosignatures,
     routing_head_of_size, routing_stats, routing_tree_head, routing_weeks, verify_log,
 };

@@ -57,9 +57,12 @@ impl From<merkle::ProofError> for Error {
 
 /// The leaf hashes of leaves `[start, end)`: all of them, or an error.
 fn leaves(c: &mut impl GenericClient, start: u64, end: u64) -> Result<Vec<Hash>, Error> {
-    let rows = c.query(
+    let rows = c.query_typed(
         "SELECT hash FROM log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-        &[&(start as i64), &(end as i64)],
+        &[
+            (&(start as i64), postgres::types::Type::INT8),
+            (&(end as i64), postgres::types::Type::INT8),
+        ],
     )?;
     if rows.len() as u64 != end - start {
         return Err(tree_err(format!(
@@ -85,9 +88,12 @@ fn node(c: &mut impl GenericClient, level: u32, idx: u64) -> Result<Hash, Error>
     if level < STORED_LEVEL {
         return Ok(merkle::root(&leaves(c, idx << level, (idx + 1) << level)?));
     }
-    let row = c.query_opt(
+    let row = c.query_typed_opt(
         "SELECT hash FROM routing_tree WHERE level = $1 AND idx = $2",
-        &[&(level as i32), &(idx as i64)],
+        &[
+            (&(level as i32), postgres::types::Type::INT4),
+            (&(idx as i64), postgres::types::Type::INT8),
+        ],
     )?;
     row.and_then(|r| merkle::hash_from_slice(&r.get::<_, Vec<u8>>(0)).ok())
         .ok_or_else(|| tree_err(format!("node ({level}, {idx}) is missing")))
@@ -105,50 +111,83 @@ fn tree_append(c: &mut impl GenericClient, index: u64) -> Result<(), Error> {
             node(c, l, i)
         })?;
     for (level, idx, h) in done {
-        c.execute(
+        c.execute_typed(
             "INSERT INTO routing_tree (level, idx, hash) VALUES ($1, $2, $3)
              ON CONFLICT (level, idx) DO UPDATE SET hash = EXCLUDED.hash",
-            &[&(level as i32), &(idx as i64), &h.as_slice()],
+            &[
+                (&(level as i32), postgres::types::Type::INT4),
+                (&(idx as i64), postgres::types::Type::INT8),
+                (&h.as_slice(), postgres::types::Type::BYTEA),
+            ],
         )?;
     }
     Ok(())
 }
 
 /// Insert rows inside a caller's transaction, after taking the append lock: each chained to
-/// the newest row in the database, whichever replica wrote it.
+/// the newest row in the database, whichever replica wrote it. Every row of the group goes
+/// in one statement (arrays unnested), each statement in one round trip (typed, not
+/// prepared first).
 fn log_in(tx: &mut postgres::Transaction<'_>, entries: &[LogEntry]) -> Result<(), Error> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])?;
-    let (mut seq, mut prev): (i64, String) = tx
-        .query_opt("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", &[])?
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap_or((0, GENESIS.to_owned()));
-    let st = tx.prepare(&format!(
-        "INSERT INTO log ({COLUMNS}, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    ))?;
-    for e in entries {
-        seq += 1;
-        let row = LogEntry { seq, ..e.clone() };
-        let hash = row_hash(&prev, &row)?;
-        tx.execute(
-            &st,
-            &[
-                &seq,
-                &e.at,
-                &e.event.as_str(),
-                &e.query_id,
-                &e.requester,
-                &e.target,
-                &e.decision.as_str(),
-                &e.reason_code,
-                &e.detail,
-                &e.agreement_id,
-                &e.rule_version,
-                &prev,
-                &hash,
-            ],
-        )?;
-        prev = hash;
-        tree_append(tx, seq as u64 - 1)?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOG_LOCK})"))?;
+    let (first, mut prev): (i64, String) = tx
+        .query_typed_opt("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", &[])?
+        .map(|r| (r.get::<_, i64>(0) + 1, r.get(1)))
+        .unwrap_or((1, GENESIS.to_owned()));
+    let n = entries.len();
+    let (mut seqs, mut ats) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut events, mut decisions) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (i, e) in entries.iter().enumerate() {
+        let seq = first + i as i64;
+        let hash = row_hash(&prev, &LogEntry { seq, ..e.clone() })?;
+        seqs.push(seq);
+        ats.push(e.at);
+        events.push(e.event.as_str());
+        decisions.push(e.decision.as_str());
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+    }
+    let col = |f: fn(&LogEntry) -> &Option<String>| -> Vec<Option<&str>> {
+        entries.iter().map(|e| f(e).as_deref()).collect()
+    };
+    let (query_ids, requesters, targets) = (
+        col(|e| &e.query_id),
+        col(|e| &e.requester),
+        col(|e| &e.target),
+    );
+    let (reasons, details, agreements, rules) = (
+        col(|e| &e.reason_code),
+        col(|e| &e.detail),
+        col(|e| &e.agreement_id),
+        col(|e| &e.rule_version),
+    );
+    use postgres::types::Type;
+    tx.execute_typed(
+        &format!(
+            "INSERT INTO log ({COLUMNS}, prev_hash, hash) SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ),
+        &[
+            (&seqs, Type::INT8_ARRAY),
+            (&ats, Type::INT8_ARRAY),
+            (&events, Type::TEXT_ARRAY),
+            (&query_ids, Type::TEXT_ARRAY),
+            (&requesters, Type::TEXT_ARRAY),
+            (&targets, Type::TEXT_ARRAY),
+            (&decisions, Type::TEXT_ARRAY),
+            (&reasons, Type::TEXT_ARRAY),
+            (&details, Type::TEXT_ARRAY),
+            (&agreements, Type::TEXT_ARRAY),
+            (&rules, Type::TEXT_ARRAY),
+            (&prevs, Type::TEXT_ARRAY),
+            (&hashes, Type::TEXT_ARRAY),
+        ],
+    )?;
+    for seq in &seqs {
+        tree_append(tx, *seq as u64 - 1)?;
     }
     Ok(())
 }
@@ -354,6 +393,18 @@ pub fn put_agency(pg: &Pg, a: &alpr_pki::AgencyClaims) -> Result<(), Error> {
     })
 }
 
+/// Every agency known from a registration, as `(ORI, jurisdiction)`.
+pub fn agencies(pg: &Pg) -> Result<Vec<(String, String)>, Error> {
+    pg.call(|c| {
+        Ok(
+            c.query("SELECT ori, jurisdiction FROM agencies ORDER BY ori", &[])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        )
+    })
+}
+
 /// An agency's jurisdiction, if known from a registration.
 pub fn agency_jurisdiction(pg: &Pg, ori: &str) -> Result<Option<String>, Error> {
     let ori = ori.to_owned();
@@ -389,11 +440,16 @@ fn claim_in(
     if targets.is_empty() {
         return Ok(Vec::new());
     }
+    use postgres::types::Type;
     let claimed: std::collections::HashSet<String> = c
-        .query(
-            "INSERT INTO routed (query_id, target, at) SELECT $1, t, $3 FROM unnest($2::text[]) AS t
+        .query_typed(
+            "INSERT INTO routed (query_id, target, at) SELECT $1, t, $3 FROM unnest($2) AS t
              ON CONFLICT (query_id, target) DO NOTHING RETURNING target",
-            &[&query_id, &targets, &now],
+            &[
+                (&query_id, Type::BYTEA),
+                (&targets, Type::TEXT_ARRAY),
+                (&now, Type::INT8),
+            ],
         )?
         .iter()
         .map(|r| r.get(0))

@@ -267,6 +267,15 @@ pub fn put_agency(conn: &Connection, a: &alpr_pki::AgencyClaims) -> Result<(), E
     Ok(())
 }
 
+/// Every agency known from a registration, as `(ORI, jurisdiction)`.
+pub fn agencies(conn: &Connection) -> Result<Vec<(String, String)>, Error> {
+    let mut st = conn.prepare("SELECT ori, jurisdiction FROM agencies ORDER BY ori")?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// An agency's jurisdiction, if known from a registration.
 pub fn agency_jurisdiction(conn: &Connection, ori: &str) -> Result<Option<String>, Error> {
     Ok(conn
