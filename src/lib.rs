@@ -236,6 +236,7 @@ impl Federation {
             listen: broker_addr,
             data_dir: dir.join("broker"),
             postgres: postgres.clone(),
+            postgres_ca: None,
             tls: alpr_broker::config::TlsConfig {
                 root: layout.root_cert(),
                 cert: bcert,

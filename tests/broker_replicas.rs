@@ -118,7 +118,7 @@ async fn registrations_at_two_replicas_at_once_make_one_registry() {
 
     // One registry: every leaf verified in order from the shared database, each agreement
     // in it once, and every signed head the root of the leaves before it.
-    let db = Db::open_at(&Location::Postgres(pg.url("broker"))).unwrap();
+    let db = Db::open_at(&Location::postgres(pg.url("broker"))).unwrap();
     let reg = alpr_broker::registry::Registry::load(&db, &fed.trust).unwrap();
     for id in &ids {
         assert!(reg.records().contains_key(id), "{id} registered");

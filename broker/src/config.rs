@@ -26,6 +26,12 @@ pub struct BrokerConfig {
     /// the brokers' own network (see docs/DEPLOYMENT.md).
     #[serde(default)]
     pub postgres: Option<String>,
+    /// PEM file of the certificate authority that issued the PostgreSQL server's
+    /// certificate. With it the broker reaches `postgres` only over TLS (rustls), the
+    /// server's certificate and host name verified, whatever the connection string's
+    /// `sslmode` says; without it the connection is not encrypted (`check-config` says so).
+    #[serde(default)]
+    pub postgres_ca: Option<PathBuf>,
     /// Certificates.
     pub tls: TlsConfig,
     /// Deadline for one target node's answer, milliseconds.
@@ -109,6 +115,9 @@ impl BrokerConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         alpr_runtime::config::resolve_path(&mut cfg.data_dir, base);
+        if let Some(ca) = cfg.postgres_ca.as_mut() {
+            alpr_runtime::config::resolve_path(ca, base);
+        }
         cfg.tls.resolve_paths(base);
         cfg.validate().map_err(|reason| Error::Config {
             path: path.into(),
@@ -128,6 +137,9 @@ impl BrokerConfig {
         }
         if self.max_agreement_days == 0 || self.max_agreement_days > 366 {
             return Err("max_agreement_days must be 1..366".into());
+        }
+        if self.postgres_ca.is_some() && self.postgres.is_none() {
+            return Err("postgres_ca is set but postgres is not".into());
         }
         if let Some(url) = &self.postgres {
             url.parse::<postgres::Config>()
@@ -150,7 +162,10 @@ impl BrokerConfig {
     /// Where the store is: PostgreSQL when `postgres` is set, else the SQLite file.
     pub fn store_location(&self) -> crate::store::Location {
         match &self.postgres {
-            Some(url) => crate::store::Location::Postgres(url.clone()),
+            Some(url) => crate::store::Location::Postgres {
+                url: url.clone(),
+                ca: self.postgres_ca.clone(),
+            },
             None => crate::store::Location::Sqlite(self.db_path()),
         }
     }

@@ -54,21 +54,41 @@ pub use writer::{Claim, LogWriter, mark_replays};
 pub enum Location {
     /// One SQLite file, for a broker of its own.
     Sqlite(PathBuf),
-    /// A PostgreSQL database (a connection string), shared by broker replicas.
-    Postgres(String),
+    /// A PostgreSQL database, shared by broker replicas.
+    Postgres {
+        /// The connection string.
+        url: String,
+        /// PEM file of the CA that issued the server's certificate: connect over TLS,
+        /// verifying the server. `None`: not encrypted.
+        ca: Option<PathBuf>,
+    },
+}
+
+impl Location {
+    /// The PostgreSQL database of `url`, not encrypted.
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Self::Postgres {
+            url: url.into(),
+            ca: None,
+        }
+    }
 }
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(p) => write!(f, "SQLite file {}", p.display()),
-            Self::Postgres(url) => match postgres::parse(url) {
+            Self::Postgres { url, ca } => match postgres::parse(url) {
                 Ok(c) => write!(
                     f,
-                    "PostgreSQL database {} on {:?} as {}",
+                    "PostgreSQL database {} on {:?} as {}, {}",
                     c.get_dbname().unwrap_or("(default)"),
                     c.get_hosts(),
-                    c.get_user().unwrap_or("(default)")
+                    c.get_user().unwrap_or("(default)"),
+                    match ca {
+                        Some(ca) => format!("over TLS (server verified against {})", ca.display()),
+                        None => "NOT encrypted (no postgres_ca)".into(),
+                    }
                 ),
                 Err(_) => write!(f, "PostgreSQL (connection string does not parse)"),
             },
@@ -107,8 +127,8 @@ impl Db {
     pub fn open_at(location: &Location) -> Result<Self, Error> {
         match location {
             Location::Sqlite(p) => Self::open(p),
-            Location::Postgres(url) => Ok(Self {
-                backend: Backend::Postgres(Pg::open(url)?),
+            Location::Postgres { url, ca } => Ok(Self {
+                backend: Backend::Postgres(Pg::open(url, ca.as_deref())?),
             }),
         }
     }
@@ -139,10 +159,13 @@ impl LogWriter {
     pub fn open_at(location: &Location) -> Result<Self, Error> {
         match location {
             Location::Sqlite(p) => Self::open(p),
-            Location::Postgres(url) => {
+            Location::Postgres { url, ca } => {
                 // The schema first (and a clear error now if the database is unreachable).
-                drop(Pg::open(url)?);
-                Self::start(postgres::group_writer_for(postgres::parse(url)?))
+                drop(Pg::open(url, ca.as_deref())?);
+                Self::start(postgres::group_writer_for(
+                    postgres::parse(url)?,
+                    postgres::connector(ca.as_deref())?,
+                ))
             }
         }
     }

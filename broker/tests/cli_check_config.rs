@@ -51,3 +51,26 @@ fn a_postgres_connection_string_that_does_not_parse_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_postgres_ca_without_postgres_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("broker.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:7000\"\ndata_dir = \"data\"\npostgres_ca = \"db-ca.pem\"\n[tls]\nroot = \"root.crt\"\ncert = \"broker.crt\"\nkey = \"broker.key\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alpr-broker"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("postgres_ca is set but postgres is not"),
+        "{err}"
+    );
+}

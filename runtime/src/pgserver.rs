@@ -90,6 +90,17 @@ fn free_port() -> Result<u16, Error> {
 impl LocalPostgres {
     /// Create a cluster in a new temporary directory and start it on a free loopback port.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(None)
+    }
+
+    /// [`LocalPostgres::start`] serving TLS only on its TCP port, with this certificate
+    /// chain and key (PEM): a client that does not encrypt is refused (`pg_hba.conf`
+    /// `hostnossl … reject`).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Self, Error> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("alpr-pg-")
@@ -119,12 +130,40 @@ impl LocalPostgres {
                 "--locale=C",
             ],
         )?;
+        let mut extra = String::new();
+        if let Some((cert, key)) = tls {
+            let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
+            let write = |path: &Path, text: &str, mode: u32| -> Result<(), Error> {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(path, text)
+                    .and_then(|()| {
+                        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    })
+                    .map_err(|e| err(format!("{}: {e}", path.display())))?;
+                if me.as_postgres {
+                    chown_to_postgres(path)?;
+                }
+                Ok(())
+            };
+            write(&cert_file, cert, 0o644)?;
+            write(&key_file, key, 0o600)?;
+            write(
+                &data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+                0o600,
+            )?;
+            extra = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_file.display(),
+                key_file.display()
+            );
+        }
         // A port can be taken between choosing and binding: try a few.
         let mut last = String::new();
         for _ in 0..5 {
             me.port = free_port()?;
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200{extra}",
                 me.port,
                 me.dir.path().display()
             );

@@ -18,6 +18,7 @@
 use std::sync::{Arc, Mutex, mpsc};
 
 use postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::Error;
 use crate::store::{AuditFork, StoredAnchor};
@@ -136,28 +137,89 @@ pub(super) fn parse(url: &str) -> Result<postgres::Config, Error> {
         .map_err(|e| Error::Usage(format!("postgres connection string: {e}")))
 }
 
-/// Connect (from a thread that is not running async tasks).
-pub(super) fn connect(config: &postgres::Config) -> Result<Client, Error> {
-    config
-        .connect(NoTls)
-        .map_err(|e| Error::Postgres(format!("cannot connect: {e}")))
+/// How connections are made: in the clear, or over TLS with the server verified.
+#[derive(Clone)]
+pub(super) enum Connector {
+    /// Not encrypted.
+    Plain,
+    /// TLS (rustls, ring), the server's certificate and host name verified.
+    Tls(MakeRustlsConnect),
+}
+
+/// The connector for a server whose certificate `ca` (a PEM file) issued; plain without.
+pub(super) fn connector(ca: Option<&std::path::Path>) -> Result<Connector, Error> {
+    let Some(ca) = ca else {
+        return Ok(Connector::Plain);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = alpr_pki::read_cert_chain(ca)?;
+    if certs.is_empty() {
+        return Err(Error::Usage(format!(
+            "postgres_ca {}: no certificate in it",
+            ca.display()
+        )));
+    }
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| Error::Usage(format!("postgres_ca {}: {e}", ca.display())))?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Postgres(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Connector::Tls(MakeRustlsConnect::new(cfg)))
+}
+
+/// Connect (from a thread that is not running async tasks). With TLS the connection is
+/// encrypted or not made, whatever the connection string's `sslmode` says.
+pub(super) fn connect(config: &postgres::Config, tls: &Connector) -> Result<Client, Error> {
+    let made = match tls {
+        Connector::Plain => config.connect(NoTls),
+        Connector::Tls(t) => {
+            let mut c = config.clone();
+            c.ssl_mode(postgres::config::SslMode::Require);
+            c.connect(t.clone())
+        }
+    };
+    made.map_err(|e| Error::Postgres(format!("cannot connect: {}", one_line(&e))))
+}
+
+/// An error and its causes on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s.replace('\n', " ")
 }
 
 impl Pg {
     /// Connect to the database of `url`, create the schema if it is not there, and start
     /// the workers. Fails (with the server's reason) when the database cannot be reached.
-    pub fn open(url: &str) -> Result<Self, Error> {
+    pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Self, Error> {
         let config = parse(url)?;
+        let tls = connector(ca)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let (ready_tx, ready_rx) = mpsc::channel();
         for i in 0..WORKERS {
             let rx = rx.clone();
             let config = config.clone();
+            let tls = tls.clone();
             let ready = ready_tx.clone();
             std::thread::Builder::new()
                 .name(format!("postgres-{i}"))
-                .spawn(move || worker(&config, &rx, &ready))
+                .spawn(move || worker(&config, &tls, &rx, &ready))
                 .map_err(|e| Error::Postgres(format!("cannot start a worker: {e}")))?;
         }
         drop(ready_tx);
@@ -195,10 +257,11 @@ impl Pg {
 
 fn worker(
     config: &postgres::Config,
+    tls: &Connector,
     rx: &Mutex<mpsc::Receiver<Job>>,
     ready: &mpsc::Sender<Result<(), Error>>,
 ) {
-    let mut client = match connect(config) {
+    let mut client = match connect(config, tls) {
         Ok(c) => {
             let _ = ready.send(Ok(()));
             Some(c)
@@ -217,7 +280,7 @@ fn worker(
             }
         };
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(config) {
+            client = match connect(config, tls) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "ALERT: broker database unreachable");

@@ -201,12 +201,12 @@ pub fn log(pg: &Pg, entries: &[LogEntry]) -> Result<(), Error> {
 /// The routing-log writer's own connection (made on the writer's thread, and again after
 /// it breaks): every group one transaction, each claim made in it ([`claim_in`]) with the
 /// rows it decides.
-pub fn group_writer_for(config: postgres::Config) -> GroupCommit {
+pub fn group_writer_for(config: postgres::Config, tls: super::Connector) -> GroupCommit {
     let mut client: Option<Client> = None;
     let mut commits: u64 = 0;
     Box::new(move |groups: &mut [Pending]| {
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = Some(super::connect(&config)?);
+            client = Some(super::connect(&config, &tls)?);
         }
         let c = client
             .as_mut()

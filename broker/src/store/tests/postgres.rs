@@ -13,7 +13,7 @@ fn server() -> LocalPostgres {
 }
 
 fn replica(pg: &LocalPostgres, db: &str) -> Db {
-    Db::open_at(&Location::Postgres(pg.url(db))).unwrap()
+    Db::open_at(&Location::postgres(pg.url(db))).unwrap()
 }
 
 #[test]
@@ -21,7 +21,7 @@ fn postgres_passes_every_backend_case() {
     let pg = server();
     for (i, (name, case)) in on_sqlite::CASES.iter().enumerate() {
         let url = pg.create_database(&format!("case{i}")).unwrap();
-        let db = Db::open_at(&Location::Postgres(url)).unwrap();
+        let db = Db::open_at(&Location::postgres(url)).unwrap();
         assert!(db.is_shared());
         eprintln!("case {name} on PostgreSQL");
         case(db);
@@ -32,7 +32,7 @@ fn postgres_passes_every_backend_case() {
 async fn two_replicas_writing_at_once_make_one_chain_and_one_tree() {
     let pg = server();
     let url = pg.create_database("broker").unwrap();
-    let loc = Location::Postgres(url);
+    let loc = Location::postgres(url);
     let (a, b) = (Db::open_at(&loc).unwrap(), Db::open_at(&loc).unwrap());
     let (wa, wb) = (
         LogWriter::open_at(&loc).unwrap(),
@@ -129,7 +129,7 @@ fn registry_appends_from_two_replicas_never_fork() {
     let appender = |who: &'static str| {
         let url = url.clone();
         std::thread::spawn(move || {
-            let mut db = Db::open_at(&Location::Postgres(url)).unwrap();
+            let mut db = Db::open_at(&Location::postgres(url)).unwrap();
             let (mut won, mut lost) = (0, 0);
             while won < 30 {
                 let next = registry_leaves(&db).unwrap().len() as u64;
@@ -174,13 +174,13 @@ fn registry_appends_from_two_replicas_never_fork() {
 
 #[test]
 fn a_wrong_or_lost_database_is_a_one_line_error_never_a_panic() {
-    let e = Db::open_at(&Location::Postgres("host=127.0.0.1 port=nope".into())).unwrap_err();
+    let e = Db::open_at(&Location::postgres("host=127.0.0.1 port=nope")).unwrap_err();
     assert!(matches!(e, Error::Usage(_)), "{e}");
     assert!(e.to_string().contains("postgres connection string"), "{e}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let e = Db::open_at(&Location::Postgres(format!(
+    let e = Db::open_at(&Location::postgres(format!(
         "host=127.0.0.1 port={port} user=alpr dbname=broker connect_timeout=2"
     )))
     .unwrap_err();
@@ -211,7 +211,7 @@ fn a_wrong_or_lost_database_is_a_one_line_error_never_a_panic() {
 async fn the_writer_claims_a_route_in_the_transaction_that_decides_it() {
     let pg = server();
     pg.create_database("broker").unwrap();
-    let loc = Location::Postgres(pg.url("broker"));
+    let loc = Location::postgres(pg.url("broker"));
     let (wa, wb) = (
         LogWriter::open_at(&loc).unwrap(),
         LogWriter::open_at(&loc).unwrap(),
@@ -275,4 +275,59 @@ async fn the_writer_claims_a_route_in_the_transaction_that_decides_it() {
             (vec![0x0a, 0x0b], "CA0560100".into(), 7)
         ]
     );
+}
+
+/// A CA and a server certificate for 127.0.0.1 it issued, PEM: (CA, server chain, key).
+fn server_certificate() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_ca_cert_der(ca_cert.der(), &ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+#[test]
+fn over_tls_the_server_is_verified_and_nothing_travels_in_the_clear() {
+    let (ca, chain, key) = server_certificate();
+    let pg = LocalPostgres::start_tls(&chain, &key).unwrap();
+    pg.create_database("broker").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let over_tls = |ca: &std::path::Path| {
+        Db::open_at(&Location::Postgres {
+            url: pg.url("broker"),
+            ca: Some(ca.to_path_buf()),
+        })
+    };
+    // With the server's CA: connected, and the writer's own connection too.
+    let mut db = over_tls(&ca_file).unwrap();
+    log(
+        &mut db,
+        &[LogEntry::new(1, Event::Route, Decision::Refused)],
+    )
+    .unwrap();
+    assert_eq!(read_log(&db).unwrap().len(), 1);
+    // In the clear: the server refuses (it accepts TLS only).
+    let e = Db::open_at(&Location::postgres(pg.url("broker"))).unwrap_err();
+    assert!(e.to_string().contains("cannot connect"), "{e}");
+    // A CA that did not issue the server's certificate: refused by the broker, one line.
+    let (other, _, _) = server_certificate();
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, &other).unwrap();
+    let e = over_tls(&other_file).unwrap_err().to_string();
+    assert!(e.starts_with("postgres: cannot connect"), "{e}");
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    // A CA file with no certificate in it.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    assert!(over_tls(&empty).is_err());
 }
