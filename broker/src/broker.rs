@@ -40,6 +40,9 @@ pub struct Broker {
     /// Query ids already routed to each target, made durable by the routing log.
     replay: ReplayMemory,
     registry: RwLock<Registry>,
+    /// The store is shared with other replicas (PostgreSQL): the registry is caught up
+    /// before each decision.
+    shared: bool,
     /// Agencies known from registrations, ORI to jurisdiction: read by every admission,
     /// so held in memory (reloaded when another replica's registrations are taken in).
     agencies: RwLock<HashMap<String, String>>,
@@ -156,6 +159,7 @@ impl Broker {
         let db = Db::open_at(&location)?;
         let registry = Registry::load(&db, &trust)?;
         let agencies = RwLock::new(store::agencies(&db)?.into_iter().collect());
+        let shared = db.is_shared();
         let replay = ReplayMemory::new();
         let since = alpr_pki::now_unix() - ReplayMemory::HORIZON_SECS;
         for (id, target, at) in store::routed_ids_since(&db, since)? {
@@ -184,6 +188,7 @@ impl Broker {
             log_writer,
             replay,
             registry: RwLock::new(registry),
+            shared,
             agencies,
             nodes,
             deadline,
@@ -212,10 +217,10 @@ impl Broker {
     /// (verifying each) before anything is decided from the registry; a no-op on a store of
     /// this broker's own.
     pub fn sync_registry(&self) -> Result<(), Error> {
-        let db = self.db();
-        if !db.is_shared() {
+        if !self.shared {
             return Ok(());
         }
+        let db = self.db();
         let mut reg = self.reg_mut();
         let size = reg.size();
         reg.catch_up(&db, &self.trust())?;
@@ -949,10 +954,7 @@ impl Broker {
                 ori: ori.clone(),
                 status: TargetStatus::Refused as i32,
                 reason: RefusalReason::Replay as i32,
-                detail: format!(
-                    "query {} was already routed to {ori} by another broker replica",
-                    hex::encode(query_id)
-                ),
+                detail: store::replay_detail(&hex::encode(query_id), ori),
                 reply: None,
                 decided_by: "broker".into(),
                 sealed_reply: None,

@@ -47,7 +47,7 @@ mod tests;
 
 pub use postgres::Pg;
 pub use sqlite::DbError;
-pub use writer::{Claim, LogWriter, mark_replays};
+pub use writer::{Claim, LogWriter, mark_replays, replay_detail};
 
 /// Where a broker keeps its store.
 #[derive(Clone, Debug, PartialEq, Eq)]

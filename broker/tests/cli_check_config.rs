@@ -5,18 +5,26 @@
 
 use std::process::Command;
 
-#[test]
-fn a_broken_config_is_one_line_naming_where() {
+/// `alpr-broker check-config` on a `broker.toml` holding `text`: its exit code and stderr.
+fn check_config(text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("broker.toml");
-    std::fs::write(&cfg, "listen = \"127.0.0.1:7000\"\ndata_dir = 7\n").unwrap();
+    std::fs::write(&cfg, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_alpr-broker"))
         .args(["check-config", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_broken_config_is_one_line_naming_where() {
+    let (code, err) = check_config("listen = \"127.0.0.1:7000\"\ndata_dir = 7\n");
+    assert_eq!(code, Some(1));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("broker.toml") && err.contains("line 2") && err.contains("data_dir = 7"),
@@ -31,20 +39,10 @@ fn a_broken_config_is_one_line_naming_where() {
 
 #[test]
 fn a_postgres_connection_string_that_does_not_parse_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("broker.toml");
-    std::fs::write(
-        &cfg,
+    let (code, err) = check_config(
         "listen = \"127.0.0.1:7000\"\ndata_dir = \"data\"\npostgres = \"host=db port=nope\"\n[tls]\nroot = \"root.crt\"\ncert = \"broker.crt\"\nkey = \"broker.key\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_alpr-broker"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(1));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("broker.toml") && err.contains("postgres") && err.contains("does not parse"),
@@ -54,20 +52,10 @@ fn a_postgres_connection_string_that_does_not_parse_is_named() {
 
 #[test]
 fn a_postgres_ca_without_postgres_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("broker.toml");
-    std::fs::write(
-        &cfg,
+    let (code, err) = check_config(
         "listen = \"127.0.0.1:7000\"\ndata_dir = \"data\"\npostgres_ca = \"db-ca.pem\"\n[tls]\nroot = \"root.crt\"\ncert = \"broker.crt\"\nkey = \"broker.key\"\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_alpr-broker"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(1));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("postgres_ca is set but postgres is not"),

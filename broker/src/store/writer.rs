@@ -49,13 +49,17 @@ pub fn mark_replays(entries: &mut [LogEntry], replays: &[String]) {
         {
             e.decision = Decision::Refused;
             e.reason_code = Some(alpr_proto::RefusalReason::Replay.as_str_name().into());
-            e.detail = Some(format!(
-                "query {} was already routed to {} by another broker replica",
+            e.detail = Some(replay_detail(
                 e.query_id.as_deref().unwrap_or("?"),
-                e.target.as_deref().unwrap_or("?")
+                e.target.as_deref().unwrap_or("?"),
             ));
         }
     }
+}
+
+/// Why a target another replica had routed the query to is refused (`query_id` in hex).
+pub fn replay_detail(query_id: &str, target: &str) -> String {
+    format!("query {query_id} was already routed to {target} by another broker replica")
 }
 
 /// Group-commit writer for the routing log.
