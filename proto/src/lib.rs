@@ -34,6 +34,7 @@ pub mod replay;
 pub mod reply;
 pub mod rules;
 pub mod seal;
+pub mod subjects;
 #[cfg(test)]
 mod testkit;
 

@@ -350,6 +350,129 @@ impl Frontier {
     }
 }
 
+/// A whole tree held in memory: every perfect subtree's hash, level by level, so the root
+/// and any proof cost O(log² n) hashes at any size (the broker's registry at a million
+/// leaves), never a pass over the leaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    /// `levels[l][i]`: the perfect subtree of `2^l` leaves starting at leaf `i * 2^l`.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    /// The empty tree.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Leaves appended.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+
+    /// Append the leaf with hash `leaf`.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut level = 0;
+        let mut h = leaf;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            let row = &mut self.levels[level];
+            row.push(h);
+            if row.len() % 2 == 1 {
+                return;
+            }
+            h = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
+            level += 1;
+        }
+    }
+
+    /// Remove the last leaf (undo a [`Tree::push`] whose leaf could not be stored).
+    pub fn pop(&mut self) {
+        let Some(size) = self.size().checked_sub(1) else {
+            return;
+        };
+        for (l, row) in self.levels.iter_mut().enumerate() {
+            row.truncate((size >> l) as usize);
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) && self.levels.len() > 1 {
+            self.levels.pop();
+        }
+    }
+
+    /// The leaf hashes, in order.
+    #[must_use]
+    pub fn leaves(&self) -> &[Hash] {
+        self.levels.first().map_or(&[], Vec::as_slice)
+    }
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, ProofError> {
+        self.levels
+            .get(level as usize)
+            .and_then(|row| row.get(index as usize))
+            .copied()
+            .ok_or(ProofError::IndexOutOfRange {
+                index,
+                size: self.size(),
+            })
+    }
+
+    /// The Merkle Tree Hash of the first `size` leaves (`size` at most [`Tree::size`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::IndexOutOfRange`] if `size` exceeds the tree.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        if size > self.size() {
+            return Err(ProofError::IndexOutOfRange {
+                index: size,
+                size: self.size(),
+            });
+        }
+        subtree_root(0, size, &mut |l, i| self.node(l, i))
+    }
+
+    /// The Merkle Tree Hash of every leaf.
+    #[must_use]
+    pub fn root(&self) -> Hash {
+        // The whole tree's nodes are all present.
+        self.root_at(self.size()).unwrap_or_else(|_| empty_root())
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::IndexOutOfRange`] unless `index < size <= self.size()`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        if size > self.size() {
+            return Err(ProofError::IndexOutOfRange {
+                index: size,
+                size: self.size(),
+            });
+        }
+        inclusion_proof_with(size, index, &mut |l, i| self.node(l, i))
+    }
+
+    /// Consistency proof from the first `old_size` leaves to the first `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::InvalidSizes`] unless `1 <= old_size <= size <= self.size()`.
+    pub fn consistency_proof(&self, old_size: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        if size > self.size() {
+            return Err(ProofError::InvalidSizes {
+                size1: old_size,
+                size2: size,
+            });
+        }
+        consistency_proof_with(old_size, size, &mut |l, i| self.node(l, i))
+    }
+}
+
 /// [`inclusion_proof`] over a stored tree of `size` leaves.
 ///
 /// # Errors

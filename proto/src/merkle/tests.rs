@@ -1108,3 +1108,39 @@ fn the_frontier_knows_the_root_at_every_size() {
         assert_eq!(f.root(), root(&leaves[..=i]), "size {}", i + 1);
     }
 }
+
+#[test]
+fn the_in_memory_tree_agrees_with_the_slice_functions_at_every_size() {
+    let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut tree = Tree::new();
+    assert_eq!(tree.root(), empty_root());
+    for (n, l) in leaves.iter().enumerate() {
+        tree.push(*l);
+        let size = n as u64 + 1;
+        assert_eq!(tree.size(), size);
+        assert_eq!(tree.root(), root(&leaves[..=n]), "root at {size}");
+        for index in [0, size / 2, size - 1] {
+            assert_eq!(
+                tree.inclusion_proof(index, size).unwrap(),
+                inclusion_proof(&leaves[..=n], index).unwrap()
+            );
+        }
+        for old in [1, size / 2 + 1, size] {
+            assert_eq!(
+                tree.consistency_proof(old, size).unwrap(),
+                consistency_proof(&leaves[..=n], old).unwrap()
+            );
+            assert_eq!(tree.root_at(old).unwrap(), root(&leaves[..old as usize]));
+        }
+    }
+    assert!(tree.inclusion_proof(0, 71).is_err());
+    assert!(tree.consistency_proof(3, 71).is_err());
+    // Undoing pushes gives back each earlier tree, down to the empty one.
+    for n in (0..70).rev() {
+        tree.pop();
+        assert_eq!(tree.size(), n as u64);
+        assert_eq!(tree.root(), root(&leaves[..n]), "root after pop to {n}");
+    }
+    tree.pop();
+    assert_eq!(tree.size(), 0);
+}
