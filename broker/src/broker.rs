@@ -428,13 +428,24 @@ impl Broker {
                 what: "stored tree head".into(),
                 detail: "no signed head".into(),
             })?;
-        if th.timestamp >= now {
+        // A head signed before the subjects index existed gets its root now (nodes that
+        // sync by subject need it; regulators cosign the head again).
+        let missing_index = th.subjects_root.is_empty();
+        if th.timestamp >= now && !missing_index {
             return Ok(Some(th.timestamp));
         }
-        let fresh = alpr_proto::pb::TreeHead {
-            timestamp: now,
+        let mut fresh = alpr_proto::pb::TreeHead {
+            timestamp: now.max(th.timestamp),
             ..th
         };
+        if missing_index {
+            let mut reg = self.reg_mut();
+            if reg.size() != fresh.size {
+                // Another replica appended since: its head is the newest, not this one.
+                return Ok(Some(th.timestamp));
+            }
+            fresh.subjects_root = reg.subjects_root().to_vec();
+        }
         sth.head = Some(alpr_proto::envelope::seal(
             &self.signer,
             alpr_proto::registry::TREE_HEAD,
@@ -453,6 +464,7 @@ impl Broker {
             size: 0,
             root: alpr_proto::merkle::empty_root().to_vec(),
             timestamp: alpr_pki::now_unix(),
+            subjects_root: alpr_proto::subjects::EMPTY.to_vec(),
         };
         Ok(SignedTreeHead {
             head: Some(alpr_proto::envelope::seal(
@@ -502,6 +514,75 @@ impl Broker {
         self.reg().consistency(first, second)
     }
 
+    /// The leaves concerning each asked subject after those the asker holds, with their
+    /// inclusion proofs and each subject's record (or absence) proved, all against the
+    /// newest signed head; at most [`alpr_proto::subjects::MAX_ENTRIES_PER_REPLY`] leaves
+    /// in all (the asker asks again from its new counts).
+    pub fn subjects(
+        &self,
+        req: &alpr_proto::pb::SubjectsRequest,
+    ) -> Result<alpr_proto::pb::Subjects, Error> {
+        use alpr_proto::subjects::{MAX_ENTRIES_PER_REPLY, MAX_SUBJECTS_PER_REQUEST};
+        if req.subjects.len() > MAX_SUBJECTS_PER_REQUEST {
+            return Err(alpr_proto::Error::refused(
+                RefusalReason::InvalidInput,
+                format!(
+                    "{} subjects asked for; at most {MAX_SUBJECTS_PER_REQUEST} in one request",
+                    req.subjects.len()
+                ),
+            )
+            .into());
+        }
+        self.sync_registry()?;
+        let head = {
+            let head = self.head()?;
+            let size = head_size(&head)?;
+            if size.1.is_empty() && size.0 > 0 {
+                self.refresh_head(alpr_pki::now_unix())?;
+                self.head()?
+            } else {
+                head
+            }
+        };
+        let (size, subjects_root) = head_size(&head)?;
+        let mut reg = self.reg_mut();
+        if reg.size() != size || reg.subjects_root().as_slice() != subjects_root.as_slice() {
+            return Err(Error::Unavailable(format!(
+                "the registry moved while the proofs were made (head of size {size}, {} held); ask again",
+                reg.size()
+            )));
+        }
+        let mut budget = MAX_ENTRIES_PER_REPLY;
+        let mut out = Vec::with_capacity(req.subjects.len());
+        for c in &req.subjects {
+            let record = reg.subject_record(&c.subject);
+            let path = reg.subject_path(&c.subject);
+            let (siblings, other_key, other_leaf) = path.to_pb();
+            let mut entries = Vec::new();
+            let indexes = reg.subject_indexes(&c.subject);
+            for &i in indexes.iter().skip(c.held as usize).take(budget) {
+                entries.push(alpr_proto::pb::ProvenLeaf {
+                    index: i,
+                    leaf: reg.entries(i, i + 1).pop().unwrap_or_default(),
+                    inclusion: reg.inclusion(i, size)?.iter().map(|h| h.to_vec()).collect(),
+                });
+            }
+            budget -= entries.len();
+            out.push(alpr_proto::pb::SubjectProof {
+                subject: c.subject.clone(),
+                record: record.map(|r| r.to_pb()),
+                siblings,
+                other_key,
+                other_leaf,
+                entries,
+            });
+        }
+        Ok(alpr_proto::pb::Subjects {
+            head: Some(head),
+            subjects: out,
+        })
+    }
+
     /// Attach a regulator's cosignature to the tree head it names.
     pub fn cosign(&self, peer: &VerifiedIdentity, cosig: &Signed) -> Result<SignedTreeHead, Error> {
         let now = alpr_pki::now_unix();
@@ -524,12 +605,13 @@ impl Broker {
         let mut sth = reg::head_of_size(&db, th.size)?
             .ok_or_else(|| Error::Usage(format!("no tree head of size {}", th.size)))?;
         // The stored head of that size may have been signed again since (a fresher
-        // timestamp); the cosignature vouches for the tree: the same size and root.
+        // timestamp); the cosignature vouches for the tree: the same size, root and
+        // subjects root.
         let stored = sth
             .head
             .as_ref()
             .and_then(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()).ok());
-        if stored.is_none_or(|s| s.root != th.root) {
+        if stored.is_none_or(|s| s.root != th.root || s.subjects_root != th.subjects_root) {
             return Err(Error::Usage(
                 "cosignature is over a tree head this broker did not sign".into(),
             ));
@@ -1257,4 +1339,22 @@ impl Broker {
     pub fn log(&self) -> Result<Vec<LogEntry>, Error> {
         store::read_log(&self.db())
     }
+}
+
+/// A signed head's size and subjects root (as signed; empty before the index existed).
+fn head_size(sth: &SignedTreeHead) -> Result<(u64, Vec<u8>), Error> {
+    let th = sth
+        .head
+        .as_ref()
+        .map(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()))
+        .transpose()
+        .map_err(|e| Error::Corrupt {
+            what: "stored tree head".into(),
+            detail: e.to_string(),
+        })?
+        .ok_or_else(|| Error::Corrupt {
+            what: "stored tree head".into(),
+            detail: "no signed head".into(),
+        })?;
+    Ok((th.size, th.subjects_root))
 }

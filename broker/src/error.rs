@@ -44,6 +44,9 @@ pub enum Error {
     /// Bad input from a caller or operator.
     #[error("{0}")]
     Usage(String),
+    /// Not possible right now; asking again may work (the registry moved mid-request).
+    #[error("{0}")]
+    Unavailable(String),
     /// Stored data does not decode or verify (damaged, or written by something else).
     #[error("{what}: {detail}")]
     Corrupt {
@@ -67,6 +70,7 @@ impl Error {
         match self {
             Self::Refused(e) => e.to_status(),
             Self::Usage(m) => tonic::Status::invalid_argument(m.clone()),
+            Self::Unavailable(m) => tonic::Status::unavailable(m.clone()),
             other => {
                 tracing::error!(error = %other, "internal error");
                 tonic::Status::internal("internal error")

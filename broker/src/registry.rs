@@ -10,6 +10,7 @@ use alpr_proto::envelope;
 use alpr_proto::merkle::{self, Hash};
 use alpr_proto::pb::{SignedAgreement, SignedTreeHead, TreeHead};
 use alpr_proto::registry::{self, AgreementRecord, PublishedKey, RegistryState, TREE_HEAD};
+use alpr_proto::subjects;
 use prost::Message;
 
 use crate::Error;
@@ -19,7 +20,8 @@ use crate::store::{self, Db};
 #[derive(Default)]
 pub struct Registry {
     leaves: Vec<Vec<u8>>,
-    hashes: Vec<Hash>,
+    tree: merkle::Tree,
+    subjects: subjects::Index,
     state: RegistryState,
 }
 
@@ -51,7 +53,8 @@ impl Registry {
                 what: "registry database".into(),
                 detail: format!("entry {i} does not verify: {e}"),
             })?;
-            self.hashes.push(merkle::leaf_hash(&leaf));
+            self.tree.push(merkle::leaf_hash(&leaf));
+            self.subjects.push(i, &leaf);
             self.leaves.push(leaf);
         }
         Ok(())
@@ -64,7 +67,27 @@ impl Registry {
 
     /// Current root.
     pub fn root(&self) -> Hash {
-        merkle::root(&self.hashes)
+        self.tree.root()
+    }
+
+    /// Current root of the subjects index.
+    pub fn subjects_root(&mut self) -> Hash {
+        self.subjects.root()
+    }
+
+    /// `subject`'s record in the subjects index.
+    pub fn subject_record(&self, subject: &str) -> Option<subjects::Record> {
+        self.subjects.record(subject)
+    }
+
+    /// `subject`'s path through the subjects tree.
+    pub fn subject_path(&mut self, subject: &str) -> subjects::Path {
+        self.subjects.path(subject)
+    }
+
+    /// The indexes of the leaves concerning `subject`, oldest first.
+    pub fn subject_indexes(&self, subject: &str) -> Vec<u64> {
+        self.subjects.indexes(subject).to_vec()
     }
 
     /// Agreement records.
@@ -140,26 +163,50 @@ impl Registry {
         now: i64,
     ) -> Result<Option<(u64, SignedTreeHead)>, Error> {
         let index = self.size();
-        let mut state = self.state.clone();
-        registry::apply_leaf(trust, &mut state, index, leaf)?;
-        let mut hashes = self.hashes.clone();
-        hashes.push(merkle::leaf_hash(leaf));
+        // Verified against the state as it stands, applied once stored: nothing is copied,
+        // so an append costs the same at a million leaves as at ten.
+        let change = registry::check_leaf(trust, &self.state, index, leaf)?;
+        self.tree.push(merkle::leaf_hash(leaf));
+        let undo = self.subjects.push(index, leaf);
+        let stored = self.sign_and_store(db, signer, leaf, now);
+        match stored {
+            Ok(Some(sth)) => {
+                self.state.apply(change);
+                self.leaves.push(leaf.to_vec());
+                Ok(Some((index, sth)))
+            }
+            other => {
+                self.tree.pop();
+                self.subjects.undo(undo);
+                other.map(|_| None)
+            }
+        }
+    }
+
+    /// Sign the head including the leaf just pushed, and store both (`None`: another
+    /// replica stored its leaf at this index first).
+    fn sign_and_store(
+        &mut self,
+        db: &mut Db,
+        signer: &Signer,
+        leaf: &[u8],
+        now: i64,
+    ) -> Result<Option<SignedTreeHead>, Error> {
         let th = TreeHead {
-            size: index + 1,
-            root: merkle::root(&hashes).to_vec(),
+            size: self.tree.size(),
+            root: self.tree.root().to_vec(),
             timestamp: now,
+            subjects_root: self.subjects.root().to_vec(),
         };
         let sth = SignedTreeHead {
             head: Some(envelope::seal(signer, TREE_HEAD, &th)?),
             cosignatures: vec![],
         };
+        let index = th.size - 1;
         if !store::append_registry_leaf(db, index, leaf, &sth.encode_to_vec())? {
             return Ok(None);
         }
-        self.state = state;
-        self.hashes = hashes;
-        self.leaves.push(leaf.to_vec());
-        Ok(Some((index, sth)))
+        Ok(Some(sth))
     }
 
     /// Leaves `[start, end)`.
@@ -179,7 +226,8 @@ impl Registry {
                 self.size()
             )));
         }
-        merkle::inclusion_proof(&self.hashes[..size as usize], index)
+        self.tree
+            .inclusion_proof(index, size)
             .map_err(|e| Error::Usage(e.to_string()))
     }
 
@@ -194,7 +242,8 @@ impl Registry {
         if first == 0 || first == second {
             return Ok(vec![]);
         }
-        merkle::consistency_proof(&self.hashes[..second as usize], first)
+        self.tree
+            .consistency_proof(first, second)
             .map_err(|e| Error::Usage(e.to_string()))
     }
 }

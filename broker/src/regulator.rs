@@ -102,6 +102,15 @@ pub async fn fetch_verified(
             "the registry entries do not hash to the broker's signed root".into(),
         ));
     }
+    // The subjects index nodes sync by: recomputed from the whole log, it must be the one
+    // the broker signed, or the broker could hide leaves from the nodes they concern.
+    if let Some(signed) = head.subjects_root
+        && alpr_proto::subjects::root_of(&leaves) != signed
+    {
+        return Err(Error::Usage(
+            "the broker's signed subjects root does not match the registry entries: it could hide entries from the nodes they concern; not cosigned".into(),
+        ));
+    }
     if let Some(s) = saved {
         let old_root = s.root_hash()?;
         let proof = client

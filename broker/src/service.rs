@@ -8,7 +8,7 @@ use alpr_proto::pb::{
     AuditAnchorChainRequest, AuditAnchorRequest, AuditAnchorState, ConsistencyRequest, Entries,
     EntriesRequest, InclusionRequest, ListAgreementsRequest, Proof, RefusalCount, RouteResponse,
     RoutingHead, RoutingHeadRequest, RoutingStats, RoutingStatsRequest, Signed, SignedAgreement,
-    SignedTreeHead, SubmitAgreementResponse, TreeHeadRequest,
+    SignedTreeHead, Subjects, SubjectsRequest, SubmitAgreementResponse, TreeHeadRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -181,6 +181,20 @@ impl BrokerRpc for BrokerService {
         Ok(Response::new(Proof {
             hashes: hashes.iter().map(|h| h.to_vec()).collect(),
         }))
+    }
+
+    async fn get_subjects(
+        &self,
+        request: Request<SubjectsRequest>,
+    ) -> Result<Response<Subjects>, Status> {
+        self.peer(&request)?;
+        let r = request.into_inner();
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.subjects(&r))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 
     async fn cosign(&self, request: Request<Signed>) -> Result<Response<SignedTreeHead>, Status> {

@@ -159,6 +159,9 @@ pub struct VerifiedHead {
     pub root: Hash,
     /// When the broker signed it.
     pub timestamp: i64,
+    /// Root of the subjects index ([`crate::subjects`]); `None` in a head signed before the
+    /// index existed.
+    pub subjects_root: Option<Hash>,
     /// Regulators whose cosignatures verified.
     pub cosigners: Vec<VerifiedIdentity>,
     /// The signed form.
@@ -194,6 +197,14 @@ pub fn verify_head(
     }
     let root =
         merkle::hash_from_slice(&th.root).map_err(|e| invalid(format!("tree head root: {e}")))?;
+    let subjects_root = if th.subjects_root.is_empty() {
+        None
+    } else {
+        Some(
+            merkle::hash_from_slice(&th.subjects_root)
+                .map_err(|e| invalid(format!("tree head subjects root: {e}")))?,
+        )
+    };
     let mut cosigners = Vec::new();
     if th.timestamp > now + crate::admission::CLOCK_SKEW_SECS {
         // A head dated ahead would stay "fresh" for as long as the broker liked.
@@ -215,15 +226,19 @@ pub fn verify_head(
         size: th.size,
         root,
         timestamp: th.timestamp,
+        subjects_root,
         cosigners,
         signed: sth.clone(),
     })
 }
 
-/// Whether `cosigned` (an encoded tree head) names the same size and root as `head`: a
-/// cosignature vouches for a tree, whichever time the broker signed it at.
+/// Whether `cosigned` (an encoded tree head) names the same size, root and subjects root
+/// as `head`: a cosignature vouches for a tree and its index, whichever time the broker
+/// signed it at.
 fn same_tree(cosigned: &[u8], head: &TreeHead) -> bool {
-    TreeHead::decode(cosigned).is_ok_and(|c| c.size == head.size && c.root == head.root)
+    TreeHead::decode(cosigned).is_ok_and(|c| {
+        c.size == head.size && c.root == head.root && c.subjects_root == head.subjects_root
+    })
 }
 
 /// Decode proof hashes.
@@ -382,8 +397,62 @@ pub fn apply_leaf(
     index: u64,
     leaf: &[u8],
 ) -> Result<(), Error> {
+    let change = check_leaf(trust, state, index, leaf)?;
+    state.apply(change);
+    Ok(())
+}
+
+/// What one verified leaf changes in a [`RegistryState`] ([`check_leaf`]).
+#[derive(Debug)]
+pub enum Change {
+    /// A node published a sealing key.
+    SealingKey(Box<PublishedKey>),
+    /// An agreement was registered.
+    Register(Box<AgreementRecord>),
+    /// An action moved an agreement to a new status.
+    Action {
+        /// The agreement.
+        id: String,
+        /// Its status after.
+        status: AgreementStatus,
+        /// The event in its history.
+        item: HistoryItem,
+    },
+}
+
+impl RegistryState {
+    /// Apply a change [`check_leaf`] verified against this state.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::SealingKey(k) => self.sealing_keys.entry(k.ori.clone()).or_default().push(*k),
+            Change::Register(rec) => {
+                let terms = &rec.agreement.terms;
+                self.by_parties
+                    .entry((terms.provider_ori.clone(), terms.requester_ori.clone()))
+                    .or_default()
+                    .push(rec.agreement.id.clone());
+                self.agreements.insert(rec.agreement.id.clone(), *rec);
+            }
+            Change::Action { id, status, item } => {
+                if let Some(rec) = self.agreements.get_mut(&id) {
+                    rec.status = status;
+                    rec.history.push(item);
+                }
+            }
+        }
+    }
+}
+
+/// Verify one leaf against `state` (unchanged) and say what it changes: what an appender
+/// checks before the leaf is stored, and applies ([`RegistryState::apply`]) after.
+pub fn check_leaf(
+    trust: &TrustStore,
+    state: &RegistryState,
+    index: u64,
+    leaf: &[u8],
+) -> Result<Change, Error> {
     let ev = RegistryEvent::decode(leaf).map_err(|e| invalid(format!("does not decode: {e}")))?;
-    let records = &mut state.agreements;
+    let records = &state.agreements;
     match ev.kind.as_str() {
         SEALING_KEY_KIND => {
             let signed = ev
@@ -404,7 +473,7 @@ pub fn apply_leaf(
                     "sealing key published at a time far from when it was logged",
                 ));
             }
-            state.sealing_keys.entry(k.ori.clone()).or_default().push(k);
+            Ok(Change::SealingKey(Box::new(k)))
         }
         "register" => {
             let sa = ev
@@ -438,26 +507,18 @@ pub fn apply_leaf(
                 v.requester_admin.describe()
             );
             let reason = v.terms.justification.clone();
-            state
-                .by_parties
-                .entry((v.terms.provider_ori.clone(), v.terms.requester_ori.clone()))
-                .or_default()
-                .push(v.id.clone());
-            records.insert(
-                v.id.clone(),
-                AgreementRecord {
-                    agreement: v,
-                    registered_index: index,
-                    status: AgreementStatus::Active,
-                    history: vec![HistoryItem {
-                        index,
-                        kind: "register".into(),
-                        by,
-                        reason,
-                        at: ev.logged_at,
-                    }],
-                },
-            );
+            Ok(Change::Register(Box::new(AgreementRecord {
+                agreement: v,
+                registered_index: index,
+                status: AgreementStatus::Active,
+                history: vec![HistoryItem {
+                    index,
+                    kind: "register".into(),
+                    by,
+                    reason,
+                    at: ev.logged_at,
+                }],
+            })))
         }
         _ => {
             let action = ev
@@ -465,7 +526,7 @@ pub fn apply_leaf(
                 .as_ref()
                 .ok_or_else(|| invalid("action event without action"))?;
             let rec = records
-                .get_mut(&ev.agreement_id)
+                .get(&ev.agreement_id)
                 .ok_or_else(|| invalid("action on an unregistered agreement"))?;
             let (a, who, next) = verify_action(trust, action, rec, ev.logged_at)?;
             if a.action != ev.kind {
@@ -478,15 +539,17 @@ pub fn apply_leaf(
                     "the event's provider or requester differs from the signed agreement's",
                 ));
             }
-            rec.status = next;
-            rec.history.push(HistoryItem {
-                index,
-                kind: a.action,
-                by: who.describe(),
-                reason: a.reason,
-                at: ev.logged_at,
-            });
+            Ok(Change::Action {
+                id: ev.agreement_id.clone(),
+                status: next,
+                item: HistoryItem {
+                    index,
+                    kind: a.action,
+                    by: who.describe(),
+                    reason: a.reason,
+                    at: ev.logged_at,
+                },
+            })
         }
     }
-    Ok(())
 }
