@@ -526,3 +526,94 @@ pub fn root_of(leaves: &[Vec<u8>]) -> Hash {
 
 #[cfg(test)]
 mod tests;
+
+/// What a node verified of one subject in a `GetSubjects` reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// What it holds of the subject after: `held` advanced by the entries.
+    pub held: Record,
+    /// The new leaves, `(index, encoded event)`, oldest first.
+    pub leaves: Vec<(u64, Vec<u8>)>,
+    /// True once `held` is the signed record (false: more entries to ask for).
+    pub complete: bool,
+}
+
+/// Check one subject of a `GetSubjects` reply against a verified head of `size` leaves,
+/// root `root` and subjects root `subjects_root`, for a node that holds `held` of it: the
+/// record (or its absence) is the signed index's, every entry is in the log, concerns the
+/// subject and comes after the last held, and — once all are there — the chain over them
+/// gives the signed record, so no entry was left out. A reply may stop short (its budget
+/// of entries spent): the asker asks again from `held`, and must refuse a round that
+/// brings no entry while a subject is incomplete.
+///
+/// # Errors
+///
+/// `INVALID_INPUT` saying which check failed (a broker hiding, reordering or inventing
+/// entries, or a record that is not the signed one).
+pub fn verify_proof(
+    (size, root, subjects_root): (u64, &Hash, &Hash),
+    held: &Record,
+    pb: &crate::pb::SubjectProof,
+) -> Result<Verified, Error> {
+    let subject = pb.subject.as_str();
+    let record = pb.record.as_ref().map(Record::from_pb).transpose()?;
+    Path::from_pb(subject, pb, record.as_ref())?.verify(subjects_root, subject, record.as_ref())?;
+    let signed = record.unwrap_or_default();
+    if signed.count < held.count {
+        return Err(invalid(format!(
+            "{subject}: the signed index counts {} entries, fewer than the {} this node holds",
+            signed.count, held.count
+        )));
+    }
+    if signed.count == held.count && signed != *held {
+        return Err(invalid(format!(
+            "{subject}: the signed index's chain differs from the entries this node holds"
+        )));
+    }
+    let mut now = *held;
+    let mut leaves = Vec::with_capacity(pb.entries.len());
+    for e in &pb.entries {
+        if now.count >= signed.count {
+            return Err(invalid(format!(
+                "{subject}: more entries than the signed index counts"
+            )));
+        }
+        if now.count > 0 && e.index <= now.last_index {
+            return Err(invalid(format!(
+                "{subject}: entry {} is not after entry {}",
+                e.index, now.last_index
+            )));
+        }
+        let lh = merkle::leaf_hash(&e.leaf);
+        let proof = e
+            .inclusion
+            .iter()
+            .map(|h| hash(h, "inclusion proof"))
+            .collect::<Result<Vec<_>, _>>()?;
+        merkle::verify_inclusion(&lh, e.index, size, &proof, root).map_err(|err| {
+            invalid(format!(
+                "{subject}: entry {} is not in the signed log: {err}",
+                e.index
+            ))
+        })?;
+        if !of_leaf(&e.leaf).iter().any(|s| s == subject) {
+            return Err(invalid(format!(
+                "{subject}: entry {} does not concern it",
+                e.index
+            )));
+        }
+        now = now.next(e.index, &lh);
+        leaves.push((e.index, e.leaf.clone()));
+    }
+    let complete = now.count == signed.count;
+    if complete && now != signed {
+        return Err(invalid(format!(
+            "{subject}: the entries do not chain to the signed record (one was left out or changed)"
+        )));
+    }
+    Ok(Verified {
+        held: now,
+        leaves,
+        complete,
+    })
+}

@@ -185,3 +185,132 @@ fn an_empty_index_proves_every_absence() {
     assert!(path.siblings.is_empty());
     path.verify(&root, "agency:CA0000001", None).unwrap();
 }
+
+/// A broker's reply for `subject` to a node holding its first `held` leaves.
+fn reply(
+    log: &[Vec<u8>],
+    tree: &merkle::Tree,
+    index: &mut Index,
+    subject: &str,
+    held: usize,
+) -> crate::pb::SubjectProof {
+    let (siblings, other_key, other_leaf) = index.path(subject).to_pb();
+    crate::pb::SubjectProof {
+        subject: subject.into(),
+        record: index.record(subject).map(|r| r.to_pb()),
+        siblings,
+        other_key,
+        other_leaf,
+        entries: index
+            .indexes(subject)
+            .iter()
+            .skip(held)
+            .map(|&i| crate::pb::ProvenLeaf {
+                index: i,
+                leaf: log[i as usize].clone(),
+                inclusion: tree
+                    .inclusion_proof(i, tree.size())
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.to_vec())
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_node_verifies_its_own_entries_and_catches_a_broker_that_hides_or_forges_one() {
+    let log = sample_log(150);
+    let mut tree = merkle::Tree::new();
+    let mut index = Index::new();
+    for (i, leaf) in log.iter().enumerate() {
+        tree.push(merkle::leaf_hash(leaf));
+        index.push(i as u64, leaf);
+    }
+    let (size, root, sroot) = (tree.size(), tree.root(), index.root());
+    let head = (size, &root, &sroot);
+    let s = "agency:CA0000002";
+    let all = index.indexes(s).to_vec();
+    assert!(all.len() > 4);
+
+    // Honest, from nothing and from part way.
+    let full = verify_proof(
+        head,
+        &Record::default(),
+        &reply(&log, &tree, &mut index, s, 0),
+    )
+    .unwrap();
+    assert!(full.complete);
+    assert_eq!(full.held, index.record(s).unwrap());
+    assert_eq!(full.leaves.iter().map(|(i, _)| *i).collect::<Vec<_>>(), all);
+    let mut part = Record::default();
+    for &i in &all[..3] {
+        part = part.next(i, &merkle::leaf_hash(&log[i as usize]));
+    }
+    let rest = verify_proof(head, &part, &reply(&log, &tree, &mut index, s, 3)).unwrap();
+    assert_eq!(rest.held, full.held);
+    assert_eq!(rest.leaves.len(), all.len() - 3);
+    // A subject nothing concerns.
+    let none = verify_proof(
+        head,
+        &Record::default(),
+        &reply(&log, &tree, &mut index, "agency:TX0000009", 0),
+    )
+    .unwrap();
+    assert!(none.complete && none.leaves.is_empty());
+
+    // A hidden entry in the middle: the reply falls short, and asking again from what it
+    // gave brings an entry the node already passed.
+    let mut hidden = reply(&log, &tree, &mut index, s, 0);
+    hidden.entries.remove(2);
+    let short = verify_proof(head, &Record::default(), &hidden).unwrap();
+    assert!(!short.complete);
+    let again = reply(&log, &tree, &mut index, s, short.held.count as usize);
+    let err = verify_proof(head, &short.held, &again).unwrap_err();
+    assert!(err.detail().contains("is not after"), "{err}");
+
+    // The newest entry hidden behind a record that counts one fewer: not the signed index.
+    let mut stale = reply(&log, &tree, &mut index, s, 0);
+    stale.entries.pop();
+    let r = index.record(s).unwrap();
+    let mut fewer = Record::default();
+    for e in &stale.entries {
+        fewer = fewer.next(e.index, &merkle::leaf_hash(&e.leaf));
+    }
+    assert_eq!(fewer.count, r.count - 1);
+    stale.record = Some(fewer.to_pb());
+    let err = verify_proof(head, &Record::default(), &stale).unwrap_err();
+    assert!(err.detail().contains("subjects"), "{err}");
+
+    // A changed entry is not in the log.
+    let mut forged = reply(&log, &tree, &mut index, s, 0);
+    forged.entries[1].leaf = event("revoke", "CA0000002", "NV0000001");
+    let err = verify_proof(head, &Record::default(), &forged).unwrap_err();
+    assert!(err.detail().contains("not in the signed log"), "{err}");
+
+    // Another agency's real entry (inclusion proof and all) is refused.
+    let mut foreign = reply(&log, &tree, &mut index, s, 0);
+    let other = index.indexes("key:CA0000005")[0];
+    foreign.entries[1] = reply(&log, &tree, &mut index, "key:CA0000005", 0)
+        .entries
+        .into_iter()
+        .find(|e| e.index == other)
+        .unwrap();
+    assert!(verify_proof(head, &Record::default(), &foreign).is_err());
+
+    // Entries out of order.
+    let mut swapped = reply(&log, &tree, &mut index, s, 0);
+    swapped.entries.swap(0, 1);
+    let err = verify_proof(head, &Record::default(), &swapped).unwrap_err();
+    assert!(err.detail().contains("is not after"), "{err}");
+
+    // A node that holds more than the index counts (the history was cut).
+    let err = verify_proof(
+        head,
+        &full.held.next(size + 5, &EMPTY),
+        &reply(&log, &tree, &mut index, s, 0),
+    )
+    .unwrap_err();
+    assert!(err.detail().contains("fewer than"), "{err}");
+}
