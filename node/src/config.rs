@@ -321,6 +321,24 @@ pub struct RegistryConfig {
     /// this bound. Answering resumes by itself with the next fresh, consistent head.
     #[serde(default = "default_max_head_age")]
     pub max_head_age_secs: u64,
+    /// What a sync fetches: `"full"` (default) every registry entry, verified against the
+    /// signed root; `"subjects"` only the entries concerning this agency and the sealing
+    /// keys of the agencies it holds agreements with, each with its proof against the
+    /// signed head and subjects index — the cost of a sync then does not grow with other
+    /// agencies' churn (a national registry). Both check the new head extends the last.
+    #[serde(default)]
+    pub sync: SyncMode,
+}
+
+/// What a registry sync fetches ([`RegistryConfig::sync`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Every entry.
+    #[default]
+    Full,
+    /// This agency's own subjects, with proofs.
+    Subjects,
 }
 
 fn default_sync() -> u64 {
@@ -337,6 +355,7 @@ impl Default for RegistryConfig {
             require_cosignature: false,
             sync_interval_secs: default_sync(),
             max_head_age_secs: default_max_head_age(),
+            sync: SyncMode::Full,
         }
     }
 }

@@ -14,8 +14,10 @@ use alpr_proto::agreement::{self, AgreementStatus};
 use alpr_proto::merkle::{self, Hash};
 use alpr_proto::pb::broker_client::BrokerClient;
 use alpr_proto::pb::{
-    Agreement, ConsistencyRequest, EntriesRequest, RegistryEvent, TreeHeadRequest,
+    Agreement, ConsistencyRequest, EntriesRequest, RegistryEvent, SubjectCursor, SubjectsRequest,
+    TreeHeadRequest,
 };
+use alpr_proto::subjects;
 use alpr_proto::registry::{self, AgreementRecord, HistoryItem};
 use prost::Message;
 use tonic::transport::Channel;
@@ -34,6 +36,21 @@ pub struct SyncReport {
     pub to: u64,
     /// Events that concerned this agency and were applied.
     pub applied: Vec<String>,
+}
+
+/// Registry entries fetched by one sync, to verify and apply.
+struct Fetched<'a> {
+    /// The registry size before.
+    from: u64,
+    /// `(index, encoded event)`, in index order.
+    leaves: &'a [(u64, Vec<u8>)],
+    /// Keep each leaf's hash (a full sync keeps the whole tree's).
+    keep_hashes: bool,
+    /// Entries below this index were applied by earlier full syncs (a node that changed
+    /// to syncing by subject): counted, not applied again.
+    applied_below: u64,
+    /// What the node holds of each subject after (a sync by subject).
+    subjects: &'a [(String, subjects::Record)],
 }
 
 /// The signing time of the newest registry head `db` keeps (0 if none).
@@ -96,6 +113,9 @@ impl Node {
                 "registry tree head of size {} carries no {} regulator cosignature; not trusted",
                 head.size, self.agency.jurisdiction
             )));
+        }
+        if self.cfg.registry.sync == crate::config::SyncMode::Subjects {
+            return self.sync_by_subjects(client, head, now).await;
         }
         // The tree this node verified so far: its right edge, kept between syncs (built
         // once from the stored leaf hashes), so a sync costs the new leaves only.
@@ -196,7 +216,19 @@ impl Node {
         let node = self.clone();
         let timestamp = head.timestamp;
         let report = tokio::task::spawn_blocking(move || {
-            node.apply_events(from, &leaves, &head.signed, head.size, &head.root, now)
+            let leaves: Vec<(u64, Vec<u8>)> = leaves
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| (from + i as u64, l))
+                .collect();
+            let fetched = Fetched {
+                from,
+                leaves: &leaves,
+                keep_hashes: true,
+                applied_below: 0,
+                subjects: &[],
+            };
+            node.apply_events(fetched, &head.signed, head.size, &head.root, now)
         })
         .await??;
         *self
@@ -259,8 +291,7 @@ impl Node {
 
     fn apply_events(
         &self,
-        from: u64,
-        leaves: &[Vec<u8>],
+        fetched: Fetched<'_>,
         sth: &alpr_proto::pb::SignedTreeHead,
         size: u64,
         root: &Hash,
@@ -271,9 +302,15 @@ impl Node {
         let mut applied = Vec::new();
         let mut entries: Vec<AuditEntry> = Vec::new();
         db.transaction(|tx| {
-            for (i, leaf) in leaves.iter().enumerate() {
-                let index = from + i as u64;
-                store::registry::append_leaf(tx, index, &merkle::leaf_hash(leaf))?;
+            for (index, leaf) in fetched.leaves {
+                let index = *index;
+                if fetched.keep_hashes {
+                    store::registry::append_leaf(tx, index, &merkle::leaf_hash(leaf))?;
+                }
+                if index < fetched.applied_below {
+                    // Applied already, by this node's earlier full syncs.
+                    continue;
+                }
                 let Ok(ev) = RegistryEvent::decode(leaf.as_slice()) else {
                     continue;
                 };
@@ -314,6 +351,9 @@ impl Node {
                     }),
                 }
             }
+            for (subject, held) in fetched.subjects {
+                store::registry::put_subject(tx, subject, held)?;
+            }
             store::registry::put_head(tx, size, root, &sth.encode_to_vec(), now)
         })?;
         self.reload_agreements(&db)?;
@@ -326,10 +366,188 @@ impl Node {
             self.audit(&entries)?;
         }
         Ok(SyncReport {
-            from,
+            from: fetched.from,
             to: size,
             applied,
         })
+    }
+
+    /// Sync by subject (`[registry] sync = "subjects"`): fetch only the entries concerning
+    /// this agency and the sealing keys of the agencies it holds agreements with, each
+    /// proved against a verified head consistent with the last ([`subjects::verify_proof`]);
+    /// anything that does not verify is a `registry_fork` alert and nothing is applied.
+    async fn sync_by_subjects(
+        self: &Arc<Self>,
+        mut client: BrokerClient<Channel>,
+        head: registry::VerifiedHead,
+        now: i64,
+    ) -> Result<SyncReport, Error> {
+        let me = self.ori().to_owned();
+        let (mut last, applied_below) = {
+            let db = self.db();
+            (
+                store::registry::last_head(&db)?,
+                store::registry::leaf_count(&db)?,
+            )
+        };
+        let from = last.as_ref().map_or(0, |(size, _)| *size);
+        if let Some((size, root)) = &last
+            && *size == head.size
+            && *root == head.root
+        {
+            self.note_head_time(head.timestamp);
+            return Ok(SyncReport {
+                from,
+                to: head.size,
+                applied: vec![],
+            });
+        }
+        let mut report = SyncReport {
+            from,
+            to: from,
+            applied: vec![],
+        };
+        // Each round proves every followed subject against one head; a round brings the
+        // rest of a long history, or the keys of agencies an agreement just named.
+        loop {
+            let mut held: std::collections::BTreeMap<String, subjects::Record> = {
+                let db = self.db();
+                let mut held: std::collections::BTreeMap<_, _> =
+                    store::registry::subjects(&db)?.into_iter().collect();
+                let mut follow = vec![subjects::agency(&me), subjects::sealing_key(&me)];
+                follow.extend(
+                    store::registry::counterparts(&db, &me)?
+                        .iter()
+                        .map(|o| subjects::sealing_key(o)),
+                );
+                for f in follow {
+                    held.entry(f).or_default();
+                }
+                held
+            };
+            let ask: Vec<SubjectCursor> = held
+                .iter()
+                .map(|(s, r)| SubjectCursor {
+                    subject: s.clone(),
+                    held: r.count,
+                })
+                .collect();
+            let reply = client
+                .get_subjects(SubjectsRequest {
+                    subjects: ask.clone(),
+                })
+                .await?
+                .into_inner();
+            let sth = reply
+                .head
+                .ok_or_else(|| Error::RegistryUntrusted("subjects reply without a head".into()))?;
+            let rhead = registry::verify_head(&self.trust(), &sth, alpr_pki::now_unix())?;
+            if self.cfg.registry.require_cosignature
+                && !rhead.cosigned_by(self.agency.jurisdiction.as_str())
+            {
+                return Err(Error::RegistryUntrusted(format!(
+                    "registry tree head of size {} carries no {} regulator cosignature; not trusted",
+                    rhead.size, self.agency.jurisdiction
+                )));
+            }
+            let Some(sroot) = rhead.subjects_root else {
+                return Err(Error::RegistryUntrusted(format!(
+                    "the broker's tree head of size {} carries no subjects index; this broker cannot serve [registry] sync = \"subjects\" (use \"full\")",
+                    rhead.size
+                )));
+            };
+            if let Some((size, root)) = &last {
+                let proof = if rhead.size > *size && *size > 0 {
+                    client
+                        .get_consistency_proof(ConsistencyRequest {
+                            first: *size,
+                            second: rhead.size,
+                        })
+                        .await?
+                        .into_inner()
+                        .hashes
+                } else {
+                    vec![]
+                };
+                let proof = registry::proof_hashes(&proof)?;
+                if let Err(e) =
+                    registry::check_consistency((*size, root), (rhead.size, &rhead.root), &proof)
+                {
+                    self.fork_alert(&e.detail())?;
+                    return Err(Error::RegistryUntrusted(format!(
+                        "registry fork detected: {}",
+                        e.detail()
+                    )));
+                }
+            }
+            if reply.subjects.len() != ask.len()
+                || reply.subjects.iter().zip(&ask).any(|(p, a)| p.subject != a.subject)
+            {
+                let detail = "the subjects reply does not answer the subjects asked for";
+                self.fork_alert(detail)?;
+                return Err(Error::RegistryUntrusted(detail.into()));
+            }
+            let mut leaves = Vec::new();
+            let mut complete = true;
+            let mut cursors = Vec::new();
+            for p in &reply.subjects {
+                let before = held.get(&p.subject).copied().unwrap_or_default();
+                let v = match subjects::verify_proof(
+                    (rhead.size, &rhead.root, &sroot),
+                    &before,
+                    p,
+                ) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.fork_alert(&format!("registry subjects: {}", e.detail()))?;
+                        return Err(Error::RegistryUntrusted(format!(
+                            "the broker's subjects proof does not verify: {}",
+                            e.detail()
+                        )));
+                    }
+                };
+                complete &= v.complete;
+                leaves.extend(v.leaves);
+                held.insert(p.subject.clone(), v.held);
+                cursors.push((p.subject.clone(), v.held));
+            }
+            if leaves.is_empty() && !complete {
+                let detail = "the broker's subjects reply brings no entry while some are missing";
+                self.fork_alert(detail)?;
+                return Err(Error::RegistryUntrusted(detail.into()));
+            }
+            leaves.sort_by_key(|(i, _)| *i);
+            leaves.dedup_by_key(|(i, _)| *i);
+            let node = self.clone();
+            let size = rhead.size;
+            let root = rhead.root;
+            let timestamp = rhead.timestamp;
+            let round = tokio::task::spawn_blocking(move || {
+                let fetched = Fetched {
+                    from,
+                    leaves: &leaves,
+                    keep_hashes: false,
+                    applied_below,
+                    subjects: &cursors,
+                };
+                node.apply_events(fetched, &sth, size, &root, now)
+            })
+            .await??;
+            self.note_head_time(timestamp);
+            report.to = round.to;
+            report.applied.extend(round.applied);
+            last = Some((size, root));
+            // New agreements name agencies whose keys this node now follows.
+            let follows_more = {
+                let db = self.db();
+                store::registry::counterparts(&db, &me)?
+                    .iter()
+                    .any(|o| !held.contains_key(&subjects::sealing_key(o)))
+            };
+            if complete && !follows_more {
+                return Ok(report);
+            }
+        }
     }
 
     /// Apply one event if its signed contents concern this agency.

@@ -183,6 +183,7 @@ CREATE TABLE IF NOT EXISTS agreements (
 );
 CREATE TABLE IF NOT EXISTS registry_leaves (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS registry_heads (size INTEGER PRIMARY KEY, root BLOB NOT NULL, sth BLOB NOT NULL, seen_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS registry_subjects (subject TEXT PRIMARY KEY, count INTEGER NOT NULL, last_index INTEGER NOT NULL, chain BLOB NOT NULL);
 "#;
 
 /// The schema version this code writes. 1: reads carry their plate's issuing state, and
