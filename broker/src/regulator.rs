@@ -104,13 +104,7 @@ pub async fn fetch_verified(
     }
     // The subjects index nodes sync by: recomputed from the whole log, it must be the one
     // the broker signed, or the broker could hide leaves from the nodes they concern.
-    if let Some(signed) = head.subjects_root
-        && alpr_proto::subjects::root_of(&leaves) != signed
-    {
-        return Err(Error::Usage(
-            "the broker's signed subjects root does not match the registry entries: it could hide entries from the nodes they concern; not cosigned".into(),
-        ));
-    }
+    check_subjects_root(&head, &leaves)?;
     if let Some(s) = saved {
         let old_root = s.root_hash()?;
         let proof = client
@@ -140,6 +134,25 @@ pub async fn fetch_verified(
         records: state.agreements,
         sealing_keys: state.sealing_keys,
     })
+}
+
+/// Check a verified head's subjects root against the index recomputed from the whole log
+/// (`leaves`, the head's): a broker that signs another root could hide entries from the
+/// nodes that sync by subject, so no regulator cosigns it.
+///
+/// # Errors
+///
+/// [`Error::Usage`] when they differ.
+pub fn check_subjects_root(head: &VerifiedHead, leaves: &[Vec<u8>]) -> Result<(), Error> {
+    if let Some(signed) = head.subjects_root
+        && alpr_proto::subjects::root_of(leaves) != signed
+    {
+        return Err(Error::Usage(format!(
+            "the broker's signed subjects root at size {} does not match the registry entries: it could hide entries from the nodes they concern; not cosigned",
+            head.size
+        )));
+    }
+    Ok(())
 }
 
 fn status(s: tonic::Status) -> Error {

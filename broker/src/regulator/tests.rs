@@ -245,3 +245,49 @@ fn a_saved_head_round_trips_and_a_missing_file_is_none() {
             .starts_with("saved root: ")
     );
 }
+
+#[test]
+fn a_regulator_refuses_a_head_whose_subjects_root_is_not_the_logs() {
+    let kit = Kit::new();
+    let now = alpr_pki::now_unix();
+    let mut db = store::open(&kit.dir().join("broker.db")).unwrap();
+    let mut r = Registry::load(&db, &kit.trust).unwrap();
+    let mut leaves = Vec::new();
+    for (p, q) in [(PROVIDER, REQUESTER), (PROVIDER, NEVADA)] {
+        let (leaf, _) = kit.registration(&kit.agreement(p, q, "x", now, now + DAY), now);
+        r.append(&mut db, &kit.trust, &kit.broker, leaf.clone(), now)
+            .unwrap();
+        leaves.push(leaf);
+    }
+    // The broker's own head: its subjects root is the log's.
+    let sth = reg::latest_head(&db).unwrap().unwrap();
+    let head = registry::verify_head(&kit.trust, &sth, now).unwrap();
+    assert_eq!(head.subjects_root, Some(alpr_proto::subjects::root_of(&leaves)));
+    check_subjects_root(&head, &leaves).unwrap();
+    // A head signed over the same tree but an index that leaves out the newest leaf (what
+    // would hide it from NEVADA's node): refused.
+    let lying = alpr_proto::pb::TreeHead {
+        size: 2,
+        root: head.root.to_vec(),
+        timestamp: now,
+        subjects_root: alpr_proto::subjects::root_of(&leaves[..1]).to_vec(),
+    };
+    let forged = SignedTreeHead {
+        head: Some(envelope::seal(&kit.broker, registry::TREE_HEAD, &lying).unwrap()),
+        cosignatures: vec![],
+    };
+    let bad = registry::verify_head(&kit.trust, &forged, now).unwrap();
+    let err = check_subjects_root(&bad, &leaves).unwrap_err().to_string();
+    assert!(err.contains("subjects root"), "{err}");
+    // A cosignature of the honest head does not count for the lying one.
+    let cs = alpr_proto::pb::Cosignature {
+        tree_head: sth.head.as_ref().unwrap().payload.clone(),
+        cosigned_at: now,
+    };
+    let cosigned = SignedTreeHead {
+        cosignatures: vec![envelope::seal(&kit.regulator(), registry::COSIGNATURE, &cs).unwrap()],
+        ..forged
+    };
+    let v = registry::verify_head(&kit.trust, &cosigned, now).unwrap();
+    assert!(v.cosigners.is_empty(), "same size and root, another index: not cosigned");
+}
