@@ -75,9 +75,14 @@ async fn a_node_syncing_by_subject_gets_its_own_part_answers_sealed_and_enforces
     let v = applied(&fed, VENTURA);
     assert!(v.iter().any(|d| d.contains(&ours)), "{v:?}");
     assert!(!v.iter().any(|d| d.contains(&theirs)), "{v:?}");
-    assert!(v.iter().any(|d| d.contains("sealing key") && d.contains(SACRAMENTO)), "{v:?}");
     assert!(
-        !v.iter().any(|d| d.contains("sealing key") && d.contains(FRESNO)),
+        v.iter()
+            .any(|d| d.contains("sealing key") && d.contains(SACRAMENTO)),
+        "{v:?}"
+    );
+    assert!(
+        !v.iter()
+            .any(|d| d.contains("sealing key") && d.contains(FRESNO)),
         "Fresno's key does not concern Ventura: {v:?}"
     );
     // Sacramento, party to both, applied both.
@@ -103,7 +108,11 @@ async fn a_node_syncing_by_subject_gets_its_own_part_answers_sealed_and_enforces
     assert_eq!(reply.payload_type, REFUSAL);
     let (_, refusal): (_, Refusal) =
         envelope::open_as(&fed.trust, &reply, REFUSAL, alpr_pki::now_unix()).unwrap();
-    assert_eq!(refusal.reason, RefusalReason::AgreementRevoked as i32, "{refusal:?}");
+    assert_eq!(
+        refusal.reason,
+        RefusalReason::AgreementRevoked as i32,
+        "{refusal:?}"
+    );
     assert!(
         applied(&fed, VENTURA)
             .iter()

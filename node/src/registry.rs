@@ -17,8 +17,8 @@ use alpr_proto::pb::{
     Agreement, ConsistencyRequest, EntriesRequest, RegistryEvent, SubjectCursor, SubjectsRequest,
     TreeHeadRequest,
 };
-use alpr_proto::subjects;
 use alpr_proto::registry::{self, AgreementRecord, HistoryItem};
+use alpr_proto::subjects;
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -481,7 +481,11 @@ impl Node {
                 }
             }
             if reply.subjects.len() != ask.len()
-                || reply.subjects.iter().zip(&ask).any(|(p, a)| p.subject != a.subject)
+                || reply
+                    .subjects
+                    .iter()
+                    .zip(&ask)
+                    .any(|(p, a)| p.subject != a.subject)
             {
                 let detail = "the subjects reply does not answer the subjects asked for";
                 self.fork_alert(detail)?;
@@ -492,11 +496,8 @@ impl Node {
             let mut cursors = Vec::new();
             for p in &reply.subjects {
                 let before = held.get(&p.subject).copied().unwrap_or_default();
-                let v = match subjects::verify_proof(
-                    (rhead.size, &rhead.root, &sroot),
-                    &before,
-                    p,
-                ) {
+                let v = match subjects::verify_proof((rhead.size, &rhead.root, &sroot), &before, p)
+                {
                     Ok(v) => v,
                     Err(e) => {
                         self.fork_alert(&format!("registry subjects: {}", e.detail()))?;

@@ -262,7 +262,10 @@ fn a_regulator_refuses_a_head_whose_subjects_root_is_not_the_logs() {
     // The broker's own head: its subjects root is the log's.
     let sth = reg::latest_head(&db).unwrap().unwrap();
     let head = registry::verify_head(&kit.trust, &sth, now).unwrap();
-    assert_eq!(head.subjects_root, Some(alpr_proto::subjects::root_of(&leaves)));
+    assert_eq!(
+        head.subjects_root,
+        Some(alpr_proto::subjects::root_of(&leaves))
+    );
     check_subjects_root(&head, &leaves).unwrap();
     // A head signed over the same tree but an index that leaves out the newest leaf (what
     // would hide it from NEVADA's node): refused.
@@ -289,5 +292,8 @@ fn a_regulator_refuses_a_head_whose_subjects_root_is_not_the_logs() {
         ..forged
     };
     let v = registry::verify_head(&kit.trust, &cosigned, now).unwrap();
-    assert!(v.cosigners.is_empty(), "same size and root, another index: not cosigned");
+    assert!(
+        v.cosigners.is_empty(),
+        "same size and root, another index: not cosigned"
+    );
 }
