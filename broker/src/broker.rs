@@ -415,19 +415,7 @@ impl Broker {
         let Some(mut sth) = reg::latest_head(&db)? else {
             return Ok(None);
         };
-        let th = sth
-            .head
-            .as_ref()
-            .map(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()))
-            .transpose()
-            .map_err(|e| Error::Corrupt {
-                what: "stored tree head".into(),
-                detail: e.to_string(),
-            })?
-            .ok_or_else(|| Error::Corrupt {
-                what: "stored tree head".into(),
-                detail: "no signed head".into(),
-            })?;
+        let th = signed_tree_head(&sth)?;
         // A head signed before the subjects index existed gets its root now (nodes that
         // sync by subject need it; regulators cosign the head again).
         let missing_index = th.subjects_root.is_empty();
@@ -1341,10 +1329,9 @@ impl Broker {
     }
 }
 
-/// A signed head's size and subjects root (as signed; empty before the index existed).
-fn head_size(sth: &SignedTreeHead) -> Result<(u64, Vec<u8>), Error> {
-    let th = sth
-        .head
+/// The tree head a stored signed head carries.
+fn signed_tree_head(sth: &SignedTreeHead) -> Result<alpr_proto::pb::TreeHead, Error> {
+    sth.head
         .as_ref()
         .map(|h| alpr_proto::pb::TreeHead::decode(h.payload.as_slice()))
         .transpose()
@@ -1355,6 +1342,11 @@ fn head_size(sth: &SignedTreeHead) -> Result<(u64, Vec<u8>), Error> {
         .ok_or_else(|| Error::Corrupt {
             what: "stored tree head".into(),
             detail: "no signed head".into(),
-        })?;
+        })
+}
+
+/// A signed head's size and subjects root (as signed; empty before the index existed).
+fn head_size(sth: &SignedTreeHead) -> Result<(u64, Vec<u8>), Error> {
+    let th = signed_tree_head(sth)?;
     Ok((th.size, th.subjects_root))
 }

@@ -106,14 +106,7 @@ impl Node {
         let now = alpr_pki::now_unix();
         let sth = client.get_tree_head(TreeHeadRequest {}).await?.into_inner();
         let head = registry::verify_head(&self.trust(), &sth, now)?;
-        if self.cfg.registry.require_cosignature
-            && !head.cosigned_by(self.agency.jurisdiction.as_str())
-        {
-            return Err(Error::RegistryUntrusted(format!(
-                "registry tree head of size {} carries no {} regulator cosignature; not trusted",
-                head.size, self.agency.jurisdiction
-            )));
-        }
+        self.check_witnessed(&head)?;
         if self.cfg.registry.sync == crate::config::SyncMode::Subjects {
             return self.sync_by_subjects(client, head, now).await;
         }
@@ -155,30 +148,8 @@ impl Node {
                 applied: vec![],
             });
         }
-        if let Some((size, root)) = last {
-            let proof = if head.size > size && size > 0 {
-                client
-                    .get_consistency_proof(ConsistencyRequest {
-                        first: size,
-                        second: head.size,
-                    })
-                    .await?
-                    .into_inner()
-                    .hashes
-            } else {
-                vec![]
-            };
-            let proof = registry::proof_hashes(&proof)?;
-            if let Err(e) =
-                registry::check_consistency((size, &root), (head.size, &head.root), &proof)
-            {
-                self.fork_alert(&e.detail())?;
-                return Err(Error::RegistryUntrusted(format!(
-                    "registry fork detected: {}",
-                    e.detail()
-                )));
-            }
-        }
+        self.check_extends(&mut client, last.as_ref(), &head)
+            .await?;
         // Fetch every new leaf; the verified tree extended by them must give the signed root.
         let mut leaves = Vec::new();
         while from + (leaves.len() as u64) < head.size {
@@ -237,6 +208,55 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner()) = Some(grown);
         self.note_head_time(timestamp);
         Ok(report)
+    }
+
+    /// With `[registry] require_cosignature`, refuse a head no regulator of this agency's
+    /// state cosigned.
+    fn check_witnessed(&self, head: &registry::VerifiedHead) -> Result<(), Error> {
+        if self.cfg.registry.require_cosignature
+            && !head.cosigned_by(self.agency.jurisdiction.as_str())
+        {
+            return Err(Error::RegistryUntrusted(format!(
+                "registry tree head of size {} carries no {} regulator cosignature; not trusted",
+                head.size, self.agency.jurisdiction
+            )));
+        }
+        Ok(())
+    }
+
+    /// Check `head` extends the last head this node accepted (a consistency proof from the
+    /// broker); a fork or rewrite is a `registry_fork` alert.
+    async fn check_extends(
+        &self,
+        client: &mut BrokerClient<Channel>,
+        last: Option<&(u64, Hash)>,
+        head: &registry::VerifiedHead,
+    ) -> Result<(), Error> {
+        let Some((size, root)) = last else {
+            return Ok(());
+        };
+        let proof = if head.size > *size && *size > 0 {
+            client
+                .get_consistency_proof(ConsistencyRequest {
+                    first: *size,
+                    second: head.size,
+                })
+                .await?
+                .into_inner()
+                .hashes
+        } else {
+            vec![]
+        };
+        let proof = registry::proof_hashes(&proof)?;
+        if let Err(e) = registry::check_consistency((*size, root), (head.size, &head.root), &proof)
+        {
+            self.fork_alert(&e.detail())?;
+            return Err(Error::RegistryUntrusted(format!(
+                "registry fork detected: {}",
+                e.detail()
+            )));
+        }
+        Ok(())
     }
 
     /// Record that a verified, consistent head signed at `timestamp` was seen.
@@ -442,44 +462,15 @@ impl Node {
                 .head
                 .ok_or_else(|| Error::RegistryUntrusted("subjects reply without a head".into()))?;
             let rhead = registry::verify_head(&self.trust(), &sth, alpr_pki::now_unix())?;
-            if self.cfg.registry.require_cosignature
-                && !rhead.cosigned_by(self.agency.jurisdiction.as_str())
-            {
-                return Err(Error::RegistryUntrusted(format!(
-                    "registry tree head of size {} carries no {} regulator cosignature; not trusted",
-                    rhead.size, self.agency.jurisdiction
-                )));
-            }
+            self.check_witnessed(&rhead)?;
             let Some(sroot) = rhead.subjects_root else {
                 return Err(Error::RegistryUntrusted(format!(
                     "the broker's tree head of size {} carries no subjects index; this broker cannot serve [registry] sync = \"subjects\" (use \"full\")",
                     rhead.size
                 )));
             };
-            if let Some((size, root)) = &last {
-                let proof = if rhead.size > *size && *size > 0 {
-                    client
-                        .get_consistency_proof(ConsistencyRequest {
-                            first: *size,
-                            second: rhead.size,
-                        })
-                        .await?
-                        .into_inner()
-                        .hashes
-                } else {
-                    vec![]
-                };
-                let proof = registry::proof_hashes(&proof)?;
-                if let Err(e) =
-                    registry::check_consistency((*size, root), (rhead.size, &rhead.root), &proof)
-                {
-                    self.fork_alert(&e.detail())?;
-                    return Err(Error::RegistryUntrusted(format!(
-                        "registry fork detected: {}",
-                        e.detail()
-                    )));
-                }
-            }
+            self.check_extends(&mut client, last.as_ref(), &rhead)
+                .await?;
             if reply.subjects.len() != ask.len()
                 || reply
                     .subjects
