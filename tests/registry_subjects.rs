@@ -130,3 +130,50 @@ async fn a_node_syncing_by_subject_gets_its_own_part_answers_sealed_and_enforces
     fed.sync(&[VENTURA]).await.unwrap();
     assert_eq!(applied(&fed, VENTURA).len(), before);
 }
+
+#[tokio::test]
+async fn the_broker_bounds_a_subjects_request_and_proves_an_unknown_subject_absent() {
+    let fed = Federation::start(None, &demo_agencies()[..2], |_| open_policy())
+        .await
+        .unwrap();
+    fed.agree(Federation::terms(VENTURA, SACRAMENTO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    let (mut c, _) = fed
+        .broker_client_as(fed.pki.person(VENTURA, &admin_of(VENTURA)))
+        .unwrap();
+    let ask = |n: usize| alpr_proto::pb::SubjectsRequest {
+        subjects: (0..n)
+            .map(|i| alpr_proto::pb::SubjectCursor {
+                subject: alpr_proto::subjects::agency(&format!("XX{i:07}")),
+                held: 0,
+            })
+            .collect(),
+    };
+    let err = c
+        .get_subjects(ask(alpr_proto::subjects::MAX_SUBJECTS_PER_REQUEST + 1))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("at most 4096"), "{err:?}");
+    // Agencies nothing concerns: each absence proved against the signed head.
+    let reply = c.get_subjects(ask(3)).await.unwrap().into_inner();
+    let head = alpr_proto::registry::verify_head(
+        &fed.trust,
+        reply.head.as_ref().unwrap(),
+        alpr_pki::now_unix(),
+    )
+    .unwrap();
+    let sroot = head
+        .subjects_root
+        .expect("the head signs its subjects index");
+    for p in &reply.subjects {
+        assert!(p.record.is_none() && p.entries.is_empty());
+        let v = alpr_proto::subjects::verify_proof(
+            (head.size, &head.root, &sroot),
+            &Default::default(),
+            p,
+        )
+        .unwrap();
+        assert!(v.complete);
+    }
+}
