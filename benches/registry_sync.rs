@@ -28,9 +28,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alpr_proto::merkle;
-use alpr_proto::pb::{
-    EntriesRequest, ProvenLeaf, RegistryEvent, Signed, SubjectProof, Subjects, TreeHeadRequest,
-};
+use alpr_proto::pb::{EntriesRequest, RegistryEvent, Signed, Subjects, TreeHeadRequest};
 use alpr_proto::subjects::{self, Index, Record};
 use anyhow::{Context, Result, bail};
 use common::{Rng, env_list, env_or, pct};
@@ -75,41 +73,25 @@ impl Log {
     }
 
     /// The broker's GetSubjects reply (as `Broker::subjects` builds it).
-    fn reply(&mut self, ask: &[(String, Record)]) -> Subjects {
-        let size = self.tree.size();
-        let mut out = Vec::new();
-        for (s, held) in ask {
-            let (siblings, other_key, other_leaf) = self.index.path(s).to_pb();
-            let entries = self
-                .index
-                .indexes(s)
-                .iter()
-                .skip(held.count as usize)
-                .map(|&i| ProvenLeaf {
-                    index: i,
-                    leaf: self.leaves[i as usize].clone(),
-                    inclusion: self
-                        .tree
-                        .inclusion_proof(i, size)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|h| h.to_vec())
-                        .collect(),
-                })
-                .collect();
-            out.push(SubjectProof {
-                subject: s.clone(),
-                record: self.index.record(s).map(|r| r.to_pb()),
-                siblings,
-                other_key,
-                other_leaf,
-                entries,
-            });
-        }
-        Subjects {
+    fn reply(&mut self, ask: &[(String, Record)]) -> Result<Subjects> {
+        let leaves = &self.leaves;
+        let subjects = ask
+            .iter()
+            .map(|(s, held)| {
+                subjects::proof(
+                    &mut self.index,
+                    &self.tree,
+                    |i| leaves[i as usize].clone(),
+                    s,
+                    held.count,
+                    usize::MAX,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Subjects {
             head: None,
-            subjects: out,
-        }
+            subjects,
+        })
     }
 }
 
@@ -346,7 +328,7 @@ fn main() -> Result<()> {
         let mut sub_bytes = 0;
         for _ in 0..syncs {
             let t = Instant::now();
-            let reply = log.reply(&held);
+            let reply = log.reply(&held)?;
             broker_cpu.push(t.elapsed());
             sub_bytes = reply.encoded_len() + cbytes;
             let bytes = reply.encode_to_vec();

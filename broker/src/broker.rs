@@ -543,27 +543,9 @@ impl Broker {
         let mut budget = MAX_ENTRIES_PER_REPLY;
         let mut out = Vec::with_capacity(req.subjects.len());
         for c in &req.subjects {
-            let record = reg.subject_record(&c.subject);
-            let path = reg.subject_path(&c.subject);
-            let (siblings, other_key, other_leaf) = path.to_pb();
-            let mut entries = Vec::new();
-            let indexes = reg.subject_indexes(&c.subject);
-            for &i in indexes.iter().skip(c.held as usize).take(budget) {
-                entries.push(alpr_proto::pb::ProvenLeaf {
-                    index: i,
-                    leaf: reg.entries(i, i + 1).pop().unwrap_or_default(),
-                    inclusion: reg.inclusion(i, size)?.iter().map(|h| h.to_vec()).collect(),
-                });
-            }
-            budget -= entries.len();
-            out.push(alpr_proto::pb::SubjectProof {
-                subject: c.subject.clone(),
-                record: record.map(|r| r.to_pb()),
-                siblings,
-                other_key,
-                other_leaf,
-                entries,
-            });
+            let p = reg.subject_proof(&c.subject, c.held, budget)?;
+            budget -= p.entries.len();
+            out.push(p);
         }
         Ok(alpr_proto::pb::Subjects {
             head: Some(head),

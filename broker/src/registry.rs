@@ -75,19 +75,24 @@ impl Registry {
         self.subjects.root()
     }
 
-    /// `subject`'s record in the subjects index.
-    pub fn subject_record(&self, subject: &str) -> Option<subjects::Record> {
-        self.subjects.record(subject)
-    }
-
-    /// `subject`'s path through the subjects tree.
-    pub fn subject_path(&mut self, subject: &str) -> subjects::Path {
-        self.subjects.path(subject)
-    }
-
-    /// The indexes of the leaves concerning `subject`, oldest first.
-    pub fn subject_indexes(&self, subject: &str) -> Vec<u64> {
-        self.subjects.indexes(subject).to_vec()
+    /// `subject`'s part of a `GetSubjects` reply against the current tree
+    /// ([`subjects::proof`]).
+    pub fn subject_proof(
+        &mut self,
+        subject: &str,
+        held: u64,
+        budget: usize,
+    ) -> Result<alpr_proto::pb::SubjectProof, Error> {
+        let leaves = &self.leaves;
+        subjects::proof(
+            &mut self.subjects,
+            &self.tree,
+            |i| leaves[i as usize].clone(),
+            subject,
+            held,
+            budget,
+        )
+        .map_err(|e| Error::Usage(e.to_string()))
     }
 
     /// Agreement records.

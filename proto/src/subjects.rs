@@ -617,3 +617,47 @@ pub fn verify_proof(
         complete,
     })
 }
+
+/// One subject's part of a `GetSubjects` reply, as a broker makes it: the subject's record
+/// and path in `index`, and the leaves concerning it after the first `held` (at most
+/// `budget`), each with its inclusion proof in the whole of `tree`; `leaf(i)` gives leaf
+/// `i`'s encoded bytes.
+///
+/// # Errors
+///
+/// [`merkle::ProofError`] if `index` names a leaf `tree` does not hold.
+pub fn proof(
+    index: &mut Index,
+    tree: &merkle::Tree,
+    leaf: impl Fn(u64) -> Vec<u8>,
+    subject: &str,
+    held: u64,
+    budget: usize,
+) -> Result<crate::pb::SubjectProof, merkle::ProofError> {
+    let (siblings, other_key, other_leaf) = index.path(subject).to_pb();
+    let entries = index
+        .indexes(subject)
+        .iter()
+        .skip(held as usize)
+        .take(budget)
+        .map(|&i| {
+            Ok(crate::pb::ProvenLeaf {
+                index: i,
+                leaf: leaf(i),
+                inclusion: tree
+                    .inclusion_proof(i, tree.size())?
+                    .iter()
+                    .map(|h| h.to_vec())
+                    .collect(),
+            })
+        })
+        .collect::<Result<_, merkle::ProofError>>()?;
+    Ok(crate::pb::SubjectProof {
+        subject: subject.to_owned(),
+        record: index.record(subject).map(|r| r.to_pb()),
+        siblings,
+        other_key,
+        other_leaf,
+        entries,
+    })
+}

@@ -194,29 +194,15 @@ fn reply(
     subject: &str,
     held: usize,
 ) -> crate::pb::SubjectProof {
-    let (siblings, other_key, other_leaf) = index.path(subject).to_pb();
-    crate::pb::SubjectProof {
-        subject: subject.into(),
-        record: index.record(subject).map(|r| r.to_pb()),
-        siblings,
-        other_key,
-        other_leaf,
-        entries: index
-            .indexes(subject)
-            .iter()
-            .skip(held)
-            .map(|&i| crate::pb::ProvenLeaf {
-                index: i,
-                leaf: log[i as usize].clone(),
-                inclusion: tree
-                    .inclusion_proof(i, tree.size())
-                    .unwrap()
-                    .iter()
-                    .map(|h| h.to_vec())
-                    .collect(),
-            })
-            .collect(),
-    }
+    proof(
+        index,
+        tree,
+        |i| log[i as usize].clone(),
+        subject,
+        held as u64,
+        usize::MAX,
+    )
+    .unwrap()
 }
 
 #[test]
