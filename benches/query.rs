@@ -10,6 +10,10 @@
 //!   query costs, alone, on all cores, timed in the same run (before and after the load);
 //! * closed-loop throughput at rising concurrency, the **peak**, and peak / floor
 //!   (budget >= 50%);
+//! * the **hops floor** (issue 19): a raw tonic echo over the same five mTLS hops
+//!   (investigator → node → broker → each target) with the message sizes of a real query
+//!   and the same signs and verifies at each party (`common/echo.rs`), its best closed
+//!   loop; peak / hops floor (budget >= 50%);
 //! * open-loop latency p50 / p99 at **half of the peak rate** (budget p99 <= 10 ms),
 //!   measured from each query's scheduled start, so queueing delay counts.
 //!
@@ -37,12 +41,14 @@
 //! (default `1,2,4,8,16,32,64`), `ALPR_BENCH_PROFILE_QUERIES=N` (only run N queries from
 //! `ALPR_BENCH_PROFILE_CLIENTS` clients, default 1, for profilers),
 //! `ALPR_BENCH_VERIFIES_PER_QUERY` / `ALPR_BENCH_SIGNS_PER_QUERY` (override the counts
-//! above).
+//! above), `ALPR_BENCH_ECHO_CONCURRENCY` (the hops floor's sweep, default `8,16,32,64`).
 //!
 //! Run: `cargo bench --bench query`.
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/echo.rs"]
+mod echo;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +66,7 @@ use alpr_runtime::client::Target;
 use alpr_runtime::tls::TlsIdentity;
 use anyhow::{Context, Result, bail};
 use common::{env_list, env_or, ms, pct};
+use prost::Message;
 use ring::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
     UnparsedPublicKey,
@@ -410,6 +417,70 @@ async fn closed_loop(s: &Setup, c: usize, secs: f64) -> Result<Level> {
     })
 }
 
+/// The encoded sizes of one routed query's messages on `s`'s federation, for the hops floor.
+async fn message_sizes(s: &Setup) -> Result<echo::Sizes> {
+    let p = params(PLATES[0], &TARGETS, "240", 5);
+    let (_, signed) = s.fed.sign_query(REQUESTER, &p)?;
+    let endorsed = s.fed.endorse(REQUESTER, &signed)?;
+    let mut one_box = endorsed.clone();
+    one_box.sealed_boxes.truncate(1);
+    let resp = s.fed.send_signed(REQUESTER, &signed).await?;
+    let answers: usize = resp.results.iter().map(|r| r.encoded_len()).sum();
+    Ok(echo::Sizes {
+        query: signed.encoded_len(),
+        endorsed: endorsed.encoded_len(),
+        forwarded: one_box.encoded_len(),
+        answer: answers / resp.results.len().max(1),
+        response: resp.encoded_len(),
+    })
+}
+
+/// The hops floor ([`echo`]) with `s`'s certificates and message sizes.
+async fn hops_floor(s: &Setup, sizes: echo::Sizes) -> Result<echo::Floor> {
+    let load = |(c, k): (std::path::PathBuf, std::path::PathBuf)| TlsIdentity::load(&c, &k);
+    let parties = echo::Parties {
+        investigator: s.tls.clone(),
+        node: load(s.fed.pki.node(REQUESTER))?,
+        broker: load(s.fed.pki.broker())?,
+        targets: TARGETS
+            .iter()
+            .map(|t| load(s.fed.pki.node(t)))
+            .collect::<Result<_, _>>()?,
+    };
+    echo::Floor::start(&s.fed.trust, parties, sizes).await
+}
+
+/// Closed loop on the hops floor: `c` investigators back to back for `secs`; queries per
+/// second and the CPU used.
+async fn echo_loop(f: &echo::Floor, c: usize, secs: f64) -> Result<(f64, common::CpuUse)> {
+    let mut invs = Vec::with_capacity(c);
+    for _ in 0..c {
+        let mut inv = f.investigator()?;
+        inv.query().await.context("hops floor warm-up")?;
+        invs.push(inv);
+    }
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let meter = common::CpuMeter::start();
+    let mut tasks = Vec::with_capacity(c);
+    for mut inv in invs {
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                inv.query().await?;
+                if Instant::now() <= end {
+                    n += 1;
+                }
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        n += t.await??;
+    }
+    Ok((n as f64 / secs, meter.stop()))
+}
+
 /// Open loop at `rate` queries/s for `secs`: query i is due at start + i/rate, whatever
 /// the earlier ones are doing; latency counts from that due time.
 async fn open_loop(
@@ -629,6 +700,46 @@ async fn run() -> Result<()> {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let seal_ratio = mean(&sealed_qps) / mean(&clear_qps);
 
+    // The hops floor (issue 19): a raw tonic echo over the same five mTLS hops with the
+    // same message sizes and the same signs and verifies at each party; its best closed
+    // loop over a sweep of its own.
+    let sizes = message_sizes(&s).await?;
+    let floor_hops = hops_floor(&s, sizes).await?;
+    println!(
+        "\nhops floor (raw tonic echo: investigator -> node -> broker -> {} targets over mTLS; messages {} / {} / {} / {} / {} bytes: query, endorsed, forwarded, answer, response; {signs} signs + {verifies} verifies at the same parties):",
+        TARGETS.len(),
+        sizes.query,
+        sizes.endorsed,
+        sizes.forwarded,
+        sizes.answer,
+        sizes.response
+    );
+    let mut echo_best: Option<(usize, f64, common::CpuUse)> = None;
+    for c in env_list("ALPR_BENCH_ECHO_CONCURRENCY", &[8, 16, 32, 64]) {
+        let mut r = echo_loop(&floor_hops, c, secs).await?;
+        for _ in 1..tries {
+            if r.1.others <= NOISY {
+                break;
+            }
+            let again = echo_loop(&floor_hops, c, secs).await?;
+            if again.1.others < r.1.others {
+                r = again;
+            }
+        }
+        println!(
+            "  {c:>7} clients {:>8.1} q/s | CPU ours {:>3.0}%, others {:>3.0}%, {:.2} ms/query",
+            r.0,
+            r.1.own * 100.0,
+            r.1.others * 100.0,
+            r.1.own_secs * 1e3 / (r.0 * secs).max(1.0)
+        );
+        if echo_best.as_ref().is_none_or(|b| r.0 > b.1) {
+            echo_best = Some((c, r.0, r.1));
+        }
+    }
+    drop(floor_hops);
+    let (echo_c, echo_qps, echo_cpu) = echo_best.context("no hops-floor level ran")?;
+
     // The broker's store in PostgreSQL (as broker replicas keep it: every routing decision
     // and its replay claim in one transaction, under the log's advisory lock) against
     // SQLite, both sealed, alternating at the peak's concurrency. The server is Debian's
@@ -722,6 +833,18 @@ async fn run() -> Result<()> {
         mean(&clear_cpu),
         seal_ratio * 100.0,
         if seal_ratio >= 0.9 { "PASS" } else { "FAIL" }
+    );
+    let hops_ratio = best.qps / echo_qps;
+    println!(
+        "hops floor (baseline, same run): {echo_qps:.1} q/s at {echo_c} clients ({:.2} ms CPU/query; the product's peak {:.2} ms CPU/query)",
+        echo_cpu.own_secs * 1e3 / (echo_qps * secs).max(1.0),
+        best.cpu.own_secs * 1e3 / best.lat.len().max(1) as f64
+    );
+    println!(
+        "ratio peak / hops floor: {:.1}% sealed (clear, the alternating rounds' mean: {:.1}%)  budget >= 50%: {}",
+        hops_ratio * 100.0,
+        mean(&clear_qps) / echo_qps * 100.0,
+        if hops_ratio >= 0.5 { "PASS" } else { "FAIL" }
     );
     println!("{postgres_line}");
     println!(
