@@ -182,8 +182,10 @@ async fn setup_on(sealed: bool, postgres: Option<String>) -> Result<Setup> {
         },
         &[],
         &|c| c.sealing.require = sealed,
-        None,
-        postgres,
+        alpr_federation::Extras {
+            postgres,
+            ..Default::default()
+        },
     )
     .await?;
     for t in TARGETS {

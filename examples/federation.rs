@@ -145,8 +145,11 @@ async fn run(args: Args) -> Result<()> {
         |_| open_policy(),
         &[],
         &Federation::sealed,
-        Some(tap.clone()),
-        url,
+        alpr_federation::Extras {
+            tap: Some(tap.clone()),
+            postgres: url,
+            ..Default::default()
+        },
     )
     .await?;
     let mut second = None;

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod balancer;
+pub mod faults;
 pub mod refusals;
 pub mod replicas;
 pub mod web;
@@ -93,7 +94,29 @@ pub struct Federation {
     /// The reply keys of the boxes [`Federation::endorse`] sealed, by (query id, target),
     /// so that [`Federation::rogue_forward`] can open a sealed reply.
     reply_keys: std::sync::Mutex<BTreeMap<(Vec<u8>, String), alpr_proto::seal::ReplyKey>>,
+    /// The stand-ins of [`Extras::failing`] and [`Extras::slow`], stopped with the
+    /// federation.
+    _stands: Vec<faults::Stand>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// What [`Federation::start_full`] can add to a start.
+#[derive(Default)]
+pub struct Extras {
+    /// Every byte the broker receives and sends recorded through this tap.
+    pub tap: Option<alpr_runtime::wiretap::Wiretap>,
+    /// The broker's store in this PostgreSQL database (a connection string), as in
+    /// [`Federation::start_replicated`].
+    pub postgres: Option<String>,
+    /// Agencies with certificates, an admin, a published sealing key and a broker route
+    /// but no node in this process: the route leads to a stand-in that fails as the
+    /// [`faults::Fault`] says. Agreements with them are made as with any agency.
+    pub failing: Vec<(AgencySpec, faults::Fault)>,
+    /// Agencies (of those started) whose node the broker reaches over a slow link: every
+    /// chunk of bytes either way delayed this long ([`faults::Stand::slow`]).
+    pub slow: Vec<(String, Duration)>,
+    /// The broker's deadline for one target's answer, ms (default 3000).
+    pub deadline_ms: Option<u64>,
 }
 
 impl Federation {
@@ -142,7 +165,11 @@ impl Federation {
         tune: &dyn Fn(&mut NodeConfig),
         tap: Option<alpr_runtime::wiretap::Wiretap>,
     ) -> Result<Self> {
-        Self::start_full(keep, agencies, policy, closed, tune, tap, None).await
+        let extras = Extras {
+            tap,
+            ..Extras::default()
+        };
+        Self::start_full(keep, agencies, policy, closed, tune, extras).await
     }
 
     /// Like [`Federation::start`], with the broker's store in the PostgreSQL database of
@@ -154,30 +181,30 @@ impl Federation {
         policy: impl Fn(&str) -> PolicyConfig,
         postgres: &str,
     ) -> Result<Self> {
-        Self::start_full(
-            None,
-            agencies,
-            policy,
-            &[],
-            &|_| {},
-            None,
-            Some(postgres.to_owned()),
-        )
-        .await
+        let extras = Extras {
+            postgres: Some(postgres.to_owned()),
+            ..Extras::default()
+        };
+        Self::start_full(None, agencies, policy, &[], &|_| {}, extras).await
     }
 
-    /// The most general start: [`Federation::start_recorded`] with, when `postgres` is a
-    /// connection string, the broker's store in that PostgreSQL database as in
-    /// [`Federation::start_replicated`].
+    /// The most general start: [`Federation::start_tuned`] with the [`Extras`] (a tap, a
+    /// broker store in PostgreSQL, failing agencies, slow links, the broker's deadline).
     pub async fn start_full(
         keep: Option<PathBuf>,
         agencies: &[AgencySpec],
         policy: impl Fn(&str) -> PolicyConfig,
         closed: &[&str],
         tune: &dyn Fn(&mut NodeConfig),
-        tap: Option<alpr_runtime::wiretap::Wiretap>,
-        postgres: Option<String>,
+        extras: Extras,
     ) -> Result<Self> {
+        let Extras {
+            tap,
+            postgres,
+            failing,
+            slow,
+            deadline_ms,
+        } = extras;
         let (dir, tmp) = match keep {
             Some(d) => {
                 if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
@@ -219,6 +246,17 @@ impl Federation {
                 layout.issue_person(a.ori, role, &user, 365, ow)?;
             }
         }
+        for (a, _) in &failing {
+            let claims = AgencyClaims::new(
+                a.ori,
+                a.name,
+                a.jurisdiction.parse()?,
+                a.kind.parse::<AgencyKind>()?,
+            )?;
+            layout.create_agency(&claims, 1825, ow)?;
+            layout.issue_node(a.ori, hosts(), 365, ow)?;
+            layout.issue_person(a.ori, Role::Admin, &admin_of(a.ori), 365, ow)?;
+        }
         let crls = layout.all_crls();
         let trust = TrustStore::load(&layout.root_cert(), &crls)?;
 
@@ -231,6 +269,27 @@ impl Federation {
             node_listeners.push((a.ori.to_string(), l.local_addr()?, l));
         }
 
+        // The broker's route to each agency: its node, a slow link to it, or a stand-in.
+        let mut stands = Vec::new();
+        let mut routes = Vec::new();
+        for (ori, addr, _) in &node_listeners {
+            let delay = slow.iter().find(|(o, _)| o == ori).map(|(_, d)| *d);
+            let at = match delay {
+                Some(d) => {
+                    let stand = faults::Stand::slow(*addr, d).await?;
+                    let at = stand.addr;
+                    stands.push(stand);
+                    at
+                }
+                None => *addr,
+            };
+            routes.push((ori.clone(), at));
+        }
+        for (a, fault) in &failing {
+            let stand = faults::Stand::failing(*fault).await?;
+            routes.push((a.ori.to_string(), stand.addr));
+            stands.push(stand);
+        }
         let (bcert, bkey) = layout.broker();
         let broker_cfg = BrokerConfig {
             listen: broker_addr,
@@ -244,15 +303,15 @@ impl Federation {
                 crls: crls.clone(),
                 crl_reload_secs: 30,
             },
-            deadline_ms: 3000,
+            deadline_ms: deadline_ms.unwrap_or(3000),
             max_agreement_days: 365,
             head_interval_secs: 60,
             regulator_page: Some("127.0.0.1:0".parse()?),
             telemetry: Default::default(),
             metrics_listen: None,
-            nodes: node_listeners
+            nodes: routes
                 .iter()
-                .map(|(ori, addr, _)| alpr_broker::config::NodeRoute {
+                .map(|(ori, addr)| alpr_broker::config::NodeRoute {
                     ori: ori.clone(),
                     addr: addr.to_string(),
                     server_name: "localhost".into(),
@@ -341,11 +400,15 @@ impl Federation {
             balancer,
             node_configs,
             reply_keys: Default::default(),
+            _stands: stands,
             _tmp: tmp,
         };
         // Every node's sealing key in the registry, and every node's view showing them all.
         for n in fed.nodes.values() {
             n.node.sync_registry_and_key().await?;
+        }
+        for (a, _) in &failing {
+            fed.publish_stand_in_key(a.ori).await?;
         }
         let all: Vec<&str> = fed.nodes.keys().map(String::as_str).collect();
         fed.sync(&all).await?;
@@ -461,15 +524,21 @@ impl Federation {
 
     /// [`Federation::agree`] through the broker (replica) at `addr`.
     pub async fn agree_at(&self, addr: std::net::SocketAddr, terms: Agreement) -> Result<String> {
-        let mut sa = client::draft_agreement(&terms)?;
-        let (padmin, _) = self.person(&terms.provider_ori, &admin_of(&terms.provider_ori))?;
-        let (radmin, _) = self.person(&terms.requester_ori, &admin_of(&terms.requester_ori))?;
-        client::sign_agreement(&mut sa, &padmin, &self.trust)?;
-        client::sign_agreement(&mut sa, &radmin, &self.trust)?;
+        let sa = self.signed_by_both(&terms)?;
         let id = self.submit_at(addr, &terms.provider_ori, &sa).await?;
         self.sync(&[&terms.provider_ori, &terms.requester_ori])
             .await?;
         Ok(id)
+    }
+
+    /// An agreement drafted from `terms` and signed by both parties' admins.
+    fn signed_by_both(&self, terms: &Agreement) -> Result<alpr_proto::pb::SignedAgreement> {
+        let mut sa = client::draft_agreement(terms)?;
+        let (padmin, _) = self.person(&terms.provider_ori, &admin_of(&terms.provider_ori))?;
+        let (radmin, _) = self.person(&terms.requester_ori, &admin_of(&terms.requester_ori))?;
+        client::sign_agreement(&mut sa, &padmin, &self.trust)?;
+        client::sign_agreement(&mut sa, &radmin, &self.trust)?;
+        Ok(sa)
     }
 
     /// A broker client and signer for a person identified by certificate files
@@ -506,6 +575,49 @@ impl Federation {
         }
         self.broker.broker.reload_crls()?;
         Ok(())
+    }
+
+    /// Publish a sealing key for an agency that has no node here (an [`Extras::failing`]
+    /// one), signed with its node's key and sent over mTLS as its node, as its node would.
+    async fn publish_stand_in_key(&self, ori: &str) -> Result<u64> {
+        let pair = alpr_proto::seal::KeyPair::generate(alpr_proto::seal::Suite::X25519ChaCha20);
+        let key = alpr_proto::pb::SealingKey {
+            ori: ori.to_owned(),
+            suite: pair.suite.id(),
+            public_key: pair.public.clone(),
+            published_at: alpr_pki::now_unix(),
+            product: alpr_proto::rules::SYSTEM_PRODUCT.into(),
+            product_version: alpr_proto::rules::SYSTEM_VERSION.into(),
+        };
+        let signed = alpr_proto::envelope::seal(
+            &self.node_signer(ori)?,
+            alpr_proto::registry::SEALING_KEY,
+            &key,
+        )?;
+        let (c, k) = self.pki.node(ori);
+        let tls = TlsIdentity::load(&c, &k)?;
+        let target = Target {
+            addr: self.broker.addr.to_string(),
+            server_name: "localhost".into(),
+        };
+        let mut b = client::broker_client(&target, &self.trust, &tls, Duration::from_secs(10))?;
+        Ok(b.publish_sealing_key(signed).await?.into_inner().index)
+    }
+
+    /// Draft, sign (both admins) and register every one of `terms`, then have the nodes
+    /// concerned sync once: [`Federation::agree`] for many agreements at a time.
+    pub async fn agree_many(&self, terms: &[Agreement]) -> Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(terms.len());
+        let mut concerned = std::collections::BTreeSet::new();
+        for t in terms {
+            let sa = self.signed_by_both(t)?;
+            ids.push(self.submit(&t.provider_ori, &sa).await?);
+            concerned.insert(t.provider_ori.as_str());
+            concerned.insert(t.requester_ori.as_str());
+        }
+        self.sync(&concerned.into_iter().collect::<Vec<_>>())
+            .await?;
+        Ok(ids)
     }
 
     /// Have these agencies' nodes sync the registry now (they also do so on a schedule).
