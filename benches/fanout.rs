@@ -20,7 +20,17 @@
 //!   query. Each target is sent the endorsement (its digest list: 32 bytes and an ORI per
 //!   box) with only its own box attached, so the bytes per target stay nearly flat in N.
 //!
-//! Run: `cargo bench --bench fanout` (`ALPR_BENCH_TARGETS=1000` for a wider one).
+//! Then the widest query the wire allows, with failures among its targets: one query naming
+//! `ALPR_BENCH_WIDE` agencies (default 1,000): the `ALPR_BENCH_TARGETS` nodes above,
+//! `ALPR_BENCH_SLOW` more real nodes (default 100) that the broker reaches over a slow link
+//! (`ALPR_BENCH_SLOW_MS` each way per chunk, default 100 ms), and the rest agencies with
+//! certificates, a published sealing key and agreements but no working node: half of them
+//! down (connections closed at once), half silent (a host that accepts TCP and never
+//! answers). The broker's deadline is `ALPR_BENCH_DEADLINE_MS` (default 3,000). Printed:
+//! every target's status (counts by outcome), the latency against the deadline, the
+//! requesting node's and the broker's CPU and the broker's memory per such query.
+//!
+//! Run: `cargo bench --bench fanout`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -29,8 +39,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use alpr_federation::faults::Fault;
 use alpr_federation::{
-    AgencySpec, Federation, investigator_of, open_policy, params, synthetic_csv,
+    AgencySpec, Extras, Federation, investigator_of, open_policy, params, synthetic_csv,
 };
 use alpr_node::client;
 use alpr_node::config::PolicyConfig;
@@ -60,6 +71,19 @@ fn agencies(n: usize) -> Vec<AgencySpec> {
         });
     }
     v
+}
+
+/// `n` agencies with no node here (their routes lead to stand-ins), ORIs after the first
+/// `first` owners'.
+fn failing(first: usize, n: usize) -> Vec<AgencySpec> {
+    (first..first + n)
+        .map(|i| AgencySpec {
+            ori: Box::leak(format!("CA9{i:05}0").into_boxed_str()),
+            name: Box::leak(format!("Agency {i}").into_boxed_str()),
+            jurisdiction: "US-CA",
+            kind: "local",
+        })
+        .collect()
 }
 
 /// Resident set size of this process, bytes (`VmRSS`).
@@ -115,9 +139,37 @@ async fn run(req_rt: &tokio::runtime::Runtime, broker_rt: &tokio::runtime::Runti
     let queries: usize = env_or("ALPR_BENCH_QUERIES", 30);
     let inflight: usize = env_or("ALPR_BENCH_INFLIGHT", 4);
 
+    let widest: usize = env_or("ALPR_BENCH_WIDE", 1000);
+    let slow_n: usize = env_or("ALPR_BENCH_SLOW", 100);
+    let slow_ms: u64 = env_or("ALPR_BENCH_SLOW_MS", 100);
+    let deadline_ms: u64 = env_or("ALPR_BENCH_DEADLINE_MS", 3000);
+    let wide_queries: usize = env_or("ALPR_BENCH_WIDE_QUERIES", 5);
+    if widest > alpr_proto::admission::MAX_TARGETS || widest < n + slow_n {
+        bail!(
+            "ALPR_BENCH_WIDE must be between TARGETS + SLOW ({}) and {}",
+            n + slow_n,
+            alpr_proto::admission::MAX_TARGETS
+        );
+    }
+    let broken = widest - n - slow_n;
+    let (down_n, silent_n) = (broken / 2, broken - broken / 2);
+
     let t = Instant::now();
-    let all = agencies(n);
-    let mut fed = Federation::start_tuned(
+    let all = agencies(n + slow_n);
+    let gone = failing(n + slow_n, broken);
+    let slow: Vec<(String, Duration)> = all[1 + n..]
+        .iter()
+        .map(|a| (a.ori.to_string(), Duration::from_millis(slow_ms)))
+        .collect();
+    let stand_ins = gone
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let fault = if i < down_n { Fault::Down } else { Fault::Silent };
+            (a.clone(), fault)
+        })
+        .collect();
+    let mut fed = Federation::start_full(
         None,
         &all,
         |_| PolicyConfig {
@@ -125,18 +177,34 @@ async fn run(req_rt: &tokio::runtime::Runtime, broker_rt: &tokio::runtime::Runti
             ..open_policy()
         },
         &[],
-        &|_| {},
+        // Owners serve no console and no metrics here: two listeners fewer per node.
+        &|c| {
+            c.console = None;
+            c.metrics_listen = None;
+        },
+        Extras {
+            failing: stand_ins,
+            slow,
+            deadline_ms: Some(deadline_ms),
+            ..Default::default()
+        },
     )
     .await?;
-    let targets: Vec<&str> = all[1..].iter().map(|a| a.ori).collect();
-    for t in &targets {
-        fed.ingest_csv(t, &synthetic_csv(t, &[PLATE], 3))?;
-        fed.agree(Federation::terms(t, REQUESTER, &["240"], 30, 86_400))
-            .await?;
+    let owners: Vec<&str> = all[1..].iter().map(|a| a.ori).collect();
+    let targets: Vec<&str> = owners[..n].to_vec();
+    let mut terms = Vec::new();
+    for t in owners.iter().chain(gone.iter().map(|a| &a.ori)) {
+        if fed.nodes.contains_key(*t) {
+            fed.ingest_csv(t, &synthetic_csv(t, &[PLATE], 3))?;
+        }
+        terms.push(Federation::terms(t, REQUESTER, &["240"], 30, 86_400));
     }
+    fed.agree_many(&terms).await?;
     println!(
-        "federation: broker + requester {REQUESTER} + {n} owner nodes on 127.0.0.1 over mTLS, sealed, in one process (set up in {:.1} s)",
-        t.elapsed().as_secs_f64()
+        "federation: broker + requester {REQUESTER} + {} owner nodes ({slow_n} of them behind a {slow_ms} ms link) + {broken} agencies without a working node ({down_n} down, {silent_n} silent) on 127.0.0.1 over mTLS, sealed, in one process (set up in {:.1} s, {:.0} MB resident)",
+        n + slow_n,
+        t.elapsed().as_secs_f64(),
+        rss() as f64 / 1e6
     );
     // The requesting node and the broker again, each on its runtime of its own (same
     // configs, same addresses), so that their CPU can be told apart.
@@ -307,6 +375,110 @@ async fn run(req_rt: &tokio::runtime::Runtime, broker_rt: &tokio::runtime::Runti
     println!(
         "the investigator's signed query: {:.1} KB; each target is sent the endorsement ({n} box digests) and its own box only",
         endorsed_len as f64 / 1e3
+    );
+
+    // The widest query, failures among its targets.
+    let everyone: Vec<&str> = owners
+        .iter()
+        .copied()
+        .chain(gone.iter().map(|a| a.ori))
+        .collect();
+    let mut c = client::node_client(&node, &fed.trust, &tls, Duration::from_secs(120))?;
+    let mut latencies = Vec::with_capacity(wide_queries);
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut wrong = 0usize;
+    let (mut verify_wide, mut verified_wide) = (0.0f64, 0u64);
+    let idle = rss();
+    let peak = Arc::new(AtomicU64::new(idle));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let (req0, broker0) = (thread_cpu("req-node"), thread_cpu("broker"));
+    for _ in 0..wide_queries {
+        let p = params(PLATE, &everyone, "240", 3);
+        let (q, signed) = client::sign_query(&signer, &fed.trust, &p, alpr_pki::now_unix())?;
+        let t0 = Instant::now();
+        let resp = client::search(&mut c, &signed).await?;
+        latencies.push(t0.elapsed());
+        for ori in &everyone {
+            let Some(r) = resp.results.iter().find(|r| r.ori == *ori) else {
+                bail!("no status for {ori} among {} results", resp.results.len());
+            };
+            let outcome = match TargetStatus::try_from(r.status) {
+                Ok(TargetStatus::Answered) => "answered".to_string(),
+                Ok(TargetStatus::Unavailable) if r.detail.starts_with("no answer within") => {
+                    "unavailable: deadline".to_string()
+                }
+                Ok(TargetStatus::Unavailable) => {
+                    format!("unavailable: {}", r.detail.chars().take(60).collect::<String>())
+                }
+                _ => format!("{} ({})", r.status, r.detail),
+            };
+            let expected = if fed.nodes.contains_key(*ori) {
+                "answered"
+            } else {
+                "unavailable"
+            };
+            if !outcome.starts_with(expected) {
+                wrong += 1;
+            }
+            *counts.entry(outcome).or_default() += 1;
+        }
+        let now = alpr_pki::now_unix();
+        let v0 = Instant::now();
+        for r in resp
+            .results
+            .iter()
+            .filter(|r| r.status == TargetStatus::Answered as i32)
+        {
+            client::verify_reply(&fed.trust, r, &q, now)?;
+            verified_wide += 1;
+        }
+        verify_wide += v0.elapsed().as_secs_f64();
+    }
+    let req_wide = (thread_cpu("req-node") - req0).as_secs_f64() * 1e3 / wide_queries as f64;
+    let broker_wide = (thread_cpu("broker") - broker0).as_secs_f64() * 1e3 / wide_queries as f64;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    latencies.sort();
+    let deadline = Duration::from_millis(deadline_ms);
+    let worst = latencies.last().copied().unwrap_or_default();
+    println!(
+        "\nquery to {widest} targets ({} real, {slow_n} of them slow; {down_n} down, {silent_n} silent), {wide_queries} sequential: p50 {}, max {}; the broker's deadline {deadline_ms} ms: {}",
+        n + slow_n,
+        ms(pct(&latencies, 50.0)),
+        ms(worst),
+        if worst <= deadline + Duration::from_secs(1) {
+            "every status returned by deadline + 1 s: PASS"
+        } else {
+            "FAIL (later than deadline + 1 s)"
+        }
+    );
+    let per_query: Vec<String> = counts
+        .iter()
+        .map(|(k, v)| format!("{k} {:.0}", *v as f64 / wide_queries as f64))
+        .collect();
+    println!(
+        "per-target status, per query: {}; statuses not as expected (a real node not answered, a stand-in not unavailable): {}",
+        per_query.join(", "),
+        wrong as f64 / wide_queries as f64
+    );
+    println!(
+        "the requesting node {req_wide:.1} ms and the broker {broker_wide:.1} ms of CPU per {widest}-target query; the investigator's check of its {:.0} answers: {:.1} ms",
+        verified_wide as f64 / wide_queries as f64,
+        verify_wide * 1e3 / wide_queries as f64
+    );
+    println!(
+        "memory while {widest}-target queries run one at a time: {:.1} MB of resident set over idle ({:.1} MB)",
+        peak.load(Ordering::Relaxed).saturating_sub(idle) as f64 / 1e6,
+        idle as f64 / 1e6
     );
     fed.stop().await?;
     Ok(())
