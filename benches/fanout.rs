@@ -165,7 +165,11 @@ async fn run(req_rt: &tokio::runtime::Runtime, broker_rt: &tokio::runtime::Runti
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let fault = if i < down_n { Fault::Down } else { Fault::Silent };
+            let fault = if i < down_n {
+                Fault::Down
+            } else {
+                Fault::Silent
+            };
             (a.clone(), fault)
         })
         .collect();
@@ -417,7 +421,10 @@ async fn run(req_rt: &tokio::runtime::Runtime, broker_rt: &tokio::runtime::Runti
                     "unavailable: deadline".to_string()
                 }
                 Ok(TargetStatus::Unavailable) => {
-                    format!("unavailable: {}", r.detail.chars().take(60).collect::<String>())
+                    format!(
+                        "unavailable: {}",
+                        r.detail.chars().take(60).collect::<String>()
+                    )
                 }
                 _ => format!("{} ({})", r.status, r.detail),
             };

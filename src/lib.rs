@@ -74,6 +74,9 @@ pub fn admin_of(ori: &str) -> String {
     format!("admin-{}", ori.to_lowercase())
 }
 
+/// A sealed query's key and its one ciphertext (`Endorsement.sealed_query`).
+type SealedQuery = (alpr_proto::seal::QueryKey, Vec<u8>);
+
 /// A running local federation.
 pub struct Federation {
     /// Where its files live.
@@ -94,6 +97,9 @@ pub struct Federation {
     /// The reply keys of the boxes [`Federation::endorse`] sealed, by (query id, target),
     /// so that [`Federation::rogue_forward`] can open a sealed reply.
     reply_keys: std::sync::Mutex<BTreeMap<(Vec<u8>, String), alpr_proto::seal::ReplyKey>>,
+    /// The query key and the one ciphertext of each query [`Federation::seal_box`] sealed,
+    /// by query id, so that [`Federation::endorse_sealed`] attaches the matching one.
+    sealed_queries: std::sync::Mutex<BTreeMap<Vec<u8>, SealedQuery>>,
     /// The stand-ins of [`Extras::failing`] and [`Extras::slow`], stopped with the
     /// federation.
     _stands: Vec<faults::Stand>,
@@ -400,6 +406,7 @@ impl Federation {
             balancer,
             node_configs,
             reply_keys: Default::default(),
+            sealed_queries: Default::default(),
             _stands: stands,
             _tmp: tmp,
         };
@@ -756,10 +763,13 @@ impl Federation {
         Ok(c.answer_sealed(endorsed).await?.into_inner())
     }
 
-    /// Seal `signed` (an investigator's signed `query`) to `target_ori`'s published key as
-    /// `via_ori`'s node knows it, for the box's context `(context_target, query,
-    /// requester)`: the raw material of the box tests. Returns the wire box (addressed to
-    /// `target_ori`) and the reply key.
+    /// Seal `signed` (an investigator's signed `query`) for `target_ori` as `via_ori`'s node
+    /// would: the query encrypted once under its query key (made on the first box of this
+    /// query id and kept for the next ones, as one endorsement shares it among its
+    /// targets), and that key sealed to `target_ori`'s published key as `via_ori`'s node
+    /// knows it, for the box's context `(context_target, query, requester)`: the raw
+    /// material of the box tests. Returns the wire box (addressed to `target_ori`) and the
+    /// reply key; [`Federation::endorse_sealed`] attaches the query's ciphertext.
     pub fn seal_box(
         &self,
         via_ori: &str,
@@ -773,28 +783,55 @@ impl Federation {
         let k = node
             .published_key(target_ori)
             .context("no published key for the target")?;
+        let (key, _) = self.sealed_query(query, Some(signed))?;
         let ctx = alpr_proto::seal::Context {
             purpose: "query",
             target_ori: context_target,
             query_id: &query.query_id,
             requester,
         };
-        let (b, key) =
-            alpr_proto::seal::seal_with_reply(k.suite, &k.public, &ctx, &signed.encode_to_vec())?;
-        Ok((b.to_wire(target_ori), key))
+        let (b, reply) = alpr_proto::seal::seal_query_key(k.suite, &k.public, &ctx, &key)?;
+        Ok((b.to_wire(target_ori), reply))
     }
 
-    /// Endorse a sealed query as `ori`'s node would: its routing copy and `boxes`.
+    /// The query key of `query` and its ciphertext of `signed` (made when first asked
+    /// for; with no `signed`, a ciphertext of nothing).
+    fn sealed_query(
+        &self,
+        query: &Query,
+        signed: Option<&Signed>,
+    ) -> Result<(alpr_proto::seal::QueryKey, Vec<u8>)> {
+        let mut all = self
+            .sealed_queries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = all.get(&query.query_id) {
+            return Ok(found.clone());
+        }
+        let key = alpr_proto::seal::QueryKey::generate()?;
+        let aad = alpr_proto::seal::sealed_query_aad(
+            &query.query_id,
+            &alpr_proto::admission::requester_label(query),
+        );
+        let body = key.seal(&aad, &signed.map(|s| s.encode_to_vec()).unwrap_or_default())?;
+        all.insert(query.query_id.clone(), (key.clone(), body.clone()));
+        Ok((key, body))
+    }
+
+    /// Endorse a sealed query as `ori`'s node would: its routing copy, its ciphertext (the
+    /// one [`Federation::seal_box`] made for this query id) and `boxes`.
     pub fn endorse_sealed(
         &self,
         ori: &str,
         query: &Query,
         boxes: Vec<alpr_proto::pb::SealedBox>,
     ) -> Result<Signed> {
+        let (_, body) = self.sealed_query(query, None)?;
         Ok(alpr_proto::envelope::endorse_sealed(
             &self.node_signer(ori)?,
             ori,
             alpr_proto::admission::routing_copy(query),
+            body,
             boxes,
             alpr_pki::now_unix(),
         )?)

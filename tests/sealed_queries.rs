@@ -321,6 +321,40 @@ async fn moved_changed_malformed_and_unknown_boxes_are_refused_and_logged() {
         RefusalReason::SealInvalid
     );
 
+    // A genuine box, but the query's ciphertext (signed by Sacramento's node) made under
+    // another query key: the key in the box does not open it.
+    let (q, s, b) = genuine_box(&fed);
+    let other = alpr_proto::seal::QueryKey::generate().unwrap();
+    let body = other
+        .seal(
+            &alpr_proto::seal::sealed_query_aad(&q.query_id, &requester(&q)),
+            &s.encode_to_vec(),
+        )
+        .unwrap();
+    let e = alpr_proto::envelope::endorse_sealed(
+        &fed.node_signer(SACRAMENTO).unwrap(),
+        SACRAMENTO,
+        alpr_proto::admission::routing_copy(&q),
+        body,
+        vec![b],
+        alpr_pki::now_unix(),
+    )
+    .unwrap();
+    assert_eq!(
+        refusal_at_ventura(&fed, e, &q).await,
+        RefusalReason::SealInvalid
+    );
+    let logged = fed.audit(VENTURA, Some("inbound_query")).unwrap();
+    let last = logged.last().unwrap();
+    assert!(
+        last.entry
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("sealed query does not open")),
+        "{:?}",
+        last.entry.detail
+    );
+
     // Sealed for another target (Fresno named in its context) and given to Ventura.
     let (q, s) = signed_query(&fed);
     let (b, _) = fed
@@ -519,12 +553,18 @@ async fn a_key_signed_by_another_agency_is_refused_and_a_hidden_rotation_forks_t
     assert!(e.to_string().contains("only that agency's node"), "{e}");
 
     // A box sealed to a key the attacker made, labelled for Ventura: refused.
-    let (q, s) = signed_query(&fed);
+    let (q, _) = signed_query(&fed);
     let who = requester(&q);
     let ctx = alpr_proto::admission::box_context(&q, VENTURA, &who);
-    let b = alpr_proto::seal::seal(fake.suite, &fake.public, &ctx, &s.encode_to_vec())
-        .unwrap()
-        .to_wire(VENTURA);
+    let b = alpr_proto::seal::seal_query_key(
+        fake.suite,
+        &fake.public,
+        &ctx,
+        &alpr_proto::seal::QueryKey::generate().unwrap(),
+    )
+    .unwrap()
+    .0
+    .to_wire(VENTURA);
     assert_eq!(
         refusal_of_box(&fed, &q, b).await,
         RefusalReason::SealKeyUnknown

@@ -45,22 +45,41 @@ impl Node {
                 alpr_runtime::telemetry::inject_current(req.metadata_mut());
                 match broker.clone().route_query(req).await {
                     Ok(r) => r.into_inner(),
-                    Err(status) => RouteResponse {
-                        query_id: query.query_id.clone(),
-                        results: query
-                            .targets
-                            .iter()
-                            .map(|t| TargetResult {
-                                ori: t.clone(),
-                                status: TargetStatus::Unavailable as i32,
-                                reason: RefusalReason::Unavailable as i32,
-                                detail: format!("broker unreachable: {}", status.message()),
-                                reply: None,
-                                decided_by: self.ori().to_owned(),
-                                sealed_reply: None,
-                            })
-                            .collect(),
-                    },
+                    Err(status) => {
+                        // A refusal by the broker (its reason in the status trailer) is
+                        // a refusal decided by the broker; anything else is an outage.
+                        let (status_code, reason, detail, decided_by) =
+                            match alpr_proto::reason_of(&status) {
+                                Some(reason) => (
+                                    TargetStatus::Refused,
+                                    reason,
+                                    format!("refused by the broker: {}", status.message()),
+                                    "broker".to_owned(),
+                                ),
+                                None => (
+                                    TargetStatus::Unavailable,
+                                    RefusalReason::Unavailable,
+                                    format!("broker unreachable: {}", status.message()),
+                                    self.ori().to_owned(),
+                                ),
+                            };
+                        RouteResponse {
+                            query_id: query.query_id.clone(),
+                            results: query
+                                .targets
+                                .iter()
+                                .map(|t| TargetResult {
+                                    ori: t.clone(),
+                                    status: status_code as i32,
+                                    reason: reason as i32,
+                                    detail: detail.clone(),
+                                    reply: None,
+                                    decided_by: decided_by.clone(),
+                                    sealed_reply: None,
+                                })
+                                .collect(),
+                        }
+                    }
                 }
             }
         };
@@ -91,15 +110,25 @@ impl Node {
         let mut keys = HashMap::new();
         let mut local = Vec::new();
         let endorsed = if self.cfg.sealing.require {
-            // Each target's box holds the investigator's signed query, byte for byte; the
-            // broker gets the routing copy. A target without a usable published key is
-            // refused here and gets nothing.
+            // The investigator's signed query, byte for byte, is encrypted once under a
+            // fresh query key; each target's box seals that key; the broker gets the
+            // routing copy. A target without a usable published key is refused here and
+            // gets nothing.
+            let query_key = alpr_proto::seal::QueryKey::generate()
+                .map_err(|e| Error::Usage(format!("cannot seal the query: {e}")))?;
+            let requester = admission::requester_label(&query);
+            let sealed_query = query_key
+                .seal(
+                    &alpr_proto::seal::sealed_query_aad(&query.query_id, &requester),
+                    &signed_query,
+                )
+                .map_err(|e| Error::Usage(format!("cannot seal the query: {e}")))?;
             let mut boxes = Vec::with_capacity(query.targets.len());
             for t in &query.targets {
                 if keys.contains_key(t) {
                     continue;
                 }
-                match self.seal_for(t, &query, &signed_query, now) {
+                match self.seal_for(t, &query, &query_key, now) {
                     Ok((b, k)) => {
                         boxes.push(b);
                         keys.insert(t.clone(), k);
@@ -121,6 +150,7 @@ impl Node {
                         &self.signer,
                         self.ori(),
                         admission::routing_copy(&query),
+                        sealed_query,
                         boxes,
                         now,
                     )

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use alpr_proto::RefusalReason;
 use alpr_proto::pb::{SealingKey, Signed};
 use alpr_proto::registry::{self, PublishedKey};
-use alpr_proto::seal::{self, KeyPair, ReplyKey, Suite};
+use alpr_proto::seal::{self, KeyPair, QueryKey, ReplyKey, Suite};
 use prost::Message;
 
 use crate::audit::{AuditEntry, Decision, Event};
@@ -285,17 +285,19 @@ impl Node {
         ))
     }
 
-    /// Seal the investigator's encoded `Signed` query to `target`'s published key.
+    /// Seal a sealed query's `key` to `target`'s published key: its box and reply key.
     pub(crate) fn seal_for(
         &self,
         target: &str,
         query: &alpr_proto::pb::Query,
-        signed_query: &[u8],
+        key: &QueryKey,
         now: i64,
     ) -> Result<(alpr_proto::pb::SealedBox, ReplyKey), alpr_proto::Error> {
         let requester = alpr_proto::admission::requester_label(query);
         let ctx = alpr_proto::admission::box_context(query, target, &requester);
-        let (sealed, reply) = self.seal_to(target, &ctx, signed_query, now)?;
+        let k = self.usable_key(target, now)?;
+        let (sealed, reply) = seal::seal_query_key(k.suite, &k.public, &ctx, key)
+            .map_err(|e| seal_error(RefusalReason::SealKeyUnknown, e.to_string()))?;
         Ok((sealed.to_wire(target), reply))
     }
 
@@ -309,6 +311,15 @@ impl Node {
         plaintext: &[u8],
         now: i64,
     ) -> Result<(seal::SealedBox, ReplyKey), alpr_proto::Error> {
+        let k = self.usable_key(target, now)?;
+        seal::seal_with_reply(k.suite, &k.public, ctx, plaintext)
+            .map_err(|e| seal_error(RefusalReason::SealKeyUnknown, e.to_string()))
+    }
+
+    /// `target`'s newest sealing key in this node's verified registry view, refused
+    /// (`SEAL_KEY_UNKNOWN`) when it has none or its publishing certificate is no longer
+    /// valid at `now`.
+    fn usable_key(&self, target: &str, now: i64) -> Result<PublishedKey, alpr_proto::Error> {
         let Some(k) = self.published_key(target) else {
             return Err(seal_error(
                 RefusalReason::SealKeyUnknown,
@@ -326,8 +337,7 @@ impl Node {
                 ),
             ));
         }
-        seal::seal_with_reply(k.suite, &k.public, ctx, plaintext)
-            .map_err(|e| seal_error(RefusalReason::SealKeyUnknown, e.to_string()))
+        Ok(k)
     }
 
     /// Open `wire`, a box sealed to one of this node's own sealing keys for `ctx`.
@@ -337,6 +347,18 @@ impl Node {
         ctx: &seal::Context<'_>,
         now: i64,
     ) -> Result<(Vec<u8>, ReplyKey), alpr_proto::Error> {
+        let (held, sealed) = self.own_key_for(wire, now)?;
+        seal::open_with_reply(&held.pair, ctx, &sealed)
+            .map_err(|e| seal_error(RefusalReason::SealInvalid, e.to_string()))
+    }
+
+    /// The box `wire` decoded, and the own key it names (refused when this node does not
+    /// hold it, or holds it retired past its grace period).
+    fn own_key_for(
+        &self,
+        wire: &alpr_proto::pb::SealedBox,
+        now: i64,
+    ) -> Result<(Held, seal::SealedBox), alpr_proto::Error> {
         let me = self.ori();
         let sealed = seal::SealedBox::from_wire(wire)
             .map_err(|e| seal_error(RefusalReason::SealInvalid, format!("malformed box: {e}")))?;
@@ -365,11 +387,11 @@ impl Node {
                 ),
             ));
         };
-        seal::open_with_reply(&held.pair, ctx, &sealed)
-            .map_err(|e| seal_error(RefusalReason::SealInvalid, e.to_string()))
+        Ok((held, sealed))
     }
 
-    /// Open this node's box of a sealed query: its plaintext and the reply key.
+    /// Open this node's box of a sealed query and, with the query key inside, the query's
+    /// one ciphertext: the investigator's signed query (encoded) and the reply key.
     pub(crate) fn open_box(
         &self,
         opened: &alpr_proto::admission::OpenedQuery,
@@ -387,6 +409,16 @@ impl Node {
         };
         let requester = alpr_proto::admission::requester_label(query);
         let ctx = alpr_proto::admission::box_context(query, me, &requester);
-        self.open_own(wire, &ctx, now)
+        let (held, sealed) = self.own_key_for(wire, now)?;
+        let (key, reply) = seal::open_query_key(&held.pair, &ctx, &sealed)
+            .map_err(|e| seal_error(RefusalReason::SealInvalid, e.to_string()))?;
+        let aad = seal::sealed_query_aad(&query.query_id, &requester);
+        let plaintext = key.open(&aad, &opened.facts().sealed_query).map_err(|e| {
+            seal_error(
+                RefusalReason::SealInvalid,
+                format!("the sealed query does not open with the key in {me}'s box: {e}"),
+            )
+        })?;
+        Ok((plaintext, reply))
     }
 }

@@ -102,8 +102,11 @@ pub struct QueryFacts {
     /// A sealed query whose box this party opened and whose investigator signature and
     /// routing copy it checked ([`reveal`]): `investigator` and `query` are the real ones.
     pub revealed: bool,
-    /// The sealed form's boxes, one per target.
-    pub boxes: Vec<crate::pb::SealedBox>,
+    /// The sealed form's boxes, one per target (shared, not copied, by every target's
+    /// admission).
+    pub boxes: std::sync::Arc<Vec<crate::pb::SealedBox>>,
+    /// The sealed form's one ciphertext of the query (`Endorsement.sealed_query`).
+    pub sealed_query: std::sync::Arc<Vec<u8>>,
 }
 
 impl QueryFacts {
@@ -441,12 +444,12 @@ pub fn open_endorsed(
         ));
     }
     if let Some(routing) = endorsement.routing {
-        // The sealed form: decide from the routing copy; the query itself is in the boxes.
+        // The sealed form: decide from the routing copy; the query itself is sealed.
         facts.sealed = true;
         if !endorsement.signed_query.is_empty() {
             return Err(Error::refused(
                 RefusalReason::InvalidInput,
-                "a sealed endorsement carries the query only in its boxes",
+                "a sealed endorsement carries the query only sealed",
             ));
         }
         if routing_copy(&routing) != routing {
@@ -462,7 +465,14 @@ pub fn open_endorsed(
                 "a sealed endorsement lists its boxes by digest; the boxes travel attached",
             ));
         }
-        facts.boxes = attached_boxes(endorsed, &endorsement.box_digests)?;
+        facts.boxes = std::sync::Arc::new(attached_boxes(endorsed, &endorsement.box_digests)?);
+        if endorsement.sealed_query.is_empty() {
+            return Err(Error::refused(
+                RefusalReason::InvalidInput,
+                "a sealed endorsement carries its query sealed (sealed_query is empty)",
+            ));
+        }
+        facts.sealed_query = std::sync::Arc::new(endorsement.sealed_query);
         check_endorsed_at(endorsement.endorsed_at, &routing, now)?;
         if Some(routing.requester_ori.as_str()) != endorser.ori() {
             return Err(Error::refused(
@@ -474,6 +484,7 @@ pub fn open_endorsed(
     }
     if !endorsement.boxes.is_empty()
         || !endorsement.box_digests.is_empty()
+        || !endorsement.sealed_query.is_empty()
         || !endorsed.sealed_boxes.is_empty()
     {
         return Err(Error::refused(

@@ -132,16 +132,19 @@ pub fn endorse(
         routing: None,
         boxes: vec![],
         box_digests: vec![],
+        sealed_query: vec![],
     };
     seal(node, ENDORSEMENT, &e)
 }
 
-/// Endorse a sealed query: its routing copy and the digest of one box per target, signed
-/// by the node, with the boxes attached outside the signature (`Signed.sealed_boxes`).
+/// Endorse a sealed query: its routing copy, its one ciphertext (`sealed_query`, see
+/// [`crate::seal::QueryKey`]) and the digest of one box per target, signed by the node,
+/// with the boxes attached outside the signature (`Signed.sealed_boxes`).
 pub fn endorse_sealed(
     node: &Signer,
     node_ori: &str,
     routing: crate::pb::Query,
+    sealed_query: Vec<u8>,
     boxes: Vec<crate::pb::SealedBox>,
     now: i64,
 ) -> Result<Signed, Error> {
@@ -160,6 +163,7 @@ pub fn endorse_sealed(
                 sha256: box_digest(bytes).to_vec(),
             })
             .collect(),
+        sealed_query,
     };
     let mut signed = seal(node, ENDORSEMENT, &e)?;
     signed.sealed_boxes = encoded;

@@ -8,8 +8,9 @@
 //! Suites ([`Suite`]): DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305, and
 //! the X-Wing hybrid KEM (X25519 + ML-KEM-768) with HKDF-SHA256 / ChaCha20-Poly1305, so that
 //! reads recorded today are not readable by a quantum computer later. This module is the
-//! building block of sealed queries ([`crate::pb::SealedBox`]) and sealed replies
-//! ([`ReplyKey`], [`crate::pb::SealedReply`]).
+//! building block of sealed queries (one ciphertext under a [`QueryKey`], that key sealed to
+//! each target in a [`crate::pb::SealedBox`]), sealed replies ([`ReplyKey`],
+//! [`crate::pb::SealedReply`]) and shared hot lists ([`seal_with_reply`]).
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
@@ -255,13 +256,24 @@ pub fn seal_with_reply(
     ctx: &Context<'_>,
     plaintext: &[u8],
 ) -> Result<(SealedBox, ReplyKey), SealError> {
+    seal_raw(suite, public, ctx, &pad(plaintext))
+}
+
+/// Seal exactly `plaintext` (not padded) to `public` for `ctx`.
+fn seal_raw(
+    suite: Suite,
+    public: &[u8],
+    ctx: &Context<'_>,
+    plaintext: &[u8],
+) -> Result<(SealedBox, ReplyKey), SealError> {
     let key_id = key_id(public);
     let aad = SealedBox::aad(suite, &key_id);
     let info = ctx.info();
-    let padded = pad(plaintext);
     let (enc, ciphertext, reply) = match suite {
-        Suite::X25519ChaCha20 => seal_with::<X25519HkdfSha256>(suite, public, &info, &padded, &aad),
-        Suite::XWingChaCha20 => seal_with::<XWing>(suite, public, &info, &padded, &aad),
+        Suite::X25519ChaCha20 => {
+            seal_with::<X25519HkdfSha256>(suite, public, &info, plaintext, &aad)
+        }
+        Suite::XWingChaCha20 => seal_with::<XWing>(suite, public, &info, plaintext, &aad),
     }?;
     Ok((
         SealedBox {
@@ -281,6 +293,16 @@ pub fn open(key: &KeyPair, ctx: &Context<'_>, sealed: &SealedBox) -> Result<Vec<
 
 /// Open `sealed` with `key` for `ctx`, with the [`ReplyKey`] exported from its context.
 pub fn open_with_reply(
+    key: &KeyPair,
+    ctx: &Context<'_>,
+    sealed: &SealedBox,
+) -> Result<(Vec<u8>, ReplyKey), SealError> {
+    let (padded, reply) = open_raw_with_reply(key, ctx, sealed)?;
+    Ok((unpad(&padded)?, reply))
+}
+
+/// Open `sealed` with `key` for `ctx`: exactly its plaintext (not unpadded).
+fn open_raw_with_reply(
     key: &KeyPair,
     ctx: &Context<'_>,
     sealed: &SealedBox,
@@ -308,7 +330,7 @@ pub fn open_with_reply(
             &sealed.ciphertext,
         ),
     }?;
-    Ok((unpad(&padded)?, reply))
+    Ok((padded, reply))
 }
 
 /// Smallest padded size: every box and sealed reply is at least this long.
@@ -364,47 +386,148 @@ impl std::fmt::Debug for ReplyKey {
 }
 
 impl ReplyKey {
-    fn aead(&self) -> Option<ring::aead::LessSafeKey> {
-        ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &self.0)
-            .ok()
-            .map(ring::aead::LessSafeKey::new)
-    }
-
     /// Encrypt `plaintext` bound to `aad` (ChaCha20-Poly1305, ring) under a fresh random
     /// 12-byte nonce, returned with the ciphertext. A random nonce per reply matters: a
     /// broker that replays a box gets a second reply (a refusal) under the same key, and
     /// must not get it under the same nonce.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 12], Vec<u8>), SealError> {
-        use ring::aead::{Aad, Nonce};
-        use ring::rand::SecureRandom;
-        let mut nonce = [0u8; 12];
-        ring::rand::SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| SealError::Seal("no randomness for a nonce".into()))?;
-        let key = self
-            .aead()
-            .ok_or_else(|| SealError::Seal("reply key".into()))?;
-        let mut buf = pad(plaintext);
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut buf,
-        )
-        .map_err(|_| SealError::Seal("reply encryption".into()))?;
-        Ok((nonce, buf))
+        aead_seal(&self.0, aad, plaintext)
     }
 
     /// Decrypt what [`ReplyKey::seal`] made.
     pub fn open(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
-        use ring::aead::{Aad, Nonce};
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::DoesNotOpen)?;
-        let key = self.aead().ok_or(SealError::DoesNotOpen)?;
-        let mut buf = ciphertext.to_vec();
-        let plain = key
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .map_err(|_| SealError::DoesNotOpen)?;
-        unpad(plain)
+        aead_open(&self.0, aad, nonce, ciphertext)
     }
+}
+
+/// ChaCha20-Poly1305 (ring) under `key`: pad `plaintext`, encrypt it bound to `aad` under a
+/// fresh random 12-byte nonce; the nonce and the ciphertext with its tag.
+fn aead_seal(
+    key: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<([u8; 12], Vec<u8>), SealError> {
+    use ring::aead::{Aad, Nonce};
+    use ring::rand::SecureRandom;
+    let mut nonce = [0u8; 12];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| SealError::Seal("no randomness for a nonce".into()))?;
+    let key = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, key)
+        .map(ring::aead::LessSafeKey::new)
+        .map_err(|_| SealError::Seal("symmetric key".into()))?;
+    let mut buf = pad(plaintext);
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .map_err(|_| SealError::Seal("symmetric encryption".into()))?;
+    Ok((nonce, buf))
+}
+
+/// Decrypt and unpad what [`aead_seal`] made.
+fn aead_open(
+    key: &[u8; 32],
+    aad: &[u8],
+    nonce: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    use ring::aead::{Aad, Nonce};
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::DoesNotOpen)?;
+    let key = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, key)
+        .map(ring::aead::LessSafeKey::new)
+        .map_err(|_| SealError::DoesNotOpen)?;
+    let mut buf = ciphertext.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| SealError::DoesNotOpen)?;
+    unpad(plain)
+}
+
+/// The key one sealed query is encrypted under, once for all its targets: 32 random bytes,
+/// each target's box carries it (sealed to that target's key), so a query to N targets
+/// costs one ciphertext of the query plus N small boxes, not N copies of the query. It
+/// is never stored.
+///
+/// Every target already reads the whole signed query (it must verify the investigator's
+/// signature over it, target list included), so sharing one ciphertext among them shows
+/// no target anything it did not see before; the reply key stays per target (exported
+/// from that target's own box).
+#[derive(Clone)]
+pub struct QueryKey([u8; 32]);
+
+impl std::fmt::Debug for QueryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueryKey(..)")
+    }
+}
+
+/// The associated data of a sealed query's one ciphertext (`Endorsement.sealed_query`):
+/// it is bound to its query id and its requester, each length-prefixed.
+pub fn sealed_query_aad(query_id: &[u8], requester: &str) -> Vec<u8> {
+    let mut out = b"alpr-fed/v1 sealed query\n".to_vec();
+    for f in [query_id, requester.as_bytes()] {
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+impl QueryKey {
+    /// A fresh key from the system's randomness.
+    pub fn generate() -> Result<Self, SealError> {
+        use ring::rand::SecureRandom;
+        let mut k = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut k)
+            .map_err(|_| SealError::Seal("no randomness for a query key".into()))?;
+        Ok(Self(k))
+    }
+
+    /// Encrypt (padded, ChaCha20-Poly1305) `plaintext` bound to `aad`
+    /// ([`sealed_query_aad`]): the 12-byte nonce followed by the ciphertext and its tag.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let (nonce, ct) = aead_seal(&self.0, aad, plaintext)?;
+        let mut out = Vec::with_capacity(12 + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypt what [`QueryKey::seal`] made.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < 12 {
+            return Err(SealError::DoesNotOpen);
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        aead_open(&self.0, aad, nonce, ct)
+    }
+}
+
+/// Seal a [`QueryKey`] to the recipient's `public` key for `ctx`: the box (its plaintext
+/// is the 32-byte key, not padded: a fixed length shows nothing) and the [`ReplyKey`].
+pub fn seal_query_key(
+    suite: Suite,
+    public: &[u8],
+    ctx: &Context<'_>,
+    key: &QueryKey,
+) -> Result<(SealedBox, ReplyKey), SealError> {
+    seal_raw(suite, public, ctx, &key.0)
+}
+
+/// Open a box [`seal_query_key`] made: the query key and the reply key.
+pub fn open_query_key(
+    key: &KeyPair,
+    ctx: &Context<'_>,
+    sealed: &SealedBox,
+) -> Result<(QueryKey, ReplyKey), SealError> {
+    let (plain, reply) = open_raw_with_reply(key, ctx, sealed)?;
+    let k: [u8; 32] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| SealError::BadPadding)?;
+    Ok((QueryKey(k), reply))
 }
 
 /// HPKE base-mode open with explicit `info` and `aad` (what [`open`] does after building

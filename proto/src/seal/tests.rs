@@ -253,3 +253,65 @@ fn sealed_lengths_show_only_a_power_of_two_bucket() {
         assert_eq!(unpad(&bad), Err(SealError::BadPadding));
     }
 }
+
+#[test]
+fn one_query_key_in_every_target_box_opens_the_one_ciphertext_and_each_box_keeps_its_reply_key() {
+    let query_id = [7u8; 16];
+    let who = "inv-1@CA0340000";
+    let aad = sealed_query_aad(&query_id, who);
+    let qk = QueryKey::generate().unwrap();
+    let body = qk.seal(&aad, b"the signed query").unwrap();
+    for suite in [Suite::X25519ChaCha20, Suite::XWingChaCha20] {
+        let (a, b) = (KeyPair::generate(suite), KeyPair::generate(suite));
+        let (ca, cb) = (
+            ctx("CA0560100", &query_id, who),
+            ctx("CA0100500", &query_id, who),
+        );
+        let (box_a, sender_a) = seal_query_key(suite, &a.public, &ca, &qk).unwrap();
+        let (box_b, sender_b) = seal_query_key(suite, &b.public, &cb, &qk).unwrap();
+        // A box's plaintext is exactly the key: a fixed size, not padded to 1 KiB.
+        assert_eq!(box_a.ciphertext.len(), 32 + 16);
+        let (ka, reply_a) = open_query_key(&a, &ca, &box_a).unwrap();
+        let (kb, reply_b) = open_query_key(&b, &cb, &box_b).unwrap();
+        assert_eq!(ka.open(&aad, &body).unwrap(), b"the signed query");
+        assert_eq!(kb.open(&aad, &body).unwrap(), b"the signed query");
+        // Each target's reply key is its own, shared with the sealer alone.
+        let (n, ct) = reply_a.seal(b"r", b"answer of a").unwrap();
+        assert_eq!(sender_a.open(b"r", &n, &ct).unwrap(), b"answer of a");
+        assert_eq!(reply_b.open(b"r", &n, &ct), Err(SealError::DoesNotOpen));
+        assert_eq!(sender_b.open(b"r", &n, &ct), Err(SealError::DoesNotOpen));
+        // A box moved to the other target does not open there.
+        assert!(open_query_key(&b, &cb, &box_a).is_err());
+        assert_eq!(
+            open_query_key(&a, &cb, &box_a).err(),
+            Some(SealError::DoesNotOpen)
+        );
+        // A box of another length (a padded one) is not a query key.
+        let padded = seal(suite, &a.public, &ca, &[0; 32]).unwrap();
+        assert_eq!(
+            open_query_key(&a, &ca, &padded).err(),
+            Some(SealError::BadPadding)
+        );
+    }
+    // The ciphertext is bound to its query and requester; changed or cut short, or under
+    // another key, it does not open.
+    let mut flipped = body.clone();
+    flipped[20] ^= 1;
+    for (a, b) in [
+        (sealed_query_aad(&[8; 16], who), body.clone()),
+        (sealed_query_aad(&query_id, "inv-2@CA0340000"), body.clone()),
+        (aad.clone(), flipped),
+        (aad.clone(), body[..11].to_vec()),
+        (aad.clone(), vec![]),
+    ] {
+        assert_eq!(qk.open(&a, &b), Err(SealError::DoesNotOpen));
+    }
+    let other = QueryKey::generate().unwrap();
+    assert_eq!(other.open(&aad, &body), Err(SealError::DoesNotOpen));
+    // Padded like a box: a short and a long query fall in one bucket.
+    assert_eq!(
+        qk.seal(&aad, &[1; 10]).unwrap().len(),
+        qk.seal(&aad, &[1; 900]).unwrap().len()
+    );
+    assert!(!format!("{qk:?}").contains(&hex::encode(&qk.0[..4])));
+}
