@@ -135,7 +135,7 @@ impl Db {
         match location {
             Location::Sqlite(p) => Self::open(p),
             Location::Postgres { url, ca } => Ok(Self {
-                backend: Backend::Postgres(Pg::open(url, ca.as_deref())?),
+                backend: Backend::Postgres(postgres::open(url, ca.as_deref())?),
             }),
         }
     }
@@ -168,7 +168,7 @@ impl LogWriter {
             Location::Sqlite(p) => Self::open(p),
             Location::Postgres { url, ca } => {
                 // The schema first (and a clear error now if the database is unreachable).
-                drop(Pg::open(url, ca.as_deref())?);
+                drop(postgres::open(url, ca.as_deref())?);
                 Self::start(postgres::group_writer_for(
                     postgres::parse(url)?,
                     postgres::connector(ca.as_deref())?,

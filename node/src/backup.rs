@@ -58,13 +58,24 @@ impl Node {
                 detail: format!("fails its integrity check: {ok}"),
             });
         }
-        let reads = store::maintenance::count_reads_in(&node_copy)?;
+        let pg_reads = self.db().postgres_reads().cloned();
+        let reads = match &pg_reads {
+            Some(pg) => pg.count()?,
+            None => store::maintenance::count_reads_in(&node_copy)?,
+        };
         let report = store::audit::verify(
             &store::AuditDb::open_with(&audit_copy, self.data_keys().cloned())?,
             Some((&self.trust(), self.ori())),
         )?;
+        let reads_line = match &pg_reads {
+            Some(pg) => format!(
+                "0 reads; the {reads} reads are in {}, which this backup does not copy: back it up with PostgreSQL's own tools (pg_basebackup, a synchronous standby)",
+                pg.label()
+            ),
+            None => format!("{reads} reads"),
+        };
         let mut manifest = format!(
-            "alpr-node backup of {} at {}\nnode.db sha256 {} ({reads} reads)\naudit.db sha256 {} ({} entries, {} signed checkpoints, verified)\n",
+            "alpr-node backup of {} at {}\nnode.db sha256 {} ({reads_line})\naudit.db sha256 {} ({} entries, {} signed checkpoints, verified)\n",
             self.ori(),
             alpr_pki::fmt_time(alpr_pki::now_unix()),
             sha256_file(&node_copy)?,

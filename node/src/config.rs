@@ -163,6 +163,17 @@ pub struct StorageConfig {
     /// data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring: Option<PathBuf>,
+    /// Keep the reads in this PostgreSQL database instead of `node.db` (for the largest
+    /// agencies): a libpq connection string or `postgresql://` URL. Reads are partitioned
+    /// there by capture day and retention drops whole days; everything else, the audit log
+    /// included, stays in `data_dir`. One database per node. Not with a KEK: the node does
+    /// not encrypt what it keeps in PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
+    /// The CA certificate (PEM) that issued the PostgreSQL server's certificate: with it,
+    /// the connection is TLS and the server is verified; without it, it is not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_ca: Option<PathBuf>,
 }
 
 /// The audit log's anchoring (DESIGN §7): signed tree heads of the log are anchored at the
@@ -568,9 +579,13 @@ impl NodeConfig {
     fn resolve(&mut self, base: &Path) {
         alpr_runtime::config::resolve_path(&mut self.data_dir, base);
         self.tls.resolve_paths(base);
-        for p in [&mut self.storage.kek_file, &mut self.storage.keyring]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.storage.kek_file,
+            &mut self.storage.keyring,
+            &mut self.storage.postgres_ca,
+        ]
+        .into_iter()
+        .flatten()
         {
             alpr_runtime::config::resolve_path(p, base);
         }
@@ -640,6 +655,14 @@ impl NodeConfig {
         }
         if s.kek_env.as_ref().is_some_and(String::is_empty) {
             return Err("storage.kek_env must name an environment variable".into());
+        }
+        if let Some(url) = &s.postgres {
+            if sources > 0 {
+                return Err("storage.postgres cannot be used with a key-encryption key (kek_file, kek_env or kek_command): the node does not encrypt reads kept in PostgreSQL; choose one".into());
+            }
+            alpr_runtime::pgpool::parse(url).map_err(|e| format!("storage.{e}"))?;
+        } else if s.postgres_ca.is_some() {
+            return Err("storage.postgres_ca is set but storage.postgres is not".into());
         }
         if sources == 0 && s.keyring.is_some() {
             return Err(

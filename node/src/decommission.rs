@@ -345,6 +345,7 @@ impl Node {
                 .as_bytes(),
         );
         let data_key = self.data_keys().map(|k| k.key_id().to_owned());
+        let pg_reads = self.db().postgres_reads().cloned();
         let detail = match &data_key {
             Some(id) => {
                 crate::keyring::destroy(&self.cfg.keyring_path())?;
@@ -357,8 +358,12 @@ impl Node {
                 )
             }
             None => format!(
-                "certificate of destruction: the plain databases of {} are overwritten and removed after this entry is anchored, by {by}; export digest {digest_so_far}; revoked {}",
+                "certificate of destruction: the plain databases of {} are overwritten and removed after this entry is anchored{}, by {by}; export digest {digest_so_far}; revoked {}",
                 self.ori(),
+                match &pg_reads {
+                    Some(pg) => format!(", and every read partition in {} dropped", pg.label()),
+                    None => String::new(),
+                },
                 revoked.len()
             ),
         };
@@ -409,6 +414,9 @@ impl Node {
         let signed = envelope::seal_bytes(&self.signer, MANIFEST_TYPE, json.into_bytes())?;
         let path = out.join("MANIFEST.signed");
         std::fs::write(&path, signed.encode_to_vec()).map_err(|e| Error::io(&path, e))?;
+        if let Some(pg) = &pg_reads {
+            pg.destroy()?;
+        }
         if data_key.is_none() {
             for db in [self.cfg.db_path(), self.cfg.audit_path()] {
                 for suffix in ["", "-wal", "-shm"] {

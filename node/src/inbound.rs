@@ -92,6 +92,29 @@ impl Node {
         Ok(out)
     }
 
+    /// The reads an admitted query is answered with, within retention, and for a shared
+    /// hot list the note of what was kept.
+    fn read_for(
+        &self,
+        a: &admission::Admitted,
+        now: i64,
+    ) -> Result<(Vec<alpr_proto::pb::Read>, Option<String>), Error> {
+        let q = &a.query;
+        let floor = now - i64::from(self.retention_days()) * 86_400;
+        let key = crate::store::PlateKey {
+            plate: &q.plate,
+            state: &q.plate_state,
+        };
+        let start = q.window_start.max(floor);
+        if q.shape == alpr_proto::hotlist::SHAPE_HOTLIST {
+            Ok((Vec::new(), Some(self.keep_share(&a.agreement_id, q, now)?)))
+        } else if q.shape == alpr_proto::input::SHAPE_WILDCARD {
+            Ok((self.readers.lookup_pattern(key, start, q.window_end)?, None))
+        } else {
+            Ok((self.readers.lookup(key, start, q.window_end)?, None))
+        }
+    }
+
     fn decide(
         &self,
         peer: Result<VerifiedIdentity, Error>,
@@ -186,25 +209,24 @@ impl Node {
             d => d,
         };
         let decision = self.settle_approval(decision, approval, now)?;
+        // What an admitted query asks for, read from the store; a store that cannot be read
+        // (its PostgreSQL server lost, a disk error) refuses the query `UNAVAILABLE`, and
+        // the refusal is logged like any other.
+        let (decision, found) = match decision {
+            AdmissionDecision::Admitted(a) => match self.read_for(&a, now) {
+                Ok(found) => (AdmissionDecision::Admitted(a), Some(found)),
+                Err(e) => {
+                    tracing::error!(error = %e, "ALERT: the read store cannot be read; refusing query");
+                    let detail = format!("the node cannot read its store now: {e}");
+                    (refuse(*a, RefusalReason::Unavailable, detail), None)
+                }
+            },
+            d => (d, None),
+        };
         let (mut entry, reply) = match decision {
             AdmissionDecision::Admitted(a) => {
                 let q = &a.query;
-                let floor = now - i64::from(self.retention_days()) * 86_400;
-                let key = crate::store::PlateKey {
-                    plate: &q.plate,
-                    state: &q.plate_state,
-                };
-                let mut kept = None;
-                let reads = if q.shape == alpr_proto::hotlist::SHAPE_HOTLIST {
-                    kept = Some(self.keep_share(&a.agreement_id, q, now)?);
-                    Vec::new()
-                } else if q.shape == alpr_proto::input::SHAPE_WILDCARD {
-                    self.readers
-                        .lookup_pattern(key, q.window_start.max(floor), q.window_end)?
-                } else {
-                    self.readers
-                        .lookup(key, q.window_start.max(floor), q.window_end)?
-                };
+                let (reads, kept) = found.unwrap_or_default();
                 let mut e =
                     AuditEntry::for_query(Event::InboundQuery, Decision::Answered, now, &a.facts);
                 e.count = Some(reads.len() as u64);

@@ -466,7 +466,19 @@ pub fn data_keys(cfg: &NodeConfig) -> Result<Option<Arc<DataKeys>>, Error> {
 impl NodeConfig {
     /// Open `node.db` with this node's data keys.
     pub fn open_db(&self) -> Result<store::Db, Error> {
-        store::open_with(&self.db_path(), data_keys(self)?)
+        store::open_at(&self.db_path(), data_keys(self)?, self.postgres_reads()?)
+    }
+
+    /// Connect to the PostgreSQL database that keeps this node's reads, if it has one.
+    pub fn postgres_reads(&self) -> Result<Option<Arc<store::PgReads>>, Error> {
+        match &self.storage.postgres {
+            Some(url) => Ok(Some(Arc::new(store::PgReads::open(
+                url,
+                self.storage.postgres_ca.as_deref(),
+                &self.ori,
+            )?))),
+            None => Ok(None),
+        }
     }
 
     /// Open `audit.db` with this node's data keys, for reading.

@@ -186,6 +186,18 @@ impl Node {
                 }
             }
         });
+        if let Some(pg) = cfg.postgres_reads()? {
+            out.push(format!(
+                "reads: in {} ({} reads in {} day partitions; {})",
+                pg.label(),
+                pg.count()?,
+                pg.partitions()?.len(),
+                match &cfg.storage.postgres_ca {
+                    Some(ca) => format!("TLS, server verified against {}", ca.display()),
+                    None => "connection NOT encrypted: set storage.postgres_ca".into(),
+                }
+            ));
+        }
         if let Some(c) = &cfg.console {
             c.person_ca(&cfg.ori)?;
             if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
@@ -247,7 +259,8 @@ impl Node {
     pub fn open(cfg: &NodeConfig) -> Result<Arc<Self>, Error> {
         let (trust, signer, tls, agency, rules) = Self::identity(cfg)?;
         let keys = crate::keyring::data_keys(cfg)?;
-        let conn = store::open_with(&cfg.db_path(), keys.clone())?;
+        let pg = cfg.postgres_reads()?;
+        let conn = store::open_at(&cfg.db_path(), keys.clone(), pg.clone())?;
         let signer = Arc::new(signer);
         let audit_log = AuditLog::open_with(
             &cfg.audit_path(),
@@ -289,7 +302,7 @@ impl Node {
             signer,
             audit_log,
             db: Mutex::new(conn),
-            readers: store::Readers::new(&cfg.db_path(), keys.clone()),
+            readers: store::Readers::of(&cfg.db_path(), keys.clone(), pg),
             keys,
             agreements: RwLock::new(Arc::new(agreements)),
             cfg: cfg.clone(),

@@ -2,15 +2,18 @@
 //!
 //! Everything the node keeps — reads and their day partitions, agreements and its copy of
 //! the registry log, accounts, switches, evidence holds, hot lists, and the audit log —
-//! is reached through the functions and types re-exported here. SQLite ([`sqlite`]) is the
-//! one implementation today and the only module that knows SQL; a PostgreSQL backend for
-//! the largest agencies implements the same functions over the same record types
-//! (transactions per call, batched ingest, day partitions, retention by whole days).
+//! is reached through the functions and types re-exported here. SQLite ([`sqlite`]) keeps
+//! all of it by default; for the largest agencies the reads can live in PostgreSQL instead
+//! ([`postgres`]: native partitions by capture day, batched ingest, retention by dropping
+//! whole days), behind the same functions. These two modules are the only ones that know
+//! SQL.
 //! Domain modules never see a database type other than [`Db`] and [`AuditDb`].
 
 pub mod encryption;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgReads;
 pub use sqlite::agreements::{
     agreement_status, agreements, put_agreement, registered_agreements, set_agreement_status,
     set_registered, signed_agreement,
@@ -21,7 +24,7 @@ pub use sqlite::reads::{
     MAX_RESULTS, Readers, compact_one_closed, count_reads, day_reads, insert_reads, lookup,
     partitions, purge_before,
 };
-pub use sqlite::{Db, DbError, SCHEMA_VERSION, encryption_marker, open, open_with};
+pub use sqlite::{Db, DbError, SCHEMA_VERSION, encryption_marker, open, open_at, open_with};
 pub use sqlite::{
     accounts, approvals, audit, console, holds, maintenance, registry, sealing, settings, shares,
 };

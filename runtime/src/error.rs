@@ -48,6 +48,13 @@ pub enum Error {
     /// Logging or span export could not be installed.
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// A PostgreSQL database cannot be reached or refused a statement (the server's own
+    /// message).
+    #[error("postgres: {0}")]
+    Postgres(String),
+    /// A PostgreSQL connection string or CA file that cannot be used.
+    #[error("{0}")]
+    PostgresConfig(String),
     /// A local PostgreSQL server ([`crate::pgserver`]) could not be set up or started.
     #[error("local postgres: {0}")]
     LocalPostgres(String),

@@ -21,6 +21,7 @@ pub mod client;
 pub mod config;
 mod error;
 pub mod metrics;
+pub mod pgpool;
 pub mod pgserver;
 pub mod server;
 pub mod sqlite;

@@ -10,15 +10,10 @@
 //!   transaction that makes its routing decision durable, before it is forwarded (see
 //!   `store/writer.rs`), so a query replayed to a second replica is refused.
 //!
-//! The client is the synchronous `postgres` crate (rust-postgres over tokio-postgres). The
-//! broker calls its store from async tasks, where that client cannot block, so a small pool
-//! of worker threads owns the connections and runs each call ([`Pg::call`]); a worker whose
-//! connection broke reconnects before its next call.
+//! The connections are a pool of worker threads ([`alpr_runtime::pgpool`]), since the
+//! broker calls its store from async tasks, where the synchronous client cannot block.
 
-use std::sync::{Arc, Mutex, mpsc};
-
-use postgres::{Client, NoTls};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use postgres::Client;
 
 use crate::Error;
 use crate::store::{AuditFork, StoredAnchor};
@@ -111,188 +106,40 @@ CREATE TABLE IF NOT EXISTS audit_forks (
 
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        // The server's own message (with its detail) where there is one.
-        match e.as_db_error() {
-            Some(d) => Self::Postgres(match d.detail() {
-                Some(detail) => format!("{}: {detail}", d.message()),
-                None => d.message().to_owned(),
-            }),
-            None => Self::Postgres(e.to_string()),
-        }
+        Self::Postgres(alpr_runtime::pgpool::message(&e))
     }
 }
 
-type Job = Box<dyn FnOnce(Result<&mut Client, Error>) + Send>;
+pub use alpr_runtime::pgpool::{Connector, connect, connector, parse};
 
-/// A pool of connections to one PostgreSQL database, each owned by a worker thread.
+/// The broker's pool of connections to its PostgreSQL database.
 #[derive(Debug)]
-pub struct Pg {
-    jobs: mpsc::Sender<Job>,
-}
-
-/// Parse a connection string (libpq `key=value` form or a `postgresql://` URL), naming
-/// what is wrong with it.
-pub(super) fn parse(url: &str) -> Result<postgres::Config, Error> {
-    url.parse::<postgres::Config>()
-        .map_err(|e| Error::Usage(format!("postgres connection string: {e}")))
-}
-
-/// How connections are made: in the clear, or over TLS with the server verified.
-#[derive(Clone)]
-pub(super) enum Connector {
-    /// Not encrypted.
-    Plain,
-    /// TLS (rustls, ring), the server's certificate and host name verified.
-    Tls(MakeRustlsConnect),
-}
-
-/// The connector for a server whose certificate `ca` (a PEM file) issued; plain without.
-pub(super) fn connector(ca: Option<&std::path::Path>) -> Result<Connector, Error> {
-    let Some(ca) = ca else {
-        return Ok(Connector::Plain);
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = alpr_pki::read_cert_chain(ca)?;
-    if certs.is_empty() {
-        return Err(Error::Usage(format!(
-            "postgres_ca {}: no certificate in it",
-            ca.display()
-        )));
-    }
-    for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| Error::Usage(format!("postgres_ca {}: {e}", ca.display())))?;
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Postgres(format!("TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Connector::Tls(MakeRustlsConnect::new(cfg)))
-}
-
-/// Connect (from a thread that is not running async tasks). With TLS the connection is
-/// encrypted or not made, whatever the connection string's `sslmode` says.
-pub(super) fn connect(config: &postgres::Config, tls: &Connector) -> Result<Client, Error> {
-    let made = match tls {
-        Connector::Plain => config.connect(NoTls),
-        Connector::Tls(t) => {
-            let mut c = config.clone();
-            c.ssl_mode(postgres::config::SslMode::Require);
-            c.connect(t.clone())
-        }
-    };
-    made.map_err(|e| Error::Postgres(format!("cannot connect: {}", one_line(&e))))
-}
-
-/// An error and its causes on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s.replace('\n', " ")
-}
+pub struct Pg(alpr_runtime::pgpool::Pool);
 
 impl Pg {
-    /// Connect to the database of `url`, create the schema if it is not there, and start
-    /// the workers. Fails (with the server's reason) when the database cannot be reached.
-    pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Self, Error> {
-        let config = parse(url)?;
-        let tls = connector(ca)?;
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        for i in 0..WORKERS {
-            let rx = rx.clone();
-            let config = config.clone();
-            let tls = tls.clone();
-            let ready = ready_tx.clone();
-            std::thread::Builder::new()
-                .name(format!("postgres-{i}"))
-                .spawn(move || worker(&config, &tls, &rx, &ready))
-                .map_err(|e| Error::Postgres(format!("cannot start a worker: {e}")))?;
-        }
-        drop(ready_tx);
-        for _ in 0..WORKERS {
-            ready_rx
-                .recv()
-                .map_err(|_| Error::Postgres("a worker stopped while connecting".into()))??;
-        }
-        let pg = Self { jobs };
-        pg.call(|c| {
-            let mut tx = c.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
-            tx.batch_execute(SCHEMA)?;
-            tx.commit()?;
-            Ok(())
-        })?;
-        Ok(pg)
-    }
-
     /// Run `f` on one of the pool's connections and wait for its result.
     pub(super) fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Box::new(move |c| {
-                let _ = tx.send(c.and_then(f));
-            }))
-            .map_err(|_| Error::Postgres("the connection pool stopped".into()))?;
-        rx.recv()
-            .map_err(|_| Error::Postgres("a connection worker stopped".into()))?
+        self.0.call(f)
     }
 }
 
-fn worker(
-    config: &postgres::Config,
-    tls: &Connector,
-    rx: &Mutex<mpsc::Receiver<Job>>,
-    ready: &mpsc::Sender<Result<(), Error>>,
-) {
-    let mut client = match connect(config, tls) {
-        Ok(c) => {
-            let _ = ready.send(Ok(()));
-            Some(c)
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    loop {
-        let job = {
-            let Ok(rx) = rx.lock() else { return };
-            match rx.recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            }
-        };
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(config, tls) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "ALERT: broker database unreachable");
-                    None
-                }
-            };
-        }
-        match client.as_mut() {
-            Some(c) => job(Ok(c)),
-            None => job(Err(Error::Postgres("database unreachable".into()))),
-        }
-    }
+/// Connect to the database of `url`, create the schema if it is not there, and start the
+/// pool's workers. Fails (with the server's reason) when the database cannot be reached.
+pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Pg, Error> {
+    let pg = Pg(alpr_runtime::pgpool::Pool::open(
+        url, ca, WORKERS, "broker",
+    )?);
+    pg.call(|c| {
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+        tx.batch_execute(SCHEMA)?;
+        tx.commit()?;
+        Ok(())
+    })?;
+    Ok(pg)
 }
 
 fn u(n: i64) -> u64 {

@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::encryption::DataKeys;
+use super::postgres::PgReads;
 use crate::Error;
 
 pub mod accounts;
@@ -34,6 +35,8 @@ pub mod shares;
 pub struct Db {
     conn: Connection,
     keys: Option<Arc<DataKeys>>,
+    /// Where the reads are when they are not in this file: a PostgreSQL database.
+    pg: Option<Arc<PgReads>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -62,6 +65,11 @@ impl Db {
     /// The data keys it is encrypted with, if it is encrypted.
     pub fn keys(&self) -> Option<&Arc<DataKeys>> {
         self.keys.as_ref()
+    }
+
+    /// The PostgreSQL database holding the reads, when they are not in this file.
+    pub fn postgres_reads(&self) -> Option<&Arc<PgReads>> {
+        self.pg.as_ref()
     }
 }
 
@@ -201,8 +209,37 @@ pub fn open(path: &Path) -> Result<Db, Error> {
     open_with(path, None)
 }
 
-/// Open (creating if needed) the node database, encrypted with `keys` or plain.
+/// Open (creating if needed) the node database, encrypted with `keys` or plain, with its
+/// reads in the file itself. One whose reads are in PostgreSQL is refused: open it with
+/// [`open_at`].
 pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> {
+    open_at(path, keys, None)
+}
+
+/// Open (creating if needed) the node database, encrypted with `keys` or plain, its reads
+/// in PostgreSQL (`pg`) or in the file. Refused: reads in PostgreSQL with encryption at
+/// rest (the node does not encrypt what it keeps there), a file that records its reads
+/// in PostgreSQL opened without it (it would answer every query from an empty store), and
+/// a file that holds reads of its own opened with PostgreSQL (those reads would vanish
+/// from every answer).
+pub fn open_at(
+    path: &Path,
+    keys: Option<Arc<DataKeys>>,
+    pg: Option<Arc<PgReads>>,
+) -> Result<Db, Error> {
+    if pg.is_some() && keys.is_some() {
+        return Err(Error::Keys(
+            "reads in PostgreSQL ([storage] postgres) cannot be encrypted by the node: configure either a key-encryption key or PostgreSQL, not both".into(),
+        ));
+    }
+    let mut db = open_file(path, keys)?;
+    reads::place_reads(&db.conn, pg.as_deref(), path)?;
+    db.pg = pg;
+    Ok(db)
+}
+
+/// Open the file itself, its reads wherever they are.
+fn open_file(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -237,7 +274,11 @@ pub fn open_with(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> 
     if let Some(keys) = keys.as_deref() {
         reads::move_to_row_keys(&conn, keys)?;
     }
-    Ok(Db { conn, keys })
+    Ok(Db {
+        conn,
+        keys,
+        pg: None,
+    })
 }
 
 /// Bring a database written by older code up to [`SCHEMA_VERSION`] (except the move of

@@ -175,7 +175,10 @@ fn registry_appends_from_two_replicas_never_fork() {
 #[test]
 fn a_wrong_or_lost_database_is_a_one_line_error_never_a_panic() {
     let e = Db::open_at(&Location::postgres("host=127.0.0.1 port=nope")).unwrap_err();
-    assert!(matches!(e, Error::Usage(_)), "{e}");
+    assert!(
+        matches!(e, Error::Runtime(alpr_runtime::Error::PostgresConfig(_))),
+        "{e}"
+    );
     assert!(e.to_string().contains("postgres connection string"), "{e}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();

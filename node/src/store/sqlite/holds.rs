@@ -109,6 +109,33 @@ pub(super) fn keep_plain(conn: &Connection, hold: &ActiveHold, table: &str) -> R
     )? as u64)
 }
 
+/// Keep `reads` under hold `hold_id` in the clear (reads from a PostgreSQL read store,
+/// about to be dropped), each unless the hold keeps it already. Returns how many it kept.
+pub(super) fn keep_plain_reads(
+    conn: &Connection,
+    hold_id: i64,
+    reads: &[Read],
+) -> Result<u64, Error> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO held_reads (hold_id, plate, captured_at, camera_id, latitude, longitude, plate_state)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM held_reads
+           WHERE hold_id = ?1 AND plate = ?2 AND captured_at = ?3 AND camera_id = ?4 AND latitude = ?5 AND longitude = ?6 AND plate_state = ?7)",
+    )?;
+    let mut kept = 0;
+    for r in reads {
+        kept += st.execute(params![
+            hold_id,
+            r.plate,
+            r.captured_at,
+            r.camera_id,
+            r.latitude,
+            r.longitude,
+            r.plate_state
+        ])? as u64;
+    }
+    Ok(kept)
+}
+
 /// Keep `reads` under hold `hold_id`, each sealed whole (an encrypted database).
 pub(super) fn keep_sealed(
     conn: &Connection,

@@ -22,6 +22,52 @@ use super::Db;
 use crate::Error;
 use crate::store::PlateKey;
 use crate::store::encryption::{DataKeys, ReadSpot, SLOT_MASK, bucket_keys, row_key};
+use crate::store::postgres::PgReads;
+
+/// The table recording that this file's reads are kept in PostgreSQL (one row), and which
+/// database it named when it was first opened so.
+const READS_LOCATION: &str =
+    "CREATE TABLE IF NOT EXISTS reads_location (kind TEXT NOT NULL, detail TEXT NOT NULL);";
+
+/// Check where the reads of the file at `path` are against where they are being opened
+/// (`pg`, or the file itself), and record PostgreSQL the first time it is used: a file
+/// whose reads are in PostgreSQL is refused without it, and one that holds reads of its
+/// own is refused with it.
+pub(super) fn place_reads(
+    conn: &Connection,
+    pg: Option<&PgReads>,
+    path: &Path,
+) -> Result<(), Error> {
+    conn.execute_batch(READS_LOCATION)?;
+    let recorded: Option<String> = conn
+        .query_row("SELECT detail FROM reads_location LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let file = path.display();
+    match (recorded, pg) {
+        (None, None) | (Some(_), Some(_)) => Ok(()),
+        (Some(db), None) => Err(Error::Usage(format!(
+            "{file} keeps its reads in PostgreSQL ({db}): configure [storage] postgres to open it"
+        ))),
+        (None, Some(pg)) => {
+            let own: i64 =
+                conn.query_row("SELECT COALESCE(SUM(rows), 0) FROM partitions", [], |r| {
+                    r.get(0)
+                })?;
+            if own > 0 {
+                return Err(Error::Usage(format!(
+                    "{file} holds {own} reads of its own; a node does not move them to PostgreSQL in place: export them (decommission --export) and ingest them into a node started on PostgreSQL"
+                )));
+            }
+            conn.execute(
+                "INSERT INTO reads_location (kind, detail) VALUES ('postgres', ?1)",
+                [pg.label()],
+            )?;
+            Ok(())
+        }
+    }
+}
 
 /// The covering index of a day partition: one plate's reads of a day, by issuing state,
 /// sit together in one or two index pages and a lookup never visits the table. It is
@@ -71,6 +117,9 @@ fn ensure_partition(
 /// stored (same identity, see [`partition_index`]) is skipped. Reads must already be
 /// validated. Returns how many were new.
 pub fn insert_reads(db: &mut Db, reads: &[Read]) -> Result<u64, Error> {
+    if let Some(pg) = &db.pg {
+        return pg.insert(reads);
+    }
     let tx = db.conn.transaction()?;
     let mut by_day: std::collections::BTreeMap<i64, Vec<&Read>> = std::collections::BTreeMap::new();
     for r in reads {
@@ -203,8 +252,12 @@ pub(super) fn move_to_row_keys(conn: &Connection, keys: &DataKeys) -> Result<(),
 /// two-thirds full; rewritten in order they sit full, so the day takes a third less disk
 /// and page cache and a lookup that misses the cache finds more of what it needs per page
 /// read. One transaction (lookups keep reading their snapshot meanwhile); a read arriving
-/// later for the day is stored as usual. Returns the day compacted, if any.
+/// later for the day is stored as usual. Returns the day compacted, if any. With the reads
+/// in PostgreSQL, the day is vacuumed and analyzed instead ([`PgReads::vacuum_one_closed`]).
 pub fn compact_one_closed(db: &mut Db, now: i64) -> Result<Option<i64>, Error> {
+    if let Some(pg) = &db.pg {
+        return pg.vacuum_one_closed(now);
+    }
     let encrypted = db.keys.is_some();
     let tx = db.conn.transaction()?;
     let day: Option<i64> = tx
@@ -238,6 +291,9 @@ pub const MAX_RESULTS: usize = 1000;
 
 /// Day partitions that exist, oldest first.
 pub fn partitions(db: &Db) -> Result<Vec<(i64, i64)>, Error> {
+    if let Some(pg) = &db.pg {
+        return pg.partitions();
+    }
     let conn = &db.conn;
     let mut st = conn.prepare_cached("SELECT day, rows FROM partitions ORDER BY day")?;
     Ok(st
@@ -247,6 +303,9 @@ pub fn partitions(db: &Db) -> Result<Vec<(i64, i64)>, Error> {
 
 /// Reads of one plate in `[start, end]`, oldest first, touching only the days in range.
 pub fn lookup(db: &Db, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+    if let Some(pg) = &db.pg {
+        return pg.lookup(key, start, end, MAX_RESULTS);
+    }
     lookup_days(
         &db.conn,
         db.keys.as_deref(),
@@ -468,6 +527,7 @@ pub struct Readers {
 struct Shared {
     path: PathBuf,
     keys: Option<Arc<DataKeys>>,
+    pg: Option<Arc<PgReads>>,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -520,10 +580,17 @@ impl Readers {
     /// Readers of the database at `path` (opened on first use), encrypted with `keys` or
     /// plain (as [`Db::keys`] says of the open database).
     pub fn new(path: &Path, keys: Option<Arc<DataKeys>>) -> Self {
+        Self::of(path, keys, None)
+    }
+
+    /// Readers of the reads a [`Db`] opened with [`super::open_at`] keeps: in PostgreSQL
+    /// when `pg` is given, else in the file at `path`.
+    pub fn of(path: &Path, keys: Option<Arc<DataKeys>>, pg: Option<Arc<PgReads>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 path: path.to_owned(),
                 keys,
+                pg,
                 idle: Mutex::new(Vec::new()),
             }),
             jobs: Mutex::new(None),
@@ -532,6 +599,9 @@ impl Readers {
 
     /// Reads of one plate in `[start, end]`, oldest first, at most [`MAX_RESULTS`].
     pub fn lookup(&self, key: PlateKey<'_>, start: i64, end: i64) -> Result<Vec<Read>, Error> {
+        if let Some(pg) = &self.shared.pg {
+            return pg.lookup(key, start, end, MAX_RESULTS);
+        }
         let days = window_days(start, end);
         let n = usize::try_from(days.end() - days.start() + 1).unwrap_or(0);
         if n <= DAYS_PER_READER {
@@ -606,6 +676,9 @@ impl Readers {
         start: i64,
         end: i64,
     ) -> Result<Vec<Read>, Error> {
+        if let Some(pg) = &self.shared.pg {
+            return pg.lookup_pattern(key, start, end, MAX_RESULTS);
+        }
         let conn = self.shared.take()?;
         let result = lookup_pattern_days(&conn, self.shared.keys.as_deref(), key, start, end);
         self.shared.give(conn);
@@ -614,8 +687,15 @@ impl Readers {
 }
 
 /// Every read of day partition `day` (unordered), opened if the database is encrypted:
-/// what an export of the agency's data reads.
+/// what an export of the agency's data reads. None for a day that is not stored.
 pub fn day_reads(db: &Db, day: i64) -> Result<Vec<Read>, Error> {
+    if let Some(pg) = &db.pg {
+        return pg.day_reads(day);
+    }
+    // A day not stored (or purged since it was listed) has no reads.
+    if present_days(&db.conn, &(day..=day))?.is_empty() {
+        return Ok(Vec::new());
+    }
     let t = table(day);
     if let Some(keys) = &db.keys {
         let mut st = db.conn.prepare(&format!("SELECT k, sealed FROM {t}"))?;
@@ -635,6 +715,9 @@ pub fn day_reads(db: &Db, day: i64) -> Result<Vec<Read>, Error> {
 
 /// Count stored reads.
 pub fn count_reads(db: &Db) -> Result<i64, Error> {
+    if let Some(pg) = &db.pg {
+        return pg.count();
+    }
     let conn = &db.conn;
     Ok(
         conn.query_row("SELECT COALESCE(SUM(rows), 0) FROM partitions", [], |r| {
@@ -649,6 +732,9 @@ pub fn count_reads(db: &Db) -> Result<i64, Error> {
 pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64), Error> {
     // A day is dropped only when all of it lies before the cutoff.
     let last_whole_day = cutoff.div_euclid(DAY) - 1;
+    if let Some(pg) = db.pg.clone() {
+        return purge_postgres(db, &pg, last_whole_day, now);
+    }
     let tx = db.conn.transaction()?;
     let doomed: Vec<(i64, i64)> = {
         let mut st = tx.prepare("SELECT day, rows FROM partitions WHERE day <= ?1 ORDER BY day")?;
@@ -666,6 +752,32 @@ pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64
     }
     tx.commit()?;
     Ok((doomed.into_iter().map(|(d, _)| d).collect(), reads))
+}
+
+/// [`purge_before`] for reads in PostgreSQL: the reads under holds in force are copied into
+/// `node.db` (committed) before the days are dropped there, so a crash between the two
+/// keeps them twice at worst, never not at all ([`super::holds::keep_plain_reads`] skips
+/// a read a hold already keeps).
+fn purge_postgres(
+    db: &mut Db,
+    pg: &PgReads,
+    last_whole_day: i64,
+    now: i64,
+) -> Result<(Vec<i64>, i64), Error> {
+    let doomed = pg.days_before(last_whole_day + 1)?;
+    let tx = db.conn.transaction()?;
+    let holds = super::holds::active(&tx, None, now)?;
+    for (day, _) in &doomed {
+        for h in &holds {
+            let reads = pg.held_of_day(*day, &h.plate, h.start, h.end)?;
+            super::holds::keep_plain_reads(&tx, h.id, &reads)?;
+        }
+    }
+    super::holds::release_expired(&tx, now)?;
+    tx.commit()?;
+    let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
+    pg.drop_days(&days)?;
+    Ok((days, doomed.iter().map(|(_, n)| n).sum()))
 }
 
 #[cfg(test)]
