@@ -126,9 +126,15 @@ fn keys(encrypted: bool) -> Option<Arc<DataKeys>> {
     encrypted.then(|| Arc::new(DataKeys::new(&[0x5a; 32])))
 }
 
-/// The node's storage path: `store::insert_reads`, 10,000 reads per call.
-fn node_reads(dir: &Path, reads: &[Read], encrypted: bool) -> Result<f64> {
-    let mut conn = alpr_node::store::open_with(&dir.join("node.db"), keys(encrypted))?;
+/// The node's storage path: `store::insert_reads`, 10,000 reads per call, into a fresh
+/// `node.db` in `dir` (encrypted or plain), its reads in PostgreSQL if `pg` is given.
+fn node_reads(
+    dir: &Path,
+    reads: &[Read],
+    encrypted: bool,
+    pg: Option<Arc<alpr_node::store::PgReads>>,
+) -> Result<f64> {
+    let mut conn = alpr_node::store::open_at(&dir.join("node.db"), keys(encrypted), pg)?;
     let t = Instant::now();
     for chunk in reads.chunks(BATCH) {
         alpr_node::store::insert_reads(&mut conn, chunk)?;
@@ -138,24 +144,17 @@ fn node_reads(dir: &Path, reads: &[Read], encrypted: bool) -> Result<f64> {
     Ok(reads.len() as f64 / el)
 }
 
-/// `store::insert_reads` with the reads in PostgreSQL (`store::PgReads`), into a fresh
-/// database `name` on `server`.
-fn node_reads_pg(
-    dir: &Path,
+/// A fresh database `name` on `server` for a node's reads.
+fn pg_reads(
     server: &alpr_runtime::pgserver::LocalPostgres,
     name: &str,
-    reads: &[Read],
-) -> Result<f64> {
+) -> Result<Arc<alpr_node::store::PgReads>> {
     let url = server.create_database(name)?;
-    let pg = Arc::new(alpr_node::store::PgReads::open(&url, None, "CA0560100")?);
-    let mut conn = alpr_node::store::open_at(&dir.join("node.db"), None, Some(pg))?;
-    let t = Instant::now();
-    for chunk in reads.chunks(BATCH) {
-        alpr_node::store::insert_reads(&mut conn, chunk)?;
-    }
-    let el = t.elapsed().as_secs_f64();
-    check_count(&conn, reads.len())?;
-    Ok(reads.len() as f64 / el)
+    Ok(Arc::new(alpr_node::store::PgReads::open(
+        &url,
+        None,
+        "CA0560100",
+    )?))
 }
 
 /// The whole `alpr-node ingest` path from CSV text.
@@ -246,10 +245,10 @@ fn main() -> Result<()> {
         let r = raw(d.path(), &reads)?;
         drop(d);
         let d = tempfile::tempdir()?;
-        let s = node_reads(d.path(), &reads, false)?;
+        let s = node_reads(d.path(), &reads, false, None)?;
         drop(d);
         let d = tempfile::tempdir()?;
-        let es = node_reads(d.path(), &reads, true)?;
+        let es = node_reads(d.path(), &reads, true, None)?;
         drop(d);
         let d = tempfile::tempdir()?;
         let c = node_csv(d.path(), &csv, n, false)?;
@@ -258,7 +257,12 @@ fn main() -> Result<()> {
         let ec = node_csv(d.path(), &csv, n, true)?;
         drop(d);
         let d = tempfile::tempdir()?;
-        let pg = node_reads_pg(d.path(), &server, &format!("round{round}"), &reads)?;
+        let pg = node_reads(
+            d.path(),
+            &reads,
+            false,
+            Some(pg_reads(&server, &format!("round{round}"))?),
+        )?;
         drop(d);
         let o = operator_cli(&csv, n)?;
         let cpu = meter.stop();

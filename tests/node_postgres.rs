@@ -1,7 +1,8 @@
 //! A node for the largest agencies, its reads in PostgreSQL (a real server of its own,
 //! Debian's `postgresql` package, in a temporary directory): ingest, a sealed query
 //! answered from native day partitions, the purge dropping whole partitions and logging
-//! it, check-config and backup saying where the reads are, and a node started without its
+//! it, status, check-config and backup saying where the reads are, a query refused
+//! `UNAVAILABLE` and logged when the database is lost, and a node started without its
 //! PostgreSQL settings refusing to start rather than answer from an empty store.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -142,7 +143,12 @@ async fn a_node_with_its_reads_in_postgres_answers_purges_by_partition_and_refus
         purges[0].entry.detail
     );
 
-    // check-config and backup say where the reads are.
+    // status, check-config and backup say where the reads are.
+    let status = node.status().unwrap().to_string();
+    assert!(
+        status.contains("held in PostgreSQL database ventura_reads"),
+        "{status}"
+    );
     let cfg = fed.node_configs[VENTURA].clone();
     let lines = alpr_node::Node::check_config(&cfg).unwrap();
     assert!(

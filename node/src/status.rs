@@ -35,6 +35,8 @@ pub struct Status {
     pub reads: i64,
     /// Oldest and newest capture day held (Unix seconds of the day's start).
     pub days: Option<(i64, i64)>,
+    /// Where the reads are kept when not in `node.db`: the PostgreSQL database.
+    pub reads_in: Option<String>,
     /// The audit log's head: (entries, last hash, entries covered by the last signed
     /// checkpoint, when it was signed).
     pub audit_head: (i64, String, i64, i64),
@@ -137,6 +139,7 @@ impl Node {
             agreements,
             reads,
             days,
+            reads_in: self.db().postgres_reads().map(|p| p.label().to_owned()),
             audit_head: (entries, hash, covered, signed_at),
             alerts,
             shared_lists,
@@ -200,16 +203,24 @@ impl fmt::Display for Status {
         for (id, p, r, status, until) in &self.agreements {
             writeln!(f, "   {id} {p} -> {r} {status} until {}", fmt_time(*until))?;
         }
+        let place = match &self.reads_in {
+            Some(db) => format!(" in {db}"),
+            None => String::new(),
+        };
         match self.days {
             Some((a, b)) => writeln!(
                 f,
-                "reads: {} held, {} .. {} (retention {} days)",
+                "reads: {} held{place}, {} .. {} (retention {} days)",
                 self.reads,
                 &fmt_time(a)[..10],
                 &fmt_time(b)[..10],
                 self.retention_days
             )?,
-            None => writeln!(f, "reads: none (retention {} days)", self.retention_days)?,
+            None => writeln!(
+                f,
+                "reads: none{place} (retention {} days)",
+                self.retention_days
+            )?,
         }
         writeln!(
             f,

@@ -102,7 +102,45 @@ pub fn message(e: &postgres::Error) -> String {
     }
 }
 
-type Job = Box<dyn FnOnce(Result<&mut Client, Error>) + Send>;
+/// One pooled connection and the statements prepared on it, kept for its life: a statement
+/// prepared once is planned once when the session plans generically (see
+/// [`Pool::open_with`]), which matters for a query over many partitions.
+pub struct Conn {
+    client: Client,
+    prepared: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl Conn {
+    /// The statement for `sql` (with parameter `types`), prepared on this connection the
+    /// first time it is asked for.
+    pub fn prepared(
+        &mut self,
+        sql: &str,
+        types: &[postgres::types::Type],
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare_typed(sql, types)?;
+        self.prepared.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+type Job = Box<dyn FnOnce(Result<&mut Conn, Error>) + Send>;
 
 /// A pool of connections to one PostgreSQL database, each owned by a worker thread.
 #[derive(Debug, Clone)]
@@ -121,6 +159,18 @@ impl Pool {
         workers: usize,
         name: &'static str,
     ) -> Result<Self, Error> {
+        Self::open_with(url, ca, workers, name, "")
+    }
+
+    /// [`Pool::open`], running `session` (SQL, e.g. `SET plan_cache_mode = …`) on every
+    /// connection as it is made, before its first call.
+    pub fn open_with(
+        url: &str,
+        ca: Option<&std::path::Path>,
+        workers: usize,
+        name: &'static str,
+        session: &'static str,
+    ) -> Result<Self, Error> {
         let config = parse(url)?;
         let tls = connector(ca)?;
         let (jobs, rx) = mpsc::channel::<Job>();
@@ -134,7 +184,7 @@ impl Pool {
             let ready = ready_tx.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || worker(&config, &tls, &rx, &ready, name))
+                .spawn(move || worker(&config, &tls, session, &rx, &ready, name))
                 .map_err(|e| pg_err(format!("cannot start a worker: {e}")))?;
         }
         drop(ready_tx);
@@ -149,7 +199,7 @@ impl Pool {
     /// Run `f` on one of the pool's connections and wait for its result.
     pub fn call<R: Send + 'static, E: From<Error> + Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<R, E> + Send + 'static,
+        f: impl FnOnce(&mut Conn) -> Result<R, E> + Send + 'static,
     ) -> Result<R, E> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.jobs
@@ -162,14 +212,29 @@ impl Pool {
     }
 }
 
+/// A connection with `session` run on it.
+fn connect_conn(config: &postgres::Config, tls: &Connector, session: &str) -> Result<Conn, Error> {
+    let mut client = connect(config, tls)?;
+    if !session.is_empty() {
+        client
+            .batch_execute(session)
+            .map_err(|e| pg_err(format!("session setup: {}", message(&e))))?;
+    }
+    Ok(Conn {
+        client,
+        prepared: Default::default(),
+    })
+}
+
 fn worker(
     config: &postgres::Config,
     tls: &Connector,
+    session: &str,
     rx: &Mutex<mpsc::Receiver<Job>>,
     ready: &mpsc::Sender<Result<(), Error>>,
     name: &str,
 ) {
-    let mut client = match connect(config, tls) {
+    let mut client = match connect_conn(config, tls, session) {
         Ok(c) => {
             let _ = ready.send(Ok(()));
             Some(c)
@@ -187,8 +252,8 @@ fn worker(
                 Err(_) => return,
             }
         };
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = match connect(config, tls) {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = match connect_conn(config, tls, session) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "ALERT: {name} database unreachable");

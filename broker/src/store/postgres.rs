@@ -122,7 +122,7 @@ impl Pg {
         &self,
         f: impl FnOnce(&mut Client) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        self.0.call(f)
+        self.0.call(|c: &mut alpr_runtime::pgpool::Conn| f(c))
     }
 }
 

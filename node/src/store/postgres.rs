@@ -29,6 +29,12 @@ const WORKERS: usize = 4;
 /// Advisory lock serializing schema creation.
 const SCHEMA_LOCK: i64 = 0x616c_7072_0000_0101;
 
+/// Every connection plans its prepared lookups once, generically: a lookup's partitions
+/// are then pruned when it runs, where planning it afresh for its own window (PostgreSQL's
+/// default for the first executions, and whenever a generic plan looks costlier, which it
+/// always does over many partitions) cost more than the lookup itself.
+const SESSION: &str = "SET plan_cache_mode = force_generic_plan";
+
 /// Seconds per day.
 const DAY: i64 = 86_400;
 
@@ -104,7 +110,7 @@ impl PgReads {
                 .join(", ")
         );
         let me = Self {
-            pool: Pool::open(url, ca, WORKERS, "reads")?,
+            pool: Pool::open_with(url, ca, WORKERS, "reads", SESSION)?,
             label,
         };
         let ori = ori.to_owned();
@@ -133,7 +139,7 @@ impl PgReads {
     /// Run `f` on one of the pool's connections and wait for its result.
     fn call<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut postgres::Client) -> Result<R, Error> + Send + 'static,
+        f: impl FnOnce(&mut alpr_runtime::pgpool::Conn) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
         self.pool.call(f)
     }
@@ -256,24 +262,7 @@ impl PgReads {
         end: i64,
         limit: usize,
     ) -> Result<Vec<Read>, Error> {
-        let (plate, state, any) = (key.plate.to_owned(), key.state.to_owned(), key.any_state());
-        self.call(move |c| {
-            let rows = c.query_typed(
-                &format!(
-                    "SELECT {COLUMNS} FROM reads
-                     WHERE plate = $1 AND ($4 OR plate_state = $5) AND captured_at BETWEEN $2 AND $3
-                     ORDER BY captured_at LIMIT {limit}"
-                ),
-                &[
-                    (&plate, Type::TEXT),
-                    (&start, Type::INT8),
-                    (&end, Type::INT8),
-                    (&any, Type::BOOL),
-                    (&state, Type::TEXT),
-                ],
-            )?;
-            Ok(rows.iter().map(read_of).collect())
-        })
+        self.select("=", key.plate.to_owned(), key, (start, end), limit)
     }
 
     /// Reads whose plate matches the wildcard `key.plate` (`?`: one unknown character) in
@@ -296,28 +285,38 @@ impl PgReads {
             )));
         }
         let pattern = key.plate.replace(alpr_proto::input::WILDCARD, "_");
-        let wildcard = key.plate.to_owned();
+        let found = self.select("LIKE", pattern, key, (start, end), limit)?;
+        Ok(found
+            .into_iter()
+            .filter(|r| alpr_proto::input::matches_wildcard(key.plate, &r.plate))
+            .collect())
+    }
+
+    /// Reads whose plate is `op` (`=` or `LIKE`) `plate`, of `key`'s state (or any), in the
+    /// window, oldest first, at most `limit`.
+    fn select(
+        &self,
+        op: &'static str,
+        plate: String,
+        key: PlateKey<'_>,
+        (start, end): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<Read>, Error> {
         let (state, any) = (key.state.to_owned(), key.any_state());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |c| {
-            let rows = c.query_typed(
+            // One statement for each shape (any state or one), prepared once a connection.
+            let state_test = if any { "$5 = $5" } else { "plate_state = $5" };
+            let st = c.prepared(
                 &format!(
                     "SELECT {COLUMNS} FROM reads
-                     WHERE plate LIKE $1 AND ($4 OR plate_state = $5) AND captured_at BETWEEN $2 AND $3
-                     ORDER BY captured_at LIMIT {limit}"
+                     WHERE plate {op} $1 AND {state_test} AND captured_at BETWEEN $2 AND $3
+                     ORDER BY captured_at LIMIT $4"
                 ),
-                &[
-                    (&pattern, Type::TEXT),
-                    (&start, Type::INT8),
-                    (&end, Type::INT8),
-                    (&any, Type::BOOL),
-                    (&state, Type::TEXT),
-                ],
+                &[Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
             )?;
-            Ok(rows
-                .iter()
-                .map(read_of)
-                .filter(|r| alpr_proto::input::matches_wildcard(&wildcard, &r.plate))
-                .collect())
+            let rows = c.query(&st, &[&plate, &start, &end, &limit, &state])?;
+            Ok(rows.iter().map(read_of).collect())
         })
     }
 
