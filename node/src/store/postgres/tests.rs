@@ -104,6 +104,29 @@ fn both_backends_store_each_read_once_and_answer_lookups_alike() {
                 .iter()
                 .all(|r| r.plate == "7ABC123" && r.plate_state == "CA")
         );
+        // A long window (read on several connections on SQLite, in one statement over
+        // its partitions on PostgreSQL) gives the same oldest reads, and all of a rarer
+        // plate.
+        let long = readers
+            .lookup(ca("7ABC123"), DAY0 - 12 * DAY, DAY0 + 12 * DAY)
+            .unwrap();
+        assert_eq!(long, capped, "{kind}");
+        let long_nv = readers
+            .lookup(
+                PlateKey {
+                    plate: "7ABC123",
+                    state: "NV",
+                },
+                DAY0 - 20 * DAY,
+                DAY0 + 20 * DAY,
+            )
+            .unwrap();
+        assert_eq!(long_nv.len(), 3, "{kind}");
+        assert!(
+            long_nv
+                .windows(2)
+                .all(|w| w[0].captured_at < w[1].captured_at)
+        );
         // Inclusive bounds; the same through the writer's connection.
         let part = readers
             .lookup(ca("7ABC123"), DAY0 + DAY + 60, DAY0 + 2 * DAY + 120)
