@@ -110,7 +110,22 @@ impl From<postgres::Error> for Error {
     }
 }
 
-pub use alpr_runtime::pgpool::{Connector, connect, connector, parse};
+pub use alpr_runtime::pgpool::{Connector, connector, parse};
+
+/// The pool's and the connector's failures to reach the database are the store's
+/// failures, as the server's own are: `Error::Postgres` either way.
+fn store_err(e: Error) -> Error {
+    match e {
+        Error::Runtime(alpr_runtime::Error::Postgres(m)) => Error::Postgres(m),
+        e => e,
+    }
+}
+
+/// Connect (from a thread that is not running async tasks); see
+/// [`alpr_runtime::pgpool::connect`].
+pub fn connect(config: &postgres::Config, tls: &Connector) -> Result<Client, Error> {
+    alpr_runtime::pgpool::connect(config, tls).map_err(|e| store_err(e.into()))
+}
 
 /// The broker's pool of connections to its PostgreSQL database.
 #[derive(Debug)]
@@ -122,16 +137,18 @@ impl Pg {
         &self,
         f: impl FnOnce(&mut Client) -> Result<R, Error> + Send + 'static,
     ) -> Result<R, Error> {
-        self.0.call(|c: &mut alpr_runtime::pgpool::Conn| f(c))
+        self.0
+            .call(|c: &mut alpr_runtime::pgpool::Conn| f(c))
+            .map_err(store_err)
     }
 }
 
 /// Connect to the database of `url`, create the schema if it is not there, and start the
 /// pool's workers. Fails (with the server's reason) when the database cannot be reached.
 pub fn open(url: &str, ca: Option<&std::path::Path>) -> Result<Pg, Error> {
-    let pg = Pg(alpr_runtime::pgpool::Pool::open(
-        url, ca, WORKERS, "broker",
-    )?);
+    let pool = alpr_runtime::pgpool::Pool::open(url, ca, WORKERS, "broker")
+        .map_err(|e| store_err(e.into()))?;
+    let pg = Pg(pool);
     pg.call(|c| {
         let mut tx = c.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
