@@ -81,16 +81,8 @@ impl std::fmt::Display for Location {
             Self::Postgres { url, ca } => match postgres::parse(url) {
                 Ok(c) => write!(
                     f,
-                    "PostgreSQL database {} on {} as {}, {}",
-                    c.get_dbname().unwrap_or("(default)"),
-                    c.get_hosts()
-                        .iter()
-                        .map(|h| match h {
-                            ::postgres::config::Host::Tcp(name) => name.clone(),
-                            ::postgres::config::Host::Unix(dir) => dir.display().to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    "{} as {}, {}",
+                    alpr_runtime::pgpool::describe(&c),
                     c.get_user().unwrap_or("(default)"),
                     match ca {
                         Some(ca) => format!("over TLS (server verified against {})", ca.display()),

@@ -187,11 +187,12 @@ impl Node {
             }
         });
         if let Some(pg) = cfg.postgres_reads()? {
+            let days = pg.partitions()?;
             out.push(format!(
                 "reads: in {} ({} reads in {} day partitions; {})",
                 pg.label(),
-                pg.count()?,
-                pg.partitions()?.len(),
+                days.iter().map(|(_, n)| n).sum::<i64>(),
+                days.len(),
                 match &cfg.storage.postgres_ca {
                     Some(ca) => format!("TLS, server verified against {}", ca.display()),
                     None => "connection NOT encrypted: set storage.postgres_ca".into(),

@@ -75,8 +75,26 @@ pub fn connect(config: &postgres::Config, tls: &Connector) -> Result<Client, Err
     made.map_err(|e| pg_err(format!("cannot connect: {}", one_line(&e))))
 }
 
+/// The database a connection string names and the hosts it is on, for status lines and
+/// errors: `PostgreSQL database NAME on HOST, HOST`.
+pub fn describe(config: &postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(dir) => dir.display().to_string(),
+        })
+        .collect();
+    format!(
+        "PostgreSQL database {} on {}",
+        config.get_dbname().unwrap_or("(default)"),
+        hosts.join(", ")
+    )
+}
+
 /// An error and its causes on one line.
-pub fn one_line(e: &dyn std::error::Error) -> String {
+fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

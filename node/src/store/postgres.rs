@@ -95,20 +95,7 @@ impl PgReads {
     /// if it is not there, and claim it for agency `ori`: a database that holds another
     /// agency's reads is refused.
     pub fn open(url: &str, ca: Option<&std::path::Path>, ori: &str) -> Result<Self, Error> {
-        let config = alpr_runtime::pgpool::parse(url)?;
-        let label = format!(
-            "PostgreSQL database {} on {}",
-            config.get_dbname().unwrap_or("(default)"),
-            config
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    postgres::config::Host::Tcp(name) => name.clone(),
-                    postgres::config::Host::Unix(dir) => dir.display().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let label = alpr_runtime::pgpool::describe(&alpr_runtime::pgpool::parse(url)?);
         let me = Self {
             pool: Pool::open_with(url, ca, WORKERS, "reads", SESSION)?,
             label,

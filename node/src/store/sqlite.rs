@@ -233,7 +233,7 @@ pub fn open_at(
         ));
     }
     let mut db = open_file(path, keys)?;
-    reads::place_reads(&db.conn, pg.as_deref(), path)?;
+    reads::place_reads(&db, pg.as_deref(), path)?;
     db.pg = pg;
     Ok(db)
 }

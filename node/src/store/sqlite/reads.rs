@@ -33,11 +33,8 @@ const READS_LOCATION: &str =
 /// (`pg`, or the file itself), and record PostgreSQL the first time it is used: a file
 /// whose reads are in PostgreSQL is refused without it, and one that holds reads of its
 /// own is refused with it.
-pub(super) fn place_reads(
-    conn: &Connection,
-    pg: Option<&PgReads>,
-    path: &Path,
-) -> Result<(), Error> {
+pub(super) fn place_reads(db: &Db, pg: Option<&PgReads>, path: &Path) -> Result<(), Error> {
+    let conn = &db.conn;
     conn.execute_batch(READS_LOCATION)?;
     let recorded: Option<String> = conn
         .query_row("SELECT detail FROM reads_location LIMIT 1", [], |r| {
@@ -51,10 +48,8 @@ pub(super) fn place_reads(
             "{file} keeps its reads in PostgreSQL ({db}): configure [storage] postgres to open it"
         ))),
         (None, Some(pg)) => {
-            let own: i64 =
-                conn.query_row("SELECT COALESCE(SUM(rows), 0) FROM partitions", [], |r| {
-                    r.get(0)
-                })?;
+            // `db` is not yet attached to `pg`: this counts the file's own reads.
+            let own = count_reads(db)?;
             if own > 0 {
                 return Err(Error::Usage(format!(
                     "{file} holds {own} reads of its own; a node does not move them to PostgreSQL in place: export them (decommission --export) and ingest them into a node started on PostgreSQL"
@@ -756,8 +751,8 @@ pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64
 
 /// [`purge_before`] for reads in PostgreSQL: the reads under holds in force are copied into
 /// `node.db` (committed) before the days are dropped there, so a crash between the two
-/// keeps them twice at worst, never not at all ([`super::holds::keep_plain_reads`] skips
-/// a read a hold already keeps).
+/// loses none of them, and the purge run again keeps each once
+/// ([`super::holds::keep_plain_reads`] skips a read a hold already keeps).
 fn purge_postgres(
     db: &mut Db,
     pg: &PgReads,
