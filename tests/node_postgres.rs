@@ -227,5 +227,31 @@ async fn a_node_with_its_reads_in_postgres_answers_purges_by_partition_and_refus
         e.contains("storage.postgres cannot be used with a key-encryption key"),
         "{e}"
     );
+    // A connection string that does not parse, and a CA without a database: one line each,
+    // naming the setting.
+    for (storage, want) in [
+        (
+            alpr_node::config::StorageConfig {
+                postgres: Some("host=127.0.0.1 port=nope".into()),
+                ..Default::default()
+            },
+            "storage.postgres connection string",
+        ),
+        (
+            alpr_node::config::StorageConfig {
+                postgres_ca: Some(fed.dir.join("ca.pem")),
+                ..Default::default()
+            },
+            "storage.postgres_ca is set but storage.postgres is not",
+        ),
+    ] {
+        let mut bad = cfg.clone();
+        bad.storage = storage;
+        std::fs::write(&path, toml::to_string(&bad).unwrap()).unwrap();
+        let e = alpr_node::config::NodeConfig::load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want) && !e.contains('\n'), "{e}");
+    }
     fed.stop().await.unwrap();
 }
