@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alpr_pki::{Role, Signer, TrustStore, VerifiedIdentity};
 use alpr_proto::RefusalReason;
-use alpr_proto::admission::{self, AdmissionContext, AdmissionDecision, OpenedQuery};
+use alpr_proto::admission::{self, AdmissionContext, OpenedQuery, Verdict};
 use alpr_proto::agreement::{self, AgreementView};
 use alpr_proto::pb::node_inbound_client::NodeInboundClient;
 use alpr_proto::pb::{
@@ -644,6 +644,7 @@ impl Broker {
         endorsed: Signed,
     ) -> Result<RouteResponse, Error> {
         let now = alpr_pki::now_unix();
+        let started = tokio::time::Instant::now();
         // Signatures and chains are checked once here, off the async workers; admission
         // per target reuses the result.
         let opened = {
@@ -708,8 +709,11 @@ impl Broker {
 
         // Admission per target, logged before anything is forwarded.
         let me = self.clone();
-        let (mut plans, mut entries) =
-            tokio::task::spawn_blocking(move || me.plan(&opened, &targets, now)).await??;
+        let (opened, mut plans, mut entries) = tokio::task::spawn_blocking(move || {
+            me.plan(&opened, &targets, now)
+                .map(|(plans, entries)| (opened, plans, entries))
+        })
+        .await??;
         // Nothing is forwarded before the routing decisions are durable, with the claims
         // that keep other replicas from routing the same query again.
         let claim = store::Claim {
@@ -727,8 +731,12 @@ impl Broker {
         self.count(&entries);
 
         let sealed = facts.sealed;
+        // The deadline counts from when the query reached the broker, not from each
+        // forward: every target's status is back within it, however long admission and
+        // logging of a wide query took.
         let remaining = (query.expires_at - now).max(0) as u64;
-        let deadline = self.deadline.min(Duration::from_secs(remaining));
+        let budget = self.deadline.min(Duration::from_secs(remaining));
+        let deadline = (started + budget, budget);
         // Each target gets the endorsement with only its own box attached (the endorsement
         // lists every box by digest): a query to N targets sends each one box, not N.
         let (bare, attached) = {
@@ -736,20 +744,16 @@ impl Broker {
             let attached = std::mem::take(&mut bare.sealed_boxes);
             (bare, attached)
         };
-        let boxes_of = |ori: &str| -> Vec<Vec<u8>> {
-            facts
-                .boxes
-                .iter()
-                .zip(&attached)
-                .filter(|(b, _)| b.recipient_ori == ori)
-                .map(|(_, bytes)| bytes.clone())
-                .collect()
-        };
+        let query = Arc::new(query);
         let futures = plans.into_iter().map(|plan| {
             let me = self.clone();
             let endorsed = match &plan {
                 Plan::Forward { ori, .. } => Signed {
-                    sealed_boxes: boxes_of(ori),
+                    sealed_boxes: opened
+                        .box_index(ori)
+                        .and_then(|i| attached.get(i))
+                        .map(|bytes| vec![bytes.clone()])
+                        .unwrap_or_default(),
                     ..bare.clone()
                 },
                 Plan::Done(_) => Signed::default(),
@@ -850,6 +854,13 @@ impl Broker {
         let trust = self.trust();
         let mut plans = Vec::with_capacity(targets.len());
         let mut entries = Vec::with_capacity(targets.len());
+        // The same for every target: admission decides from `opened`'s facts and leaves them.
+        let query_id = opened
+            .facts()
+            .query
+            .as_ref()
+            .map(|q| hex::encode(&q.query_id));
+        let requester = opened.facts().requester();
         for t in targets {
             let known = self
                 .agencies
@@ -863,12 +874,8 @@ impl Broker {
                 );
                 entries.push(LogEntry {
                     target: Some(t.clone()),
-                    query_id: opened
-                        .facts()
-                        .query
-                        .as_ref()
-                        .map(|q| hex::encode(&q.query_id)),
-                    requester: opened.facts().requester(),
+                    query_id: query_id.clone(),
+                    requester: requester.clone(),
                     reason_code: Some(RefusalReason::UnknownAgency.as_str_name().into()),
                     detail: Some(detail.clone()),
                     ..LogEntry::new(now, Event::Route, Decision::Refused)
@@ -910,18 +917,21 @@ impl Broker {
                 now,
                 provider_system: Some((system.0.as_str(), system.1.as_str())),
             };
-            let decision = admission::admit_opened(&ctx, opened);
             let mut entry = LogEntry {
                 target: Some(t.clone()),
+                query_id: query_id.clone(),
+                requester: requester.clone(),
                 ..LogEntry::new(now, Event::Route, Decision::Refused)
             };
-            match decision {
-                AdmissionDecision::Admitted(a) => {
-                    entry.query_id = Some(hex::encode(&a.query.query_id));
-                    entry.requester = a.facts.requester();
+            match admission::decide(&ctx, opened) {
+                Verdict::Admitted {
+                    agreement_id,
+                    rule_version,
+                    ..
+                } => {
                     entry.decision = Decision::Forwarded;
-                    entry.agreement_id = Some(a.agreement_id.clone());
-                    entry.rule_version = Some(a.rule_version.clone());
+                    entry.agreement_id = Some(agreement_id.clone());
+                    entry.rule_version = Some(rule_version);
                     if opened.is_sealed() && opened.box_for(t).is_none() {
                         let detail =
                             format!("the requesting node sealed no box (or more than one) for {t}");
@@ -952,22 +962,24 @@ impl Broker {
                     } else {
                         plans.push(Plan::Forward {
                             ori: t.clone(),
-                            agreement_id: a.agreement_id.clone(),
+                            agreement_id,
                         });
                     }
                 }
-                AdmissionDecision::Refused(r) => {
-                    entry.query_id = r.facts.query.as_ref().map(|q| hex::encode(&q.query_id));
-                    entry.requester = r.facts.requester();
+                Verdict::Refused {
+                    reason,
+                    detail,
+                    rule_version,
+                } => {
                     entry.decision = Decision::Refused;
-                    entry.reason_code = Some(r.reason.as_str_name().into());
-                    entry.detail = Some(r.detail.clone());
-                    entry.rule_version = Some(r.rule_version.clone());
+                    entry.reason_code = Some(reason.as_str_name().into());
+                    entry.detail = Some(detail.clone());
+                    entry.rule_version = Some(rule_version);
                     plans.push(Plan::Done(Box::new(TargetResult {
                         ori: t.clone(),
                         status: TargetStatus::Refused as i32,
-                        reason: r.reason as i32,
-                        detail: r.detail.clone(),
+                        reason: reason as i32,
+                        detail,
                         reply: None,
                         decided_by: "broker".into(),
                         sealed_reply: None,
@@ -1014,13 +1026,15 @@ impl Broker {
         }
     }
 
+    /// Forward to `ori`'s node and check its reply; unavailable when there is no reply by
+    /// `deadline` (`budget` after the query reached the broker).
     async fn forward(
         &self,
         ori: &str,
         endorsed: Signed,
         query: &alpr_proto::pb::Query,
         sealed: bool,
-        deadline: Duration,
+        (deadline, budget): (tokio::time::Instant, Duration),
     ) -> TargetResult {
         let unavailable = |detail: String| TargetResult {
             ori: ori.to_owned(),
@@ -1034,24 +1048,27 @@ impl Broker {
         let Some(client) = self.nodes.get(ori) else {
             return unavailable("no route".into());
         };
+        let late = || unavailable(format!("no answer within {} ms", budget.as_millis()));
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return late();
+        }
         let mut req = tonic::Request::new(endorsed);
-        req.set_timeout(deadline);
+        req.set_timeout(left);
         alpr_runtime::telemetry::inject_current(req.metadata_mut());
         let mut client = client.clone();
         if sealed {
-            let reply = match tokio::time::timeout(deadline, client.answer_sealed(req)).await {
+            let reply = match tokio::time::timeout_at(deadline, client.answer_sealed(req)).await {
                 Ok(Ok(r)) => r.into_inner(),
                 Ok(Err(status)) => return unavailable(format!("node error: {}", status.message())),
-                Err(_) => {
-                    return unavailable(format!("no answer within {} ms", deadline.as_millis()));
-                }
+                Err(_) => return late(),
             };
             return self.check_sealed_reply(ori, reply, query);
         }
-        let reply = match tokio::time::timeout(deadline, client.answer_query(req)).await {
+        let reply = match tokio::time::timeout_at(deadline, client.answer_query(req)).await {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(status)) => return unavailable(format!("node error: {}", status.message())),
-            Err(_) => return unavailable(format!("no answer within {} ms", deadline.as_millis())),
+            Err(_) => return late(),
         };
         let now = alpr_pki::now_unix();
         // The reply must pass the one reply check (alpr_proto::reply) before it is relayed

@@ -192,6 +192,58 @@ pub struct OpenedQuery {
     facts: QueryFacts,
     refusal: Option<(RefusalReason, String)>,
     opened_at: i64,
+    memo: Memo,
+}
+
+/// What admission learns of an opened query that does not depend on the target: worked
+/// out at the first target and reused for the rest, so deciding a query for N targets is
+/// O(N log N), not O(N²) (each target would otherwise re-check all N target names).
+/// Cleared whenever the facts change ([`reveal`]).
+#[derive(Clone, Debug, Default)]
+struct Memo {
+    /// The field checks at one instant: `(now, with the sealed fields, outcome)`.
+    fields: std::sync::OnceLock<(i64, bool, Result<&'static Purpose, (RefusalReason, String)>)>,
+    /// Indices into `query.targets`, ordered by name.
+    targets: std::sync::OnceLock<Vec<u32>>,
+    /// Indices into `boxes`, ordered by recipient.
+    boxes: std::sync::OnceLock<Vec<u32>>,
+}
+
+impl Memo {
+    /// [`check_fields`] of `query` at `now`, from the memo when it was made at `now`.
+    fn fields(
+        &self,
+        query: &Query,
+        now: i64,
+        sealed_fields: bool,
+    ) -> Result<&'static Purpose, Error> {
+        let compute = || check_fields(query, now, sealed_fields).map_err(|e| (e.reason(), e.detail()));
+        let (at, sealed, outcome) = self
+            .fields
+            .get_or_init(|| (now, sealed_fields, compute()));
+        let fresh;
+        let outcome = if (*at, *sealed) == (now, sealed_fields) {
+            outcome
+        } else {
+            fresh = compute();
+            &fresh
+        };
+        outcome
+            .clone()
+            .map_err(|(reason, detail)| Error::refused(reason, detail))
+    }
+
+    /// Whether `query` names `ori` among its targets.
+    fn names(&self, query: &Query, ori: &str) -> bool {
+        let order = self.targets.get_or_init(|| {
+            let mut order: Vec<u32> = (0..query.targets.len() as u32).collect();
+            order.sort_by(|a, b| query.targets[*a as usize].cmp(&query.targets[*b as usize]));
+            order
+        });
+        order
+            .binary_search_by(|i| query.targets[*i as usize].as_str().cmp(ori))
+            .is_ok()
+    }
 }
 
 impl OpenedQuery {
@@ -214,9 +266,28 @@ impl OpenedQuery {
 
     /// The box addressed to `ori`, if the sealed form holds exactly one.
     pub fn box_for(&self, ori: &str) -> Option<&crate::pb::SealedBox> {
-        let mut boxes = self.facts.boxes.iter().filter(|b| b.recipient_ori == ori);
-        match (boxes.next(), boxes.next()) {
-            (Some(b), None) => Some(b),
+        self.box_index(ori).map(|i| &self.facts.boxes[i])
+    }
+
+    /// The position of the box addressed to `ori` among the sealed form's boxes (and its
+    /// attached bytes), if the sealed form holds exactly one.
+    pub fn box_index(&self, ori: &str) -> Option<usize> {
+        let boxes = &self.facts.boxes;
+        let order = self.memo.boxes.get_or_init(|| {
+            let mut order: Vec<u32> = (0..boxes.len() as u32).collect();
+            order.sort_by(|a, b| {
+                boxes[*a as usize]
+                    .recipient_ori
+                    .cmp(&boxes[*b as usize].recipient_ori)
+            });
+            order
+        });
+        let first = order.partition_point(|i| boxes[*i as usize].recipient_ori.as_str() < ori);
+        let mut named = order[first..]
+            .iter()
+            .take_while(|i| boxes[**i as usize].recipient_ori == ori);
+        match (named.next(), named.next()) {
+            (Some(i), None) => Some(*i as usize),
             _ => None,
         }
     }
@@ -290,6 +361,7 @@ pub fn reveal(trust: &TrustStore, opened: &mut OpenedQuery, plaintext: &[u8]) {
         Ok(()) => {
             facts.revealed = true;
             opened.facts = facts;
+            opened.memo = Memo::default();
         }
         Err(e) => {
             // Keep the routing copy (what was endorsed) but name the investigator if their
@@ -310,7 +382,32 @@ pub fn open(trust: &TrustStore, endorsed: &Signed, now: i64) -> OpenedQuery {
         facts,
         refusal,
         opened_at: now,
+        memo: Memo::default(),
     }
+}
+
+/// The decision of [`decide`]: [`AdmissionDecision`] without a copy of the facts, which
+/// stay in the [`OpenedQuery`].
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// Admitted under an agreement.
+    Admitted {
+        /// The agreement it is admitted under.
+        agreement_id: String,
+        /// State rule version applied.
+        rule_version: String,
+        /// Catch-all purpose: flagged for audit review.
+        flagged_for_review: bool,
+    },
+    /// Refused with a reason.
+    Refused {
+        /// Stable reason code.
+        reason: RefusalReason,
+        /// Human-readable detail.
+        detail: String,
+        /// State rule version applied.
+        rule_version: String,
+    },
 }
 
 /// Evaluate an already opened query against the context: claims, times, replay, the
@@ -318,6 +415,47 @@ pub fn open(trust: &TrustStore, endorsed: &Signed, now: i64) -> OpenedQuery {
 /// again; the query must have been opened with the same trust store.
 pub fn admit_opened(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> AdmissionDecision {
     let facts = opened.facts.clone();
+    match decide(ctx, opened) {
+        Verdict::Admitted {
+            agreement_id,
+            rule_version,
+            flagged_for_review,
+        } => match (facts.endorser.clone(), facts.query.clone()) {
+            // decide admits only when both are present.
+            (Some(endorser), Some(query)) => AdmissionDecision::Admitted(Box::new(Admitted {
+                endorser,
+                investigator: facts.investigator.clone(),
+                query,
+                facts,
+                agreement_id,
+                rule_version,
+                flagged_for_review,
+            })),
+            _ => AdmissionDecision::Refused(Box::new(Refused {
+                reason: RefusalReason::InvalidInput,
+                detail: "internal: incomplete facts".into(),
+                facts,
+                rule_version,
+            })),
+        },
+        Verdict::Refused {
+            reason,
+            detail,
+            rule_version,
+        } => AdmissionDecision::Refused(Box::new(Refused {
+            reason,
+            detail,
+            facts,
+            rule_version,
+        })),
+    }
+}
+
+/// [`admit_opened`] without copying the facts into the decision: for a party that decides
+/// one opened query for many targets (the broker), reading the facts from `opened`. What
+/// does not depend on the target is checked once per query (see `Memo`).
+pub fn decide(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> Verdict {
+    let facts = &opened.facts;
     let checked = match opened.refusal() {
         Some(e) => Err(e),
         // Signatures and revocation were checked at one instant; fail closed when that
@@ -326,38 +464,32 @@ pub fn admit_opened(ctx: &AdmissionContext<'_>, opened: &OpenedQuery) -> Admissi
             RefusalReason::QueryExpired,
             "signatures were checked too long before admission; open the query again",
         )),
-        None => admit_checked(ctx, &facts),
+        None => admit_checked(ctx, facts, &opened.memo),
     };
+    let rule_version = ctx.rules.version.clone();
     match checked {
-        Ok((agreement_id, flagged)) => {
-            // admit_checked returns Ok only when every fact is present.
-            let complete = facts.investigator.is_some() || (facts.sealed && !facts.revealed);
-            match (facts.endorser.clone(), facts.query.clone()) {
-                (Some(endorser), Some(query)) if complete => {
-                    AdmissionDecision::Admitted(Box::new(Admitted {
-                        endorser,
-                        investigator: facts.investigator.clone(),
-                        query,
-                        facts,
-                        agreement_id,
-                        rule_version: ctx.rules.version.clone(),
-                        flagged_for_review: flagged,
-                    }))
-                }
-                _ => AdmissionDecision::Refused(Box::new(Refused {
-                    reason: RefusalReason::InvalidInput,
-                    detail: "internal: incomplete facts".into(),
-                    facts,
-                    rule_version: ctx.rules.version.clone(),
-                })),
+        // admit_checked returns Ok only when every fact is present.
+        Ok((agreement_id, flagged))
+            if facts.endorser.is_some()
+                && facts.query.is_some()
+                && (facts.investigator.is_some() || (facts.sealed && !facts.revealed)) =>
+        {
+            Verdict::Admitted {
+                agreement_id,
+                rule_version,
+                flagged_for_review: flagged,
             }
         }
-        Err(e) => AdmissionDecision::Refused(Box::new(Refused {
+        Ok(_) => Verdict::Refused {
+            reason: RefusalReason::InvalidInput,
+            detail: "internal: incomplete facts".into(),
+            rule_version,
+        },
+        Err(e) => Verdict::Refused {
             reason: e.reason(),
             detail: e.detail(),
-            facts,
-            rule_version: ctx.rules.version.clone(),
-        })),
+            rule_version,
+        },
     }
 }
 
@@ -758,7 +890,11 @@ fn check_fan_out(ctx: &AdmissionContext<'_>, targets: usize) -> Result<(), Error
     Ok(())
 }
 
-fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(String, bool), Error> {
+fn admit_checked(
+    ctx: &AdmissionContext<'_>,
+    facts: &QueryFacts,
+    memo: &Memo,
+) -> Result<(String, bool), Error> {
     // A sealed query not (yet) revealed: the broker decides from its routing copy; a node
     // decides only after opening its box.
     let routing_only = facts.sealed && !facts.revealed;
@@ -788,12 +924,9 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
             "query not decoded",
         ));
     };
-    let purpose = if routing_only {
-        check_routing(query, ctx.now)?
-    } else {
-        check_query(query, ctx.now)?
-    };
-    if !query.targets.iter().any(|t| t == ctx.provider_ori) {
+    // check_routing or check_query, once per query and instant.
+    let purpose = memo.fields(query, ctx.now, !routing_only)?;
+    if !memo.names(query, ctx.provider_ori) {
         return Err(Error::refused(
             RefusalReason::InvalidInput,
             format!("query is not addressed to {}", ctx.provider_ori),
@@ -858,11 +991,11 @@ fn admit_checked(ctx: &AdmissionContext<'_>, facts: &QueryFacts) -> Result<(Stri
         ctx.rules
             .check_per_request(&requester.jurisdiction, p.request_approved)?;
     }
-    let mut terms = ctx.rules.prohibited_terms.clone();
-    if let Some(p) = ctx.policy {
-        terms.extend(p.blocked_terms.iter().cloned());
-    }
     if !routing_only {
+        let mut terms = ctx.rules.prohibited_terms.clone();
+        if let Some(p) = ctx.policy {
+            terms.extend(p.blocked_terms.iter().cloned());
+        }
         input::check_terms("reason", &query.reason, &terms)?;
         input::check_terms("case number", &query.case_number, &terms)?;
         if let Some(share) = &query.hotlist {
