@@ -17,8 +17,9 @@
 //!   the estimate of a wide query's latency printed beside the measured one;
 //! * the broker's memory per in-flight wide query: the process's resident-set high-water
 //!   mark while `ALPR_BENCH_INFLIGHT` wide queries run at once, over the idle level, per
-//!   query. Each target is sent the endorsement (its digest list: 32 bytes and an ORI per
-//!   box) with only its own box attached, so the bytes per target stay nearly flat in N.
+//!   query. Each target is sent the endorsement (which signs one root over every box) with
+//!   only its own box and that box's log2(N)-hash inclusion proof attached, so what grows
+//!   with N per target is only the routing copy's target list (about 11 bytes per target).
 //!
 //! Then the widest query the wire allows, with failures among its targets: one query naming
 //! `ALPR_BENCH_WIDE` agencies (default 1,000): the `ALPR_BENCH_TARGETS` nodes above,
@@ -377,8 +378,9 @@ async fn run(req_rt: &tokio::runtime::Runtime, broker_rt: &tokio::runtime::Runti
         idle as f64 / 1e6
     );
     println!(
-        "the investigator's signed query: {:.1} KB; each target is sent the endorsement ({n} box digests) and its own box only",
-        endorsed_len as f64 / 1e3
+        "the investigator's signed query: {:.1} KB; each target is sent the endorsement (one root over the {n} boxes) with its own box and a {}-hash proof only",
+        endorsed_len as f64 / 1e3,
+        (n as f64).log2().ceil()
     );
 
     // The widest query, failures among its targets.

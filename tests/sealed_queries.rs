@@ -929,7 +929,7 @@ async fn each_target_is_sent_only_its_own_box() {
 async fn a_box_the_endorsing_node_did_not_list_is_refused_and_logged() {
     let fed = sealed_federation(None).await;
     // The broker swaps the attached box for another genuine box of the same query (sealed
-    // again: other bytes): not the one the node's signature lists.
+    // again: other bytes): not the leaf of the box tree the node's signature names.
     let (q, s, b) = genuine_box(&fed);
     let mut e = fed.endorse_sealed(SACRAMENTO, &q, vec![b]).unwrap();
     let (other, _) = fed
@@ -941,7 +941,7 @@ async fn a_box_the_endorsing_node_did_not_list_is_refused_and_logged() {
         RefusalReason::InvalidInput
     );
     // The boxes inside the signed endorsement (every target receiving all of them): the
-    // form before digests, refused.
+    // form before box digests and the box tree, refused.
     let (q, _, b) = genuine_box(&fed);
     let inline = alpr_proto::envelope::seal(
         &fed.node_signer(SACRAMENTO).unwrap(),

@@ -737,25 +737,43 @@ impl Broker {
         let remaining = (query.expires_at - now).max(0) as u64;
         let budget = self.deadline.min(Duration::from_secs(remaining));
         let deadline = (started + budget, budget);
-        // Each target gets the endorsement with only its own box attached (the endorsement
-        // lists every box by digest): a query to N targets sends each one box, not N.
-        let (bare, attached) = {
+        // Each target gets the endorsement with only its own box attached and that box's
+        // proof from the signed box tree: a query to N targets sends each one box and
+        // log2(N) hashes, not N of either.
+        let (bare, attached, proofs) = {
             let mut bare = endorsed;
             let attached = std::mem::take(&mut bare.sealed_boxes);
-            (bare, attached)
+            let proofs = std::mem::take(&mut bare.sealed_box_proofs);
+            (bare, attached, proofs)
         };
+        // Every box came (a requesting node attaches them all): prove each from the tree.
+        // Otherwise the boxes came with their proofs, passed on as they are.
+        let tree =
+            (facts.sealed && proofs.is_empty()).then(|| alpr_proto::envelope::box_tree(&attached));
         let query = Arc::new(query);
         let futures = plans.into_iter().map(|plan| {
             let me = self.clone();
             let endorsed = match &plan {
-                Plan::Forward { ori, .. } => Signed {
-                    sealed_boxes: opened
+                Plan::Forward { ori, .. } => {
+                    let own = opened
                         .box_index(ori)
-                        .and_then(|i| attached.get(i))
-                        .map(|bytes| vec![bytes.clone()])
-                        .unwrap_or_default(),
-                    ..bare.clone()
-                },
+                        .and_then(|i| attached.get(i).map(|bytes| (i, bytes)));
+                    let (sealed_boxes, sealed_box_proofs) = match own {
+                        Some((i, bytes)) => {
+                            let proof = match &tree {
+                                Some(t) => alpr_proto::envelope::box_proof(t, i).ok(),
+                                None => proofs.get(i).cloned(),
+                            };
+                            (vec![bytes.clone()], proof.into_iter().collect())
+                        }
+                        None => (vec![], vec![]),
+                    };
+                    Signed {
+                        sealed_boxes,
+                        sealed_box_proofs,
+                        ..bare.clone()
+                    }
+                }
                 Plan::Done(_) => Signed::default(),
             };
             let query = query.clone();

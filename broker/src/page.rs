@@ -827,6 +827,7 @@ async fn action_send(State(st): State<Arc<PageState>>, headers: HeaderMap, body:
         signature,
         cert_chain: reg.chain.clone(),
         sealed_boxes: vec![],
+        sealed_box_proofs: vec![],
     };
     let b = st.broker.clone();
     let id = reg.id.clone();

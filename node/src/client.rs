@@ -292,6 +292,7 @@ pub fn draft_agreement(terms: &Agreement) -> Result<SignedAgreement, Error> {
             signature: vec![],
             cert_chain: vec![],
             sealed_boxes: vec![],
+            sealed_box_proofs: vec![],
         }),
         requester: None,
         declaration: None,

@@ -202,12 +202,15 @@ pub struct OpenedQuery {
 #[derive(Clone, Debug, Default)]
 struct Memo {
     /// The field checks at one instant: `(now, with the sealed fields, outcome)`.
-    fields: std::sync::OnceLock<(i64, bool, Result<&'static Purpose, (RefusalReason, String)>)>,
+    fields: std::sync::OnceLock<(i64, bool, FieldChecks)>,
     /// Indices into `query.targets`, ordered by name.
     targets: std::sync::OnceLock<Vec<u32>>,
     /// Indices into `boxes`, ordered by recipient.
     boxes: std::sync::OnceLock<Vec<u32>>,
 }
+
+/// The outcome of [`check_fields`], kept: the purpose, or the refusal's reason and detail.
+type FieldChecks = Result<&'static Purpose, (RefusalReason, String)>;
 
 impl Memo {
     /// [`check_fields`] of `query` at `now`, from the memo when it was made at `now`.
@@ -217,10 +220,9 @@ impl Memo {
         now: i64,
         sealed_fields: bool,
     ) -> Result<&'static Purpose, Error> {
-        let compute = || check_fields(query, now, sealed_fields).map_err(|e| (e.reason(), e.detail()));
-        let (at, sealed, outcome) = self
-            .fields
-            .get_or_init(|| (now, sealed_fields, compute()));
+        let compute =
+            || check_fields(query, now, sealed_fields).map_err(|e| (e.reason(), e.detail()));
+        let (at, sealed, outcome) = self.fields.get_or_init(|| (now, sealed_fields, compute()));
         let fresh;
         let outcome = if (*at, *sealed) == (now, sealed_fields) {
             outcome
@@ -510,37 +512,84 @@ pub fn claimed_query_id(endorsed: &Signed) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// The boxes attached to a sealed endorsement, each one the endorsement lists by digest for
-/// its recipient (INVALID_INPUT otherwise). A party may hold only some of them: the broker
-/// forwards each target its own.
+/// The boxes attached to a sealed endorsement, each one a leaf of the box tree the
+/// endorsement signs (INVALID_INPUT otherwise): either every box, without proofs (the root
+/// is recomputed from them), or some, each with its inclusion proof. A party may hold only
+/// some of them: the broker forwards each target its own.
 fn attached_boxes(
     endorsed: &Signed,
-    digests: &[crate::pb::BoxDigest],
+    endorsement: &Endorsement,
 ) -> Result<Vec<crate::pb::SealedBox>, Error> {
-    endorsed
-        .sealed_boxes
+    use crate::merkle;
+    let invalid = |m: String| Error::refused(RefusalReason::InvalidInput, m);
+    let count = endorsement.box_count;
+    // No box at all is a query none of whose targets has a sealing key (each is refused
+    // SEAL_REQUIRED); the root is then the empty tree's.
+    if count as usize > MAX_TARGETS {
+        return Err(invalid(format!(
+            "a sealed endorsement's box tree holds at most {MAX_TARGETS} boxes, not {count}"
+        )));
+    }
+    let root = merkle::hash_from_slice(&endorsement.boxes_root).map_err(|_| {
+        invalid(format!(
+            "a sealed endorsement's boxes_root is {} bytes, not a 32-byte tree root",
+            endorsement.boxes_root.len()
+        ))
+    })?;
+    let attached = &endorsed.sealed_boxes;
+    let proofs = &endorsed.sealed_box_proofs;
+    if proofs.is_empty() {
+        if attached.len() != count as usize
+            || merkle::root(
+                &attached
+                    .iter()
+                    .map(|b| merkle::leaf_hash(b))
+                    .collect::<Vec<_>>(),
+            ) != root
+        {
+            return Err(invalid(format!(
+                "the {} attached boxes are not the {count} whose tree the endorsing node signed",
+                attached.len()
+            )));
+        }
+    } else {
+        if proofs.len() != attached.len() {
+            return Err(invalid(format!(
+                "{} boxes are attached with {} proofs; each needs one",
+                attached.len(),
+                proofs.len()
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (bytes, proof) in attached.iter().zip(proofs) {
+            let path = proof
+                .path
+                .iter()
+                .map(|h| merkle::hash_from_slice(h))
+                .collect::<Result<Vec<_>, _>>();
+            let fits = path.ok().is_some_and(|path| {
+                merkle::verify_inclusion(
+                    &merkle::leaf_hash(bytes),
+                    proof.index,
+                    u64::from(count),
+                    &path,
+                    &root,
+                )
+                .is_ok()
+            });
+            if !fits || !seen.insert(proof.index) {
+                return Err(invalid(format!(
+                    "an attached box is not leaf {} of the box tree the endorsing node signed",
+                    proof.index
+                )));
+            }
+        }
+    }
+    attached
         .iter()
         .map(|bytes| {
-            let d = envelope::box_digest(bytes);
-            let b = crate::pb::SealedBox::decode(bytes.as_slice()).map_err(|e| {
-                Error::refused(
-                    RefusalReason::InvalidInput,
-                    format!("an attached box does not decode: {e}"),
-                )
-            })?;
-            if !digests
-                .iter()
-                .any(|x| x.sha256 == d && x.recipient_ori == b.recipient_ori)
-            {
-                return Err(Error::refused(
-                    RefusalReason::InvalidInput,
-                    format!(
-                        "an attached box for {} is not one the endorsing node listed",
-                        b.recipient_ori
-                    ),
-                ));
-            }
-            Ok(b)
+            crate::pb::SealedBox::decode(bytes.as_slice())
+                .map_err(|e| invalid(format!("an attached box does not decode: {e}")))
         })
         .collect()
 }
@@ -562,7 +611,7 @@ pub fn open_endorsed(
             ),
         ));
     }
-    let endorsement = Endorsement::decode(bytes).map_err(|e| {
+    let mut endorsement = Endorsement::decode(bytes).map_err(|e| {
         Error::refused(
             RefusalReason::InvalidInput,
             format!("endorsement does not decode: {e}"),
@@ -575,7 +624,7 @@ pub fn open_endorsed(
             "endorsement names a different node than its signer",
         ));
     }
-    if let Some(routing) = endorsement.routing {
+    if let Some(routing) = endorsement.routing.take() {
         // The sealed form: decide from the routing copy; the query itself is sealed.
         facts.sealed = true;
         if !endorsement.signed_query.is_empty() {
@@ -591,13 +640,13 @@ pub fn open_endorsed(
             ));
         }
         facts.query = Some(routing.clone());
-        if !endorsement.boxes.is_empty() {
+        if !endorsement.boxes.is_empty() || !endorsement.box_digests.is_empty() {
             return Err(Error::refused(
                 RefusalReason::InvalidInput,
-                "a sealed endorsement lists its boxes by digest; the boxes travel attached",
+                "a sealed endorsement names its boxes by a tree root; the boxes travel attached",
             ));
         }
-        facts.boxes = std::sync::Arc::new(attached_boxes(endorsed, &endorsement.box_digests)?);
+        facts.boxes = std::sync::Arc::new(attached_boxes(endorsed, &endorsement)?);
         if endorsement.sealed_query.is_empty() {
             return Err(Error::refused(
                 RefusalReason::InvalidInput,
@@ -617,7 +666,10 @@ pub fn open_endorsed(
     if !endorsement.boxes.is_empty()
         || !endorsement.box_digests.is_empty()
         || !endorsement.sealed_query.is_empty()
+        || !endorsement.boxes_root.is_empty()
+        || endorsement.box_count != 0
         || !endorsed.sealed_boxes.is_empty()
+        || !endorsed.sealed_box_proofs.is_empty()
     {
         return Err(Error::refused(
             RefusalReason::InvalidInput,

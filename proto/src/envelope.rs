@@ -47,6 +47,7 @@ pub fn seal_bytes(signer: &Signer, payload_type: &str, payload: Vec<u8>) -> Resu
         signature,
         cert_chain: signer.chain().iter().map(|c| c.to_vec()).collect(),
         sealed_boxes: vec![],
+        sealed_box_proofs: vec![],
     })
 }
 
@@ -133,13 +134,16 @@ pub fn endorse(
         boxes: vec![],
         box_digests: vec![],
         sealed_query: vec![],
+        boxes_root: vec![],
+        box_count: 0,
     };
     seal(node, ENDORSEMENT, &e)
 }
 
 /// Endorse a sealed query: its routing copy, its one ciphertext (`sealed_query`, see
-/// [`crate::seal::QueryKey`]) and the digest of one box per target, signed by the node,
-/// with the boxes attached outside the signature (`Signed.sealed_boxes`).
+/// [`crate::seal::QueryKey`]) and the Merkle tree root over one box per target, signed by
+/// the node, with every box attached outside the signature (`Signed.sealed_boxes`, in tree
+/// order; see [`box_tree`]).
 pub fn endorse_sealed(
     node: &Signer,
     node_ori: &str,
@@ -149,31 +153,43 @@ pub fn endorse_sealed(
     now: i64,
 ) -> Result<Signed, Error> {
     let encoded: Vec<Vec<u8>> = boxes.iter().map(prost::Message::encode_to_vec).collect();
+    let tree = box_tree(&encoded);
     let e = crate::pb::Endorsement {
         signed_query: vec![],
         node_ori: node_ori.to_owned(),
         endorsed_at: now,
         routing: Some(routing),
         boxes: vec![],
-        box_digests: boxes
-            .iter()
-            .zip(&encoded)
-            .map(|(b, bytes)| crate::pb::BoxDigest {
-                recipient_ori: b.recipient_ori.clone(),
-                sha256: box_digest(bytes).to_vec(),
-            })
-            .collect(),
+        box_digests: vec![],
         sealed_query,
+        boxes_root: tree.root().to_vec(),
+        box_count: u32::try_from(encoded.len()).unwrap_or(u32::MAX),
     };
     let mut signed = seal(node, ENDORSEMENT, &e)?;
     signed.sealed_boxes = encoded;
     Ok(signed)
 }
 
-/// SHA-256 of an encoded sealed box, as an endorsement lists it.
-pub fn box_digest(encoded_box: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, encoded_box);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+/// The Merkle tree (RFC 6962) over a sealed endorsement's encoded boxes, in order: its
+/// root is `Endorsement.boxes_root`, and a party holding every box (the broker) proves each
+/// target's box from it ([`box_proof`]).
+pub fn box_tree(encoded_boxes: &[Vec<u8>]) -> crate::merkle::Tree {
+    let mut tree = crate::merkle::Tree::new();
+    for b in encoded_boxes {
+        tree.push(crate::merkle::leaf_hash(b));
+    }
+    tree
+}
+
+/// The inclusion proof of box `index` in `tree` (from [`box_tree`]), as it travels beside
+/// that box alone (`Signed.sealed_box_proofs`).
+pub fn box_proof(
+    tree: &crate::merkle::Tree,
+    index: usize,
+) -> Result<crate::pb::BoxProof, crate::merkle::ProofError> {
+    let path = tree.inclusion_proof(index as u64, tree.size())?;
+    Ok(crate::pb::BoxProof {
+        index: index as u64,
+        path: path.iter().map(|h| h.to_vec()).collect(),
+    })
 }

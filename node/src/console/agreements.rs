@@ -261,6 +261,7 @@ fn signed_by_browser(
         signature,
         cert_chain: s.chain.iter().map(|c| c.to_vec()).collect(),
         sealed_boxes: vec![],
+        sealed_box_proofs: vec![],
     })
 }
 

@@ -429,6 +429,7 @@ pub async fn send(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body)
         signature,
         cert_chain: s.chain.iter().map(|c| c.to_vec()).collect(),
         sealed_boxes: vec![],
+        sealed_box_proofs: vec![],
     };
     match c.node.search(Ok(id), signed.encode_to_vec()).await {
         Ok(resp) => {

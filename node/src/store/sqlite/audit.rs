@@ -431,6 +431,7 @@ pub fn signed_head(db: &AuditDb, size: u64) -> Result<Option<Signed>, Error> {
             signature,
             cert_chain: chain.into_iter().map(|c| c.to_vec()).collect(),
             sealed_boxes: vec![],
+            sealed_box_proofs: vec![],
         })
     })
     .transpose()
@@ -728,6 +729,7 @@ pub fn verify(
                     signature: c.signature.clone(),
                     cert_chain: chain.into_iter().map(|c| c.to_vec()).collect(),
                     sealed_boxes: vec![],
+                    sealed_box_proofs: vec![],
                 };
                 let h = auditlog::verify_head(trust, &signed, ori).map_err(|e| {
                     Break::BadSignature {
