@@ -3,7 +3,8 @@
 //! answered from native day partitions, the purge dropping whole partitions and logging
 //! it, status, check-config and backup saying where the reads are, a query refused
 //! `UNAVAILABLE` and logged when the database is lost, and a node started without its
-//! PostgreSQL settings refusing to start rather than answer from an empty store.
+//! PostgreSQL settings refusing to start rather than answer from an empty store; and its
+//! decommission exporting every read from the partitions, then dropping them all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -252,6 +253,81 @@ async fn a_node_with_its_reads_in_postgres_answers_purges_by_partition_and_refus
             .unwrap_err()
             .to_string();
         assert!(e.contains(want) && !e.contains('\n'), "{e}");
+    }
+    fed.stop().await.unwrap();
+}
+
+/// Decommission of a node whose reads are in PostgreSQL: every read is exported from the
+/// partitions (and verifies), then every partition is dropped and the agency's claim on the
+/// database released, and the certificate of destruction says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_postgres_leaves_with_its_reads_exported_and_every_partition_dropped() {
+    let server = LocalPostgres::start().expect("Debian's postgresql package");
+    let url = server.create_database("leaving_reads").unwrap();
+    let pg = url.clone();
+    let mut fed = Federation::start_tuned(
+        None,
+        &demo_agencies()[..1],
+        |_| open_policy(),
+        &[],
+        &move |cfg| {
+            cfg.storage = alpr_node::config::StorageConfig {
+                postgres: Some(pg.clone()),
+                ..Default::default()
+            };
+        },
+    )
+    .await
+    .unwrap();
+    let now = alpr_pki::now_unix();
+    let report = fed
+        .ingest_csv(VENTURA, &csv_days("8ABC123", 0..5, now))
+        .unwrap();
+    assert_eq!(report.accepted, 5);
+    assert!(partitions_in(&url) >= 5);
+    let cfg = fed.node_configs[VENTURA].clone();
+    fed.nodes.remove(VENTURA).unwrap().stop().await.unwrap();
+    let (admin, _) = fed
+        .person(VENTURA, &alpr_federation::admin_of(VENTURA))
+        .unwrap();
+    let out = fed.dir.join("export");
+    let d = {
+        let node = alpr_node::Node::open(&cfg).unwrap();
+        node.decommission(&out, &admin).await.unwrap()
+    };
+    assert_eq!(d.manifest.data_key_destroyed, None);
+    let (m, _) = alpr_node::decommission::verify_export(&out, &fed.trust).unwrap();
+    let reads = m.files.iter().find(|f| f.name == "reads.csv").unwrap();
+    assert_eq!(reads.records, 5, "{m:?}");
+    let exported = std::fs::read_to_string(out.join("reads.csv")).unwrap();
+    assert_eq!(exported.matches("8ABC123").count(), 5, "{exported}");
+    // Nothing of the agency's is left in the database: no partition, no claim on it.
+    assert_eq!(partitions_in(&url), 0);
+    let owners = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.query_one("SELECT count(*) FROM owner", &[])
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(owners, 0, "the agency's claim on the database released");
+    let log = std::fs::read_to_string(out.join("audit.log")).unwrap();
+    let last: alpr_proto::auditlog::LoggedEntry =
+        serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert!(
+        last.entry.contains("certificate of destruction")
+            && last
+                .entry
+                .contains("every read partition in PostgreSQL database leaving_reads"),
+        "{}",
+        last.entry
+    );
+    for f in ["node.db", "audit.db"] {
+        assert!(!cfg.data_dir.join(f).exists(), "{f} removed");
     }
     fed.stop().await.unwrap();
 }
