@@ -103,7 +103,34 @@ pub struct Federation {
     /// The stand-ins of [`Extras::failing`] and [`Extras::slow`], stopped with the
     /// federation.
     _stands: Vec<faults::Stand>,
+    /// With `ALPR_TEST_READS=postgres`: the PostgreSQL server holding every node's reads
+    /// ([`reads_backend`]), stopped with the federation (after its nodes).
+    _reads_server: Option<alpr_runtime::pgserver::LocalPostgres>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// A `tune` for the tests of what a node keeps on its own disk (encryption at rest, backup,
+/// decommission's destroyed data key): its storage is SQLite encrypted at rest, as the
+/// harness's default, also when `ALPR_TEST_READS=postgres` moves every other node's reads.
+pub fn on_encrypted_sqlite(cfg: &mut NodeConfig) {
+    let dir = cfg.data_dir.parent().unwrap_or(&cfg.data_dir).to_path_buf();
+    if let Ok(kek) = kek_file(&dir, &cfg.ori) {
+        cfg.storage = alpr_node::config::StorageConfig {
+            kek_file: Some(kek),
+            ..Default::default()
+        };
+    }
+}
+
+/// The read store the harness gives every node: `ALPR_TEST_READS=postgres` runs the
+/// federation tests with every node's reads in PostgreSQL (one real server per federation,
+/// one database per node; the nodes then keep them unencrypted, as a KEK and PostgreSQL
+/// together are refused), anything else or unset: SQLite, encrypted at rest.
+pub fn reads_backend() -> &'static str {
+    match std::env::var("ALPR_TEST_READS").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
 }
 
 /// What [`Federation::start_full`] can add to a start.
@@ -226,6 +253,10 @@ impl Federation {
                 let t = tempfile::tempdir()?;
                 (t.path().to_path_buf(), Some(t))
             }
+        };
+        let reads_server = match reads_backend() {
+            "postgres" => Some(alpr_runtime::pgserver::LocalPostgres::start()?),
+            _ => None,
         };
         let pki_dir = dir.join("pki");
         let layout = PkiLayout::new(&pki_dir);
@@ -390,10 +421,22 @@ impl Federation {
                 )),
             };
             let mut cfg = cfg;
+            if let Some(server) = &reads_server {
+                cfg.storage = alpr_node::config::StorageConfig {
+                    postgres: Some(
+                        server.create_database(&format!("reads_{}", ori.to_lowercase()))?,
+                    ),
+                    ..Default::default()
+                };
+            }
             tune(&mut cfg);
             std::fs::create_dir_all(&cfg.data_dir)?;
             std::fs::write(cfg.data_dir.join("node.toml"), toml::to_string(&cfg)?)?;
             let running = alpr_node::start_on(&cfg, listener).await?;
+            anyhow::ensure!(
+                cfg.storage.postgres.is_none() || running.node.db().postgres_reads().is_some(),
+                "{ori}'s node was configured with its reads in PostgreSQL but opened them elsewhere"
+            );
             nodes.insert(ori.clone(), running);
             node_configs.insert(ori, cfg);
         }
@@ -408,6 +451,7 @@ impl Federation {
             reply_keys: Default::default(),
             sealed_queries: Default::default(),
             _stands: stands,
+            _reads_server: reads_server,
             _tmp: tmp,
         };
         // Every node's sealing key in the registry, and every node's view showing them all.

@@ -28,9 +28,15 @@ fn s(p: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_leaves_with_its_data_and_leaves_nothing_readable_behind() {
-    let mut fed = Federation::start(None, &demo_agencies()[..2], |_| open_policy())
-        .await
-        .unwrap();
+    let mut fed = Federation::start_tuned(
+        None,
+        &demo_agencies()[..2],
+        |_| open_policy(),
+        &[],
+        &alpr_federation::on_encrypted_sqlite,
+    )
+    .await
+    .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 5))
         .unwrap();
     let agreement = fed

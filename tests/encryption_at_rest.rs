@@ -82,6 +82,7 @@ async fn a_copied_disk_reveals_no_plate_camera_or_place() {
         },
         &[],
         &|c| {
+            alpr_federation::on_encrypted_sqlite(c);
             if c.ori == SACRAMENTO {
                 c.storage = Default::default();
             }
@@ -191,9 +192,13 @@ async fn a_copied_disk_reveals_no_plate_camera_or_place() {
 
 /// A one-agency federation kept on disk, stopped; its config.
 async fn stopped_node(dir: &Path) -> alpr_node::NodeConfig {
-    let fed = Federation::start(Some(dir.join("fed")), &demo_agencies()[..1], |_| {
-        open_policy()
-    })
+    let fed = Federation::start_tuned(
+        Some(dir.join("fed")),
+        &demo_agencies()[..1],
+        |_| open_policy(),
+        &[],
+        &alpr_federation::on_encrypted_sqlite,
+    )
     .await
     .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 3))

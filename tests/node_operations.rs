@@ -12,9 +12,15 @@ const SACRAMENTO: &str = "CA0340000";
 
 #[tokio::test]
 async fn status_check_config_and_a_verified_backup_that_restores() {
-    let fed = Federation::start(None, &demo_agencies()[..2], |_| open_policy())
-        .await
-        .unwrap();
+    let fed = Federation::start_tuned(
+        None,
+        &demo_agencies()[..2],
+        |_| open_policy(),
+        &[],
+        &alpr_federation::on_encrypted_sqlite,
+    )
+    .await
+    .unwrap();
     fed.ingest_csv(VENTURA, &synthetic_csv(VENTURA, &["8ABC123"], 5))
         .unwrap();
     let id = fed
