@@ -34,7 +34,8 @@ pub struct BrokerConfig {
     pub postgres_ca: Option<PathBuf>,
     /// Certificates.
     pub tls: TlsConfig,
-    /// Deadline for one target node's answer, milliseconds.
+    /// Deadline for the target nodes' answers, milliseconds, counted from when the query
+    /// reaches the broker (capped by the query's remaining lifetime).
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
     /// Address of the read-only regulator web page (HTTPS with the broker's certificate;
