@@ -746,10 +746,10 @@ impl Broker {
             let proofs = std::mem::take(&mut bare.sealed_box_proofs);
             (bare, attached, proofs)
         };
-        // Every box came (a requesting node attaches them all): prove each from the tree.
-        // Otherwise the boxes came with their proofs, passed on as they are.
-        let tree =
-            (facts.sealed && proofs.is_empty()).then(|| alpr_proto::envelope::box_tree(&attached));
+        // Every box came (a requesting node attaches them all): prove each from the tree
+        // admission built while checking the signed root. Otherwise the boxes came with
+        // their proofs, passed on as they are.
+        let tree = facts.box_tree.clone();
         let query = Arc::new(query);
         let futures = plans.into_iter().map(|plan| {
             let me = self.clone();

@@ -105,6 +105,10 @@ pub struct QueryFacts {
     /// The sealed form's boxes, one per target (shared, not copied, by every target's
     /// admission).
     pub boxes: std::sync::Arc<Vec<crate::pb::SealedBox>>,
+    /// The box tree, when every box came attached (as a requesting node sends them): built
+    /// once while checking the signed root, so the broker proves each target's box from it
+    /// without hashing the boxes again. `None` when boxes came with their proofs.
+    pub box_tree: Option<std::sync::Arc<crate::merkle::Tree>>,
     /// The sealed form's one ciphertext of the query (`Endorsement.sealed_query`).
     pub sealed_query: std::sync::Arc<Vec<u8>>,
 }
@@ -515,11 +519,12 @@ pub fn claimed_query_id(endorsed: &Signed) -> Vec<u8> {
 /// The boxes attached to a sealed endorsement, each one a leaf of the box tree the
 /// endorsement signs (INVALID_INPUT otherwise): either every box, without proofs (the root
 /// is recomputed from them), or some, each with its inclusion proof. A party may hold only
-/// some of them: the broker forwards each target its own.
+/// some of them: the broker forwards each target its own. Returns the decoded boxes and,
+/// when every box came, the tree built to check the root.
 fn attached_boxes(
     endorsed: &Signed,
     endorsement: &Endorsement,
-) -> Result<Vec<crate::pb::SealedBox>, Error> {
+) -> Result<(Vec<crate::pb::SealedBox>, Option<crate::merkle::Tree>), Error> {
     use crate::merkle;
     let invalid = |m: String| Error::refused(RefusalReason::InvalidInput, m);
     let count = endorsement.box_count;
@@ -538,20 +543,16 @@ fn attached_boxes(
     })?;
     let attached = &endorsed.sealed_boxes;
     let proofs = &endorsed.sealed_box_proofs;
+    let mut whole = None;
     if proofs.is_empty() {
-        if attached.len() != count as usize
-            || merkle::root(
-                &attached
-                    .iter()
-                    .map(|b| merkle::leaf_hash(b))
-                    .collect::<Vec<_>>(),
-            ) != root
-        {
+        let tree = (attached.len() == count as usize).then(|| crate::envelope::box_tree(attached));
+        if tree.as_ref().map(merkle::Tree::root) != Some(root) {
             return Err(invalid(format!(
                 "the {} attached boxes are not the {count} whose tree the endorsing node signed",
                 attached.len()
             )));
         }
+        whole = tree;
     } else {
         if proofs.len() != attached.len() {
             return Err(invalid(format!(
@@ -585,13 +586,14 @@ fn attached_boxes(
             }
         }
     }
-    attached
+    let boxes = attached
         .iter()
         .map(|bytes| {
             crate::pb::SealedBox::decode(bytes.as_slice())
                 .map_err(|e| invalid(format!("an attached box does not decode: {e}")))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((boxes, whole))
 }
 
 /// Verify an endorsement and the query nested in it; fill `facts` as each part verifies.
@@ -646,7 +648,9 @@ pub fn open_endorsed(
                 "a sealed endorsement names its boxes by a tree root; the boxes travel attached",
             ));
         }
-        facts.boxes = std::sync::Arc::new(attached_boxes(endorsed, &endorsement)?);
+        let (boxes, tree) = attached_boxes(endorsed, &endorsement)?;
+        facts.boxes = std::sync::Arc::new(boxes);
+        facts.box_tree = tree.map(std::sync::Arc::new);
         if endorsement.sealed_query.is_empty() {
             return Err(Error::refused(
                 RefusalReason::InvalidInput,

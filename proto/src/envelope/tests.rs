@@ -272,9 +272,20 @@ fn boxes_open_all_together_or_each_with_its_proof() {
     for n in [1, 2, 3, 7, 64, 100] {
         let (kit, endorsed, targets) = endorsed_to(n);
         assert_eq!(refusal(&kit, &endorsed), None, "all {n}");
+        // Opening every box keeps the tree it checked (the broker proves each box from
+        // it, hashing the boxes once); it is the tree over the boxes as sent.
+        let all = crate::admission::open(&kit.trust, &endorsed, now());
+        let kept = all.facts().box_tree.as_deref().expect("the tree is kept");
+        assert_eq!(kept, &box_tree(&endorsed.sealed_boxes), "{n}");
         for (i, t) in targets.iter().enumerate() {
-            let one = forward(&endorsed, i);
+            let one = Signed {
+                sealed_boxes: vec![endorsed.sealed_boxes[i].clone()],
+                sealed_box_proofs: vec![box_proof(kept, i).unwrap()],
+                ..endorsed.clone()
+            };
+            assert_eq!(one, forward(&endorsed, i));
             let opened = crate::admission::open(&kit.trust, &one, now());
+            assert!(opened.facts().box_tree.is_none(), "a box with its proof");
             assert!(
                 opened.refusal().is_none(),
                 "{n}: {i}: {:?}",
