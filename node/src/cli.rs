@@ -645,6 +645,28 @@ pub enum AgreementCmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Prove that an agreement is registered: its registration entry and the entry's
+    /// inclusion proof against the newest registry head this node verified, as a JSON file
+    /// anyone holding the state root verifies (`alpr-node agreement verify-proof`).
+    Prove {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The agreement id (`agr-…`, as `agreement list` shows it).
+        id: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a registration proof from `alpr-node agreement prove` or the console (any
+    /// agency's) against this node's trust store.
+    VerifyProof {
+        /// Node config file (for the trust store).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The proof file.
+        file: PathBuf,
+    },
 }
 
 /// Audit commands.
@@ -1648,6 +1670,32 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
                 client::broker_client(&target, &trust, &me, Duration::from_millis(b.timeout_ms))?;
             let id = client::submit_agreement(&mut c, &read_agreement(&file)?).await?;
             println!("registered {id}");
+            Ok(())
+        }
+        AgreementCmd::Prove { config, id, out } => {
+            let node = std::sync::Arc::new(Node::open(&load_existing(&config)?)?);
+            let (proof, proven) = node.registration_proof(id.trim()).await?;
+            let text = serde_json::to_string_pretty(&proof)
+                .map_err(|e| Error::Usage(format!("registration proof: {e}")))?;
+            match &out {
+                Some(p) => {
+                    std::fs::write(p, text + "\n").map_err(|e| Error::io(p, e))?;
+                    println!("{}; written to {}", proven.verdict(), p.display());
+                }
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        AgreementCmd::VerifyProof { config, file } => {
+            let cfg = load_existing(&config)?;
+            let trust = TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let name = file.display().to_string();
+            let proof: alpr_proto::registration::RegistrationProof = serde_json::from_str(&text)
+                .map_err(|e| Error::Usage(format!("{name}: not a registration proof: {e}")))?;
+            let proven = alpr_proto::registration::verify(&trust, &proof, alpr_pki::now_unix())
+                .map_err(|e| Error::Usage(format!("{name}: the proof does not verify: {e}")))?;
+            println!("{}", proven.verdict());
             Ok(())
         }
         AgreementCmd::List { config } => {

@@ -15,7 +15,8 @@
 //!   enrollments, record training, disable accounts, review sampled searches and place
 //!   evidence holds; auditors and supervisors read, filter and export the audit log and
 //!   the reports (transparency, search age with its chart, anomalies). Auditors cannot
-//!   search. Admins see the node at a glance and flip its switches.
+//!   search. Admins see the node at a glance and flip its switches, propose, sign and
+//!   revoke agreements, and see each registration proved in the registry log.
 //!
 //! HTML comes from maud templates (escaped by default); scripts and styles are compiled
 //! in and served from the console itself, under a strict Content-Security-Policy.
@@ -31,6 +32,7 @@ mod auth;
 mod enroll;
 mod pages;
 mod records;
+mod registration;
 mod search;
 mod state;
 mod supervise;
@@ -141,6 +143,11 @@ fn router(console: Arc<Console>) -> Router {
         .route("/admin/agreements/open", post(agreements::open))
         .route("/admin/agreements/sign", post(agreements::sign))
         .route("/admin/agreements/file/{id}", get(agreements::file))
+        .route("/admin/agreements/proof/{id}", get(registration::page))
+        .route(
+            "/admin/agreements/proof/{id}/proof.json",
+            get(registration::download),
+        )
         .route(
             "/admin/agreements/revoke",
             get(agreements::revoke_form).post(agreements::revoke_prepare),

@@ -18,7 +18,7 @@ use alpr_proto::pb::{
     TreeHeadRequest,
 };
 use alpr_proto::registry::{self, AgreementRecord, HistoryItem};
-use alpr_proto::subjects;
+use alpr_proto::{registration, subjects};
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -69,6 +69,94 @@ pub fn stored_head_time(db: &store::Db) -> Result<i64, Error> {
 }
 
 impl Node {
+    /// Prove that agreement `id` is registered, from this node's own verified view of the
+    /// registry: its registration entry (rebuilt from the stored agreement exactly as the
+    /// broker logged it) and the entry's inclusion proof against the newest tree head this
+    /// node verified. A node that keeps every leaf hash (full sync) proves it offline; one
+    /// that syncs by subject asks the broker for the audit path and checks it against its
+    /// own head, so a broker cannot make a false proof pass. The proof is checked before it
+    /// is returned ([`registration::verify`]).
+    pub async fn registration_proof(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<(registration::RegistrationProof, registration::Proven), Error> {
+        let now = alpr_pki::now_unix();
+        let (found, head, hashes) = {
+            let db = self.db();
+            let head = store::maintenance::newest_registry_head(&db)?;
+            let hashes = match &head {
+                Some((size, _, _)) if store::registry::leaf_count(&db)? >= *size as u64 => {
+                    Some(store::registry::stored_hashes(&db)?)
+                }
+                _ => None,
+            };
+            (store::registration(&db, id)?, head, hashes)
+        };
+        let Some((sa, index, logged_at)) = found else {
+            return Err(Error::Usage(format!(
+                "agreement {id} is not registered in this node's view of the registry"
+            )));
+        };
+        let Some((_, _, sth)) = head else {
+            return Err(Error::Usage(
+                "this node has accepted no registry head yet".into(),
+            ));
+        };
+        let sth = alpr_proto::pb::SignedTreeHead::decode(sth.as_slice())
+            .map_err(|e| Error::corrupt("registry tree head", e))?;
+        let head = registry::verify_head(&self.trust(), &sth, now)?;
+        let terms = Agreement::decode(
+            sa.provider
+                .as_ref()
+                .map(|s| s.payload.as_slice())
+                .unwrap_or_default(),
+        )
+        .map_err(|e| Error::corrupt(format!("agreement {id}"), e))?;
+        let entry = RegistryEvent {
+            kind: "register".into(),
+            agreement_id: id.to_owned(),
+            agreement: Some(sa),
+            action: None,
+            sealing_key: None,
+            logged_at,
+            provider_ori: terms.provider_ori,
+            requester_ori: terms.requester_ori,
+        }
+        .encode_to_vec();
+        let from_broker = hashes.is_none();
+        let path = match hashes {
+            Some(h) => merkle::inclusion_proof(&h[..head.size as usize], index)
+                .map_err(|e| Error::corrupt("registry leaf hashes", e))?,
+            None => {
+                let (mut client, _) = self.broker.clone().ok_or(Error::NoBroker)?;
+                let p = client
+                    .get_inclusion_proof(alpr_proto::pb::InclusionRequest {
+                        index,
+                        tree_size: head.size,
+                    })
+                    .await?
+                    .into_inner();
+                registry::proof_hashes(&p.hashes)?
+            }
+        };
+        let proof = match registration::prove(&head, index, &entry, &path) {
+            Ok(p) => p,
+            Err(e) => {
+                if from_broker {
+                    // The broker's audit path does not lead to the head it signed: evidence
+                    // against it, like a fork.
+                    self.fork_alert(&format!(
+                        "the broker's audit path for registry entry {index} ({id}) does not lead to the verified head of {} entries: {e}",
+                        head.size
+                    ))?;
+                }
+                return Err(e.into());
+            }
+        };
+        let proven = registration::verify(&self.trust(), &proof, now)?;
+        Ok((proof, proven))
+    }
+
     /// Sync the registry from this node's configured broker.
     pub async fn sync_registry(self: &Arc<Self>) -> Result<SyncReport, Error> {
         let (client, _) = self.broker.clone().ok_or(Error::NoBroker)?;
@@ -140,7 +228,8 @@ impl Node {
             && from == head.size
         {
             // Nothing new: no write, no reload (this runs every sync interval on every node);
-            // only the view is current again.
+            // only the view is current again (and a cosignature that came since is kept).
+            self.keep_cosignatures(&head, now)?;
             self.note_head_time(head.timestamp);
             return Ok(SyncReport {
                 from,
@@ -255,6 +344,30 @@ impl Node {
                 "registry fork detected: {}",
                 e.detail()
             )));
+        }
+        Ok(())
+    }
+
+    /// The broker signed the tree this node holds again, with more cosignatures than the
+    /// head it kept (a regulator cosigned since): keep that head, so the node's status, its
+    /// registration proofs and its restarts show the tree witnessed. One write per new
+    /// cosignature, none per sync otherwise.
+    fn keep_cosignatures(&self, head: &registry::VerifiedHead, now: i64) -> Result<(), Error> {
+        if head.cosigners.is_empty() {
+            return Ok(());
+        }
+        let db = self.db();
+        let kept = store::maintenance::newest_registry_head(&db)?
+            .and_then(|(_, _, sth)| alpr_proto::pb::SignedTreeHead::decode(sth.as_slice()).ok())
+            .map_or(0, |h| h.cosignatures.len());
+        if head.signed.cosignatures.len() > kept {
+            store::registry::put_head(
+                &db,
+                head.size,
+                &head.root,
+                &head.signed.encode_to_vec(),
+                now,
+            )?;
         }
         Ok(())
     }
@@ -415,6 +528,7 @@ impl Node {
             && *size == head.size
             && *root == head.root
         {
+            self.keep_cosignatures(&head, now)?;
             self.note_head_time(head.timestamp);
             return Ok(SyncReport {
                 from,

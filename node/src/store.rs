@@ -15,8 +15,8 @@ pub mod sqlite;
 
 pub use postgres::PgReads;
 pub use sqlite::agreements::{
-    agreement_status, agreements, put_agreement, registered_agreements, set_agreement_status,
-    set_registered, signed_agreement,
+    agreement_status, agreements, put_agreement, registered_agreements, registration,
+    set_agreement_status, set_registered, signed_agreement,
 };
 pub use sqlite::audit::{AuditDb, AuditLog};
 pub use sqlite::holds::held_reads;

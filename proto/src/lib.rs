@@ -29,6 +29,7 @@ pub mod input;
 pub mod limits;
 pub mod merkle;
 pub mod purpose;
+pub mod registration;
 pub mod registry;
 pub mod replay;
 pub mod reply;

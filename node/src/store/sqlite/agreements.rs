@@ -32,6 +32,26 @@ pub fn set_registered(db: &Db, id: &str, index: u64, at: i64) -> Result<(), Erro
     Ok(())
 }
 
+/// Where this node verified an agreement's registration: the signed agreement, its entry's
+/// index in the registry log and when the broker logged it (`None`: not stored, or not seen
+/// registered).
+pub fn registration(db: &Db, id: &str) -> Result<Option<(pb::SignedAgreement, u64, i64)>, Error> {
+    let row: Option<(Vec<u8>, Option<i64>, Option<i64>)> = db
+        .conn
+        .query_row(
+            "SELECT signed, registered_index, registered_at FROM agreements WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((blob, Some(index), Some(at))) = row else {
+        return Ok(None);
+    };
+    let sa = pb::SignedAgreement::decode(blob.as_slice())
+        .map_err(|e| Error::corrupt(format!("agreement {id}"), e))?;
+    Ok(Some((sa, index as u64, at)))
+}
+
 /// Agreements in effect at this node: only those whose registration the node itself
 /// verified in the registry log.
 pub fn registered_agreements(db: &Db) -> Result<Vec<AgreementView>, Error> {
