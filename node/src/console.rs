@@ -16,7 +16,8 @@
 //!   evidence holds; auditors and supervisors read, filter and export the audit log and
 //!   the reports (transparency, search age with its chart, anomalies). Auditors cannot
 //!   search. Admins see the node at a glance and flip its switches, propose, sign and
-//!   revoke agreements, and see each registration proved in the registry log.
+//!   revoke agreements, see each registration proved in the registry log, and load hot
+//!   lists.
 //!
 //! HTML comes from maud templates (escaped by default); scripts and styles are compiled
 //! in and served from the console itself, under a strict Content-Security-Policy.
@@ -30,6 +31,7 @@ mod agreements;
 mod assets;
 mod auth;
 mod enroll;
+mod hotlists;
 mod pages;
 mod records;
 mod registration;
@@ -138,6 +140,8 @@ fn router(console: Arc<Console>) -> Router {
         .route("/supervisor/hold", post(supervise::hold))
         .route("/admin", get(administer::page))
         .route("/admin/switch", post(administer::switch))
+        .route("/admin/hotlists", get(hotlists::page))
+        .route("/admin/hotlists/load", post(hotlists::load))
         .route("/admin/agreements", get(agreements::list))
         .route("/admin/agreements/draft", post(agreements::draft))
         .route("/admin/agreements/open", post(agreements::open))

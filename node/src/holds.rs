@@ -105,6 +105,11 @@ impl Node {
         by: &str,
     ) -> Result<u64, Error> {
         let now = alpr_pki::now_unix();
+        for (what, v) in [("name", name), ("source", source), ("topic", topic)] {
+            if v.trim().is_empty() {
+                return Err(Error::Usage(format!("a hot list needs a {what}")));
+            }
+        }
         let label = format!("{name} {source} {topic}");
         let blocked = (self.rules.refuse_immigration && label.to_lowercase().contains("immigra"))
             || alpr_proto::input::check_terms("hot list", &label, &self.rules.prohibited_terms)
@@ -140,6 +145,11 @@ impl Node {
             let plate = alpr_proto::input::normalize_plate(plate)
                 .map_err(|e| Error::Usage(format!("hot list line {}: {}", i + 1, e.detail())))?;
             entries.push((plate, note.trim().to_owned()));
+        }
+        if entries.is_empty() {
+            return Err(Error::Usage(
+                "the hot list holds no plate (CSV: plate,note, one per line)".into(),
+            ));
         }
         let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut db = self.db();

@@ -110,14 +110,20 @@ impl Form {
 
 /// Read a form body (at most [`MAX_FORM`] bytes).
 pub async fn read_form(c: &Console, body: Body) -> Result<Form, Response> {
-    let bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
+    read_form_up_to(c, body, MAX_FORM).await
+}
+
+/// Read a form body of at most `limit` bytes (a page that takes a file's text, such as a
+/// hot list, allows more than [`MAX_FORM`]).
+pub async fn read_form_up_to(c: &Console, body: Body, limit: usize) -> Result<Form, Response> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         message(
             c.node.ori(),
             StatusCode::PAYLOAD_TOO_LARGE,
             "Form too large",
             &format!(
                 "This form holds more than {} KiB; nothing was done. Shorten the longest field and send it again.",
-                MAX_FORM / 1024
+                limit / 1024
             ),
             None,
         )

@@ -46,6 +46,7 @@ pub fn layout(ori: &str, title: &str, who: Option<&Session>, body: Markup) -> Ma
                                 Role::Admin => {
                                     a href="/admin" { "Node" }
                                     a href="/admin/agreements" { "Agreements" }
+                                    a href="/admin/hotlists" { "Hot lists" }
                                 }
                                 _ => {
                                     a href="/audit" { "Audit log" }

@@ -266,6 +266,43 @@ pub fn list(db: &Db) -> Result<Vec<HoldRow>, Error> {
     Ok(out)
 }
 
+/// One of this agency's own hot lists, as the admin's page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotlistSummary {
+    /// List name.
+    pub name: String,
+    /// Where it comes from.
+    pub source: String,
+    /// Its topic.
+    pub topic: String,
+    /// When it lapses, Unix seconds.
+    pub expires_at: i64,
+    /// When it was loaded, Unix seconds.
+    pub loaded_at: i64,
+    /// Plates it holds (none once it lapsed: its entries are deleted).
+    pub entries: u64,
+}
+
+/// This agency's own hot lists, newest first (at most `limit`).
+pub fn hotlists(db: &Db, limit: usize) -> Result<Vec<HotlistSummary>, Error> {
+    let mut st = db.conn.prepare(
+        "SELECT l.name, l.source, l.topic, l.expires_at, l.loaded_at,
+                (SELECT COUNT(*) FROM hotlist_entries e WHERE e.list_id = l.id)
+         FROM hotlists l ORDER BY l.id DESC LIMIT ?1",
+    )?;
+    let rows = st.query_map([limit as i64], |r| {
+        Ok(HotlistSummary {
+            name: r.get(0)?,
+            source: r.get(1)?,
+            topic: r.get(2)?,
+            expires_at: r.get(3)?,
+            loaded_at: r.get(4)?,
+            entries: r.get::<_, i64>(5)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Store a hot list `(name, source, topic)` and its `(plate, note)` entries in one
 /// transaction.
 pub fn load_hotlist(

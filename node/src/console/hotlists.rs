@@ -1,0 +1,148 @@
+//! The admin's hot lists: this agency's own lists (source, topic, plates, expiry), the
+//! lists other agencies shared with it under agreements, and loading a new list, as
+//! `alpr-node hotlist` does — with its mandatory expiry, refused (and logged) when the
+//! state rules prohibit its topic or source, logged with the admin who loaded it.
+
+use std::sync::Arc;
+
+use alpr_pki::Role;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::html;
+
+use super::auth::{self, on_node, read_form_up_to};
+use super::pages::{self, Page, layout, message, respond};
+use super::state::{Console, Session};
+use crate::Error;
+
+/// Largest hot-list form, bytes (about 40,000 plates with short notes).
+const MAX_LIST_FORM: usize = 1024 * 1024;
+/// Lists shown.
+const SHOWN: usize = 100;
+
+fn admins_only(c: &Console, s: &Session) -> Result<(), Response> {
+    if s.role == Role::Admin {
+        return Ok(());
+    }
+    Err(message(
+        c.node.ori(),
+        StatusCode::FORBIDDEN,
+        "Hot lists",
+        "Only admins load hot lists.",
+        Some(s),
+    ))
+}
+
+/// `GET /admin/hotlists`.
+pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
+    let s = auth::session(&c, &headers).await?;
+    admins_only(&c, &s)?;
+    let ori = c.node.ori().to_owned();
+    let (own, shared) = on_node(&c, |n| {
+        // One database guard at a time: `status` takes its own.
+        let own = crate::store::holds::hotlists(&n.db(), SHOWN)?;
+        Ok((own, n.status()?.shared_lists))
+    })
+    .await
+    .map_err(|e| pages::internal(&ori, e))?;
+    let now = alpr_pki::now_unix();
+    Ok(respond(
+        StatusCode::OK,
+        layout(
+            &ori,
+            "Hot lists",
+            Some(&s),
+            html! {
+                p { "Reads ingested while a list is in force and whose plate it names raise a "
+                    code { "hotlist_hit" } " alert. Every list lapses on its expiry; a list whose topic or source the state rules prohibit is refused and the refusal logged." }
+                table {
+                    caption { "This agency's hot lists (newest first)" }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Source" } th scope="col" { "Topic" } th scope="col" { "Plates" } th scope="col" { "Loaded" } th scope="col" { "Until" } } }
+                    tbody {
+                        @if own.is_empty() { tr { td colspan="6" { "None loaded." } } }
+                        @for l in &own {
+                            tr {
+                                td { (l.name) } td { (l.source) } td { (l.topic) }
+                                td { (l.entries) }
+                                td { (pages::when(l.loaded_at)) }
+                                td { (pages::when(l.expires_at)) @if l.expires_at <= now { " (lapsed)" } }
+                            }
+                        }
+                    }
+                }
+                table {
+                    caption { "Lists other agencies shared with this one, in force" }
+                    thead { tr { th scope="col" { "Owner" } th scope="col" { "Name" } th scope="col" { "Plates" } th scope="col" { "Until" } } }
+                    tbody {
+                        @if shared.is_empty() { tr { td colspan="4" { "None." } } }
+                        @for (owner, name, n, until) in &shared {
+                            tr { td { (owner) } td { (name) } td { (n) } td { (pages::when(*until)) } }
+                        }
+                    }
+                }
+                h2 { "Load a hot list" }
+                form #hotlist-form method="post" action="/admin/hotlists/load" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    label for="hl-name" { "Name" } input #hl-name name="name" required;
+                    label for="hl-source" { "Source (where it comes from, e.g. NCIC stolen vehicles)" } input #hl-source name="source" required;
+                    label for="hl-topic" { "Topic (e.g. stolen-vehicle, wanted-person, amber-alert)" } input #hl-topic name="topic" required;
+                    label for="hl-until" { "In force until (UTC)" }
+                    input #hl-until name="until" type="datetime-local" required value=(pages::datetime_value(now + 30 * 86_400));
+                    label for="hl-plates" { "Plates: one per line, " code { "plate,note" } " (a header line " code { "plate,note" } " is skipped)" }
+                    textarea #hl-plates name="plates" rows="8" required {}
+                    button type="submit" { "Load this list" }
+                }
+            },
+        ),
+    ))
+}
+
+/// `POST /admin/hotlists/load`.
+pub async fn load(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
+    let f = read_form_up_to(&c, body, MAX_LIST_FORM).await?;
+    let s = auth::session_post(&c, &headers, &f).await?;
+    admins_only(&c, &s)?;
+    let ori = c.node.ori().to_owned();
+    let bad = |status: StatusCode, text: &str| {
+        message(
+            &ori,
+            status,
+            "Hot lists",
+            &format!("{text} Nothing was loaded."),
+            Some(&s),
+        )
+    };
+    let until = pages::parse_datetime("In force until", f.get("until"))
+        .map_err(|e| bad(StatusCode::BAD_REQUEST, &format!("{e}.")))?;
+    let (name, source, topic) = (
+        f.get("name").trim().to_owned(),
+        f.get("source").trim().to_owned(),
+        f.get("topic").trim().to_owned(),
+    );
+    let plates = f.get("plates").to_owned();
+    let by = format!("{}@{} (web console)", s.user, ori);
+    let shown = name.clone();
+    let done = on_node(&c, move |n| {
+        Ok(n.load_hotlist(&name, &source, &topic, until, &plates, &by))
+    })
+    .await
+    .map_err(|e| pages::internal(&ori, e))?;
+    match done {
+        Ok(count) => Ok(respond(
+            StatusCode::OK,
+            layout(
+                &ori,
+                "Hot list loaded",
+                Some(&s),
+                html! {
+                    p.notice role="status" { "Loaded hot list " (shown) ": " (count) " plates, in force until " (pages::when(until)) "." }
+                    p { a href="/admin/hotlists" { "Back to the hot lists" } }
+                },
+            ),
+        )),
+        Err(e @ Error::Usage(_)) => Err(bad(StatusCode::BAD_REQUEST, &format!("{e}."))),
+        Err(e) => Err(pages::internal(&ori, e)),
+    }
+}
