@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use alpr_pki::Role;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -21,15 +20,7 @@ use crate::settings::Switch;
 pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
     let s = auth::session(&c, &headers).await?;
     let ori = c.node.ori().to_owned();
-    if s.role != Role::Admin {
-        return Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Node",
-            "Only admins use this page.",
-            Some(&s),
-        ));
-    }
+    auth::admins_only(&c, &s, "Node", "use this page")?;
     let (st, ingests) = on_node(&c, |n| {
         let f = Filter {
             event: Some(Event::Ingest),
@@ -165,15 +156,7 @@ pub async fn switch(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
     let f = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
     let ori = c.node.ori().to_owned();
-    if s.role != Role::Admin {
-        return Err(message(
-            &ori,
-            StatusCode::FORBIDDEN,
-            "Node",
-            "Only admins flip switches.",
-            Some(&s),
-        ));
-    }
+    auth::admins_only(&c, &s, "Node", "flip switches")?;
     let Ok(name) = f.get("switch").parse::<Switch>() else {
         return Err(message(
             &ori,

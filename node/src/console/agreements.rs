@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use alpr_pki::Role;
 use alpr_proto::envelope::{self, AGREEMENT};
 use alpr_proto::pb::{Agreement, AgreementAction, Signed, SignedAgreement};
 use axum::body::Body;
@@ -25,19 +24,6 @@ use super::state::{AgreementWork as Pending, Console, Session, random_token};
 /// How long a drafted or opened agreement, or a revocation, waits for its signature, and a
 /// signed file for its download, seconds.
 const PENDING_SECS: i64 = 1800;
-
-fn admins_only(c: &Console, s: &Session) -> Result<(), Response> {
-    if s.role == Role::Admin {
-        return Ok(());
-    }
-    Err(message(
-        c.node.ori(),
-        StatusCode::FORBIDDEN,
-        "Agreements",
-        "Only admins sign and revoke agreements.",
-        Some(s),
-    ))
-}
 
 fn keep(c: &Console, s: &Session, p: Pending) -> Result<String, Response> {
     let now = alpr_pki::now_unix();
@@ -60,7 +46,7 @@ fn take(c: &Console, s: &Session, id: &str) -> Option<Pending> {
 /// `GET /admin/agreements`.
 pub async fn list(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
     let s = auth::session(&c, &headers).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let ori = c.node.ori().to_owned();
     let now = alpr_pki::now_unix();
     let views = c.node.agreements();
@@ -185,7 +171,7 @@ fn review(c: &Console, s: &Session, sa: SignedAgreement) -> Page {
 pub async fn draft(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let f = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let ori = c.node.ori().to_owned();
     let now = alpr_pki::now_unix();
     let other = f.get("other").trim().to_ascii_uppercase();
@@ -232,7 +218,7 @@ pub async fn draft(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body
 pub async fn open(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let f = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let ori = c.node.ori().to_owned();
     let sa = hex::decode(f.get("file_hex").trim())
         .ok()
@@ -272,7 +258,7 @@ fn signed_by_browser(
 pub async fn sign(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let f = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let ori = c.node.ori().to_owned();
     let gone = || {
         message(
@@ -376,7 +362,7 @@ pub async fn file(
     Path(id): Path<String>,
 ) -> Page {
     let s = auth::session(&c, &headers).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let Some(Pending::File(bytes)) = take(&c, &s, &id) else {
         return Err(message(
             c.node.ori(),
@@ -411,7 +397,7 @@ pub async fn revoke_form(
     Query(p): Query<RevokeParams>,
 ) -> Page {
     let s = auth::session(&c, &headers).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     Ok(respond(
         StatusCode::OK,
         layout(
@@ -436,7 +422,7 @@ pub async fn revoke_form(
 pub async fn revoke_prepare(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let f = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let ori = c.node.ori().to_owned();
     let (id, reason) = (
         f.get("id").trim().to_owned(),
@@ -484,7 +470,7 @@ pub async fn revoke_prepare(State(c): State<Arc<Console>>, headers: HeaderMap, b
 pub async fn revoke_send(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let f = read_form(&c, body).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
     let ori = c.node.ori().to_owned();
     let Some(Pending::Revoke(payload)) = take(&c, &s, f.get("pending")) else {
         return Err(message(

@@ -108,6 +108,20 @@ impl Form {
     }
 }
 
+/// Refuse anyone but an admin: the page of `title` says "Only admins {what}.".
+pub fn admins_only(c: &Console, s: &Session, title: &str, what: &str) -> Result<(), Response> {
+    if s.role == Role::Admin {
+        return Ok(());
+    }
+    Err(message(
+        c.node.ori(),
+        StatusCode::FORBIDDEN,
+        title,
+        &format!("Only admins {what}."),
+        Some(s),
+    ))
+}
+
 /// Read a form body (at most [`MAX_FORM`] bytes).
 pub async fn read_form(c: &Console, body: Body) -> Result<Form, Response> {
     read_form_up_to(c, body, MAX_FORM).await

@@ -5,16 +5,14 @@
 
 use std::sync::Arc;
 
-use alpr_pki::Role;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use maud::html;
 
 use super::auth::{self, on_node, read_form_up_to};
 use super::pages::{self, Page, layout, message, respond};
-use super::state::{Console, Session};
+use super::state::Console;
 use crate::Error;
 
 /// Largest hot-list form, bytes (about 40,000 plates with short notes).
@@ -22,23 +20,10 @@ const MAX_LIST_FORM: usize = 1024 * 1024;
 /// Lists shown.
 const SHOWN: usize = 100;
 
-fn admins_only(c: &Console, s: &Session) -> Result<(), Response> {
-    if s.role == Role::Admin {
-        return Ok(());
-    }
-    Err(message(
-        c.node.ori(),
-        StatusCode::FORBIDDEN,
-        "Hot lists",
-        "Only admins load hot lists.",
-        Some(s),
-    ))
-}
-
 /// `GET /admin/hotlists`.
 pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
     let s = auth::session(&c, &headers).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Hot lists", "load hot lists")?;
     let ori = c.node.ori().to_owned();
     let (own, shared) = on_node(&c, |n| {
         // One database guard at a time: `status` takes its own.
@@ -103,7 +88,7 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
 pub async fn load(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
     let f = read_form_up_to(&c, body, MAX_LIST_FORM).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
-    admins_only(&c, &s)?;
+    auth::admins_only(&c, &s, "Hot lists", "load hot lists")?;
     let ori = c.node.ori().to_owned();
     let bad = |status: StatusCode, text: &str| {
         message(

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use alpr_pki::Role;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
@@ -30,15 +29,7 @@ async fn prove(
     axum::response::Response,
 > {
     let ori = c.node.ori();
-    if s.role != Role::Admin {
-        return Err(message(
-            ori,
-            StatusCode::FORBIDDEN,
-            "Registration proof",
-            "Only admins use the agreement pages.",
-            Some(s),
-        ));
-    }
+    auth::admins_only(c, s, "Registration proof", "use the agreement pages")?;
     match c.node.clone().registration_proof(id).await {
         Ok(p) => Ok(p),
         Err(e @ Error::Usage(_)) => Err(message(
