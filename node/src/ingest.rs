@@ -339,11 +339,23 @@ impl Node {
                 String::new()
             }
         );
+        let at = alpr_pki::now_unix();
         self.audit(&[AuditEntry {
             count: Some(report.stored),
             detail: Some(summary.clone()),
-            ..AuditEntry::new(alpr_pki::now_unix(), Event::Ingest, decision)
+            ..AuditEntry::new(at, Event::Ingest, decision)
         }])?;
+        if !report.rejects.is_empty() {
+            // For the admin's page; the ingest itself is done and logged either way.
+            let rows: Vec<(u64, &str)> = report
+                .rejects
+                .iter()
+                .map(|r| (r.line, r.reason.as_str()))
+                .collect();
+            if let Err(e) = store::sqlite::rejects::put(&mut self.db(), at, source, &rows) {
+                tracing::warn!(error = %e, "could not keep the rejected rows for the console");
+            }
+        }
         Ok(FileIngest {
             report,
             hits,

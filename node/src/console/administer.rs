@@ -1,7 +1,7 @@
 //! The admin's page: the node at a glance (switches, agreements with their terms and
-//! expiry, the registry view, the SB 34 policy elements, reads held, recent ingests and
-//! alerts) and the switches (sharing, refuse-all, refuse one requester), each flipped
-//! through the node's logged admin path like `alpr-node admin`.
+//! expiry, the registry view, the SB 34 policy elements, reads held, recent ingests, the
+//! rows they rejected and why, and alerts) and the switches (sharing, refuse-all, refuse
+//! one requester), each flipped through the node's logged admin path like `alpr-node admin`.
 
 use std::sync::Arc;
 
@@ -21,14 +21,16 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
     let s = auth::session(&c, &headers).await?;
     let ori = c.node.ori().to_owned();
     auth::admins_only(&c, &s, "Node", "use this page")?;
-    let (st, ingests) = on_node(&c, |n| {
+    let (st, ingests, rejects) = on_node(&c, |n| {
         let f = Filter {
             event: Some(Event::Ingest),
             ..Default::default()
         };
+        let rejects = crate::store::sqlite::rejects::recent(&n.db(), 20)?;
         Ok((
             n.status()?,
             crate::store::audit::recent(&n.audit_db()?, &f, 5, 5).map(|(e, _)| e)?,
+            rejects,
         ))
     })
     .await
@@ -143,6 +145,16 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                 h3 { "Latest ingests" }
                 @if ingests.is_empty() { p { "None yet." } }
                 ul { @for e in &ingests { li { (pages::when(e.entry.at)) ": " (e.entry.decision.as_str()) " — " (e.entry.detail.as_deref().unwrap_or("")) } } }
+                h3 { "Latest rejected rows" }
+                @if rejects.is_empty() { p { "None." } } @else {
+                    table {
+                        caption { "Rows recent ingests rejected, newest first (fix them in the file and ingest it again: stored reads are skipped)" }
+                        thead { tr { th scope="col" { "Ingest" } th scope="col" { "File" } th scope="col" { "Line" } th scope="col" { "Why" } } }
+                        tbody { @for r in &rejects {
+                            tr { td { (pages::when(r.at)) } td { (r.source) } td { (r.line) } td { (r.reason) } }
+                        } }
+                    }
+                }
                 h3 { "Latest alerts" }
                 @if st.alerts.is_empty() { p { "None." } }
                 ul { @for (at, kind, detail) in st.alerts.iter().take(10) { li { (pages::when(*at)) " " (kind) ": " (detail) } } }

@@ -25,6 +25,7 @@ pub mod holds;
 pub mod maintenance;
 pub mod reads;
 pub mod registry;
+pub mod rejects;
 pub mod sealing;
 pub mod settings;
 pub mod shares;
@@ -261,6 +262,7 @@ fn open_file(path: &Path, keys: Option<Arc<DataKeys>>) -> Result<Db, Error> {
     approvals::init(&conn)?;
     shares::init(&conn)?;
     console::init(&conn)?;
+    rejects::init(&conn)?;
     migrate(&conn)?;
     let empty: bool = conn.query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM partitions) AND NOT EXISTS (SELECT 1 FROM holds)
