@@ -170,6 +170,63 @@ async fn an_admin_loads_a_hot_list_in_force_at_once_and_bad_lists_load_nothing()
         );
     }
 
+    // Withdrawn before its expiry (the car was recovered): a reason is required; then the
+    // list lapses, its plates are gone, a new read of a listed plate is no hit, and the
+    // withdrawal is logged with the admin and the reason.
+    let page = admin.request("GET", "/admin/hotlists", &[]).await.unwrap();
+    let form_at = page
+        .body
+        .find("action=\"/admin/hotlists/withdraw\"")
+        .unwrap();
+    let id = attr(&page.body[form_at..], "name=\"id\"", "value").unwrap();
+    let withdraw = |reason: &str, id: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("id".to_owned(), id.to_owned()),
+            ("reason".to_owned(), reason.to_owned()),
+        ]
+    };
+    let post_withdraw = async |client: &mut alpr_federation::web::WebClient,
+                               f: Vec<(String, String)>| {
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        client
+            .request("POST", "/admin/hotlists/withdraw", &refs)
+            .await
+            .unwrap()
+    };
+    let r = post_withdraw(&mut admin, withdraw("  ", &id)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("say why"), "{}", r.body);
+    let r = post_withdraw(&mut admin, withdraw("7XYZ999 recovered 2026-12-02", &id)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("withdrawn before its expiry, 2 plates deleted"),
+        "{}",
+        r.body
+    );
+    let r = post_withdraw(&mut admin, withdraw("again", &id)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("is in force"), "{}", r.body);
+    let last = fed.audit(VENTURA, Some("hotlist_load")).unwrap();
+    let last = &last.last().unwrap().entry;
+    assert_eq!(last.decision.as_str(), "deleted");
+    assert!(
+        last.detail.as_deref().unwrap_or("").contains("recovered"),
+        "{last:?}"
+    );
+    let t = alpr_node::cli::fmt_time(alpr_pki::now_unix() - 30);
+    fed.ingest_csv(
+        VENTURA,
+        &format!(
+            "plate,captured_at,camera_id,latitude,longitude,plate_state\n7XYZ999,{t},VPD-CAM-12,34.28,-119.20,CA\n"
+        ),
+    )
+    .unwrap();
+    assert_eq!(fed.audit(VENTURA, Some("hotlist_hit")).unwrap().len(), 1);
+    let page = admin.request("GET", "/admin/hotlists", &[]).await.unwrap();
+    assert!(page.body.contains("(lapsed)"), "{}", page.body);
+
     // Other roles: no page, no loading.
     let (mut inv, _, _) = fed
         .console_person(VENTURA, "det-kim", "investigator")
@@ -180,7 +237,12 @@ async fn an_admin_loads_a_hot_list_in_force_at_once_and_bad_lists_load_nothing()
     let search = inv.request("GET", "/search", &[]).await.unwrap();
     let mut f = form("mine", "stolen-vehicle", &until, "8ABC123,x\n");
     f[0].1 = attr(&search.body, "search-form", "value").unwrap();
+    let inv_csrf = f[0].1.clone();
     let r = send(&mut inv, f).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let mut w = withdraw("not mine", &id);
+    w[0].1 = inv_csrf;
+    let r = post_withdraw(&mut inv, w).await;
     assert_eq!(r.status, 403, "{}", r.body);
     fed.stop().await.unwrap();
 }

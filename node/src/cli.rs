@@ -252,6 +252,28 @@ pub enum Command {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+    /// List this agency's hot lists: number, name, source, topic, plates, loaded, until.
+    Hotlists {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Withdraw one of this agency's hot lists before its expiry (a recovered car, a list
+    /// sent in error): it lapses at once and its plates are deleted. Logged with the reason.
+    HotlistWithdraw {
+        /// Node config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The list's number (`alpr-node hotlists`).
+        #[arg(long)]
+        id: i64,
+        /// Why it is withdrawn (logged).
+        #[arg(long)]
+        reason: String,
+        /// Who withdraws it (recorded in the log).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
     /// List evidence holds and how many reads each keeps.
     Holds {
         /// Node config file.
@@ -1487,6 +1509,38 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let csv = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
             let n = node.load_hotlist(&name, &source, &topic, parse_time(&expires)?, &csv, &by)?;
             println!("loaded hot list {name:?}: {n} plates");
+            Ok(())
+        }
+        Command::Hotlists { config } => {
+            let cfg = load_existing(&config)?;
+            let now = alpr_pki::now_unix();
+            let lists = store::holds::hotlists(&cfg.open_db()?, usize::MAX >> 1)?;
+            if lists.is_empty() {
+                println!("no hot lists loaded (alpr-node hotlist loads one)");
+            }
+            for l in lists {
+                println!(
+                    "{} {:?} source {:?} topic {:?}: {} plates, loaded {}, until {}{}",
+                    l.id,
+                    l.name,
+                    l.source,
+                    l.topic,
+                    l.entries,
+                    fmt_time(l.loaded_at),
+                    fmt_time(l.expires_at),
+                    if l.expires_at <= now { " (lapsed)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Command::HotlistWithdraw {
+            config,
+            id,
+            reason,
+            by,
+        } => {
+            let node = Node::open(&load_existing(&config)?)?;
+            println!("{}", node.withdraw_hotlist(id, &reason, &by)?);
             Ok(())
         }
         Command::Holds { config } => {

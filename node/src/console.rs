@@ -142,6 +142,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/admin/switch", post(administer::switch))
         .route("/admin/hotlists", get(hotlists::page))
         .route("/admin/hotlists/load", post(hotlists::load))
+        .route("/admin/hotlists/withdraw", post(hotlists::withdraw))
         .route("/admin/agreements", get(agreements::list))
         .route("/admin/agreements/draft", post(agreements::draft))
         .route("/admin/agreements/open", post(agreements::open))

@@ -93,6 +93,35 @@ impl Node {
         Ok(msg)
     }
 
+    /// Withdraw this agency's hot list `id` before its expiry (a recovered car, a list sent
+    /// in error): it lapses at once and its plates are deleted; reads ingested afterwards
+    /// match nothing of it. Logged (`hotlist_load`, `deleted`) with `by` and the reason.
+    pub fn withdraw_hotlist(&self, id: i64, reason: &str, by: &str) -> Result<String, Error> {
+        if reason.trim().is_empty() {
+            return Err(Error::Usage(
+                "say why the hot list is withdrawn (a reason is logged)".into(),
+            ));
+        }
+        let now = alpr_pki::now_unix();
+        let _state = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut db = self.db();
+        let Some((name, plates)) = store::holds::withdraw_hotlist(&mut db, id, now)? else {
+            return Err(Error::Usage(format!("no hot list {id} is in force")));
+        };
+        let state_digest = Some(crate::state::digest(&db)?);
+        drop(db);
+        let msg =
+            format!("hot list {name} ({id}) withdrawn before its expiry, {plates} plates deleted");
+        self.audit(&[AuditEntry {
+            state_digest,
+            count: Some(plates),
+            requester_user: Some(by.into()),
+            detail: Some(format!("{msg}: {}", reason.trim())),
+            ..AuditEntry::new(now, Event::HotlistLoad, Decision::Deleted)
+        }])?;
+        Ok(msg)
+    }
+
     /// Load a hot list from CSV text (`plate,note` per line), refused if the state rules
     /// prohibit its topic or source. Logged.
     pub fn load_hotlist(

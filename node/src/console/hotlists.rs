@@ -1,7 +1,8 @@
 //! The admin's hot lists: this agency's own lists (source, topic, plates, expiry), the
 //! lists other agencies shared with it under agreements, and loading a new list, as
 //! `alpr-node hotlist` does — with its mandatory expiry, refused (and logged) when the
-//! state rules prohibit its topic or source, logged with the admin who loaded it.
+//! state rules prohibit its topic or source, logged with the admin who loaded it — and
+//! withdrawing one before its expiry, with a reason (logged).
 
 use std::sync::Arc;
 
@@ -44,15 +45,24 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                     code { "hotlist_hit" } " alert. Every list lapses on its expiry; a list whose topic or source the state rules prohibit is refused and the refusal logged." }
                 table {
                     caption { "This agency's hot lists (newest first)" }
-                    thead { tr { th scope="col" { "Name" } th scope="col" { "Source" } th scope="col" { "Topic" } th scope="col" { "Plates" } th scope="col" { "Loaded" } th scope="col" { "Until" } } }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Source" } th scope="col" { "Topic" } th scope="col" { "Plates" } th scope="col" { "Loaded" } th scope="col" { "Until" } th scope="col" { "Withdraw" } } }
                     tbody {
-                        @if own.is_empty() { tr { td colspan="6" { "None loaded." } } }
+                        @if own.is_empty() { tr { td colspan="7" { "None loaded." } } }
                         @for l in &own {
                             tr {
                                 td { (l.name) } td { (l.source) } td { (l.topic) }
                                 td { (l.entries) }
                                 td { (pages::when(l.loaded_at)) }
                                 td { (pages::when(l.expires_at)) @if l.expires_at <= now { " (lapsed)" } }
+                                td { @if l.expires_at > now {
+                                    form.inline method="post" action="/admin/hotlists/withdraw" {
+                                        input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="id" value=(l.id);
+                                        label for=(format!("why-{}", l.id)) { "Why" }
+                                        input id=(format!("why-{}", l.id)) name="reason" required;
+                                        button type="submit" aria-label=(format!("Withdraw {}", l.name)) { "Withdraw" }
+                                    }
+                                } }
                             }
                         }
                     }
@@ -128,6 +138,50 @@ pub async fn load(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body)
             ),
         )),
         Err(e @ Error::Usage(_)) => Err(bad(StatusCode::BAD_REQUEST, &format!("{e}."))),
+        Err(e) => Err(pages::internal(&ori, e)),
+    }
+}
+
+/// `POST /admin/hotlists/withdraw`.
+pub async fn withdraw(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
+    let f = auth::read_form(&c, body).await?;
+    let s = auth::session_post(&c, &headers, &f).await?;
+    auth::admins_only(&c, &s, "Hot lists", "withdraw hot lists")?;
+    let ori = c.node.ori().to_owned();
+    let Ok(id) = f.get("id").trim().parse::<i64>() else {
+        return Err(message(
+            &ori,
+            StatusCode::BAD_REQUEST,
+            "Hot lists",
+            "No such hot list. Nothing was withdrawn.",
+            Some(&s),
+        ));
+    };
+    let reason = f.get("reason").to_owned();
+    let by = format!("{}@{} (web console)", s.user, ori);
+    let done = on_node(&c, move |n| Ok(n.withdraw_hotlist(id, &reason, &by)))
+        .await
+        .map_err(|e| pages::internal(&ori, e))?;
+    match done {
+        Ok(msg) => Ok(respond(
+            StatusCode::OK,
+            layout(
+                &ori,
+                "Hot list withdrawn",
+                Some(&s),
+                html! {
+                    p.notice role="status" { (msg) "." }
+                    p { a href="/admin/hotlists" { "Back to the hot lists" } }
+                },
+            ),
+        )),
+        Err(e @ Error::Usage(_)) => Err(message(
+            &ori,
+            StatusCode::BAD_REQUEST,
+            "Hot lists",
+            &format!("{e}. Nothing was withdrawn."),
+            Some(&s),
+        )),
         Err(e) => Err(pages::internal(&ori, e)),
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use alpr_proto::pb::Read;
 use prost::Message;
 use rusqlite::types::Value;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, open_text, seal_text};
 use crate::Error;
@@ -269,6 +269,8 @@ pub fn list(db: &Db) -> Result<Vec<HoldRow>, Error> {
 /// One of this agency's own hot lists, as the admin's page lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HotlistSummary {
+    /// Its number at this node.
+    pub id: i64,
     /// List name.
     pub name: String,
     /// Where it comes from.
@@ -286,21 +288,45 @@ pub struct HotlistSummary {
 /// This agency's own hot lists, newest first (at most `limit`).
 pub fn hotlists(db: &Db, limit: usize) -> Result<Vec<HotlistSummary>, Error> {
     let mut st = db.conn.prepare(
-        "SELECT l.name, l.source, l.topic, l.expires_at, l.loaded_at,
+        "SELECT l.id, l.name, l.source, l.topic, l.expires_at, l.loaded_at,
                 (SELECT COUNT(*) FROM hotlist_entries e WHERE e.list_id = l.id)
          FROM hotlists l ORDER BY l.id DESC LIMIT ?1",
     )?;
     let rows = st.query_map([limit as i64], |r| {
         Ok(HotlistSummary {
-            name: r.get(0)?,
-            source: r.get(1)?,
-            topic: r.get(2)?,
-            expires_at: r.get(3)?,
-            loaded_at: r.get(4)?,
-            entries: r.get::<_, i64>(5)? as u64,
+            id: r.get(0)?,
+            name: r.get(1)?,
+            source: r.get(2)?,
+            topic: r.get(3)?,
+            expires_at: r.get(4)?,
+            loaded_at: r.get(5)?,
+            entries: r.get::<_, i64>(6)? as u64,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// End hot list `id` now, before its expiry: it lapses and its plates are deleted. Returns
+/// its name and how many plates it held, or `None` if no list `id` is in force.
+pub fn withdraw_hotlist(db: &mut Db, id: i64, now: i64) -> Result<Option<(String, u64)>, Error> {
+    let tx = db.conn.transaction()?;
+    let name: Option<String> = tx
+        .query_row(
+            "SELECT name FROM hotlists WHERE id = ?1 AND expires_at > ?2",
+            params![id, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE hotlists SET expires_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    let n = tx.execute("DELETE FROM hotlist_entries WHERE list_id = ?1", [id])?;
+    tx.commit()?;
+    Ok(Some((name, n as u64)))
 }
 
 /// Store a hot list `(name, source, topic)` and its `(plate, note)` entries in one
