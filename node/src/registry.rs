@@ -125,8 +125,13 @@ impl Node {
         .encode_to_vec();
         let from_broker = hashes.is_none();
         let path = match hashes {
-            Some(h) => merkle::inclusion_proof(&h[..head.size as usize], index)
-                .map_err(|e| Error::corrupt("registry leaf hashes", e))?,
+            Some(h) => {
+                let kept = h.get(..head.size as usize).ok_or_else(|| {
+                    Error::corrupt("registry leaf hashes", "fewer than the head's size")
+                })?;
+                merkle::inclusion_proof(kept, index)
+                    .map_err(|e| Error::corrupt("registry leaf hashes", e))?
+            }
             None => {
                 let (mut client, _) = self.broker.clone().ok_or(Error::NoBroker)?;
                 let p = client
@@ -356,11 +361,23 @@ impl Node {
         if head.cosigners.is_empty() {
             return Ok(());
         }
+        let who = |h: &registry::VerifiedHead| {
+            h.cosigners
+                .iter()
+                .map(|c| c.describe())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
         let db = self.db();
+        // The regulators whose cosignatures on the kept head verify (not a count: a broker
+        // could pad a head with copies or junk).
         let kept = store::maintenance::newest_registry_head(&db)?
             .and_then(|(_, _, sth)| alpr_proto::pb::SignedTreeHead::decode(sth.as_slice()).ok())
-            .map_or(0, |h| h.cosignatures.len());
-        if head.signed.cosignatures.len() > kept {
+            .and_then(|h| registry::verify_head(&self.trust(), &h, now).ok())
+            .filter(|k| k.size == head.size && k.root == head.root)
+            .map(|k| who(&k))
+            .unwrap_or_default();
+        let new = who(head);
+        if new.is_superset(&kept) && new.len() > kept.len() {
             store::registry::put_head(
                 &db,
                 head.size,
@@ -702,7 +719,7 @@ impl Node {
                     agreement::check_declaration(&self.trust(), sa, &v, self.rules, ev.logged_at)?;
                 }
                 store::put_agreement(conn, &v.id, sa, &v.terms, ev.logged_at)?;
-                store::set_registered(conn, &v.id, index, ev.logged_at)?;
+                store::set_registered(conn, &v.id, sa, index, ev.logged_at)?;
                 Ok(Some((
                     format!(
                         "{} registered: {} shares with {}",

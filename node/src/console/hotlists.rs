@@ -96,6 +96,9 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
 
 /// `POST /admin/hotlists/load`.
 pub async fn load(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
+    // Signed in as an admin before a body of up to 1 MiB is read.
+    let s = auth::session(&c, &headers).await?;
+    auth::admins_only(&c, &s, "Hot lists", "load hot lists")?;
     let f = read_form_up_to(&c, body, MAX_LIST_FORM).await?;
     let s = auth::session_post(&c, &headers, &f).await?;
     auth::admins_only(&c, &s, "Hot lists", "load hot lists")?;

@@ -44,7 +44,7 @@ async fn prove(
             StatusCode::BAD_GATEWAY,
             "Registration proof",
             &format!(
-                "The registration of {id} could not be proved against the registry head this node verified ({e}). This is logged as an alert."
+                "The registration of {id} could not be proved against the registry head this node verified ({e}). Tell your administrator; where the broker's audit path was at fault, it is logged as an alert."
             ),
             Some(s),
         )),

@@ -23,11 +23,19 @@ pub fn put_agreement(
     Ok(n == 1)
 }
 
-/// Mark an agreement as seen registered in the verified registry log.
-pub fn set_registered(db: &Db, id: &str, index: u64, at: i64) -> Result<(), Error> {
+/// Mark an agreement as seen registered in the verified registry log, keeping the signed
+/// copy that was logged (a copy imported before may carry other signatures of the same
+/// terms): the registration entry is rebuilt from it for proofs.
+pub fn set_registered(
+    db: &Db,
+    id: &str,
+    sa: &pb::SignedAgreement,
+    index: u64,
+    at: i64,
+) -> Result<(), Error> {
     db.conn.execute(
-        "UPDATE agreements SET registered_index = ?2, registered_at = ?3 WHERE id = ?1",
-        params![id, index as i64, at],
+        "UPDATE agreements SET registered_index = ?2, registered_at = ?3, signed = ?4 WHERE id = ?1",
+        params![id, index as i64, at, sa.encode_to_vec()],
     )?;
     Ok(())
 }

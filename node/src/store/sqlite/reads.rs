@@ -739,6 +739,7 @@ pub fn purge_before(db: &mut Db, cutoff: i64, now: i64) -> Result<(Vec<i64>, i64
     let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
     preserve_held(&tx, db.keys.as_deref(), &days, now)?;
     super::holds::release_expired(&tx, now)?;
+    super::rejects::purge_before(&tx, cutoff)?;
     let mut reads = 0;
     for (day, rows) in &doomed {
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", table(*day)))?;
@@ -769,6 +770,7 @@ fn purge_postgres(
         }
     }
     super::holds::release_expired(&tx, now)?;
+    super::rejects::purge_before(&tx, (last_whole_day + 1) * DAY)?;
     tx.commit()?;
     let days: Vec<i64> = doomed.iter().map(|(d, _)| *d).collect();
     pg.drop_days(&days)?;

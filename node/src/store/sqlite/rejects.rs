@@ -1,6 +1,7 @@
 //! The rows recent ingests rejected (`ingest_rejects`): when, which file, which line and
 //! why, for the admin's page. A reason may quote the field it rejects, so on an encrypted
-//! node it is sealed at rest like every other text. Only the newest [`KEPT`] are kept.
+//! node it is sealed at rest like every other text. Only the newest [`KEPT`] are kept, and
+//! none past the reads' retention (they go with the purge).
 
 use rusqlite::{Connection, params};
 
@@ -66,6 +67,13 @@ pub fn put(db: &mut Db, at: i64, source: &str, rows: &[(u64, &str)]) -> Result<(
         [KEPT],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Forget the rejected rows of ingests before `cutoff` (with the reads' retention: a reason
+/// may quote a time or place from the row).
+pub(super) fn purge_before(conn: &Connection, cutoff: i64) -> Result<(), Error> {
+    conn.execute("DELETE FROM ingest_rejects WHERE at < ?1", [cutoff])?;
     Ok(())
 }
 

@@ -198,3 +198,26 @@ fn recent_reads_only_the_newest_entries_newest_first() {
     );
     assert!(more, "older entries were left unread");
 }
+
+#[test]
+fn rejected_rows_keep_the_newest_and_go_with_the_reads_retention() {
+    let (_d, mut db) = db();
+    let day = 20_000 * 86_400;
+    let many: Vec<(u64, String)> = (1..=120).map(|l| (l, format!("row {l} bad"))).collect();
+    let rows: Vec<(u64, &str)> = many.iter().map(|(l, r)| (*l, r.as_str())).collect();
+    // 50 of each ingest are kept, 200 in all, newest first.
+    for i in 0..5 {
+        rejects::put(&mut db, day + i, &format!("f{i}.csv"), &rows).unwrap();
+    }
+    let kept = rejects::recent(&db, 1_000).unwrap();
+    assert_eq!(kept.len(), 200);
+    assert_eq!((kept[0].source.as_str(), kept[0].line), ("f4.csv", 50));
+    assert_eq!(kept[199].source, "f1.csv");
+    // The purge of the days before day + 3 takes the rejects of the ingests before it.
+    let tx = db.conn.transaction().unwrap();
+    rejects::purge_before(&tx, day + 3).unwrap();
+    tx.commit().unwrap();
+    let left = rejects::recent(&db, 1_000).unwrap();
+    assert!(left.iter().all(|r| r.at >= day + 3), "{left:?}");
+    assert_eq!(left.len(), 100);
+}
