@@ -78,9 +78,11 @@ async fn a_registration_is_proved_against_the_cosigned_head_and_a_changed_proof_
     .unwrap();
     fed.sync(&[VENTURA, SACRAMENTO, FRESNO]).await.unwrap();
 
+    let mut witnessed = None;
     for ori in [VENTURA, SACRAMENTO] {
         let node = fed.nodes[ori].node.clone();
         let (proof, proven) = node.registration_proof(&ours).await.unwrap();
+        witnessed.get_or_insert_with(|| proof.clone());
         assert_eq!(proof.agreement_id, ours);
         assert_eq!(proven.agreement.terms.provider_ori, VENTURA);
         assert!(
@@ -240,6 +242,67 @@ async fn a_registration_is_proved_against_the_cosigned_head_and_a_changed_proof_
         ])
         .await,
         ExitCode::FAILURE
+    );
+
+    // A node that trusts only cosigned heads refuses a proof against a head the broker alone
+    // signed (a new registration, not yet witnessed), and takes the cosigned one.
+    let later = fed
+        .agree(Federation::terms(VENTURA, FRESNO, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    fed.sync(&[VENTURA]).await.unwrap();
+    let unwitnessed = tmp.path().join("unwitnessed.json");
+    let unwitnessed_s = unwitnessed.to_str().unwrap();
+    assert_eq!(
+        cli(&[
+            "agreement",
+            "prove",
+            "-c",
+            cfg,
+            &later,
+            "--out",
+            unwitnessed_s
+        ])
+        .await,
+        ExitCode::SUCCESS
+    );
+    let mut strict: toml::Value = toml::from_str(&std::fs::read_to_string(cfg).unwrap()).unwrap();
+    strict
+        .as_table_mut()
+        .unwrap()
+        .entry("registry")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .unwrap()
+        .insert("require_cosignature".into(), toml::Value::Boolean(true));
+    let strict_cfg = fed.node_configs[VENTURA].data_dir.join("strict.toml");
+    std::fs::write(&strict_cfg, toml::to_string(&strict).unwrap()).unwrap();
+    let strict_s = strict_cfg.to_str().unwrap();
+    assert_eq!(
+        cli(&["agreement", "verify-proof", "-c", cfg, unwitnessed_s]).await,
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        cli(&["agreement", "verify-proof", "-c", strict_s, unwitnessed_s]).await,
+        ExitCode::FAILURE
+    );
+    let witnessed_file = tmp.path().join("witnessed.json");
+    std::fs::write(
+        &witnessed_file,
+        serde_json::to_string(&witnessed.unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cli(&[
+            "agreement",
+            "verify-proof",
+            "-c",
+            strict_s,
+            witnessed_file.to_str().unwrap()
+        ])
+        .await,
+        ExitCode::SUCCESS,
+        "the strict node takes a proof against the cosigned head"
     );
     fed.stop().await.unwrap();
 }

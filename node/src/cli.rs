@@ -1747,8 +1747,23 @@ async fn agreement(cmd: AgreementCmd) -> Result<(), Error> {
             let name = file.display().to_string();
             let proof: alpr_proto::registration::RegistrationProof = serde_json::from_str(&text)
                 .map_err(|e| Error::Usage(format!("{name}: not a registration proof: {e}")))?;
-            let proven = alpr_proto::registration::verify(&trust, &proof, alpr_pki::now_unix())
+            let now = alpr_pki::now_unix();
+            let proven = alpr_proto::registration::verify(&trust, &proof, now)
                 .map_err(|e| Error::Usage(format!("{name}: the proof does not verify: {e}")))?;
+            if cfg.registry.require_cosignature {
+                // This node trusts only witnessed heads; so does its check of a proof (a
+                // head the broker alone signed could be a view shown to this node only).
+                let me = trust.verify(Signer::load(&cfg.tls.cert, &cfg.tls.key)?.chain(), now)?;
+                let state = me
+                    .agency
+                    .map(|a| a.jurisdiction.as_str().to_owned())
+                    .unwrap_or_default();
+                if !proven.head.cosigned_by(&state) {
+                    return Err(Error::Usage(format!(
+                        "{name}: the proof's registry head is not cosigned by a regulator of {state}, and this node trusts only cosigned heads ([registry] require_cosignature)"
+                    )));
+                }
+            }
             println!("{}", proven.verdict());
             Ok(())
         }
