@@ -815,6 +815,26 @@ async fn run(args: Args) -> Result<()> {
                 None => println!("   {} node {}", a.ori, n.addr),
             }
         }
+        if let Some(page) = d.fed.broker.page_addr {
+            // The demo's broker operator enrolls the demo regulator's sign-in code; the
+            // page shows its secret to reg-ca at the first sign-in with reg-ca's key.
+            let (cert, key) = d.fed.pki.regulator("reg-ca");
+            let chain = alpr_pki::read_cert_chain(&cert)?;
+            let now = alpr_pki::now_unix();
+            let mut db = d.fed.broker.broker.db();
+            if alpr_broker::store::regulator_code(&db, "reg-ca@US-CA")?.is_none() {
+                alpr_broker::page::enroll_code(&mut db, &d.fed.trust, &chain, false, now)?;
+            }
+            drop(db);
+            println!(
+                "   regulator page https://127.0.0.1:{port}/ (reg-ca: make a token, paste it, and leave the code empty the first time; the page shows the code's secret):\n      cargo run -q -p alpr-broker -- registry --broker {broker} --root {root} --cert {cert} --key {key} signin-link --page https://127.0.0.1:{port}/",
+                port = page.port(),
+                broker = d.fed.broker.addr,
+                root = d.fed.pki.root_cert().display(),
+                cert = cert.display(),
+                key = key.display(),
+            );
+        }
         console_person(&d.fed).await?;
         std::fs::write(dir.join("ready"), format!("broker {}\n", d.fed.broker.addr))?;
         alpr_runtime::server::shutdown_signal().await;

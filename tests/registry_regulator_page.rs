@@ -1,7 +1,9 @@
 //! The regulator web page over HTTPS, tested in headless Chromium over WebDriver: a signed
-//! sign-in token pasted into the form opens the registry and the compliance report (names,
-//! purpose names, dates, tables, a chart, filters); a token in the address, a forged, an
-//! expired, a non-regulator's or a used token is refused.
+//! sign-in token pasted into the form and a code from the secret the page shows at the
+//! first sign-in open the registry and the compliance report (names, purpose names, dates,
+//! tables, a chart, filters); a token in the address, a forged, an expired, a
+//! non-regulator's or a used token is refused, and so is the key alone before a code is
+//! enrolled. (The code's rules: `tests/registry_regulator_signin.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +26,8 @@ async fn sign_in(c: &Client, base: &str, token: &str) -> String {
         if let Ok(b) = c.find(Locator::Css("body")).await
             && let Ok(t) = b.text().await
             && (t.contains("Tree head")
+                || t.contains("Set up your sign-in code")
+                || t.contains("No sign-in code")
                 || t.contains("refused")
                 || t.contains("expired")
                 || t.contains("not a regulator")
@@ -100,8 +104,50 @@ async fn the_registry_page_in_a_real_browser() {
             .contains("is not a regulator")
     );
 
-    // The regulator's token signs in once.
-    let page_text = sign_in(&c, &base, &token).await;
+    // The key alone does not sign in before the broker's operator enrolls a code; then the
+    // first sign-in shows the code's secret, and its first code opens the page.
+    let first = page::sign_in_token(&reg_signer, 600, now).unwrap();
+    assert!(
+        sign_in(&c, &base, &first)
+            .await
+            .contains("No sign-in code is enrolled for reg-ca@US-CA")
+    );
+    let (reg_cert, _) = fed.pki.regulator("reg-ca");
+    page::enroll_code(
+        &mut fed.broker.broker.db(),
+        &fed.trust,
+        &alpr_pki::read_cert_chain(&reg_cert).unwrap(),
+        false,
+        now,
+    )
+    .unwrap();
+    let setup_text = sign_in(&c, &base, &token).await;
+    assert!(
+        setup_text.contains("Set up your sign-in code"),
+        "{setup_text}"
+    );
+    browser::shot(&c, "regulator-code-setup").await;
+    let secret = browser::element(&c, "#totp-secret")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let code = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret.trim()).unwrap())
+        .build()
+        .unwrap()
+        .generate_current()
+        .to_string();
+    fill(&c, "code", &code).await;
+    click(&c, "main form button").await;
+    wait_text(&c, "ALPR agreement registry", "Tree head").await;
+    let page_text = c
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page_text.contains("Tree head"), "{page_text}");
     assert!(
         page_text.contains("Signed in as reg-ca (regulator)"),

@@ -1335,6 +1335,12 @@ impl Broker {
         }
     }
 
+    /// Append `entries` to the routing log and wait until they are durable (the regulator
+    /// page's sign-ins).
+    pub async fn record(&self, entries: Vec<LogEntry>) -> Result<(), Error> {
+        self.log_writer.append(entries).await
+    }
+
     /// Wait until every routing-log row queued so far is durable (at shutdown).
     pub async fn flush_log(&self) -> Result<(), Error> {
         self.log_writer.flush().await

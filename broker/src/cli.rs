@@ -49,6 +49,18 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Sign-in codes for the regulator page, the second factor beside a regulator's key:
+    /// enroll one for a regulator's certificate, list or remove them. Run on the broker's
+    /// host; each change is a routing-log row. The secret is shown only to the regulator, on
+    /// the page, at their first sign-in with their key.
+    RegulatorCode {
+        /// Broker config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The command.
+        #[command(subcommand)]
+        cmd: CodeCmd,
+    },
     /// Inspect and act on the agreement registry from anywhere, as a regulator (or, for
     /// `revoke`, a party's admin). Everything fetched is verified locally: every signature,
     /// the Merkle root, and consistency with a saved head.
@@ -59,6 +71,27 @@ pub enum Command {
         /// The command.
         #[command(subcommand)]
         cmd: RegistryCmd,
+    },
+}
+
+/// `regulator-code` commands.
+#[derive(Subcommand, Debug)]
+pub enum CodeCmd {
+    /// Enroll a code for the regulator of this certificate (PEM, the chain to the root).
+    Enroll {
+        /// The regulator's certificate.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Replace a code enrolled already (the old one stops working at once).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List the regulators with a code, and whether each has set it up.
+    List,
+    /// Remove a regulator's code (`name@STATE`, as `list` prints it).
+    Remove {
+        /// The regulator.
+        regulator: String,
     },
 }
 
@@ -511,6 +544,49 @@ async fn run(cli: Cli) -> Result<(), Error> {
             println!(
                 "(the registry's view; an agreement takes effect at a node once that node has synced a head that includes it, and where it requires one, a regulator's cosignature: see `alpr-node status` there)"
             );
+            Ok(())
+        }
+        Command::RegulatorCode { config, cmd } => {
+            let cfg = BrokerConfig::load(&config)?;
+            let mut db = open_existing(&cfg, &config)?;
+            let now = alpr_pki::now_unix();
+            match cmd {
+                CodeCmd::Enroll { cert, replace } => {
+                    let trust = alpr_pki::TrustStore::load(&cfg.tls.root, &cfg.tls.crls)?;
+                    let chain = alpr_pki::read_cert_chain(&cert)?;
+                    let name = crate::page::enroll_code(&mut db, &trust, &chain, replace, now)?;
+                    println!(
+                        "enrolled a sign-in code for {name}: the regulator page shows its secret to {name} at their next sign-in with their key (never here)"
+                    );
+                }
+                CodeCmd::List => {
+                    let codes = store::regulator_codes(&db)?;
+                    if codes.is_empty() {
+                        println!(
+                            "no regulator has a sign-in code (enroll one: alpr-broker regulator-code --config … enroll --cert reg.crt)"
+                        );
+                    }
+                    for c in codes {
+                        println!(
+                            "{} enrolled {} {}",
+                            c.regulator,
+                            alpr_pki::fmt_time(c.enrolled_at),
+                            match c.confirmed_at {
+                                Some(t) => format!("set up {}", alpr_pki::fmt_time(t)),
+                                None => "not set up yet".into(),
+                            }
+                        );
+                    }
+                }
+                CodeCmd::Remove { regulator } => {
+                    if !crate::page::remove_code(&mut db, &regulator, now)? {
+                        return Err(Error::Usage(format!(
+                            "{regulator} has no sign-in code (see `regulator-code list`)"
+                        )));
+                    }
+                    println!("removed the sign-in code of {regulator}");
+                }
+            }
             Ok(())
         }
         Command::Log { config, verify } => {

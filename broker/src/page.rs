@@ -3,86 +3,39 @@
 //! report as tables with a chart of refusals by reason; filters by state, agency and status.
 //!
 //! Served over HTTPS (the broker's certificate; HTTP/1.1 and HTTP/2). Browsers cannot
-//! conveniently present a client certificate, so a regulator signs in with a short-lived
-//! token signed with their own key (`alpr-broker registry signin-link`: payload type
-//! `alpr.v1.SignIn`, verified against the state root like every other signature, valid at
-//! most [`MAX_TOKEN_SECS`]), pasted into the sign-in form — never put in an address — and
-//! good once. The session is an `__Host-` cookie (HttpOnly, Secure, SameSite=Strict) that
-//! locks after 30 minutes idle. HTML comes from maud templates, escaped by default.
+//! conveniently present a client certificate, so a regulator signs in with two factors
+//! (see [`signin`](mod@signin)): a short-lived token signed with their own key, pasted into
+//! the sign-in form — never put in an address — and good once, and a code from their
+//! authenticator app. The session is an `__Host-` cookie (HttpOnly, Secure,
+//! SameSite=Strict) that locks after 30 minutes idle. HTML comes from maud templates,
+//! escaped by default.
 
 use std::sync::Arc;
 
-use alpr_pki::{Role, Signer, TrustStore, VerifiedIdentity};
+use alpr_pki::VerifiedIdentity;
 use alpr_proto::envelope;
 use alpr_proto::pb::Signed;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use prost::Message;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::Error;
 use crate::broker::Broker;
 use crate::regulator::{self, ListFilter};
 
-/// Payload type of a sign-in token.
-pub const SIGNIN: &str = "alpr.v1.SignIn";
-/// Longest validity of a sign-in link, seconds.
-pub const MAX_TOKEN_SECS: i64 = 15 * 60;
+mod signin;
 
-/// Make a sign-in token (hex) valid for `ttl_secs` (capped at [`MAX_TOKEN_SECS`]).
-pub fn sign_in_token(me: &Signer, ttl_secs: i64, now: i64) -> Result<String, Error> {
-    let expires = now + ttl_secs.clamp(1, MAX_TOKEN_SECS);
-    let signed = envelope::seal_bytes(
-        me,
-        SIGNIN,
-        format!("regulator-page\n{now}\n{expires}").into_bytes(),
-    )?;
-    Ok(hex::encode(signed.encode_to_vec()))
-}
+pub use signin::{
+    LOCKOUT_ATTEMPTS, LOCKOUT_WINDOW_SECS, MAX_TOKEN_SECS, SIGNIN, enroll_code, regulator_name,
+    remove_code, sign_in_token,
+};
+use signin::{session, signin_page};
 
-fn check_token(
-    trust: &TrustStore,
-    token: &str,
-    now: i64,
-) -> Result<VerifiedIdentity, (StatusCode, String)> {
-    let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_owned());
-    let bytes = hex::decode(token).map_err(|_| unauthorized("malformed sign-in link"))?;
-    let signed =
-        Signed::decode(bytes.as_slice()).map_err(|_| unauthorized("malformed sign-in link"))?;
-    let (id, payload) = envelope::open(trust, &signed, SIGNIN, now)
-        .map_err(|e| unauthorized(&format!("sign-in link refused: {e}")))?;
-    let text = std::str::from_utf8(payload).map_err(|_| unauthorized("malformed sign-in link"))?;
-    let mut parts = text.split('\n');
-    let (Some("regulator-page"), Some(issued), Some(expires), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(unauthorized("malformed sign-in link"));
-    };
-    let (issued, expires): (i64, i64) = (
-        issued.parse().map_err(|_| unauthorized("malformed"))?,
-        expires.parse().map_err(|_| unauthorized("malformed"))?,
-    );
-    if expires <= now || expires - issued > MAX_TOKEN_SECS || issued > now + 120 {
-        return Err(unauthorized("sign-in link expired; make a new one"));
-    }
-    if id.role != Role::Regulator {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!("{} is not a regulator", id.describe()),
-        ));
-    }
-    Ok(id)
-}
-
-/// The session cookie.
-const COOKIE: &str = "__Host-alpr_regulator";
-/// A session locks after this long without a request, seconds.
-const IDLE_SECS: i64 = 1800;
 /// Largest sign-in form, bytes.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -93,6 +46,8 @@ pub struct PageState {
     used: Mutex<HashMap<Vec<u8>, i64>>,
     /// Suspensions and lifts awaiting the regulator's signature, by id.
     pending: Mutex<HashMap<String, PendingAction>>,
+    /// Code setups awaiting their first code, by id.
+    setups: Mutex<HashMap<String, signin::Setup>>,
 }
 
 /// A suspension or lift awaiting its signature: who asked, the action's bytes, until when.
@@ -153,131 +108,6 @@ fn respond(status: StatusCode, m: Markup) -> Response {
     alpr_runtime::web::secure_headers(
         r.headers_mut(),
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
-    r
-}
-
-fn signin_page(status: StatusCode, error: Option<&str>) -> Response {
-    respond(
-        status,
-        page(
-            "Sign in",
-            None,
-            html! {
-                @if let Some(e) = error { p.error role="alert" { (e) } }
-                p { "Make a sign-in token with your regulator key, then paste it here. A token is good once, for at most 15 minutes:" }
-                pre { "alpr-broker registry --broker H:P --root root.crt --cert reg.crt --key reg.key signin-link --page https://this-page/" }
-                form method="post" action="/signin" {
-                    label for="token" { "Sign-in token" }
-                    textarea #token name="token" rows="4" required autocomplete="off" {}
-                    button type="submit" { "Sign in" }
-                }
-            },
-        ),
-    )
-}
-
-fn session(st: &PageState, headers: &HeaderMap, now: i64) -> Option<Regulator> {
-    let token = alpr_runtime::web::cookie(headers, COOKIE)?;
-    let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
-    match m.get_mut(&token) {
-        Some(r) if now - r.seen <= IDLE_SECS => {
-            r.seen = now;
-            Some(r.clone())
-        }
-        Some(_) => {
-            m.remove(&token);
-            None
-        }
-        None => None,
-    }
-}
-
-async fn signin(State(st): State<Arc<PageState>>, headers: HeaderMap, body: Body) -> Response {
-    let now = alpr_pki::now_unix();
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site" || v == "same-site")
-    {
-        return signin_page(StatusCode::FORBIDDEN, Some("Sign in from this page."));
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
-        return signin_page(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Some("That is not a sign-in token (too long)."),
-        );
-    };
-    let token = form_urlencoded::parse(&bytes)
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    let id = match check_token(&st.broker.trust(), &token, now) {
-        Ok(id) => id,
-        Err((code, msg)) => return signin_page(code, Some(&msg)),
-    };
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .to_vec();
-    {
-        let mut used = st.used.lock().unwrap_or_else(|p| p.into_inner());
-        used.retain(|_, until| *until > now);
-        if used.contains_key(&digest) {
-            return signin_page(
-                StatusCode::UNAUTHORIZED,
-                Some("This sign-in token was used already; make a new one."),
-            );
-        }
-        used.insert(digest, now + MAX_TOKEN_SECS + 120);
-    }
-    let (Some(sid), Some(csrf)) = (random_hex(), random_hex()) else {
-        return signin_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some("No randomness for a session; try again."),
-        );
-    };
-    // The chain the token carried (verified above with it).
-    let chain = hex::decode(&token)
-        .ok()
-        .and_then(|b| Signed::decode(b.as_slice()).ok())
-        .map(|s| s.cert_chain)
-        .unwrap_or_default();
-    tracing::info!(regulator = %id.describe(), "regulator page sign-in");
-    {
-        let mut m = st.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, r| now - r.seen <= IDLE_SECS);
-        m.insert(
-            sid.clone(),
-            Regulator {
-                id,
-                chain,
-                csrf,
-                seen: now,
-            },
-        );
-    }
-    let mut r = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Strict"
-    )) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
-}
-
-async fn signout(State(st): State<Arc<PageState>>, headers: HeaderMap) -> Response {
-    if let Some(t) = alpr_runtime::web::cookie(&headers, COOKIE) {
-        st.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&t);
-    }
-    let mut r = Redirect::to("/").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "__Host-alpr_regulator=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
     );
     r
 }
@@ -862,11 +692,13 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
         sessions: Default::default(),
         used: Default::default(),
         pending: Default::default(),
+        setups: Default::default(),
     });
     axum::Router::new()
         .route("/", axum::routing::get(index))
-        .route("/signin", axum::routing::post(signin))
-        .route("/signout", axum::routing::post(signout))
+        .route("/signin", axum::routing::post(signin::signin))
+        .route("/signin/setup", axum::routing::post(signin::signin_setup))
+        .route("/signout", axum::routing::post(signin::signout))
         .route("/page.css", axum::routing::get(style))
         .route("/page.js", axum::routing::get(script))
         .route("/action", axum::routing::get(action_form))

@@ -18,7 +18,12 @@
 //!   forks ([`latest_audit_anchor`], [`put_audit_anchor`], [`put_audit_fork`],
 //!   [`audit_forks`]); their verification is [`crate::anchors`]';
 //! - the **replay rebuild**: the routing decisions logged since a time, which a restarting
-//!   broker feeds its replay memory ([`routed_ids_since`]).
+//!   broker feeds its replay memory ([`routed_ids_since`]);
+//! - the **regulator page's sign-in codes**: each enrolled regulator's TOTP secret, the
+//!   last code step spent and the failed attempts that lock sign-in
+//!   ([`enroll_regulator_code`], [`regulator_code`], [`use_regulator_step`],
+//!   [`put_regulator_failure`], [`regulator_failures_since`]). They are in the clear: the
+//!   second factor guards a stolen regulator key, not a stolen database.
 //!
 //! Two backends implement every operation: SQLite (`store/sqlite.rs`, one file `broker.db`
 //! opened through [`alpr_runtime::sqlite`]), the default for one broker, and PostgreSQL
@@ -260,6 +265,72 @@ pub fn routing_stats(db: &Db) -> Result<(RefusalCounts, u64), Error> {
 /// The routing log week by week, oldest first: at most the newest `weeks` weeks.
 pub fn routing_weeks(db: &Db, weeks: usize) -> Result<Vec<RoutingWeek>, Error> {
     on!(db, routing_weeks(weeks))
+}
+
+/// A regulator's sign-in code for the regulator page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegulatorCode {
+    /// Who: `name@JURISDICTION` of the regulator's certificate.
+    pub regulator: String,
+    /// The TOTP secret (empty in listings).
+    pub secret: Vec<u8>,
+    /// When the broker's operator enrolled it, Unix seconds.
+    pub enrolled_at: i64,
+    /// When the regulator first signed in with a code of it; `None` until then (the page
+    /// shows the secret to the key's holder until then).
+    pub confirmed_at: Option<i64>,
+}
+
+/// Enroll `regulator`'s sign-in code secret: `false` (nothing changed) when one is enrolled
+/// already and `replace` is not set. A replaced secret must be set up again.
+pub fn enroll_regulator_code(
+    db: &Db,
+    regulator: &str,
+    secret: &[u8],
+    now: i64,
+    replace: bool,
+) -> Result<bool, Error> {
+    on!(db, enroll_regulator_code(regulator, secret, now, replace))
+}
+
+/// `regulator`'s enrolled sign-in code, if any.
+pub fn regulator_code(db: &Db, regulator: &str) -> Result<Option<RegulatorCode>, Error> {
+    on!(db, regulator_code(regulator))
+}
+
+/// Every regulator with an enrolled code (secrets left out).
+pub fn regulator_codes(db: &Db) -> Result<Vec<RegulatorCode>, Error> {
+    on!(db, regulator_codes())
+}
+
+/// Remove `regulator`'s sign-in code: `false` when none was enrolled.
+pub fn remove_regulator_code(db: &Db, regulator: &str) -> Result<bool, Error> {
+    on!(db, remove_regulator_code(regulator))
+}
+
+/// Spend code step `step` of `regulator`, marking its code set up the first time: `false`
+/// when that step or a later one was spent already (a code is good once, at any replica).
+pub fn use_regulator_step(db: &Db, regulator: &str, step: u64, now: i64) -> Result<bool, Error> {
+    on!(db, use_regulator_step(regulator, step, now))
+}
+
+/// Record a failed sign-in attempt of `regulator`.
+pub fn put_regulator_failure(db: &Db, regulator: &str, at: i64) -> Result<(), Error> {
+    on!(db, put_regulator_failure(regulator, at))
+}
+
+/// `regulator`'s failed sign-in attempts at or after `since`: how many, and the latest.
+pub fn regulator_failures_since(
+    db: &Db,
+    regulator: &str,
+    since: i64,
+) -> Result<(u32, Option<i64>), Error> {
+    on!(db, regulator_failures_since(regulator, since))
+}
+
+/// Forget `regulator`'s failed sign-in attempts.
+pub fn clear_regulator_failures(db: &Db, regulator: &str) -> Result<(), Error> {
+    on!(db, clear_regulator_failures(regulator))
 }
 
 /// Remember an agency's verified claims.

@@ -28,6 +28,8 @@ vocabulary! {
         /// A node's report of a shared hot list's hits, relayed to the list's owner (or
         /// refused).
         HitReport = "hit_report",
+        /// A sign-in attempt at the regulator page (the regulator's key token and code).
+        PageSignIn = "page_sign_in",
         /// A lifecycle action whose name is none of revoke, suspend, lift (refused; the
         /// name is in the detail).
         UnknownAction = "unknown_action",
@@ -51,6 +53,10 @@ vocabulary! {
         Registered = "registered",
         /// The target could not be reached in time.
         Unavailable = "unavailable",
+        /// A regulator signed in to the page.
+        SignedIn = "signed_in",
+        /// A regulator's sign-in locked after repeated failed codes.
+        LockedOut = "locked_out",
     }
 }
 

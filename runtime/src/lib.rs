@@ -3,6 +3,7 @@
 //!
 //! * [`tls`]: mutual TLS (rustls, ring, TLS 1.3), CRL reload without restart.
 //! * [`client`]: mTLS channels to a party, connection errors in an operator's words.
+//! * [`codes`]: sign-in codes (TOTP) and their enrollment QR codes.
 //! * [`server`]: serving gRPC over mTLS with health checking and reflection.
 //! * [`undecodable`]: requests the transport cannot decode are refused and logged.
 //! * [`tasks`]: periodic background work (CRL reload, purges, syncs).
@@ -18,6 +19,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client;
+pub mod codes;
 pub mod config;
 mod error;
 pub mod metrics;

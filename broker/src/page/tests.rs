@@ -1,7 +1,9 @@
 use axum::http::StatusCode;
 
+use super::signin::check_token;
 use super::*;
 use crate::testkit::{Kit, PROVIDER};
+use alpr_pki::Role;
 
 #[test]
 fn a_regulator_sign_in_link_admits_its_regulator_until_it_expires() {

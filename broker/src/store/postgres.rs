@@ -18,7 +18,13 @@ use postgres::Client;
 use crate::Error;
 use crate::store::{AuditFork, StoredAnchor};
 
+mod regulator_codes;
 mod routing_log;
+
+pub use regulator_codes::{
+    clear_regulator_failures, enroll_regulator_code, put_regulator_failure, regulator_code,
+    regulator_codes, regulator_failures_since, remove_regulator_code, use_regulator_step,
+};
 
 pub use routing_log::{
     agencies, agency_jurisdiction, claim_routes, group_writer_for, latest_routing_head, log,
@@ -102,6 +108,18 @@ CREATE TABLE IF NOT EXISTS audit_forks (
     offered BYTEA NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS regulator_codes (
+    regulator TEXT PRIMARY KEY,
+    secret BYTEA NOT NULL,
+    enrolled_at BIGINT NOT NULL,
+    confirmed_at BIGINT,
+    last_step BIGINT NOT NULL DEFAULT -1
+);
+CREATE TABLE IF NOT EXISTS regulator_failures (
+    regulator TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS regulator_failures_by ON regulator_failures (regulator, at);
 "#;
 
 impl From<postgres::Error> for Error {

@@ -1,6 +1,7 @@
 //! The SQLite backend of the store: the one place the broker speaks SQLite's SQL or names a
 //! `rusqlite` type. `broker.db` holds the agencies seen at registration, the routing log
-//! ([`routing_log`]) and the agreement registry's leaves and tree heads ([`registry_log`]).
+//! ([`routing_log`]), the agreement registry's leaves and tree heads ([`registry_log`]) and
+//! regulators' sign-in code secrets for the regulator page ([`regulator_codes`]).
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use crate::Error;
 
 mod audit_anchors;
 mod registry_log;
+mod regulator_codes;
 mod routing_log;
 
 pub use audit_anchors::{
@@ -19,6 +21,10 @@ pub use audit_anchors::{
 pub use registry_log::{
     append_registry_leaf, latest_tree_head, put_tree_head, registry_leaves, registry_leaves_from,
     tree_head_of_size,
+};
+pub use regulator_codes::{
+    clear_regulator_failures, enroll_regulator_code, put_regulator_failure, regulator_code,
+    regulator_codes, regulator_failures_since, remove_regulator_code, use_regulator_step,
 };
 pub(super) use routing_log::group_writer;
 pub use routing_log::{
@@ -60,6 +66,7 @@ pub(super) fn open_conn(path: &Path) -> Result<Connection, Error> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(audit_anchors::SCHEMA)?;
     conn.execute_batch(registry_log::SCHEMA)?;
+    conn.execute_batch(regulator_codes::SCHEMA)?;
     routing_log::add_chain_columns(&conn)?;
     routing_log::add_tree(&conn)?;
     Ok(conn)

@@ -25,6 +25,7 @@ pub(super) mod on_sqlite {
         agencies_keep_the_latest_claims_per_ori,
         registry_leaves_and_heads_are_stored_together_or_not_at_all,
         routing_weeks_count_forwarded_targets_and_refusals_by_reason_week_by_week,
+        a_regulator_code_is_enrolled_once_spent_once_per_step_and_counts_failures,
     );
 }
 
@@ -166,6 +167,69 @@ fn routing_stats_count_route_refusals_by_reason_and_target_and_forwarded_rows(mu
             s("UNKNOWN_AGENCY", "-", 1),
         ]
     );
+}
+
+fn a_regulator_code_is_enrolled_once_spent_once_per_step_and_counts_failures(db: Db) {
+    let (reg, other) = ("reg-ca@US-CA", "reg-nv@US-NV");
+    assert_eq!(regulator_code(&db, reg).unwrap(), None);
+    assert!(enroll_regulator_code(&db, reg, b"first-secret-20bytes", 100, false).unwrap());
+    // A second enrollment without `replace` changes nothing.
+    assert!(!enroll_regulator_code(&db, reg, b"other-secret-20bytes", 200, false).unwrap());
+    let c = regulator_code(&db, reg).unwrap().unwrap();
+    assert_eq!(
+        (c.secret.as_slice(), c.enrolled_at, c.confirmed_at),
+        (&b"first-secret-20bytes"[..], 100, None)
+    );
+    // A step is spent once; an older one never; the first spend sets the code up.
+    assert!(use_regulator_step(&db, reg, 1000, 300).unwrap());
+    assert!(!use_regulator_step(&db, reg, 1000, 301).unwrap());
+    assert!(!use_regulator_step(&db, reg, 999, 302).unwrap());
+    assert!(use_regulator_step(&db, reg, 1001, 330).unwrap());
+    assert!(
+        !use_regulator_step(&db, other, 1, 330).unwrap(),
+        "not enrolled"
+    );
+    assert_eq!(
+        regulator_code(&db, reg).unwrap().unwrap().confirmed_at,
+        Some(300)
+    );
+    // Failures count within a window, per regulator, and are cleared.
+    for at in [400, 500, 600] {
+        put_regulator_failure(&db, reg, at).unwrap();
+    }
+    put_regulator_failure(&db, other, 600).unwrap();
+    assert_eq!(
+        regulator_failures_since(&db, reg, 450).unwrap(),
+        (2, Some(600))
+    );
+    assert_eq!(regulator_failures_since(&db, reg, 700).unwrap(), (0, None));
+    clear_regulator_failures(&db, reg).unwrap();
+    assert_eq!(regulator_failures_since(&db, reg, 0).unwrap().0, 0);
+    assert_eq!(regulator_failures_since(&db, other, 0).unwrap().0, 1);
+    // Replacing starts over: a new secret, not set up, any step spendable again.
+    put_regulator_failure(&db, reg, 700).unwrap();
+    assert!(enroll_regulator_code(&db, reg, b"third-secret-20bytes", 800, true).unwrap());
+    let c = regulator_code(&db, reg).unwrap().unwrap();
+    assert_eq!(
+        (c.secret.as_slice(), c.confirmed_at),
+        (&b"third-secret-20bytes"[..], None)
+    );
+    assert_eq!(regulator_failures_since(&db, reg, 0).unwrap().0, 0);
+    assert!(use_regulator_step(&db, reg, 5, 900).unwrap());
+    // Listings leave secrets out; removal is once.
+    enroll_regulator_code(&db, other, b"nevada-secret-20byte", 900, false).unwrap();
+    let listed = regulator_codes(&db).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| c.regulator.as_str())
+            .collect::<Vec<_>>(),
+        [reg, other]
+    );
+    assert!(listed.iter().all(|c| c.secret.is_empty()));
+    assert!(remove_regulator_code(&db, reg).unwrap());
+    assert!(!remove_regulator_code(&db, reg).unwrap());
+    assert_eq!(regulator_code(&db, reg).unwrap(), None);
 }
 
 fn agencies_keep_the_latest_claims_per_ori(db: Db) {

@@ -624,23 +624,9 @@ fn rustls_pemfile_chain(pem: &str) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
-/// The code generator of a secret.
-pub fn totp(secret: &[u8]) -> Result<totp_rs::Totp, String> {
-    totp_rs::Builder::new()
-        .with_secret(secret)
-        .build()
-        .map_err(|e| format!("code secret unusable: {e}"))
-}
-
 /// Check a code: right for now (one step either side) and not used before.
 fn check_code(c: &Console, user: &str, secret: &[u8], code: &str, now: i64) -> Result<(), String> {
-    let code = code.trim();
-    if code.is_empty() {
-        return Err("no code was typed".into());
-    }
-    let step = totp(secret)?
-        .check(code, now.max(0) as u64)
-        .ok_or_else(|| "the code is wrong or too old".to_string())?;
+    let step = alpr_runtime::codes::check(secret, code, now)?;
     let mut used = c.used_steps.lock().unwrap_or_else(|p| p.into_inner());
     if used.get(user).is_some_and(|&s| s >= step) {
         return Err("this code was already used; wait for the next one".into());
@@ -655,10 +641,8 @@ async fn setup_page(c: &Arc<Console>, user: &str, secret: &[u8], error: Option<&
     let ori = c.node.ori().to_owned();
     let now = alpr_pki::now_unix();
     let token = issue(c, &c.setups, user, now)?;
-    let b32 = totp_rs::Secret::from(secret).to_base32();
-    let uri = format!(
-        "otpauth://totp/ALPR%20{ori}:{user}?secret={b32}&issuer=ALPR%20{ori}&algorithm=SHA1&digits=6&period=30"
-    );
+    let b32 = alpr_runtime::codes::base32(secret);
+    let uri = alpr_runtime::codes::otpauth_uri(&format!("ALPR {ori}"), user, secret);
     Ok(respond(
         if error.is_some() {
             StatusCode::UNAUTHORIZED
@@ -687,24 +671,10 @@ async fn setup_page(c: &Arc<Console>, user: &str, secret: &[u8], error: Option<&
 
 /// A QR code as SVG (server-rendered; no script).
 fn qr_svg(text: &str) -> Markup {
-    let Ok(qr) = qrcodegen::QrCode::encode_text(text, qrcodegen::QrCodeEcc::Medium) else {
-        return html! { p { "(no QR code: type the secret)" } };
-    };
-    let n = qr.size();
-    let mut d = String::new();
-    for y in 0..n {
-        for x in 0..n {
-            if qr.get_module(x, y) {
-                d.push_str(&format!("M{},{}h1v1h-1z", x + 4, y + 4));
-            }
-        }
-    }
-    let side = n + 8;
-    html! {
-        svg.qr xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {side} {side}")) width="200" height="200" role="img" aria-label="QR code" {
-            rect width="100%" height="100%" fill="#fff" {}
-            path d=(PreEscaped(d)) fill="#000" {}
-        }
+    match alpr_runtime::codes::qr_svg(text) {
+        // Numbers and fixed attributes only (see `alpr_runtime::codes::qr_svg`).
+        Some(svg) => PreEscaped(svg),
+        None => html! { p { "(no QR code: type the secret)" } },
     }
 }
 
