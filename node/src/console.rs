@@ -147,6 +147,11 @@ fn router(console: Arc<Console>) -> Router {
         .route("/admin/agreements/draft", post(agreements::draft))
         .route("/admin/agreements/open", post(agreements::open))
         .route("/admin/agreements/sign", post(agreements::sign))
+        .route("/admin/agreements/declare", post(agreements::declare))
+        .route(
+            "/admin/agreements/declare/sign",
+            post(agreements::declare_sign),
+        )
         .route("/admin/agreements/file/{id}", get(agreements::file))
         .route("/admin/agreements/proof/{id}", get(registration::page))
         .route(

@@ -193,6 +193,21 @@ pub fn validate_terms(a: &Agreement) -> Result<(), Error> {
 /// Payload type of a requester's declaration.
 pub const DECLARATION: &str = "alpr.v1.Declaration";
 
+/// Shortest declaration a state that asks for one accepts, characters (trimmed).
+pub const DECLARATION_MIN_CHARS: usize = 80;
+
+/// Whether a declaration's `text` says the `required` words, word for word (white space
+/// and case aside).
+pub fn declaration_says(text: &str, required: &str) -> bool {
+    let words = |s: &str| {
+        s.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    words(text).contains(&words(required))
+}
+
 /// Where the provider's state rules demand it, check the out-of-state requester's signed
 /// written declaration: by the requester's admin, for this agreement, with substance.
 pub fn check_declaration(
@@ -230,17 +245,11 @@ pub fn check_declaration(
     if decl.agreement_id != v.id {
         return Err(refuse("the declaration names another agreement".into()));
     }
-    if decl.text.trim().len() < 80 {
+    if decl.text.trim().len() < DECLARATION_MIN_CHARS {
         return Err(refuse("the declaration must state in writing how the data will and will not be used (80+ characters)".into()));
     }
-    let words = |s: &str| {
-        s.split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     if let Some(text) = required
-        && !words(&decl.text).contains(&words(text))
+        && !declaration_says(&decl.text, text)
     {
         return Err(refuse(format!(
             "{} rules ({}) require requesters in {r} to declare, word for word: \"{text}\"",

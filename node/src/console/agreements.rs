@@ -2,13 +2,18 @@
 //! sent, read its terms exactly as they will be signed, sign it in the browser with the
 //! admin's own key (the node never holds it), then download the file for the other side
 //! or, once both have signed, register it at the broker; and revoke an agreement in force,
-//! with a reason, signed the same way. The node relays to the broker what the admin signed;
-//! the broker checks every signature itself.
+//! with a reason, signed the same way. An out-of-state requester's admin writes and signs
+//! the declaration the provider's state asks for (Illinois, Connecticut, …) on the same
+//! page, told what the law requires and its exact words. The node relays to the broker what
+//! the admin signed; the broker checks every signature itself.
 
 use std::sync::Arc;
 
+use alpr_pki::Jurisdiction;
+use alpr_proto::agreement::{DECLARATION, DECLARATION_MIN_CHARS, agreement_id, declaration_says};
 use alpr_proto::envelope::{self, AGREEMENT};
-use alpr_proto::pb::{Agreement, AgreementAction, Signed, SignedAgreement};
+use alpr_proto::pb::{Agreement, AgreementAction, Declaration, Signed, SignedAgreement};
+use alpr_proto::rules::StateRules;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -109,7 +114,74 @@ pub async fn list(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
     ))
 }
 
+/// What the provider's state asks of this agency as an out-of-state requester.
+struct Declaring {
+    /// The provider's state.
+    state: Jurisdiction,
+    /// Whether the state is known from the provider admin's signature (else from its ORI).
+    from_signature: bool,
+    /// The provider state's rules.
+    rules: &'static StateRules,
+    /// Whether the rules require a declaration from this agency.
+    required: bool,
+    /// The words they require of this agency's state, word for word, if any.
+    words: Option<String>,
+}
+
+/// `None` unless this node is the agreement's requester and the provider is in another
+/// state.
+fn declaring(c: &Console, terms: &Agreement, sa: &SignedAgreement) -> Option<Declaring> {
+    let own = &c.node.agency.jurisdiction;
+    if terms.requester_ori != c.node.ori() {
+        return None;
+    }
+    let signed = sa
+        .provider
+        .as_ref()
+        .filter(|p| !p.signature.is_empty())
+        .and_then(|p| envelope::open(&c.node.trust(), p, AGREEMENT, alpr_pki::now_unix()).ok())
+        .and_then(|(id, _)| id.jurisdiction);
+    let from_signature = signed.is_some();
+    let state = signed.or_else(|| {
+        terms
+            .provider_ori
+            .get(..2)
+            .and_then(|st| format!("US-{st}").parse().ok())
+    })?;
+    if &state == own {
+        return None;
+    }
+    let rules = StateRules::for_jurisdiction(&state).ok()?;
+    let words = rules.declaration_for(own).map(str::to_owned);
+    Some(Declaring {
+        required: rules.out_of_state_declaration || words.is_some(),
+        state,
+        from_signature,
+        rules,
+        words,
+    })
+}
+
+/// The text of an attached declaration, if it decodes.
+fn declared_text(sa: &SignedAgreement) -> Option<String> {
+    let d = sa.declaration.as_ref()?;
+    Declaration::decode(d.payload.as_slice())
+        .ok()
+        .map(|d| d.text)
+}
+
 fn review(c: &Console, s: &Session, sa: SignedAgreement) -> Page {
+    review_with(c, s, sa, None, "")
+}
+
+/// The review page, with a notice or error about the declaration and its draft text.
+fn review_with(
+    c: &Console,
+    s: &Session,
+    sa: SignedAgreement,
+    note: Option<(bool, &str)>,
+    draft: &str,
+) -> Page {
     let ori = c.node.ori().to_owned();
     let text = crate::client::describe_agreement(&sa).map_err(|e| {
         message(
@@ -145,16 +217,66 @@ fn review(c: &Console, s: &Session, sa: SignedAgreement) -> Page {
         ));
     }
     let input = envelope::signing_input(AGREEMENT, &payload);
+    let need = declaring(c, &terms, &sa);
+    let attached = declared_text(&sa);
+    let declare_pending = match (&need, &attached) {
+        (Some(_), None) => Some(keep(c, s, Pending::Agreement(Box::new(sa.clone())))?),
+        _ => None,
+    };
     let pending = keep(c, s, Pending::Agreement(Box::new(sa)))?;
     Ok(respond(
-        StatusCode::OK,
+        match note {
+            Some((false, _)) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::OK,
+        },
         layout(
             &ori,
             "Review the agreement",
             Some(s),
             html! {
+                @if let Some((ok, text)) = note {
+                    p class=(if ok { "notice" } else { "error" }) role=(if ok { "status" } else { "alert" }) { (text) }
+                }
                 p { "These are the terms exactly as they are signed. Read them before signing: your signature binds " (ori) "." }
                 pre.report #terms { (text) }
+                @if let (None, Some(t)) = (&need, &attached) {
+                    section #declaration aria-labelledby="declaration-title" {
+                        h2 #declaration-title { "The requester's declaration" }
+                        p { "Signed by the requesting agency's admin, and checked by the broker at registration:" }
+                        blockquote #declaration-attached { (t) }
+                    }
+                }
+                @if let Some(d) = &need {
+                    section #declaration aria-labelledby="declaration-title" {
+                        h2 #declaration-title { "Declaration to " (d.state) }
+                        @if d.required {
+                            p { (d.state) " rules (" (d.rules.version) ") require the out-of-state requester's signed written declaration of how the data will and will not be used ("
+                                (DECLARATION_MIN_CHARS) " characters or more), signed by " (ori) "'s admin. The broker refuses to register the agreement without it." }
+                        } @else {
+                            p { (d.state) " rules (" (d.rules.version) ") do not ask " (ori) " for a declaration; you may attach one." }
+                        }
+                        @if !d.from_signature {
+                            p { "(" (d.state) " is read from the provider's ORI; its admin has not signed yet.)" }
+                        }
+                        @if let Some(w) = &d.words {
+                            p { "They require requesters in " (c.node.agency.jurisdiction) " to declare these words, word for word:" }
+                            blockquote #declaration-words { (w) }
+                        }
+                        @if let Some(t) = &attached {
+                            p.notice role="status" { "A declaration is attached: " q #declaration-attached { (t) } }
+                        } @else if let Some(dp) = &declare_pending {
+                            form #declaration-form method="post" action="/admin/agreements/declare" {
+                                input type="hidden" name="csrf" value=(s.csrf);
+                                input type="hidden" name="pending" value=(dp);
+                                label for="declaration-text" { "The declaration (what " (ori) " will and will not do with the data)" }
+                                textarea #declaration-text name="text" rows="5" required minlength=(DECLARATION_MIN_CHARS) {
+                                    @if !draft.is_empty() { (draft) } @else if let Some(w) = &d.words { (w) }
+                                }
+                                button type="submit" { "Review the declaration" }
+                            }
+                        }
+                    }
+                }
                 p #key-status role="status" {}
                 form #agreement-form method="post" action="/admin/agreements/sign" data-user=(s.user) data-signing-input=(hex::encode(&input)) {
                     input type="hidden" name="csrf" value=(s.csrf);
@@ -388,6 +510,167 @@ pub async fn file(
 #[derive(Deserialize)]
 pub struct RevokeParams {
     id: String,
+}
+
+/// `POST /admin/agreements/declare`: the declaration's text, to sign.
+pub async fn declare(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
+    let f = read_form(&c, body).await?;
+    let s = auth::session_post(&c, &headers, &f).await?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
+    let ori = c.node.ori().to_owned();
+    let Some(Pending::Agreement(sa)) = take(&c, &s, f.get("pending")) else {
+        return Err(message(
+            &ori,
+            StatusCode::CONFLICT,
+            "Agreements",
+            "This page was used already or expired; open the agreement again.",
+            Some(&s),
+        ));
+    };
+    let sa = *sa;
+    let payload = sa
+        .provider
+        .as_ref()
+        .or(sa.requester.as_ref())
+        .map(|p| p.payload.clone())
+        .unwrap_or_default();
+    let terms = Agreement::decode(payload.as_slice()).map_err(|e| pages::internal(&ori, e))?;
+    let Some(need) = declaring(&c, &terms, &sa) else {
+        return review_with(
+            &c,
+            &s,
+            sa,
+            Some((
+                false,
+                "Only the requester of another state's data declares anything here.",
+            )),
+            "",
+        );
+    };
+    let text = f.get("text").trim().to_owned();
+    if text.len() < DECLARATION_MIN_CHARS {
+        return review_with(
+            &c,
+            &s,
+            sa,
+            Some((
+                false,
+                &format!(
+                    "The declaration must say in writing how the data will and will not be used: {} characters or more (this one has {}). Nothing was signed.",
+                    DECLARATION_MIN_CHARS,
+                    text.chars().count()
+                ),
+            )),
+            &text,
+        );
+    }
+    if let Some(w) = &need.words
+        && !declaration_says(&text, w)
+    {
+        return review_with(
+            &c,
+            &s,
+            sa,
+            Some((
+                false,
+                &format!(
+                    "{} rules require these words, word for word (white space and case aside), which the declaration does not contain: \"{w}\". Nothing was signed.",
+                    need.state
+                ),
+            )),
+            &text,
+        );
+    }
+    let d = Declaration {
+        agreement_id: agreement_id(&payload),
+        text: text.clone(),
+        signed_at: alpr_pki::now_unix(),
+    };
+    let bytes = d.encode_to_vec();
+    let input = envelope::signing_input(DECLARATION, &bytes);
+    let pending = keep(&c, &s, Pending::Declaration(Box::new(sa), bytes))?;
+    Ok(respond(
+        StatusCode::OK,
+        layout(
+            &ori,
+            "Sign the declaration",
+            Some(&s),
+            html! {
+                p { "This is the declaration exactly as it is signed, for agreement " code { (d.agreement_id) } " with " (terms.provider_ori) ". Your signature binds " (ori) "; " (need.state) "'s agencies and regulators read it in the registry." }
+                blockquote #declaration-review { (text) }
+                p #key-status role="status" {}
+                form #agreement-form method="post" action="/admin/agreements/declare/sign" data-user=(s.user) data-signing-input=(hex::encode(&input)) {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    input type="hidden" name="pending" value=(pending);
+                    input type="hidden" name="sig" value="";
+                    button type="submit" { "Sign the declaration as " (ori) "'s admin" }
+                }
+            },
+        ),
+    ))
+}
+
+/// `POST /admin/agreements/declare/sign`: the admin's signature over the declaration; it
+/// is attached to the agreement, which is shown again for its own signature.
+pub async fn declare_sign(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body) -> Page {
+    let f = read_form(&c, body).await?;
+    let s = auth::session_post(&c, &headers, &f).await?;
+    auth::admins_only(&c, &s, "Agreements", "sign and revoke agreements")?;
+    let ori = c.node.ori().to_owned();
+    let Some(Pending::Declaration(sa, bytes)) = take(&c, &s, f.get("pending")) else {
+        return Err(message(
+            &ori,
+            StatusCode::CONFLICT,
+            "Agreements",
+            "This page was used already or expired; nothing was signed again.",
+            Some(&s),
+        ));
+    };
+    let mut sa = *sa;
+    let Some(signed) = signed_by_browser(&s, &f, DECLARATION, bytes) else {
+        return Err(message(
+            &ori,
+            StatusCode::BAD_REQUEST,
+            "Agreements",
+            "Your browser sent no signature; nothing was signed.",
+            Some(&s),
+        ));
+    };
+    match envelope::open(&c.node.trust(), &signed, DECLARATION, alpr_pki::now_unix()) {
+        Ok((id, _)) if id.role == alpr_pki::Role::Admin && id.ori() == Some(ori.as_str()) => {}
+        Ok((id, _)) => {
+            return Err(message(
+                &ori,
+                StatusCode::FORBIDDEN,
+                "Agreements",
+                &format!(
+                    "The declaration must be signed by {ori}'s admin, not {}.",
+                    id.describe()
+                ),
+                Some(&s),
+            ));
+        }
+        Err(e) => {
+            return Err(message(
+                &ori,
+                StatusCode::FORBIDDEN,
+                "Agreements",
+                &format!("The declaration's signature does not verify: {e}. Nothing was attached."),
+                Some(&s),
+            ));
+        }
+    }
+    sa.declaration = Some(signed);
+    review_with(
+        &c,
+        &s,
+        sa,
+        Some((
+            true,
+            "Declaration signed and attached. Now sign the agreement (or download it for the other agency once signed).",
+        )),
+        "",
+    )
 }
 
 /// `GET /admin/agreements/revoke?id=…`: the reason.

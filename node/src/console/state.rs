@@ -85,4 +85,7 @@ pub enum AgreementWork {
     Revoke(Vec<u8>),
     /// A signed agreement file, to download.
     File(Vec<u8>),
+    /// The requester admin's declaration for an agreement: the agreement and the
+    /// declaration's bytes, to sign.
+    Declaration(Box<SignedAgreement>, Vec<u8>),
 }
