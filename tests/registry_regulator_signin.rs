@@ -103,43 +103,65 @@ async fn a_regulator_signs_in_with_key_and_code_and_every_attempt_is_logged() {
     assert!(not_reg.contains("is not a regulator"), "{not_reg}");
     assert!(has_row(&fed, "logged", None), "the enrollment is logged");
 
-    // First sign-in with the key: the code's secret is shown, and a first code asked for.
+    // First sign-in with the key: a fresh secret is shown, and a first code asked for. A
+    // second sign-in before it is set up shows another secret: a secret is kept only once
+    // its first code comes back.
+    let setup_of = |body: &str| {
+        let marker = "id=\"totp-secret\">";
+        let at = body.find(marker).unwrap() + marker.len();
+        let secret = body[at..at + body[at..].find('<').unwrap()].to_owned();
+        let setup = alpr_federation::web::attr(body, "name=\"setup\"", "value").unwrap();
+        (secret, setup)
+    };
     let r = web
         .request("POST", "/signin", &[("token", &token()), ("code", "")])
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Set up your sign-in code"), "{}", r.body);
-    let marker = "id=\"totp-secret\">";
-    let at = r.body.find(marker).unwrap() + marker.len();
-    let secret = r.body[at..at + r.body[at..].find('<').unwrap()].to_owned();
-    let setup = alpr_federation::web::attr(&r.body, "name=\"setup\"", "value").unwrap();
     assert!(r.cookie.is_none(), "no session before the first code");
+    let (secret1, setup1) = setup_of(&r.body);
+    let r = web
+        .request("POST", "/signin", &[("token", &token()), ("code", "")])
+        .await
+        .unwrap();
+    let (secret, setup2) = setup_of(&r.body);
+    assert_ne!(secret1, secret, "each setup page shows a fresh secret");
+    let shown = sign_in_rows(&fed)
+        .iter()
+        .filter(|(d, _, who)| d == "logged" && who.as_deref() == Some(REGULATOR))
+        .count();
+    assert_eq!(shown, 3, "the enrollment and each secret shown are logged");
 
-    // A wrong first code shows the setup again; the right one signs in.
+    // A wrong first code shows the same secret again; a setup page is good once.
     let now = alpr_pki::now_unix();
     let r = web
         .request(
             "POST",
             "/signin/setup",
-            &[("setup", &setup), ("code", &wrong_code(&secret, now))],
+            &[("setup", &setup1), ("code", &wrong_code(&secret1, now))],
         )
         .await
         .unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("That code is not right"), "{}", r.body);
-    let setup2 = alpr_federation::web::attr(&r.body, "name=\"setup\"", "value").unwrap();
-    let first = code(&secret, now);
+    assert!(r.body.contains("4 more failed code(s)"), "{}", r.body);
+    let (again, setup1b) = setup_of(&r.body);
+    assert_eq!(again, secret1);
     let r = web
         .request(
             "POST",
             "/signin/setup",
-            &[("setup", &setup), ("code", &first)],
+            &[("setup", &setup1), ("code", &code(&secret1, now))],
         )
         .await
         .unwrap();
-    assert_eq!(r.status, 401, "a setup page is good once: {}", r.body);
+    assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("expired or was used already"), "{}", r.body);
+    assert!(has_row(&fed, "refused", Some("SETUP_EXPIRED")));
+
+    // The second page's code sets the code up and signs in.
+    let first = code(&secret, now);
     let r = web
         .request(
             "POST",
@@ -156,25 +178,64 @@ async fn a_regulator_signs_in_with_key_and_code_and_every_attempt_is_logged() {
     assert!(has_row(&fed, "signed_in", None));
     let codes = alpr_broker::store::regulator_codes(&fed.broker.broker.db()).unwrap();
     assert!(codes[0].confirmed_at.is_some(), "set up");
+    // The other page, still open, can no longer set anything up.
+    let r = web
+        .request(
+            "POST",
+            "/signin/setup",
+            &[("setup", &setup1b), ("code", &code(&secret1, now))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(has_row(&fed, "refused", Some("SETUP_STALE")));
 
-    // Signed out: a code is good once, and none is no sign-in.
+    // Signed out: the secret shown first is worth nothing, a code is good once, and no
+    // code is no sign-in (without counting as a failure).
     let r = web.request("POST", "/signout", &[]).await.unwrap();
     assert_eq!(r.status, 303);
     web.forget_cookie();
+    let r = web
+        .request(
+            "POST",
+            "/signin",
+            &[("token", &token()), ("code", &code(&secret1, now))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("4 more failed code(s)"), "{}", r.body);
     let r = web
         .request("POST", "/signin", &[("token", &token()), ("code", &first)])
         .await
         .unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("already used"), "{}", r.body);
+    assert!(r.body.contains("3 more failed code(s)"), "{}", r.body);
     assert!(r.cookie.is_none());
+    let empty = token();
     let r = web
-        .request("POST", "/signin", &[("token", &token()), ("code", "")])
+        .request("POST", "/signin", &[("token", &empty), ("code", "")])
         .await
         .unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
-    assert!(r.body.contains("no code was typed"), "{}", r.body);
-    assert!(r.body.contains("3 more failed code(s)"), "{}", r.body);
+    assert!(r.body.contains("did not count"), "{}", r.body);
+    assert!(has_row(&fed, "refused", Some("NO_CODE")));
+    // The same token in capitals is the same token.
+    let r = web
+        .request(
+            "POST",
+            "/signin",
+            &[
+                ("token", &empty.to_uppercase()),
+                ("code", &code(&secret, now + 30)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("used already"), "{}", r.body);
+    assert!(has_row(&fed, "refused", Some("TOKEN_REUSED")));
 
     // Wrong codes: the fifth failure in 15 minutes locks sign-in, even with a right code.
     for i in 0..3 {

@@ -31,19 +31,19 @@ use crate::regulator::{self, ListFilter};
 mod signin;
 
 pub use signin::{
-    LOCKOUT_ATTEMPTS, LOCKOUT_WINDOW_SECS, MAX_TOKEN_SECS, SIGNIN, enroll_code, regulator_name,
-    remove_code, sign_in_token,
+    LOCKOUT_ATTEMPTS, LOCKOUT_WINDOW_SECS, MAX_TOKEN_SECS, SIGNIN, enroll_code, lock_end,
+    regulator_name, remove_code, sign_in_token,
 };
 use signin::{session, signin_page};
 
 /// Largest sign-in form, bytes.
 const MAX_FORM: usize = 16 * 1024;
 
-/// The page's state: the broker, who is signed in, and the tokens already used.
+/// The page's state: the broker, who is signed in, and the work awaiting a signature or a
+/// first code.
 pub struct PageState {
     broker: Arc<Broker>,
     sessions: Mutex<HashMap<String, Regulator>>,
-    used: Mutex<HashMap<Vec<u8>, i64>>,
     /// Suspensions and lifts awaiting the regulator's signature, by id.
     pending: Mutex<HashMap<String, PendingAction>>,
     /// Code setups awaiting their first code, by id.
@@ -690,7 +690,6 @@ pub fn router(broker: Arc<Broker>) -> axum::Router {
     let st = Arc::new(PageState {
         broker,
         sessions: Default::default(),
-        used: Default::default(),
         pending: Default::default(),
         setups: Default::default(),
     });

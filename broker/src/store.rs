@@ -20,10 +20,11 @@
 //! - the **replay rebuild**: the routing decisions logged since a time, which a restarting
 //!   broker feeds its replay memory ([`routed_ids_since`]);
 //! - the **regulator page's sign-in codes**: each enrolled regulator's TOTP secret, the
-//!   last code step spent and the failed attempts that lock sign-in
-//!   ([`enroll_regulator_code`], [`regulator_code`], [`use_regulator_step`],
-//!   [`put_regulator_failure`], [`regulator_failures_since`]). They are in the clear: the
-//!   second factor guards a stolen regulator key, not a stolen database.
+//!   last code step spent, the failed attempts that lock sign-in and the sign-in tokens
+//!   spent ([`enroll_regulator_code`], [`regulator_code`], [`confirm_regulator_code`],
+//!   [`use_regulator_step`], [`put_regulator_failure`], [`regulator_failure_times`],
+//!   [`spend_signin_token`]). They are in the clear: the second factor guards a stolen
+//!   regulator key, not a stolen database.
 //!
 //! Two backends implement every operation: SQLite (`store/sqlite.rs`, one file `broker.db`
 //! opened through [`alpr_runtime::sqlite`]), the default for one broker, and PostgreSQL
@@ -272,25 +273,27 @@ pub fn routing_weeks(db: &Db, weeks: usize) -> Result<Vec<RoutingWeek>, Error> {
 pub struct RegulatorCode {
     /// Who: `name@JURISDICTION` of the regulator's certificate.
     pub regulator: String,
-    /// The TOTP secret (empty in listings).
+    /// The TOTP secret: empty until the regulator sets it up (and in listings).
     pub secret: Vec<u8>,
     /// When the broker's operator enrolled it, Unix seconds.
     pub enrolled_at: i64,
-    /// When the regulator first signed in with a code of it; `None` until then (the page
-    /// shows the secret to the key's holder until then).
+    /// Which enrollment: each `--replace` is the next one, so a setup page of an earlier
+    /// one cannot set up the new one.
+    pub generation: i64,
+    /// When the regulator set it up (their first code); `None` until then.
     pub confirmed_at: Option<i64>,
 }
 
-/// Enroll `regulator`'s sign-in code secret: `false` (nothing changed) when one is enrolled
-/// already and `replace` is not set. A replaced secret must be set up again.
+/// Enroll `regulator` for a sign-in code (to be set up at their first sign-in): `false`
+/// (nothing changed) when enrolled already and `replace` is not set. A replacement must be
+/// set up again.
 pub fn enroll_regulator_code(
     db: &Db,
     regulator: &str,
-    secret: &[u8],
     now: i64,
     replace: bool,
 ) -> Result<bool, Error> {
-    on!(db, enroll_regulator_code(regulator, secret, now, replace))
+    on!(db, enroll_regulator_code(regulator, now, replace))
 }
 
 /// `regulator`'s enrolled sign-in code, if any.
@@ -308,10 +311,27 @@ pub fn remove_regulator_code(db: &Db, regulator: &str) -> Result<bool, Error> {
     on!(db, remove_regulator_code(regulator))
 }
 
-/// Spend code step `step` of `regulator`, marking its code set up the first time: `false`
-/// when that step or a later one was spent already (a code is good once, at any replica).
-pub fn use_regulator_step(db: &Db, regulator: &str, step: u64, now: i64) -> Result<bool, Error> {
-    on!(db, use_regulator_step(regulator, step, now))
+/// Set up `regulator`'s code with `secret`, spending its first code's `step`: only while
+/// enrollment `generation` is not set up (`false` when replaced, removed or set up
+/// meanwhile).
+pub fn confirm_regulator_code(
+    db: &Db,
+    regulator: &str,
+    generation: i64,
+    secret: &[u8],
+    step: u64,
+    now: i64,
+) -> Result<bool, Error> {
+    on!(
+        db,
+        confirm_regulator_code(regulator, generation, secret, step, now)
+    )
+}
+
+/// Spend code step `step` of `regulator`'s set-up code: `false` when that step or a later
+/// one was spent already (a code is good once, at any replica), or none is set up.
+pub fn use_regulator_step(db: &Db, regulator: &str, step: u64) -> Result<bool, Error> {
+    on!(db, use_regulator_step(regulator, step))
 }
 
 /// Record a failed sign-in attempt of `regulator`.
@@ -319,18 +339,25 @@ pub fn put_regulator_failure(db: &Db, regulator: &str, at: i64) -> Result<(), Er
     on!(db, put_regulator_failure(regulator, at))
 }
 
-/// `regulator`'s failed sign-in attempts at or after `since`: how many, and the latest.
-pub fn regulator_failures_since(
-    db: &Db,
-    regulator: &str,
-    since: i64,
-) -> Result<(u32, Option<i64>), Error> {
+/// How many failed sign-in attempts `regulator` made at or after `since`.
+pub fn regulator_failures_since(db: &Db, regulator: &str, since: i64) -> Result<u32, Error> {
     on!(db, regulator_failures_since(regulator, since))
+}
+
+/// The times of `regulator`'s newest `limit` failed sign-in attempts, newest first.
+pub fn regulator_failure_times(db: &Db, regulator: &str, limit: u32) -> Result<Vec<i64>, Error> {
+    on!(db, regulator_failure_times(regulator, limit))
 }
 
 /// Forget `regulator`'s failed sign-in attempts.
 pub fn clear_regulator_failures(db: &Db, regulator: &str) -> Result<(), Error> {
     on!(db, clear_regulator_failures(regulator))
+}
+
+/// Spend a regulator-page sign-in token by its digest, remembered until `until`: `false`
+/// when it was spent already (at any replica).
+pub fn spend_signin_token(db: &Db, digest: &[u8], until: i64, now: i64) -> Result<bool, Error> {
+    on!(db, spend_signin_token(digest, until, now))
 }
 
 /// Remember an agency's verified claims.

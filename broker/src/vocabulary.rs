@@ -45,7 +45,8 @@ vocabulary! {
         BadReply = "bad_reply",
         /// Forwarded to the target.
         Forwarded = "forwarded",
-        /// A lifecycle action appended to the registry.
+        /// Recorded: a lifecycle action appended to the registry; on the regulator page, a
+        /// sign-in code enrolled or removed by the operator, or a secret shown for setup.
         Logged = "logged",
         /// Refused, with a reason code.
         Refused = "refused",

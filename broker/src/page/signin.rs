@@ -1,12 +1,17 @@
 //! Signing in to the regulator page with two factors, as at the agencies' consoles:
 //! something the regulator has — their key, which signs a short-lived token
 //! (`alpr-broker registry signin-link`, payload type [`SIGNIN`], verified against the state
-//! root, valid at most [`MAX_TOKEN_SECS`], good once) — and a 6-digit code from their
-//! authenticator app (RFC 6238), whose secret the broker's operator enrolls
-//! (`alpr-broker regulator-code enroll`) and the page shows only to the key's holder, at
-//! their first sign-in. A code is good once, at whichever replica; five failed codes in 15
-//! minutes lock that regulator's sign-in for 15 minutes. Every sign-in, refusal and lockout
-//! is a routing-log row (`page_sign_in`).
+//! root, valid at most [`MAX_TOKEN_SECS`], good once at any replica) — and a 6-digit code
+//! from their authenticator app (RFC 6238). The broker's operator enrolls a regulator
+//! (`alpr-broker regulator-code enroll`); at their first sign-in with their key the page
+//! makes a fresh secret, shows it to them alone and keeps it only once its first code
+//! proves it was added to an app (a secret shown to a key thief who never confirms it is
+//! never used; one the thief confirms shows as set up to the real regulator). A code is
+//! good once, at whichever replica. Every attempt with a valid token counts as a failure
+//! until its code is proven right, so parallel guesses get no more than
+//! [`LOCKOUT_ATTEMPTS`]: that many failures within [`LOCKOUT_WINDOW_SECS`] lock the
+//! regulator's sign-in until [`LOCKOUT_WINDOW_SECS`] after the last of them. Every sign-in,
+//! refusal, lockout and setup page shown is a routing-log row (`page_sign_in`).
 
 use std::sync::Arc;
 
@@ -36,16 +41,20 @@ pub(super) const COOKIE: &str = "__Host-alpr_regulator";
 pub(super) const IDLE_SECS: i64 = 1800;
 /// Failed codes within [`LOCKOUT_WINDOW_SECS`] that lock a regulator's sign-in.
 pub const LOCKOUT_ATTEMPTS: u32 = 5;
-/// The lockout's window and length, seconds.
+/// The lockout's window, and how long it lasts after the last failure, seconds.
 pub const LOCKOUT_WINDOW_SECS: i64 = 15 * 60;
-/// How long a setup page (the code's secret, awaiting its first code) stays good, seconds.
+/// How long a setup page (a fresh secret, awaiting its first code) stays good, seconds.
 const SETUP_SECS: i64 = 600;
+/// Bytes of a code secret (160 bits, RFC 4226's recommendation).
+const SECRET_BYTES: usize = 20;
 
-/// A regulator who proved their key and is shown their code's secret: who, the chain
-/// their token carried, until when.
+/// A regulator who proved their key and was shown a fresh secret: who, the chain their
+/// token carried, the secret, the enrollment it sets up, until when.
 pub(super) struct Setup {
     id: VerifiedIdentity,
     chain: Vec<Vec<u8>>,
+    secret: Vec<u8>,
+    generation: i64,
     expires: i64,
 }
 
@@ -70,11 +79,11 @@ pub fn regulator_name(id: &VerifiedIdentity) -> Option<String> {
     ))
 }
 
-/// Enroll a sign-in code for the regulator whose certificate chain is `chain` (verified
-/// against `trust`; only a regulator's is taken): a new random secret, which the page shows
-/// to that regulator at their first sign-in. Refused when one is enrolled already, unless
-/// `replace` (then the old secret stops working at once). Logged (`page_sign_in`, `logged`).
-/// Returns the regulator's name.
+/// Enroll the regulator whose certificate chain is `chain` (verified against `trust`; only
+/// a regulator's is taken) for a sign-in code, which they set up at their next sign-in with
+/// their key. Refused when enrolled already, unless `replace` (then the old code stops
+/// working for new sign-ins at once). Logged (`page_sign_in`, `logged`) before it is
+/// changed, so no change goes unlogged. Returns the regulator's name.
 pub fn enroll_code(
     db: &mut store::Db,
     trust: &TrustStore,
@@ -95,9 +104,6 @@ pub fn enroll_code(
             id.describe()
         ))
     })?;
-    let mut secret = [0u8; 20];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-        .map_err(|_| Error::Unavailable("no randomness for a code secret".into()))?;
     if let Some(old) = store::regulator_code(db, &name)?
         && !replace
     {
@@ -108,11 +114,6 @@ pub fn enroll_code(
                 Some(t) => format!("set up {}", alpr_pki::fmt_time(t)),
                 None => "not set up yet".into(),
             }
-        )));
-    }
-    if !store::enroll_regulator_code(db, &name, &secret, now, replace)? {
-        return Err(Error::Usage(format!(
-            "{name} was enrolled meanwhile by someone else; nothing changed"
         )));
     }
     store::log(
@@ -129,13 +130,19 @@ pub fn enroll_code(
             },
         )],
     )?;
+    if !store::enroll_regulator_code(db, &name, now, replace)? {
+        return Err(Error::Usage(format!(
+            "{name} was enrolled meanwhile by someone else; nothing changed"
+        )));
+    }
     Ok(name)
 }
 
-/// Remove `regulator`'s sign-in code (they cannot sign in until one is enrolled again).
-/// Logged. `false` when none was enrolled.
+/// Remove `regulator`'s sign-in code: no new sign-in until they are enrolled again (open
+/// sessions end at sign-out or their idle lock). Logged first. `false` when none was
+/// enrolled.
 pub fn remove_code(db: &mut store::Db, regulator: &str, now: i64) -> Result<bool, Error> {
-    if !store::remove_regulator_code(db, regulator)? {
+    if store::regulator_code(db, regulator)?.is_none() {
         return Ok(false);
     }
     store::log(
@@ -148,14 +155,15 @@ pub fn remove_code(db: &mut store::Db, regulator: &str, now: i64) -> Result<bool
             "sign-in code removed by the broker's operator".into(),
         )],
     )?;
-    Ok(true)
+    store::remove_regulator_code(db, regulator)
 }
 
+/// Verify a sign-in token: who signed it, and the signed envelope.
 pub(super) fn check_token(
     trust: &TrustStore,
     token: &str,
     now: i64,
-) -> Result<VerifiedIdentity, (StatusCode, String)> {
+) -> Result<(VerifiedIdentity, Signed), (StatusCode, String)> {
     let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_owned());
     let bytes = hex::decode(token).map_err(|_| unauthorized("malformed sign-in link"))?;
     let signed =
@@ -182,7 +190,7 @@ pub(super) fn check_token(
             format!("{} is not a regulator", id.describe()),
         ));
     }
-    Ok(id)
+    Ok((id, signed))
 }
 
 pub(super) fn signin_page(status: StatusCode, error: Option<&str>) -> Response {
@@ -230,8 +238,40 @@ fn cross_site(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == "cross-site" || v == "same-site")
 }
 
-async fn read_fields(body: Body) -> Result<HashMap<String, String>, Response> {
+/// The form's fields; a cross-site or oversized form is refused here (and logged).
+async fn read_fields(
+    st: &PageState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<HashMap<String, String>, Response> {
+    let now = alpr_pki::now_unix();
+    if cross_site(headers) {
+        let msg = "Sign in from this page.";
+        log_refusal(
+            st,
+            vec![row(
+                now,
+                Decision::Refused,
+                None,
+                Some("CROSS_SITE"),
+                "a sign-in form sent from another site".into(),
+            )],
+        )
+        .await;
+        return Err(signin_page(StatusCode::FORBIDDEN, Some(msg)));
+    }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+        log_refusal(
+            st,
+            vec![row(
+                now,
+                Decision::Refused,
+                None,
+                Some("FORM_TOO_LARGE"),
+                format!("a sign-in form over {MAX_FORM} bytes"),
+            )],
+        )
+        .await;
         return Err(signin_page(
             StatusCode::PAYLOAD_TOO_LARGE,
             Some("That is not a sign-in token (too long)."),
@@ -285,10 +325,18 @@ async fn on_store<R: Send + 'static>(
     }
 }
 
-/// Until when `name`'s sign-in is locked, if it is.
+/// Until when failures at `times` (newest first) lock sign-in: [`LOCKOUT_ATTEMPTS`] of
+/// them within [`LOCKOUT_WINDOW_SECS`] lock it until that long after the last.
+pub fn lock_end(times: &[i64]) -> Option<i64> {
+    let n = LOCKOUT_ATTEMPTS as usize;
+    (times.len() >= n && times[0] - times[n - 1] <= LOCKOUT_WINDOW_SECS)
+        .then(|| times[0] + LOCKOUT_WINDOW_SECS)
+}
+
+/// Until when `name`'s sign-in is locked at `now`, if it is.
 fn locked_until(db: &store::Db, name: &str, now: i64) -> Result<Option<i64>, Error> {
-    let (count, last) = store::regulator_failures_since(db, name, now - LOCKOUT_WINDOW_SECS)?;
-    Ok((count >= LOCKOUT_ATTEMPTS).then(|| last.unwrap_or(now) + LOCKOUT_WINDOW_SECS))
+    let times = store::regulator_failure_times(db, name, LOCKOUT_ATTEMPTS)?;
+    Ok(lock_end(&times).filter(|&until| until > now))
 }
 
 fn locked_page(name: &str, until: i64) -> Response {
@@ -301,6 +349,22 @@ fn locked_page(name: &str, until: i64) -> Response {
     )
 }
 
+/// The refusal of an attempt while locked (logged).
+async fn refuse_locked(st: &PageState, name: &str, until: i64, now: i64, what: &str) -> Response {
+    log_refusal(
+        st,
+        vec![row(
+            now,
+            Decision::LockedOut,
+            Some(name),
+            Some("LOCKED_OUT"),
+            format!("{what} refused: locked until {}", alpr_pki::fmt_time(until)),
+        )],
+    )
+    .await;
+    locked_page(name, until)
+}
+
 /// `POST /signin`: the key's token, then the code (or, the first time, the code's setup).
 pub(super) async fn signin(
     State(st): State<Arc<PageState>>,
@@ -308,17 +372,14 @@ pub(super) async fn signin(
     body: Body,
 ) -> Response {
     let now = alpr_pki::now_unix();
-    if cross_site(&headers) {
-        return signin_page(StatusCode::FORBIDDEN, Some("Sign in from this page."));
-    }
-    let form = match read_fields(body).await {
+    let form = match read_fields(&st, &headers, body).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let (token, code) = (field("token"), field("code"));
-    let id = match check_token(&st.broker.trust(), &token, now) {
-        Ok(id) => id,
+    let (id, signed) = match check_token(&st.broker.trust(), &token, now) {
+        Ok(v) => v,
         Err((status, msg)) => {
             let reason = if status == StatusCode::FORBIDDEN {
                 "NOT_REGULATOR"
@@ -334,7 +395,10 @@ pub(super) async fn signin(
         }
     };
     let Some(name) = regulator_name(&id) else {
-        let msg = format!("{} names no state; it cannot sign in here", id.describe());
+        let msg = format!(
+            "{} names no person or no state; it cannot sign in here",
+            id.describe()
+        );
         log_refusal(
             &st,
             vec![row(
@@ -348,15 +412,19 @@ pub(super) async fn signin(
         .await;
         return signin_page(StatusCode::FORBIDDEN, Some(&msg));
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+    // Good once, whatever its encoding: by its signature, at every replica.
+    let digest = ring::digest::digest(&ring::digest::SHA256, &signed.signature)
         .as_ref()
         .to_vec();
-    let reused = {
-        let mut used = st.used.lock().unwrap_or_else(|p| p.into_inner());
-        used.retain(|_, until| *until > now);
-        used.insert(digest, now + MAX_TOKEN_SECS + 120).is_some()
-    };
-    if reused {
+    let until = now + MAX_TOKEN_SECS + 120;
+    if !match on_store(&st, move |db| {
+        store::spend_signin_token(db, &digest, until, now)
+    })
+    .await
+    {
+        Ok(fresh) => fresh,
+        Err(r) => return r,
+    } {
         let msg = "This sign-in token was used already; make a new one.";
         log_refusal(
             &st,
@@ -371,12 +439,7 @@ pub(super) async fn signin(
         .await;
         return signin_page(StatusCode::UNAUTHORIZED, Some(msg));
     }
-    // The chain the token carried (verified above with it).
-    let chain = hex::decode(&token)
-        .ok()
-        .and_then(|b| Signed::decode(b.as_slice()).ok())
-        .map(|s| s.cert_chain)
-        .unwrap_or_default();
+    let chain = signed.cert_chain;
     let n = name.clone();
     let found = on_store(&st, move |db| {
         Ok((store::regulator_code(db, &n)?, locked_until(db, &n, now)?))
@@ -387,21 +450,7 @@ pub(super) async fn signin(
         Err(r) => return r,
     };
     if let Some(until) = locked {
-        log_refusal(
-            &st,
-            vec![row(
-                now,
-                Decision::LockedOut,
-                Some(&name),
-                Some("LOCKED_OUT"),
-                format!(
-                    "sign-in refused: locked until {}",
-                    alpr_pki::fmt_time(until)
-                ),
-            )],
-        )
-        .await;
-        return locked_page(&name, until);
+        return refuse_locked(&st, &name, until, now, "sign-in").await;
     }
     let Some(enrolled) = enrolled else {
         let msg = format!(
@@ -421,39 +470,116 @@ pub(super) async fn signin(
         return signin_page(StatusCode::FORBIDDEN, Some(&msg));
     };
     if enrolled.confirmed_at.is_none() {
-        return setup_page(&st, id, chain, &enrolled.secret, now, None);
+        let mut secret = vec![0u8; SECRET_BYTES];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret).is_err() {
+            return signin_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("No randomness for a code secret; try again."),
+            );
+        }
+        let setup = Setup {
+            id,
+            chain,
+            secret,
+            generation: enrolled.generation,
+            expires: now + SETUP_SECS,
+        };
+        return setup_page(&st, setup, now, None).await;
     }
-    match spend_code(&st, &name, &enrolled.secret, &code, now).await {
+    if code.is_empty() {
+        let msg = "Type the 6-digit code your authenticator app shows for this page; nothing was signed in (this did not count as a failed code).";
+        log_refusal(
+            &st,
+            vec![row(
+                now,
+                Decision::Refused,
+                Some(&name),
+                Some("NO_CODE"),
+                "no code was typed".into(),
+            )],
+        )
+        .await;
+        return signin_page(StatusCode::UNAUTHORIZED, Some(msg));
+    }
+    match attempt(&st, &name, &enrolled.secret, &code, None, now).await {
         Ok(()) => start_session(&st, id, chain, now, "signed in (key token and code)").await,
-        Err(r) => r,
+        Err(Attempt::Failed { why, left }) => signin_page(
+            StatusCode::UNAUTHORIZED,
+            Some(&format!(
+                "Sign-in refused: {why}. {left} more failed code(s) lock sign-in for {} minutes.",
+                LOCKOUT_WINDOW_SECS / 60
+            )),
+        ),
+        Err(Attempt::Stopped(r)) => r,
     }
 }
 
-/// Check `code` and spend its step; on failure, count it (locking at the limit), log it
-/// and say so.
-async fn spend_code(
+/// Why an attempt did not sign in.
+enum Attempt {
+    /// A wrong, reused or stale code: why, and how many failures are left before lockout.
+    Failed { why: String, left: u32 },
+    /// Locked (now or already), or the store failed: the page to show.
+    Stopped(Response),
+}
+
+/// One attempt of `name` with `code`: recorded as a failure first (so parallel attempts
+/// cannot outrun the lockout), then checked against `secret`; for a setup, `setup` is the
+/// enrollment's generation it sets up with `secret`. On success the failures are cleared.
+async fn attempt(
     st: &Arc<PageState>,
     name: &str,
     secret: &[u8],
     code: &str,
+    setup: Option<i64>,
     now: i64,
-) -> Result<(), Response> {
-    let why = match alpr_runtime::codes::check(secret, code, now) {
-        Ok(step) => {
-            let n = name.to_owned();
-            if on_store(st, move |db| store::use_regulator_step(db, &n, step, now)).await? {
-                return Ok(());
-            }
-            "this code was already used; wait for the next one".to_owned()
-        }
-        Err(why) => why,
-    };
-    let n = name.to_owned();
-    let count = on_store(st, move |db| {
+) -> Result<(), Attempt> {
+    let (n, secret_owned, code_owned) = (name.to_owned(), secret.to_vec(), code.to_owned());
+    let outcome = on_store(st, move |db| {
         store::put_regulator_failure(db, &n, now)?;
-        Ok(store::regulator_failures_since(db, &n, now - LOCKOUT_WINDOW_SECS)?.0)
+        // Counting this attempt: more than the limit means it was locked before it.
+        let recent = store::regulator_failures_since(db, &n, now - LOCKOUT_WINDOW_SECS)?;
+        if recent > LOCKOUT_ATTEMPTS {
+            let times = store::regulator_failure_times(db, &n, LOCKOUT_ATTEMPTS)?;
+            return Ok(Err((
+                None,
+                lock_end(&times).unwrap_or(now + LOCKOUT_WINDOW_SECS),
+                recent,
+            )));
+        }
+        let why = match alpr_runtime::codes::check(&secret_owned, &code_owned, now) {
+            Ok(step) => {
+                let spent = match setup {
+                    Some(generation) => {
+                        store::confirm_regulator_code(db, &n, generation, &secret_owned, step, now)?
+                    }
+                    None => store::use_regulator_step(db, &n, step)?,
+                };
+                if spent {
+                    store::clear_regulator_failures(db, &n)?;
+                    return Ok(Ok(()));
+                }
+                if setup.is_some() {
+                    "the code was set up, replaced or removed meanwhile".to_owned()
+                } else {
+                    "this code was already used; wait for the next one".to_owned()
+                }
+            }
+            Err(why) => why,
+        };
+        let times = store::regulator_failure_times(db, &n, LOCKOUT_ATTEMPTS)?;
+        Ok(Err((Some(why), lock_end(&times).unwrap_or(0), recent)))
     })
-    .await?;
+    .await
+    .map_err(Attempt::Stopped)?;
+    let (why, until, recent) = match outcome {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let Some(why) = why else {
+        return Err(Attempt::Stopped(
+            refuse_locked(st, name, until, now, "sign-in").await,
+        ));
+    };
     let mut rows = vec![row(
         now,
         Decision::Refused,
@@ -461,57 +587,59 @@ async fn spend_code(
         Some("SIGN_IN_FAILED"),
         why.clone(),
     )];
-    if count >= LOCKOUT_ATTEMPTS {
+    if until > now {
         let text = format!(
-            "regulator page sign-in of {name} locked for {} minutes after {LOCKOUT_ATTEMPTS} failed codes",
+            "regulator page sign-in of {name} locked until {} after {LOCKOUT_ATTEMPTS} failed codes within {} minutes",
+            alpr_pki::fmt_time(until),
             LOCKOUT_WINDOW_SECS / 60
         );
         tracing::error!(regulator = %name, "ALERT: {text}");
         rows.push(row(now, Decision::LockedOut, Some(name), None, text));
         log_refusal(st, rows).await;
-        return Err(locked_page(name, now + LOCKOUT_WINDOW_SECS));
+        return Err(Attempt::Stopped(locked_page(name, until)));
     }
     log_refusal(st, rows).await;
-    Err(signin_page(
-        StatusCode::UNAUTHORIZED,
-        Some(&format!(
-            "Sign-in refused: {why}. {} more failed code(s) lock sign-in for {} minutes.",
-            LOCKOUT_ATTEMPTS - count,
-            LOCKOUT_WINDOW_SECS / 60
-        )),
-    ))
+    Err(Attempt::Failed {
+        why,
+        left: LOCKOUT_ATTEMPTS.saturating_sub(recent),
+    })
 }
 
-/// The page that shows a regulator whose key proved itself their code's secret, and asks
-/// for its first code.
-fn setup_page(
-    st: &PageState,
-    id: VerifiedIdentity,
-    chain: Vec<Vec<u8>>,
-    secret: &[u8],
-    now: i64,
-    error: Option<&str>,
-) -> Response {
+/// The page that shows a regulator whose key proved itself a fresh secret (logged: the
+/// secret was shown to whoever holds that key), and asks for its first code.
+async fn setup_page(st: &PageState, setup: Setup, now: i64, error: Option<&str>) -> Response {
     let Some(token) = random_hex() else {
         return signin_page(
             StatusCode::SERVICE_UNAVAILABLE,
             Some("No randomness for a setup page; try again."),
         );
     };
-    let name = regulator_name(&id).unwrap_or_default();
+    let name = regulator_name(&setup.id).unwrap_or_default();
+    if error.is_none()
+        && let Err(e) = st
+            .broker
+            .record(vec![row(
+                now,
+                Decision::Logged,
+                Some(&name),
+                None,
+                "a new code secret shown for setup (kept only once its first code is typed)".into(),
+            )])
+            .await
+    {
+        tracing::error!(error = %e, "ALERT: could not log a regulator page code setup");
+        return signin_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("The setup could not be recorded; nothing was shown. Try again."),
+        );
+    }
+    let secret = setup.secret.clone();
     {
         let mut m = st.setups.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|_, s| s.expires > now);
-        m.insert(
-            token.clone(),
-            Setup {
-                id,
-                chain,
-                expires: now + SETUP_SECS,
-            },
-        );
+        m.insert(token.clone(), setup);
     }
-    let uri = alpr_runtime::codes::otpauth_uri("ALPR registry", &name, secret);
+    let uri = alpr_runtime::codes::otpauth_uri("ALPR registry", &name, &secret);
     let qr = match alpr_runtime::codes::qr_svg(&uri) {
         // Numbers and fixed attributes only (see `alpr_runtime::codes::qr_svg`).
         Some(svg) => html! { (PreEscaped(svg)) },
@@ -530,7 +658,7 @@ fn setup_page(
                 @if let Some(e) = error { p.error role="alert" { (e) } }
                 p { "Your key is recognised as " b { (name) } ". Add this account to your authenticator app (scan the code, or type the secret), then type the 6-digit code it shows. From now on you sign in with your key's token and a code." }
                 figure { (qr) figcaption { "QR code of the secret" } }
-                p { "Secret: " code #totp-secret { (alpr_runtime::codes::base32(secret)) } }
+                p { "Secret: " code #totp-secret { (alpr_runtime::codes::base32(&secret)) } }
                 form method="post" action="/signin/setup" {
                     input type="hidden" name="setup" value=(token);
                     label for="code" { "6-digit code" }
@@ -549,14 +677,11 @@ pub(super) async fn signin_setup(
     body: Body,
 ) -> Response {
     let now = alpr_pki::now_unix();
-    if cross_site(&headers) {
-        return signin_page(StatusCode::FORBIDDEN, Some("Sign in from this page."));
-    }
-    let form = match read_fields(body).await {
+    let form = match read_fields(&st, &headers, body).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let setup = form.get("setup").cloned().unwrap_or_default();
+    let key = form.get("setup").cloned().unwrap_or_default();
     let code = form
         .get("code")
         .map(|c| c.trim().to_owned())
@@ -565,15 +690,26 @@ pub(super) async fn signin_setup(
         .setups
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&setup)
+        .remove(&key)
         .filter(|s| s.expires > now);
-    let Some(Setup { id, chain, .. }) = taken else {
+    let Some(setup) = taken else {
+        log_refusal(
+            &st,
+            vec![row(
+                now,
+                Decision::Refused,
+                None,
+                Some("SETUP_EXPIRED"),
+                "a code setup page that expired, was used already or is unknown here".into(),
+            )],
+        )
+        .await;
         return signin_page(
             StatusCode::UNAUTHORIZED,
             Some("This setup page expired or was used already; sign in again with a new token."),
         );
     };
-    let name = regulator_name(&id).unwrap_or_default();
+    let name = regulator_name(&setup.id).unwrap_or_default();
     let n = name.clone();
     let found = on_store(&st, move |db| {
         Ok((store::regulator_code(db, &n)?, locked_until(db, &n, now)?))
@@ -584,48 +720,57 @@ pub(super) async fn signin_setup(
         Err(r) => return r,
     };
     if let Some(until) = locked {
+        return refuse_locked(&st, &name, until, now, "code setup").await;
+    }
+    let current = enrolled
+        .as_ref()
+        .is_some_and(|e| e.generation == setup.generation && e.confirmed_at.is_none());
+    if !current {
+        let msg = format!(
+            "The sign-in code of {name} was set up, replaced or removed since this page was shown; nothing was signed in. Sign in again with a new token."
+        );
         log_refusal(
             &st,
             vec![row(
                 now,
-                Decision::LockedOut,
+                Decision::Refused,
                 Some(&name),
-                Some("LOCKED_OUT"),
-                format!(
-                    "code setup refused: locked until {}",
-                    alpr_pki::fmt_time(until)
-                ),
+                Some("SETUP_STALE"),
+                msg.clone(),
             )],
         )
         .await;
-        return locked_page(&name, until);
+        return signin_page(StatusCode::CONFLICT, Some(&msg));
     }
-    let Some(enrolled) = enrolled else {
-        return signin_page(
-            StatusCode::FORBIDDEN,
-            Some(&format!(
-                "The sign-in code of {name} was removed by the broker's operator meanwhile; nothing was signed in."
-            )),
-        );
-    };
-    match spend_code(&st, &name, &enrolled.secret, &code, now).await {
+    if code.is_empty() {
+        return setup_page(
+            &st,
+            setup,
+            now,
+            Some("Type the 6-digit code your app shows (this did not count as a failed code)."),
+        )
+        .await;
+    }
+    let secret = setup.secret.clone();
+    match attempt(&st, &name, &secret, &code, Some(setup.generation), now).await {
         Ok(()) => {
             start_session(
                 &st,
-                id,
-                chain,
+                setup.id,
+                setup.chain,
                 now,
                 "code set up; signed in (key token and code)",
             )
             .await
         }
-        Err(r) if r.status() == StatusCode::UNAUTHORIZED => {
-            // A wrong first code: the same secret again, with the reason.
-            let msg =
-                "That code is not right (or was used already); type the code your app shows now.";
-            setup_page(&st, id, chain, &enrolled.secret, now, Some(msg))
+        Err(Attempt::Failed { why, left }) => {
+            let msg = format!(
+                "That code is not right ({why}); type the code your app shows now. {left} more failed code(s) lock sign-in for {} minutes.",
+                LOCKOUT_WINDOW_SECS / 60
+            );
+            setup_page(&st, setup, now, Some(&msg)).await
         }
-        Err(r) => r,
+        Err(Attempt::Stopped(r)) => r,
     }
 }
 
@@ -638,10 +783,6 @@ async fn start_session(
     detail: &str,
 ) -> Response {
     let name = regulator_name(&id).unwrap_or_default();
-    let n = name.clone();
-    if let Err(r) = on_store(st, move |db| store::clear_regulator_failures(db, &n)).await {
-        return r;
-    }
     if let Err(e) = st
         .broker
         .record(vec![row(

@@ -10,7 +10,7 @@ fn a_regulator_sign_in_link_admits_its_regulator_until_it_expires() {
     let kit = Kit::new();
     let now = alpr_pki::now_unix();
     let token = sign_in_token(&kit.regulator(), 600, now).unwrap();
-    let id = check_token(&kit.trust, &token, now).unwrap();
+    let (id, _) = check_token(&kit.trust, &token, now).unwrap();
     assert_eq!(id.role, Role::Regulator);
     assert_eq!(id.user.as_deref(), Some("reg-ca"));
     assert!(check_token(&kit.trust, &token, now + 599).is_ok());
@@ -79,6 +79,26 @@ fn malformed_or_tampered_links_are_unauthorized() {
         (code, m.as_str()),
         (StatusCode::UNAUTHORIZED, "malformed sign-in link")
     );
+}
+
+#[test]
+fn five_failures_within_fifteen_minutes_lock_until_fifteen_minutes_after_the_last() {
+    assert_eq!(LOCKOUT_ATTEMPTS, 5);
+    assert_eq!(LOCKOUT_WINDOW_SECS, 900);
+    // Newest first.
+    assert_eq!(
+        lock_end(&[1000, 900, 800, 700]),
+        None,
+        "four are not enough"
+    );
+    assert_eq!(lock_end(&[1000, 900, 800, 700, 100]), Some(1900));
+    assert_eq!(
+        lock_end(&[1000, 900, 800, 700, 99]),
+        None,
+        "the fifth is older than the window"
+    );
+    assert_eq!(lock_end(&[893, 892, 891, 890, 0]), Some(1793));
+    assert_eq!(lock_end(&[]), None);
 }
 
 #[test]

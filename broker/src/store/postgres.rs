@@ -22,8 +22,9 @@ mod regulator_codes;
 mod routing_log;
 
 pub use regulator_codes::{
-    clear_regulator_failures, enroll_regulator_code, put_regulator_failure, regulator_code,
-    regulator_codes, regulator_failures_since, remove_regulator_code, use_regulator_step,
+    clear_regulator_failures, confirm_regulator_code, enroll_regulator_code, put_regulator_failure,
+    regulator_code, regulator_codes, regulator_failure_times, regulator_failures_since,
+    remove_regulator_code, spend_signin_token, use_regulator_step,
 };
 
 pub use routing_log::{
@@ -112,6 +113,7 @@ CREATE TABLE IF NOT EXISTS regulator_codes (
     regulator TEXT PRIMARY KEY,
     secret BYTEA NOT NULL,
     enrolled_at BIGINT NOT NULL,
+    generation BIGINT NOT NULL DEFAULT 1,
     confirmed_at BIGINT,
     last_step BIGINT NOT NULL DEFAULT -1
 );
@@ -120,6 +122,10 @@ CREATE TABLE IF NOT EXISTS regulator_failures (
     at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS regulator_failures_by ON regulator_failures (regulator, at);
+CREATE TABLE IF NOT EXISTS regulator_tokens (
+    digest BYTEA PRIMARY KEY,
+    until BIGINT NOT NULL
+);
 "#;
 
 impl From<postgres::Error> for Error {

@@ -23,8 +23,9 @@ pub use registry_log::{
     tree_head_of_size,
 };
 pub use regulator_codes::{
-    clear_regulator_failures, enroll_regulator_code, put_regulator_failure, regulator_code,
-    regulator_codes, regulator_failures_since, remove_regulator_code, use_regulator_step,
+    clear_regulator_failures, confirm_regulator_code, enroll_regulator_code, put_regulator_failure,
+    regulator_code, regulator_codes, regulator_failure_times, regulator_failures_since,
+    remove_regulator_code, spend_signin_token, use_regulator_step,
 };
 pub(super) use routing_log::group_writer;
 pub use routing_log::{

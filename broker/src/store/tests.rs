@@ -172,52 +172,58 @@ fn routing_stats_count_route_refusals_by_reason_and_target_and_forwarded_rows(mu
 fn a_regulator_code_is_enrolled_once_spent_once_per_step_and_counts_failures(db: Db) {
     let (reg, other) = ("reg-ca@US-CA", "reg-nv@US-NV");
     assert_eq!(regulator_code(&db, reg).unwrap(), None);
-    assert!(enroll_regulator_code(&db, reg, b"first-secret-20bytes", 100, false).unwrap());
+    assert!(enroll_regulator_code(&db, reg, 100, false).unwrap());
     // A second enrollment without `replace` changes nothing.
-    assert!(!enroll_regulator_code(&db, reg, b"other-secret-20bytes", 200, false).unwrap());
+    assert!(!enroll_regulator_code(&db, reg, 200, false).unwrap());
     let c = regulator_code(&db, reg).unwrap().unwrap();
     assert_eq!(
-        (c.secret.as_slice(), c.enrolled_at, c.confirmed_at),
-        (&b"first-secret-20bytes"[..], 100, None)
+        (c.secret.len(), c.enrolled_at, c.generation, c.confirmed_at),
+        (0, 100, 1, None),
+        "enrolled, no secret until set up"
     );
-    // A step is spent once; an older one never; the first spend sets the code up.
-    assert!(use_regulator_step(&db, reg, 1000, 300).unwrap());
-    assert!(!use_regulator_step(&db, reg, 1000, 301).unwrap());
-    assert!(!use_regulator_step(&db, reg, 999, 302).unwrap());
-    assert!(use_regulator_step(&db, reg, 1001, 330).unwrap());
+    // No step is spent before the code is set up; setting up needs the current generation.
+    assert!(!use_regulator_step(&db, reg, 1000).unwrap());
+    assert!(!confirm_regulator_code(&db, reg, 2, b"first-secret-20bytes", 1000, 300).unwrap());
+    assert!(confirm_regulator_code(&db, reg, 1, b"first-secret-20bytes", 1000, 300).unwrap());
     assert!(
-        !use_regulator_step(&db, other, 1, 330).unwrap(),
-        "not enrolled"
+        !confirm_regulator_code(&db, reg, 1, b"thief-secret-20bytes", 1001, 301).unwrap(),
+        "set up once"
     );
+    let c = regulator_code(&db, reg).unwrap().unwrap();
     assert_eq!(
-        regulator_code(&db, reg).unwrap().unwrap().confirmed_at,
-        Some(300)
+        (c.secret.as_slice(), c.confirmed_at),
+        (&b"first-secret-20bytes"[..], Some(300))
     );
-    // Failures count within a window, per regulator, and are cleared.
+    // A step is spent once; an older one never.
+    assert!(
+        !use_regulator_step(&db, reg, 1000).unwrap(),
+        "spent by the setup"
+    );
+    assert!(!use_regulator_step(&db, reg, 999).unwrap());
+    assert!(use_regulator_step(&db, reg, 1001).unwrap());
+    assert!(!use_regulator_step(&db, reg, 1001).unwrap());
+    assert!(!use_regulator_step(&db, other, 1).unwrap(), "not enrolled");
+    // Failures count within a window, per regulator, newest first, and are cleared.
     for at in [400, 500, 600] {
         put_regulator_failure(&db, reg, at).unwrap();
     }
     put_regulator_failure(&db, other, 600).unwrap();
-    assert_eq!(
-        regulator_failures_since(&db, reg, 450).unwrap(),
-        (2, Some(600))
-    );
-    assert_eq!(regulator_failures_since(&db, reg, 700).unwrap(), (0, None));
+    assert_eq!(regulator_failures_since(&db, reg, 450).unwrap(), 2);
+    assert_eq!(regulator_failures_since(&db, reg, 700).unwrap(), 0);
+    assert_eq!(regulator_failure_times(&db, reg, 2).unwrap(), [600, 500]);
     clear_regulator_failures(&db, reg).unwrap();
-    assert_eq!(regulator_failures_since(&db, reg, 0).unwrap().0, 0);
-    assert_eq!(regulator_failures_since(&db, other, 0).unwrap().0, 1);
-    // Replacing starts over: a new secret, not set up, any step spendable again.
+    assert_eq!(regulator_failures_since(&db, reg, 0).unwrap(), 0);
+    assert_eq!(regulator_failures_since(&db, other, 0).unwrap(), 1);
+    // Replacing starts over: the next generation, not set up, no secret, no failures.
     put_regulator_failure(&db, reg, 700).unwrap();
-    assert!(enroll_regulator_code(&db, reg, b"third-secret-20bytes", 800, true).unwrap());
+    assert!(enroll_regulator_code(&db, reg, 800, true).unwrap());
     let c = regulator_code(&db, reg).unwrap().unwrap();
-    assert_eq!(
-        (c.secret.as_slice(), c.confirmed_at),
-        (&b"third-secret-20bytes"[..], None)
-    );
-    assert_eq!(regulator_failures_since(&db, reg, 0).unwrap().0, 0);
-    assert!(use_regulator_step(&db, reg, 5, 900).unwrap());
+    assert_eq!((c.secret.len(), c.generation, c.confirmed_at), (0, 2, None));
+    assert_eq!(regulator_failures_since(&db, reg, 0).unwrap(), 0);
+    assert!(!confirm_regulator_code(&db, reg, 1, b"stale-secret-20bytes", 5, 900).unwrap());
+    assert!(confirm_regulator_code(&db, reg, 2, b"third-secret-20bytes", 5, 900).unwrap());
     // Listings leave secrets out; removal is once.
-    enroll_regulator_code(&db, other, b"nevada-secret-20byte", 900, false).unwrap();
+    enroll_regulator_code(&db, other, 900, false).unwrap();
     let listed = regulator_codes(&db).unwrap();
     assert_eq!(
         listed
@@ -230,6 +236,14 @@ fn a_regulator_code_is_enrolled_once_spent_once_per_step_and_counts_failures(db:
     assert!(remove_regulator_code(&db, reg).unwrap());
     assert!(!remove_regulator_code(&db, reg).unwrap());
     assert_eq!(regulator_code(&db, reg).unwrap(), None);
+    // A sign-in token is spent once until it is forgotten.
+    assert!(spend_signin_token(&db, b"digest-1", 2000, 1000).unwrap());
+    assert!(!spend_signin_token(&db, b"digest-1", 2000, 1500).unwrap());
+    assert!(spend_signin_token(&db, b"digest-2", 2000, 1500).unwrap());
+    assert!(
+        spend_signin_token(&db, b"digest-1", 4000, 2001).unwrap(),
+        "forgotten after its time (the token itself has expired by then)"
+    );
 }
 
 fn agencies_keep_the_latest_claims_per_ori(db: Db) {

@@ -1,5 +1,6 @@
-//! Regulators' sign-in code secrets on PostgreSQL: shared by every replica, so a code step
-//! spent at one replica is spent at all, and failed attempts count towards one lockout.
+//! Regulators' sign-in codes on PostgreSQL: shared by every replica, so a code step or a
+//! sign-in token spent at one replica is spent at all, and failed attempts count towards
+//! one lockout. The same operations as the SQLite backend's `regulator_codes`.
 
 use crate::Error;
 use crate::store::RegulatorCode;
@@ -10,24 +11,24 @@ use super::Pg;
 pub fn enroll_regulator_code(
     pg: &Pg,
     regulator: &str,
-    secret: &[u8],
     now: i64,
     replace: bool,
 ) -> Result<bool, Error> {
-    let (regulator, secret) = (regulator.to_owned(), secret.to_vec());
+    let regulator = regulator.to_owned();
     pg.call(move |c| {
         let mut tx = c.transaction()?;
         let stored = if replace {
             tx.execute(
-                "INSERT INTO regulator_codes (regulator, secret, enrolled_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (regulator) DO UPDATE SET secret = EXCLUDED.secret, enrolled_at = EXCLUDED.enrolled_at, confirmed_at = NULL, last_step = -1",
-                &[&regulator, &secret, &now],
+                "INSERT INTO regulator_codes (regulator, secret, enrolled_at) VALUES ($1, '', $2)
+                 ON CONFLICT (regulator) DO UPDATE SET secret = '', enrolled_at = EXCLUDED.enrolled_at,
+                   generation = regulator_codes.generation + 1, confirmed_at = NULL, last_step = -1",
+                &[&regulator, &now],
             )?
         } else {
             tx.execute(
-                "INSERT INTO regulator_codes (regulator, secret, enrolled_at) VALUES ($1, $2, $3)
+                "INSERT INTO regulator_codes (regulator, secret, enrolled_at) VALUES ($1, '', $2)
                  ON CONFLICT (regulator) DO NOTHING",
-                &[&regulator, &secret, &now],
+                &[&regulator, &now],
             )?
         };
         if stored == 0 {
@@ -42,12 +43,13 @@ pub fn enroll_regulator_code(
     })
 }
 
-fn code(r: &postgres::Row, with_secret: bool) -> RegulatorCode {
+fn code(r: &postgres::Row) -> RegulatorCode {
     RegulatorCode {
         regulator: r.get(0),
-        secret: if with_secret { r.get(3) } else { Vec::new() },
-        enrolled_at: r.get(1),
-        confirmed_at: r.get(2),
+        secret: r.get(1),
+        enrolled_at: r.get(2),
+        generation: r.get(3),
+        confirmed_at: r.get(4),
     }
 }
 
@@ -56,10 +58,11 @@ pub fn regulator_code(pg: &Pg, regulator: &str) -> Result<Option<RegulatorCode>,
     let regulator = regulator.to_owned();
     pg.call(move |c| {
         Ok(c.query_opt(
-            "SELECT regulator, enrolled_at, confirmed_at, secret FROM regulator_codes WHERE regulator = $1",
+            "SELECT regulator, secret, enrolled_at, generation, confirmed_at FROM regulator_codes WHERE regulator = $1",
             &[&regulator],
         )?
-        .map(|r| code(&r, true)))
+        .as_ref()
+        .map(code))
     })
 }
 
@@ -67,11 +70,11 @@ pub fn regulator_code(pg: &Pg, regulator: &str) -> Result<Option<RegulatorCode>,
 pub fn regulator_codes(pg: &Pg) -> Result<Vec<RegulatorCode>, Error> {
     pg.call(|c| {
         Ok(c.query(
-            "SELECT regulator, enrolled_at, confirmed_at FROM regulator_codes ORDER BY regulator",
+            "SELECT regulator, ''::bytea, enrolled_at, generation, confirmed_at FROM regulator_codes ORDER BY regulator",
             &[],
         )?
         .iter()
-        .map(|r| code(r, false))
+        .map(code)
         .collect())
     })
 }
@@ -94,15 +97,34 @@ pub fn remove_regulator_code(pg: &Pg, regulator: &str) -> Result<bool, Error> {
     })
 }
 
-/// Spend code step `step` of `regulator` (one statement: of two replicas spending the same
-/// step, one wins).
-pub fn use_regulator_step(pg: &Pg, regulator: &str, step: u64, now: i64) -> Result<bool, Error> {
+/// See the SQLite backend's `confirm_regulator_code` (one statement: of two replicas
+/// setting up at once, one wins).
+pub fn confirm_regulator_code(
+    pg: &Pg,
+    regulator: &str,
+    generation: i64,
+    secret: &[u8],
+    step: u64,
+    now: i64,
+) -> Result<bool, Error> {
+    let (regulator, secret) = (regulator.to_owned(), secret.to_vec());
+    pg.call(move |c| {
+        Ok(c.execute(
+            "UPDATE regulator_codes SET secret = $3, last_step = $4, confirmed_at = $5
+             WHERE regulator = $1 AND generation = $2 AND confirmed_at IS NULL",
+            &[&regulator, &generation, &secret, &(step as i64), &now],
+        )? == 1)
+    })
+}
+
+/// See the SQLite backend's `use_regulator_step`.
+pub fn use_regulator_step(pg: &Pg, regulator: &str, step: u64) -> Result<bool, Error> {
     let regulator = regulator.to_owned();
     pg.call(move |c| {
         Ok(c.execute(
-            "UPDATE regulator_codes SET last_step = $2, confirmed_at = COALESCE(confirmed_at, $3)
-             WHERE regulator = $1 AND last_step < $2",
-            &[&regulator, &(step as i64), &now],
+            "UPDATE regulator_codes SET last_step = $2
+             WHERE regulator = $1 AND confirmed_at IS NOT NULL AND last_step < $2",
+            &[&regulator, &(step as i64)],
         )? == 1)
     })
 }
@@ -125,19 +147,29 @@ pub fn put_regulator_failure(pg: &Pg, regulator: &str, at: i64) -> Result<(), Er
     })
 }
 
-/// `regulator`'s failed attempts at or after `since`: how many, and the latest.
-pub fn regulator_failures_since(
-    pg: &Pg,
-    regulator: &str,
-    since: i64,
-) -> Result<(u32, Option<i64>), Error> {
+/// How many failed attempts `regulator` made at or after `since`.
+pub fn regulator_failures_since(pg: &Pg, regulator: &str, since: i64) -> Result<u32, Error> {
     let regulator = regulator.to_owned();
     pg.call(move |c| {
         let r = c.query_one(
-            "SELECT COUNT(*), MAX(at) FROM regulator_failures WHERE regulator = $1 AND at >= $2",
+            "SELECT COUNT(*) FROM regulator_failures WHERE regulator = $1 AND at >= $2",
             &[&regulator, &since],
         )?;
-        Ok((r.get::<_, i64>(0) as u32, r.get(1)))
+        Ok(r.get::<_, i64>(0) as u32)
+    })
+}
+
+/// The times of `regulator`'s newest `limit` failed attempts, newest first.
+pub fn regulator_failure_times(pg: &Pg, regulator: &str, limit: u32) -> Result<Vec<i64>, Error> {
+    let regulator = regulator.to_owned();
+    pg.call(move |c| {
+        Ok(c.query(
+            "SELECT at FROM regulator_failures WHERE regulator = $1 ORDER BY at DESC LIMIT $2",
+            &[&regulator, &i64::from(limit)],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
     })
 }
 
@@ -150,5 +182,20 @@ pub fn clear_regulator_failures(pg: &Pg, regulator: &str) -> Result<(), Error> {
             &[&regulator],
         )?;
         Ok(())
+    })
+}
+
+/// See the SQLite backend's `spend_signin_token`.
+pub fn spend_signin_token(pg: &Pg, digest: &[u8], until: i64, now: i64) -> Result<bool, Error> {
+    let digest = digest.to_vec();
+    pg.call(move |c| {
+        let mut tx = c.transaction()?;
+        tx.execute("DELETE FROM regulator_tokens WHERE until < $1", &[&now])?;
+        let n = tx.execute(
+            "INSERT INTO regulator_tokens (digest, until) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+            &[&digest, &until],
+        )?;
+        tx.commit()?;
+        Ok(n == 1)
     })
 }
