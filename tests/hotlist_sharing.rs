@@ -360,3 +360,196 @@ async fn hits_stored_by_a_host_command_are_sent_by_the_daemon_once() {
     assert_eq!(host.status().unwrap().hits_waiting, 0);
     fed.stop().await.unwrap();
 }
+
+/// Run `alpr-node` with `args`.
+async fn cli(args: Vec<String>) -> std::process::ExitCode {
+    use clap::Parser as _;
+    let mut argv = vec!["alpr-node".to_owned()];
+    argv.extend(args);
+    tokio::task::spawn_blocking(move || {
+        alpr_node::cli::main(alpr_node::cli::Cli::try_parse_from(argv).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+/// The detail of `ori`'s newest `inbound_query` entry.
+fn last_inbound(fed: &Federation, ori: &str) -> String {
+    fed.audit(ori, Some("inbound_query"))
+        .unwrap()
+        .last()
+        .unwrap()
+        .entry
+        .detail
+        .clone()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_owner_replaces_or_withdraws_a_shared_list_and_the_target_stops_watching_for_it() {
+    let (fed, _) = federation(true).await;
+    let mut fresno = Federation::terms(VENTURA, FRESNO, &["240"], 30, 86_400);
+    fresno.data_types.push("hotlists".into());
+    fed.agree(fresno).await.unwrap();
+    let hits = |fed: &Federation| fed.audit(VENTURA, Some("hotlist_hit")).unwrap().len();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &share(7 * 86_400, list(), &[VENTURA]))
+        .await
+        .unwrap();
+    assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fed.ingest_csv(VENTURA, &reads_csv(&[("8ABC123", "CA", 0)]))
+        .unwrap();
+    assert_eq!(hits(&fed), 1);
+
+    // Shared again under its name with another plate: the new list replaces the old.
+    let amended = hotlist_from_csv(
+        "stolen and robbery",
+        "Sacramento PD",
+        "stolen vehicles",
+        "plate,state,note\n5XYZ987,CA,stolen 2026-12-01 from J Street\n",
+    )
+    .unwrap();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &share(7 * 86_400, amended, &[VENTURA]))
+        .await
+        .unwrap();
+    assert_eq!(resp.results[0].status, TargetStatus::Answered as i32);
+    let detail = last_inbound(&fed, VENTURA);
+    assert!(
+        detail.contains("replacing the 1 list(s) of that name CA0340000 shared before"),
+        "{detail}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fed.ingest_csv(
+        VENTURA,
+        &reads_csv(&[("8ABC123", "CA", 0), ("5XYZ987", "CA", 0)]),
+    )
+    .unwrap();
+    assert_eq!(hits(&fed), 2, "only the amended list's plate hits");
+    assert_eq!(
+        fed.nodes[VENTURA].node.status().unwrap().shared_lists.len(),
+        1
+    );
+
+    // Another agency's withdrawal under the same name stops nothing of Sacramento's.
+    let mut w = share(
+        3600,
+        alpr_node::client::hotlist_withdrawal("stolen and robbery"),
+        &[VENTURA],
+    );
+    w.reason = "no longer needed: the car of this case was recovered yesterday".into();
+    w.case_number = "FRE-26-000123".into();
+    let (_, resp) = fed.search(FRESNO, &w).await.unwrap();
+    assert_eq!(
+        resp.results[0].status,
+        TargetStatus::Answered as i32,
+        "{}",
+        resp.results[0].detail
+    );
+    let detail = last_inbound(&fed, VENTURA);
+    assert!(
+        detail.contains("kept no list of that name in force"),
+        "{detail}"
+    );
+    assert_eq!(
+        fed.nodes[VENTURA].node.status().unwrap().shared_lists.len(),
+        1
+    );
+
+    // A withdrawal that carries plates is not one.
+    let mut bad = alpr_node::client::hotlist_withdrawal("stolen and robbery");
+    bad.entries = list().entries;
+    let refused = fed
+        .search(SACRAMENTO, &share(3600, bad, &[VENTURA]))
+        .await
+        .map(|(_, r)| (r.results[0].status, r.results[0].detail.clone()));
+    match refused {
+        Ok((status, detail)) => {
+            assert_ne!(status, TargetStatus::Answered as i32);
+            assert!(detail.contains("holds no entries"), "{detail}");
+        }
+        Err(e) => assert!(e.to_string().contains("holds no entries"), "{e}"),
+    }
+
+    // Sacramento's investigator withdraws it with the CLI: Ventura stops watching at once.
+    let (cert, key) = fed
+        .pki
+        .person(SACRAMENTO, &alpr_federation::investigator_of(SACRAMENTO));
+    let s = |p: &std::path::Path| p.display().to_string();
+    let code = cli([
+        "withdraw-share",
+        "--node",
+        &fed.nodes[SACRAMENTO].addr.to_string(),
+        "--root",
+        &s(&fed.pki.root_cert()),
+        "--cert",
+        &s(&cert),
+        "--key",
+        &s(&key),
+        "--name",
+        "stolen and robbery",
+        "--purpose",
+        "240",
+        "--case",
+        "SAC-26-004417",
+        "--reason",
+        "the Honda Civic of this case was recovered on J Street this morning",
+        "--target",
+        VENTURA,
+    ]
+    .map(str::to_owned)
+    .to_vec())
+    .await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let detail = last_inbound(&fed, VENTURA);
+    assert!(
+        detail.contains("withdrawn: 1 kept list(s) of that name stopped now"),
+        "{detail}"
+    );
+    assert!(
+        fed.nodes[VENTURA]
+            .node
+            .status()
+            .unwrap()
+            .shared_lists
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fed.ingest_csv(VENTURA, &reads_csv(&[("5XYZ987", "CA", 0)]))
+        .unwrap();
+    assert_eq!(hits(&fed), 2, "no hit after the withdrawal");
+    // A withdrawal some target does not confirm is a failure the investigator sees.
+    let code = cli([
+        "withdraw-share",
+        "--node",
+        &fed.nodes[SACRAMENTO].addr.to_string(),
+        "--root",
+        &s(&fed.pki.root_cert()),
+        "--cert",
+        &s(&cert),
+        "--key",
+        &s(&key),
+        "--name",
+        "stolen and robbery",
+        "--purpose",
+        "240",
+        "--case",
+        "SAC-26-004417",
+        "--reason",
+        "the Honda Civic of this case was recovered on J Street this morning",
+        "--target",
+        VENTURA,
+        "--target",
+        FRESNO,
+    ]
+    .map(str::to_owned)
+    .to_vec())
+    .await;
+    assert_ne!(
+        code,
+        std::process::ExitCode::SUCCESS,
+        "Fresno holds no agreement with Sacramento: not confirmed"
+    );
+    fed.stop().await.unwrap();
+}

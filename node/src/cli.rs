@@ -192,6 +192,11 @@ pub enum Command {
     /// each target keeps it only under an agreement covering hot lists, logs every hit on
     /// its cameras and reports it to your node (a `hotlist_hit` alert here).
     ShareHotlist(ShareArgs),
+    /// Withdraw a hot list you shared (by its name), before its expiry, through your own
+    /// node: each target that confirms stops watching for it at once and reports no more
+    /// hits. (To change a list, share it again under the same name: the new one replaces
+    /// it.) Exit 0 only when every target confirmed; send it again to the others.
+    WithdrawShare(WithdrawShareArgs),
     /// Draft, sign, import, submit and list sharing agreements.
     #[command(subcommand)]
     Agreement(AgreementCmd),
@@ -561,6 +566,35 @@ pub struct ShareArgs {
     #[arg(long)]
     pub case: String,
     /// Specific reason: why these plates, and why these agencies' cameras.
+    #[arg(long)]
+    pub reason: String,
+    /// Warrant reference, where the target's state needs one.
+    #[arg(long, default_value = "")]
+    pub warrant: String,
+    /// Target agency ORI (repeat for several).
+    #[arg(long = "target", required = true)]
+    pub targets: Vec<String>,
+}
+
+/// `withdraw-share` arguments.
+#[derive(Args, Debug)]
+pub struct WithdrawShareArgs {
+    /// Your node's address (host:port).
+    #[arg(long)]
+    pub node: String,
+    /// Certificates.
+    #[command(flatten)]
+    pub tls: PersonTls,
+    /// The shared list's name.
+    #[arg(long)]
+    pub name: String,
+    /// Purpose code the list was shared under (the agreement must still cover it).
+    #[arg(long)]
+    pub purpose: String,
+    /// Case number.
+    #[arg(long)]
+    pub case: String,
+    /// Why it is withdrawn (e.g. the vehicle was recovered).
     #[arg(long)]
     pub reason: String,
     /// Warrant reference, where the target's state needs one.
@@ -1295,6 +1329,40 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::WithdrawShare(a) => {
+            let Person {
+                trust,
+                signer,
+                tls: me,
+            } = a.tls.load()?;
+            let now = alpr_pki::now_unix();
+            let params = SearchParams {
+                window_end: now + 3600,
+                purpose: a.purpose,
+                case_number: a.case,
+                reason: a.reason,
+                warrant_ref: a.warrant,
+                targets: a.targets,
+                ttl_secs: 300,
+                shape: alpr_proto::hotlist::SHAPE_HOTLIST.into(),
+                hotlist: Some(client::hotlist_withdrawal(&a.name)),
+                ..Default::default()
+            };
+            let (query, signed) = client::sign_query(&signer, &trust, &params, now)?;
+            let resp = search_through(&a.tls.target(&a.node), &trust, &me, &signed).await?;
+            let (lines, confirmed) = describe_results(&trust, &query, &resp.results);
+            for line in lines {
+                println!("{line}");
+            }
+            if confirmed < resp.results.len() {
+                return Err(Error::NothingAnswered(format!(
+                    "{} of the {} target(s) did not confirm the withdrawal: they may still watch for the list; withdraw it again from them",
+                    resp.results.len() - confirmed,
+                    resp.results.len()
+                )));
+            }
+            Ok(())
+        }
         Command::ShareHotlist(a) => {
             let Person {
                 trust,
@@ -1804,6 +1872,11 @@ pub fn describe_results(
         query.plate_state.clone()
     };
     out.push(match &query.hotlist {
+        Some(list) if list.kind == alpr_proto::hotlist::KIND_WITHDRAW => format!(
+            "withdrawal of hot list {:?} sent as {}",
+            list.name,
+            hex::encode(&query.query_id)
+        ),
         Some(list) => format!(
             "hot list {:?} shared as {} ({} entr{})",
             list.name,
@@ -1830,9 +1903,18 @@ pub fn describe_results(
                 if query.hotlist.is_some() =>
             {
                 answered += 1;
+                let withdrawn = query
+                    .hotlist
+                    .as_ref()
+                    .is_some_and(|h| h.kind == alpr_proto::hotlist::KIND_WITHDRAW);
                 out.push(format!(
-                    "{}: KEEPS THE LIST, acknowledged and signed by {}",
+                    "{}: {}, acknowledged and signed by {}",
                     r.ori,
+                    if withdrawn {
+                        "WITHDRAWN (stops watching for the list now)"
+                    } else {
+                        "KEEPS THE LIST"
+                    },
                     signer.describe()
                 ));
             }

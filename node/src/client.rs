@@ -53,6 +53,18 @@ pub struct SearchParams {
     pub hotlist: Option<alpr_proto::pb::HotlistShare>,
 }
 
+/// The withdrawal of the hot list `name` this agency shared (a share of kind
+/// `withdraw`, with no entries).
+pub fn hotlist_withdrawal(name: &str) -> alpr_proto::pb::HotlistShare {
+    alpr_proto::pb::HotlistShare {
+        name: name.trim().to_owned(),
+        source: "its owner".into(),
+        topic: "withdrawal of the list".into(),
+        kind: alpr_proto::hotlist::KIND_WITHDRAW.into(),
+        entries: Vec::new(),
+    }
+}
+
 /// A hot list to share, from CSV text: `plate,state,note` per line (state may be empty
 /// for any state; a `?` in a plate is one unknown character; a header line
 /// `plate,state,note` is allowed). Plates and states are normalized and texts put in NFC;

@@ -5,8 +5,11 @@
 //! admitted at the broker and at each target like any query — an agreement in force that
 //! covers the `hotlists` data type and the purpose, the target's state rules, switches and
 //! prohibited terms (checked in the list's name, source, topic and notes). A target that
-//! admits it keeps the list ([`store::shares`]) until the list expires or the agreement
-//! stops being in force.
+//! admits it keeps the list ([`store::shares`]) until the list expires, the agreement
+//! stops being in force, or its owner withdraws it or shares it again: a share of kind
+//! `withdraw` under the list's name (`alpr-node withdraw-share`), admitted like any share,
+//! stops the lists of that name the same owner shared with the target before, and a new
+//! share of the name replaces them.
 //!
 //! Every ingested read that matches a kept list is a `hotlist_hit` entry in the target's
 //! own audit log, naming the list's owner, investigator, purpose and case (and counted in
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use alpr_pki::{Role, VerifiedIdentity};
 use alpr_proto::agreement::AgreementStatus;
 use alpr_proto::envelope::{self, ANSWER};
-use alpr_proto::hotlist::{Matcher, SHAPE_HOTLIST};
+use alpr_proto::hotlist::{KIND_WITHDRAW, Matcher, SHAPE_HOTLIST};
 use alpr_proto::pb::{HitReceipt, HitReport, Read, Signed};
 use alpr_proto::{RefusalReason, seal};
 use prost::Message;
@@ -145,21 +148,40 @@ impl Node {
         Ok((entries, queued))
     }
 
-    /// Keep a hot list an admitted share carries (called when the share is answered).
+    /// Keep a hot list an admitted share carries (called when the share is answered), in
+    /// place of the lists of its name its owner shared before; or, for a withdrawal, stop
+    /// those. Returns what was done, for the `inbound_query` entry and the answer.
     pub(crate) fn keep_share(
         &self,
         agreement_id: &str,
         q: &alpr_proto::pb::Query,
         now: i64,
     ) -> Result<String, Error> {
-        store::shares::record_in(&self.db(), agreement_id, q, now)?;
         let n = q.hotlist.as_ref().map_or(0, |h| h.entries.len());
         let name = q.hotlist.as_ref().map_or("", |h| h.name.as_str());
+        let owner = &q.requester_ori;
+        let db = self.db();
+        if q.hotlist.as_ref().is_some_and(|h| h.kind == KIND_WITHDRAW) {
+            let stopped = store::shares::withdraw_in(&db, owner, name, None, now)?;
+            return Ok(match stopped {
+                0 => format!(
+                    "hot list {name:?} of {owner} withdrawn: this agency kept no list of that name in force"
+                ),
+                k => format!(
+                    "hot list {name:?} of {owner} withdrawn: {k} kept list(s) of that name stopped now; no further hits are reported"
+                ),
+            });
+        }
+        store::shares::record_in(&db, agreement_id, q, now)?;
+        let replaced = store::shares::withdraw_in(&db, owner, name, Some(&q.query_id), now)?;
         Ok(format!(
-            "hot list {name:?} of {} ({n} entries) kept until {}: its hits on this agency's cameras are logged here and reported to {}",
-            q.requester_ori,
+            "hot list {name:?} of {owner} ({n} entries) kept until {}{}: its hits on this agency's cameras are logged here and reported to {owner}",
             alpr_pki::fmt_time(q.window_end),
-            q.requester_ori
+            if replaced > 0 {
+                format!(", replacing the {replaced} list(s) of that name {owner} shared before")
+            } else {
+                String::new()
+            }
         ))
     }
 
@@ -476,7 +498,8 @@ impl Node {
         accepted: &[String],
         now: i64,
     ) -> Result<(), Error> {
-        if q.shape != SHAPE_HOTLIST {
+        if q.shape != SHAPE_HOTLIST || q.hotlist.as_ref().is_some_and(|h| h.kind == KIND_WITHDRAW) {
+            // A withdrawal leaves nothing to report hits of.
             return Ok(());
         }
         let db = self.db();

@@ -12,6 +12,9 @@ use crate::{Error, RefusalReason, input};
 pub const SHAPE_HOTLIST: &str = "hotlist";
 /// The only kind of list that may be shared: plates to be told about.
 pub const KIND_ALERT: &str = "alert";
+/// Not a list but its withdrawal: a share of this kind, with no entries, stops every list
+/// of the same name its owner shared with the target before it.
+pub const KIND_WITHDRAW: &str = "withdraw";
 /// Most entries of one shared list.
 pub const MAX_ENTRIES: usize = 10_000;
 /// Most wildcard entries of one shared list.
@@ -28,9 +31,10 @@ fn invalid(m: String) -> Error {
 }
 
 /// Check a shared list's own fields: kind, texts, entry count, each entry's plate and
-/// state normalized, the wildcard cap, no entry twice.
+/// state normalized, the wildcard cap, no entry twice. A withdrawal names its list and
+/// holds no entry.
 pub fn check_share(share: &HotlistShare) -> Result<(), Error> {
-    if share.kind != KIND_ALERT {
+    if share.kind != KIND_ALERT && share.kind != KIND_WITHDRAW {
         return Err(invalid(format!(
             "hot list kind {:?} cannot be shared: only {KIND_ALERT:?} lists (plates to be told about); lists of plates to ignore are never shared",
             share.kind
@@ -46,6 +50,17 @@ pub fn check_share(share: &HotlistShare) -> Result<(), Error> {
         if n == 0 || n > max {
             return Err(invalid(format!("{field} must be 1..{max} characters")));
         }
+    }
+    if share.kind == KIND_WITHDRAW {
+        return if share.entries.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "a withdrawal of hot list {:?} holds no entries (it has {}); to change a list, share it again under its name",
+                share.name,
+                share.entries.len()
+            )))
+        };
     }
     if share.entries.is_empty() || share.entries.len() > MAX_ENTRIES {
         return Err(invalid(format!(
@@ -191,6 +206,25 @@ mod tests {
         assert_eq!(e.reason(), RefusalReason::InvalidInput);
         assert!(e.detail().contains("never shared"), "{}", e.detail());
         assert!(check_share(&share(vec![])).is_err());
+        // A withdrawal names its list and holds nothing.
+        let withdraw = HotlistShare {
+            kind: KIND_WITHDRAW.into(),
+            ..share(vec![])
+        };
+        assert!(check_share(&withdraw).is_ok());
+        let e = check_share(&HotlistShare {
+            entries: vec![entry("8ABC123", "CA")],
+            ..withdraw.clone()
+        })
+        .unwrap_err();
+        assert!(e.detail().contains("holds no entries"), "{}", e.detail());
+        assert!(
+            check_share(&HotlistShare {
+                name: " ".into(),
+                ..withdraw
+            })
+            .is_err()
+        );
         let e = check_share(&share(vec![entry("8abc123", "CA")])).unwrap_err();
         assert!(e.detail().contains("entry 1") && e.detail().contains("normalized"));
         assert!(check_share(&share(vec![entry("8ABC123", "ca")])).is_err());

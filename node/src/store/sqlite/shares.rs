@@ -174,6 +174,30 @@ pub fn active_in(db: &Db, now: i64) -> Result<Vec<SharedIn>, Error> {
     Ok(out)
 }
 
+/// End now the kept lists `owner_ori` shared under `name`, all but the share `keep`:
+/// their owner withdrew them, or shared the list again. How many were in force.
+pub fn withdraw_in(
+    db: &Db,
+    owner_ori: &str,
+    name: &str,
+    keep: Option<&[u8]>,
+    now: i64,
+) -> Result<u64, Error> {
+    let mut n = 0;
+    for s in active_in(db, now)? {
+        let same = s.owner_ori == owner_ori
+            && s.query.hotlist.as_ref().is_some_and(|h| h.name == name)
+            && keep != Some(s.query.query_id.as_slice());
+        if same {
+            n += db.conn.execute(
+                "UPDATE shares_in SET expires_at = ?2 WHERE share_id = ?1 AND expires_at > ?2",
+                params![s.query.query_id, now],
+            )? as u64;
+        }
+    }
+    Ok(n)
+}
+
 /// A shared list this agency keeps, by id.
 pub fn find_in(db: &Db, share_id: &[u8]) -> Result<Option<SharedIn>, Error> {
     let row: Option<(String, String, Vec<u8>)> = db
