@@ -19,6 +19,11 @@ impl Drop for Driver {
 }
 
 pub async fn browser(profile: &std::path::Path) -> (Driver, Client) {
+    browser_with(profile, &[]).await
+}
+
+/// [`browser`] with `env` set for the driver and the browser it starts (e.g. `TZ`).
+pub async fn browser_with(profile: &std::path::Path, env: &[(&str, &str)]) -> (Driver, Client) {
     let bin = "/usr/bin/chromedriver";
     assert!(
         std::path::Path::new(bin).exists() && std::path::Path::new("/usr/bin/chromium").exists(),
@@ -32,6 +37,7 @@ pub async fn browser(profile: &std::path::Path) -> (Driver, Client) {
     let driver = Driver(
         std::process::Command::new(bin)
             .arg(format!("--port={port}"))
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -119,14 +119,14 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                             td { (v.terms.data_types.join(", ")) }
                             td { (v.terms.max_lookback_days) " days" }
                             td { (v.status.as_str()) @if v.terms.valid_until <= now { " (expired)" } }
-                            td { (pages::when(v.terms.valid_until))
+                            td { (pages::time(v.terms.valid_until))
                                  @if v.terms.valid_until > now { " (" ((v.terms.valid_until - now) / 86_400) " days left)" } }
                         }
                     } }
                 }
                 p { "Registry: "
                     @match st.registry_head {
-                        Some((size, seen, cosigned)) => { (size) " events, head seen " (pages::when(seen)) @if cosigned { ", cosigned by the state's regulator" } @else { ", not cosigned" } }
+                        Some((size, seen, cosigned)) => { (size) " events, head seen " (pages::time(seen)) @if cosigned { ", cosigned by the state's regulator" } @else { ", not cosigned" } }
                         None => { "no head accepted yet" }
                     }
                     @if st.require_cosignature { " (only cosigned heads are trusted)" } }
@@ -136,7 +136,7 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                 } } }
                 h2 { "Data" }
                 p { (st.reads) " reads held"
-                    @if let Some((a, b)) = st.days { ", capture days " (pages::when(a)) " to " (pages::when(b)) }
+                    @if let Some((a, b)) = st.days { ", capture days " (pages::time(a)) " to " (pages::time(b)) }
                     "; retention " (st.retention_days) " days; audit log " (st.audit_head.0) " entries." }
                 @if !st.shared_lists.is_empty() {
                     p { "Hot lists shared with this agency: "
@@ -144,20 +144,20 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                 }
                 h3 { "Latest ingests" }
                 @if ingests.is_empty() { p { "None yet." } }
-                ul { @for e in &ingests { li { (pages::when(e.entry.at)) ": " (e.entry.decision.as_str()) " — " (e.entry.detail.as_deref().unwrap_or("")) } } }
+                ul { @for e in &ingests { li { (pages::time(e.entry.at)) ": " (e.entry.decision.as_str()) " — " (e.entry.detail.as_deref().unwrap_or("")) } } }
                 h3 { "Latest rejected rows" }
                 @if rejects.is_empty() { p { "None." } } @else {
                     table {
                         caption { "Rows recent ingests rejected, newest first (fix them in the file and ingest it again: stored reads are skipped)" }
                         thead { tr { th scope="col" { "Ingest" } th scope="col" { "File" } th scope="col" { "Line" } th scope="col" { "Why" } } }
                         tbody { @for r in &rejects {
-                            tr { td { (pages::when(r.at)) } td { (r.source) } td { (r.line) } td { (r.reason) } }
+                            tr { td { (pages::time(r.at)) } td { (r.source) } td { (r.line) } td { (r.reason) } }
                         } }
                     }
                 }
                 h3 { "Latest alerts" }
                 @if st.alerts.is_empty() { p { "None." } }
-                ul { @for (at, kind, detail) in st.alerts.iter().take(10) { li { (pages::when(*at)) " " (kind) ": " (detail) } } }
+                ul { @for (at, kind, detail) in st.alerts.iter().take(10) { li { (pages::time(*at)) " " (kind) ": " (detail) } } }
             },
         ),
     ))

@@ -70,7 +70,7 @@ pub async fn list(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                             td { code { (v.id) } }
                             td { (v.terms.provider_ori) " → " (v.terms.requester_ori) }
                             td { (v.status.as_str()) @if v.terms.valid_until <= now { " (expired)" } }
-                            td { (pages::when(v.terms.valid_until)) }
+                            td { (pages::time(v.terms.valid_until)) }
                             td {
                                 a href=(format!("/admin/agreements/proof/{}", v.id)) aria-label=(format!("Registration proof of {}", v.id)) { "Proof" }
                                 @if v.status == alpr_proto::agreement::AgreementStatus::Active && v.terms.valid_until > now {

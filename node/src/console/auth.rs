@@ -93,6 +93,15 @@ pub use alpr_pki::p1363_to_der;
 pub struct Form(HashMap<String, Vec<String>>);
 
 impl Form {
+    /// Parse an `application/x-www-form-urlencoded` body.
+    pub fn parse(bytes: &[u8]) -> Self {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(bytes) {
+            m.entry(k.into_owned()).or_default().push(v.into_owned());
+        }
+        Form(m)
+    }
+
     /// The first value of `k` (empty when absent).
     pub fn get(&self, k: &str) -> &str {
         self.0
@@ -142,11 +151,7 @@ pub async fn read_form_up_to(c: &Console, body: Body, limit: usize) -> Result<Fo
             None,
         )
     })?;
-    let mut m: HashMap<String, Vec<String>> = HashMap::new();
-    for (k, v) in form_urlencoded::parse(&bytes) {
-        m.entry(k.into_owned()).or_default().push(v.into_owned());
-    }
-    Ok(Form(m))
+    Ok(Form::parse(&bytes))
 }
 
 /// A request that did not come from a page of this console (another site's form).
@@ -846,6 +851,34 @@ pub async fn signout(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_typed_in_local_time_arrive_in_utc_and_without_the_script_are_read_as_utc() {
+        use super::super::pages::{datetime_again, form_datetime};
+        // The script's twin (the browser in UTC-8: 13:16 local is 21:16 UTC) wins.
+        let f = Form::parse(b"from=2026-12-06T13%3A16&from_utc=2026-12-06T21%3A16%3A00.000Z");
+        assert_eq!(form_datetime(&f, "from", "From"), Ok(1_796_591_760));
+        assert_eq!(
+            datetime_again(&f, "from", 0),
+            "2026-12-06T21:16",
+            "shown again in UTC"
+        );
+        // No script: the field is UTC, as its label says.
+        let f = Form::parse(b"from=2026-12-06T21%3A16");
+        assert_eq!(form_datetime(&f, "from", "From"), Ok(1_796_591_760));
+        // Nothing sent: the default; garbage: a clear error naming the field.
+        assert_eq!(
+            datetime_again(&Form::parse(b""), "from", 1_796_591_760),
+            "2026-12-06T21:16"
+        );
+        let f = Form::parse(b"from=x&from_utc=yesterday");
+        assert_eq!(
+            form_datetime(&f, "from", "From"),
+            Err("From: \"yesterday\" is not a date and time".into())
+        );
+        assert_eq!(datetime_again(&f, "from", 0), "x", "what was typed is kept");
+        assert!(form_datetime(&Form::parse(b"from=soon"), "from", "From").is_err());
+    }
 
     #[test]
     fn p1363_signatures_become_der_that_ring_verifies() {

@@ -233,7 +233,7 @@ pub async fn supervisor(State(c): State<Arc<Console>>, headers: HeaderMap) -> Pa
                                     td { (k.user) }
                                     td { (a.as_ref().map(|a| a.role.as_str()).unwrap_or("no account")) }
                                     td { (match a { Some(a) if a.disabled_at.is_some() => "disabled", Some(a) if a.approved_at.is_some() => "approved", Some(_) => "awaiting approval", None => "none" }) }
-                                    td { (pages::when(k.requested_at)) }
+                                    td { (pages::time(k.requested_at)) }
                                     td {
                                         @if k.user == s.user {
                                             "Your own: another supervisor approves it"

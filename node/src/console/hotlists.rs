@@ -52,8 +52,8 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                             tr {
                                 td { (l.name) } td { (l.source) } td { (l.topic) }
                                 td { (l.entries) }
-                                td { (pages::when(l.loaded_at)) }
-                                td { (pages::when(l.expires_at)) @if l.expires_at <= now { " (lapsed)" } }
+                                td { (pages::time(l.loaded_at)) }
+                                td { (pages::time(l.expires_at)) @if l.expires_at <= now { " (lapsed)" } }
                                 td { @if l.expires_at > now {
                                     form.inline method="post" action="/admin/hotlists/withdraw" {
                                         input type="hidden" name="csrf" value=(s.csrf);
@@ -73,7 +73,7 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                     tbody {
                         @if shared.is_empty() { tr { td colspan="4" { "None." } } }
                         @for (owner, name, n, until) in &shared {
-                            tr { td { (owner) } td { (name) } td { (n) } td { (pages::when(*until)) } }
+                            tr { td { (owner) } td { (name) } td { (n) } td { (pages::time(*until)) } }
                         }
                     }
                 }
@@ -83,8 +83,8 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                     label for="hl-name" { "Name" } input #hl-name name="name" required;
                     label for="hl-source" { "Source (where it comes from, e.g. NCIC stolen vehicles)" } input #hl-source name="source" required;
                     label for="hl-topic" { "Topic (e.g. stolen-vehicle, wanted-person, amber-alert)" } input #hl-topic name="topic" required;
-                    label for="hl-until" { "In force until (UTC)" }
-                    input #hl-until name="until" type="datetime-local" required value=(pages::datetime_value(now + 30 * 86_400));
+                    label for="hl-until" { "In force until (" span.tz { "UTC" } ")" }
+                    input #hl-until name="until" type="datetime-local" required data-utc value=(pages::datetime_value(now + 30 * 86_400));
                     label for="hl-plates" { "Plates: one per line, " code { "plate,note" } " (a header line " code { "plate,note" } " is skipped)" }
                     textarea #hl-plates name="plates" rows="8" required {}
                     button type="submit" { "Load this list" }
@@ -112,7 +112,7 @@ pub async fn load(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body)
             Some(&s),
         )
     };
-    let until = pages::parse_datetime("In force until", f.get("until"))
+    let until = pages::form_datetime(&f, "until", "In force until")
         .map_err(|e| bad(StatusCode::BAD_REQUEST, &format!("{e}.")))?;
     let (name, source, topic) = (
         f.get("name").trim().to_owned(),
@@ -135,7 +135,7 @@ pub async fn load(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body)
                 "Hot list loaded",
                 Some(&s),
                 html! {
-                    p.notice role="status" { "Loaded hot list " (shown) ": " (count) " plates, in force until " (pages::when(until)) "." }
+                    p.notice role="status" { "Loaded hot list " (shown) ": " (count) " plates, in force until " (pages::time(until)) "." }
                     p { a href="/admin/hotlists" { "Back to the hot lists" } }
                 },
             ),

@@ -147,6 +147,36 @@ pub fn datetime_value(t: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A time as an HTML `<time>` element: its UTC text, which the console's script shows in
+/// the browser's own time zone (keeping the UTC text as its tooltip).
+pub fn time(t: i64) -> Markup {
+    html! { time datetime=(alpr_pki::fmt_time(t)) { (when(t)) } }
+}
+
+/// The field `name`'s time as the browser sent it: its hidden twin `<name>_utc` (RFC 3339,
+/// which the console's script fills from the local time typed), else the field itself read
+/// as UTC (a browser without the script); `label` names the field in errors.
+pub fn form_datetime(f: &super::auth::Form, name: &str, label: &str) -> Result<i64, String> {
+    let utc = f.get(&format!("{name}_utc")).trim();
+    if !utc.is_empty() {
+        return time::OffsetDateTime::parse(utc, &time::format_description::well_known::Rfc3339)
+            .map(|d| d.unix_timestamp())
+            .map_err(|_| format!("{label}: {utc:?} is not a date and time"));
+    }
+    parse_datetime(label, f.get(name))
+}
+
+/// The UTC value to put back into the `datetime-local` field `name` of a form shown again
+/// (marked `data-utc` for the script to show in local time): what was sent, else
+/// `default`.
+pub fn datetime_again(f: &super::auth::Form, name: &str, default: i64) -> String {
+    match form_datetime(f, name, name) {
+        Ok(t) if !f.get(name).trim().is_empty() => datetime_value(t),
+        _ if !f.get(name).trim().is_empty() => f.get(name).trim().to_owned(),
+        _ => datetime_value(default),
+    }
+}
+
 /// Parse a `datetime-local` field (read as UTC).
 pub fn parse_datetime(field: &str, v: &str) -> Result<i64, String> {
     let v = v.trim();

@@ -119,7 +119,7 @@ pub async fn audit_log(
                         @for e in &entries {
                             tr {
                                 td { (e.seq) }
-                                td { (pages::when(e.entry.at)) }
+                                td { (pages::time(e.entry.at)) }
                                 td { (e.entry.event.as_str()) }
                                 td { (e.entry.decision.as_str()) }
                                 td { (e.entry.requester_user.as_deref().unwrap_or("")) }

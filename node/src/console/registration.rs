@@ -75,8 +75,8 @@ pub async fn page(
                     tbody {
                         tr { th scope="row" { "Provider → requester" } td { (a.terms.provider_ori) " → " (a.terms.requester_ori) } }
                         tr { th scope="row" { "Signed by" } td { (a.provider_admin.describe()) "; " (a.requester_admin.describe()) } }
-                        tr { th scope="row" { "Registry entry" } td { "number " (proven.index) " (from 0), logged " (pages::when(proven.logged_at)) } }
-                        tr { th scope="row" { "Registry head" } td { (h.size) " entries, signed by the broker " (pages::when(h.timestamp)) } }
+                        tr { th scope="row" { "Registry entry" } td { "number " (proven.index) " (from 0), logged " (pages::time(proven.logged_at)) } }
+                        tr { th scope="row" { "Registry head" } td { (h.size) " entries, signed by the broker " (pages::time(h.timestamp)) } }
                         tr { th scope="row" { "Root" } td { code { (hex::encode(h.root)) } } }
                         tr { th scope="row" { "Cosigned by" } td {
                             @if h.cosigners.is_empty() { span.error { "no regulator yet" } }

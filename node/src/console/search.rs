@@ -168,10 +168,10 @@ fn search_page(c: &Console, s: &Session, f: &Form, error: Option<&str>) -> Marku
                     input #plate name="plate" required autocomplete="off" value=(f.get("plate"));
                     label for="plate_state" { "Plate state (two letters, or ANY)" }
                     input #plate_state name="plate_state" value=(or("plate_state", "ANY".into())) maxlength="3";
-                    label for="from" { "From (UTC)" }
-                    input #from name="from" type="datetime-local" required value=(or("from", pages::datetime_value(now - 7 * 86_400)));
-                    label for="to" { "To (UTC)" }
-                    input #to name="to" type="datetime-local" required value=(or("to", pages::datetime_value(now)));
+                    label for="from" { "From (" span.tz { "UTC" } ")" }
+                    input #from name="from" type="datetime-local" required data-utc value=(pages::datetime_again(f, "from", now - 7 * 86_400));
+                    label for="to" { "To (" span.tz { "UTC" } ")" }
+                    input #to name="to" type="datetime-local" required data-utc value=(pages::datetime_again(f, "to", now));
                 }
                 fieldset #targets {
                     legend { "Agencies to ask" }
@@ -234,8 +234,8 @@ fn params_of(f: &Form) -> Result<SearchParams, String> {
         } else {
             state.to_owned()
         },
-        window_start: pages::parse_datetime("From", f.get("from"))?,
-        window_end: pages::parse_datetime("To", f.get("to"))?,
+        window_start: pages::form_datetime(f, "from", "From")?,
+        window_end: pages::form_datetime(f, "to", "To")?,
         purpose: f
             .get("purpose")
             .split_whitespace()
@@ -363,7 +363,7 @@ fn query_summary(q: &Query) -> Markup {
             caption { "Query " (hex::encode(&q.query_id)) }
             tbody {
                 tr { th scope="row" { "Plate" } td { (q.plate) " (" (q.plate_state) ")" @if !q.shape.is_empty() { " — " (q.shape) } } }
-                tr { th scope="row" { "Window" } td { (pages::when(q.window_start)) " to " (pages::when(q.window_end)) } }
+                tr { th scope="row" { "Window" } td { (pages::time(q.window_start)) " to " (pages::time(q.window_end)) } }
                 tr { th scope="row" { "Purpose" } td { (purpose_label(&q.purpose_code)) } }
                 tr { th scope="row" { "Case" } td { (q.case_number) } }
                 tr { th scope="row" { "Reason" } td { (q.reason) } }
@@ -612,7 +612,7 @@ pub async fn result(
                 table.sortable #reads {
                     caption { (all.len()) " reads (choose a column heading to sort)" }
                     thead { tr {
-                        th scope="col" { button type="button" { "Time (UTC)" } }
+                        th scope="col" { button type="button" { "Time (" span.tz { "UTC" } ")" } }
                         th scope="col" { button type="button" { "Agency" } }
                         th scope="col" { button type="button" { "Plate" } }
                         th scope="col" { button type="button" { "State" } }
@@ -623,7 +623,7 @@ pub async fn result(
                     tbody {
                         @for (o, r) in &all {
                             tr {
-                                td data-sort=(r.captured_at) { (pages::when(r.captured_at)) }
+                                td data-sort=(r.captured_at) { (pages::time(r.captured_at)) }
                                 td { (o) } td { (r.plate) } td { (r.plate_state) } td { (r.camera_id) }
                                 td data-sort=(r.latitude) { (format!("{:.5}", r.latitude)) }
                                 td data-sort=(r.longitude) { (format!("{:.5}", r.longitude)) }
@@ -754,7 +754,7 @@ pub async fn history(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page 
                         tbody {
                             @for e in &entries {
                                 tr {
-                                    td { (pages::when(e.entry.at)) }
+                                    td { (pages::time(e.entry.at)) }
                                     td { (e.entry.decision.as_str()) }
                                     td { (e.entry.purpose.as_deref().map(purpose_label).unwrap_or_default()) }
                                     td { (e.entry.case_number.as_deref().unwrap_or("")) }

@@ -68,8 +68,8 @@ pub async fn accounts(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page
                                 td { (a.approved_at.map(pages::when).unwrap_or_else(|| "not yet".into())) @if let Some(b) = &a.approved_by { " by " (b) } }
                                 td {
                                     @match a.trained_at {
-                                        Some(t) if t >= now - valid_days * 86_400 => { (pages::when(t)) }
-                                        Some(t) => { span.error { "expired (" (pages::when(t)) ")" } }
+                                        Some(t) if t >= now - valid_days * 86_400 => { (pages::time(t)) }
+                                        Some(t) => { span.error { "expired (" (pages::time(t)) ")" } }
                                         None => { span.error { "none recorded" } }
                                     }
                                 }
@@ -157,7 +157,7 @@ pub async fn reviews(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page 
                 @if sample.is_empty() { p { "No search to review yet." } }
                 @for e in &sample {
                     section.review aria-labelledby=(format!("r-{}", e.seq)) {
-                        h2 id=(format!("r-{}", e.seq)) { "Entry #" (e.seq) ", " (pages::when(e.entry.at)) }
+                        h2 id=(format!("r-{}", e.seq)) { "Entry #" (e.seq) ", " (pages::time(e.entry.at)) }
                         p {
                             (e.entry.requester_user.as_deref().unwrap_or("?")) " of " (e.entry.requester_ori.as_deref().unwrap_or("?"))
                             " searched " (e.entry.plate.as_deref().unwrap_or("-"))
@@ -180,7 +180,7 @@ pub async fn reviews(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page 
                 @if done.is_empty() { p { "None yet." } }
                 @else {
                     ul { @for r in &done {
-                        li { (pages::when(r.entry.at)) " — " (r.entry.requester_user.as_deref().unwrap_or("?")) ": "
+                        li { (pages::time(r.entry.at)) " — " (r.entry.requester_user.as_deref().unwrap_or("?")) ": "
                              (if r.entry.decision == Decision::Justified { "justified" } else { "not justified" }) ", "
                              (r.entry.detail.as_deref().unwrap_or("")) }
                     } }
@@ -236,8 +236,8 @@ pub async fn holds(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                     thead { tr { th scope="col" { "Case" } th scope="col" { "Plate" } th scope="col" { "Window" } th scope="col" { "Until" } th scope="col" { "Approved by" } } }
                     tbody { @for h in &list { tr {
                         td { (h.case_number) } td { (h.plate) }
-                        td { (pages::when(h.window_start)) " to " (pages::when(h.window_end)) }
-                        td { (pages::when(h.expires_at)) @if h.expires_at <= now { " (lapsed)" } }
+                        td { (pages::time(h.window_start)) " to " (pages::time(h.window_end)) }
+                        td { (pages::time(h.expires_at)) @if h.expires_at <= now { " (lapsed)" } }
                         td { (h.approved_by) }
                     } } }
                 }
@@ -246,9 +246,9 @@ pub async fn holds(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                     input type="hidden" name="csrf" value=(s.csrf);
                     label for="case" { "Case number" } input #case name="case" required;
                     label for="plate" { "Plate" } input #plate name="plate" required;
-                    label for="from" { "Reads from (UTC)" } input #from name="from" type="datetime-local" required;
-                    label for="to" { "Reads to (UTC)" } input #to name="to" type="datetime-local" required;
-                    label for="until" { "Hold until (UTC)" } input #until name="until" type="datetime-local" required;
+                    label for="from" { "Reads from (" span.tz { "UTC" } ")" } input #from name="from" type="datetime-local" required;
+                    label for="to" { "Reads to (" span.tz { "UTC" } ")" } input #to name="to" type="datetime-local" required;
+                    label for="until" { "Hold until (" span.tz { "UTC" } ")" } input #until name="until" type="datetime-local" required;
                     label for="note" { "Why" } input #note name="note" required;
                     button type="submit" { "Place the hold" }
                 }
@@ -264,9 +264,9 @@ pub async fn hold(State(c): State<Arc<Console>>, headers: HeaderMap, body: Body)
     supervisors_only(&c, &s, "Evidence holds").await?;
     let times = (|| {
         Ok::<_, String>((
-            pages::parse_datetime("Reads from", f.get("from"))?,
-            pages::parse_datetime("Reads to", f.get("to"))?,
-            pages::parse_datetime("Hold until", f.get("until"))?,
+            pages::form_datetime(&f, "from", "Reads from")?,
+            pages::form_datetime(&f, "to", "Reads to")?,
+            pages::form_datetime(&f, "until", "Hold until")?,
         ))
     })();
     let (from, to, until) = match times {

@@ -230,4 +230,46 @@
       });
     });
   });
+  // Times. The server writes every time in UTC; here they are shown in this browser's own
+  // time zone (the UTC text stays as the tooltip), date-time fields are filled and read in
+  // local time, and each is sent with its UTC equivalent in a hidden "<name>_utc" field,
+  // which the server prefers (without this script, fields are read as UTC, as labelled).
+  const zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || 'local time';
+  const pad = (n) => String(n).padStart(2, '0');
+  const localText = (d) => d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) +
+    ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+  const zoneName = (d) => {
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' })
+      .formatToParts(d).find((x) => x.type === 'timeZoneName');
+    return part ? part.value : zone;
+  };
+  document.querySelectorAll('time[datetime]').forEach((t) => {
+    const d = new Date(t.getAttribute('datetime'));
+    if (isNaN(d.getTime())) return;
+    t.title = t.textContent;
+    t.textContent = localText(d) + ' ' + zoneName(d);
+  });
+  document.querySelectorAll('span.tz').forEach((z) => { z.textContent = zone; });
+  document.querySelectorAll('input[type="datetime-local"][data-utc]').forEach((i) => {
+    const d = new Date(i.value + 'Z');
+    if (i.value && !isNaN(d.getTime())) i.value = localText(d).replace(' ', 'T');
+  });
+  document.querySelectorAll('form').forEach((f) => {
+    const fields = f.querySelectorAll('input[type="datetime-local"]');
+    if (!fields.length) return;
+    // In the capture phase: before any other handler of this form's submit.
+    f.addEventListener('submit', () => {
+      fields.forEach((i) => {
+        let twin = f.querySelector('input[type="hidden"][name="' + i.name + '_utc"]');
+        if (!twin) {
+          twin = document.createElement('input');
+          twin.type = 'hidden';
+          twin.name = i.name + '_utc';
+          f.appendChild(twin);
+        }
+        const d = new Date(i.value); // a datetime-local value is read in local time
+        twin.value = i.value && !isNaN(d.getTime()) ? d.toISOString() : '';
+      });
+    }, true);
+  });
 })();
