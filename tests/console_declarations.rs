@@ -159,6 +159,12 @@ async fn an_out_of_state_requesters_admin_declares_in_the_console_what_the_law_r
         .unwrap();
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("does not verify"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("declares that ALPR data received from Connecticut agencies"),
+        "the declaration's text is kept to sign again: {}",
+        r.body
+    );
     let r = web
         .request(
             "POST",

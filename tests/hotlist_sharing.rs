@@ -443,19 +443,44 @@ async fn an_owner_replaces_or_withdraws_a_shared_list_and_the_target_stops_watch
     let (_, resp) = fed.search(FRESNO, &w).await.unwrap();
     assert_eq!(
         resp.results[0].status,
-        TargetStatus::Answered as i32,
+        TargetStatus::Refused as i32,
         "{}",
         resp.results[0].detail
     );
-    let detail = last_inbound(&fed, VENTURA);
     assert!(
-        detail.contains("kept no list of that name in force"),
-        "{detail}"
+        resp.results[0]
+            .detail
+            .contains("keeps no hot list \"stolen and robbery\" of CA0100500"),
+        "{}",
+        resp.results[0].detail
     );
     assert_eq!(
         fed.nodes[VENTURA].node.status().unwrap().shared_lists.len(),
         1
     );
+
+    // Ventura's switches hold for kept lists as for queries: refusing Sacramento stops
+    // watching for its list until it is allowed again.
+    let refuse = |on: bool| {
+        alpr_node::client::switch(
+            alpr_node::settings::Switch::RefuseRequester,
+            on,
+            SACRAMENTO,
+            "paused while the audit of its searches runs",
+        )
+    };
+    fed.admin(VENTURA, &admin_of(VENTURA), refuse(true))
+        .await
+        .unwrap();
+    fed.ingest_csv(VENTURA, &reads_csv(&[("5XYZ987", "CA", 0)]))
+        .unwrap();
+    assert_eq!(hits(&fed), 2, "no hit while Sacramento is refused");
+    fed.admin(VENTURA, &admin_of(VENTURA), refuse(false))
+        .await
+        .unwrap();
+    fed.ingest_csv(VENTURA, &reads_csv(&[("5XYZ987", "CA", 0)]))
+        .unwrap();
+    assert_eq!(hits(&fed), 3, "watching again once allowed");
 
     // A withdrawal that carries plates is not one.
     let mut bad = alpr_node::client::hotlist_withdrawal("stolen and robbery");
@@ -518,7 +543,7 @@ async fn an_owner_replaces_or_withdraws_a_shared_list_and_the_target_stops_watch
     tokio::time::sleep(Duration::from_secs(1)).await;
     fed.ingest_csv(VENTURA, &reads_csv(&[("5XYZ987", "CA", 0)]))
         .unwrap();
-    assert_eq!(hits(&fed), 2, "no hit after the withdrawal");
+    assert_eq!(hits(&fed), 3, "no hit after the withdrawal");
     // A withdrawal some target does not confirm is a failure the investigator sees.
     let code = cli([
         "withdraw-share",

@@ -57,7 +57,7 @@ pub struct SearchParams {
 /// `withdraw`, with no entries).
 pub fn hotlist_withdrawal(name: &str) -> alpr_proto::pb::HotlistShare {
     alpr_proto::pb::HotlistShare {
-        name: name.trim().to_owned(),
+        name: alpr_proto::input::nfc(name.trim()),
         source: "its owner".into(),
         topic: "withdrawal of the list".into(),
         kind: alpr_proto::hotlist::KIND_WITHDRAW.into(),

@@ -215,6 +215,11 @@ impl Node {
         let (decision, found) = match decision {
             AdmissionDecision::Admitted(a) => match self.read_for(&a, now) {
                 Ok(found) => (AdmissionDecision::Admitted(a), Some(found)),
+                // A share this node cannot act on (a withdrawal of a list it does not keep).
+                Err(Error::Refused(e)) => {
+                    let detail = e.detail();
+                    (refuse(*a, e.reason(), detail), None)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "ALERT: the read store cannot be read; refusing query");
                     let detail = format!("the node cannot read its store now: {e}");
@@ -236,7 +241,10 @@ impl Node {
                     e.detail = Some("catch-all purpose: flagged for audit review".into());
                 }
                 if let Some(kept) = kept {
-                    e.detail = Some(kept);
+                    e.detail = Some(match e.detail.take() {
+                        Some(flag) => format!("{flag}; {kept}"),
+                        None => kept,
+                    });
                 }
                 let answer = self.answer_to(q, reads, &a.agreement_id, &a.rule_version, now);
                 (e, Ok(answer))

@@ -113,8 +113,15 @@ impl Node {
     ) -> Result<Hits, Error> {
         let mut entries = Vec::new();
         let mut queued = Vec::new();
+        // The switches hold for kept lists as for queries: sharing off, refuse-all or a
+        // refused owner stops watching for its lists at once.
+        let switches = store::settings::load(db)?;
         for s in store::shares::active_in(db, now)? {
-            if !self.share_in_force(&s, now) {
+            if !self.share_in_force(&s, now)
+                || !switches.sharing_enabled
+                || switches.refuse_all
+                || switches.refused_requesters.contains(&s.owner_ori)
+            {
                 continue;
             }
             let q = &s.query;
@@ -162,18 +169,26 @@ impl Node {
         let owner = &q.requester_ori;
         let db = self.db();
         if q.hotlist.as_ref().is_some_and(|h| h.kind == KIND_WITHDRAW) {
-            let stopped = store::shares::withdraw_in(&db, owner, name, None, now)?;
-            return Ok(match stopped {
-                0 => format!(
-                    "hot list {name:?} of {owner} withdrawn: this agency kept no list of that name in force"
-                ),
-                k => format!(
-                    "hot list {name:?} of {owner} withdrawn: {k} kept list(s) of that name stopped now; no further hits are reported"
-                ),
-            });
+            // Only lists shared before the withdrawal was signed: a newer list of the name,
+            // arrived first, stays.
+            let stopped = store::shares::withdraw_in(&db, owner, name, None, q.issued_at, now)?;
+            if stopped == 0 {
+                return Err(alpr_proto::Error::refused(
+                    RefusalReason::InvalidInput,
+                    format!(
+                        "{} keeps no hot list {name:?} of {owner} in force (never kept, expired, or withdrawn already): nothing to withdraw",
+                        self.ori()
+                    ),
+                )
+                .into());
+            }
+            return Ok(format!(
+                "hot list {name:?} of {owner} withdrawn: {stopped} kept list(s) of that name stopped now; no further hits are reported"
+            ));
         }
         store::shares::record_in(&db, agreement_id, q, now)?;
-        let replaced = store::shares::withdraw_in(&db, owner, name, Some(&q.query_id), now)?;
+        let replaced =
+            store::shares::withdraw_in(&db, owner, name, Some(&q.query_id), q.issued_at, now)?;
         Ok(format!(
             "hot list {name:?} of {owner} ({n} entries) kept until {}{}: its hits on this agency's cameras are logged here and reported to {owner}",
             alpr_pki::fmt_time(q.window_end),

@@ -627,38 +627,38 @@ pub async fn declare_sign(State(c): State<Arc<Console>>, headers: HeaderMap, bod
         ));
     };
     let mut sa = *sa;
+    // On a failure the agreement is shown again with the declaration's text to sign anew.
+    let text = Declaration::decode(bytes.as_slice())
+        .map(|d| d.text)
+        .unwrap_or_default();
     let Some(signed) = signed_by_browser(&s, &f, DECLARATION, bytes) else {
-        return Err(message(
-            &ori,
-            StatusCode::BAD_REQUEST,
-            "Agreements",
-            "Your browser sent no signature; nothing was signed.",
-            Some(&s),
-        ));
+        return review_with(
+            &c,
+            &s,
+            sa,
+            Some((
+                false,
+                "Your browser sent no signature; nothing was attached.",
+            )),
+            &text,
+        );
     };
-    match envelope::open(&c.node.trust(), &signed, DECLARATION, alpr_pki::now_unix()) {
-        Ok((id, _)) if id.role == alpr_pki::Role::Admin && id.ori() == Some(ori.as_str()) => {}
-        Ok((id, _)) => {
-            return Err(message(
-                &ori,
-                StatusCode::FORBIDDEN,
-                "Agreements",
-                &format!(
-                    "The declaration must be signed by {ori}'s admin, not {}.",
-                    id.describe()
-                ),
-                Some(&s),
-            ));
-        }
-        Err(e) => {
-            return Err(message(
-                &ori,
-                StatusCode::FORBIDDEN,
-                "Agreements",
-                &format!("The declaration's signature does not verify: {e}. Nothing was attached."),
-                Some(&s),
-            ));
-        }
+    let refused = match envelope::open(&c.node.trust(), &signed, DECLARATION, alpr_pki::now_unix())
+    {
+        Ok((id, _)) if id.role == alpr_pki::Role::Admin && id.ori() == Some(ori.as_str()) => None,
+        Ok((id, _)) => Some(format!(
+            "The declaration must be signed by {ori}'s admin, not {}; nothing was attached.",
+            id.describe()
+        )),
+        Err(e) => Some(format!(
+            "The declaration's signature does not verify: {e}. Nothing was attached."
+        )),
+    };
+    if let Some(why) = refused {
+        let page = review_with(&c, &s, sa, Some((false, &why)), &text)?;
+        let mut page = page;
+        *page.status_mut() = StatusCode::FORBIDDEN;
+        return Ok(page);
     }
     sa.declaration = Some(signed);
     review_with(

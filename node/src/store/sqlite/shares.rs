@@ -174,19 +174,22 @@ pub fn active_in(db: &Db, now: i64) -> Result<Vec<SharedIn>, Error> {
     Ok(out)
 }
 
-/// End now the kept lists `owner_ori` shared under `name`, all but the share `keep`:
-/// their owner withdrew them, or shared the list again. How many were in force.
+/// End now the kept lists `owner_ori` shared under `name` before `before` (their signing
+/// time), all but the share `keep`: their owner withdrew them, or shared the list again.
+/// How many were in force. (Their rows stay until their hits are reported: see [`purge`].)
 pub fn withdraw_in(
     db: &Db,
     owner_ori: &str,
     name: &str,
     keep: Option<&[u8]>,
+    before: i64,
     now: i64,
 ) -> Result<u64, Error> {
     let mut n = 0;
     for s in active_in(db, now)? {
         let same = s.owner_ori == owner_ori
             && s.query.hotlist.as_ref().is_some_and(|h| h.name == name)
+            && s.query.issued_at <= before
             && keep != Some(s.query.query_id.as_slice());
         if same {
             n += db.conn.execute(
@@ -219,12 +222,14 @@ pub fn find_in(db: &Db, share_id: &[u8]) -> Result<Option<SharedIn>, Error> {
     .transpose()
 }
 
-/// Drop shared lists past their expiry (both directions) and hit reports settled more
-/// than `keep_secs` ago.
+/// Drop shared lists past their expiry (both directions; a kept list only once no hit
+/// of it waits to be reported) and hit reports settled more than `keep_secs` ago.
 pub fn purge(db: &Db, now: i64, keep_secs: i64) -> Result<u64, Error> {
-    let mut n = db
-        .conn
-        .execute("DELETE FROM shares_in WHERE expires_at <= ?1", [now])?;
+    let mut n = db.conn.execute(
+        "DELETE FROM shares_in WHERE expires_at <= ?1
+         AND share_id NOT IN (SELECT share_id FROM hit_outbox WHERE done_at IS NULL)",
+        [now],
+    )?;
     n += db.conn.execute(
         "DELETE FROM shares_out WHERE expires_at <= ?1",
         [now - keep_secs],

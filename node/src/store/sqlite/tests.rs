@@ -221,3 +221,67 @@ fn rejected_rows_keep_the_newest_and_go_with_the_reads_retention() {
     assert!(left.iter().all(|r| r.at >= day + 3), "{left:?}");
     assert_eq!(left.len(), 100);
 }
+
+#[test]
+fn a_withdrawn_list_stops_matching_at_once_but_stays_until_its_queued_hits_are_reported() {
+    use alpr_proto::pb::{HotlistShare, Query};
+    let (_d, mut db) = db();
+    let now = 1_800_000_000;
+    let share = |id: u8, owner: &str, name: &str, issued: i64| Query {
+        query_id: vec![id; 16],
+        requester_ori: owner.into(),
+        issued_at: issued,
+        window_start: issued,
+        window_end: now + 86_400,
+        hotlist: Some(HotlistShare {
+            name: name.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    shares::record_in(
+        &db,
+        "agr-1",
+        &share(1, "CA0340000", "stolen", now - 100),
+        now,
+    )
+    .unwrap();
+    shares::record_in(
+        &db,
+        "agr-2",
+        &share(2, "CA0100500", "stolen", now - 100),
+        now,
+    )
+    .unwrap();
+    shares::record_in(
+        &db,
+        "agr-1",
+        &share(3, "CA0340000", "stolen", now + 50),
+        now,
+    )
+    .unwrap();
+    shares::queue_hits(&mut db, &[(vec![1; 16], read("8ABC123", now - 10))], now).unwrap();
+    // A withdrawal signed at `now` stops the owner's older list of the name only: not
+    // another owner's, not a newer one of its own.
+    assert_eq!(
+        shares::withdraw_in(&db, "CA0340000", "stolen", None, now, now).unwrap(),
+        1
+    );
+    let active: Vec<_> = shares::active_in(&db, now)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.query.query_id[0])
+        .collect();
+    assert_eq!(active, [2, 3]);
+    // Purged once lapsed, except while a hit of it waits to reach its owner.
+    shares::purge(&db, now + 1, 7 * 86_400).unwrap();
+    assert!(
+        shares::find_in(&db, &[1; 16]).unwrap().is_some(),
+        "its hit is queued"
+    );
+    let pending = shares::pending_hits(&db, 10).unwrap();
+    let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
+    shares::settle_hits(&mut db, &ids, Some("delivered"), now + 2).unwrap();
+    shares::purge(&db, now + 3, 7 * 86_400).unwrap();
+    assert!(shares::find_in(&db, &[1; 16]).unwrap().is_none());
+}
