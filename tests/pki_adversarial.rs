@@ -126,6 +126,148 @@ async fn a_revoked_investigator_is_refused_everywhere_without_a_restart() {
 }
 
 #[tokio::test]
+async fn after_a_crl_reload_the_broker_connects_to_no_node_whose_certificate_is_revoked() {
+    const FRESNO: &str = "CA0100500";
+    // Clear queries, so that the broker itself forwards to Fresno (a sealing node already
+    // refuses to seal to a key published under a revoked certificate).
+    let fed = Federation::start_clear(&demo_agencies()).await.unwrap();
+    for ori in [VENTURA, FRESNO] {
+        fed.ingest_csv(ori, &alpr_federation::synthetic_csv(ori, &["8ABC123"], 5))
+            .unwrap();
+        fed.agree(Federation::terms(ori, SACRAMENTO, &["240"], 30, 86_400))
+            .await
+            .unwrap();
+    }
+    // No query has gone to Fresno yet, so the broker has no connection to it. Fresno's node
+    // certificate is revoked and the CRLs are reloaded, without a restart.
+    let (fresno_cert, _) = fed.pki.node(FRESNO);
+    fed.revoke(&fresno_cert).unwrap();
+    fed.reload_crls().unwrap();
+    let (_, resp) = fed
+        .search(SACRAMENTO, &params("8ABC123", &[VENTURA, FRESNO], "240", 3))
+        .await
+        .unwrap();
+    let status = |ori: &str| {
+        let r = resp.results.iter().find(|r| r.ori == ori).unwrap();
+        (
+            alpr_proto::pb::TargetStatus::try_from(r.status).unwrap(),
+            r.detail.clone(),
+        )
+    };
+    assert_eq!(
+        status(VENTURA).0,
+        alpr_proto::pb::TargetStatus::Answered,
+        "{}",
+        status(VENTURA).1
+    );
+    // The broker's handshake refuses Fresno's revoked certificate: nothing is sent to it.
+    let (fresno, detail) = status(FRESNO);
+    assert_eq!(
+        fresno,
+        alpr_proto::pb::TargetStatus::Unavailable,
+        "{detail}"
+    );
+    assert!(
+        fed.audit(FRESNO, Some("inbound_query")).unwrap().is_empty(),
+        "Fresno's node never received the query"
+    );
+    let log = fed.broker_log().unwrap();
+    assert!(
+        log.iter().any(|l| l.event == "route_result"
+            && l.target.as_deref() == Some(FRESNO)
+            && l.decision == "unavailable"),
+        "{log:?}"
+    );
+    fed.stop().await.unwrap();
+}
+
+/// Run `alpr-node` with `args`: its exit code.
+async fn node_cli(args: Vec<String>) -> std::process::ExitCode {
+    use clap::Parser as _;
+    let mut argv = vec!["alpr-node".to_owned()];
+    argv.extend(args);
+    tokio::task::spawn_blocking(move || {
+        alpr_node::cli::main(alpr_node::cli::Cli::try_parse_from(argv).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn disabling_a_separated_investigator_revokes_their_certificate_in_the_same_command() {
+    let fed = fed().await;
+    let p = params("8ABC123", &[VENTURA], "240", 3);
+    fed.search(SACRAMENTO, &p).await.unwrap();
+    let inv = investigator_of(SACRAMENTO);
+    let (inv_cert, _) = fed.pki.person(SACRAMENTO, &inv);
+    let admin = alpr_federation::admin_of(SACRAMENTO);
+    let (admin_cert, admin_key) = fed.pki.person(SACRAMENTO, &admin);
+    let s = |p: &std::path::Path| p.display().to_string();
+    let disable = |cert: &std::path::Path| {
+        [
+            "admin",
+            "--node",
+            &fed.nodes[SACRAMENTO].addr.to_string(),
+            "--root",
+            &s(&fed.pki.root_cert()),
+            "--cert",
+            &s(&admin_cert),
+            "--key",
+            &s(&admin_key),
+            "disable",
+            &inv,
+            "--note",
+            "left the agency on 2026-12-05",
+            "--revoke-cert",
+            &s(cert),
+            "--pki-dir",
+            &s(fed.pki.dir()),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    // Someone else's certificate: refused before anything is revoked or disabled.
+    assert_eq!(
+        node_cli(disable(&admin_cert)).await,
+        std::process::ExitCode::FAILURE
+    );
+    fed.reload_crls().unwrap();
+    fed.search(SACRAMENTO, &p)
+        .await
+        .expect("nothing was revoked or disabled");
+    // The investigator's own: revoked at the agency CA and the account disabled, logged.
+    assert_eq!(
+        node_cli(disable(&inv_cert)).await,
+        std::process::ExitCode::SUCCESS
+    );
+    let changes = fed.audit(SACRAMENTO, Some("account_change")).unwrap();
+    let last = &changes.last().unwrap().entry;
+    assert_eq!(
+        last.requester_user.as_deref(),
+        Some(admin.as_str()),
+        "{last:?}"
+    );
+    assert!(
+        last.detail.as_deref().unwrap_or("").contains(&inv),
+        "{last:?}"
+    );
+    let crl = alpr_pki::read_crls(&fed.pki.agency_crl(SACRAMENTO)).unwrap();
+    assert!(
+        !crl.is_empty(),
+        "the agency's CRL now lists the certificate"
+    );
+    // Without a restart, the revoked certificate no longer reaches its own node.
+    fed.reload_crls().unwrap();
+    let err = fed.search(SACRAMENTO, &p).await.unwrap_err();
+    assert!(
+        format!("{err:?}").to_lowercase().contains("revoked")
+            || err.to_string().contains("transport"),
+        "{err:?}"
+    );
+    fed.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_agency_ca_cannot_mint_another_agencys_identity() {
     let fed = fed().await;
     // Las Vegas's CA issues an investigator and a node certificate claiming to be Sacramento.

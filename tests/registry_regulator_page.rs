@@ -75,7 +75,8 @@ async fn the_registry_page_in_a_real_browser() {
     let now = alpr_pki::now_unix();
     let token = page::sign_in_token(&reg_signer, 600, now).unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let (_driver, c) = browser::browser(profile.path()).await;
+    // A regulator's browser in New York: dates are shown in its zone.
+    let (_driver, c) = browser::browser_with(profile.path(), &[("TZ", "America/New_York")]).await;
 
     // No session: the sign-in form. A token in the address is refused, not used.
     c.goto(&base).await.unwrap();
@@ -166,7 +167,20 @@ async fn the_registry_page_in_a_real_browser() {
         page_text.contains("240 Motor Vehicle Theft"),
         "purpose names: {page_text}"
     );
-    assert!(page_text.contains(" UTC"), "dates, not Unix seconds");
+    assert!(
+        page_text.contains(" EST"),
+        "dates, not Unix seconds, in the browser's zone: {page_text}"
+    );
+    let head_time = c.find(Locator::Css("time[datetime]")).await.unwrap();
+    assert!(
+        head_time
+            .attr("title")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .ends_with(" UTC"),
+        "the UTC time is the tooltip"
+    );
     assert!(
         page_text.contains("PURPOSE_PROHIBITED"),
         "refusals by reason in the report"

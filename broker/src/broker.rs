@@ -167,7 +167,10 @@ impl Broker {
         }
         let log_writer = store::LogWriter::open_at(&location)?;
         let deadline = Duration::from_millis(cfg.deadline_ms);
-        let client_cfg = alpr_runtime::tls::client_config(&trust, &tls)?;
+        let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
+        // Its connections to the nodes check each node against the CRLs in force when
+        // they are made (reloaded without a restart).
+        let client_cfg = tls.client_config()?;
         let mut nodes = HashMap::new();
         for n in &cfg.nodes {
             let target = alpr_runtime::client::Target {
@@ -180,7 +183,6 @@ impl Broker {
                 NodeInboundClient::new(Tapped::new(ch, tap.clone())),
             );
         }
-        let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
         Ok(Arc::new(Self {
             tls,
             signer,

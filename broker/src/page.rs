@@ -125,6 +125,12 @@ fn purposes(codes: &str) -> String {
 
 use alpr_pki::fmt_when as date;
 
+/// A time as an HTML `<time>` element: its UTC text, which the page's script shows in the
+/// browser's own time zone (the UTC text kept as its tooltip).
+fn time_el(t: i64) -> Markup {
+    html! { time datetime=(alpr_pki::fmt_time(t)) { (date(t)) } }
+}
+
 /// Each week's targets forwarded (grey) and refusals stacked by reason (one colour per
 /// reason, named in the legend), server-rendered SVG.
 fn weekly_chart(weeks: &[crate::store::RoutingWeek]) -> Markup {
@@ -300,7 +306,7 @@ async fn index(
                 h2 { "Tree head" }
                 p #head {
                     (view.head.size) " entries, root " code { (hex::encode(view.head.root)) }
-                    ", signed by the broker " (date(view.head.timestamp)) "; "
+                    ", signed by the broker " (time_el(view.head.timestamp)) "; "
                     (view.head.cosigners.len()) " regulator cosignature(s)"
                     @if !view.head.cosigners.is_empty() { ": " (view.head.cosigners.iter().map(|c| c.describe()).collect::<Vec<_>>().join(", ")) }
                     ". Every signature and the tree were verified by this page."
@@ -333,7 +339,7 @@ async fn index(
                             td { (r.status) }
                             td { (purposes(&r.purposes)) }
                             td { (r.lookback_days) " days" }
-                            td { (date(r.valid_until)) }
+                            td { (time_el(r.valid_until)) }
                             td { (r.justification) }
                             td {
                                 // The provider's state's regulator suspends and lifts.
@@ -366,13 +372,13 @@ async fn index(
                     table {
                         caption { "Expiring within 30 days" }
                         thead { tr { th scope="col" { "Agreement" } th scope="col" { "Parties" } th scope="col" { "Until" } } }
-                        tbody { @for r in &soon { tr { td { code { (r.id) } } td { (r.provider) " → " (r.requester) } td { (date(r.valid_until)) } } } }
+                        tbody { @for r in &soon { tr { td { code { (r.id) } } td { (r.provider) " → " (r.requester) } td { (time_el(r.valid_until)) } } } }
                     }
                     table {
                         caption { "Systems in use (each node's newest published key)" }
                         thead { tr { th scope="col" { "Agency" } th scope="col" { "System" } th scope="col" { "Published" } } }
                         tbody { @for (ori, keys) in &view.sealing_keys { @if let Some(k) = keys.last() {
-                            tr { td { (ori) } td { @if k.product.is_empty() { "not stated" } @else { (k.product) " " (k.product_version) } } td { (date(k.published_at)) } }
+                            tr { td { (ori) } td { @if k.product.is_empty() { "not stated" } @else { (k.product) " " (k.product_version) } } td { (time_el(k.published_at)) } }
                         } } }
                     }
                     h3 { "Searches and refusals per week (the broker's routing log)" }
@@ -407,6 +413,20 @@ async fn style() -> Response {
 /// from the key file they choose, imported into WebCrypto as non-extractable and used once
 /// in this browser; only the signature is sent.
 const SCRIPT: &str = r#"'use strict';
+// Times: written in UTC by the broker, shown here in this browser's time zone (the UTC
+// text stays as the tooltip).
+(function () {
+  const pad = (n) => String(n).padStart(2, '0');
+  document.querySelectorAll('time[datetime]').forEach((t) => {
+    const d = new Date(t.getAttribute('datetime'));
+    if (isNaN(d.getTime())) return;
+    const part = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' })
+      .formatToParts(d).find((x) => x.type === 'timeZoneName');
+    t.title = t.textContent;
+    t.textContent = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
+      pad(d.getHours()) + ':' + pad(d.getMinutes()) + (part ? ' ' + part.value : '');
+  });
+})();
 (function () {
   const form = document.getElementById('act-form');
   if (!form) return;

@@ -1443,9 +1443,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     pki_dir,
                 } => {
                     if let (Some(cert), Some(dir)) = (revoke_cert, pki_dir) {
-                        let der = alpr_pki::read_cert_chain(&cert)?.remove(0);
+                        // The whole chain (the person's certificate and its agency CA's).
+                        let chain = alpr_pki::read_cert_chain(&cert)?;
                         let id = alpr_pki::TrustStore::new(trust.root().clone(), vec![])
-                            .verify(&[der], alpr_pki::now_unix())?;
+                            .verify(&chain, alpr_pki::now_unix())?;
                         if id.user.as_deref() != Some(user.as_str()) {
                             return Err(Error::Usage(format!(
                                 "{} is {}'s certificate, not {user}'s",

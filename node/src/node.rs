@@ -283,9 +283,12 @@ impl Node {
         drop(log);
         let agreements = store::registered_agreements(&conn)?;
         let head_time = crate::registry::stored_head_time(&conn)?;
+        let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
         let broker = match &cfg.broker {
             Some(b) => {
-                let client_cfg = alpr_runtime::tls::client_config(&trust, &tls)?;
+                // Checked against the CRLs in force at each connection (reloaded without a
+                // restart).
+                let client_cfg = tls.client_config()?;
                 let target = alpr_runtime::client::Target {
                     addr: b.addr.clone(),
                     server_name: b.server_name.clone(),
@@ -296,7 +299,6 @@ impl Node {
             }
             None => None,
         };
-        let tls = alpr_runtime::tls::ReloadableTls::new(trust, tls, cfg.tls.crls.clone())?;
         let node = Arc::new(Self {
             agency,
             tls,
