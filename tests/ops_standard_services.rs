@@ -240,3 +240,92 @@ async fn a_node_that_cannot_write_its_audit_log_answers_nothing_and_reports_not_
     assert_eq!(report.entries as usize, before + 1, "the chain is intact");
     fed.stop().await.unwrap();
 }
+
+/// Health of the broker's service and of its server as a whole (1 SERVING, 2 NOT_SERVING).
+async fn broker_health(fed: &Federation) -> Vec<i32> {
+    let (c, k) = fed.pki.node(demo_agencies()[0].ori);
+    let me = TlsIdentity::load(&c, &k).unwrap();
+    let ch = alpr_runtime::client::channel(
+        &Target {
+            addr: fed.broker.addr.to_string(),
+            server_name: "localhost".into(),
+        },
+        alpr_runtime::tls::client_config(&fed.trust, &me).unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut health = HealthClient::new(ch);
+    let mut out = Vec::new();
+    for s in ["alpr.v1.Broker", ""] {
+        let r = health
+            .check(HealthCheckRequest { service: s.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        out.push(r.status);
+    }
+    out
+}
+
+async fn wait_for_broker_health(fed: &Federation, want: i32) {
+    for _ in 0..100 {
+        if broker_health(fed).await.iter().all(|s| *s == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the broker never reported health status {want}");
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_write_its_routing_log_forwards_nothing_and_reports_not_serving() {
+    let agencies = demo_agencies();
+    let fed = Federation::start(None, &agencies[..2], |_| open_policy())
+        .await
+        .unwrap();
+    let (v, s) = (agencies[0].ori, agencies[1].ori);
+    fed.ingest_csv(v, &alpr_federation::synthetic_csv(v, &["8ABC123"], 5))
+        .unwrap();
+    fed.agree(Federation::terms(v, s, &["240"], 30, 86_400))
+        .await
+        .unwrap();
+    wait_for_broker_health(&fed, 1).await;
+    let p = alpr_federation::params("8ABC123", &[v], "240", 3);
+    let answered_before = fed.audit(v, Some("inbound_query")).unwrap().len();
+
+    // The routing log breaks under the running broker (its table moved away).
+    let rename = |from: &str, to: &str| {
+        let db = fed.broker.broker.db();
+        db.connection()
+            .unwrap()
+            .execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}"))
+            .unwrap();
+    };
+    rename("log", "log_moved");
+    let broken = fed.search(s, &p).await;
+    assert!(
+        broken.is_err()
+            || broken.as_ref().is_ok_and(
+                |(_, r)| r.results[0].status != alpr_proto::pb::TargetStatus::Answered as i32
+            ),
+        "a broker that cannot log must not forward: {broken:?}"
+    );
+    wait_for_broker_health(&fed, 2).await;
+    assert_eq!(
+        fed.audit(v, Some("inbound_query")).unwrap().len(),
+        answered_before,
+        "nothing reached the target"
+    );
+
+    // Repaired: the next query is logged and forwarded, and health recovers.
+    rename("log_moved", "log");
+    let (_, reply) = fed.search(s, &p).await.unwrap();
+    assert_eq!(
+        reply.results[0].status,
+        alpr_proto::pb::TargetStatus::Answered as i32,
+        "{}",
+        reply.results[0].detail
+    );
+    wait_for_broker_health(&fed, 1).await;
+    fed.stop().await.unwrap();
+}

@@ -37,6 +37,9 @@ pub struct Broker {
     db: Mutex<Db>,
     /// Group-commit writer of routing decisions and results.
     log_writer: store::LogWriter,
+    /// gRPC health of the running server (set once it serves): NOT_SERVING while the
+    /// routing log cannot be written.
+    health: std::sync::OnceLock<alpr_runtime::server::Health>,
     /// Query ids already routed to each target, made durable by the routing log.
     replay: ReplayMemory,
     registry: RwLock<Registry>,
@@ -188,6 +191,7 @@ impl Broker {
             signer,
             db: Mutex::new(db),
             log_writer,
+            health: std::sync::OnceLock::new(),
             replay,
             registry: RwLock::new(registry),
             shared,
@@ -669,7 +673,8 @@ impl Broker {
                     Error::Refused(r) => (r.reason().as_str_name().to_owned(), r.detail()),
                     other => ("CERT_INVALID".to_owned(), other.to_string()),
                 };
-                self.log_writer
+                let logged = self
+                    .log_writer
                     .append(vec![LogEntry {
                         query_id: facts.query.as_ref().map(|q| hex::encode(&q.query_id)),
                         requester: facts.requester(),
@@ -677,7 +682,8 @@ impl Broker {
                         detail: Some(detail),
                         ..LogEntry::new(now, Event::Route, Decision::Refused)
                     }])
-                    .await?;
+                    .await;
+                self.note_log(logged)?;
                 return Err(e);
             }
         };
@@ -722,10 +728,8 @@ impl Broker {
             query_id: query.query_id.clone(),
             now,
         };
-        let replays = self
-            .log_writer
-            .append_claimed(entries.clone(), claim)
-            .await?;
+        let replays =
+            self.note_log(self.log_writer.append_claimed(entries.clone(), claim).await)?;
         if !replays.is_empty() {
             store::mark_replays(&mut entries, &replays);
             Self::refuse_replays(&mut plans, &replays, &query.query_id);
@@ -845,7 +849,7 @@ impl Broker {
                 ..LogEntry::new(now, Event::Route, Decision::Refused)
             }])
             .await;
-        match logged {
+        match self.note_log(logged) {
             Ok(()) => e.into(),
             Err(log_error) => log_error,
         }
@@ -1195,12 +1199,12 @@ impl Broker {
                     .ok()
                     .map(|r| r.as_str_name().to_owned());
                 row.detail = Some(receipt.detail.clone());
-                self.log_writer.append(vec![row]).await?;
+                self.note_log(self.log_writer.append(vec![row]).await)?;
                 return Ok(receipt);
             }
         };
         row.agreement_id = Some(agreement);
-        self.log_writer.append(vec![row.clone()]).await?;
+        self.note_log(self.log_writer.append(vec![row.clone()]).await)?;
         let deadline = self.deadline;
         let receipt = match self.nodes.get(&report.owner_ori) {
             None => refuse(RefusalReason::Unavailable, "no route".into()),
@@ -1234,7 +1238,7 @@ impl Broker {
             .flatten()
             .map(|r| r.as_str_name().to_owned());
         row.detail = (!receipt.accepted).then(|| receipt.detail.clone());
-        self.log_writer.append(vec![row]).await?;
+        self.note_log(self.log_writer.append(vec![row]).await)?;
         Ok(receipt)
     }
 
@@ -1332,15 +1336,33 @@ impl Broker {
                 Decision::Refused,
             )
         };
-        if let Err(e) = self.log_writer.append(vec![entry]).await {
+        if let Err(e) = self.note_log(self.log_writer.append(vec![entry]).await) {
             tracing::error!(error = %e, "ALERT: could not log an undecodable request");
         }
+    }
+
+    /// Report through `health` (the server's gRPC health): NOT_SERVING while routing-log
+    /// rows cannot be made durable (every query is refused then: nothing is forwarded
+    /// before its decision is durable), SERVING again after the next durable append.
+    pub fn set_health(&self, health: alpr_runtime::server::Health) {
+        let _ = self.health.set(health);
+    }
+
+    /// Health follows the outcome `r` of a routing-log append.
+    fn note_log<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        if let Some(h) = self.health.get() {
+            if r.is_err() && h.is_serving() {
+                tracing::error!("ALERT: the routing log cannot be written; reporting NOT_SERVING");
+            }
+            h.set_serving(r.is_ok());
+        }
+        r
     }
 
     /// Append `entries` to the routing log and wait until they are durable (the regulator
     /// page's sign-ins).
     pub async fn record(&self, entries: Vec<LogEntry>) -> Result<(), Error> {
-        self.log_writer.append(entries).await
+        self.note_log(self.log_writer.append(entries).await)
     }
 
     /// Wait until every routing-log row queued so far is durable (at shutdown).

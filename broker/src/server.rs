@@ -91,8 +91,10 @@ pub async fn start_tapped(
         }),
         tap,
     );
-    let (router, _health) =
+    let (router, health) =
         alpr_runtime::server::with_standard_services(&mut builder, &["alpr.v1.Broker"]).await?;
+    // A broker that cannot write its routing log forwards nothing; health says so.
+    broker.set_health(health);
     let router = router.add_service(
         BrokerServer::new(BrokerService::new(broker.clone()))
             .max_decoding_message_size(alpr_proto::limits::TRANSPORT_MAX_MESSAGE),
