@@ -32,6 +32,7 @@ mod assets;
 mod auth;
 mod enroll;
 mod hotlists;
+mod ingest;
 mod pages;
 mod records;
 mod registration;
@@ -140,6 +141,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/supervisor/hold", post(supervise::hold))
         .route("/admin", get(administer::page))
         .route("/admin/switch", post(administer::switch))
+        .route("/admin/ingest", get(ingest::page).post(ingest::ingest))
         .route("/admin/hotlists", get(hotlists::page))
         .route("/admin/hotlists/load", post(hotlists::load))
         .route("/admin/hotlists/withdraw", post(hotlists::withdraw))

@@ -143,6 +143,7 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
                         (st.shared_lists.iter().map(|(o, n, e, u)| format!("{n} from {o} ({e} entries, until {})", pages::when(*u))).collect::<Vec<_>>().join("; ")) }
                 }
                 h3 { "Latest ingests" }
+                p { a href="/admin/ingest" { "Ingest a CSV file of reads" } }
                 @if ingests.is_empty() { p { "None yet." } }
                 ul { @for e in &ingests { li { (pages::time(e.entry.at)) ": " (e.entry.decision.as_str()) " — " (e.entry.detail.as_deref().unwrap_or("")) } } }
                 h3 { "Latest rejected rows" }

@@ -179,6 +179,17 @@
       agreement.submit();
     });
   }
+  // A CSV file chosen for ingest is read here into the form's text (with its name).
+  const ingestFile = document.getElementById('ingest-file');
+  if (ingestFile) {
+    ingestFile.addEventListener('change', async () => {
+      const file = ingestFile.files[0];
+      if (!file) return;
+      const form = document.getElementById('ingest-form');
+      form.elements.csv.value = await file.text();
+      form.elements.filename.value = file.name;
+    });
+  }
   // An agreement file chosen for upload travels as hex in the form.
   const upload = document.getElementById('upload-form');
   if (upload) {
