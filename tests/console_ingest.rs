@@ -61,6 +61,7 @@ async fn an_admin_ingests_a_csv_file_from_the_console_and_reads_what_was_rejecte
     let logged = fed.audit(VENTURA, Some("ingest")).unwrap();
     let e = &logged.last().unwrap().entry;
     assert_eq!(e.decision, "partial");
+    assert_eq!(e.requester_user.as_deref(), Some("adm-ruiz"), "{e:?}");
     let detail = e.detail.as_deref().unwrap();
     assert!(
         detail.contains("cams-2026-12-06.csv (web console upload by adm-ruiz@CA0560100)"),

@@ -1348,6 +1348,14 @@ impl Broker {
         let _ = self.health.set(health);
     }
 
+    /// While reporting NOT_SERVING, try the routing log (an empty durable append): back to
+    /// SERVING as soon as it can be written again. A no-op while serving.
+    pub async fn probe_log(&self) {
+        if self.health.get().is_some_and(|h| !h.is_serving()) {
+            let _ = self.note_log(self.log_writer.flush().await);
+        }
+    }
+
     /// Health follows the outcome `r` of a routing-log append.
     fn note_log<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
         if let Some(h) = self.health.get() {

@@ -27,6 +27,7 @@ pub struct RunningBroker {
     task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     crl_task: JoinHandle<()>,
     head_task: JoinHandle<()>,
+    probe_task: JoinHandle<()>,
 }
 
 impl RunningBroker {
@@ -40,6 +41,7 @@ impl RunningBroker {
     pub async fn halt(&mut self) -> Result<(), Error> {
         self.crl_task.abort();
         self.head_task.abort();
+        self.probe_task.abort();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -120,6 +122,18 @@ pub async fn start_tapped(
             }
         },
     );
+    // While NOT_SERVING, probe the routing log every second: health comes back when the
+    // store does, even with no query arriving (a load balancer sends none to a replica it
+    // took out).
+    let prober = broker.clone();
+    let probe_task = tasks::every(
+        std::time::Duration::from_secs(1),
+        tasks::First::AfterInterval,
+        move || {
+            let b = prober.clone();
+            async move { b.probe_log().await }
+        },
+    );
     if let Some(a) = cfg.metrics_listen {
         let l = TcpListener::bind(a)
             .await
@@ -160,5 +174,6 @@ pub async fn start_tapped(
         task: Some(task),
         crl_task,
         head_task,
+        probe_task,
     })
 }

@@ -1409,7 +1409,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::SealKey(cmd) => seal_key::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd),
         Command::Admin { person, cmd } => {
-            let Person { trust, tls: me, .. } = person.tls.load()?;
+            let Person {
+                trust,
+                tls: me,
+                signer,
+            } = person.tls.load()?;
             let target = person.tls.target(&person.node);
             let mut c = client::admin_client(&target, &trust, &me, Duration::from_secs(30))?;
             let req = match cmd {
@@ -1447,11 +1451,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         let chain = alpr_pki::read_cert_chain(&cert)?;
                         let id = alpr_pki::TrustStore::new(trust.root().clone(), vec![])
                             .verify(&chain, alpr_pki::now_unix())?;
-                        if id.user.as_deref() != Some(user.as_str()) {
+                        let mine = alpr_pki::TrustStore::new(trust.root().clone(), vec![])
+                            .verify(signer.chain(), alpr_pki::now_unix())?;
+                        if id.user.as_deref() != Some(user.as_str()) || id.ori() != mine.ori() {
                             return Err(Error::Usage(format!(
-                                "{} is {}'s certificate, not {user}'s",
+                                "{} is {}'s certificate, not the certificate of {user} at your agency ({})",
                                 cert.display(),
-                                id.describe()
+                                id.describe(),
+                                mine.ori().unwrap_or("?")
                             )));
                         }
                         let ori = id.ori().unwrap_or_default().to_owned();

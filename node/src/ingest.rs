@@ -301,6 +301,20 @@ impl Node {
         progress: impl FnMut(u64),
         stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<FileIngest, Error> {
+        self.ingest_file_by(None, source, input, progress, stop)
+    }
+
+    /// [`Node::ingest_file`] on behalf of `by` (a console user of this agency), named in
+    /// the log's `ingest` entry as its requester.
+    pub fn ingest_file_by<R: std::io::BufRead>(
+        &self,
+        by: Option<&str>,
+        source: &str,
+        input: R,
+        progress: impl FnMut(u64),
+        stop: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<FileIngest, Error> {
+        let who = by.map(|u| (u.to_owned(), self.ori().to_owned()));
         let mut hits: Vec<String> = Vec::new();
         let result = ingest_csv(
             &mut |b| {
@@ -316,6 +330,8 @@ impl Node {
             Ok(r) => r,
             Err(e) => {
                 self.audit(&[AuditEntry {
+                    requester_user: who.as_ref().map(|w| w.0.clone()),
+                    requester_ori: who.as_ref().map(|w| w.1.clone()),
                     detail: Some(format!("{source}: {e}")),
                     ..AuditEntry::new(alpr_pki::now_unix(), Event::Ingest, Decision::Error)
                 }])?;
@@ -341,6 +357,8 @@ impl Node {
         );
         let at = alpr_pki::now_unix();
         self.audit(&[AuditEntry {
+            requester_user: who.as_ref().map(|w| w.0.clone()),
+            requester_ori: who.as_ref().map(|w| w.1.clone()),
             count: Some(report.stored),
             detail: Some(summary.clone()),
             ..AuditEntry::new(at, Event::Ingest, decision)

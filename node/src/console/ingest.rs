@@ -17,8 +17,10 @@ use super::auth::{self, on_node, read_form_up_to};
 use super::pages::{Page, layout, message, respond};
 use super::state::Console;
 
-/// Largest upload, bytes (about 80,000 reads).
-const MAX_INGEST_FORM: usize = 8 * 1024 * 1024;
+/// Largest file, bytes (about 80,000 reads).
+const MAX_INGEST_FILE: usize = 8 * 1024 * 1024;
+/// Largest form: the file URL-encoded (up to three bytes for one) and the other fields.
+const MAX_INGEST_FORM: usize = 3 * MAX_INGEST_FILE + 64 * 1024;
 /// Rejected rows listed on the result page.
 const LISTED: usize = 50;
 
@@ -36,7 +38,7 @@ pub async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Page {
             html! {
                 p { "A CSV file of this agency's reads, as " code { "alpr-node ingest" } " takes it: a header naming "
                     code { "plate,captured_at,camera_id,latitude,longitude" } " (and " code { "plate_state" } " if known), times in RFC 3339. Every row is checked; rejected rows are listed with their line. At most "
-                    (MAX_INGEST_FORM / (1024 * 1024)) " MiB here; larger files and camera feeds go through the command." }
+                    (MAX_INGEST_FILE / (1024 * 1024)) " MiB here; larger files and camera feeds go through the command." }
                 p #key-status role="status" {}
                 form #ingest-form method="post" action="/admin/ingest" {
                     input type="hidden" name="csrf" value=(s.csrf);
@@ -63,6 +65,19 @@ pub async fn ingest(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
     auth::admins_only(&c, &s, "Ingest", "ingest reads")?;
     let ori = c.node.ori().to_owned();
     let csv = f.get("csv").to_owned();
+    if csv.len() > MAX_INGEST_FILE {
+        return Err(message(
+            &ori,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Ingest",
+            &format!(
+                "The file holds {} bytes, over the {} MiB this page takes: nothing was ingested. Use alpr-node ingest on the node's host.",
+                csv.len(),
+                MAX_INGEST_FILE / (1024 * 1024)
+            ),
+            Some(&s),
+        ));
+    }
     if csv.trim().is_empty() {
         return Err(message(
             &ori,
@@ -77,8 +92,10 @@ pub async fn ingest(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bod
         name => name.chars().filter(|c| !c.is_control()).take(200).collect(),
     };
     let source = format!("{file} (web console upload by {}@{ori})", s.user);
+    let user = s.user.clone();
     let done = on_node(&c, move |n| {
-        n.ingest_file(
+        n.ingest_file_by(
+            Some(&user),
             &source,
             std::io::Cursor::new(csv.into_bytes()),
             |_| {},
