@@ -303,6 +303,43 @@ async fn log_refusal(st: &PageState, rows: Vec<LogEntry>) {
     }
 }
 
+/// A refusal whose logged detail is the message shown: one `page_sign_in` row, then the
+/// sign-in page with `msg`.
+async fn refuse(
+    st: &PageState,
+    now: i64,
+    who: Option<&str>,
+    reason: &str,
+    status: StatusCode,
+    msg: &str,
+) -> Response {
+    log_refusal(
+        st,
+        vec![row(
+            now,
+            Decision::Refused,
+            who,
+            Some(reason),
+            msg.to_owned(),
+        )],
+    )
+    .await;
+    signin_page(status, Some(msg))
+}
+
+/// `name`'s enrolled code, if any, and until when its sign-in is locked, if it is.
+async fn enrollment(
+    st: &PageState,
+    name: &str,
+    now: i64,
+) -> Result<(Option<store::RegulatorCode>, Option<i64>), Response> {
+    let n = name.to_owned();
+    on_store(st, move |db| {
+        Ok((store::regulator_code(db, &n)?, locked_until(db, &n, now)?))
+    })
+    .await
+}
+
 /// Run `f` on the store off the async threads.
 async fn on_store<R: Send + 'static>(
     st: &PageState,
@@ -386,12 +423,7 @@ pub(super) async fn signin(
             } else {
                 "BAD_TOKEN"
             };
-            log_refusal(
-                &st,
-                vec![row(now, Decision::Refused, None, Some(reason), msg.clone())],
-            )
-            .await;
-            return signin_page(status, Some(&msg));
+            return refuse(&st, now, None, reason, status, &msg).await;
         }
     };
     let Some(name) = regulator_name(&id) else {
@@ -399,18 +431,7 @@ pub(super) async fn signin(
             "{} names no person or no state; it cannot sign in here",
             id.describe()
         );
-        log_refusal(
-            &st,
-            vec![row(
-                now,
-                Decision::Refused,
-                None,
-                Some("NOT_REGULATOR"),
-                msg.clone(),
-            )],
-        )
-        .await;
-        return signin_page(StatusCode::FORBIDDEN, Some(&msg));
+        return refuse(&st, now, None, "NOT_REGULATOR", StatusCode::FORBIDDEN, &msg).await;
     };
     // Good once, whatever its encoding: by its signature, at every replica.
     let digest = ring::digest::digest(&ring::digest::SHA256, &signed.signature)
@@ -426,26 +447,18 @@ pub(super) async fn signin(
         Err(r) => return r,
     } {
         let msg = "This sign-in token was used already; make a new one.";
-        log_refusal(
+        return refuse(
             &st,
-            vec![row(
-                now,
-                Decision::Refused,
-                Some(&name),
-                Some("TOKEN_REUSED"),
-                msg.into(),
-            )],
+            now,
+            Some(&name),
+            "TOKEN_REUSED",
+            StatusCode::UNAUTHORIZED,
+            msg,
         )
         .await;
-        return signin_page(StatusCode::UNAUTHORIZED, Some(msg));
     }
     let chain = signed.cert_chain;
-    let n = name.clone();
-    let found = on_store(&st, move |db| {
-        Ok((store::regulator_code(db, &n)?, locked_until(db, &n, now)?))
-    })
-    .await;
-    let (enrolled, locked) = match found {
+    let (enrolled, locked) = match enrollment(&st, &name, now).await {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -456,18 +469,15 @@ pub(super) async fn signin(
         let msg = format!(
             "No sign-in code is enrolled for {name} at this broker. Its operator enrolls one (alpr-broker regulator-code --config broker.toml enroll --cert <your certificate>); then sign in again."
         );
-        log_refusal(
+        return refuse(
             &st,
-            vec![row(
-                now,
-                Decision::Refused,
-                Some(&name),
-                Some("NOT_ENROLLED"),
-                msg.clone(),
-            )],
+            now,
+            Some(&name),
+            "NOT_ENROLLED",
+            StatusCode::FORBIDDEN,
+            &msg,
         )
         .await;
-        return signin_page(StatusCode::FORBIDDEN, Some(&msg));
     };
     if enrolled.confirmed_at.is_none() {
         let mut secret = vec![0u8; SECRET_BYTES];
@@ -710,12 +720,7 @@ pub(super) async fn signin_setup(
         );
     };
     let name = regulator_name(&setup.id).unwrap_or_default();
-    let n = name.clone();
-    let found = on_store(&st, move |db| {
-        Ok((store::regulator_code(db, &n)?, locked_until(db, &n, now)?))
-    })
-    .await;
-    let (enrolled, locked) = match found {
+    let (enrolled, locked) = match enrollment(&st, &name, now).await {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -729,18 +734,15 @@ pub(super) async fn signin_setup(
         let msg = format!(
             "The sign-in code of {name} was set up, replaced or removed since this page was shown; nothing was signed in. Sign in again with a new token."
         );
-        log_refusal(
+        return refuse(
             &st,
-            vec![row(
-                now,
-                Decision::Refused,
-                Some(&name),
-                Some("SETUP_STALE"),
-                msg.clone(),
-            )],
+            now,
+            Some(&name),
+            "SETUP_STALE",
+            StatusCode::CONFLICT,
+            &msg,
         )
         .await;
-        return signin_page(StatusCode::CONFLICT, Some(&msg));
     }
     if code.is_empty() {
         return setup_page(
